@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MPL-2.0
+//! RTMP for GStreamer: elements that speak elementary streams, over a
+//! sans-IO protocol core in [`rtmp`] and a thin blocking driver in [`net`].
+
+pub mod net;
+pub mod rtmp;
+
+fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // The elements register here as they land (rtmpsink, rtmpsrc). The plugin
+    // is already named `rtmp` in a file `libgstrtmp.so`, so that it shadows
+    // Debian's librtmp plugin of the same basename.
+    Ok(())
+}
+
+gst::plugin_define!(
+    rtmp,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

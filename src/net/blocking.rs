@@ -1,0 +1,315 @@
+//! A blocking driver: one thread, one socket, one session. It is what the
+//! tests, examples and benchmarks use to reach real servers; the elements
+//! will drive the same sessions from their own threads.
+
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::message::DataMessage;
+use crate::rtmp::session::{
+    ClientConfig, ClientEvent, ClientSession, ServerConfig, ServerEvent, ServerSession,
+};
+use crate::rtmp::url::RtmpUrl;
+
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    let why = match e.kind() {
+        IoKind::ConnectionRefused => "connection refused (is a server listening?)".to_owned(),
+        IoKind::TimedOut | IoKind::WouldBlock => "timed out".to_owned(),
+        IoKind::ConnectionReset => "connection reset by peer".to_owned(),
+        IoKind::BrokenPipe => "connection closed by peer".to_owned(),
+        _ => e.to_string(),
+    };
+    Error::new(ErrorKind::Io, format!("{what}: {why}"))
+}
+
+/// Opens a TCP connection to the URL's host within `timeout`.
+pub fn tcp_connect(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream> {
+    if url.scheme == crate::rtmp::url::Scheme::Rtmps {
+        return Err(Error::unsupported("rtmps:// (TLS) is not supported yet"));
+    }
+    let target = url.host_port();
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("could not resolve '{}': {e}", url.host),
+            )
+        })?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true).ok();
+                return Ok(s);
+            }
+            Err(e) => last = Some(io_error(&format!("could not connect to {target}"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::Io,
+            format!("'{}' resolved to no address", url.host),
+        )
+    }))
+}
+
+/// A client session over a blocking socket.
+pub struct BlockingClient {
+    stream: TcpStream,
+    session: ClientSession,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl BlockingClient {
+    /// Connects and runs the session until publishing or playing has started
+    /// (or failed). Events that came before are kept for `next_event`.
+    pub fn open(url: &RtmpUrl, config: ClientConfig) -> Result<Self> {
+        let timeout = config.response_timeout;
+        let stream = tcp_connect(url, timeout)?;
+        let session = ClientSession::new(config, Instant::now(), &super::handshake_random());
+        let mut c = BlockingClient {
+            stream,
+            session,
+            buf: vec![0u8; 64 * 1024],
+            eof: false,
+        };
+        c.flush()?;
+        use crate::rtmp::session::ClientState::*;
+        while !matches!(c.session.state(), Publishing { .. } | Playing { .. }) {
+            c.read_some()?;
+            if c.eof {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!(
+                        "server closed the connection during {:?}",
+                        c.session.state()
+                    ),
+                ));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        while !self.session.send_buf().is_empty() {
+            let n = self
+                .stream
+                .write(self.session.send_buf())
+                .map_err(|e| io_error("write failed", e))?;
+            self.session.advance(n);
+        }
+        Ok(())
+    }
+
+    /// Reads once (waiting at most until the session's deadline or 1 s).
+    fn read_some(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let wait = self
+            .session
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(1), Duration::from_secs(1));
+        self.stream.set_read_timeout(Some(wait)).ok();
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => self.eof = true,
+            Ok(n) => {
+                let data = self.buf[..n].to_vec();
+                self.session.feed(&data, Instant::now())?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+                ) => {}
+            Err(e) => return Err(io_error("read failed", e)),
+        }
+        self.session.handle_timeout(Instant::now())?;
+        self.flush()
+    }
+
+    /// The next event; `Ok(None)` once the server closed the connection
+    /// and nothing is left.
+    pub fn next_event(&mut self) -> Result<Option<ClientEvent>> {
+        loop {
+            if let Some(e) = self.session.poll_event() {
+                return Ok(Some(e));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.read_some()?;
+        }
+    }
+
+    /// Like `next_event`, but gives up after `timeout` with `Ok(None)`.
+    pub fn next_event_timeout(&mut self, timeout: Duration) -> Result<Option<ClientEvent>> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.session.poll_event() {
+                return Ok(Some(e));
+            }
+            if self.eof || Instant::now() >= end {
+                return Ok(None);
+            }
+            self.read_some()?;
+        }
+    }
+
+    /// Reads whatever the server sent without waiting (acks, pings), so
+    /// that a long publish keeps the connection healthy.
+    fn drain_incoming(&mut self) -> Result<()> {
+        self.stream.set_nonblocking(true).ok();
+        let r = loop {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    break Ok(());
+                }
+                Ok(n) => {
+                    let data = self.buf[..n].to_vec();
+                    if let Err(e) = self.session.feed(&data, Instant::now()) {
+                        break Err(e);
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(io_error("read failed", e)),
+            }
+        };
+        self.stream.set_nonblocking(false).ok();
+        r
+    }
+
+    pub fn send_audio(&mut self, timestamp: u32, payload: &[u8]) -> Result<()> {
+        self.session.send_audio(timestamp, payload)?;
+        self.after_send()
+    }
+
+    pub fn send_video(&mut self, timestamp: u32, payload: &[u8]) -> Result<()> {
+        self.session.send_video(timestamp, payload)?;
+        self.after_send()
+    }
+
+    pub fn send_data(&mut self, timestamp: u32, data: &DataMessage) -> Result<()> {
+        self.session.send_data(timestamp, data)?;
+        self.after_send()
+    }
+
+    fn after_send(&mut self) -> Result<()> {
+        if self.session.pending_bytes() >= 64 * 1024 {
+            self.flush()?;
+            self.drain_incoming()?;
+        }
+        Ok(())
+    }
+
+    /// Stops politely, sends everything, and closes the connection.
+    pub fn finish(mut self) -> Result<()> {
+        self.session.stop()?;
+        self.flush()?;
+        self.stream.shutdown(Shutdown::Write).ok();
+        // Give the server a moment to read what we sent before the socket goes.
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .ok();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A server session over one accepted blocking socket.
+pub struct BlockingServerConnection {
+    stream: TcpStream,
+    session: ServerSession,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl BlockingServerConnection {
+    /// Accepts one connection from `listener`, waiting at most `timeout`.
+    pub fn accept(listener: &TcpListener, config: ServerConfig, timeout: Duration) -> Result<Self> {
+        listener.set_nonblocking(true).ok();
+        let end = Instant::now() + timeout;
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == IoKind::WouldBlock && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => return Err(io_error("accept failed", e)),
+            }
+        };
+        stream.set_nonblocking(false).ok();
+        stream.set_nodelay(true).ok();
+        Ok(BlockingServerConnection {
+            stream,
+            session: ServerSession::new(config, Instant::now(), &super::handshake_random()),
+            buf: vec![0u8; 64 * 1024],
+            eof: false,
+        })
+    }
+
+    pub fn session(&mut self) -> &mut ServerSession {
+        &mut self.session
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        while !self.session.send_buf().is_empty() {
+            let n = self
+                .stream
+                .write(self.session.send_buf())
+                .map_err(|e| io_error("write failed", e))?;
+            self.session.advance(n);
+        }
+        Ok(())
+    }
+
+    /// The next event; `Ok(None)` when the client closed the connection.
+    pub fn next_event(&mut self) -> Result<Option<ServerEvent>> {
+        loop {
+            if let Some(e) = self.session.poll_event() {
+                return Ok(Some(e));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .ok();
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    let data = self.buf[..n].to_vec();
+                    self.session.feed(&data, Instant::now())?;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(io_error("read failed", e)),
+            }
+            self.session.handle_timeout(Instant::now())?;
+            self.flush()?;
+        }
+    }
+
+    pub fn close(self) {
+        self.stream.shutdown(Shutdown::Both).ok();
+    }
+}

@@ -1,0 +1,28 @@
+//! Drivers that run the sans-IO core over real sockets.
+
+pub mod blocking;
+
+/// Bytes for the handshake's random field. They need not be secret, only
+/// unlike another connection's; a splitmix64 stream seeded from the clock,
+/// the process and a counter is enough.
+pub fn handshake_random() -> [u8; crate::rtmp::handshake::RANDOM_SIZE] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut state =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut out = [0u8; crate::rtmp::handshake::RANDOM_SIZE];
+    for chunk in out.chunks_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}

@@ -1,0 +1,939 @@
+//! The RTMP chunk stream: messages cut into chunks with compressed headers,
+//! interleaved over chunk stream ids (RTMP spec 5.3).
+//!
+//! [`ChunkDecoder`] takes bytes and gives whole messages. It applies Set
+//! Chunk Size and Abort itself, the moment they complete, because they change
+//! how the very next chunk is read. Memory is bounded before it is reserved:
+//! message size, chunk streams with a partial message, and the bytes all
+//! partial messages may hold together ([`Limits`]).
+//!
+//! [`ChunkEncoder`] cuts messages into chunks with the smallest header that
+//! says the same thing, and never lets a chunk stream's timestamp go back.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::{Error, ErrorKind, Result};
+use super::limits::Limits;
+use super::message::type_id;
+
+pub const DEFAULT_CHUNK_SIZE: u32 = 128;
+/// The largest chunk size the wire allows (31 bits).
+pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
+pub const MIN_CSID: u32 = 2;
+pub const MAX_CSID: u32 = 65_599;
+/// The 24-bit timestamp value that says "look in the extended field".
+const EXTENDED: u32 = 0xFF_FFFF;
+/// Single-chunk messages at least this big are handed on without a copy;
+/// smaller ones are copied so that they do not pin a large input block.
+const ZERO_COPY_MIN: usize = 4096;
+
+/// A whole message as the chunk stream carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    pub csid: u32,
+    /// Milliseconds, modulo 2^32; see [`TimestampUnwrapper`].
+    pub timestamp: u32,
+    pub type_id: u8,
+    pub stream_id: u32,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct InStream {
+    timestamp: u32,
+    /// The delta a type-3 header that starts a message adds.
+    delta: u32,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    /// The raw extended timestamp field of the last type 0/1/2 header, if
+    /// it had one: type-3 chunks then repeat it (or, from some peers, omit
+    /// it, which is why it is peeked and compared rather than assumed).
+    ext_field: Option<u32>,
+    partial: Option<BytesMut>,
+}
+
+/// Counters a caller may show in stats or logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderStats {
+    pub bytes: u64,
+    pub chunks: u64,
+    pub messages: u64,
+    /// Partial messages dropped by Abort or by a new header mid-message.
+    pub aborted: u64,
+    /// Type-3 chunks whose extended timestamp the peer left out.
+    pub omitted_extended_timestamps: u64,
+}
+
+#[derive(Debug)]
+pub struct ChunkDecoder {
+    buf: BytesMut,
+    chunk_size: u32,
+    streams: HashMap<u32, InStream>,
+    in_flight: u32,
+    reserved: u64,
+    limits: Limits,
+    stats: DecoderStats,
+}
+
+impl ChunkDecoder {
+    pub fn new(limits: Limits) -> Self {
+        ChunkDecoder {
+            buf: BytesMut::with_capacity(64 * 1024),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+            in_flight: 0,
+            reserved: 0,
+            limits,
+            stats: DecoderStats::default(),
+        }
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    pub fn stats(&self) -> DecoderStats {
+        self.stats
+    }
+
+    /// Bytes fed and not yet consumed as chunks.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes held by partly received messages.
+    pub fn reassembly_bytes(&self) -> u64 {
+        self.reserved
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Gives the next whole message, `Ok(None)` when more bytes are needed.
+    /// After an error the connection cannot go on: the stream is out of step.
+    pub fn poll_message(&mut self) -> Result<Option<RawMessage>> {
+        loop {
+            match self.next_chunk()? {
+                Chunk::NeedMore => return Ok(None),
+                Chunk::Partial => continue,
+                Chunk::Message(m) => {
+                    self.stats.messages += 1;
+                    self.apply_control(&m)?;
+                    return Ok(Some(m));
+                }
+            }
+        }
+    }
+
+    fn apply_control(&mut self, m: &RawMessage) -> Result<()> {
+        match m.type_id {
+            type_id::SET_CHUNK_SIZE => {
+                let v = read_u32(&m.payload, "Set Chunk Size")?;
+                // The top bit must be zero; peers that set it mean the rest.
+                let size = v & MAX_CHUNK_SIZE;
+                if size == 0 {
+                    return Err(Error::protocol("peer set a chunk size of 0"));
+                }
+                self.chunk_size = size;
+            }
+            type_id::ABORT => {
+                let csid = read_u32(&m.payload, "Abort")?;
+                if let Some(s) = self.streams.get_mut(&csid)
+                    && let Some(p) = s.partial.take()
+                {
+                    self.in_flight -= 1;
+                    self.reserved -= p.capacity() as u64;
+                    self.stats.aborted += 1;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> Result<Chunk> {
+        let avail = self.buf.len();
+        if avail == 0 {
+            return Ok(Chunk::NeedMore);
+        }
+        let b0 = self.buf[0];
+        let fmt = b0 >> 6;
+        let (csid, mut pos) = match b0 & 0x3F {
+            0 => {
+                if avail < 2 {
+                    return Ok(Chunk::NeedMore);
+                }
+                (u32::from(self.buf[1]) + 64, 2)
+            }
+            1 => {
+                if avail < 3 {
+                    return Ok(Chunk::NeedMore);
+                }
+                (
+                    u32::from(self.buf[1]) + (u32::from(self.buf[2]) << 8) + 64,
+                    3,
+                )
+            }
+            c => (u32::from(c), 1),
+        };
+        let header_len = [11, 7, 3, 0][usize::from(fmt)];
+        if avail < pos + header_len {
+            return Ok(Chunk::NeedMore);
+        }
+        let h = &self.buf[pos..pos + header_len];
+        let ts_field = if fmt <= 2 {
+            u32::from_be_bytes([0, h[0], h[1], h[2]])
+        } else {
+            0
+        };
+        let (length, msg_type) = if fmt <= 1 {
+            (u32::from_be_bytes([0, h[3], h[4], h[5]]), Some(h[6]))
+        } else {
+            (0, None)
+        };
+        let msg_stream = if fmt == 0 {
+            Some(u32::from_le_bytes([h[7], h[8], h[9], h[10]]))
+        } else {
+            None
+        };
+        pos += header_len;
+
+        let known = self.streams.contains_key(&csid);
+        if !known && fmt != 0 {
+            return Err(Error::protocol(format!(
+                "chunk stream {csid} starts with a type {fmt} header instead of type 0"
+            )));
+        }
+        if !known && self.streams.len() >= 4 * self.limits.max_chunk_streams as usize + 16 {
+            // Idle chunk stream states are small, but not free.
+            return Err(Error::limit(format!(
+                "peer opened more than {} chunk streams",
+                self.streams.len()
+            )));
+        }
+        let stream = self.streams.entry(csid).or_default();
+        let continuing = stream.partial.is_some();
+
+        // Extended timestamp.
+        let mut ext_value = None;
+        if fmt <= 2 {
+            if ts_field == EXTENDED {
+                if avail < pos + 4 {
+                    return Ok(Chunk::NeedMore);
+                }
+                let b = &self.buf[pos..pos + 4];
+                ext_value = Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                pos += 4;
+            }
+        } else if let Some(expected) = stream.ext_field {
+            if avail < pos + 4 {
+                return Ok(Chunk::NeedMore);
+            }
+            let b = &self.buf[pos..pos + 4];
+            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let abs = if continuing {
+                stream.timestamp
+            } else {
+                stream.timestamp.wrapping_add(stream.delta)
+            };
+            if v == expected || v == abs {
+                pos += 4;
+            } else {
+                self.stats.omitted_extended_timestamps += 1;
+            }
+        }
+
+        // Work out the message this chunk belongs to, without committing.
+        let new_length = msg_type.map_or(stream.length, |_| length);
+        if (fmt != 3 || !continuing) && new_length > self.limits.max_message_size {
+            return Err(Error::limit(format!(
+                "peer sent a message of {new_length} bytes; the limit is {}",
+                self.limits.max_message_size
+            )));
+        }
+        let remaining = if fmt == 3 && continuing {
+            let got = stream.partial.as_ref().map_or(0, |p| p.len()) as u32;
+            stream.length - got
+        } else {
+            new_length
+        };
+        let n = remaining.min(self.chunk_size) as usize;
+        if avail < pos + n {
+            return Ok(Chunk::NeedMore);
+        }
+
+        // Commit the header.
+        self.stats.chunks += 1;
+        self.stats.bytes += (pos + n) as u64;
+        if fmt != 3 || !continuing {
+            if let Some(p) = stream.partial.take() {
+                // A new header mid-message: the old message is abandoned.
+                self.in_flight -= 1;
+                self.reserved -= p.capacity() as u64;
+                self.stats.aborted += 1;
+            }
+            let field = ext_value.unwrap_or(ts_field);
+            match fmt {
+                0 => {
+                    stream.timestamp = field;
+                    // The spec: a type-3 header after type 0 repeats the
+                    // type-0 timestamp as its delta.
+                    stream.delta = field;
+                }
+                1 | 2 => {
+                    stream.delta = field;
+                    stream.timestamp = stream.timestamp.wrapping_add(field);
+                }
+                _ => stream.timestamp = stream.timestamp.wrapping_add(stream.delta),
+            }
+            if fmt <= 2 {
+                stream.ext_field = ext_value;
+            }
+            if let Some(t) = msg_type {
+                stream.length = length;
+                stream.type_id = t;
+            }
+            if let Some(s) = msg_stream {
+                stream.stream_id = s;
+            }
+        }
+        self.buf.advance(pos);
+
+        let starts_message = fmt != 3 || !continuing;
+        if starts_message && n == stream.length as usize {
+            let payload = if n >= ZERO_COPY_MIN {
+                self.buf.split_to(n).freeze()
+            } else {
+                let p = Bytes::copy_from_slice(&self.buf[..n]);
+                self.buf.advance(n);
+                p
+            };
+            return Ok(Chunk::Message(RawMessage {
+                csid,
+                timestamp: stream.timestamp,
+                type_id: stream.type_id,
+                stream_id: stream.stream_id,
+                payload,
+            }));
+        }
+
+        let partial = match stream.partial.as_mut() {
+            Some(p) => p,
+            None => {
+                if self.in_flight >= self.limits.max_chunk_streams {
+                    return Err(Error::limit(format!(
+                        "peer has more than {} messages in progress at once",
+                        self.limits.max_chunk_streams
+                    )));
+                }
+                let len = u64::from(stream.length);
+                if self.reserved + len > self.limits.max_reassembly_bytes {
+                    return Err(Error::limit(format!(
+                        "partial messages would hold more than {} bytes",
+                        self.limits.max_reassembly_bytes
+                    )));
+                }
+                self.in_flight += 1;
+                self.reserved += len;
+                stream
+                    .partial
+                    .insert(BytesMut::with_capacity(stream.length as usize))
+            }
+        };
+        partial.extend_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        if partial.len() < stream.length as usize {
+            return Ok(Chunk::Partial);
+        }
+        let done = stream.partial.take().unwrap_or_default();
+        self.in_flight -= 1;
+        self.reserved -= u64::from(stream.length);
+        Ok(Chunk::Message(RawMessage {
+            csid,
+            timestamp: stream.timestamp,
+            type_id: stream.type_id,
+            stream_id: stream.stream_id,
+            payload: done.freeze(),
+        }))
+    }
+}
+
+enum Chunk {
+    NeedMore,
+    Partial,
+    Message(RawMessage),
+}
+
+fn read_u32(p: &[u8], what: &str) -> Result<u32> {
+    if p.len() < 4 {
+        return Err(Error::malformed(format!(
+            "{what} message has {} bytes, needs 4",
+            p.len()
+        )));
+    }
+    Ok(u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct OutStream {
+    timestamp: u32,
+    delta: u32,
+    /// False right after a type-0 header: peers disagree on what delta a
+    /// type-3 header adds then (the spec and FFmpeg say the timestamp,
+    /// nginx says zero), so the next message never uses type 3.
+    delta_known: bool,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    extended: bool,
+}
+
+/// Counters of the encoder.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderStats {
+    pub bytes: u64,
+    pub messages: u64,
+    /// Messages whose timestamp was raised to keep the stream monotonic.
+    pub clamped_timestamps: u64,
+}
+
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    chunk_size: u32,
+    streams: HashMap<u32, OutStream>,
+    out: BytesMut,
+    stats: EncoderStats,
+}
+
+impl Default for ChunkEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkEncoder {
+    pub fn new() -> Self {
+        ChunkEncoder {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            streams: HashMap::new(),
+            out: BytesMut::with_capacity(64 * 1024),
+            stats: EncoderStats::default(),
+        }
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Changes the size of the chunks written from now on. The caller sends
+    /// the Set Chunk Size message first (see `Connection::set_chunk_size`).
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<()> {
+        if size == 0 || size > MAX_CHUNK_SIZE {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("chunk size {size} is outside 1..=2147483647"),
+            ));
+        }
+        self.chunk_size = size;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> EncoderStats {
+        self.stats
+    }
+
+    /// The bytes waiting to be sent.
+    pub fn send_buf(&self) -> &[u8] {
+        &self.out
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.out.advance(n.min(self.out.len()));
+    }
+
+    /// Takes all pending bytes at once (for drivers that queue `Bytes`).
+    pub fn take_send_buf(&mut self) -> Bytes {
+        self.out.split().freeze()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The timestamp last written on a chunk stream.
+    pub fn last_timestamp(&self, csid: u32) -> Option<u32> {
+        self.streams.get(&csid).map(|s| s.timestamp)
+    }
+
+    /// Appends `payload` as one message, cut into chunks.
+    pub fn write_message(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) -> Result<()> {
+        if !(MIN_CSID..=MAX_CSID).contains(&csid) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("chunk stream id {csid} is outside 2..=65599"),
+            ));
+        }
+        if payload.len() > 0xFF_FFFF {
+            return Err(Error::limit(format!(
+                "a message of {} bytes does not fit the 24-bit length field",
+                payload.len()
+            )));
+        }
+        let length = payload.len() as u32;
+        let prev = self.streams.get(&csid).copied();
+        let (fmt, timestamp, field) = match prev {
+            Some(p) if p.stream_id == stream_id => {
+                // Serial comparison: a timestamp "before" the last one (as
+                // 32-bit arithmetic sees it) is raised to the last one.
+                let mut delta = timestamp.wrapping_sub(p.timestamp);
+                let mut ts = timestamp;
+                if delta as i32 <= -1 {
+                    delta = 0;
+                    ts = p.timestamp;
+                    self.stats.clamped_timestamps += 1;
+                }
+                let fmt = if p.length != length || p.type_id != type_id {
+                    1
+                } else if !p.delta_known || p.delta != delta {
+                    2
+                } else {
+                    3
+                };
+                (fmt, ts, delta)
+            }
+            _ => (0, timestamp, timestamp),
+        };
+        let extended = if fmt == 3 {
+            prev.is_some_and(|p| p.extended)
+        } else {
+            field >= EXTENDED
+        };
+        let st = OutStream {
+            timestamp,
+            delta: field,
+            delta_known: fmt != 0,
+            length,
+            type_id,
+            stream_id,
+            extended,
+        };
+        self.streams.insert(csid, st);
+
+        let chunk = self.chunk_size as usize;
+        let chunks = payload.len().div_ceil(chunk).max(1);
+        let ext_len = if extended { 4 } else { 0 };
+        self.out
+            .reserve(payload.len() + 18 + (chunks - 1) * (3 + ext_len));
+        let start = self.out.len();
+        put_basic_header(&mut self.out, fmt, csid);
+        let ts24 = if extended { EXTENDED } else { field };
+        let ts_bytes = ts24.to_be_bytes();
+        if fmt <= 2 {
+            self.out.extend_from_slice(&ts_bytes[1..]);
+        }
+        if fmt <= 1 {
+            self.out.extend_from_slice(&length.to_be_bytes()[1..]);
+            self.out.extend_from_slice(&[type_id]);
+        }
+        if fmt == 0 {
+            self.out.extend_from_slice(&stream_id.to_le_bytes());
+        }
+        if extended {
+            self.out.extend_from_slice(&field.to_be_bytes());
+        }
+        let mut rest = payload;
+        loop {
+            let n = rest.len().min(chunk);
+            self.out.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if rest.is_empty() {
+                break;
+            }
+            put_basic_header(&mut self.out, 3, csid);
+            if extended {
+                self.out.extend_from_slice(&field.to_be_bytes());
+            }
+        }
+        self.stats.bytes += (self.out.len() - start) as u64;
+        self.stats.messages += 1;
+        Ok(())
+    }
+}
+
+fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
+    let f = fmt << 6;
+    if csid < 64 {
+        out.extend_from_slice(&[f | csid as u8]);
+    } else if csid < 320 {
+        out.extend_from_slice(&[f, (csid - 64) as u8]);
+    } else {
+        let v = csid - 64;
+        out.extend_from_slice(&[f | 1, v as u8, (v >> 8) as u8]);
+    }
+}
+
+/// Extends 32-bit RTMP timestamps to a 64-bit timeline with serial
+/// arithmetic: a step of less than 2^31 forward or back is taken as such,
+/// so a stream that runs past 49.7 days, or starts near 2^32, keeps going.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TimestampUnwrapper {
+    last: Option<(u32, i64)>,
+}
+
+impl TimestampUnwrapper {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn unwrap(&mut self, ts: u32) -> i64 {
+        let v = match self.last {
+            None => i64::from(ts),
+            Some((raw, ext)) => ext + i64::from(ts.wrapping_sub(raw) as i32),
+        };
+        self.last = Some((ts, v));
+        v
+    }
+
+    pub fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_all(dec: &mut ChunkDecoder, bytes: &[u8]) -> Vec<RawMessage> {
+        dec.feed(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = dec.poll_message().unwrap() {
+            out.push(m);
+        }
+        out
+    }
+
+    fn msg(csid: u32, ts: u32, t: u8, sid: u32, len: usize) -> RawMessage {
+        RawMessage {
+            csid,
+            timestamp: ts,
+            type_id: t,
+            stream_id: sid,
+            payload: (0..len)
+                .map(|i| (i * 7 + len) as u8)
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    fn encode(enc: &mut ChunkEncoder, msgs: &[RawMessage]) -> Vec<u8> {
+        for m in msgs {
+            enc.write_message(m.csid, m.timestamp, m.type_id, m.stream_id, &m.payload)
+                .unwrap();
+        }
+        let out = enc.send_buf().to_vec();
+        enc.advance(out.len());
+        out
+    }
+
+    #[test]
+    fn basic_header_sizes() {
+        for (csid, len) in [(2, 1), (63, 1), (64, 2), (319, 2), (320, 3), (65_599, 3)] {
+            let mut b = BytesMut::new();
+            put_basic_header(&mut b, 0, csid);
+            assert_eq!(b.len(), len, "csid {csid}");
+            let mut enc = ChunkEncoder::new();
+            let m = msg(csid, 5, 9, 1, 10);
+            let bytes = encode(&mut enc, std::slice::from_ref(&m));
+            let mut dec = ChunkDecoder::new(Limits::default());
+            assert_eq!(decode_all(&mut dec, &bytes), vec![m]);
+        }
+    }
+
+    #[test]
+    fn smallest_headers_are_chosen() {
+        let mut enc = ChunkEncoder::new();
+        let sizes: Vec<usize> = [
+            msg(4, 0, 8, 1, 10),
+            msg(4, 20, 8, 1, 10), // delta 20: type 2 (never 3 right after type 0)
+            msg(4, 40, 8, 1, 10), // same delta: type 3
+            msg(4, 60, 8, 1, 11), // length changes: type 1
+            msg(4, 80, 8, 2, 11), // stream changes: type 0
+        ]
+        .iter()
+        .map(|m| encode(&mut enc, std::slice::from_ref(m)).len() - m.payload.len())
+        .collect();
+        assert_eq!(sizes, vec![12, 4, 1, 8, 12]);
+    }
+
+    #[test]
+    fn timestamps_never_go_back_on_the_wire() {
+        let mut enc = ChunkEncoder::new();
+        let bytes = encode(
+            &mut enc,
+            &[
+                msg(6, 1000, 9, 1, 4),
+                msg(6, 900, 9, 1, 4),
+                msg(6, 1100, 9, 1, 4),
+            ],
+        );
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let ts: Vec<u32> = decode_all(&mut dec, &bytes)
+            .iter()
+            .map(|m| m.timestamp)
+            .collect();
+        assert_eq!(ts, vec![1000, 1000, 1100]);
+        assert_eq!(enc.stats().clamped_timestamps, 1);
+    }
+
+    #[test]
+    fn extended_timestamps_on_continuations_with_and_without_the_field() {
+        let m = msg(5, 0x0100_0000, 9, 1, 300);
+        let mut enc = ChunkEncoder::new();
+        let with = encode(&mut enc, std::slice::from_ref(&m));
+        // 12-byte header + 4 ext, 2 continuation headers of 1+4.
+        assert_eq!(with.len(), 300 + 16 + 2 * 5);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        assert_eq!(decode_all(&mut dec, &with), vec![m.clone()]);
+
+        // The same message from a peer that omits the field on type 3.
+        let mut without = with[..16 + 128].to_vec();
+        without.push(0xC5);
+        without.extend_from_slice(&m.payload[128..256]);
+        without.push(0xC5);
+        without.extend_from_slice(&m.payload[256..]);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        assert_eq!(decode_all(&mut dec, &without), vec![m]);
+        assert_eq!(dec.stats().omitted_extended_timestamps, 2);
+    }
+
+    #[test]
+    fn type3_after_type0_adds_the_type0_timestamp() {
+        // Spec example: type 0 at 1000, then type 3 for a new message.
+        let mut b = vec![0x04, 0x00, 0x03, 0xE8, 0, 0, 2, 8, 1, 0, 0, 0, 0xAA, 0xBB];
+        b.extend_from_slice(&[0xC4, 0xCC, 0xDD]);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let ms = decode_all(&mut dec, &b);
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[1].timestamp, 2000);
+        assert_eq!(&ms[1].payload[..], &[0xCC, 0xDD]);
+    }
+
+    #[test]
+    fn set_chunk_size_and_abort_apply_at_once() {
+        let mut enc = ChunkEncoder::new();
+        let mut bytes = encode(
+            &mut enc,
+            &[RawMessage {
+                csid: 2,
+                timestamp: 0,
+                type_id: type_id::SET_CHUNK_SIZE,
+                stream_id: 0,
+                payload: Bytes::from_static(&[0, 0, 0x10, 0]),
+            }],
+        );
+        enc.set_chunk_size(4096).unwrap();
+        let big = msg(6, 0, 9, 1, 10_000);
+        bytes.extend(encode(&mut enc, std::slice::from_ref(&big)));
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let out = decode_all(&mut dec, &bytes);
+        assert_eq!(out[1], big);
+        assert_eq!(dec.chunk_size(), 4096);
+        assert_eq!(dec.stats().chunks, 1 + 3);
+
+        // Abort a half-sent message, then send another on the same stream.
+        let mut enc = ChunkEncoder::new();
+        let part = encode(&mut enc, &[msg(7, 0, 9, 1, 200)]);
+        let mut bytes = part[..12 + 128].to_vec();
+        bytes.extend(encode(
+            &mut enc,
+            &[RawMessage {
+                csid: 2,
+                timestamp: 0,
+                type_id: type_id::ABORT,
+                stream_id: 0,
+                payload: Bytes::from_static(&[0, 0, 0, 7]),
+            }],
+        ));
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let out = decode_all(&mut dec, &bytes);
+        assert_eq!(out.len(), 1);
+        assert_eq!(dec.reassembly_bytes(), 0);
+        assert_eq!(dec.stats().aborted, 1);
+    }
+
+    #[test]
+    fn zero_length_message() {
+        let mut enc = ChunkEncoder::new();
+        let m = msg(3, 7, 20, 0, 0);
+        let bytes = encode(&mut enc, std::slice::from_ref(&m));
+        assert_eq!(bytes.len(), 12);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        assert_eq!(decode_all(&mut dec, &bytes), vec![m]);
+    }
+
+    #[test]
+    fn limits_hold_against_a_hostile_peer() {
+        let limits = Limits {
+            max_message_size: 1000,
+            max_chunk_streams: 4,
+            max_reassembly_bytes: 2500,
+            ..Limits::default()
+        };
+        // Too large a message: refused from its header alone.
+        let mut dec = ChunkDecoder::new(limits);
+        dec.feed(&[0x04, 0, 0, 0, 0, 0x03, 0xE9, 9, 1, 0, 0, 0]);
+        assert_eq!(
+            dec.poll_message().unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
+        // Many chunk streams each opening a message and never finishing.
+        let mut dec = ChunkDecoder::new(limits);
+        let mut enc = ChunkEncoder::new();
+        let mut err = None;
+        for csid in 3..20 {
+            let b = encode(&mut enc, &[msg(csid, 0, 9, 1, 900)]);
+            dec.feed(&b[..12 + 128]);
+            if let Err(e) = dec.poll_message() {
+                err = Some(e);
+                break;
+            }
+        }
+        assert_eq!(err.unwrap().kind(), ErrorKind::LimitExceeded);
+        assert!(dec.reassembly_bytes() <= 2500);
+        // A type-1 header on a chunk stream never opened.
+        let mut dec = ChunkDecoder::new(Limits::default());
+        dec.feed(&[0x45, 0, 0, 0, 0, 0, 1, 9, 0]);
+        assert_eq!(dec.poll_message().unwrap_err().kind(), ErrorKind::Protocol);
+        // A chunk size of zero.
+        let mut dec = ChunkDecoder::new(Limits::default());
+        dec.feed(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(dec.poll_message().is_err());
+    }
+
+    #[test]
+    fn timestamp_wrap() {
+        let mut u = TimestampUnwrapper::new();
+        assert_eq!(u.unwrap(0xFFFF_FF00), 0xFFFF_FF00);
+        assert_eq!(u.unwrap(0x0000_0010), 0x1_0000_0010);
+        assert_eq!(u.unwrap(0xFFFF_FFF0), 0xFFFF_FFF0);
+        // Wrapping through the encoder and decoder keeps deltas small.
+        let mut enc = ChunkEncoder::new();
+        let ms = [msg(4, 0xFFFF_FFF0, 9, 1, 5), msg(4, 0x10, 9, 1, 5)];
+        let bytes = encode(&mut enc, &ms);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        assert_eq!(decode_all(&mut dec, &bytes), ms.to_vec());
+    }
+
+    fn boundary_ts() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            Just(0u32),
+            Just(0xFF_FFFE),
+            Just(0xFF_FFFF),
+            Just(0x100_0000),
+            Just(0xFFFF_FFFF),
+            Just(0x7FFF_FFFF),
+            0u32..100_000,
+            0xFFFF_0000u32..=0xFFFF_FFFF,
+        ]
+    }
+
+    fn boundary_len() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            Just(0usize),
+            Just(1),
+            Just(127),
+            Just(128),
+            Just(129),
+            Just(4095),
+            Just(4096),
+            Just(4097),
+            0usize..9000,
+        ]
+    }
+
+    fn boundary_csid() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            Just(2u32),
+            Just(63),
+            Just(64),
+            Just(319),
+            Just(320),
+            Just(65_599),
+            3u32..10
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn round_trip(
+            chunk_size in prop_oneof![Just(1u32), Just(128), Just(4096), Just(65_536)],
+            specs in prop::collection::vec((boundary_csid(), boundary_ts(), boundary_len(), 0u32..3, prop_oneof![Just(8u8), Just(9), Just(18)]), 1..12),
+            split in 1usize..5000,
+        ) {
+            let mut enc = ChunkEncoder::new();
+            enc.set_chunk_size(chunk_size).unwrap();
+            let mut expect = Vec::new();
+            let mut last: HashMap<u32, (u32, u32)> = HashMap::new();
+            for (csid, ts, len, sid, t) in specs {
+                let m = msg(csid, ts, t, sid, len);
+                enc.write_message(m.csid, m.timestamp, m.type_id, m.stream_id, &m.payload).unwrap();
+                // What the encoder promises: per chunk stream, the timestamp
+                // never goes back (unless the message stream changes).
+                let mut want = m.clone();
+                if let Some(&(pts, psid)) = last.get(&csid)
+                    && psid == sid && (ts.wrapping_sub(pts) as i32) < 0
+                {
+                    want.timestamp = pts;
+                }
+                last.insert(csid, (want.timestamp, sid));
+                expect.push(want);
+            }
+            let bytes = enc.send_buf().to_vec();
+            let mut dec = ChunkDecoder::new(Limits::default());
+            // The decoder must be told the chunk size like a peer would be.
+            dec.chunk_size = chunk_size;
+            let mut got = Vec::new();
+            for piece in bytes.chunks(split) {
+                dec.feed(piece);
+                while let Some(m) = dec.poll_message().unwrap() {
+                    got.push(m);
+                }
+            }
+            prop_assert_eq!(got, expect);
+            prop_assert_eq!(dec.buffered(), 0);
+            prop_assert_eq!(dec.reassembly_bytes(), 0);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let mut dec = ChunkDecoder::new(Limits::default());
+            dec.feed(&bytes);
+            while let Ok(Some(_)) = dec.poll_message() {}
+        }
+    }
+
+    #[test]
+    fn sixteen_mib_message() {
+        let m = msg(6, 1, 9, 1, 0xFF_FFFF);
+        let mut enc = ChunkEncoder::new();
+        enc.set_chunk_size(65_536).unwrap();
+        let bytes = encode(&mut enc, std::slice::from_ref(&m));
+        let mut dec = ChunkDecoder::new(Limits::default());
+        dec.chunk_size = 65_536;
+        assert_eq!(decode_all(&mut dec, &bytes), vec![m]);
+        assert!(enc.write_message(6, 1, 9, 1, &vec![0; 0x100_0000]).is_err());
+    }
+}

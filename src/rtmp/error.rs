@@ -1,0 +1,97 @@
+//! The one error type of the protocol core: a kind to match on and a reason
+//! a person can read.
+
+use std::fmt;
+
+/// What went wrong, coarsely, so that callers can react without parsing text.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// More bytes are needed; nothing was consumed. Not a failure of the peer.
+    NeedMore,
+    /// The bytes do not follow the format.
+    Malformed,
+    /// Well-formed, but a value this implementation does not know or support.
+    Unsupported,
+    /// A configured limit (size, count, depth, memory) would be exceeded.
+    LimitExceeded,
+    /// The peer broke the protocol's rules of sequence (a message out of place).
+    Protocol,
+    /// The peer refused something we asked (connect, publish, play).
+    Rejected,
+    /// A deadline passed.
+    Timeout,
+    /// The connection was closed or is in a state that cannot go on.
+    Closed,
+    /// A socket or name-resolution failure (from a driver, never the core).
+    Io,
+}
+
+/// An error from the protocol core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    reason: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
+        Error {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn need_more() -> Self {
+        Error::new(ErrorKind::NeedMore, "more bytes needed")
+    }
+
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Malformed, reason)
+    }
+
+    pub fn unsupported(reason: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unsupported, reason)
+    }
+
+    pub fn limit(reason: impl Into<String>) -> Self {
+        Error::new(ErrorKind::LimitExceeded, reason)
+    }
+
+    pub fn protocol(reason: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Protocol, reason)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    pub fn is_need_more(&self) -> bool {
+        self.kind == ErrorKind::NeedMore
+    }
+
+    /// The same error with context put in front of its reason.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        if self.kind == ErrorKind::NeedMore {
+            return self;
+        }
+        Error {
+            kind: self.kind,
+            reason: format!("{what}: {}", self.reason),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

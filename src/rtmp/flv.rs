@@ -1,0 +1,1426 @@
+//! FLV tag bodies as RTMP audio/video messages carry them, legacy and
+//! Enhanced RTMP v2, and the FLV file format (header, tags, back pointers).
+//!
+//! Parsing is strict about values it does not know (an unknown codec,
+//! FourCC, packet type or frame type is an error that names it), because
+//! guessing at a layout would hand garbage to a decoder.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::{Error, Result};
+use super::reader::{Reader, put_u24};
+
+fn truncated(what: &'static str) -> impl Fn(Error) -> Error {
+    move |_| Error::malformed(format!("{what} is truncated"))
+}
+
+/// A FourCC as Enhanced RTMP writes it.
+pub type FourCc = [u8; 4];
+
+fn fourcc_str(f: &FourCc) -> String {
+    f.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
+
+macro_rules! fourcc_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($var:ident = $cc:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($var),* }
+
+        impl $name {
+            pub fn fourcc(self) -> FourCc {
+                match self { $($name::$var => *$cc),* }
+            }
+
+            pub fn from_fourcc(f: FourCc) -> Result<Self> {
+                match &f {
+                    $($cc => Ok($name::$var),)*
+                    _ => Err(Error::unsupported(format!(
+                        concat!("unknown ", $what, " FourCC '{}'"),
+                        fourcc_str(&f)
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+fourcc_enum!(
+    /// Enhanced RTMP video codecs.
+    VideoFourCc, "video" {
+        Avc = b"avc1",
+        Hevc = b"hvc1",
+        Av1 = b"av01",
+        Vp9 = b"vp09",
+        Vp8 = b"vp08",
+    }
+);
+
+fourcc_enum!(
+    /// Enhanced RTMP audio codecs.
+    AudioFourCc, "audio" {
+        Opus = b"Opus",
+        Ac3 = b"ac-3",
+        Eac3 = b"ec-3",
+        Flac = b"fLaC",
+        Mp3 = b".mp3",
+        Aac = b"mp4a",
+    }
+);
+
+impl VideoFourCc {
+    /// Codecs whose coded frames carry a composition time offset.
+    pub fn has_composition_time(self) -> bool {
+        matches!(self, VideoFourCc::Avc | VideoFourCc::Hevc)
+    }
+}
+
+/// Legacy FLV SoundFormat values (9 is the Enhanced RTMP escape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoundFormat {
+    PcmPlatformEndian = 0,
+    Adpcm = 1,
+    Mp3 = 2,
+    PcmLittleEndian = 3,
+    Nellymoser16kMono = 4,
+    Nellymoser8kMono = 5,
+    Nellymoser = 6,
+    G711ALaw = 7,
+    G711MuLaw = 8,
+    Aac = 10,
+    Speex = 11,
+    Mp3_8k = 14,
+    DeviceSpecific = 15,
+}
+
+impl SoundFormat {
+    fn from_code(c: u8) -> Result<Self> {
+        use SoundFormat::*;
+        Ok(match c {
+            0 => PcmPlatformEndian,
+            1 => Adpcm,
+            2 => Mp3,
+            3 => PcmLittleEndian,
+            4 => Nellymoser16kMono,
+            5 => Nellymoser8kMono,
+            6 => Nellymoser,
+            7 => G711ALaw,
+            8 => G711MuLaw,
+            10 => Aac,
+            11 => Speex,
+            14 => Mp3_8k,
+            15 => DeviceSpecific,
+            _ => return Err(Error::unsupported(format!("unknown FLV sound format {c}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AacPacketType {
+    SequenceHeader = 0,
+    Raw = 1,
+}
+
+/// A legacy audio tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyAudio {
+    pub format: SoundFormat,
+    /// 0 = 5.5 kHz, 1 = 11 kHz, 2 = 22 kHz, 3 = 44 kHz.
+    pub rate: u8,
+    pub sixteen_bit: bool,
+    pub stereo: bool,
+    /// Present for AAC only.
+    pub aac_packet_type: Option<AacPacketType>,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioPacketType {
+    SequenceStart = 0,
+    CodedFrames = 1,
+    SequenceEnd = 2,
+    MultichannelConfig = 4,
+    Multitrack = 5,
+    ModEx = 7,
+}
+
+impl AudioPacketType {
+    fn from_code(c: u8) -> Result<Self> {
+        use AudioPacketType::*;
+        Ok(match c {
+            0 => SequenceStart,
+            1 => CodedFrames,
+            2 => SequenceEnd,
+            4 => MultichannelConfig,
+            5 => Multitrack,
+            7 => ModEx,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "unknown Enhanced RTMP audio packet type {c}"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvMultitrackType {
+    OneTrack = 0,
+    ManyTracks = 1,
+    ManyTracksManyCodecs = 2,
+}
+
+impl AvMultitrackType {
+    fn from_code(c: u8) -> Result<Self> {
+        Ok(match c {
+            0 => AvMultitrackType::OneTrack,
+            1 => AvMultitrackType::ManyTracks,
+            2 => AvMultitrackType::ManyTracksManyCodecs,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "unknown Enhanced RTMP multitrack type {c}"
+                )));
+            }
+        })
+    }
+}
+
+/// A packet modifier extension (Enhanced RTMP v2 ModEx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModEx {
+    /// Nanoseconds to add to the millisecond timestamp (below 1 ms).
+    TimestampOffsetNano(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultichannelConfig {
+    Unspecified {
+        channels: u8,
+    },
+    /// Channel flags (bit per speaker position, Enhanced RTMP order).
+    Native {
+        channels: u8,
+        flags: u32,
+    },
+    /// One speaker position per channel.
+    Custom {
+        mapping: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioTrackData {
+    SequenceStart(Bytes),
+    CodedFrames(Bytes),
+    SequenceEnd,
+    MultichannelConfig(MultichannelConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTrack {
+    pub fourcc: AudioFourCc,
+    pub track_id: u8,
+    pub data: AudioTrackData,
+}
+
+/// An Enhanced RTMP audio tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExAudio {
+    pub mod_ex: Vec<ModEx>,
+    /// Set for a multitrack tag; its tracks share one packet type.
+    pub multitrack: Option<AvMultitrackType>,
+    pub tracks: Vec<AudioTrack>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioTag {
+    Legacy(LegacyAudio),
+    Enhanced(ExAudio),
+}
+
+/// Frame types of video tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    Key = 1,
+    Inter = 2,
+    DisposableInter = 3,
+    GeneratedKey = 4,
+    /// A video info/command frame: carries a [`VideoCommand`], no picture.
+    Command = 5,
+}
+
+impl FrameType {
+    fn from_code(c: u8) -> Result<Self> {
+        Ok(match c {
+            1 => FrameType::Key,
+            2 => FrameType::Inter,
+            3 => FrameType::DisposableInter,
+            4 => FrameType::GeneratedKey,
+            5 => FrameType::Command,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "unknown FLV video frame type {c}"
+                )));
+            }
+        })
+    }
+
+    pub fn is_key(self) -> bool {
+        matches!(self, FrameType::Key | FrameType::GeneratedKey)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCommand {
+    StartSeek = 0,
+    EndSeek = 1,
+}
+
+/// Legacy FLV video codec ids. HEVC (12) is not in Adobe's table but is
+/// what Chinese CDNs and FFmpeg's flv muxer have long used, with AVC's layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodecId {
+    SorensonH263 = 2,
+    ScreenVideo = 3,
+    Vp6 = 4,
+    Vp6Alpha = 5,
+    ScreenVideo2 = 6,
+    Avc = 7,
+    Hevc = 12,
+}
+
+impl VideoCodecId {
+    fn from_code(c: u8) -> Result<Self> {
+        use VideoCodecId::*;
+        Ok(match c {
+            2 => SorensonH263,
+            3 => ScreenVideo,
+            4 => Vp6,
+            5 => Vp6Alpha,
+            6 => ScreenVideo2,
+            7 => Avc,
+            12 => Hevc,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "unknown FLV video codec id {c}"
+                )));
+            }
+        })
+    }
+
+    fn has_packet_type(self) -> bool {
+        matches!(self, VideoCodecId::Avc | VideoCodecId::Hevc)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvcPacketType {
+    SequenceHeader = 0,
+    Nalu = 1,
+    EndOfSequence = 2,
+}
+
+/// A legacy video tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyVideo {
+    pub frame_type: FrameType,
+    pub codec: VideoCodecId,
+    /// AVC/HEVC only: packet type and composition time (PTS - DTS, ms).
+    pub avc: Option<(AvcPacketType, i32)>,
+    pub command: Option<VideoCommand>,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoPacketType {
+    SequenceStart = 0,
+    CodedFrames = 1,
+    SequenceEnd = 2,
+    CodedFramesX = 3,
+    Metadata = 4,
+    Mpeg2TsSequenceStart = 5,
+    Multitrack = 6,
+    ModEx = 7,
+}
+
+impl VideoPacketType {
+    fn from_code(c: u8) -> Result<Self> {
+        use VideoPacketType::*;
+        Ok(match c {
+            0 => SequenceStart,
+            1 => CodedFrames,
+            2 => SequenceEnd,
+            3 => CodedFramesX,
+            4 => Metadata,
+            5 => Mpeg2TsSequenceStart,
+            6 => Multitrack,
+            7 => ModEx,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "unknown Enhanced RTMP video packet type {c}"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoTrackData {
+    SequenceStart(Bytes),
+    /// CodedFrames (with a composition time) or CodedFramesX (`x`, none).
+    CodedFrames {
+        composition_time: i32,
+        x: bool,
+        data: Bytes,
+    },
+    SequenceEnd,
+    /// AMF-encoded metadata (colorInfo and the like).
+    Metadata(Bytes),
+    Mpeg2TsSequenceStart(Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoTrack {
+    pub fourcc: VideoFourCc,
+    pub track_id: u8,
+    pub data: VideoTrackData,
+}
+
+/// An Enhanced RTMP video tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExVideo {
+    pub frame_type: FrameType,
+    pub mod_ex: Vec<ModEx>,
+    pub multitrack: Option<AvMultitrackType>,
+    /// A command frame's command; such a tag has no tracks.
+    pub command: Option<VideoCommand>,
+    pub tracks: Vec<VideoTrack>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoTag {
+    Legacy(LegacyVideo),
+    Enhanced(ExVideo),
+}
+
+/// Reads ModEx blocks while the packet type says one follows; returns the
+/// packet type that comes after them.
+fn read_mod_ex(
+    r: &mut Reader,
+    mut packet_type: u8,
+    mod_ex_code: u8,
+    out: &mut Vec<ModEx>,
+) -> Result<u8> {
+    while packet_type == mod_ex_code {
+        let t = truncated("ModEx block");
+        let mut size = usize::from(r.u8().map_err(&t)?) + 1;
+        if size == 256 {
+            size = usize::from(r.u16().map_err(&t)?) + 1;
+        }
+        let data = r.bytes(size).map_err(&t)?;
+        let b = r.u8().map_err(&t)?;
+        let kind = b >> 4;
+        packet_type = b & 0x0F;
+        match kind {
+            0 => {
+                let mut d = Reader::new(data);
+                let nanos = d.u24().map_err(|_| {
+                    Error::malformed(format!("TimestampOffsetNano of {size} bytes, needs 3"))
+                })?;
+                out.push(ModEx::TimestampOffsetNano(nanos));
+            }
+            k => return Err(Error::unsupported(format!("unknown ModEx type {k}"))),
+        }
+        if out.len() > 16 {
+            return Err(Error::malformed("more than 16 ModEx blocks in one tag"));
+        }
+    }
+    Ok(packet_type)
+}
+
+fn write_mod_ex(out: &mut Vec<u8>, mods: &[ModEx], mod_ex_code: u8, next: &[u8]) {
+    // Each ModEx block ends with the type of what follows it.
+    for (i, m) in mods.iter().enumerate() {
+        let ModEx::TimestampOffsetNano(n) = m;
+        out.push(2); // size - 1
+        put_u24(out, *n);
+        let following = if i + 1 < mods.len() {
+            mod_ex_code
+        } else {
+            next[0]
+        };
+        out.push(following & 0x0F);
+    }
+}
+
+/// Tracks in a multitrack tag: yields (fourcc, track id, body).
+fn read_tracks<'a>(
+    r: &mut Reader<'a>,
+    mt: AvMultitrackType,
+    shared: Option<FourCc>,
+    mut each: impl FnMut(FourCc, u8, &'a [u8]) -> Result<()>,
+) -> Result<()> {
+    let t = truncated("multitrack tag");
+    loop {
+        let fourcc = match shared {
+            Some(f) => f,
+            None => r.fourcc().map_err(&t)?,
+        };
+        let track_id = r.u8().map_err(&t)?;
+        let body = if mt == AvMultitrackType::OneTrack {
+            r.bytes(r.remaining()).map_err(&t)?
+        } else {
+            let n = r.u24().map_err(&t)? as usize;
+            r.bytes(n).map_err(&t)?
+        };
+        each(fourcc, track_id, body)?;
+        if mt == AvMultitrackType::OneTrack || r.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+impl AudioTag {
+    pub fn parse(p: &Bytes) -> Result<Self> {
+        let mut r = Reader::new(p);
+        let b0 = r.u8().map_err(truncated("audio tag"))?;
+        let format = b0 >> 4;
+        if format != 9 {
+            let format = SoundFormat::from_code(format)?;
+            let aac_packet_type = if format == SoundFormat::Aac {
+                Some(match r.u8().map_err(truncated("AAC audio tag"))? {
+                    0 => AacPacketType::SequenceHeader,
+                    1 => AacPacketType::Raw,
+                    t => return Err(Error::unsupported(format!("unknown AAC packet type {t}"))),
+                })
+            } else {
+                None
+            };
+            return Ok(AudioTag::Legacy(LegacyAudio {
+                format,
+                rate: (b0 >> 2) & 3,
+                sixteen_bit: b0 & 2 != 0,
+                stereo: b0 & 1 != 0,
+                aac_packet_type,
+                data: p.slice(r.position()..),
+            }));
+        }
+        let mut mod_ex = Vec::new();
+        let mut pt = read_mod_ex(&mut r, b0 & 0x0F, AudioPacketType::ModEx as u8, &mut mod_ex)?;
+        let mut multitrack = None;
+        let mut shared = None;
+        if AudioPacketType::from_code(pt)? == AudioPacketType::Multitrack {
+            let b = r.u8().map_err(truncated("multitrack audio tag"))?;
+            let mt = AvMultitrackType::from_code(b >> 4)?;
+            pt = b & 0x0F;
+            multitrack = Some(mt);
+            if mt != AvMultitrackType::ManyTracksManyCodecs {
+                shared = Some(r.fourcc().map_err(truncated("multitrack audio tag"))?);
+            }
+        } else {
+            shared = Some(r.fourcc().map_err(truncated("audio tag FourCC"))?);
+        }
+        let packet_type = AudioPacketType::from_code(pt)?;
+        if matches!(
+            packet_type,
+            AudioPacketType::Multitrack | AudioPacketType::ModEx
+        ) {
+            return Err(Error::malformed(
+                "audio multitrack or ModEx where a track packet type belongs",
+            ));
+        }
+        let mut tracks = Vec::new();
+        let mut add = |fourcc: FourCc, track_id: u8, body: &[u8]| -> Result<()> {
+            let fourcc = AudioFourCc::from_fourcc(fourcc)?;
+            let slice = p.slice_ref(body);
+            let data = match packet_type {
+                AudioPacketType::SequenceStart => AudioTrackData::SequenceStart(slice),
+                AudioPacketType::CodedFrames => AudioTrackData::CodedFrames(slice),
+                AudioPacketType::SequenceEnd => AudioTrackData::SequenceEnd,
+                _ => AudioTrackData::MultichannelConfig(parse_multichannel(body)?),
+            };
+            tracks.push(AudioTrack {
+                fourcc,
+                track_id,
+                data,
+            });
+            Ok(())
+        };
+        match multitrack {
+            Some(mt) => read_tracks(&mut r, mt, shared, &mut add)?,
+            None => {
+                let rest = r.rest();
+                add(shared.unwrap_or(*b"????"), 0, rest)?;
+            }
+        }
+        Ok(AudioTag::Enhanced(ExAudio {
+            mod_ex,
+            multitrack,
+            tracks,
+        }))
+    }
+
+    pub fn build(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self {
+            AudioTag::Legacy(a) => {
+                out.push(
+                    ((a.format as u8) << 4)
+                        | (a.rate << 2)
+                        | (u8::from(a.sixteen_bit) << 1)
+                        | u8::from(a.stereo),
+                );
+                if let Some(t) = a.aac_packet_type {
+                    out.push(t as u8);
+                }
+                out.extend_from_slice(&a.data);
+            }
+            AudioTag::Enhanced(e) => {
+                let pt = |d: &AudioTrackData| match d {
+                    AudioTrackData::SequenceStart(_) => AudioPacketType::SequenceStart,
+                    AudioTrackData::CodedFrames(_) => AudioPacketType::CodedFrames,
+                    AudioTrackData::SequenceEnd => AudioPacketType::SequenceEnd,
+                    AudioTrackData::MultichannelConfig(_) => AudioPacketType::MultichannelConfig,
+                } as u8;
+                let inner = e
+                    .tracks
+                    .first()
+                    .map_or(AudioPacketType::SequenceEnd as u8, |t| pt(&t.data));
+                let first = if e.multitrack.is_some() {
+                    AudioPacketType::Multitrack as u8
+                } else {
+                    inner
+                };
+                let mod_code = AudioPacketType::ModEx as u8;
+                out.push(0x90 | if e.mod_ex.is_empty() { first } else { mod_code });
+                write_mod_ex(&mut out, &e.mod_ex, mod_code, &[first]);
+                let body = |out: &mut Vec<u8>, d: &AudioTrackData| match d {
+                    AudioTrackData::SequenceStart(b) | AudioTrackData::CodedFrames(b) => {
+                        out.extend_from_slice(b)
+                    }
+                    AudioTrackData::SequenceEnd => {}
+                    AudioTrackData::MultichannelConfig(m) => write_multichannel(out, m),
+                };
+                write_tracks(
+                    &mut out,
+                    e.multitrack,
+                    inner,
+                    &e.tracks,
+                    |t| t.fourcc.fourcc(),
+                    |t| t.track_id,
+                    |out, t| body(out, &t.data),
+                );
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+fn write_tracks<T>(
+    out: &mut Vec<u8>,
+    multitrack: Option<AvMultitrackType>,
+    inner: u8,
+    tracks: &[T],
+    fourcc: impl Fn(&T) -> FourCc,
+    track_id: impl Fn(&T) -> u8,
+    body: impl Fn(&mut Vec<u8>, &T),
+) {
+    match multitrack {
+        None => {
+            if let Some(t) = tracks.first() {
+                out.extend_from_slice(&fourcc(t));
+                body(out, t);
+            }
+        }
+        Some(mt) => {
+            out.push(((mt as u8) << 4) | inner);
+            if mt != AvMultitrackType::ManyTracksManyCodecs
+                && let Some(t) = tracks.first()
+            {
+                out.extend_from_slice(&fourcc(t));
+            }
+            for t in tracks {
+                if mt == AvMultitrackType::ManyTracksManyCodecs {
+                    out.extend_from_slice(&fourcc(t));
+                }
+                out.push(track_id(t));
+                if mt == AvMultitrackType::OneTrack {
+                    body(out, t);
+                } else {
+                    let mut b = Vec::new();
+                    body(&mut b, t);
+                    put_u24(out, b.len() as u32);
+                    out.extend_from_slice(&b);
+                }
+            }
+        }
+    }
+}
+
+fn parse_multichannel(b: &[u8]) -> Result<MultichannelConfig> {
+    let t = truncated("multichannel config");
+    let mut r = Reader::new(b);
+    let order = r.u8().map_err(&t)?;
+    let channels = r.u8().map_err(&t)?;
+    Ok(match order {
+        0 => MultichannelConfig::Unspecified { channels },
+        1 => MultichannelConfig::Native {
+            channels,
+            flags: r.u32().map_err(&t)?,
+        },
+        2 => MultichannelConfig::Custom {
+            mapping: r.bytes(usize::from(channels)).map_err(&t)?.to_vec(),
+        },
+        o => {
+            return Err(Error::unsupported(format!(
+                "unknown audio channel order {o}"
+            )));
+        }
+    })
+}
+
+fn write_multichannel(out: &mut Vec<u8>, m: &MultichannelConfig) {
+    match m {
+        MultichannelConfig::Unspecified { channels } => out.extend_from_slice(&[0, *channels]),
+        MultichannelConfig::Native { channels, flags } => {
+            out.extend_from_slice(&[1, *channels]);
+            out.extend_from_slice(&flags.to_be_bytes());
+        }
+        MultichannelConfig::Custom { mapping } => {
+            out.extend_from_slice(&[2, mapping.len() as u8]);
+            out.extend_from_slice(mapping);
+        }
+    }
+}
+
+impl VideoTag {
+    pub fn parse(p: &Bytes) -> Result<Self> {
+        let mut r = Reader::new(p);
+        let b0 = r.u8().map_err(truncated("video tag"))?;
+        if b0 & 0x80 == 0 {
+            let frame_type = FrameType::from_code(b0 >> 4)?;
+            let codec = VideoCodecId::from_code(b0 & 0x0F)?;
+            if frame_type == FrameType::Command {
+                let c = r.u8().map_err(truncated("video command frame"))?;
+                return Ok(VideoTag::Legacy(LegacyVideo {
+                    frame_type,
+                    codec,
+                    avc: None,
+                    command: Some(video_command(c)?),
+                    data: p.slice(r.position()..),
+                }));
+            }
+            let avc = if codec.has_packet_type() {
+                let t = truncated("AVC video tag header");
+                let pt = match r.u8().map_err(&t)? {
+                    0 => AvcPacketType::SequenceHeader,
+                    1 => AvcPacketType::Nalu,
+                    2 => AvcPacketType::EndOfSequence,
+                    v => return Err(Error::unsupported(format!("unknown AVC packet type {v}"))),
+                };
+                Some((pt, r.i24().map_err(&t)?))
+            } else {
+                None
+            };
+            return Ok(VideoTag::Legacy(LegacyVideo {
+                frame_type,
+                codec,
+                avc,
+                command: None,
+                data: p.slice(r.position()..),
+            }));
+        }
+        let frame_type = FrameType::from_code((b0 >> 4) & 7)?;
+        let mut mod_ex = Vec::new();
+        let mut pt = read_mod_ex(&mut r, b0 & 0x0F, VideoPacketType::ModEx as u8, &mut mod_ex)?;
+        if frame_type == FrameType::Command && pt != VideoPacketType::Metadata as u8 {
+            let c = r.u8().map_err(truncated("video command frame"))?;
+            return Ok(VideoTag::Enhanced(ExVideo {
+                frame_type,
+                mod_ex,
+                multitrack: None,
+                command: Some(video_command(c)?),
+                tracks: Vec::new(),
+            }));
+        }
+        let mut multitrack = None;
+        let shared;
+        if VideoPacketType::from_code(pt)? == VideoPacketType::Multitrack {
+            let b = r.u8().map_err(truncated("multitrack video tag"))?;
+            let mt = AvMultitrackType::from_code(b >> 4)?;
+            pt = b & 0x0F;
+            multitrack = Some(mt);
+            shared = if mt != AvMultitrackType::ManyTracksManyCodecs {
+                Some(r.fourcc().map_err(truncated("multitrack video tag"))?)
+            } else {
+                None
+            };
+        } else {
+            shared = Some(r.fourcc().map_err(truncated("video tag FourCC"))?);
+        }
+        let packet_type = VideoPacketType::from_code(pt)?;
+        if matches!(
+            packet_type,
+            VideoPacketType::Multitrack | VideoPacketType::ModEx
+        ) {
+            return Err(Error::malformed(
+                "video multitrack or ModEx where a track packet type belongs",
+            ));
+        }
+        let mut tracks = Vec::new();
+        let mut add = |fourcc: FourCc, track_id: u8, body: &[u8]| -> Result<()> {
+            let fourcc = VideoFourCc::from_fourcc(fourcc)?;
+            let slice = |b: &[u8]| p.slice_ref(b);
+            let data = match packet_type {
+                VideoPacketType::SequenceStart => VideoTrackData::SequenceStart(slice(body)),
+                VideoPacketType::CodedFrames if fourcc.has_composition_time() => {
+                    let mut br = Reader::new(body);
+                    let cts = br
+                        .i24()
+                        .map_err(truncated("coded frames composition time"))?;
+                    VideoTrackData::CodedFrames {
+                        composition_time: cts,
+                        x: false,
+                        data: slice(br.rest()),
+                    }
+                }
+                VideoPacketType::CodedFrames => VideoTrackData::CodedFrames {
+                    composition_time: 0,
+                    x: false,
+                    data: slice(body),
+                },
+                VideoPacketType::CodedFramesX => VideoTrackData::CodedFrames {
+                    composition_time: 0,
+                    x: true,
+                    data: slice(body),
+                },
+                VideoPacketType::SequenceEnd => VideoTrackData::SequenceEnd,
+                VideoPacketType::Metadata => VideoTrackData::Metadata(slice(body)),
+                _ => VideoTrackData::Mpeg2TsSequenceStart(slice(body)),
+            };
+            tracks.push(VideoTrack {
+                fourcc,
+                track_id,
+                data,
+            });
+            Ok(())
+        };
+        match multitrack {
+            Some(mt) => read_tracks(&mut r, mt, shared, &mut add)?,
+            None => {
+                let rest = r.rest();
+                add(shared.unwrap_or(*b"????"), 0, rest)?;
+            }
+        }
+        Ok(VideoTag::Enhanced(ExVideo {
+            frame_type,
+            mod_ex,
+            multitrack,
+            command: None,
+            tracks,
+        }))
+    }
+
+    pub fn build(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self {
+            VideoTag::Legacy(v) => {
+                out.push(((v.frame_type as u8) << 4) | v.codec as u8);
+                if let Some(c) = v.command {
+                    out.push(c as u8);
+                } else if let Some((pt, cts)) = v.avc {
+                    out.push(pt as u8);
+                    put_u24(&mut out, (cts as u32) & 0xFF_FFFF);
+                }
+                out.extend_from_slice(&v.data);
+            }
+            VideoTag::Enhanced(e) => {
+                let pt = |d: &VideoTrackData| match d {
+                    VideoTrackData::SequenceStart(_) => VideoPacketType::SequenceStart,
+                    VideoTrackData::CodedFrames { x: true, .. } => VideoPacketType::CodedFramesX,
+                    VideoTrackData::CodedFrames { .. } => VideoPacketType::CodedFrames,
+                    VideoTrackData::SequenceEnd => VideoPacketType::SequenceEnd,
+                    VideoTrackData::Metadata(_) => VideoPacketType::Metadata,
+                    VideoTrackData::Mpeg2TsSequenceStart(_) => {
+                        VideoPacketType::Mpeg2TsSequenceStart
+                    }
+                } as u8;
+                let mod_code = VideoPacketType::ModEx as u8;
+                let head = 0x80 | ((e.frame_type as u8) << 4);
+                if let Some(c) = e.command {
+                    out.push(head | if e.mod_ex.is_empty() { 1 } else { mod_code });
+                    write_mod_ex(&mut out, &e.mod_ex, mod_code, &[1]);
+                    out.push(c as u8);
+                    return Bytes::from(out);
+                }
+                let inner = e
+                    .tracks
+                    .first()
+                    .map_or(VideoPacketType::SequenceEnd as u8, |t| pt(&t.data));
+                let first = if e.multitrack.is_some() {
+                    VideoPacketType::Multitrack as u8
+                } else {
+                    inner
+                };
+                out.push(head | if e.mod_ex.is_empty() { first } else { mod_code });
+                write_mod_ex(&mut out, &e.mod_ex, mod_code, &[first]);
+                let body = |out: &mut Vec<u8>, t: &VideoTrack| match &t.data {
+                    VideoTrackData::SequenceStart(b)
+                    | VideoTrackData::Metadata(b)
+                    | VideoTrackData::Mpeg2TsSequenceStart(b) => out.extend_from_slice(b),
+                    VideoTrackData::CodedFrames {
+                        composition_time,
+                        x,
+                        data,
+                    } => {
+                        if !x && t.fourcc.has_composition_time() {
+                            put_u24(out, (*composition_time as u32) & 0xFF_FFFF);
+                        }
+                        out.extend_from_slice(data);
+                    }
+                    VideoTrackData::SequenceEnd => {}
+                };
+                write_tracks(
+                    &mut out,
+                    e.multitrack,
+                    inner,
+                    &e.tracks,
+                    |t| t.fourcc.fourcc(),
+                    |t| t.track_id,
+                    body,
+                );
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Whether this tag starts a decodable picture (a key frame).
+    pub fn is_key(&self) -> bool {
+        match self {
+            VideoTag::Legacy(v) => v.frame_type.is_key(),
+            VideoTag::Enhanced(e) => e.frame_type.is_key(),
+        }
+    }
+}
+
+fn video_command(c: u8) -> Result<VideoCommand> {
+    match c {
+        0 => Ok(VideoCommand::StartSeek),
+        1 => Ok(VideoCommand::EndSeek),
+        _ => Err(Error::unsupported(format!("unknown video command {c}"))),
+    }
+}
+
+/// FLV file tag types.
+pub mod tag_type {
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    pub const SCRIPT: u8 = 18;
+}
+
+pub const FLV_HEADER_SIZE: usize = 9;
+pub const TAG_HEADER_SIZE: usize = 11;
+
+/// An FLV file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlvHeader {
+    pub has_audio: bool,
+    pub has_video: bool,
+}
+
+impl FlvHeader {
+    /// The header followed by PreviousTagSize0.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"FLV\x01");
+        out.push((u8::from(self.has_audio) << 2) | u8::from(self.has_video));
+        out.extend_from_slice(&(FLV_HEADER_SIZE as u32).to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+    }
+}
+
+/// One FLV file tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvTag {
+    pub tag_type: u8,
+    /// Milliseconds (24 bits plus an 8-bit extension).
+    pub timestamp: u32,
+    pub data: Bytes,
+}
+
+impl FlvTag {
+    /// The tag followed by its PreviousTagSize.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.tag_type);
+        put_u24(out, self.data.len() as u32);
+        put_u24(out, self.timestamp & 0xFF_FFFF);
+        out.push((self.timestamp >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&self.data);
+        out.extend_from_slice(&((self.data.len() + TAG_HEADER_SIZE) as u32).to_be_bytes());
+    }
+}
+
+/// A streaming FLV file reader: feed bytes, poll tags.
+#[derive(Debug)]
+pub struct FlvReader {
+    buf: BytesMut,
+    header: Option<FlvHeader>,
+    max_tag_size: usize,
+    /// Back pointers that did not match the tag before them (tolerated:
+    /// several muxers have written them wrong).
+    pub bad_back_pointers: u64,
+    expect_back_pointer: Option<u32>,
+}
+
+impl FlvReader {
+    pub fn new(max_tag_size: usize) -> Self {
+        FlvReader {
+            buf: BytesMut::new(),
+            header: None,
+            max_tag_size,
+            bad_back_pointers: 0,
+            expect_back_pointer: None,
+        }
+    }
+
+    pub fn header(&self) -> Option<FlvHeader> {
+        self.header
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes fed and not yet used.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn poll_tag(&mut self) -> Result<Option<FlvTag>> {
+        if self.header.is_none() {
+            if self.buf.len() < FLV_HEADER_SIZE {
+                return Ok(None);
+            }
+            if &self.buf[..3] != b"FLV" {
+                return Err(Error::malformed(
+                    "not an FLV stream: it does not start with 'FLV'",
+                ));
+            }
+            let offset =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            if !(FLV_HEADER_SIZE..=1024).contains(&offset) {
+                return Err(Error::malformed(format!(
+                    "FLV header size {offset} is not plausible"
+                )));
+            }
+            if self.buf.len() < offset + 4 {
+                return Ok(None);
+            }
+            let flags = self.buf[4];
+            self.header = Some(FlvHeader {
+                has_audio: flags & 4 != 0,
+                has_video: flags & 1 != 0,
+            });
+            self.buf.advance(offset + 4);
+        }
+        loop {
+            if self.buf.len() < TAG_HEADER_SIZE {
+                return Ok(None);
+            }
+            let h = &self.buf[..TAG_HEADER_SIZE];
+            let kind = h[0];
+            let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+            let timestamp = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+            if kind & 0x20 != 0 {
+                return Err(Error::unsupported("encrypted FLV tags are not supported"));
+            }
+            if size > self.max_tag_size {
+                return Err(Error::limit(format!(
+                    "FLV tag of {size} bytes exceeds the limit of {}",
+                    self.max_tag_size
+                )));
+            }
+            if self.buf.len() < TAG_HEADER_SIZE + size + 4 {
+                return Ok(None);
+            }
+            self.buf.advance(TAG_HEADER_SIZE);
+            let data = self.buf.split_to(size).freeze();
+            let bp = self.buf.get_u32();
+            if bp as usize != size + TAG_HEADER_SIZE {
+                self.bad_back_pointers += 1;
+            }
+            self.expect_back_pointer = Some(bp);
+            match kind & 0x1F {
+                tag_type::AUDIO | tag_type::VIDEO | tag_type::SCRIPT => {
+                    return Ok(Some(FlvTag {
+                        tag_type: kind & 0x1F,
+                        timestamp,
+                        data,
+                    }));
+                }
+                // Unknown tag types are skipped, as the FLV spec asks.
+                _ => continue,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn legacy_avc_and_aac() {
+        let seq = Bytes::from_static(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1F]);
+        let VideoTag::Legacy(v) = VideoTag::parse(&seq).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.frame_type, FrameType::Key);
+        assert_eq!(v.codec, VideoCodecId::Avc);
+        assert_eq!(v.avc, Some((AvcPacketType::SequenceHeader, 0)));
+        assert_eq!(&v.data[..], &[0x01, 0x64, 0x00, 0x1F]);
+        // Negative composition time survives.
+        let nal = Bytes::from_static(&[0x27, 0x01, 0xFF, 0xFF, 0xD8, 0, 0, 0, 1, 0x41]);
+        let t = VideoTag::parse(&nal).unwrap();
+        let VideoTag::Legacy(v) = &t else { panic!() };
+        assert_eq!(v.avc, Some((AvcPacketType::Nalu, -40)));
+        assert!(!t.is_key());
+        assert_eq!(t.build(), nal);
+
+        let aac = Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]);
+        let AudioTag::Legacy(a) = AudioTag::parse(&aac).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (a.format, a.rate, a.sixteen_bit, a.stereo),
+            (SoundFormat::Aac, 3, true, true)
+        );
+        assert_eq!(a.aac_packet_type, Some(AacPacketType::SequenceHeader));
+        assert_eq!(AudioTag::Legacy(a).build(), aac);
+        for (b, f) in [
+            (0x2F, SoundFormat::Mp3),
+            (0x72, SoundFormat::G711ALaw),
+            (0x82, SoundFormat::G711MuLaw),
+            (0xB2, SoundFormat::Speex),
+            (0x3E, SoundFormat::PcmLittleEndian),
+        ] {
+            let AudioTag::Legacy(a) = AudioTag::parse(&Bytes::from(vec![b, 1, 2])).unwrap() else {
+                panic!()
+            };
+            assert_eq!(a.format, f);
+            assert_eq!(a.aac_packet_type, None);
+            assert_eq!(&a.data[..], &[1, 2]);
+        }
+    }
+
+    #[test]
+    fn unknown_values_are_named() {
+        for (bytes, words) in [
+            (&[0x1D, 0][..], "codec id 13"),
+            (&[0x0D, 0][..], "frame type 0"),
+            (&[0x17, 5, 0, 0, 0][..], "AVC packet type 5"),
+            (&[0xC0, 0, 0, 0][..], "sound format 12"),
+            (&[0x90, b'x', b'y', b'z', b'w'][..], "audio FourCC 'xyzw'"),
+            (&[0x91, b'O', b'p', b'u'][..], "truncated"),
+            (&[0x9C][..], "audio packet type 12"),
+        ] {
+            let b = Bytes::copy_from_slice(bytes);
+            let e = if bytes[0] & 0xF0 == 0x90 || bytes[0] == 0xC0 {
+                AudioTag::parse(&b).unwrap_err()
+            } else {
+                VideoTag::parse(&b).unwrap_err()
+            };
+            assert!(e.reason().contains(words), "{bytes:?}: {e}");
+        }
+        let e = VideoTag::parse(&Bytes::from_static(b"\x90hev1")).unwrap_err();
+        assert!(e.reason().contains("video FourCC 'hev1'"), "{e}");
+        let e = VideoTag::parse(&Bytes::from_static(b"\x98hvc1")).unwrap_err();
+        assert!(e.reason().contains("video packet type 8"), "{e}");
+    }
+
+    #[test]
+    fn enhanced_hevc_with_cts_modex_and_command() {
+        // hvc1 CodedFrames, key frame, cts -33.
+        let mut b = vec![0x91];
+        b.extend_from_slice(b"hvc1");
+        b.extend_from_slice(&[0xFF, 0xFF, 0xDF, 9, 9]);
+        let b = Bytes::from(b);
+        let t = VideoTag::parse(&b).unwrap();
+        let VideoTag::Enhanced(e) = &t else { panic!() };
+        assert!(t.is_key());
+        assert_eq!(e.tracks[0].fourcc, VideoFourCc::Hevc);
+        assert_eq!(
+            e.tracks[0].data,
+            VideoTrackData::CodedFrames {
+                composition_time: -33,
+                x: false,
+                data: Bytes::from_static(&[9, 9])
+            }
+        );
+        assert_eq!(t.build(), b);
+
+        // av01 CodedFrames carries no composition time.
+        let t = VideoTag::parse(&Bytes::from_static(b"\x91av01\x0a\x0b")).unwrap();
+        let VideoTag::Enhanced(e) = &t else { panic!() };
+        assert_eq!(
+            e.tracks[0].data,
+            VideoTrackData::CodedFrames {
+                composition_time: 0,
+                x: false,
+                data: Bytes::from_static(&[0x0a, 0x0b])
+            }
+        );
+
+        // ModEx with a nanosecond offset, then CodedFramesX.
+        let mut b = vec![0x97, 2, 0x00, 0x01, 0xF4, 0x03];
+        b.extend_from_slice(b"avc1\x42");
+        let b = Bytes::from(b);
+        let t = VideoTag::parse(&b).unwrap();
+        let VideoTag::Enhanced(e) = &t else { panic!() };
+        assert_eq!(e.mod_ex, vec![ModEx::TimestampOffsetNano(500)]);
+        assert_eq!(
+            e.tracks[0].data,
+            VideoTrackData::CodedFrames {
+                composition_time: 0,
+                x: true,
+                data: Bytes::from_static(&[0x42])
+            }
+        );
+        assert_eq!(t.build(), b);
+
+        // Command frame.
+        let b = Bytes::from_static(&[0xD1, 0x00]);
+        let t = VideoTag::parse(&b).unwrap();
+        let VideoTag::Enhanced(e) = &t else { panic!() };
+        assert_eq!(e.command, Some(VideoCommand::StartSeek));
+        assert_eq!(t.build(), b);
+    }
+
+    fn arb_video_data(fourcc: VideoFourCc) -> impl Strategy<Value = VideoTrackData> {
+        let bytes = prop::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from);
+        let cts_ok = fourcc.has_composition_time();
+        prop_oneof![
+            bytes.clone().prop_map(VideoTrackData::SequenceStart),
+            (-(1i32 << 23)..(1 << 23), any::<bool>(), bytes.clone()).prop_map(
+                move |(c, x, data)| {
+                    VideoTrackData::CodedFrames {
+                        composition_time: if x || !cts_ok { 0 } else { c },
+                        x,
+                        data,
+                    }
+                }
+            ),
+            Just(VideoTrackData::SequenceEnd),
+            bytes.clone().prop_map(VideoTrackData::Metadata),
+            bytes.prop_map(VideoTrackData::Mpeg2TsSequenceStart),
+        ]
+    }
+
+    fn arb_video_fourcc() -> impl Strategy<Value = VideoFourCc> {
+        prop_oneof![
+            Just(VideoFourCc::Avc),
+            Just(VideoFourCc::Hevc),
+            Just(VideoFourCc::Av1),
+            Just(VideoFourCc::Vp9),
+            Just(VideoFourCc::Vp8)
+        ]
+    }
+
+    fn arb_audio_fourcc() -> impl Strategy<Value = AudioFourCc> {
+        prop_oneof![
+            Just(AudioFourCc::Opus),
+            Just(AudioFourCc::Ac3),
+            Just(AudioFourCc::Eac3),
+            Just(AudioFourCc::Flac),
+            Just(AudioFourCc::Mp3),
+            Just(AudioFourCc::Aac)
+        ]
+    }
+
+    fn arb_ex_video() -> impl Strategy<Value = ExVideo> {
+        let mt = prop_oneof![
+            Just(None),
+            Just(Some(AvMultitrackType::OneTrack)),
+            Just(Some(AvMultitrackType::ManyTracks)),
+            Just(Some(AvMultitrackType::ManyTracksManyCodecs))
+        ];
+        (
+            mt,
+            arb_video_fourcc(),
+            1usize..4,
+            prop::collection::vec(
+                any::<u16>().prop_map(|n| ModEx::TimestampOffsetNano(u32::from(n))),
+                0..3,
+            ),
+            0usize..5,
+            1u8..5,
+        )
+            .prop_flat_map(|(mt, fourcc, n, mod_ex, kind, ft)| {
+                let n = if matches!(mt, None | Some(AvMultitrackType::OneTrack)) {
+                    1
+                } else {
+                    n
+                };
+                let many_codecs = mt == Some(AvMultitrackType::ManyTracksManyCodecs);
+                let track = (arb_video_fourcc(), any::<u8>(), any::<u64>()).prop_flat_map(
+                    move |(f, id, _)| {
+                        let f = if many_codecs { f } else { fourcc };
+                        arb_video_data(f).prop_map(move |d| (f, id, d))
+                    },
+                );
+                prop::collection::vec(track, n).prop_map(move |tracks| {
+                    // All tracks of a tag share one packet type: use the first's.
+                    let kind_of = |d: &VideoTrackData| std::mem::discriminant(d);
+                    let first = tracks[0].2.clone();
+                    let _ = kind;
+                    let tracks: Vec<VideoTrack> = tracks
+                        .into_iter()
+                        .map(|(f, id, d)| {
+                            let d = if kind_of(&d) == kind_of(&first) {
+                                match (&d, &first) {
+                                    (
+                                        VideoTrackData::CodedFrames {
+                                            composition_time,
+                                            data,
+                                            ..
+                                        },
+                                        VideoTrackData::CodedFrames { x, .. },
+                                    ) => VideoTrackData::CodedFrames {
+                                        composition_time: if *x || !f.has_composition_time() {
+                                            0
+                                        } else {
+                                            *composition_time
+                                        },
+                                        x: *x,
+                                        data: data.clone(),
+                                    },
+                                    _ => d,
+                                }
+                            } else {
+                                match &first {
+                                    VideoTrackData::CodedFrames { x, .. } => {
+                                        VideoTrackData::CodedFrames {
+                                            composition_time: 0,
+                                            x: *x,
+                                            data: Bytes::new(),
+                                        }
+                                    }
+                                    other => other.clone(),
+                                }
+                            };
+                            VideoTrack {
+                                fourcc: f,
+                                track_id: if mt.is_none() { 0 } else { id },
+                                data: d,
+                            }
+                        })
+                        .collect();
+                    ExVideo {
+                        frame_type: FrameType::from_code(ft).unwrap(),
+                        mod_ex: mod_ex.clone(),
+                        multitrack: mt,
+                        command: None,
+                        tracks,
+                    }
+                })
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn enhanced_video_round_trip(e in arb_ex_video()) {
+            let t = VideoTag::Enhanced(e);
+            let b = t.build();
+            prop_assert_eq!(VideoTag::parse(&b).unwrap(), t);
+        }
+
+        #[test]
+        fn enhanced_audio_round_trip(
+            mt in prop_oneof![Just(None), Just(Some(AvMultitrackType::OneTrack)), Just(Some(AvMultitrackType::ManyTracks)), Just(Some(AvMultitrackType::ManyTracksManyCodecs))],
+            fourccs in prop::collection::vec(arb_audio_fourcc(), 1..4),
+            kind in 0u8..4,
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..6), 4),
+            mod_ex in prop::collection::vec((0u32..(1 << 24)).prop_map(ModEx::TimestampOffsetNano), 0..2),
+        ) {
+            let n = if matches!(mt, None | Some(AvMultitrackType::OneTrack)) { 1 } else { fourccs.len() };
+            let tracks = (0..n).map(|i| {
+                let fourcc = if mt == Some(AvMultitrackType::ManyTracksManyCodecs) { fourccs[i] } else { fourccs[0] };
+                let p = Bytes::from(payloads[i].clone());
+                let data = match kind {
+                    0 => AudioTrackData::SequenceStart(p),
+                    1 => AudioTrackData::CodedFrames(p),
+                    2 => AudioTrackData::SequenceEnd,
+                    _ => AudioTrackData::MultichannelConfig(match i % 3 {
+                        0 => MultichannelConfig::Unspecified { channels: 2 },
+                        1 => MultichannelConfig::Native { channels: 6, flags: 0x3F },
+                        _ => MultichannelConfig::Custom { mapping: vec![0, 1, 2] },
+                    }),
+                };
+                AudioTrack { fourcc, track_id: if mt.is_none() { 0 } else { i as u8 }, data }
+            }).collect();
+            let t = AudioTag::Enhanced(ExAudio { mod_ex, multitrack: mt, tracks });
+            prop_assert_eq!(AudioTag::parse(&t.build()).unwrap(), t);
+        }
+
+        #[test]
+        fn legacy_video_round_trip(ft in 1u8..5, codec in prop_oneof![Just(2u8), Just(4), Just(7), Just(12)], pt in 0u8..3, cts in -(1i32 << 23)..(1 << 23), data in prop::collection::vec(any::<u8>(), 0..16)) {
+            let codec = VideoCodecId::from_code(codec).unwrap();
+            let avc = codec.has_packet_type().then(|| ([AvcPacketType::SequenceHeader, AvcPacketType::Nalu, AvcPacketType::EndOfSequence][pt as usize], cts));
+            let t = VideoTag::Legacy(LegacyVideo { frame_type: FrameType::from_code(ft).unwrap(), codec, avc, command: None, data: Bytes::from(data) });
+            prop_assert_eq!(VideoTag::parse(&t.build()).unwrap(), t);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..64)) {
+            let b = Bytes::from(b);
+            let _ = VideoTag::parse(&b);
+            let _ = AudioTag::parse(&b);
+        }
+
+        #[test]
+        fn flv_file_round_trip(tags in prop::collection::vec((prop_oneof![Just(8u8), Just(9), Just(18)], any::<u32>(), prop::collection::vec(any::<u8>(), 0..300)), 0..10), split in 1usize..700) {
+            let mut out = Vec::new();
+            FlvHeader { has_audio: true, has_video: false }.write(&mut out);
+            let tags: Vec<FlvTag> = tags.into_iter().map(|(t, ts, d)| FlvTag { tag_type: t, timestamp: ts, data: Bytes::from(d) }).collect();
+            for t in &tags {
+                t.write(&mut out);
+            }
+            let mut r = FlvReader::new(1 << 20);
+            let mut got = Vec::new();
+            for piece in out.chunks(split) {
+                r.feed(piece);
+                while let Some(t) = r.poll_tag().unwrap() {
+                    got.push(t);
+                }
+            }
+            prop_assert_eq!(r.header(), Some(FlvHeader { has_audio: true, has_video: false }));
+            prop_assert_eq!(got, tags);
+            prop_assert_eq!(r.bad_back_pointers, 0);
+        }
+    }
+
+    #[test]
+    fn flv_reader_limits() {
+        let mut r = FlvReader::new(100);
+        let mut out = Vec::new();
+        FlvHeader {
+            has_audio: true,
+            has_video: true,
+        }
+        .write(&mut out);
+        FlvTag {
+            tag_type: 9,
+            timestamp: 0,
+            data: Bytes::from(vec![0; 101]),
+        }
+        .write(&mut out);
+        r.feed(&out);
+        assert!(r.poll_tag().is_err());
+        let mut r = FlvReader::new(100);
+        r.feed(b"GIF89a\0\0\0\0\0\0\0");
+        assert!(r.poll_tag().unwrap_err().reason().contains("not an FLV"));
+    }
+}

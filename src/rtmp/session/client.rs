@@ -1,0 +1,656 @@
+//! The client side: connect, then publish or play.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::rtmp::amf0::{Amf0Value, Properties};
+use crate::rtmp::chunk::RawMessage;
+use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::handshake::RANDOM_SIZE;
+use crate::rtmp::limits::Limits;
+use crate::rtmp::message::{
+    ConnectParams, DataMessage, Message, NetCommand, Status, UserControl, type_id,
+};
+use crate::rtmp::url::{RtmpUrl, redact_key};
+
+use super::{Connection, ConnectionStats, DEFAULT_OUT_CHUNK_SIZE, csid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    Publish,
+    Play,
+}
+
+/// The Enhanced RTMP capabilities announced in `connect`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EnhancedCaps {
+    pub fourcc_list: Vec<String>,
+    pub video_fourcc_info_map: Properties,
+    pub audio_fourcc_info_map: Properties,
+    pub caps_ex: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub mode: ClientMode,
+    pub app: String,
+    /// Stream name (key), query included.
+    pub stream: String,
+    pub tc_url: String,
+    pub flash_ver: String,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
+    /// Extra properties for the connect command object.
+    pub connect_extra: Properties,
+    /// Extra arguments after the connect command object.
+    pub connect_args: Vec<Amf0Value>,
+    pub enhanced: Option<EnhancedCaps>,
+    /// Our outgoing chunk size, announced right after the handshake.
+    pub chunk_size: u32,
+    /// Publish type: "live", "record" or "append".
+    pub publish_kind: String,
+    /// Play: the buffer length told to the server.
+    pub buffer_ms: u32,
+    /// Play: start (-2 live or recorded, -1 live only, >= 0 seconds).
+    pub play_start: f64,
+    /// How long to wait for the handshake or an answer to a command.
+    pub response_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl ClientConfig {
+    /// A configuration for `url` with the usual defaults.
+    pub fn new(mode: ClientMode, url: &RtmpUrl) -> Self {
+        ClientConfig {
+            mode,
+            app: url.app.clone(),
+            stream: url.stream.clone(),
+            tc_url: url.tc_url(),
+            flash_ver: match mode {
+                ClientMode::Publish => "FMLE/3.0 (compatible; gst-rtmp)".into(),
+                ClientMode::Play => "LNX 9,0,124,2".into(),
+            },
+            swf_url: None,
+            page_url: None,
+            connect_extra: Vec::new(),
+            connect_args: Vec::new(),
+            enhanced: None,
+            chunk_size: DEFAULT_OUT_CHUNK_SIZE,
+            publish_kind: "live".into(),
+            buffer_ms: 1000,
+            play_start: -2.0,
+            response_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where a client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    Handshaking,
+    Connecting,
+    CreatingStream,
+    StartingPublish { stream_id: u32 },
+    Publishing { stream_id: u32 },
+    StartingPlay { stream_id: u32 },
+    Playing { stream_id: u32 },
+    Closed,
+    Failed,
+}
+
+/// What a rejection or timeout happened during.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Handshake,
+    Connect,
+    CreateStream,
+    Publish,
+    Play,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Handshake => "handshake",
+            Stage::Connect => "connect",
+            Stage::CreateStream => "createStream",
+            Stage::Publish => "publish",
+            Stage::Play => "play",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The server accepted `connect`.
+    Connected {
+        properties: Amf0Value,
+        status: Option<Status>,
+    },
+    PublishStarted {
+        stream_id: u32,
+    },
+    PlayStarted {
+        stream_id: u32,
+    },
+    /// An onStatus that did not change the state (Play.Reset, Publish.Idle ...).
+    Status(Status),
+    StreamBegin(u32),
+    StreamDry(u32),
+    StreamIsRecorded(u32),
+    /// The played stream ended: StreamEOF, Play.Complete / Stop / UnpublishNotify.
+    StreamEnded {
+        reason: String,
+    },
+    Audio {
+        timestamp: u32,
+        payload: Bytes,
+    },
+    Video {
+        timestamp: u32,
+        payload: Bytes,
+    },
+    Data {
+        timestamp: u32,
+        data: DataMessage,
+    },
+    /// The server told us to reconnect (Enhanced RTMP v2).
+    ReconnectRequest {
+        tc_url: Option<String>,
+        description: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Connect,
+    CreateStream,
+    Other,
+}
+
+pub struct ClientSession {
+    conn: Connection,
+    config: ClientConfig,
+    state: ClientState,
+    events: VecDeque<ClientEvent>,
+    pending: HashMap<u64, Pending>,
+    next_txn: u64,
+    deadline: Option<Instant>,
+    failure: Option<Error>,
+}
+
+impl ClientSession {
+    /// A client whose handshake starts at once (C0+C1 are in `send_buf`).
+    /// `random` fills C1; it need not be secret.
+    pub fn new(config: ClientConfig, now: Instant, random: &[u8; RANDOM_SIZE]) -> Self {
+        ClientSession {
+            conn: Connection::client(0, random, config.limits),
+            deadline: Some(now + config.response_timeout),
+            config,
+            state: ClientState::Handshaking,
+            events: VecDeque::new(),
+            pending: HashMap::new(),
+            next_txn: 1,
+            failure: None,
+        }
+    }
+
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> ConnectionStats {
+        self.conn.stats()
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The stream id once createStream has been answered.
+    pub fn stream_id(&self) -> Option<u32> {
+        match self.state {
+            ClientState::StartingPublish { stream_id }
+            | ClientState::Publishing { stream_id }
+            | ClientState::StartingPlay { stream_id }
+            | ClientState::Playing { stream_id } => Some(stream_id),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        self.state = ClientState::Failed;
+        self.deadline = None;
+        self.failure = Some(e.clone());
+        e
+    }
+
+    fn check_alive(&self) -> Result<()> {
+        match &self.failure {
+            Some(e) => Err(e.clone()),
+            None if self.state == ClientState::Closed => {
+                Err(Error::new(ErrorKind::Closed, "the session is closed"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes from the server.
+    pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<()> {
+        self.check_alive()?;
+        if let Err(e) = self.conn.feed(data) {
+            return Err(self.fail(e));
+        }
+        if self.state == ClientState::Handshaking && self.conn.handshake_done() {
+            self.on_handshake_done(now).map_err(|e| self.fail(e))?;
+        }
+        loop {
+            let next = self.conn.poll_message();
+            match next {
+                Ok(Some((raw, msg))) => {
+                    if let Err(e) = self.on_message(raw, msg, now) {
+                        return Err(self.fail(e));
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn send_buf(&self) -> &[u8] {
+        self.conn.send_buf()
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.conn.advance(n)
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        self.check_alive()?;
+        if let Some(d) = self.deadline
+            && now >= d
+        {
+            let stage = match self.state {
+                ClientState::Handshaking => Stage::Handshake,
+                ClientState::Connecting => Stage::Connect,
+                ClientState::CreatingStream => Stage::CreateStream,
+                ClientState::StartingPublish { .. } => Stage::Publish,
+                _ => Stage::Play,
+            };
+            let e = Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "server did not answer {} within {:.1} s",
+                    stage.name(),
+                    self.config.response_timeout.as_secs_f64()
+                ),
+            );
+            return Err(self.fail(e));
+        }
+        Ok(())
+    }
+
+    fn txn(&mut self, p: Pending) -> f64 {
+        let t = self.next_txn;
+        self.next_txn += 1;
+        if p != Pending::Other {
+            self.pending.insert(t, p);
+        }
+        t as f64
+    }
+
+    fn on_handshake_done(&mut self, now: Instant) -> Result<()> {
+        self.conn.set_chunk_size(self.config.chunk_size)?;
+        let c = &self.config;
+        let mut params = ConnectParams {
+            app: c.app.clone(),
+            tc_url: Some(c.tc_url.clone()),
+            flash_ver: Some(c.flash_ver.clone()),
+            swf_url: c.swf_url.clone(),
+            page_url: c.page_url.clone(),
+            extra: c.connect_extra.clone(),
+            args: c.connect_args.clone(),
+            ..Default::default()
+        };
+        match c.mode {
+            ClientMode::Publish => params.kind = Some("nonprivate".into()),
+            ClientMode::Play => {
+                params.fpad = Some(false);
+                params.capabilities = Some(15.0);
+                params.audio_codecs = Some(4071.0);
+                params.video_codecs = Some(252.0);
+                params.video_function = Some(1.0);
+            }
+        }
+        if let Some(e) = &c.enhanced {
+            params.fourcc_list = e.fourcc_list.clone();
+            params.video_fourcc_info_map = e.video_fourcc_info_map.clone();
+            params.audio_fourcc_info_map = e.audio_fourcc_info_map.clone();
+            params.caps_ex = e.caps_ex;
+        }
+        let txn = self.txn(Pending::Connect);
+        self.conn.send_command(
+            csid::COMMAND,
+            0,
+            NetCommand::Connect(params).into_command(txn),
+        )?;
+        self.state = ClientState::Connecting;
+        self.deadline = Some(now + self.config.response_timeout);
+        Ok(())
+    }
+
+    fn rejected(&self, stage: Stage, status: &Status) -> Error {
+        let what = match stage {
+            Stage::Publish | Stage::Play => format!(" for '{}'", redact_key(&self.config.stream)),
+            _ => String::new(),
+        };
+        Error::new(
+            ErrorKind::Rejected,
+            format!("server rejected {}: {status}{what}", stage.name()),
+        )
+    }
+
+    fn on_message(&mut self, raw: RawMessage, msg: Message, now: Instant) -> Result<()> {
+        let on_our_stream = self.stream_id() == Some(raw.stream_id);
+        match msg {
+            Message::Command { command, .. } => {
+                let txn = command.transaction_id as u64;
+                let parsed = command.parse();
+                self.on_command(txn, parsed, now)?;
+            }
+            Message::UserControl(u) => match u {
+                UserControl::StreamBegin(s) => self.events.push_back(ClientEvent::StreamBegin(s)),
+                UserControl::StreamEof(s) => {
+                    if self.stream_id() == Some(s) {
+                        self.events.push_back(ClientEvent::StreamEnded {
+                            reason: "server sent StreamEOF".into(),
+                        });
+                    }
+                }
+                UserControl::StreamDry(s) => self.events.push_back(ClientEvent::StreamDry(s)),
+                UserControl::StreamIsRecorded(s) => {
+                    self.events.push_back(ClientEvent::StreamIsRecorded(s))
+                }
+                _ => {}
+            },
+            Message::Audio(payload) if on_our_stream => self.events.push_back(ClientEvent::Audio {
+                timestamp: raw.timestamp,
+                payload,
+            }),
+            Message::Video(payload) if on_our_stream => self.events.push_back(ClientEvent::Video {
+                timestamp: raw.timestamp,
+                payload,
+            }),
+            Message::Data { data, .. } if on_our_stream || raw.stream_id == 0 => {
+                self.events.push_back(ClientEvent::Data {
+                    timestamp: raw.timestamp,
+                    data,
+                })
+            }
+            // Protocol control was handled by the connection; media on other
+            // streams and shared objects are not ours.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, txn: u64, cmd: NetCommand, now: Instant) -> Result<()> {
+        match cmd {
+            NetCommand::Result { properties, info } => match self.pending.remove(&txn) {
+                Some(Pending::Connect) => {
+                    let status = Status::from_value(&info);
+                    if let Some(s) = status.as_ref().filter(|s| s.is_error()) {
+                        return Err(self.rejected(Stage::Connect, s));
+                    }
+                    self.events
+                        .push_back(ClientEvent::Connected { properties, status });
+                    self.after_connect(now)?;
+                }
+                Some(Pending::CreateStream) => {
+                    let id = info
+                        .as_f64()
+                        .filter(|v| *v >= 0.0 && *v <= f64::from(u32::MAX))
+                        .ok_or_else(|| {
+                            Error::protocol(format!(
+                                "createStream answer has no stream id: {info:?}"
+                            ))
+                        })? as u32;
+                    self.after_create_stream(id, now)?;
+                }
+                _ => {}
+            },
+            NetCommand::Error { info, .. } => {
+                let status =
+                    Status::from_value(&info).unwrap_or_else(|| Status::new("error", "_error", ""));
+                match self.pending.remove(&txn) {
+                    Some(Pending::Connect) => return Err(self.rejected(Stage::Connect, &status)),
+                    Some(Pending::CreateStream) => {
+                        return Err(self.rejected(Stage::CreateStream, &status));
+                    }
+                    // releaseStream / FCPublish are optional; many servers
+                    // answer them with _error and that is fine.
+                    _ => {}
+                }
+            }
+            NetCommand::OnStatus(s) => self.on_status(s, now)?,
+            NetCommand::OnFcPublish(s) if s.is_error() => {
+                return Err(self.rejected(Stage::Publish, &s));
+            }
+            NetCommand::Other(c) if c.name == "close" => {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    "server closed the connection (close command)",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn after_connect(&mut self, now: Instant) -> Result<()> {
+        if self.config.mode == ClientMode::Publish {
+            let name = self.config.stream.clone();
+            let t = self.txn(Pending::Other);
+            self.conn.send_command(
+                csid::COMMAND,
+                0,
+                NetCommand::ReleaseStream { name: name.clone() }.into_command(t),
+            )?;
+            let t = self.txn(Pending::Other);
+            self.conn.send_command(
+                csid::COMMAND,
+                0,
+                NetCommand::FcPublish { name }.into_command(t),
+            )?;
+        }
+        let t = self.txn(Pending::CreateStream);
+        self.conn
+            .send_command(csid::COMMAND, 0, NetCommand::CreateStream.into_command(t))?;
+        self.state = ClientState::CreatingStream;
+        self.deadline = Some(now + self.config.response_timeout);
+        Ok(())
+    }
+
+    fn after_create_stream(&mut self, stream_id: u32, now: Instant) -> Result<()> {
+        let name = self.config.stream.clone();
+        match self.config.mode {
+            ClientMode::Publish => {
+                let kind = self.config.publish_kind.clone();
+                self.conn.send_command(
+                    csid::STREAM_COMMAND,
+                    stream_id,
+                    NetCommand::Publish { name, kind }.into_command(0.0),
+                )?;
+                self.state = ClientState::StartingPublish { stream_id };
+            }
+            ClientMode::Play => {
+                let start = self.config.play_start;
+                self.conn.send_command(
+                    csid::STREAM_COMMAND,
+                    stream_id,
+                    NetCommand::Play {
+                        name,
+                        start,
+                        duration: -1.0,
+                        reset: true,
+                    }
+                    .into_command(0.0),
+                )?;
+                let buf = UserControl::SetBufferLength {
+                    stream_id,
+                    buffer_ms: self.config.buffer_ms,
+                };
+                self.conn
+                    .send_message(csid::CONTROL, 0, 0, &Message::UserControl(buf))?;
+                self.state = ClientState::StartingPlay { stream_id };
+            }
+        }
+        self.deadline = Some(now + self.config.response_timeout);
+        Ok(())
+    }
+
+    fn on_status(&mut self, s: Status, _now: Instant) -> Result<()> {
+        if s.code == "NetConnection.Connect.ReconnectRequest" {
+            let tc_url = s
+                .extra
+                .iter()
+                .find(|(k, _)| k == "tcUrl")
+                .and_then(|(_, v)| v.as_str().map(str::to_owned));
+            self.events.push_back(ClientEvent::ReconnectRequest {
+                tc_url,
+                description: s.description.clone(),
+            });
+            return Ok(());
+        }
+        match self.state {
+            ClientState::StartingPublish { stream_id } => {
+                if s.code == "NetStream.Publish.Start" {
+                    self.state = ClientState::Publishing { stream_id };
+                    self.deadline = None;
+                    self.events
+                        .push_back(ClientEvent::PublishStarted { stream_id });
+                    return Ok(());
+                }
+                if s.is_error() {
+                    return Err(self.rejected(Stage::Publish, &s));
+                }
+            }
+            ClientState::StartingPlay { stream_id } | ClientState::Playing { stream_id } => {
+                if s.is_error() {
+                    return Err(self.rejected(Stage::Play, &s));
+                }
+                match s.code.as_str() {
+                    "NetStream.Play.Start"
+                        if matches!(self.state, ClientState::StartingPlay { .. }) =>
+                    {
+                        self.state = ClientState::Playing { stream_id };
+                        self.deadline = None;
+                        self.events
+                            .push_back(ClientEvent::PlayStarted { stream_id });
+                        return Ok(());
+                    }
+                    "NetStream.Play.Complete"
+                    | "NetStream.Play.Stop"
+                    | "NetStream.Play.UnpublishNotify" => {
+                        self.events.push_back(ClientEvent::StreamEnded {
+                            reason: format!("server sent {}", s.code),
+                        });
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+            ClientState::Publishing { .. } if s.is_error() => {
+                return Err(Error::new(
+                    ErrorKind::Rejected,
+                    format!("server stopped the publish: {s}"),
+                ));
+            }
+            _ => {}
+        }
+        self.events.push_back(ClientEvent::Status(s));
+        Ok(())
+    }
+
+    fn publishing_stream(&self) -> Result<u32> {
+        self.check_alive()?;
+        match self.state {
+            ClientState::Publishing { stream_id } => Ok(stream_id),
+            s => Err(Error::protocol(format!("cannot send media in state {s:?}"))),
+        }
+    }
+
+    /// Sends an audio message (an FLV audio tag body).
+    pub fn send_audio(&mut self, timestamp: u32, payload: &[u8]) -> Result<()> {
+        let sid = self.publishing_stream()?;
+        self.conn
+            .send_raw(csid::AUDIO, timestamp, type_id::AUDIO, sid, payload)
+    }
+
+    /// Sends a video message (an FLV video tag body).
+    pub fn send_video(&mut self, timestamp: u32, payload: &[u8]) -> Result<()> {
+        let sid = self.publishing_stream()?;
+        self.conn
+            .send_raw(csid::VIDEO, timestamp, type_id::VIDEO, sid, payload)
+    }
+
+    /// Sends a data message such as `@setDataFrame onMetaData`.
+    pub fn send_data(&mut self, timestamp: u32, data: &DataMessage) -> Result<()> {
+        let sid = self.publishing_stream()?;
+        self.conn.send_data(csid::DATA, timestamp, sid, data)
+    }
+
+    /// Ends the session politely: FCUnpublish and deleteStream for a
+    /// publisher, deleteStream for a player. Send what `send_buf` then holds
+    /// before closing the socket.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.failure.is_some() || self.state == ClientState::Closed {
+            return Ok(());
+        }
+        if let Some(sid) = self.stream_id() {
+            if self.config.mode == ClientMode::Publish {
+                let name = self.config.stream.clone();
+                let t = self.txn(Pending::Other);
+                self.conn.send_command(
+                    csid::COMMAND,
+                    0,
+                    NetCommand::FcUnpublish { name }.into_command(t),
+                )?;
+            }
+            let t = self.txn(Pending::Other);
+            self.conn.send_command(
+                csid::COMMAND,
+                0,
+                NetCommand::DeleteStream {
+                    stream_id: f64::from(sid),
+                }
+                .into_command(t),
+            )?;
+        }
+        self.state = ClientState::Closed;
+        self.deadline = None;
+        Ok(())
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn pending_bytes(&self) -> usize {
+        self.conn.pending()
+    }
+}

@@ -1,0 +1,233 @@
+//! What client and server sessions share: the handshake, the chunk codec,
+//! acknowledgements, pings and protocol control messages.
+
+use bytes::Bytes;
+
+use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::rtmp::error::{Error, Result};
+use crate::rtmp::handshake::{Handshake, RANDOM_SIZE};
+use crate::rtmp::limits::Limits;
+use crate::rtmp::message::{self, Command, DataMessage, Message, UserControl, type_id};
+
+use super::csid;
+
+/// Counters for stats and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub acks_sent: u64,
+    /// The last acknowledgement the peer sent (bytes it received, mod 2^32).
+    pub peer_acked: u32,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    handshake: Handshake,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    limits: Limits,
+    /// The window the peer asked us to acknowledge at.
+    ack_window: Option<u32>,
+    acked_at: u64,
+    stats: ConnectionStats,
+    /// Messages unpacked from an aggregate, given out before new ones.
+    unpacked: std::collections::VecDeque<RawMessage>,
+}
+
+impl Connection {
+    pub fn new(handshake: Handshake, limits: Limits) -> Self {
+        Connection {
+            handshake,
+            decoder: ChunkDecoder::new(limits),
+            encoder: ChunkEncoder::new(),
+            limits,
+            ack_window: None,
+            acked_at: 0,
+            stats: ConnectionStats::default(),
+            unpacked: Default::default(),
+        }
+    }
+
+    pub fn client(epoch: u32, random: &[u8; RANDOM_SIZE], limits: Limits) -> Self {
+        Self::new(Handshake::client(epoch, random), limits)
+    }
+
+    pub fn server(epoch: u32, random: &[u8; RANDOM_SIZE], limits: Limits) -> Self {
+        Self::new(Handshake::server(epoch, random), limits)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn handshake_done(&self) -> bool {
+        self.handshake.is_done()
+    }
+
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats
+    }
+
+    pub fn decoder(&self) -> &ChunkDecoder {
+        &self.decoder
+    }
+
+    pub fn encoder(&self) -> &ChunkEncoder {
+        &self.encoder
+    }
+
+    /// Bytes received from the peer.
+    pub fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.stats.bytes_in += data.len() as u64;
+        let rest = if self.handshake.is_done() {
+            data
+        } else {
+            let used = self
+                .handshake
+                .feed(data)
+                .map_err(|e| e.context("handshake failed"))?;
+            &data[used..]
+        };
+        if !rest.is_empty() {
+            self.decoder.feed(rest);
+        }
+        Ok(())
+    }
+
+    /// The next message, with protocol control messages already acted on
+    /// (they are still returned, for logs and for the session's own use).
+    pub fn poll_message(&mut self) -> Result<Option<(RawMessage, Message)>> {
+        let raw = match self.unpacked.pop_front() {
+            Some(r) => r,
+            None => match self.decoder.poll_message()? {
+                Some(r) => r,
+                None => {
+                    self.maybe_ack();
+                    return Ok(None);
+                }
+            },
+        };
+        self.stats.messages_in += 1;
+        if raw.type_id == type_id::AGGREGATE {
+            self.unpacked.extend(message::unpack_aggregate(&raw)?);
+            return self.poll_message();
+        }
+        let msg = Message::decode(&raw, &self.limits)?;
+        match &msg {
+            Message::WindowAckSize(w) => self.ack_window = (*w > 0).then_some(*w),
+            Message::Acknowledgement(n) => self.stats.peer_acked = *n,
+            Message::UserControl(UserControl::PingRequest(t)) => {
+                self.send_message(
+                    csid::CONTROL,
+                    0,
+                    0,
+                    &Message::UserControl(UserControl::PingResponse(*t)),
+                )?;
+            }
+            _ => {}
+        }
+        self.maybe_ack();
+        Ok(Some((raw, msg)))
+    }
+
+    fn maybe_ack(&mut self) {
+        if let Some(w) = self.ack_window {
+            let received = self.stats.bytes_in;
+            if received - self.acked_at >= u64::from(w) {
+                self.acked_at = received;
+                // The sequence number wraps at 2^32 by the spec.
+                let seq = received as u32;
+                if self
+                    .send_message(csid::CONTROL, 0, 0, &Message::Acknowledgement(seq))
+                    .is_ok()
+                {
+                    self.stats.acks_sent += 1;
+                }
+            }
+        }
+    }
+
+    pub fn send_raw(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) -> Result<()> {
+        self.encoder
+            .write_message(csid, timestamp, type_id, stream_id, payload)?;
+        self.stats.messages_out += 1;
+        Ok(())
+    }
+
+    pub fn send_message(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        stream_id: u32,
+        m: &Message,
+    ) -> Result<()> {
+        let payload: Bytes = m.encode_payload();
+        self.send_raw(csid, timestamp, m.type_id(), stream_id, &payload)
+    }
+
+    pub fn send_command(&mut self, csid: u32, stream_id: u32, c: Command) -> Result<()> {
+        self.send_message(
+            csid,
+            0,
+            stream_id,
+            &Message::Command {
+                amf3: false,
+                command: c,
+            },
+        )
+    }
+
+    pub fn send_data(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        stream_id: u32,
+        d: &DataMessage,
+    ) -> Result<()> {
+        self.send_raw(csid, timestamp, type_id::DATA_AMF0, stream_id, &d.encode())
+    }
+
+    /// Tells the peer our new chunk size, then uses it.
+    pub fn set_chunk_size(&mut self, size: u32) -> Result<()> {
+        if !(1..=crate::rtmp::chunk::MAX_CHUNK_SIZE).contains(&size) {
+            return Err(Error::unsupported(format!(
+                "chunk size {size} is outside 1..=2147483647"
+            )));
+        }
+        self.send_message(csid::CONTROL, 0, 0, &Message::SetChunkSize(size))?;
+        self.encoder.set_chunk_size(size)
+    }
+
+    pub fn send_buf(&self) -> &[u8] {
+        let hs = self.handshake.send_buf();
+        if !hs.is_empty() {
+            hs
+        } else {
+            self.encoder.send_buf()
+        }
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.stats.bytes_out += n as u64;
+        if !self.handshake.send_buf().is_empty() {
+            self.handshake.advance(n);
+        } else {
+            self.encoder.advance(n);
+        }
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.handshake.send_buf().len() + self.encoder.pending()
+    }
+}

@@ -1,0 +1,28 @@
+//! Sans-IO RTMP sessions: [`ClientSession`] publishes or plays,
+//! [`ServerSession`] serves one connection. Both take bytes (`feed`) and
+//! time (`handle_timeout`), give events (`poll_event`) and bytes to send
+//! (`send_buf` / `advance`), and never touch a socket or a clock.
+
+mod client;
+mod connection;
+mod server;
+
+pub use client::{
+    ClientConfig, ClientEvent, ClientMode, ClientSession, ClientState, EnhancedCaps, Stage,
+};
+pub use connection::{Connection, ConnectionStats};
+pub use server::{ServerConfig, ServerEvent, ServerSession};
+
+/// Chunk stream ids we send on (FFmpeg's choice, which servers are used to).
+pub mod csid {
+    pub const CONTROL: u32 = 2;
+    pub const COMMAND: u32 = 3;
+    pub const AUDIO: u32 = 4;
+    pub const DATA: u32 = 5;
+    pub const VIDEO: u32 = 6;
+    pub const STREAM_COMMAND: u32 = 8;
+}
+
+/// The chunk size we send with unless told otherwise: large chunks cost
+/// less CPU per byte on both ends, and every server in use accepts them.
+pub const DEFAULT_OUT_CHUNK_SIZE: u32 = 4096;

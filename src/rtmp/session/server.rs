@@ -1,0 +1,711 @@
+//! The server side of one connection. The caller decides whether an app may
+//! connect and whether a stream may be published or played; the session
+//! does everything else the protocol asks.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::RawMessage;
+use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::handshake::RANDOM_SIZE;
+use crate::rtmp::limits::Limits;
+use crate::rtmp::message::{
+    BandwidthLimit, ConnectParams, DataMessage, Message, NetCommand, Status, UserControl, type_id,
+};
+
+use super::{Connection, ConnectionStats, DEFAULT_OUT_CHUNK_SIZE, csid};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub chunk_size: u32,
+    /// The window after which the client must acknowledge.
+    pub window_ack_size: u32,
+    pub peer_bandwidth: u32,
+    /// How long the handshake and `connect` may take.
+    pub handshake_timeout: Duration,
+    /// Streams one connection may create.
+    pub max_streams: u32,
+    pub fms_ver: String,
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            chunk_size: DEFAULT_OUT_CHUNK_SIZE,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            handshake_timeout: Duration::from_secs(10),
+            max_streams: 8,
+            fms_ver: "FMS/3,5,7,7009".into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// Answer with `accept_connect` or `reject_connect`.
+    ConnectRequest(ConnectParams),
+    /// Answer with `accept_publish` or `reject_stream`.
+    PublishRequest {
+        stream_id: u32,
+        name: String,
+        kind: String,
+    },
+    /// Answer with `accept_play` or `reject_stream`.
+    PlayRequest {
+        stream_id: u32,
+        name: String,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    },
+    /// The publisher of `stream_id` stopped (FCUnpublish, closeStream or deleteStream).
+    Unpublished {
+        stream_id: u32,
+    },
+    /// A player or publisher deleted its stream.
+    StreamDeleted {
+        stream_id: u32,
+    },
+    Audio {
+        stream_id: u32,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    Video {
+        stream_id: u32,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    Data {
+        stream_id: u32,
+        timestamp: u32,
+        data: DataMessage,
+    },
+    ReceiveAudio {
+        stream_id: u32,
+        enable: bool,
+    },
+    ReceiveVideo {
+        stream_id: u32,
+        enable: bool,
+    },
+    Pause {
+        stream_id: u32,
+        pause: bool,
+        millis: f64,
+    },
+    PingResponse(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    Created,
+    PublishRequested,
+    Publishing,
+    PlayRequested,
+    Playing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshaking,
+    AwaitConnect,
+    ConnectRequested { txn: u64 },
+    Connected,
+    Closed,
+}
+
+pub struct ServerSession {
+    conn: Connection,
+    config: ServerConfig,
+    phase: Phase,
+    events: VecDeque<ServerEvent>,
+    streams: HashMap<u32, StreamState>,
+    next_stream_id: u32,
+    deadline: Option<Instant>,
+    connect: Option<ConnectParams>,
+    failure: Option<Error>,
+}
+
+impl ServerSession {
+    pub fn new(config: ServerConfig, now: Instant, random: &[u8; RANDOM_SIZE]) -> Self {
+        ServerSession {
+            conn: Connection::server(0, random, config.limits),
+            deadline: Some(now + config.handshake_timeout),
+            config,
+            phase: Phase::Handshaking,
+            events: VecDeque::new(),
+            streams: HashMap::new(),
+            next_stream_id: 1,
+            connect: None,
+            failure: None,
+        }
+    }
+
+    pub fn stats(&self) -> ConnectionStats {
+        self.conn.stats()
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The accepted (or requested) connect parameters.
+    pub fn connect_params(&self) -> Option<&ConnectParams> {
+        self.connect.as_ref()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        self.phase = Phase::Closed;
+        self.deadline = None;
+        self.failure = Some(e.clone());
+        e
+    }
+
+    fn check_alive(&self) -> Result<()> {
+        match &self.failure {
+            Some(e) => Err(e.clone()),
+            None if self.phase == Phase::Closed => {
+                Err(Error::new(ErrorKind::Closed, "the session is closed"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub fn feed(&mut self, data: &[u8], _now: Instant) -> Result<()> {
+        self.check_alive()?;
+        if let Err(e) = self.conn.feed(data) {
+            return Err(self.fail(e));
+        }
+        if self.phase == Phase::Handshaking && self.conn.handshake_done() {
+            self.phase = Phase::AwaitConnect;
+        }
+        loop {
+            match self.conn.poll_message() {
+                Ok(Some((raw, msg))) => {
+                    if let Err(e) = self.on_message(raw, msg) {
+                        return Err(self.fail(e));
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn send_buf(&self) -> &[u8] {
+        self.conn.send_buf()
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.conn.advance(n)
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.conn.pending()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Fails the session if the client has not connected in time.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        self.check_alive()?;
+        if let Some(d) = self.deadline
+            && now >= d
+            && matches!(self.phase, Phase::Handshaking | Phase::AwaitConnect)
+        {
+            let e = Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "client did not complete the handshake and connect within {:.1} s",
+                    self.config.handshake_timeout.as_secs_f64()
+                ),
+            );
+            return Err(self.fail(e));
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, raw: RawMessage, msg: Message) -> Result<()> {
+        match msg {
+            Message::Command { command, .. } => {
+                let txn = command.transaction_id;
+                let name = command.name.clone();
+                self.on_command(txn, raw.stream_id, command.parse(), &name)
+            }
+            Message::Audio(payload) => {
+                if self.is_publishing(raw.stream_id) {
+                    self.events.push_back(ServerEvent::Audio {
+                        stream_id: raw.stream_id,
+                        timestamp: raw.timestamp,
+                        payload,
+                    });
+                }
+                Ok(())
+            }
+            Message::Video(payload) => {
+                if self.is_publishing(raw.stream_id) {
+                    self.events.push_back(ServerEvent::Video {
+                        stream_id: raw.stream_id,
+                        timestamp: raw.timestamp,
+                        payload,
+                    });
+                }
+                Ok(())
+            }
+            Message::Data { data, .. } => {
+                if self.is_publishing(raw.stream_id) {
+                    self.events.push_back(ServerEvent::Data {
+                        stream_id: raw.stream_id,
+                        timestamp: raw.timestamp,
+                        data,
+                    });
+                }
+                Ok(())
+            }
+            Message::UserControl(UserControl::PingResponse(t)) => {
+                self.events.push_back(ServerEvent::PingResponse(t));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn is_publishing(&self, stream_id: u32) -> bool {
+        self.streams.get(&stream_id) == Some(&StreamState::Publishing)
+    }
+
+    fn reply(&mut self, txn: f64, cmd: NetCommand) -> Result<()> {
+        self.conn
+            .send_command(csid::COMMAND, 0, cmd.into_command(txn))
+    }
+
+    fn on_command(&mut self, txn: f64, msg_stream: u32, cmd: NetCommand, name: &str) -> Result<()> {
+        if !matches!(self.phase, Phase::Connected) && !matches!(cmd, NetCommand::Connect(_)) {
+            return Err(Error::protocol(format!(
+                "client sent '{name}' before connect was accepted"
+            )));
+        }
+        match cmd {
+            NetCommand::Connect(p) => {
+                if self.phase != Phase::AwaitConnect {
+                    return Err(Error::protocol("client sent connect twice"));
+                }
+                self.phase = Phase::ConnectRequested { txn: txn as u64 };
+                self.connect = Some(p.clone());
+                self.events.push_back(ServerEvent::ConnectRequest(p));
+            }
+            NetCommand::CreateStream => {
+                if self.streams.len() as u32 >= self.config.max_streams {
+                    let s = Status::new("error", "NetConnection.Call.Failed", "too many streams");
+                    self.reply(
+                        txn,
+                        NetCommand::Error {
+                            properties: Amf0Value::Null,
+                            info: s.to_value(),
+                        },
+                    )?;
+                    return Ok(());
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.insert(id, StreamState::Created);
+                self.reply(
+                    txn,
+                    NetCommand::Result {
+                        properties: Amf0Value::Null,
+                        info: Amf0Value::Number(f64::from(id)),
+                    },
+                )?;
+            }
+            NetCommand::ReleaseStream { .. }
+            | NetCommand::FcPublish { .. }
+            | NetCommand::FcUnpublish { .. } => {
+                if txn != 0.0 {
+                    self.reply(
+                        txn,
+                        NetCommand::Result {
+                            properties: Amf0Value::Null,
+                            info: Amf0Value::Undefined,
+                        },
+                    )?;
+                }
+                if let NetCommand::FcPublish { name } = &cmd {
+                    let s = Status::new("status", "NetStream.Publish.Start", name.clone());
+                    self.reply(0.0, NetCommand::OnFcPublish(s))?;
+                }
+                if let NetCommand::FcUnpublish { .. } = cmd {
+                    let publishing: Vec<u32> = self
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| **s == StreamState::Publishing)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in publishing {
+                        self.streams.insert(id, StreamState::Created);
+                        self.events
+                            .push_back(ServerEvent::Unpublished { stream_id: id });
+                    }
+                }
+            }
+            NetCommand::Publish { name, kind } => {
+                self.stream_request(msg_stream, StreamState::PublishRequested)?;
+                self.events.push_back(ServerEvent::PublishRequest {
+                    stream_id: msg_stream,
+                    name,
+                    kind,
+                });
+            }
+            NetCommand::Play {
+                name,
+                start,
+                duration,
+                reset,
+            } => {
+                self.stream_request(msg_stream, StreamState::PlayRequested)?;
+                self.events.push_back(ServerEvent::PlayRequest {
+                    stream_id: msg_stream,
+                    name,
+                    start,
+                    duration,
+                    reset,
+                });
+            }
+            NetCommand::DeleteStream { stream_id } => self.end_stream(stream_id as u32, true),
+            NetCommand::CloseStream => self.end_stream(msg_stream, false),
+            NetCommand::CheckBw => {
+                if txn != 0.0 {
+                    self.reply(
+                        txn,
+                        NetCommand::Result {
+                            properties: Amf0Value::Null,
+                            info: Amf0Value::Null,
+                        },
+                    )?;
+                }
+            }
+            NetCommand::GetStreamLength { .. } => {
+                // Live streams have no length.
+                self.reply(
+                    txn,
+                    NetCommand::Result {
+                        properties: Amf0Value::Null,
+                        info: Amf0Value::Number(0.0),
+                    },
+                )?;
+            }
+            NetCommand::ReceiveAudio(enable) => self.events.push_back(ServerEvent::ReceiveAudio {
+                stream_id: msg_stream,
+                enable,
+            }),
+            NetCommand::ReceiveVideo(enable) => self.events.push_back(ServerEvent::ReceiveVideo {
+                stream_id: msg_stream,
+                enable,
+            }),
+            NetCommand::Pause { pause, millis } => self.events.push_back(ServerEvent::Pause {
+                stream_id: msg_stream,
+                pause,
+                millis,
+            }),
+            NetCommand::Result { .. }
+            | NetCommand::Error { .. }
+            | NetCommand::OnStatus(_)
+            | NetCommand::OnBwDone => {}
+            _ => {
+                // An unknown call that expects an answer gets one, so that
+                // the client does not wait for ever.
+                if txn != 0.0 {
+                    let s = Status::new(
+                        "error",
+                        "NetConnection.Call.Failed",
+                        format!("method '{name}' not found"),
+                    );
+                    self.reply(
+                        txn,
+                        NetCommand::Error {
+                            properties: Amf0Value::Null,
+                            info: s.to_value(),
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stream_request(&mut self, stream_id: u32, new: StreamState) -> Result<()> {
+        match self.streams.get(&stream_id) {
+            Some(StreamState::Created) => {
+                self.streams.insert(stream_id, new);
+                Ok(())
+            }
+            Some(s) => Err(Error::protocol(format!(
+                "stream {stream_id} is already in use ({s:?})"
+            ))),
+            None => Err(Error::protocol(format!(
+                "client used stream {stream_id}, which it did not create"
+            ))),
+        }
+    }
+
+    fn end_stream(&mut self, stream_id: u32, delete: bool) {
+        match self.streams.get(&stream_id) {
+            Some(StreamState::Publishing) => self
+                .events
+                .push_back(ServerEvent::Unpublished { stream_id }),
+            Some(_) if delete => {}
+            _ => {}
+        }
+        if delete {
+            if self.streams.remove(&stream_id).is_some() {
+                self.events
+                    .push_back(ServerEvent::StreamDeleted { stream_id });
+            }
+        } else if self.streams.contains_key(&stream_id) {
+            self.streams.insert(stream_id, StreamState::Created);
+        }
+    }
+
+    /// Accepts the pending connect: window size, peer bandwidth, chunk size,
+    /// then `_result` with NetConnection.Connect.Success.
+    pub fn accept_connect(&mut self) -> Result<()> {
+        self.check_alive()?;
+        let Phase::ConnectRequested { txn } = self.phase else {
+            return Err(Error::protocol("no connect to accept"));
+        };
+        let c = &self.config;
+        let (window, bw, chunk) = (c.window_ack_size, c.peer_bandwidth, c.chunk_size);
+        self.conn
+            .send_message(csid::CONTROL, 0, 0, &Message::WindowAckSize(window))?;
+        self.conn.send_message(
+            csid::CONTROL,
+            0,
+            0,
+            &Message::SetPeerBandwidth {
+                size: bw,
+                limit: BandwidthLimit::Dynamic,
+            },
+        )?;
+        self.conn.set_chunk_size(chunk)?;
+        let mut props = vec![
+            (
+                "fmsVer".to_owned(),
+                Amf0Value::string(self.config.fms_ver.clone()),
+            ),
+            ("capabilities".to_owned(), Amf0Value::Number(31.0)),
+            ("mode".to_owned(), Amf0Value::Number(1.0)),
+        ];
+        if let Some(p) = &self.connect {
+            // Enhanced RTMP: echo what the client offered, we forward any codec.
+            if !p.fourcc_list.is_empty() {
+                props.push((
+                    "fourCcList".to_owned(),
+                    Amf0Value::StrictArray(p.fourcc_list.iter().map(Amf0Value::string).collect()),
+                ));
+            }
+            if let Some(c) = p.caps_ex {
+                props.push(("capsEx".to_owned(), Amf0Value::Number(c)));
+            }
+        }
+        let mut status = Status::new(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+        );
+        let encoding = self
+            .connect
+            .as_ref()
+            .and_then(|p| p.object_encoding)
+            .unwrap_or(0.0);
+        status
+            .extra
+            .push(("objectEncoding".into(), Amf0Value::Number(encoding)));
+        self.reply(
+            txn as f64,
+            NetCommand::Result {
+                properties: Amf0Value::Object(props),
+                info: status.to_value(),
+            },
+        )?;
+        self.phase = Phase::Connected;
+        self.deadline = None;
+        Ok(())
+    }
+
+    /// Refuses the pending connect with `_error`; close the socket once sent.
+    pub fn reject_connect(&mut self, code: &str, description: &str) -> Result<()> {
+        let Phase::ConnectRequested { txn } = self.phase else {
+            return Err(Error::protocol("no connect to reject"));
+        };
+        let s = Status::new("error", code, description);
+        self.reply(
+            txn as f64,
+            NetCommand::Error {
+                properties: Amf0Value::Null,
+                info: s.to_value(),
+            },
+        )?;
+        self.phase = Phase::Closed;
+        Ok(())
+    }
+
+    fn stream_status(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+    ) -> Result<()> {
+        let s = Status::new(level, code, description);
+        self.conn.send_command(
+            csid::STREAM_COMMAND,
+            stream_id,
+            NetCommand::OnStatus(s).into_command(0.0),
+        )
+    }
+
+    fn user_control(&mut self, u: UserControl) -> Result<()> {
+        self.conn
+            .send_message(csid::CONTROL, 0, 0, &Message::UserControl(u))
+    }
+
+    pub fn accept_publish(&mut self, stream_id: u32) -> Result<()> {
+        self.check_alive()?;
+        if self.streams.get(&stream_id) != Some(&StreamState::PublishRequested) {
+            return Err(Error::protocol(format!(
+                "no publish request on stream {stream_id}"
+            )));
+        }
+        self.user_control(UserControl::StreamBegin(stream_id))?;
+        self.stream_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            "Start publishing",
+        )?;
+        self.streams.insert(stream_id, StreamState::Publishing);
+        Ok(())
+    }
+
+    pub fn accept_play(&mut self, stream_id: u32, reset: bool) -> Result<()> {
+        self.check_alive()?;
+        if self.streams.get(&stream_id) != Some(&StreamState::PlayRequested) {
+            return Err(Error::protocol(format!(
+                "no play request on stream {stream_id}"
+            )));
+        }
+        self.user_control(UserControl::StreamIsRecorded(stream_id))
+            .ok();
+        self.user_control(UserControl::StreamBegin(stream_id))?;
+        if reset {
+            self.stream_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                "Playing and resetting",
+            )?;
+        }
+        self.stream_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            "Started playing",
+        )?;
+        let access = DataMessage::SampleAccess {
+            audio: true,
+            video: true,
+        };
+        self.conn.send_data(csid::DATA, 0, stream_id, &access)?;
+        self.streams.insert(stream_id, StreamState::Playing);
+        Ok(())
+    }
+
+    /// Refuses a publish or play with an error onStatus, e.g.
+    /// `NetStream.Publish.BadName` or `NetStream.Play.StreamNotFound`.
+    pub fn reject_stream(&mut self, stream_id: u32, code: &str, description: &str) -> Result<()> {
+        self.check_alive()?;
+        match self.streams.get(&stream_id) {
+            Some(StreamState::PublishRequested | StreamState::PlayRequested) => {}
+            _ => {
+                return Err(Error::protocol(format!(
+                    "no request to reject on stream {stream_id}"
+                )));
+            }
+        }
+        self.stream_status(stream_id, "error", code, description)?;
+        self.streams.insert(stream_id, StreamState::Created);
+        Ok(())
+    }
+
+    fn playing(&self, stream_id: u32) -> Result<()> {
+        self.check_alive()?;
+        if self.streams.get(&stream_id) != Some(&StreamState::Playing) {
+            return Err(Error::protocol(format!(
+                "stream {stream_id} is not playing"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn send_audio(&mut self, stream_id: u32, timestamp: u32, payload: &[u8]) -> Result<()> {
+        self.playing(stream_id)?;
+        self.conn
+            .send_raw(csid::AUDIO, timestamp, type_id::AUDIO, stream_id, payload)
+    }
+
+    pub fn send_video(&mut self, stream_id: u32, timestamp: u32, payload: &[u8]) -> Result<()> {
+        self.playing(stream_id)?;
+        self.conn
+            .send_raw(csid::VIDEO, timestamp, type_id::VIDEO, stream_id, payload)
+    }
+
+    pub fn send_data(&mut self, stream_id: u32, timestamp: u32, data: &DataMessage) -> Result<()> {
+        self.playing(stream_id)?;
+        self.conn.send_data(csid::DATA, timestamp, stream_id, data)
+    }
+
+    /// Ends a played stream: StreamEOF, then onStatus Play.Stop (or
+    /// Play.UnpublishNotify when the publisher went away).
+    pub fn end_play(&mut self, stream_id: u32, unpublished: bool) -> Result<()> {
+        self.playing(stream_id)?;
+        if unpublished {
+            self.stream_status(
+                stream_id,
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                "stream unpublished",
+            )?;
+        }
+        self.user_control(UserControl::StreamEof(stream_id))?;
+        self.stream_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Stop",
+            "Stopped playing",
+        )?;
+        self.streams.insert(stream_id, StreamState::Created);
+        Ok(())
+    }
+
+    /// Sends a ping; the answer comes as [`ServerEvent::PingResponse`].
+    pub fn ping(&mut self, timestamp: u32) -> Result<()> {
+        self.check_alive()?;
+        self.user_control(UserControl::PingRequest(timestamp))
+    }
+}

@@ -1,0 +1,327 @@
+//! `rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query]`
+//!
+//! The app/stream split follows FFmpeg and librtmp, which servers are
+//! configured around: the app is the first path segment, or the first two
+//! when a third follows ("app/instance"); the rest, query included, is the
+//! stream. A stream that starts with a type prefix ("mp4:dir/file") keeps
+//! the app to one segment. Without a stream, the query stays on the app.
+
+use std::fmt;
+
+use super::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Rtmp,
+    Rtmps,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Rtmp => 1935,
+            Scheme::Rtmps => 443,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Rtmp => "rtmp",
+            Scheme::Rtmps => "rtmps",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    pub scheme: Scheme,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Host name or address; IPv6 without brackets.
+    pub host: String,
+    /// The port given in the URL, if any.
+    pub explicit_port: Option<u16>,
+    pub app: String,
+    /// Stream name (key), with its query if it has one.
+    pub stream: String,
+}
+
+impl RtmpUrl {
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| Error::malformed(format!("invalid RTMP URL: {why}"));
+        let (scheme, rest) = match s.split_once("://") {
+            Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmp") => (Scheme::Rtmp, rest),
+            Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmps") => (Scheme::Rtmps, rest),
+            Some((sch, _)) => {
+                return Err(Error::unsupported(format!(
+                    "URL scheme '{sch}' is not supported; use rtmp:// or rtmps://"
+                )));
+            }
+            None => return Err(bad("it must start with rtmp:// or rtmps://")),
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((a, b)) => (Some(percent_decode(a)?), Some(percent_decode(b)?)),
+                None => (Some(percent_decode(u)?), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = if let Some(r) = hostport.strip_prefix('[') {
+            let end = r
+                .find(']')
+                .ok_or_else(|| bad("unclosed '[' in IPv6 address"))?;
+            let host = &r[..end];
+            let after = &r[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(bad("unexpected text after IPv6 address")),
+            };
+            (host, port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let explicit_port = match port {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| bad(&format!("port '{p}' is not a number from 0 to 65535")))?,
+            ),
+            None => None,
+        };
+        let (app, stream) = split_path(path);
+        Ok(RtmpUrl {
+            scheme,
+            user,
+            password,
+            host: host.to_owned(),
+            explicit_port,
+            app,
+            stream,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.explicit_port.unwrap_or(self.scheme.default_port())
+    }
+
+    /// "host:port" for connecting, with brackets around IPv6.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.bracketed_host(), self.port())
+    }
+
+    fn bracketed_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// The tcUrl sent in `connect`: scheme, host, port as given, app.
+    pub fn tc_url(&self) -> String {
+        let port = self
+            .explicit_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!(
+            "{}://{}{}/{}",
+            self.scheme.as_str(),
+            self.bracketed_host(),
+            port,
+            self.app
+        )
+    }
+
+    /// The stream name with any query cut off.
+    pub fn stream_name(&self) -> &str {
+        self.stream.split('?').next().unwrap_or_default()
+    }
+
+    /// The URL with the password and stream key hidden, for logs and errors.
+    pub fn redacted(&self) -> String {
+        let user = match &self.user {
+            Some(u) if self.password.is_some() => format!("{u}:***@"),
+            Some(u) => format!("{u}@"),
+            None => String::new(),
+        };
+        let port = self
+            .explicit_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!(
+            "{}://{}{}{}/{}/{}",
+            self.scheme.as_str(),
+            user,
+            self.bracketed_host(),
+            port,
+            self.app,
+            redact_key(&self.stream)
+        )
+    }
+}
+
+/// Shows a few leading characters of a stream key and hides the rest, so
+/// that logs tell keys apart without giving them away.
+pub fn redact_key(key: &str) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
+    let shown: String = key.chars().take(2).collect();
+    format!("{shown}***")
+}
+
+impl fmt::Debug for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn split_path(path: &str) -> (String, String) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    // A query right after the app (no stream) belongs to the app.
+    let first_end = path.find(['/', '?']).unwrap_or(path.len());
+    if path[first_end..].starts_with('?') || first_end == path.len() {
+        return (path.to_owned(), String::new());
+    }
+    let first = &path[..first_end];
+    let after = &path[first_end + 1..];
+    let second_end = after.find('/');
+    let query_at = after.find('?');
+    match second_end {
+        Some(i) if query_at.is_none_or(|q| q > i) && !after[..i].contains(':') => (
+            format!("{first}/{}", &after[..i]),
+            after[i + 1..].to_owned(),
+        ),
+        _ => (first.to_owned(), after.to_owned()),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Error::malformed("invalid RTMP URL: bad %-escape in user or password")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::malformed("invalid RTMP URL: user or password is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RtmpUrl {
+        RtmpUrl::parse(s).unwrap()
+    }
+
+    #[test]
+    fn splits() {
+        let u = p("rtmp://localhost/live/key");
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str(), u.port()),
+            ("live", "key", 1935)
+        );
+        assert_eq!(u.tc_url(), "rtmp://localhost/live");
+
+        let u = p("rtmp://a.b:1936/app/inst/key?token=x/y");
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str()),
+            ("app/inst", "key?token=x/y")
+        );
+        assert_eq!(u.stream_name(), "key");
+        assert_eq!(u.tc_url(), "rtmp://a.b:1936/app/inst");
+
+        let u = p("rtmp://h/live/key?secret=1");
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str()),
+            ("live", "key?secret=1")
+        );
+
+        let u = p("rtmp://h/vod/mp4:dir/file.mp4");
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str()),
+            ("vod", "mp4:dir/file.mp4")
+        );
+
+        let u = p("rtmp://h/app?auth=1");
+        assert_eq!((u.app.as_str(), u.stream.as_str()), ("app?auth=1", ""));
+
+        let u = p("rtmp://h/app");
+        assert_eq!((u.app.as_str(), u.stream.as_str()), ("app", ""));
+
+        let u = p("rtmps://user:p%40ss@[::1]/live/abcdef");
+        assert_eq!(u.scheme, Scheme::Rtmps);
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.port(), 443);
+        assert_eq!(u.host_port(), "[::1]:443");
+        assert_eq!(u.user.as_deref(), Some("user"));
+        assert_eq!(u.password.as_deref(), Some("p@ss"));
+        assert_eq!(u.tc_url(), "rtmps://[::1]/live");
+
+        let u = p("rtmp://[2001:db8::1]:1940/a/b/c/d");
+        assert_eq!(
+            (u.port(), u.app.as_str(), u.stream.as_str()),
+            (1940, "a/b", "c/d")
+        );
+    }
+
+    #[test]
+    fn secrets_stay_hidden() {
+        let u = p("rtmp://bob:hunter2@h:1935/live/supersecretkey?x=1");
+        let shown = format!("{u} {u:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("supersecret"), "{shown}");
+        assert!(
+            shown.contains("rtmp://bob:***@h:1935/live/su***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        for (s, words) in [
+            ("http://h/a/b", "scheme 'http'"),
+            ("h/a/b", "must start"),
+            ("rtmp:///a/b", "no host"),
+            ("rtmp://h:99999/a", "port '99999'"),
+            ("rtmp://[::1/a", "unclosed"),
+            ("rtmp://u%zz@h/a", "%-escape"),
+        ] {
+            let e = RtmpUrl::parse(s).unwrap_err();
+            assert!(e.reason().contains(words), "{s}: {e}");
+        }
+    }
+}
