@@ -244,7 +244,11 @@ impl ClientSession {
 
     /// Bytes from the server.
     pub fn feed(&mut self, data: &[u8], now: Instant) -> Result<()> {
-        self.check_alive()?;
+        // After `stop` the server's last answers still arrive; they are read
+        // (so acknowledgements stay right) and otherwise ignored.
+        if let Some(e) = &self.failure {
+            return Err(e.clone());
+        }
         if let Err(e) = self.conn.feed(data) {
             return Err(self.fail(e));
         }

@@ -26,3 +26,6 @@ pub mod csid {
 /// The chunk size we send with unless told otherwise: large chunks cost
 /// less CPU per byte on both ends, and every server in use accepts them.
 pub const DEFAULT_OUT_CHUNK_SIZE: u32 = 4096;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,363 @@
+//! Client and server sessions talking to each other in memory.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::error::ErrorKind;
+use crate::rtmp::handshake::RANDOM_SIZE;
+use crate::rtmp::message::DataMessage;
+use crate::rtmp::url::RtmpUrl;
+
+const R: [u8; RANDOM_SIZE] = [7; RANDOM_SIZE];
+
+struct Pair {
+    c: ClientSession,
+    s: ServerSession,
+    now: Instant,
+}
+
+impl Pair {
+    fn new(mode: ClientMode, url: &str, server: ServerConfig) -> Self {
+        let now = Instant::now();
+        let url = RtmpUrl::parse(url).unwrap();
+        Pair {
+            c: ClientSession::new(ClientConfig::new(mode, &url), now, &R),
+            s: ServerSession::new(server, now, &R),
+            now,
+        }
+    }
+
+    /// Moves bytes both ways until neither side has any to send, in small
+    /// pieces so that every split of the input is exercised somewhere.
+    fn pump(&mut self) -> crate::rtmp::Result<()> {
+        loop {
+            let mut moved = false;
+            while !self.c.send_buf().is_empty() {
+                let n = self.c.send_buf().len().min(1000);
+                let b = self.c.send_buf()[..n].to_vec();
+                self.c.advance(n);
+                self.s.feed(&b, self.now)?;
+                moved = true;
+            }
+            while !self.s.send_buf().is_empty() {
+                let n = self.s.send_buf().len().min(777);
+                let b = self.s.send_buf()[..n].to_vec();
+                self.s.advance(n);
+                self.c.feed(&b, self.now)?;
+                moved = true;
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+
+    fn server_events(&mut self) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+
+    fn client_events(&mut self) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| self.c.poll_event()).collect()
+    }
+
+    /// Runs connect and createStream; returns the publish/play request.
+    fn up_to_request(&mut self) -> ServerEvent {
+        self.pump().unwrap();
+        let ev = self.server_events();
+        let ServerEvent::ConnectRequest(p) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(p.app, "live");
+        assert_eq!(p.tc_url.as_deref(), Some("rtmp://h:1935/live"));
+        self.s.accept_connect().unwrap();
+        self.pump().unwrap();
+        assert!(matches!(
+            self.client_events()[0],
+            ClientEvent::Connected { .. }
+        ));
+        let ev = self.server_events();
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        ev.into_iter().next().unwrap()
+    }
+}
+
+#[test]
+fn publish_end_to_end() {
+    let mut p = Pair::new(
+        ClientMode::Publish,
+        "rtmp://h:1935/live/key?x=1",
+        ServerConfig::default(),
+    );
+    let ServerEvent::PublishRequest {
+        stream_id,
+        name,
+        kind,
+    } = p.up_to_request()
+    else {
+        panic!()
+    };
+    assert_eq!((name.as_str(), kind.as_str()), ("key?x=1", "live"));
+    p.s.accept_publish(stream_id).unwrap();
+    p.pump().unwrap();
+    assert_eq!(p.c.state(), ClientState::Publishing { stream_id });
+    assert!(
+        p.client_events()
+            .contains(&ClientEvent::PublishStarted { stream_id })
+    );
+
+    let meta = DataMessage::SetDataFrame {
+        name: "onMetaData".into(),
+        value: Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+    };
+    p.c.send_data(0, &meta).unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    p.c.send_video(0, &big).unwrap();
+    p.c.send_audio(23, &[0xAF, 1, 2, 3]).unwrap();
+    p.c.send_video(0x0100_0000, &[0x27, 1]).unwrap();
+    p.pump().unwrap();
+    let ev = p.server_events();
+    assert_eq!(
+        ev,
+        vec![
+            ServerEvent::Data {
+                stream_id,
+                timestamp: 0,
+                data: meta
+            },
+            ServerEvent::Video {
+                stream_id,
+                timestamp: 0,
+                payload: Bytes::from(big)
+            },
+            ServerEvent::Audio {
+                stream_id,
+                timestamp: 23,
+                payload: Bytes::from_static(&[0xAF, 1, 2, 3])
+            },
+            ServerEvent::Video {
+                stream_id,
+                timestamp: 0x0100_0000,
+                payload: Bytes::from_static(&[0x27, 1])
+            },
+        ]
+    );
+
+    p.c.stop().unwrap();
+    p.pump().unwrap();
+    let ev = p.server_events();
+    assert!(
+        ev.contains(&ServerEvent::Unpublished { stream_id }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&ServerEvent::StreamDeleted { stream_id }),
+        "{ev:?}"
+    );
+    assert_eq!(p.c.state(), ClientState::Closed);
+}
+
+#[test]
+fn play_end_to_end() {
+    let mut p = Pair::new(
+        ClientMode::Play,
+        "rtmp://h:1935/live/cam",
+        ServerConfig::default(),
+    );
+    let ServerEvent::PlayRequest {
+        stream_id, name, ..
+    } = p.up_to_request()
+    else {
+        panic!()
+    };
+    assert_eq!(name, "cam");
+    p.s.accept_play(stream_id, true).unwrap();
+    p.s.send_video(stream_id, 40, &[0x17, 0, 0, 0, 0]).unwrap();
+    p.s.send_audio(41, 0, &[1]).unwrap_err(); // not a playing stream
+    p.s.send_audio(stream_id, 41, &[0xAF, 1]).unwrap();
+    p.s.end_play(stream_id, true).unwrap();
+    p.pump().unwrap();
+    let ev = p.client_events();
+    assert!(
+        ev.contains(&ClientEvent::PlayStarted { stream_id }),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&ClientEvent::Video {
+        timestamp: 40,
+        payload: Bytes::from_static(&[0x17, 0, 0, 0, 0])
+    }));
+    assert!(ev.contains(&ClientEvent::Audio {
+        timestamp: 41,
+        payload: Bytes::from_static(&[0xAF, 1])
+    }));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        ClientEvent::Data {
+            data: DataMessage::SampleAccess { .. },
+            ..
+        }
+    )));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ClientEvent::StreamEnded { .. })),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn rejections_name_the_code_and_hide_the_key() {
+    let mut p = Pair::new(
+        ClientMode::Publish,
+        "rtmp://h:1935/live/secretkey",
+        ServerConfig::default(),
+    );
+    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+        panic!()
+    };
+    p.s.reject_stream(
+        stream_id,
+        "NetStream.Publish.BadName",
+        "Stream already publishing",
+    )
+    .unwrap();
+    let e = p.pump().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(e.reason().contains("NetStream.Publish.BadName"), "{e}");
+    assert!(e.reason().contains("Stream already publishing"), "{e}");
+    assert!(!e.reason().contains("secretkey"), "{e}");
+    assert_eq!(p.c.state(), ClientState::Failed);
+
+    let mut p = Pair::new(
+        ClientMode::Play,
+        "rtmp://h:1935/live/k",
+        ServerConfig::default(),
+    );
+    p.pump().unwrap();
+    p.server_events();
+    p.s.reject_connect("NetConnection.Connect.Rejected", "bad app")
+        .unwrap();
+    let e = p.pump().unwrap_err();
+    assert!(
+        e.reason()
+            .contains("server rejected connect: NetConnection.Connect.Rejected (bad app)"),
+        "{e}"
+    );
+
+    let mut p = Pair::new(
+        ClientMode::Play,
+        "rtmp://h:1935/live/gone",
+        ServerConfig::default(),
+    );
+    let ServerEvent::PlayRequest { stream_id, .. } = p.up_to_request() else {
+        panic!()
+    };
+    p.s.reject_stream(stream_id, "NetStream.Play.StreamNotFound", "no such stream")
+        .unwrap();
+    let e = p.pump().unwrap_err();
+    assert!(
+        e.reason()
+            .contains("server rejected play: NetStream.Play.StreamNotFound"),
+        "{e}"
+    );
+}
+
+#[test]
+fn timeouts() {
+    let now = Instant::now();
+    let url = RtmpUrl::parse("rtmp://h/live/k").unwrap();
+    let mut c = ClientSession::new(ClientConfig::new(ClientMode::Publish, &url), now, &R);
+    let d = c.poll_timeout().unwrap();
+    assert_eq!(d, now + Duration::from_secs(10));
+    c.handle_timeout(now + Duration::from_secs(5)).unwrap();
+    let e = c.handle_timeout(d).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(e.reason().contains("handshake"), "{e}");
+
+    let mut s = ServerSession::new(ServerConfig::default(), now, &R);
+    let e = s.handle_timeout(now + Duration::from_secs(11)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    // Once failed, the session stays failed.
+    assert!(s.feed(&[3], now).is_err());
+}
+
+#[test]
+fn acknowledgements_and_pings() {
+    let cfg = ServerConfig {
+        window_ack_size: 10_000,
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
+    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+        panic!()
+    };
+    p.s.accept_publish(stream_id).unwrap();
+    p.pump().unwrap();
+    for i in 0..10 {
+        p.c.send_video(i * 40, &[0u8; 5000]).unwrap();
+        p.pump().unwrap();
+    }
+    // The window is the client's to honour for what it receives; the
+    // server received 50 kB but the client got far less than 10 000 bytes.
+    assert_eq!(p.s.stats().peer_acked, 0);
+    assert!(p.s.stats().bytes_in > 50_000);
+    p.s.ping(1234).unwrap();
+    p.pump().unwrap();
+    assert!(p.server_events().contains(&ServerEvent::PingResponse(1234)));
+}
+
+#[test]
+fn client_acknowledges_at_the_window() {
+    let cfg = ServerConfig {
+        window_ack_size: 4_000,
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(ClientMode::Play, "rtmp://h:1935/live/key", cfg);
+    let ServerEvent::PlayRequest { stream_id, .. } = p.up_to_request() else {
+        panic!()
+    };
+    p.s.accept_play(stream_id, false).unwrap();
+    for i in 0..20 {
+        p.s.send_video(stream_id, i * 40, &[0x27; 1000]).unwrap();
+        p.pump().unwrap();
+    }
+    let acked = p.s.stats().peer_acked;
+    let received = p.c.stats().bytes_in;
+    assert!(
+        acked > 0 && u64::from(acked) <= received,
+        "acked {acked} of {received}"
+    );
+    assert!(
+        received - u64::from(acked) < 4_000 + 1100,
+        "acked {acked} of {received}"
+    );
+}
+
+#[test]
+fn protocol_violations_fail_cleanly() {
+    // A command before connect.
+    let now = Instant::now();
+    let url = RtmpUrl::parse("rtmp://h/live/k").unwrap();
+    let mut c = ClientSession::new(ClientConfig::new(ClientMode::Publish, &url), now, &R);
+    let mut s = ServerSession::new(ServerConfig::default(), now, &R);
+    let c0c1 = c.send_buf().to_vec();
+    c.advance(c0c1.len());
+    s.feed(&c0c1, now).unwrap();
+    let s012 = s.send_buf().to_vec();
+    s.advance(s012.len());
+    c.feed(&s012, now).unwrap();
+    let mut out = c.send_buf().to_vec();
+    // Replace the client's connect with a createStream.
+    let c2 = &out[..crate::rtmp::handshake::PACKET_SIZE];
+    let mut bytes = c2.to_vec();
+    let mut enc = crate::rtmp::chunk::ChunkEncoder::new();
+    let cmd = crate::rtmp::message::NetCommand::CreateStream.into_command(2.0);
+    enc.write_message(3, 0, 20, 0, &cmd.encode()).unwrap();
+    bytes.extend_from_slice(enc.send_buf());
+    out.clear();
+    let e = s.feed(&bytes, now).unwrap_err();
+    assert!(e.reason().contains("before connect"), "{e}");
+    // Sending media before publishing has started is refused.
+    assert!(c.send_video(0, &[1]).is_err());
+}
