@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{
-    ClientConfig, ClientEvent, ClientSession, ServerConfig, ServerEvent, ServerSession,
+    ClientConfig, ClientEvent, ClientSession, ConnectionStats, ServerConfig, ServerEvent,
+    ServerSession,
 };
 use crate::rtmp::url::RtmpUrl;
 
@@ -97,6 +98,11 @@ impl BlockingClient {
 
     pub fn session(&self) -> &ClientSession {
         &self.session
+    }
+
+    /// Whether the server has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.eof
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -212,8 +218,9 @@ impl BlockingClient {
         Ok(())
     }
 
-    /// Stops politely, sends everything, and closes the connection.
-    pub fn finish(mut self) -> Result<()> {
+    /// Stops politely, sends everything, and closes the connection;
+    /// returns the connection's final counters.
+    pub fn finish(mut self) -> Result<ConnectionStats> {
         self.session.stop()?;
         self.flush()?;
         self.stream.shutdown(Shutdown::Write).ok();
@@ -228,7 +235,7 @@ impl BlockingClient {
                 Ok(_) => {}
             }
         }
-        Ok(())
+        Ok(self.session.stats())
     }
 }
 

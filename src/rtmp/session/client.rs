@@ -372,7 +372,12 @@ impl ClientSession {
     }
 
     fn on_message(&mut self, raw: RawMessage, msg: Message, now: Instant) -> Result<()> {
-        let on_our_stream = self.stream_id() == Some(raw.stream_id);
+        // A player has one stream, so any media is for it: FFmpeg's listen
+        // server sends on a stream id other than the one it handed out.
+        let on_our_stream = match self.config.mode {
+            ClientMode::Play => self.stream_id().is_some(),
+            ClientMode::Publish => self.stream_id() == Some(raw.stream_id),
+        };
         match msg {
             Message::Command { command, .. } => {
                 let txn = command.transaction_id as u64;

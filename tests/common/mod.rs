@@ -1,0 +1,472 @@
+//! Helpers shared by the integration tests: real peers (nginx-rtmp, ffmpeg)
+//! started and stopped by the test, media made by the test, and frame lists
+//! to compare what was sent with what arrived.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gstrtmp::rtmp::flv::{
+    self, AacPacketType, AudioTag, AvcPacketType, FlvReader, FlvTag, VideoTag,
+};
+
+/// A fresh scratch directory under the target folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = base.join(format!("{name}-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_FILES").is_none() {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listened on port {port} within {timeout:?}");
+}
+
+/// Waits until something listens on `port`, without connecting (a one-shot
+/// server such as `ffmpeg -listen 1` would take the probe as its client).
+pub fn wait_for_listen(port: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    let needle = format!(":{port:04X} ");
+    while Instant::now() < end {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let t = std::fs::read_to_string(table).unwrap_or_default();
+            // Columns: sl local_address rem_address st ...; 0A is LISTEN.
+            if t.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && format!("{} ", f[1]).ends_with(&needle) && f[3] == "0A"
+            }) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listened on port {port} within {timeout:?}");
+}
+
+pub fn require(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} is not installed: run scripts/setup.sh first");
+}
+
+/// nginx with the RTMP module, on a free loopback port, as a plain process.
+pub struct Nginx {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Nginx {
+    /// `app_conf` goes inside `application live { ... }`.
+    pub fn start(app_conf: &str) -> Self {
+        require("nginx");
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let prefix = dir.0.display();
+        let conf = format!(
+            r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+rtmp {{
+  log_format bytes '$command "$app" "$name" $bytes_received $bytes_sent';
+  server {{
+    listen 127.0.0.1:{port};
+    out_queue 16384;
+    access_log {prefix}/access.log bytes;
+    application live {{ live on; record off; {app_conf} }}
+  }}
+}}
+"#
+        );
+        std::fs::write(dir.path("nginx.conf"), conf).unwrap();
+        // nginx wants these to exist for its default http temp paths.
+        for d in ["logs", "client_body_temp"] {
+            std::fs::create_dir_all(dir.path(d)).unwrap();
+        }
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(dir.path("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        wait_for_port(port, Duration::from_secs(10));
+        Nginx { dir, port, child }
+    }
+
+    pub fn url(&self, stream: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("access.log")).unwrap_or_default()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master take its worker down with it; SIGKILL on
+        // the master alone would leave the worker listening.
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .ok();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// What kind of media a test file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracks {
+    AudioVideo,
+    VideoOnly,
+    AudioOnly,
+}
+
+/// Makes an FLV file with H.264 (with B-frames) and AAC, `secs` long.
+pub fn make_flv(dir: &TempDir, name: &str, secs: u32, tracks: Tracks) -> PathBuf {
+    require("ffmpeg");
+    let out = dir.path(name);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if tracks != Tracks::AudioOnly {
+        cmd.args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"]);
+    }
+    if tracks != Tracks::VideoOnly {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+    }
+    cmd.args(["-t", &secs.to_string()]);
+    if tracks != Tracks::AudioOnly {
+        cmd.args([
+            "-c:v", "libx264", "-bf", "2", "-g", "25", "-pix_fmt", "yuv420p", "-preset", "veryfast",
+        ]);
+    }
+    if tracks != Tracks::VideoOnly {
+        cmd.args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    cmd.args(["-f", "flv"]).arg(&out);
+    let st = cmd.status().expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make the test media");
+    out
+}
+
+pub fn read_flv_tags(path: &Path) -> Vec<FlvTag> {
+    let data = std::fs::read(path).unwrap();
+    let mut r = FlvReader::new(16 << 20);
+    r.feed(&data);
+    let mut tags = Vec::new();
+    while let Some(t) = r.poll_tag().unwrap() {
+        tags.push(t);
+    }
+    assert_eq!(r.buffered(), 0, "trailing bytes in {}", path.display());
+    tags
+}
+
+/// One coded frame as ffprobe reports it and as we check it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub video: bool,
+    pub dts: i64,
+    pub pts: i64,
+    pub key: bool,
+    pub size: usize,
+    pub crc: u32,
+}
+
+/// The frames ffprobe finds in a file or stream (sequence headers are not
+/// frames to it; neither are they here).
+pub fn ffprobe_frames(input: &str) -> Vec<Frame> {
+    require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_packets", "-show_data_hash", "CRC32"])
+        .args([
+            "-show_entries",
+            "packet=codec_type,pts,dts,size,flags,data_hash",
+            "-of",
+            "csv",
+        ])
+        .arg(input)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("packet,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Frame {
+                video: f[1] == "video",
+                pts: f[2].parse().unwrap(),
+                dts: f[3].parse().unwrap(),
+                size: f[4].parse().unwrap(),
+                key: f[5].starts_with('K'),
+                crc: u32::from_str_radix(f[6].trim_start_matches("CRC32:"), 16).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Frames of audio and video messages, as ffprobe would count them: the
+/// payload past the FLV tag header, PTS = DTS + composition time.
+pub fn frames_of(messages: &[(bool, u32, Bytes)]) -> Vec<Frame> {
+    let mut out = Vec::new();
+    for (video, ts, payload) in messages {
+        let dts = i64::from(*ts);
+        if *video {
+            let Ok(VideoTag::Legacy(v)) = VideoTag::parse(payload) else {
+                continue;
+            };
+            if let Some((AvcPacketType::Nalu, cts)) = v.avc {
+                out.push(Frame {
+                    video: true,
+                    dts,
+                    pts: dts + i64::from(cts),
+                    key: v.frame_type.is_key(),
+                    size: v.data.len(),
+                    crc: crc32(&v.data),
+                });
+            }
+        } else {
+            let Ok(AudioTag::Legacy(a)) = AudioTag::parse(payload) else {
+                continue;
+            };
+            if a.aac_packet_type == Some(AacPacketType::Raw) {
+                out.push(Frame {
+                    video: false,
+                    dts,
+                    pts: dts,
+                    key: true,
+                    size: a.data.len(),
+                    crc: crc32(&a.data),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Audio/video tags of an FLV file as (is_video, timestamp, body).
+pub fn av_of_tags(tags: &[FlvTag]) -> Vec<(bool, u32, Bytes)> {
+    tags.iter()
+        .filter(|t| t.tag_type != flv::tag_type::SCRIPT)
+        .map(|t| {
+            (
+                t.tag_type == flv::tag_type::VIDEO,
+                t.timestamp,
+                t.data.clone(),
+            )
+        })
+        .collect()
+}
+
+/// CRC-32 (IEEE, as zlib and FFmpeg's hash compute it).
+pub fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *e = c;
+        }
+        t
+    });
+    let mut c = !0u32;
+    for &b in data {
+        c = table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// Reads a child's stderr to a string without blocking it.
+pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).ok();
+        s
+    })
+}
+
+/// Waits for a child with a deadline, killing it if it overstays.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= end {
+            child.kill().ok();
+            let st = child.wait().unwrap();
+            panic!("child process still running after {timeout:?}; killed ({st})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Publishes FLV tags through the core's blocking client: metadata as
+/// `@setDataFrame onMetaData`, then audio and video as they come.
+/// Returns the bytes sent on the connection.
+pub fn publish_tags(url: &str, tags: &[FlvTag]) -> gstrtmp::rtmp::Result<u64> {
+    use gstrtmp::net::blocking::BlockingClient;
+    use gstrtmp::rtmp::amf0;
+    use gstrtmp::rtmp::message::DataMessage;
+    use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
+    use gstrtmp::rtmp::url::RtmpUrl;
+
+    let url = RtmpUrl::parse(url)?;
+    let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Publish, &url))?;
+    for t in tags {
+        match t.tag_type {
+            flv::tag_type::SCRIPT => {
+                let v = amf0::decode_all(&t.data, &Default::default())?;
+                if v.first().and_then(|v| v.as_str()) == Some("onMetaData") && v.len() > 1 {
+                    let d = DataMessage::SetDataFrame {
+                        name: "onMetaData".into(),
+                        value: v[1].clone(),
+                    };
+                    c.send_data(t.timestamp, &d)?;
+                }
+            }
+            flv::tag_type::AUDIO => c.send_audio(t.timestamp, &t.data)?,
+            _ => c.send_video(t.timestamp, &t.data)?,
+        }
+    }
+    Ok(c.finish()?.bytes_out)
+}
+
+/// What a player received.
+#[derive(Default, Debug)]
+pub struct Received {
+    pub av: Vec<(bool, u32, Bytes)>,
+    pub data: Vec<gstrtmp::rtmp::message::DataMessage>,
+    pub ended: Option<String>,
+}
+
+/// Plays `url` with the core's blocking client until the stream ends, the
+/// server closes, or `idle` passes with nothing new.
+pub fn play_until_end(
+    url: &str,
+    idle: Duration,
+    started: Option<std::sync::mpsc::Sender<()>>,
+) -> gstrtmp::rtmp::Result<Received> {
+    use gstrtmp::net::blocking::BlockingClient;
+    use gstrtmp::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
+    use gstrtmp::rtmp::url::RtmpUrl;
+
+    let url = RtmpUrl::parse(url)?;
+    let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Play, &url))?;
+    if let Some(s) = started {
+        s.send(()).ok();
+    }
+    let mut r = Received::default();
+    while let Some(ev) = c.next_event_timeout(idle)? {
+        match ev {
+            ClientEvent::Audio { timestamp, payload } => r.av.push((false, timestamp, payload)),
+            ClientEvent::Video { timestamp, payload } => r.av.push((true, timestamp, payload)),
+            ClientEvent::Data { data, .. } => r.data.push(data),
+            ClientEvent::StreamEnded { reason } => {
+                r.ended = Some(reason);
+                break;
+            }
+            _ => {}
+        }
+    }
+    c.finish().ok();
+    Ok(r)
+}
+
+/// Splits frames into (video, audio) so that each is compared in order.
+pub fn split(frames: &[Frame]) -> (Vec<Frame>, Vec<Frame>) {
+    frames.iter().cloned().partition(|f| f.video)
+}
+
+/// Asserts two frame lists are the same, frame by frame, with a readable
+/// message at the first difference.
+pub fn assert_same_frames(what: &str, got: &[Frame], want: &[Frame]) {
+    let (gv, ga) = split(got);
+    let (wv, wa) = split(want);
+    for (kind, g, w) in [("video", gv, wv), ("audio", ga, wa)] {
+        if let Some(i) = (0..g.len().min(w.len())).find(|&i| g[i] != w[i]) {
+            panic!(
+                "{what}: {kind} frame {i} differs:\n got  {:?}\n want {:?}",
+                g[i], w[i]
+            );
+        }
+        assert_eq!(g.len(), w.len(), "{what}: {kind} frame count");
+    }
+}
