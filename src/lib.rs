@@ -20,6 +20,6 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    "unpublished",
     env!("BUILD_REL_DATE")
 );

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, formatting, lints, then every unit,
+# property and real-peer test (nginx-rtmp and FFmpeg are started by the
+# tests themselves on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+# Benchmarks must at least build.
+cargo bench --locked --no-run -q
+cargo test --locked
