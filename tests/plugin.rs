@@ -24,7 +24,9 @@ fn inspect(args: &[&str], registry: &std::path::Path) -> String {
 fn registers_statically_as_rtmp() {
     gst::init().unwrap();
     gstrtmp::plugin_register_static().unwrap();
-    let p = gst::Registry::get().find_plugin("rtmp").expect("plugin rtmp");
+    let p = gst::Registry::get()
+        .find_plugin("rtmp")
+        .expect("plugin rtmp");
     assert_eq!(p.description(), env!("CARGO_PKG_DESCRIPTION"));
 }
 
@@ -37,23 +39,30 @@ fn our_file_shadows_the_librtmp_plugin() {
         std::path::Path::new(system).exists(),
         "gstreamer1.0-plugins-bad is not installed: the shadowing cannot be checked"
     );
-    let registry = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("registry-{}.bin", std::process::id()));
+    let registry = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("registry-{}.bin", std::process::id()));
     let out = inspect(&["rtmp"], &registry);
     let filename = out
         .lines()
         .find(|l| l.trim_start().starts_with("Filename"))
         .unwrap_or_else(|| panic!("no Filename line:\n{out}"));
-    assert!(filename.ends_with(&ours.display().to_string()), "{filename}");
+    assert!(
+        filename.ends_with(&ours.display().to_string()),
+        "{filename}"
+    );
     assert!(out.contains(env!("CARGO_PKG_DESCRIPTION")), "{out}");
     // The librtmp elements are gone with the file they lived in; ours take
     // their names as they land.
     for element in ["rtmpsink", "rtmpsrc"] {
         let out = inspect(&[element], &registry);
         let shadowed = out.contains(&format!("No such element or plugin '{element}'"));
-        let ours = out
-            .lines()
-            .any(|l| l.trim_start().starts_with("Filename") && l.ends_with(&ours.display().to_string()));
-        assert!(shadowed || ours, "{element} still comes from the librtmp plugin:\n{out}");
+        let ours = out.lines().any(|l| {
+            l.trim_start().starts_with("Filename") && l.ends_with(&ours.display().to_string())
+        });
+        assert!(
+            shadowed || ours,
+            "{element} still comes from the librtmp plugin:\n{out}"
+        );
     }
     std::fs::remove_file(&registry).ok();
 }
