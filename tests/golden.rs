@@ -138,47 +138,62 @@ fn media(msgs: &[(RawMessage, Message)]) -> Vec<(bool, u32, bytes::Bytes)> {
         .collect()
 }
 
+/// Writes seeds for the fuzz targets. Targets that take a selector byte
+/// first (split pattern, mode) get one: 0x80 feeds in one piece, accepts
+/// everything, and for the client picks publish (even) or play (odd).
 fn dump_seeds(dir: &std::path::Path, name: &str, rec: &Recording, msgs: &[(RawMessage, Message)]) {
     let hs = 1 + 2 * PACKET_SIZE;
-    let put = |target: &str, file: String, data: &[u8]| {
+    let put = |target: &str, file: String, selector: Option<u8>, data: &[u8]| {
         let d = dir.join(target);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(file), data).unwrap();
+        let mut seed = selector.map(|s| vec![s]).unwrap_or_default();
+        seed.extend_from_slice(data);
+        std::fs::write(d.join(file), seed).unwrap();
     };
-    put("handshake", format!("{name}-c"), &rec.to_server[..hs]);
-    put("handshake", format!("{name}-s"), &rec.to_client[..hs]);
-    // Session seeds: what each side of the session receives, in 64 KiB.
+    let play = u8::from(name.starts_with("play"));
+    let up = &rec.to_server;
+    let down = &rec.to_client;
+    put("handshake", format!("{name}-c"), Some(0x80), &up[..hs]);
+    put("handshake", format!("{name}-s"), Some(0x80), &down[..hs]);
+    // Session seeds: what each side of a session receives, up to 64 KiB.
     put(
         "server_session",
         name.into(),
-        &rec.to_server[..rec.to_server.len().min(65536)],
+        Some(0x80),
+        &up[..up.len().min(65536)],
     );
     put(
         "client_session",
         name.into(),
-        &rec.to_client[..rec.to_client.len().min(65536)],
+        Some(0x80 | play),
+        &down[..down.len().min(65536)],
     );
     put(
         "chunk",
         format!("{name}-up"),
-        &rec.to_server[hs..(hs + 65536).min(rec.to_server.len())],
+        Some(0x80),
+        &up[hs..(hs + 65536).min(up.len())],
     );
     put(
         "chunk",
         format!("{name}-down"),
-        &rec.to_client[hs..(hs + 65536).min(rec.to_client.len())],
+        Some(0x80),
+        &down[hs..(hs + 65536).min(down.len())],
     );
     for (i, (r, m)) in msgs.iter().enumerate().take(400) {
         match m {
             Message::Command { .. } => {
-                put("command", format!("{name}-{i}"), &r.payload);
-                put("amf0", format!("{name}-{i}"), &r.payload);
+                put("command", format!("{name}-{i}"), None, &r.payload);
+                put("amf0", format!("{name}-{i}"), None, &r.payload);
             }
-            Message::Data { .. } => put("amf0", format!("{name}-{i}"), &r.payload),
+            Message::Data { .. } => put("amf0", format!("{name}-{i}"), None, &r.payload),
             Message::Audio(p) | Message::Video(p) if i % 20 == 0 || p.len() < 64 => {
-                let mut seed = vec![r.type_id];
-                seed.extend_from_slice(&p[..p.len().min(4096)]);
-                put("flv_tag", format!("{name}-{i}"), &seed);
+                put(
+                    "flv_tag",
+                    format!("{name}-{i}"),
+                    Some(r.type_id),
+                    &p[..p.len().min(4096)],
+                );
             }
             _ => {}
         }

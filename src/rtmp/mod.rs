@@ -6,6 +6,8 @@ pub mod amf3;
 pub mod chunk;
 pub mod error;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod limits;
 pub mod message;
