@@ -236,7 +236,10 @@ pub fn server_session(data: &[u8]) {
 }
 
 /// Every target, by the name its fuzz target and corpus folder use.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+/// A fuzz target body.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: [(&str, Target); 8] = [
     ("chunk", chunk),
     ("amf0", amf0),
     ("amf3", amf3),

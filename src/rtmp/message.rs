@@ -366,7 +366,7 @@ impl ConnectParams {
 /// [`Command`] that carries them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetCommand {
-    Connect(ConnectParams),
+    Connect(Box<ConnectParams>),
     /// `_result`: the command object (properties) and the first argument
     /// (an info object, or the new stream id for createStream).
     Result {
@@ -432,7 +432,7 @@ impl NetCommand {
         let arg_bool = |i: usize| c.args.get(i).and_then(|v| v.as_bool());
         let status = || c.args.first().and_then(Status::from_value);
         match c.name.as_str() {
-            "connect" => NetCommand::Connect(ConnectParams::from_command(c)),
+            "connect" => NetCommand::Connect(Box::new(ConnectParams::from_command(c))),
             "_result" | "_error" => {
                 let info = c.args.first().cloned().unwrap_or(Amf0Value::Null);
                 let properties = c.object.clone();
@@ -1044,7 +1044,7 @@ mod tests {
             ..Default::default()
         };
         for c in [
-            NetCommand::Connect(connect),
+            NetCommand::Connect(Box::new(connect)),
             NetCommand::Result {
                 properties: Amf0Value::Null,
                 info: Amf0Value::Number(1.0),

@@ -353,7 +353,7 @@ impl ClientSession {
         self.conn.send_command(
             csid::COMMAND,
             0,
-            NetCommand::Connect(params).into_command(txn),
+            NetCommand::Connect(Box::new(params)).into_command(txn),
         )?;
         self.state = ClientState::Connecting;
         self.deadline = Some(now + self.config.response_timeout);
@@ -386,12 +386,13 @@ impl ClientSession {
             }
             Message::UserControl(u) => match u {
                 UserControl::StreamBegin(s) => self.events.push_back(ClientEvent::StreamBegin(s)),
-                UserControl::StreamEof(s) => {
-                    if self.stream_id() == Some(s) {
-                        self.events.push_back(ClientEvent::StreamEnded {
-                            reason: "server sent StreamEOF".into(),
-                        });
-                    }
+                // As with media, a player's only stream is the one that ended.
+                UserControl::StreamEof(_)
+                    if self.config.mode == ClientMode::Play && self.stream_id().is_some() =>
+                {
+                    self.events.push_back(ClientEvent::StreamEnded {
+                        reason: "server sent StreamEOF".into(),
+                    });
                 }
                 UserControl::StreamDry(s) => self.events.push_back(ClientEvent::StreamDry(s)),
                 UserControl::StreamIsRecorded(s) => {

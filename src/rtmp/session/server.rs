@@ -49,7 +49,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// Answer with `accept_connect` or `reject_connect`.
-    ConnectRequest(ConnectParams),
+    ConnectRequest(Box<ConnectParams>),
     /// Answer with `accept_publish` or `reject_stream`.
     PublishRequest {
         stream_id: u32,
@@ -308,7 +308,7 @@ impl ServerSession {
                     return Err(Error::protocol("client sent connect twice"));
                 }
                 self.phase = Phase::ConnectRequested { txn: txn as u64 };
-                self.connect = Some(p.clone());
+                self.connect = Some((*p).clone());
                 self.events.push_back(ServerEvent::ConnectRequest(p));
             }
             NetCommand::CreateStream => {
