@@ -29,6 +29,45 @@ const EXTENDED: u32 = 0xFF_FFFF;
 /// smaller ones are copied so that they do not pin a large input block.
 const ZERO_COPY_MIN: usize = 4096;
 
+/// Per-chunk-stream state: ids below 64 (one-byte headers, what peers use
+/// in practice) index an array, others go to a map. This keeps hashing off
+/// the per-chunk path.
+#[derive(Debug)]
+struct CsidTable<T> {
+    low: Vec<Option<T>>,
+    high: HashMap<u32, T>,
+}
+
+impl<T: Default> CsidTable<T> {
+    fn new() -> Self {
+        CsidTable {
+            low: (0..64).map(|_| None).collect(),
+            high: HashMap::new(),
+        }
+    }
+
+    fn get(&self, csid: u32) -> Option<&T> {
+        match self.low.get(csid as usize) {
+            Some(slot) => slot.as_ref(),
+            None => self.high.get(&csid),
+        }
+    }
+
+    fn get_mut(&mut self, csid: u32) -> Option<&mut T> {
+        match self.low.get_mut(csid as usize) {
+            Some(slot) => slot.as_mut(),
+            None => self.high.get_mut(&csid),
+        }
+    }
+
+    fn get_or_default(&mut self, csid: u32) -> &mut T {
+        match self.low.get_mut(csid as usize) {
+            Some(slot) => slot.get_or_insert_with(T::default),
+            None => self.high.entry(csid).or_default(),
+        }
+    }
+}
+
 /// A whole message as the chunk stream carried it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawMessage {
@@ -71,7 +110,9 @@ pub struct DecoderStats {
 pub struct ChunkDecoder {
     buf: BytesMut,
     chunk_size: u32,
-    streams: HashMap<u32, InStream>,
+    streams: CsidTable<InStream>,
+    /// Chunk streams opened so far (bounded, see `next_chunk`).
+    opened: usize,
     in_flight: u32,
     reserved: u64,
     limits: Limits,
@@ -83,7 +124,8 @@ impl ChunkDecoder {
         ChunkDecoder {
             buf: BytesMut::with_capacity(64 * 1024),
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidTable::new(),
+            opened: 0,
             in_flight: 0,
             reserved: 0,
             limits,
@@ -142,7 +184,7 @@ impl ChunkDecoder {
             }
             type_id::ABORT => {
                 let csid = read_u32(&m.payload, "Abort")?;
-                if let Some(s) = self.streams.get_mut(&csid)
+                if let Some(s) = self.streams.get_mut(csid)
                     && let Some(p) = s.partial.take()
                 {
                     self.in_flight -= 1;
@@ -202,20 +244,25 @@ impl ChunkDecoder {
         };
         pos += header_len;
 
-        let known = self.streams.contains_key(&csid);
-        if !known && fmt != 0 {
-            return Err(Error::protocol(format!(
-                "chunk stream {csid} starts with a type {fmt} header instead of type 0"
-            )));
-        }
-        if !known && self.streams.len() >= 4 * self.limits.max_chunk_streams as usize + 16 {
+        let known = self.streams.get(csid).is_some();
+        if !known {
+            if fmt != 0 {
+                return Err(Error::protocol(format!(
+                    "chunk stream {csid} starts with a type {fmt} header instead of type 0"
+                )));
+            }
             // Idle chunk stream states are small, but not free.
-            return Err(Error::limit(format!(
-                "peer opened more than {} chunk streams",
-                self.streams.len()
-            )));
+            if self.opened >= 4 * self.limits.max_chunk_streams as usize + 16 {
+                return Err(Error::limit(format!(
+                    "peer opened more than {} chunk streams",
+                    self.opened
+                )));
+            }
         }
-        let stream = self.streams.entry(csid).or_default();
+        if !known {
+            self.opened += 1;
+        }
+        let stream = self.streams.get_or_default(csid);
         let continuing = stream.partial.is_some();
 
         // Extended timestamp.
@@ -404,7 +451,7 @@ pub struct EncoderStats {
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, OutStream>,
+    streams: CsidTable<OutStream>,
     out: BytesMut,
     stats: EncoderStats,
 }
@@ -419,7 +466,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidTable::new(),
             out: BytesMut::with_capacity(64 * 1024),
             stats: EncoderStats::default(),
         }
@@ -466,7 +513,7 @@ impl ChunkEncoder {
 
     /// The timestamp last written on a chunk stream.
     pub fn last_timestamp(&self, csid: u32) -> Option<u32> {
-        self.streams.get(&csid).map(|s| s.timestamp)
+        self.streams.get(csid).map(|s| s.timestamp)
     }
 
     /// Appends `payload` as one message, cut into chunks.
@@ -491,7 +538,7 @@ impl ChunkEncoder {
             )));
         }
         let length = payload.len() as u32;
-        let prev = self.streams.get(&csid).copied();
+        let prev = self.streams.get(csid).copied();
         let (fmt, timestamp, field) = match prev {
             Some(p) if p.stream_id == stream_id => {
                 // Serial comparison: a timestamp "before" the last one (as
@@ -528,7 +575,7 @@ impl ChunkEncoder {
             stream_id,
             extended,
         };
-        self.streams.insert(csid, st);
+        *self.streams.get_or_default(csid) = st;
 
         let chunk = self.chunk_size as usize;
         let chunks = payload.len().div_ceil(chunk).max(1);
