@@ -7,7 +7,9 @@ use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
 use crate::rtmp::error::{Error, Result};
 use crate::rtmp::handshake::{Handshake, RANDOM_SIZE};
 use crate::rtmp::limits::Limits;
-use crate::rtmp::message::{self, Command, DataMessage, Message, UserControl, type_id};
+use crate::rtmp::message::{
+    self, BandwidthLimit, Command, DataMessage, Message, UserControl, type_id,
+};
 
 use super::csid;
 
@@ -31,6 +33,9 @@ pub struct Connection {
     limits: Limits,
     /// The window the peer asked us to acknowledge at.
     ack_window: Option<u32>,
+    /// The output window from the peer's Set Peer Bandwidth, and whether
+    /// the last limit was hard (a Dynamic limit then counts as hard).
+    peer_bandwidth: Option<(u32, BandwidthLimit)>,
     acked_at: u64,
     stats: ConnectionStats,
     /// Messages unpacked from an aggregate, given out before new ones.
@@ -45,6 +50,7 @@ impl Connection {
             encoder: ChunkEncoder::new(),
             limits,
             ack_window: None,
+            peer_bandwidth: None,
             acked_at: 0,
             stats: ConnectionStats::default(),
             unpacked: Default::default(),
@@ -119,6 +125,7 @@ impl Connection {
         match &msg {
             Message::WindowAckSize(w) => self.ack_window = (*w > 0).then_some(*w),
             Message::Acknowledgement(n) => self.stats.peer_acked = *n,
+            Message::SetPeerBandwidth { size, limit } => self.on_peer_bandwidth(*size, *limit)?,
             Message::UserControl(UserControl::PingRequest(t)) => {
                 self.send_message(
                     csid::CONTROL,
@@ -131,6 +138,35 @@ impl Connection {
         }
         self.maybe_ack();
         Ok(Some((raw, msg)))
+    }
+
+    /// Applies Set Peer Bandwidth (RTMP spec 5.4.5) and, when the window
+    /// changes, tells the peer with Window Acknowledgement Size.
+    fn on_peer_bandwidth(&mut self, size: u32, limit: BandwidthLimit) -> Result<()> {
+        let current = self.peer_bandwidth;
+        let new = match (limit, current) {
+            (BandwidthLimit::Hard, _) | (_, None) => Some((size, limit)),
+            (BandwidthLimit::Soft, Some((cur, _))) => {
+                (size < cur).then_some((size, BandwidthLimit::Soft))
+            }
+            (BandwidthLimit::Dynamic, Some((_, BandwidthLimit::Hard))) => {
+                Some((size, BandwidthLimit::Hard))
+            }
+            (BandwidthLimit::Dynamic, Some(_)) => None,
+        };
+        if let Some((w, l)) = new {
+            let changed = current.map(|(c, _)| c) != Some(w);
+            self.peer_bandwidth = Some((w, l));
+            if changed {
+                self.send_message(csid::CONTROL, 0, 0, &Message::WindowAckSize(w))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The window set by the peer's Set Peer Bandwidth, if any.
+    pub fn peer_bandwidth(&self) -> Option<u32> {
+        self.peer_bandwidth.map(|(w, _)| w)
     }
 
     fn maybe_ack(&mut self) {
@@ -229,5 +265,29 @@ impl Connection {
     /// Bytes waiting to be sent.
     pub fn pending(&self) -> usize {
         self.handshake.send_buf().len() + self.encoder.pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_bandwidth_limit_types() {
+        let mut c = Connection::client(0, &[0; RANDOM_SIZE], Limits::default());
+        let steps = [
+            (1000, BandwidthLimit::Hard, 1000),
+            (2000, BandwidthLimit::Soft, 1000), // soft: only ever lowers
+            (500, BandwidthLimit::Soft, 500),
+            (800, BandwidthLimit::Dynamic, 500), // dynamic after soft: ignored
+            (700, BandwidthLimit::Hard, 700),
+            (900, BandwidthLimit::Dynamic, 900), // dynamic after hard: hard
+        ];
+        for (size, limit, want) in steps {
+            c.on_peer_bandwidth(size, limit).unwrap();
+            assert_eq!(c.peer_bandwidth(), Some(want), "after {size} {limit:?}");
+        }
+        // One Window Acknowledgement Size per change: 1000, 500, 700, 900.
+        assert_eq!(c.stats().messages_out, 4);
     }
 }

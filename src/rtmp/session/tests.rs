@@ -361,3 +361,44 @@ fn protocol_violations_fail_cleanly() {
     // Sending media before publishing has started is refused.
     assert!(c.send_video(0, &[1]).is_err());
 }
+
+#[test]
+fn set_peer_bandwidth_is_answered_when_the_window_changes() {
+    use crate::rtmp::chunk::ChunkDecoder;
+    use crate::rtmp::limits::Limits;
+    use crate::rtmp::message::Message;
+
+    let cfg = ServerConfig {
+        peer_bandwidth: 1_234_567,
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
+    // Watch what the client sends after the handshake.
+    let mut seen = ChunkDecoder::new(Limits::default());
+    let mut skip = 1 + 2 * crate::rtmp::handshake::PACKET_SIZE;
+    let mut client_msgs = Vec::new();
+    for _ in 0..4 {
+        let out = p.c.send_buf().to_vec();
+        p.c.advance(out.len());
+        let n = skip.min(out.len());
+        skip -= n;
+        seen.feed(&out[n..]);
+        while let Some(m) = seen.poll_message().unwrap() {
+            client_msgs.push(Message::decode(&m, &Limits::default()).unwrap());
+        }
+        p.s.feed(&out, p.now).unwrap();
+        while let Some(ev) = p.s.poll_event() {
+            if let ServerEvent::ConnectRequest(_) = ev {
+                p.s.accept_connect().unwrap();
+            }
+        }
+        let back = p.s.send_buf().to_vec();
+        p.s.advance(back.len());
+        p.c.feed(&back, p.now).unwrap();
+    }
+    assert!(
+        client_msgs.contains(&Message::WindowAckSize(1_234_567)),
+        "{client_msgs:?}"
+    );
+    assert_eq!(p.c.connection().peer_bandwidth(), Some(1_234_567));
+}
