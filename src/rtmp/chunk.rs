@@ -906,6 +906,9 @@ mod tests {
             Just(4095),
             Just(4096),
             Just(4097),
+            Just(65_535),
+            Just(65_536),
+            Just(65_537),
             0usize..9000,
         ]
     }
