@@ -525,19 +525,33 @@ impl ChunkEncoder {
         stream_id: u32,
         payload: &[u8],
     ) -> Result<()> {
+        self.write_message_parts(csid, timestamp, type_id, stream_id, &[payload])
+    }
+
+    /// Appends one message whose payload is the concatenation of `parts`
+    /// (for instance the memories of a GStreamer buffer), without joining
+    /// them first.
+    pub fn write_message_parts(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         if !(MIN_CSID..=MAX_CSID).contains(&csid) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("chunk stream id {csid} is outside 2..=65599"),
             ));
         }
-        if payload.len() > 0xFF_FFFF {
+        if total > 0xFF_FFFF {
             return Err(Error::limit(format!(
-                "a message of {} bytes does not fit the 24-bit length field",
-                payload.len()
+                "a message of {total} bytes does not fit the 24-bit length field"
             )));
         }
-        let length = payload.len() as u32;
+        let length = total as u32;
         let prev = self.streams.get(csid).copied();
         let (fmt, timestamp, field) = match prev {
             Some(p) if p.stream_id == stream_id => {
@@ -578,10 +592,9 @@ impl ChunkEncoder {
         *self.streams.get_or_default(csid) = st;
 
         let chunk = self.chunk_size as usize;
-        let chunks = payload.len().div_ceil(chunk).max(1);
+        let chunks = total.div_ceil(chunk).max(1);
         let ext_len = if extended { 4 } else { 0 };
-        self.out
-            .reserve(payload.len() + 18 + (chunks - 1) * (3 + ext_len));
+        self.out.reserve(total + 18 + (chunks - 1) * (3 + ext_len));
         let start = self.out.len();
         put_basic_header(&mut self.out, fmt, csid);
         let ts24 = if extended { EXTENDED } else { field };
@@ -599,19 +612,27 @@ impl ChunkEncoder {
         if extended {
             self.out.extend_from_slice(&field.to_be_bytes());
         }
-        let mut rest = payload;
-        loop {
-            let n = rest.len().min(chunk);
-            self.out.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            if rest.is_empty() {
-                break;
-            }
-            put_basic_header(&mut self.out, 3, csid);
-            if extended {
-                self.out.extend_from_slice(&field.to_be_bytes());
+        // Copy the parts in, starting a type-3 chunk every `chunk` bytes.
+        let mut room = chunk;
+        let mut left = total;
+        for part in parts {
+            let mut rest = *part;
+            while !rest.is_empty() {
+                if room == 0 {
+                    put_basic_header(&mut self.out, 3, csid);
+                    if extended {
+                        self.out.extend_from_slice(&field.to_be_bytes());
+                    }
+                    room = chunk;
+                }
+                let n = rest.len().min(room);
+                self.out.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                room -= n;
+                left -= n;
             }
         }
+        debug_assert_eq!(left, 0);
         self.stats.bytes += (self.out.len() - start) as u64;
         self.stats.messages += 1;
         Ok(())
@@ -818,6 +839,23 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(dec.reassembly_bytes(), 0);
         assert_eq!(dec.stats().aborted, 1);
+    }
+
+    #[test]
+    fn parts_chunk_like_one_payload() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        for split in [
+            &[0usize, 1000][..],
+            &[0, 1, 127, 128, 129, 999, 1000],
+            &[0, 300, 300, 700, 1000],
+        ] {
+            let parts: Vec<&[u8]> = split.windows(2).map(|w| &payload[w[0]..w[1]]).collect();
+            let mut a = ChunkEncoder::new();
+            let mut b = ChunkEncoder::new();
+            a.write_message(4, 0x0100_0000, 8, 1, &payload).unwrap();
+            b.write_message_parts(4, 0x0100_0000, 8, 1, &parts).unwrap();
+            assert_eq!(a.send_buf(), b.send_buf(), "{split:?}");
+        }
     }
 
     #[test]

@@ -621,6 +621,24 @@ impl ClientSession {
             .send_raw(csid::VIDEO, timestamp, type_id::VIDEO, sid, payload)
     }
 
+    /// Sends an audio (8), video (9) or AMF0 data (18) message whose body is
+    /// the concatenation of `parts`.
+    pub fn send_media_parts(&mut self, type_id: u8, timestamp: u32, parts: &[&[u8]]) -> Result<()> {
+        let sid = self.publishing_stream()?;
+        let cs = match type_id {
+            type_id::AUDIO => csid::AUDIO,
+            type_id::VIDEO => csid::VIDEO,
+            type_id::DATA_AMF0 => csid::DATA,
+            t => return Err(Error::unsupported(format!("message type {t} is not media"))),
+        };
+        self.conn.send_raw_parts(cs, timestamp, type_id, sid, parts)
+    }
+
+    /// Takes every byte waiting to be sent (instead of `send_buf`/`advance`).
+    pub fn take_send_buf(&mut self) -> Bytes {
+        self.conn.take_send_buf()
+    }
+
     /// Sends a data message such as `@setDataFrame onMetaData`.
     pub fn send_data(&mut self, timestamp: u32, data: &DataMessage) -> Result<()> {
         let sid = self.publishing_stream()?;

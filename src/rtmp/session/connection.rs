@@ -200,6 +200,33 @@ impl Connection {
         Ok(())
     }
 
+    pub fn send_raw_parts(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        parts: &[&[u8]],
+    ) -> Result<()> {
+        self.encoder
+            .write_message_parts(csid, timestamp, type_id, stream_id, parts)?;
+        self.stats.messages_out += 1;
+        Ok(())
+    }
+
+    /// Takes every byte waiting to be sent, for drivers that queue them.
+    pub fn take_send_buf(&mut self) -> Bytes {
+        let hs = self.handshake.send_buf();
+        if !hs.is_empty() {
+            let b = Bytes::copy_from_slice(hs);
+            self.advance(b.len());
+            return b;
+        }
+        let b = self.encoder.take_send_buf();
+        self.stats.bytes_out += b.len() as u64;
+        b
+    }
+
     pub fn send_message(
         &mut self,
         csid: u32,
