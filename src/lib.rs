@@ -2,13 +2,16 @@
 //! RTMP for GStreamer: elements that speak elementary streams, over a
 //! sans-IO protocol core in [`rtmp`] and a thin blocking driver in [`net`].
 
+pub mod caps;
+pub mod mode;
 pub mod net;
 pub mod rtmp;
+pub mod rtmpsink;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    // The elements register here as they land (rtmpsink, rtmpsrc). The plugin
-    // is already named `rtmp` in a file `libgstrtmp.so`, so that it shadows
-    // Debian's librtmp plugin of the same basename.
+// The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows
+// Debian's librtmp plugin of the same basename (see DESIGN.md).
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    rtmpsink::register(plugin)?;
     Ok(())
 }
 

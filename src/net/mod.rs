@@ -1,6 +1,7 @@
 //! Drivers that run the sans-IO core over real sockets.
 
 pub mod blocking;
+pub mod client;
 
 /// Bytes for the handshake's random field. They need not be secret, only
 /// unlike another connection's; a splitmix64 stream seeded from the clock,

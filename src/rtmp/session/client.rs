@@ -649,11 +649,17 @@ impl ClientSession {
     /// publisher, deleteStream for a player. Send what `send_buf` then holds
     /// before closing the socket.
     pub fn stop(&mut self) -> Result<()> {
+        self.stop_with(true, true)
+    }
+
+    /// Like `stop`, choosing which stop commands to send (FCUnpublish is
+    /// only ever sent by a publisher).
+    pub fn stop_with(&mut self, fc_unpublish: bool, delete_stream: bool) -> Result<()> {
         if self.failure.is_some() || self.state == ClientState::Closed {
             return Ok(());
         }
         if let Some(sid) = self.stream_id() {
-            if self.config.mode == ClientMode::Publish {
+            if fc_unpublish && self.config.mode == ClientMode::Publish {
                 let name = self.config.stream.clone();
                 let t = self.txn(Pending::Other);
                 self.conn.send_command(
@@ -662,15 +668,17 @@ impl ClientSession {
                     NetCommand::FcUnpublish { name }.into_command(t),
                 )?;
             }
-            let t = self.txn(Pending::Other);
-            self.conn.send_command(
-                csid::COMMAND,
-                0,
-                NetCommand::DeleteStream {
-                    stream_id: f64::from(sid),
-                }
-                .into_command(t),
-            )?;
+            if delete_stream {
+                let t = self.txn(Pending::Other);
+                self.conn.send_command(
+                    csid::COMMAND,
+                    0,
+                    NetCommand::DeleteStream {
+                        stream_id: f64::from(sid),
+                    }
+                    .into_command(t),
+                )?;
+            }
         }
         self.state = ClientState::Closed;
         self.deadline = None;

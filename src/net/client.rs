@@ -1,0 +1,412 @@
+//! A client connection for the elements: the streaming thread writes
+//! (cancellably, with stall detection), a reader thread answers the server
+//! (acknowledgements, pings) and notices errors and disconnection at once.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::blocking::tcp_connect;
+use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::session::{
+    ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
+};
+use crate::rtmp::url::RtmpUrl;
+
+/// How often blocked socket calls look at the cancel flag.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// A flag that makes a connection's blocking calls give up soon.
+#[derive(Clone, Default, Debug)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst)
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn cancelled() -> Error {
+    Error::new(ErrorKind::Closed, "cancelled")
+}
+
+/// Whether an error is the cancel flag's doing rather than the network's.
+pub fn is_cancelled(e: &Error) -> bool {
+    e.kind() == ErrorKind::Closed && e.reason() == "cancelled"
+}
+
+fn io_err(what: &str, e: std::io::Error) -> Error {
+    let why = match e.kind() {
+        IoKind::ConnectionReset => "connection reset by the server".to_owned(),
+        IoKind::BrokenPipe => "connection closed by the server".to_owned(),
+        _ => e.to_string(),
+    };
+    Error::new(ErrorKind::Io, format!("{what}: {why}"))
+}
+
+struct Writer {
+    stream: TcpStream,
+    /// Bytes taken from the session and not yet written, in order.
+    queue: VecDeque<Bytes>,
+}
+
+impl Writer {
+    /// Writes the queue out. Gives up with `cancelled` when asked (keeping
+    /// what is unwritten, so the stream stays whole), and with a timeout
+    /// when the server reads nothing for `stall`.
+    fn flush(&mut self, cancel: Option<&Cancel>, stall: Duration) -> Result<()> {
+        let mut last_progress = Instant::now();
+        while let Some(front) = self.queue.front_mut() {
+            if cancel.is_some_and(Cancel::is_cancelled) {
+                return Err(cancelled());
+            }
+            match self.stream.write(front) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        "connection closed by the server",
+                    ));
+                }
+                Ok(n) => {
+                    last_progress = Instant::now();
+                    if n == front.len() {
+                        self.queue.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+                    ) =>
+                {
+                    if last_progress.elapsed() >= stall {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "server stopped reading: nothing could be written for {:.0} s",
+                                stall.as_secs_f64()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => return Err(io_err("write failed", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    session: Mutex<ClientSession>,
+    writer: Mutex<Writer>,
+    /// The first failure the reader saw: the connection cannot go on.
+    failure: Mutex<Option<Error>>,
+    /// Events for the owner (the play side reads these; a publisher may ignore them).
+    events: Mutex<VecDeque<ClientEvent>>,
+    server_closed: AtomicBool,
+    stop_reader: AtomicBool,
+    timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An open client connection, publishing or playing.
+pub struct ClientConnection {
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    url: RtmpUrl,
+}
+
+impl ClientConnection {
+    /// Connects, runs the handshake, `connect` and `createStream`, and
+    /// starts publishing or playing. Each network wait is bounded by the
+    /// configuration's response timeout; `cancel` stops it sooner.
+    pub fn open(url: &RtmpUrl, config: ClientConfig, cancel: &Cancel) -> Result<Self> {
+        let timeout = config.response_timeout;
+        let stream = tcp_connect(url, timeout)?;
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        stream.set_read_timeout(Some(SLICE)).ok();
+        stream.set_write_timeout(Some(SLICE)).ok();
+        let mut session = ClientSession::new(config, Instant::now(), &super::handshake_random());
+        let mut reader = stream.try_clone().map_err(|e| io_err("socket", e))?;
+        let mut writer = Writer {
+            stream,
+            queue: VecDeque::new(),
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut early = VecDeque::new();
+        loop {
+            let out = session.take_send_buf();
+            if !out.is_empty() {
+                writer.queue.push_back(out);
+            }
+            writer.flush(Some(cancel), timeout)?;
+            if matches!(
+                session.state(),
+                ClientState::Publishing { .. } | ClientState::Playing { .. }
+            ) {
+                break;
+            }
+            match reader.read(&mut buf) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        format!(
+                            "server closed the connection during {}",
+                            stage_name(session.state())
+                        ),
+                    ));
+                }
+                Ok(n) => session.feed(&buf[..n], Instant::now())?,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(io_err("read failed", e)),
+            }
+            if cancel.is_cancelled() {
+                return Err(cancelled());
+            }
+            session.handle_timeout(Instant::now())?;
+            while let Some(ev) = session.poll_event() {
+                early.push_back(ev);
+            }
+        }
+        while let Some(ev) = session.poll_event() {
+            early.push_back(ev);
+        }
+        let shared = Arc::new(Shared {
+            session: Mutex::new(session),
+            writer: Mutex::new(writer),
+            failure: Mutex::new(None),
+            events: Mutex::new(early),
+            server_closed: AtomicBool::new(false),
+            stop_reader: AtomicBool::new(false),
+            timeout,
+        });
+        let s2 = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name("rtmp-reader".into())
+            .spawn(move || read_loop(reader, &s2))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("could not start the reader thread: {e}"),
+                )
+            })?;
+        Ok(ClientConnection {
+            shared,
+            reader: Some(reader),
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &RtmpUrl {
+        &self.url
+    }
+
+    /// The failure that ended the connection, if one did.
+    pub fn failure(&self) -> Option<Error> {
+        lock(&self.shared.failure).clone()
+    }
+
+    pub fn stats(&self) -> ConnectionStats {
+        lock(&self.shared.session).stats()
+    }
+
+    pub fn poll_event(&self) -> Option<ClientEvent> {
+        lock(&self.shared.events).pop_front()
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.failure() {
+            Some(e) => Err(e),
+            None if self.shared.server_closed.load(Ordering::SeqCst) => Err(Error::new(
+                ErrorKind::Closed,
+                "the server closed the connection",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one audio, video or data message made of `parts` and writes
+    /// it out. On `cancelled` the bytes stay queued and go out first next time.
+    pub fn send_media_parts(
+        &self,
+        type_id: u8,
+        timestamp: u32,
+        parts: &[&[u8]],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        self.check()?;
+        let mut w = lock(&self.shared.writer);
+        {
+            let mut s = lock(&self.shared.session);
+            s.send_media_parts(type_id, timestamp, parts)?;
+            let out = s.take_send_buf();
+            if !out.is_empty() {
+                w.queue.push_back(out);
+            }
+        }
+        let r = w.flush(Some(cancel), self.shared.timeout);
+        if let Err(e) = &r
+            && !is_cancelled(e)
+        {
+            self.fail(e.clone());
+        }
+        r
+    }
+
+    fn fail(&self, e: Error) {
+        let mut f = lock(&self.shared.failure);
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    /// Ends politely: the chosen stop commands, everything written, our
+    /// side shut, then a bounded wait for the server to close.
+    pub fn finish(
+        mut self,
+        fc_unpublish: bool,
+        delete_stream: bool,
+        cancel: &Cancel,
+    ) -> Result<ConnectionStats> {
+        let r = self.finish_inner(fc_unpublish, delete_stream, cancel);
+        self.close();
+        r.map(|_| self.stats())
+    }
+
+    fn finish_inner(&self, fc_unpublish: bool, delete_stream: bool, cancel: &Cancel) -> Result<()> {
+        self.check()?;
+        let mut w = lock(&self.shared.writer);
+        {
+            let mut s = lock(&self.shared.session);
+            s.stop_with(fc_unpublish, delete_stream)?;
+            let out = s.take_send_buf();
+            if !out.is_empty() {
+                w.queue.push_back(out);
+            }
+        }
+        w.flush(Some(cancel), self.shared.timeout)?;
+        w.stream.shutdown(Shutdown::Write).ok();
+        drop(w);
+        // The server closes once it has read everything: wait for that.
+        let end = Instant::now() + self.shared.timeout.min(Duration::from_secs(3));
+        while !self.shared.server_closed.load(Ordering::SeqCst)
+            && Instant::now() < end
+            && !cancel.is_cancelled()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.shared.stop_reader.store(true, Ordering::SeqCst);
+        if let Ok(w) = self.shared.writer.try_lock() {
+            w.stream.shutdown(Shutdown::Both).ok();
+        }
+        if let Some(h) = self.reader.take() {
+            h.join().ok();
+        }
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn stage_name(s: ClientState) -> &'static str {
+    match s {
+        ClientState::Handshaking => "the handshake",
+        ClientState::Connecting => "connect",
+        ClientState::CreatingStream => "createStream",
+        ClientState::StartingPublish { .. } => "publish",
+        ClientState::StartingPlay { .. } => "play",
+        _ => "the session",
+    }
+}
+
+fn read_loop(mut stream: TcpStream, shared: &Shared) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while !shared.stop_reader.load(Ordering::SeqCst) {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                shared.server_closed.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(n) => {
+                let pending = {
+                    let mut s = lock(&shared.session);
+                    if let Err(e) = s.feed(&buf[..n], Instant::now()) {
+                        drop(s);
+                        let mut f = lock(&shared.failure);
+                        if f.is_none() {
+                            *f = Some(e);
+                        }
+                        return;
+                    }
+                    let mut evs = lock(&shared.events);
+                    while let Some(ev) = s.poll_event() {
+                        evs.push_back(ev);
+                    }
+                    s.pending_bytes() > 0
+                };
+                // Acknowledgements and ping answers go out now unless the
+                // streaming thread is writing (it will take them along).
+                if pending && let Ok(mut w) = shared.writer.try_lock() {
+                    let out = lock(&shared.session).take_send_buf();
+                    if !out.is_empty() {
+                        w.queue.push_back(out);
+                    }
+                    if let Err(e) = w.flush(None, shared.timeout) {
+                        let mut f = lock(&shared.failure);
+                        if f.is_none() {
+                            *f = Some(e);
+                        }
+                        return;
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+                ) => {}
+            Err(e) => {
+                if !shared.stop_reader.load(Ordering::SeqCst) {
+                    let mut f = lock(&shared.failure);
+                    if f.is_none() {
+                        *f = Some(io_err("connection lost", e));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::net::client::{Cancel, ClientConnection, is_cancelled};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
+use crate::rtmp::message::type_id;
+use crate::rtmp::session::{ClientConfig, ClientMode};
+use crate::rtmp::url::{RtmpUrl, Scheme};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
+});
+
+pub mod defaults {
+    pub const TIMEOUT: u32 = 10;
+    pub const CHUNK_SIZE: u32 = crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE;
+    pub const FLASH_VERSION: &str = "FMLE/3.0 (compatible; GStreamer rtmpsink)";
+}
+
+#[glib::flags(name = "GstRtmpSinkStopCommands")]
+pub enum StopCommands {
+    #[flags_value(name = "Send FCUnpublish", nick = "fcunpublish")]
+    FC_UNPUBLISH = 1 << 0,
+    #[flags_value(name = "Send deleteStream", nick = "deletestream")]
+    DELETE_STREAM = 1 << 1,
+}
+
+/// What the `rtmpsink` bin's properties set.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub location: Option<String>,
+    pub timeout: u32,
+    pub async_connect: bool,
+    pub chunk_size: u32,
+    pub flash_version: String,
+    pub tc_url: Option<String>,
+    pub extra_connect_args: Option<gst::Structure>,
+    pub stop_commands: StopCommands,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: None,
+            timeout: defaults::TIMEOUT,
+            async_connect: true,
+            chunk_size: defaults::CHUNK_SIZE,
+            flash_version: defaults::FLASH_VERSION.into(),
+            tc_url: None,
+            extra_connect_args: None,
+            stop_commands: StopCommands::all(),
+        }
+    }
+}
+
+enum Conn {
+    Idle,
+    Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
+    Connected(Box<ClientConnection>),
+    Failed,
+}
+
+struct State {
+    conn: Conn,
+    url: Option<RtmpUrl>,
+    flv: FlvReader,
+    started: Option<Instant>,
+    messages: u64,
+    video: u64,
+    audio: u64,
+    last_stats: crate::rtmp::session::ConnectionStats,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            conn: Conn::Idle,
+            url: None,
+            flv: FlvReader::new(16 << 20),
+            started: None,
+            messages: 0,
+            video: 0,
+            audio: 0,
+            last_stats: Default::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RtmpSinkConn {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Reached by `unlock` without taking the state lock.
+    cancel: Cancel,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSinkConn {
+    const NAME: &'static str = "GstRtmpSinkConn";
+    type Type = super::RtmpSinkConn;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for RtmpSinkConn {}
+impl GstObjectImpl for RtmpSinkConn {}
+
+impl ElementImpl for RtmpSinkConn {
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &crate::caps::flv_caps(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `@setDataFrame` as AMF0, put before an `onMetaData` script tag body.
+const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
+
+impl RtmpSinkConn {
+    pub fn settings(&self) -> MutexGuard<'_, Settings> {
+        lock(&self.settings)
+    }
+
+    pub fn stats(&self) -> gst::Structure {
+        let st = lock(&self.state);
+        let (net, state) = match &st.conn {
+            Conn::Idle => (st.last_stats, "stopped"),
+            Conn::Connecting(_) => (st.last_stats, "connecting"),
+            Conn::Connected(c) => (c.stats(), "publishing"),
+            Conn::Failed => (st.last_stats, "failed"),
+        };
+        let secs = st.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let bitrate = if secs > 0.0 {
+            (net.bytes_out as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        };
+        gst::Structure::builder("application/x-rtmp-sink-stats")
+            .field("connection-state", state)
+            .field("bytes-out", net.bytes_out)
+            .field("bytes-in", net.bytes_in)
+            .field("messages-out", st.messages)
+            .field("video-frames", st.video)
+            .field("audio-frames", st.audio)
+            .field("dropped", 0u64)
+            .field("bitrate", bitrate)
+            .field("peer-acknowledged", u64::from(net.peer_acked))
+            .build()
+    }
+
+    fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
+        let s = self.settings();
+        let mut c = ClientConfig::new(ClientMode::Publish, url);
+        c.flash_ver = s.flash_version.clone();
+        if let Some(t) = &s.tc_url {
+            c.tc_url = t.clone();
+        }
+        c.chunk_size = s.chunk_size;
+        c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
+        if let Some(extra) = &s.extra_connect_args {
+            for (k, v) in extra.iter() {
+                if let Some(a) = gvalue_to_amf(v) {
+                    c.connect_extra.push((k.to_string(), a));
+                }
+            }
+        }
+        c
+    }
+
+    /// Waits for the connection to be up; errors are posted here.
+    fn ensure_connected(&self, st: &mut State) -> Result<(), gst::FlowError> {
+        if let Conn::Connecting(_) = st.conn {
+            let Conn::Connecting(h) = std::mem::replace(&mut st.conn, Conn::Failed) else {
+                unreachable!()
+            };
+            let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+            match h.join() {
+                Ok(Ok(c)) => {
+                    gst::info!(CAT, imp = self, "publishing to {url}");
+                    st.conn = Conn::Connected(Box::new(c));
+                }
+                Ok(Err(e)) if is_cancelled(&e) => {
+                    st.conn = Conn::Idle;
+                    return Err(gst::FlowError::Flushing);
+                }
+                Ok(Err(e)) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenWrite,
+                        ["Could not publish to {}: {}", url, e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                Err(_) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::LibraryError::Failed,
+                        ["connection thread panicked"]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+        match st.conn {
+            Conn::Connected(_) => Ok(()),
+            Conn::Idle => {
+                // After a flush that cancelled the connect: start again.
+                self.spawn_connect(st);
+                self.ensure_connected(st)
+            }
+            Conn::Failed | Conn::Connecting(_) => Err(gst::FlowError::Error),
+        }
+    }
+
+    fn spawn_connect(&self, st: &mut State) {
+        let Some(url) = st.url.clone() else { return };
+        let config = self.client_config(&url);
+        let cancel = self.cancel.clone();
+        let h = std::thread::Builder::new()
+            .name("rtmpsink-connect".into())
+            .spawn(move || ClientConnection::open(&url, config, &cancel))
+            .expect("spawn a thread");
+        st.conn = Conn::Connecting(h);
+        st.started = Some(Instant::now());
+    }
+
+    fn send(
+        &self,
+        st: &mut State,
+        kind: u8,
+        ts: u32,
+        parts: &[&[u8]],
+    ) -> Result<(), gst::FlowError> {
+        let Conn::Connected(c) = &st.conn else {
+            return Err(gst::FlowError::Error);
+        };
+        let (type_id, extra): (u8, Option<&[u8]>) = match kind {
+            tag_type::AUDIO => (type_id::AUDIO, None),
+            tag_type::VIDEO => (type_id::VIDEO, None),
+            tag_type::SCRIPT => {
+                // A script tag that sets metadata goes out as
+                // @setDataFrame onMetaData, as servers expect from publishers.
+                let is_meta = parts
+                    .first()
+                    .is_some_and(|p| p.starts_with(b"\x02\x00\x0aonMetaData"));
+                (type_id::DATA_AMF0, is_meta.then_some(SET_DATA_FRAME))
+            }
+            _ => return Ok(()),
+        };
+        let r = match extra {
+            Some(pre) => {
+                let mut v = Vec::with_capacity(parts.len() + 1);
+                v.push(pre);
+                v.extend_from_slice(parts);
+                c.send_media_parts(type_id, ts, &v, &self.cancel)
+            }
+            None => c.send_media_parts(type_id, ts, parts, &self.cancel),
+        };
+        match r {
+            Ok(()) => {
+                st.messages += 1;
+                match kind {
+                    tag_type::AUDIO => st.audio += 1,
+                    tag_type::VIDEO => st.video += 1,
+                    _ => {}
+                }
+                Ok(())
+            }
+            Err(e) if is_cancelled(&e) => Err(gst::FlowError::Flushing),
+            Err(e) => {
+                let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ["Connection to {} lost: {}", url, e]
+                );
+                st.last_stats = c.stats();
+                st.conn = Conn::Failed;
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// One buffer holding exactly one whole tag, with nothing left over
+    /// from earlier buffers: its memories go out as they are.
+    fn render_one_tag(
+        &self,
+        st: &mut State,
+        buffer: &gst::BufferRef,
+    ) -> Option<Result<(), gst::FlowError>> {
+        if st.flv.header().is_none()
+            || st.flv.buffered() != 0
+            || buffer.size() < TAG_HEADER_SIZE + 4
+        {
+            return None;
+        }
+        let mut h = [0u8; TAG_HEADER_SIZE];
+        buffer.copy_to_slice(0, &mut h).ok()?;
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        if buffer.size() != TAG_HEADER_SIZE + size + 4 || h[0] & 0x20 != 0 {
+            return None;
+        }
+        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        let maps: Vec<gst::memory::MappedMemory<gst::memory::Readable>> = buffer
+            .iter_memories_owned()
+            .filter_map(|m| m.into_mapped_memory_readable().ok())
+            .collect();
+        if maps.len() != buffer.n_memory() {
+            return None;
+        }
+        // Slice [TAG_HEADER_SIZE, TAG_HEADER_SIZE + size) across the memories.
+        let (mut skip, mut want) = (TAG_HEADER_SIZE, size);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(maps.len());
+        for m in &maps {
+            let mut s: &[u8] = m.as_slice();
+            let k = skip.min(s.len());
+            s = &s[k..];
+            skip -= k;
+            let n = want.min(s.len());
+            if n > 0 {
+                parts.push(&s[..n]);
+                want -= n;
+            }
+        }
+        Some(self.send(st, h[0] & 0x1F, ts, &parts))
+    }
+}
+
+/// Extra connect arguments from a GstStructure's fields.
+fn gvalue_to_amf(v: &glib::SendValue) -> Option<Amf0Value> {
+    if let Ok(s) = v.get::<String>() {
+        return Some(Amf0Value::String(s));
+    }
+    if let Ok(b) = v.get::<bool>() {
+        return Some(Amf0Value::Boolean(b));
+    }
+    if let Ok(n) = v.get::<f64>() {
+        return Some(Amf0Value::Number(n));
+    }
+    if let Ok(n) = v.get::<i32>() {
+        return Some(Amf0Value::Number(f64::from(n)));
+    }
+    if let Ok(n) = v.get::<u32>() {
+        return Some(Amf0Value::Number(f64::from(n)));
+    }
+    if let Ok(n) = v.get::<i64>() {
+        return Some(Amf0Value::Number(n as f64));
+    }
+    None
+}
+
+impl BaseSinkImpl for RtmpSinkConn {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let location = self.settings().location.clone();
+        let Some(location) = location else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["No location set: set location=rtmp://host/app/stream"]
+            ));
+        };
+        let url = RtmpUrl::parse(&location).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::Settings, ["Invalid location: {}", e])
+        })?;
+        if url.scheme == Scheme::Rtmps {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["rtmps:// (RTMP over TLS) is not supported yet: use rtmp://"]
+            ));
+        }
+        if url.stream.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "Invalid location {}: no stream name (rtmp://host/app/stream)",
+                    url.redacted()
+                ]
+            ));
+        }
+        self.cancel.reset();
+        let mut st = lock(&self.state);
+        *st = State::default();
+        st.url = Some(url);
+        self.spawn_connect(&mut st);
+        if !self.settings().async_connect {
+            match self.ensure_connected(&mut st) {
+                Ok(()) => {}
+                Err(_) => {
+                    // The error was posted; fail the state change too.
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::OpenWrite,
+                        ["Could not connect"]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.cancel();
+        let mut st = lock(&self.state);
+        match std::mem::replace(&mut st.conn, Conn::Idle) {
+            Conn::Connecting(h) => {
+                h.join().ok();
+            }
+            Conn::Connected(c) => {
+                st.last_stats = c.stats();
+                drop(c);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.cancel();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.reset();
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut st = lock(&self.state);
+        self.ensure_connected(&mut st)?;
+        if let Some(r) = self.render_one_tag(&mut st, buffer) {
+            return r.map(|_| gst::FlowSuccess::Ok);
+        }
+        // Anything else (the FLV header, tags split or joined across
+        // buffers, a file read in blocks) goes through the FLV reader.
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        st.flv.feed(&map);
+        loop {
+            match st.flv.poll_tag() {
+                Ok(Some(t)) => {
+                    let data = t.data.clone();
+                    self.send(&mut st, t.tag_type, t.timestamp, &[&data])?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Demux,
+                        ["Invalid FLV input: {}", e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            // Everything written, the stop commands sent, the connection
+            // closed: only then may EOS be posted.
+            let mut st = lock(&self.state);
+            if self.ensure_connected(&mut st).is_ok()
+                && let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Idle)
+            {
+                let cmds = self.settings().stop_commands;
+                let (fc, delete) = (
+                    cmds.contains(StopCommands::FC_UNPUBLISH),
+                    cmds.contains(StopCommands::DELETE_STREAM),
+                );
+                match c.finish(fc, delete, &self.cancel) {
+                    Ok(stats) => {
+                        st.last_stats = stats;
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "stream finished: {} bytes sent",
+                            stats.bytes_out
+                        );
+                    }
+                    Err(e) if is_cancelled(&e) => {}
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Write,
+                            ["Could not finish the stream: {}", e]
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+        self.parent_event(event)
+    }
+}

@@ -1,0 +1,348 @@
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::conn::{self, RtmpSinkConn, StopCommands};
+use super::mux::RtmpSinkMux;
+use crate::mode::RtmpMode;
+use crate::rtmp::url::RtmpUrl;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
+});
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    #[default]
+    None,
+    /// `video`/`audio` pads through the muxer.
+    Elementary,
+    /// The `sink` pad: FLV straight to the connection.
+    Flv,
+}
+
+#[derive(Default)]
+struct State {
+    input: Input,
+    mux: Option<RtmpSinkMux>,
+    /// The muxer's extra latency, applied when it is made.
+    latency: gst::ClockTime,
+}
+
+pub struct RtmpSink {
+    conn: RtmpSinkConn,
+    state: Mutex<State>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSink {
+    const NAME: &'static str = "GstRtmpSink";
+    type Type = super::RtmpSink;
+    type ParentType = gst::Bin;
+    type Interfaces = (gst::URIHandler,);
+
+    fn with_class(_klass: &Self::Class) -> Self {
+        RtmpSink {
+            conn: glib::Object::builder()
+                .property("name", "connection")
+                .build(),
+            state: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ObjectImpl for RtmpSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .nick("Location")
+                    .blurb("RTMP URL to publish to: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]")
+                    .build(),
+                glib::ParamSpecEnum::builder::<RtmpMode>("mode")
+                    .nick("Mode")
+                    .blurb("Whether to connect to a server (client)")
+                    .build(),
+                glib::ParamSpecUInt::builder("timeout")
+                    .nick("Timeout")
+                    .blurb("Seconds to wait for the server: connecting, each answer, and a write that makes no progress")
+                    .minimum(1)
+                    .default_value(conn::imp_defaults::TIMEOUT)
+                    .build(),
+                glib::ParamSpecBoolean::builder("async-connect")
+                    .nick("Async connect")
+                    .blurb("Connect in the background while the pipeline starts; if false, the state change waits for the connection and fails with it")
+                    .default_value(true)
+                    .build(),
+                glib::ParamSpecUInt::builder("chunk-size")
+                    .nick("Chunk size")
+                    .blurb("RTMP chunk size to send with (the server is told with Set Chunk Size); larger costs less CPU")
+                    .minimum(128)
+                    .maximum(crate::rtmp::chunk::MAX_CHUNK_SIZE)
+                    .default_value(conn::imp_defaults::CHUNK_SIZE)
+                    .build(),
+                glib::ParamSpecString::builder("flash-version")
+                    .nick("Flash version")
+                    .blurb("flashVer sent in connect")
+                    .default_value(Some(conn::imp_defaults::FLASH_VERSION))
+                    .build(),
+                glib::ParamSpecString::builder("tc-url")
+                    .nick("tcUrl")
+                    .blurb("tcUrl sent in connect, if it must differ from the one made from location")
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("extra-connect-args")
+                    .nick("Extra connect arguments")
+                    .blurb("Extra properties for the connect command object, e.g. \"args, pageUrl=(string)x, fpad=(boolean)false\"")
+                    .build(),
+                glib::ParamSpecFlags::builder::<StopCommands>("stop-commands")
+                    .nick("Stop commands")
+                    .blurb("Commands sent at end of stream before closing")
+                    .default_value(StopCommands::all())
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("bytes and messages out, bitrate, frames per kind, dropped, connection state")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoolean::builder("sync")
+                    .nick("Sync")
+                    .blurb("Send each message at its time on the clock (false: as fast as it comes)")
+                    .default_value(true)
+                    .build(),
+                glib::ParamSpecInt64::builder("ts-offset")
+                    .nick("Timestamp offset")
+                    .blurb("Nanoseconds added to buffer times when syncing")
+                    .default_value(0)
+                    .build(),
+                glib::ParamSpecInt64::builder("max-lateness")
+                    .nick("Max lateness")
+                    .blurb("Nanoseconds a buffer may be late before it is dropped when syncing (-1: never)")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .build(),
+                glib::ParamSpecUInt64::builder("latency")
+                    .nick("Latency")
+                    .blurb("Extra nanoseconds to wait, in live pipelines, for a late audio or video buffer before interleaving without it")
+                    .default_value(0)
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let name = pspec.name();
+        match name {
+            "sync" | "ts-offset" | "max-lateness" => self.conn.set_property_from_value(name, value),
+            "latency" => {
+                let l = gst::ClockTime::from_nseconds(value.get().expect("type checked"));
+                let mut st = lock(&self.state);
+                st.latency = l;
+                if let Some(m) = &st.mux {
+                    m.set_property("latency", l);
+                }
+            }
+            "mode" => {}
+            _ => {
+                let mut s = self.conn.settings();
+                match name {
+                    "location" => s.location = value.get().expect("type checked"),
+                    "timeout" => s.timeout = value.get().expect("type checked"),
+                    "async-connect" => s.async_connect = value.get().expect("type checked"),
+                    "chunk-size" => s.chunk_size = value.get().expect("type checked"),
+                    "flash-version" => {
+                        s.flash_version = value
+                            .get::<Option<String>>()
+                            .expect("type checked")
+                            .unwrap_or_else(|| conn::imp_defaults::FLASH_VERSION.into())
+                    }
+                    "tc-url" => s.tc_url = value.get().expect("type checked"),
+                    "extra-connect-args" => {
+                        s.extra_connect_args = value.get().expect("type checked")
+                    }
+                    "stop-commands" => s.stop_commands = value.get().expect("type checked"),
+                    _ => unreachable!("unknown property {name}"),
+                }
+            }
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let name = pspec.name();
+        match name {
+            "sync" | "ts-offset" | "max-lateness" => self.conn.property_value(name),
+            "latency" => lock(&self.state).latency.nseconds().to_value(),
+            "mode" => RtmpMode::Client.to_value(),
+            "stats" => {
+                let mut s = self.conn.stats();
+                if let Some(m) = &lock(&self.state).mux {
+                    let (v, a) = m.frame_counts();
+                    s.set("video-frames-muxed", v);
+                    s.set("audio-frames-muxed", a);
+                }
+                s.to_value()
+            }
+            _ => {
+                let s = self.conn.settings();
+                match name {
+                    "location" => s.location.to_value(),
+                    "timeout" => s.timeout.to_value(),
+                    "async-connect" => s.async_connect.to_value(),
+                    "chunk-size" => s.chunk_size.to_value(),
+                    "flash-version" => s.flash_version.to_value(),
+                    "tc-url" => s.tc_url.to_value(),
+                    "extra-connect-args" => s.extra_connect_args.to_value(),
+                    "stop-commands" => s.stop_commands.to_value(),
+                    _ => unreachable!("unknown property {name}"),
+                }
+            }
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().add(&self.conn).expect("add the connection sink");
+    }
+}
+
+impl GstObjectImpl for RtmpSink {}
+
+impl ElementImpl for RtmpSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTMP sink",
+                "Sink/Network/Video/Audio",
+                "Publishes H.264 and AAC/MP3 (or FLV) to an RTMP server",
+                "gst-plugin-rtmp developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "video",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::h264_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "audio",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::audio_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::flv_caps(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let name = templ.name_template().to_string();
+        let mut st = lock(&self.state);
+        let target = match (name.as_str(), st.input) {
+            ("sink", Input::None) => {
+                st.input = Input::Flv;
+                self.conn.static_pad("sink")?
+            }
+            ("video" | "audio", Input::None | Input::Elementary) => {
+                if self.obj().static_pad(&name).is_some() {
+                    gst::warning!(CAT, imp = self, "rtmpsink already has a {name} pad");
+                    return None;
+                }
+                let mux = match &st.mux {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m: RtmpSinkMux =
+                            glib::Object::builder().property("name", "mux").build();
+                        m.set_property("latency", st.latency);
+                        self.obj().add(&m).ok()?;
+                        m.link(&self.conn).ok()?;
+                        m.sync_state_with_parent().ok();
+                        st.mux = Some(m.clone());
+                        m
+                    }
+                };
+                st.input = Input::Elementary;
+                mux.request_pad_simple(&name)?
+            }
+            _ => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::Pad,
+                    ["rtmpsink takes either video/audio pads or one FLV sink pad, not both"]
+                );
+                return None;
+            }
+        };
+        drop(st);
+        let ghost = gst::GhostPad::builder_from_template_with_target(templ, &target)
+            .ok()?
+            .name(name.as_str())
+            .build();
+        if self.obj().current_state() > gst::State::Null {
+            ghost.set_active(true).ok();
+        }
+        self.obj().add_pad(&ghost).ok()?;
+        Some(ghost.upcast())
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        let ghost = pad.downcast_ref::<gst::GhostPad>();
+        let target = ghost.and_then(|g| g.target());
+        self.obj().remove_pad(pad).ok();
+        let mut st = lock(&self.state);
+        if let (Some(t), Some(m)) = (target, &st.mux)
+            && t.parent().as_ref() == Some(m.upcast_ref())
+        {
+            m.release_request_pad(&t);
+        }
+        let has_pads = !self.obj().sink_pads().is_empty();
+        if !has_pads {
+            st.input = Input::None;
+        }
+    }
+}
+
+impl BinImpl for RtmpSink {}
+
+impl URIHandlerImpl for RtmpSink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        &["rtmp", "rtmps"]
+    }
+
+    fn uri(&self) -> Option<String> {
+        self.conn.settings().location.clone()
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
+        self.conn.settings().location = Some(uri.to_owned());
+        Ok(())
+    }
+}

@@ -1,0 +1,474 @@
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::caps::{AudioFormat, VideoFormat};
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::flv::{TAG_HEADER_SIZE, tag_type};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpsinkmux",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP sink muxer"),
+    )
+});
+
+#[derive(Debug, Clone)]
+enum Format {
+    Video(VideoFormat),
+    Audio(AudioFormat),
+}
+
+#[derive(Debug, Default)]
+struct PadState {
+    format: Option<Format>,
+    /// The codec configuration last sent as a sequence header.
+    sent_config: Option<Vec<u8>>,
+    frames: u64,
+    last_dts: Option<u32>,
+    bitrate: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    header_sent: bool,
+    /// Running time (ns) of the first DTS written: RTMP time 0.
+    base: Option<i64>,
+    pads: HashMap<String, PadState>,
+    /// The metadata last sent, to send it again only when it changes.
+    sent_meta: Option<Vec<u8>>,
+    encoder: Option<String>,
+    video_frames: u64,
+    audio_frames: u64,
+}
+
+#[derive(Default)]
+pub struct RtmpSinkMux {
+    state: Mutex<State>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSinkMux {
+    const NAME: &'static str = "GstRtmpSinkMux";
+    type Type = super::RtmpSinkMux;
+    type ParentType = gst_base::Aggregator;
+}
+
+impl ObjectImpl for RtmpSinkMux {}
+impl GstObjectImpl for RtmpSinkMux {}
+
+impl ElementImpl for RtmpSinkMux {
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::with_gtype(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &crate::caps::flv_caps(),
+                    gst_base::AggregatorPad::static_type(),
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "video",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::h264_caps(),
+                    gst_base::AggregatorPad::static_type(),
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "audio",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::audio_caps(),
+                    gst_base::AggregatorPad::static_type(),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let name = templ.name_template();
+        if self.obj().static_pad(name).is_some() {
+            gst::warning!(CAT, imp = self, "there is already a {name} pad");
+            return None;
+        }
+        let pad = self.parent_request_new_pad(templ, Some(name), caps)?;
+        self.lock()
+            .pads
+            .insert(name.to_string(), PadState::default());
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        self.lock().pads.remove(pad.name().as_str());
+        self.parent_release_pad(pad);
+    }
+}
+
+impl AggregatorImpl for RtmpSinkMux {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let mut st = self.lock();
+        let pads = std::mem::take(&mut st.pads);
+        *st = State::default();
+        st.pads = pads.into_keys().map(|k| (k, PadState::default())).collect();
+        drop(st);
+        self.parent_start()
+    }
+
+    fn create_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _req_name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst_base::AggregatorPad> {
+        // Named after the template ("video", "audio"), not "sink_%u".
+        Some(
+            gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ)
+                .name(templ.name_template())
+                .build(),
+        )
+    }
+
+    fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let caps = c.caps();
+                let format = if pad.name() == "video" {
+                    VideoFormat::from_caps(caps).map(Format::Video)
+                } else {
+                    AudioFormat::from_caps(caps).map(Format::Audio)
+                };
+                match format {
+                    Ok(f) => {
+                        gst::debug!(CAT, obj = pad, "format {f:?}");
+                        self.lock()
+                            .pads
+                            .entry(pad.name().to_string())
+                            .or_default()
+                            .format = Some(f);
+                    }
+                    Err(e) => {
+                        gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                        return false;
+                    }
+                }
+            }
+            gst::EventView::Tag(t) => {
+                let tags = t.tag();
+                let mut st = self.lock();
+                if let Some(e) = tags.get::<gst::tags::Encoder>() {
+                    st.encoder = Some(e.get().to_owned());
+                }
+                let bitrate = tags
+                    .get::<gst::tags::Bitrate>()
+                    .or_else(|| tags.get::<gst::tags::NominalBitrate>())
+                    .map(|b| b.get());
+                if let Some(b) = bitrate {
+                    st.pads.entry(pad.name().to_string()).or_default().bitrate = Some(b);
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(pad, event)
+    }
+
+    fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // The pad whose next buffer has the earliest DTS goes first.
+        let mut best: Option<(gst_base::AggregatorPad, i64)> = None;
+        let mut all_eos = true;
+        for pad in self.obj().sink_pads() {
+            let pad = pad
+                .downcast::<gst_base::AggregatorPad>()
+                .expect("aggregator pad");
+            match pad.peek_buffer() {
+                Some(buf) => {
+                    all_eos = false;
+                    let rt = running_time(&pad, buf.dts().or(buf.pts())).unwrap_or(i64::MIN);
+                    if best.as_ref().is_none_or(|(_, b)| rt < *b) {
+                        best = Some((pad, rt));
+                    }
+                }
+                None if pad.is_eos() => {}
+                None => {
+                    all_eos = false;
+                    if !timeout {
+                        return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+                    }
+                }
+            }
+        }
+        let Some((pad, _)) = best else {
+            return if all_eos {
+                Err(gst::FlowError::Eos)
+            } else {
+                Ok(gst::FlowSuccess::Ok)
+            };
+        };
+        let Some(buf) = pad.pop_buffer() else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let tags = self.tags_for(&pad, buf)?;
+        for t in tags {
+            self.obj().finish_buffer(t)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn negotiate(&self) -> bool {
+        // The output caps never change; they are set before the first tag.
+        true
+    }
+}
+
+/// The running time of `t` in the pad's segment, signed, in ns.
+fn running_time(pad: &gst_base::AggregatorPad, t: Option<gst::ClockTime>) -> Option<i64> {
+    let seg = pad.segment();
+    let seg = seg.downcast_ref::<gst::ClockTime>()?;
+    match seg.to_running_time_full(t?)? {
+        gst::Signed::Positive(v) => Some(v.nseconds() as i64),
+        gst::Signed::Negative(v) => Some(-(v.nseconds() as i64)),
+    }
+}
+
+/// Milliseconds from ns, rounded to nearest. Computed from the absolute
+/// time of every frame, so rounding never accumulates into drift.
+fn round_ms(ns: i64) -> i64 {
+    (ns + 500_000).div_euclid(1_000_000)
+}
+
+/// An FLV tag as one buffer: header and body prefix in one small memory,
+/// then the payload's own memories (no copy), then the back pointer.
+fn tag(kind: u8, ts: u32, prefix: &[u8], payload: Option<&gst::BufferRef>) -> gst::Buffer {
+    let payload_len = payload.map_or(0, |p| p.size());
+    let size = prefix.len() + payload_len;
+    let mut head = Vec::with_capacity(TAG_HEADER_SIZE + prefix.len());
+    head.push(kind);
+    head.extend_from_slice(&(size as u32).to_be_bytes()[1..]);
+    head.extend_from_slice(&ts.to_be_bytes()[1..]);
+    head.push((ts >> 24) as u8);
+    head.extend_from_slice(&[0, 0, 0]);
+    head.extend_from_slice(prefix);
+    let mut out = gst::Buffer::from_mut_slice(head);
+    {
+        let out = out.get_mut().expect("new buffer is writable");
+        if let Some(p) = payload {
+            for mem in p.iter_memories_owned() {
+                out.append_memory(mem);
+            }
+        }
+        out.append_memory(gst::Memory::from_slice(
+            ((size + TAG_HEADER_SIZE) as u32).to_be_bytes(),
+        ));
+    }
+    out
+}
+
+impl RtmpSinkMux {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn frame_counts(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.video_frames, st.audio_frames)
+    }
+
+    /// The tags one input buffer becomes: the FLV header and metadata the
+    /// first time, a sequence header when the codec configuration is new,
+    /// then the frame.
+    fn tags_for(
+        &self,
+        pad: &gst_base::AggregatorPad,
+        buf: gst::Buffer,
+    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let name = pad.name();
+        let rt_dts = running_time(pad, buf.dts().or(buf.pts()));
+        let rt_pts = running_time(pad, buf.pts().or(buf.dts()));
+        let (Some(rt_dts), Some(rt_pts)) = (rt_dts, rt_pts) else {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ["{} buffer without a timestamp", name]
+            );
+            return Err(gst::FlowError::Error);
+        };
+        let mut out = Vec::with_capacity(4);
+        let mut st = self.lock();
+        if !st.header_sent {
+            st.header_sent = true;
+            drop(st);
+            self.obj().set_src_caps(&crate::caps::flv_caps());
+            let mut h = Vec::with_capacity(13);
+            let has_video = self.obj().static_pad("video").is_some();
+            let has_audio = self.obj().static_pad("audio").is_some();
+            crate::rtmp::flv::FlvHeader {
+                has_audio,
+                has_video,
+            }
+            .write(&mut h);
+            let mut hb = gst::Buffer::from_mut_slice(h);
+            hb.get_mut()
+                .expect("writable")
+                .set_flags(gst::BufferFlags::HEADER);
+            out.push(hb);
+            st = self.lock();
+        }
+        let base = *st.base.get_or_insert(rt_dts);
+        let mut dts = round_ms(rt_dts - base).max(0);
+        let pts = round_ms(rt_pts - base);
+        let ps = st.pads.entry(name.to_string()).or_default();
+        // Never back in time on a track, whatever upstream does.
+        if let Some(last) = ps.last_dts {
+            dts = dts.max(i64::from(last));
+        }
+        let ts = dts as u32;
+        ps.last_dts = Some(ts);
+        let Some(format) = ps.format.clone() else {
+            drop(st);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["{} buffer before caps", name]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+
+        if let Some(meta) = self.metadata(&st)
+            && st.sent_meta.as_ref() != Some(&meta)
+        {
+            out.push(tag(tag_type::SCRIPT, ts, &meta, None));
+            st.sent_meta = Some(meta);
+        }
+
+        let ps = st.pads.entry(name.to_string()).or_default();
+        match &format {
+            Format::Video(v) => {
+                let config = v
+                    .avcc
+                    .map_readable()
+                    .map_err(|_| gst::FlowError::Error)?
+                    .to_vec();
+                if ps.sent_config.as_ref() != Some(&config) {
+                    out.push(tag(tag_type::VIDEO, ts, &[0x17, 0, 0, 0, 0], Some(&v.avcc)));
+                    ps.sent_config = Some(config);
+                }
+                let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let cts = (pts - dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
+                let c = (cts as u32).to_be_bytes();
+                let head = [if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
+                out.push(tag(tag_type::VIDEO, ts, &head, Some(&buf)));
+                ps.frames += 1;
+                st.video_frames += 1;
+            }
+            Format::Audio(a) => {
+                let h = a.tag_header();
+                if let AudioFormat::Aac { asc, .. } = a {
+                    let config = asc
+                        .map_readable()
+                        .map_err(|_| gst::FlowError::Error)?
+                        .to_vec();
+                    if ps.sent_config.as_ref() != Some(&config) {
+                        out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
+                        ps.sent_config = Some(config);
+                    }
+                    out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(&buf)));
+                } else {
+                    out.push(tag(tag_type::AUDIO, ts, &[h], Some(&buf)));
+                }
+                ps.frames += 1;
+                st.audio_frames += 1;
+            }
+        }
+        let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
+        let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);
+        drop(st);
+        for t in &mut out {
+            let t = t.make_mut();
+            t.set_dts(dts_out);
+            t.set_pts(pts_out);
+        }
+        Ok(out)
+    }
+
+    /// onMetaData as FLV players expect it, from the caps and tags known.
+    fn metadata(&self, st: &State) -> Option<Vec<u8>> {
+        let mut p: Vec<(String, Amf0Value)> = vec![("duration".into(), Amf0Value::Number(0.0))];
+        let num = |p: &mut Vec<(String, Amf0Value)>, k: &str, v: f64| {
+            p.push((k.into(), Amf0Value::Number(v)))
+        };
+        let mut any = false;
+        // Video first, then audio: the same bytes for the same streams.
+        for name in ["video", "audio"] {
+            let Some(ps) = st.pads.get(name) else {
+                continue;
+            };
+            match &ps.format {
+                Some(Format::Video(v)) => {
+                    any = true;
+                    if let Some(w) = v.width {
+                        num(&mut p, "width", f64::from(w));
+                    }
+                    if let Some(h) = v.height {
+                        num(&mut p, "height", f64::from(h));
+                    }
+                    if let Some(f) = v.framerate {
+                        num(
+                            &mut p,
+                            "framerate",
+                            f64::from(f.numer()) / f64::from(f.denom()),
+                        );
+                    }
+                    num(&mut p, "videocodecid", 7.0);
+                    if let Some(b) = ps.bitrate {
+                        num(&mut p, "videodatarate", f64::from(b) / 1000.0);
+                    }
+                }
+                Some(Format::Audio(a)) => {
+                    any = true;
+                    num(&mut p, "audiocodecid", a.codec_id());
+                    if let Some(r) = a.rate() {
+                        num(&mut p, "audiosamplerate", f64::from(r));
+                    }
+                    num(&mut p, "audiosamplesize", 16.0);
+                    if let Some(c) = a.channels() {
+                        p.push(("stereo".into(), Amf0Value::Boolean(c > 1)));
+                    }
+                    if let Some(b) = ps.bitrate {
+                        num(&mut p, "audiodatarate", f64::from(b) / 1000.0);
+                    }
+                }
+                None => gst::trace!(CAT, imp = self, "{name} has no caps yet"),
+            }
+        }
+        if !any {
+            return None;
+        }
+        let encoder = st
+            .encoder
+            .clone()
+            .unwrap_or_else(|| format!("GStreamer rtmpsink {}", env!("CARGO_PKG_VERSION")));
+        p.push(("encoder".into(), Amf0Value::String(encoder)));
+        Some(amf0::encode_all(&[
+            Amf0Value::string("onMetaData"),
+            Amf0Value::EcmaArray(p),
+        ]))
+    }
+}

@@ -1,0 +1,18 @@
+//! The muxer inside `rtmpsink`: H.264, AAC and MP3 buffers in, FLV tags
+//! out, interleaved by DTS. Not registered as an element of its own.
+
+use gst::glib;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct RtmpSinkMux(ObjectSubclass<imp::RtmpSinkMux>) @extends gst_base::Aggregator, gst::Element, gst::Object;
+}
+
+impl RtmpSinkMux {
+    /// Frames written so far: (video, audio).
+    pub fn frame_counts(&self) -> (u64, u64) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().frame_counts()
+    }
+}
