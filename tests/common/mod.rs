@@ -103,11 +103,20 @@ pub struct Nginx {
 
 impl Nginx {
     /// `app_conf` goes inside `application live { ... }`.
+    /// `RECDIR` in `app_conf` becomes a recording folder nginx's worker
+    /// (running as nobody) may write.
     pub fn start(app_conf: &str) -> Self {
         require("nginx");
         let dir = TempDir::new("nginx");
         let port = free_port();
         let prefix = dir.0.display();
+        let rec = dir.path("rec");
+        std::fs::create_dir_all(&rec).unwrap();
+        // The worker runs as nobody: let it write recordings, and reach them.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let app_conf = app_conf.replace("RECDIR", &rec.display().to_string());
         let conf = format!(
             r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1;
@@ -121,7 +130,7 @@ rtmp {{
     listen 127.0.0.1:{port};
     out_queue 16384;
     access_log {prefix}/access.log bytes;
-    application live {{ live on; record off; {app_conf} }}
+    application live {{ live on; {app_conf} }}
   }}
 }}
 "#
@@ -246,7 +255,7 @@ pub fn ffprobe_frames(input: &str) -> Vec<Frame> {
             "-show_entries",
             "packet=codec_type,pts,dts,size,flags,data_hash",
             "-of",
-            "csv",
+            "compact",
         ])
         .arg(input)
         .output()
@@ -256,19 +265,26 @@ pub fn ffprobe_frames(input: &str) -> Vec<Frame> {
         "ffprobe failed on {input}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| l.starts_with("packet,"))
+    // Lines look like packet|codec_type=video|pts=67|...|data_hash=CRC32:..,
+    // with side data sections in between for some packets: read by key.
+    // A side data section ends its line: what follows starts with '|'.
+    let text = String::from_utf8(out.stdout).unwrap().replace("\n|", "|");
+    text.lines()
+        .filter(|l| l.starts_with("packet|"))
         .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
+            let get = |k: &str| {
+                l.split('|')
+                    .find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .unwrap_or_else(|| panic!("no {k} in {l}"))
+            };
             Frame {
-                video: f[1] == "video",
-                pts: f[2].parse().unwrap(),
-                dts: f[3].parse().unwrap(),
-                size: f[4].parse().unwrap(),
-                key: f[5].starts_with('K'),
-                crc: u32::from_str_radix(f[6].trim_start_matches("CRC32:"), 16).unwrap(),
+                video: get("codec_type") == "video",
+                pts: get("pts").parse().unwrap(),
+                dts: get("dts").parse().unwrap(),
+                size: get("size").parse().unwrap(),
+                key: get("flags").starts_with('K'),
+                crc: u32::from_str_radix(get("data_hash").trim_start_matches("CRC32:"), 16)
+                    .unwrap(),
             }
         })
         .collect()

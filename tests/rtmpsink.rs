@@ -1,0 +1,528 @@
+//! rtmpsink against real peers: nginx-rtmp (recording what it receives),
+//! `ffmpeg -listen 1`, and rtmp2src playing it back. What was sent is
+//! captured on rtmpsink's own pads; what arrived is read by ffprobe.
+
+mod common;
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstrtmp::plugin_register_static().unwrap();
+    });
+}
+
+/// One buffer as it entered rtmpsink, in running time (ns).
+#[derive(Debug, Clone)]
+struct Sent {
+    video: bool,
+    dts: i64,
+    pts: i64,
+    key: bool,
+    size: usize,
+    crc: u32,
+}
+
+type SentLog = Arc<Mutex<Vec<Sent>>>;
+
+fn running(seg: &gst::FormattedSegment<gst::ClockTime>, t: Option<gst::ClockTime>) -> Option<i64> {
+    Some(match seg.to_running_time_full(t?)? {
+        gst::Signed::Positive(v) => v.nseconds() as i64,
+        gst::Signed::Negative(v) => -(v.nseconds() as i64),
+    })
+}
+
+/// Records every buffer that enters `pad` (a pad of rtmpsink).
+fn capture(pad: &gst::Pad, log: &SentLog) {
+    let video = pad.name() == "video";
+    let log = log.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buf) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let seg = pad
+            .sticky_event::<gst::event::Segment>(0)
+            .expect("segment before buffers");
+        let seg = seg
+            .segment()
+            .downcast_ref::<gst::ClockTime>()
+            .unwrap()
+            .clone();
+        let map = buf.map_readable().unwrap();
+        let dts = running(&seg, buf.dts().or(buf.pts())).unwrap();
+        let pts = running(&seg, buf.pts().or(buf.dts())).unwrap();
+        log.lock().unwrap().push(Sent {
+            video,
+            dts,
+            pts,
+            key: !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            size: map.len(),
+            crc: crc32(&map),
+        });
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// The frames ffprobe should find, in RTMP milliseconds from the first DTS.
+fn expected(sent: &[Sent]) -> Vec<Frame> {
+    let base = sent.iter().map(|s| s.dts).min().unwrap_or(0);
+    let ms = |ns: i64| (ns - base + 500_000).div_euclid(1_000_000);
+    sent.iter()
+        .map(|s| Frame {
+            video: s.video,
+            dts: ms(s.dts),
+            pts: ms(s.pts),
+            key: s.key || !s.video,
+            size: s.size,
+            crc: s.crc,
+        })
+        .collect()
+}
+
+/// Runs a pipeline to EOS; panics on an error or after `limit`.
+fn run(pipeline: &gst::Pipeline, limit: Duration) {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("pipeline neither finished nor failed in time");
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!(
+            "pipeline error from {:?}: {} ({:?})",
+            e.src().map(|s| s.path_string()),
+            e.error(),
+            e.debug()
+        );
+    }
+}
+
+/// Runs a pipeline expecting an error; returns its text and how long it took.
+fn run_to_error(pipeline: &gst::Pipeline, limit: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("no error within the limit");
+    let took = start.elapsed();
+    pipeline.set_state(gst::State::Null).unwrap();
+    match msg.view() {
+        gst::MessageView::Error(e) => (format!("{} | {:?}", e.error(), e.debug()), took),
+        _ => panic!("the pipeline finished instead of failing"),
+    }
+}
+
+const VIDEO: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 key-int-max=30 speed-preset=ultrafast ! h264parse";
+const AUDIO: &str =
+    "audiotestsrc num-buffers=40 ! audio/x-raw,rate=44100,channels=2 ! avenc_aac ! aacparse";
+
+fn build(desc: &str, log: &SentLog) -> gst::Pipeline {
+    let p = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = p.by_name("s").unwrap();
+    for pad in sink.sink_pads() {
+        if pad.name() != "sink" {
+            capture(&pad, log);
+        }
+    }
+    p
+}
+
+fn nginx_recording() -> Nginx {
+    Nginx::start("record all; record_path RECDIR; record_unique off;")
+}
+
+/// Waits until nginx has logged the publisher's disconnection (its
+/// recording is then complete) and returns the recording's path.
+fn recorded(nginx: &Nginx, name: &str) -> std::path::PathBuf {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !nginx
+        .access_log()
+        .contains(&format!("PUBLISH \"live\" \"{name}\""))
+    {
+        assert!(
+            Instant::now() < end,
+            "nginx never logged the publish: {}",
+            nginx.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nginx.dir.path("rec").join(format!("{name}.flv"))
+}
+
+fn publish_and_check(name: &str, branches: &str) {
+    init();
+    let nginx = nginx_recording();
+    let log = SentLog::default();
+    let p = build(
+        &format!(
+            "{branches} rtmpsink name=s sync=false location={}",
+            nginx.url(name)
+        ),
+        &log,
+    );
+    run(&p, Duration::from_secs(60));
+    let rec = recorded(&nginx, name);
+    let got = ffprobe_frames(rec.to_str().unwrap());
+    let sent = log.lock().unwrap().clone();
+    assert!(!sent.is_empty());
+    assert_same_frames(
+        &format!("{name}: nginx's recording vs what entered rtmpsink"),
+        &got,
+        &expected(&sent),
+    );
+}
+
+#[test]
+fn audio_video_to_nginx() {
+    publish_and_check("av", &format!("{VIDEO} ! s.video {AUDIO} ! s.audio"));
+}
+
+#[test]
+fn video_only_to_nginx() {
+    publish_and_check("v", &format!("{VIDEO} ! s.video"));
+}
+
+#[test]
+fn audio_only_to_nginx() {
+    publish_and_check("a", &format!("{AUDIO} ! s.audio"));
+}
+
+#[test]
+fn pads_link_without_names() {
+    // "h264parse ! rtmpsink": the video pad is picked by its caps.
+    publish_and_check("unnamed", &format!("{VIDEO} ! s."));
+}
+
+#[test]
+fn resolution_change_midstream() {
+    init();
+    let nginx = nginx_recording();
+    let log = SentLog::default();
+    let desc = format!(
+        "videotestsrc name=vsrc num-buffers=60 ! capsfilter name=cf caps=video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=0 key-int-max=15 speed-preset=ultrafast ! h264parse ! s.video rtmpsink name=s sync=false location={}",
+        nginx.url("resize")
+    );
+    let p = build(&desc, &log);
+    let cf = p.by_name("cf").unwrap();
+    let src = p.by_name("vsrc").unwrap().static_pad("src").unwrap();
+    let n = Arc::new(Mutex::new(0u32));
+    src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let mut n = n.lock().unwrap();
+        *n += 1;
+        if *n == 30 {
+            cf.set_property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("width", 640i32)
+                    .field("height", 360i32)
+                    .field("framerate", gst::Fraction::new(30, 1))
+                    .build(),
+            );
+        }
+        gst::PadProbeReturn::Ok
+    });
+    run(&p, Duration::from_secs(60));
+    let rec = recorded(&nginx, "resize");
+    let sent = log.lock().unwrap().clone();
+    assert_same_frames(
+        "resize",
+        &ffprobe_frames(rec.to_str().unwrap()),
+        &expected(&sent),
+    );
+    // Two different AVC sequence headers were recorded, the second after the change.
+    let tags = read_flv_tags(&rec);
+    let headers: Vec<_> = tags
+        .iter()
+        .filter(|t| t.tag_type == 9 && t.data.len() > 5 && t.data[0] == 0x17 && t.data[1] == 0)
+        .map(|t| t.data.clone())
+        .collect();
+    assert_eq!(headers.len(), 2, "sequence headers: {}", headers.len());
+    assert_ne!(headers[0], headers[1]);
+}
+
+#[test]
+fn flvmux_path_keeps_working() {
+    init();
+    let nginx = nginx_recording();
+    let log = SentLog::default();
+    let desc = format!(
+        "{VIDEO} ! m.video {AUDIO} ! m.audio flvmux name=m streamable=true ! rtmpsink name=s sync=false location={}",
+        nginx.url("flvmux")
+    );
+    let p = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    // What leaves the parsers (and enters flvmux) is what must arrive.
+    for e in p.iterate_recurse().into_iter().flatten() {
+        let kind = e
+            .factory()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default();
+        if kind != "h264parse" && kind != "aacparse" {
+            continue;
+        }
+        let video = kind == "h264parse";
+        let log2 = log.clone();
+        e.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buf) = info.buffer() {
+                    let map = buf.map_readable().unwrap();
+                    log2.lock().unwrap().push(Sent {
+                        video,
+                        dts: 0,
+                        pts: 0,
+                        key: true,
+                        size: map.len(),
+                        crc: crc32(&map),
+                    });
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    run(&p, Duration::from_secs(60));
+    let rec = recorded(&nginx, "flvmux");
+    let got = ffprobe_frames(rec.to_str().unwrap());
+    let sent = log.lock().unwrap().clone();
+    // flvmux sets its own timestamps; the payloads must all be there.
+    for video in [true, false] {
+        let g: Vec<_> = got
+            .iter()
+            .filter(|f| f.video == video)
+            .map(|f| (f.size, f.crc))
+            .collect();
+        let w: Vec<_> = sent
+            .iter()
+            .filter(|f| f.video == video)
+            .map(|f| (f.size, f.crc))
+            .collect();
+        assert_eq!(g, w, "flvmux path, video={video}");
+    }
+}
+
+#[test]
+fn to_ffmpeg_listen() {
+    init();
+    let dir = TempDir::new("sink-ff");
+    let port = free_port();
+    let out = dir.path("out.flv");
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-listen",
+            "1",
+            "-i",
+        ])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = collect_stderr(&mut ff);
+    wait_for_listen(port, Duration::from_secs(10));
+    let log = SentLog::default();
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/key"
+        ),
+        &log,
+    );
+    run(&p, Duration::from_secs(60));
+    let st = wait_child(&mut ff, Duration::from_secs(20));
+    assert!(st.success(), "ffmpeg: {}", err.join().unwrap());
+    let sent = log.lock().unwrap().clone();
+    assert_same_frames(
+        "ffmpeg's recording",
+        &ffprobe_frames(out.to_str().unwrap()),
+        &expected(&sent),
+    );
+}
+
+#[test]
+fn rtmp2src_plays_what_we_publish() {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("for-rtmp2");
+    let player = gst::parse::launch(&format!(
+        "rtmp2src location={url} timeout=10 ! flvdemux name=d d.video ! queue ! fakesink name=fv d.audio ! queue ! fakesink name=fa"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let got: Arc<Mutex<Vec<(bool, u32)>>> = Arc::default();
+    for (name, video) in [("fv", true), ("fa", false)] {
+        let g = got.clone();
+        player
+            .by_name(name)
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(b) = info.buffer() {
+                    g.lock()
+                        .unwrap()
+                        .push((video, crc32(&b.map_readable().unwrap())));
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    let counts = {
+        let got = got.clone();
+        move || {
+            let g = got.lock().unwrap();
+            (
+                g.iter().filter(|x| x.0).count(),
+                g.iter().filter(|x| !x.0).count(),
+            )
+        }
+    };
+    player.set_state(gst::State::Playing).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !nginx.error_log().contains("play: name='for-rtmp2'") {
+        assert!(Instant::now() < end, "rtmp2src never started playing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = SentLog::default();
+    let p = build(
+        &format!("{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false location={url}"),
+        &log,
+    );
+    run(&p, Duration::from_secs(60));
+    let sent = log.lock().unwrap().clone();
+    let want = (
+        sent.iter().filter(|s| s.video).count(),
+        sent.iter().filter(|s| !s.video).count(),
+    );
+    // rtmp2src goes EOS on the StreamEOF nginx sends when we unpublish.
+    let eos = player.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    player.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            eos.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "rtmp2src did not finish: {eos:?} {:?}",
+        counts()
+    );
+    let got = got.lock().unwrap().clone();
+    // rtmp2src (1.22) holds one message at a time and, on StreamEOF, ends
+    // its task and discards the message still held: when the stream's last
+    // frame and StreamEOF come in one burst, that one frame is lost there.
+    // Every other frame must arrive, in order.
+    let last_is_video = sent.iter().max_by_key(|s| s.dts).is_some_and(|s| s.video);
+    for video in [true, false] {
+        let g: Vec<u32> = got.iter().filter(|x| x.0 == video).map(|x| x.1).collect();
+        let w: Vec<u32> = sent
+            .iter()
+            .filter(|x| x.video == video)
+            .map(|x| x.crc)
+            .collect();
+        let missing: Vec<usize> = (0..w.len()).filter(|i| !g.contains(&w[*i])).collect();
+        let lost_last_only =
+            video == last_is_video && g.len() + 1 == w.len() && g[..] == w[..g.len()];
+        assert!(
+            g == w || lost_last_only,
+            "rtmp2src, video={video}: frames missing at {missing:?} of {}",
+            w.len()
+        );
+    }
+}
+
+#[test]
+fn uri_handler_picks_rtmpsink() {
+    init();
+    let e =
+        gst::Element::make_from_uri(gst::URIType::Sink, "rtmp://127.0.0.1/live/key", None).unwrap();
+    assert_eq!(e.factory().unwrap().name(), "rtmpsink");
+    assert_eq!(
+        e.property::<Option<String>>("location").as_deref(),
+        Some("rtmp://127.0.0.1/live/key")
+    );
+}
+
+#[test]
+fn nothing_listening() {
+    init();
+    let port = free_port();
+    let p = build(
+        &format!("{VIDEO} ! s.video rtmpsink name=s location=rtmp://127.0.0.1:{port}/live/key"),
+        &SentLog::default(),
+    );
+    let (e, took) = run_to_error(&p, Duration::from_secs(15));
+    assert!(e.contains("connection refused"), "{e}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn silent_server_times_out() {
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s timeout=2 location=rtmp://127.0.0.1:{port}/live/secretkey"
+        ),
+        &SentLog::default(),
+    );
+    let (e, took) = run_to_error(&p, Duration::from_secs(15));
+    assert!(e.contains("did not answer handshake"), "{e}");
+    assert!(!e.contains("secretkey"), "the stream key leaked: {e}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    drop(l);
+}
+
+#[test]
+fn nginx_denying_publish() {
+    init();
+    let nginx = Nginx::start("deny publish all;");
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s timeout=5 location={}",
+            nginx.url("key")
+        ),
+        &SentLog::default(),
+    );
+    let (e, took) = run_to_error(&p, Duration::from_secs(20));
+    assert!(e.contains("closed") || e.contains("reset"), "{e}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+}
+
+#[test]
+fn rtmps_is_a_clear_error() {
+    init();
+    let p = build(
+        &format!("{VIDEO} ! s.video rtmpsink name=s location=rtmps://127.0.0.1/live/key"),
+        &SentLog::default(),
+    );
+    let (e, took) = run_to_error(&p, Duration::from_secs(10));
+    assert!(e.contains("rtmps://") && e.contains("not supported"), "{e}");
+    assert!(took < Duration::from_secs(2));
+}
