@@ -411,10 +411,6 @@ fn rtmp2src_plays_what_we_publish() {
     );
     run(&p, Duration::from_secs(60));
     let sent = log.lock().unwrap().clone();
-    let want = (
-        sent.iter().filter(|s| s.video).count(),
-        sent.iter().filter(|s| !s.video).count(),
-    );
     // rtmp2src goes EOS on the StreamEOF nginx sends when we unpublish.
     let eos = player.bus().unwrap().timed_pop_filtered(
         gst::ClockTime::from_seconds(10),
