@@ -260,15 +260,25 @@ impl ClientConnection {
         parts: &[&[u8]],
         cancel: &Cancel,
     ) -> Result<()> {
+        self.queue_media_parts(type_id, timestamp, parts)?;
+        self.flush(cancel)
+    }
+
+    /// Encodes a message without writing it yet (see `flush`): a batch of
+    /// messages then goes out in one write.
+    pub fn queue_media_parts(&self, type_id: u8, timestamp: u32, parts: &[&[u8]]) -> Result<()> {
+        self.check()?;
+        lock(&self.shared.session).send_media_parts(type_id, timestamp, parts)
+    }
+
+    /// Writes out everything encoded so far. On `cancelled` the bytes stay
+    /// queued and go out first next time, so the stream stays whole.
+    pub fn flush(&self, cancel: &Cancel) -> Result<()> {
         self.check()?;
         let mut w = lock(&self.shared.writer);
-        {
-            let mut s = lock(&self.shared.session);
-            s.send_media_parts(type_id, timestamp, parts)?;
-            let out = s.take_send_buf();
-            if !out.is_empty() {
-                w.queue.push_back(out);
-            }
+        let out = lock(&self.shared.session).take_send_buf();
+        if !out.is_empty() {
+            w.queue.push_back(out);
         }
         let r = w.flush(Some(cancel), self.shared.timeout);
         if let Err(e) = &r

@@ -270,9 +270,9 @@ impl RtmpSinkConn {
                 let mut v = Vec::with_capacity(parts.len() + 1);
                 v.push(pre);
                 v.extend_from_slice(parts);
-                c.send_media_parts(type_id, ts, &v, &self.cancel)
+                c.queue_media_parts(type_id, ts, &v)
             }
-            None => c.send_media_parts(type_id, ts, parts, &self.cancel),
+            None => c.queue_media_parts(type_id, ts, parts),
         };
         match r {
             Ok(()) => {
@@ -284,17 +284,64 @@ impl RtmpSinkConn {
                 }
                 Ok(())
             }
-            Err(e) if is_cancelled(&e) => Err(gst::FlowError::Flushing),
-            Err(e) => {
-                let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Write,
-                    ["Connection to {} lost: {}", url, e]
-                );
-                st.last_stats = c.stats();
-                st.conn = Conn::Failed;
-                Err(gst::FlowError::Error)
+            Err(e) => Err(self.lost(st, e)),
+        }
+    }
+
+    /// Writes out what `send` encoded.
+    fn flush(&self, st: &mut State) -> Result<(), gst::FlowError> {
+        let Conn::Connected(c) = &st.conn else {
+            return Err(gst::FlowError::Error);
+        };
+        match c.flush(&self.cancel) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.lost(st, e)),
+        }
+    }
+
+    /// Turns a failed send or write into the flow return, posting an error
+    /// unless it was a cancel (flush or stop).
+    fn lost(&self, st: &mut State, e: crate::rtmp::Error) -> gst::FlowError {
+        if is_cancelled(&e) {
+            return gst::FlowError::Flushing;
+        }
+        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        gst::element_imp_error!(
+            self,
+            gst::ResourceError::Write,
+            ["Connection to {} lost: {}", url, e]
+        );
+        if let Conn::Connected(c) = &st.conn {
+            st.last_stats = c.stats();
+        }
+        st.conn = Conn::Failed;
+        gst::FlowError::Error
+    }
+
+    /// Encodes the tags of one buffer (not yet written).
+    fn render_buffer(&self, st: &mut State, buffer: &gst::BufferRef) -> Result<(), gst::FlowError> {
+        if let Some(r) = self.render_one_tag(st, buffer) {
+            return r;
+        }
+        // Anything else (the FLV header, tags split or joined across
+        // buffers, a file read in blocks) goes through the FLV reader.
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        st.flv.feed(&map);
+        loop {
+            match st.flv.poll_tag() {
+                Ok(Some(t)) => {
+                    let data = t.data.clone();
+                    self.send(st, t.tag_type, t.timestamp, &[&data])?;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Demux,
+                        ["Invalid FLV input: {}", e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
             }
         }
     }
@@ -443,30 +490,19 @@ impl BaseSinkImpl for RtmpSinkConn {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);
         self.ensure_connected(&mut st)?;
-        if let Some(r) = self.render_one_tag(&mut st, buffer) {
-            return r.map(|_| gst::FlowSuccess::Ok);
+        self.render_buffer(&mut st, buffer)?;
+        self.flush(&mut st)?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn render_list(&self, list: &gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // One write for the whole list.
+        let mut st = lock(&self.state);
+        self.ensure_connected(&mut st)?;
+        for buffer in list.iter() {
+            self.render_buffer(&mut st, buffer)?;
         }
-        // Anything else (the FLV header, tags split or joined across
-        // buffers, a file read in blocks) goes through the FLV reader.
-        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        st.flv.feed(&map);
-        loop {
-            match st.flv.poll_tag() {
-                Ok(Some(t)) => {
-                    let data = t.data.clone();
-                    self.send(&mut st, t.tag_type, t.timestamp, &[&data])?;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Demux,
-                        ["Invalid FLV input: {}", e]
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-            }
-        }
+        self.flush(&mut st)?;
         Ok(gst::FlowSuccess::Ok)
     }
 

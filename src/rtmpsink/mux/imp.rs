@@ -46,6 +46,8 @@ struct State {
     encoder: Option<String>,
     video_frames: u64,
     audio_frames: u64,
+    /// Whether upstream liveness has been looked at (on the first aggregate).
+    live_checked: bool,
 }
 
 #[derive(Default)]
@@ -188,46 +190,37 @@ impl AggregatorImpl for RtmpSinkMux {
     }
 
     fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // The pad whose next buffer has the earliest DTS goes first.
-        let mut best: Option<(gst_base::AggregatorPad, i64)> = None;
-        let mut all_eos = true;
-        for pad in self.obj().sink_pads() {
-            let pad = pad
-                .downcast::<gst_base::AggregatorPad>()
-                .expect("aggregator pad");
-            match pad.peek_buffer() {
-                Some(buf) => {
-                    all_eos = false;
-                    let rt = running_time(&pad, buf.dts().or(buf.pts())).unwrap_or(i64::MIN);
-                    if best.as_ref().is_none_or(|(_, b)| rt < *b) {
-                        best = Some((pad, rt));
+        self.check_liveness();
+        // Every buffer that can go out in DTS order goes out now, as one
+        // list: one wake-up of this thread and one socket write per batch
+        // rather than per frame.
+        let mut list = gst::BufferList::new();
+        let mut eos = false;
+        while list.len() < MAX_BATCH {
+            match self.next_pad(timeout && list.is_empty()) {
+                Next::Pad(pad) => {
+                    let Some(buf) = pad.pop_buffer() else { break };
+                    if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
+                        continue;
+                    }
+                    let l = list.get_mut().expect("new list is writable");
+                    for t in self.tags_for(&pad, buf)? {
+                        l.add(t);
                     }
                 }
-                None if pad.is_eos() => {}
-                None => {
-                    all_eos = false;
-                    if !timeout {
-                        return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
-                    }
+                Next::Wait => break,
+                Next::Eos => {
+                    eos = true;
+                    break;
                 }
             }
         }
-        let Some((pad, _)) = best else {
-            return if all_eos {
-                Err(gst::FlowError::Eos)
-            } else {
-                Ok(gst::FlowSuccess::Ok)
-            };
-        };
-        let Some(buf) = pad.pop_buffer() else {
-            return Ok(gst::FlowSuccess::Ok);
-        };
-        if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let tags = self.tags_for(&pad, buf)?;
-        for t in tags {
-            self.obj().finish_buffer(t)?;
+        if !list.is_empty() {
+            self.obj().finish_buffer_list(list)?;
+        } else if eos {
+            return Err(gst::FlowError::Eos);
+        } else if !timeout {
+            return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -236,6 +229,21 @@ impl AggregatorImpl for RtmpSinkMux {
         // The output caps never change; they are set before the first tag.
         true
     }
+}
+
+/// Buffers handled in one `aggregate` call at most.
+const MAX_BATCH: usize = 64;
+/// How much a pad may queue when upstream is not live, so that this
+/// thread works in batches. Live pipelines keep the `latency` they set.
+const NON_LIVE_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+
+enum Next {
+    /// This pad's buffer has the earliest DTS.
+    Pad(gst_base::AggregatorPad),
+    /// A pad without data could still bring an earlier buffer.
+    Wait,
+    /// Every pad is at its end.
+    Eos,
 }
 
 /// The running time of `t` in the pad's segment, signed, in ns.
@@ -282,6 +290,60 @@ fn tag(kind: u8, ts: u32, prefix: &[u8], payload: Option<&gst::BufferRef>) -> gs
 }
 
 impl RtmpSinkMux {
+    /// The pad whose next buffer goes out first. Without `timeout`, every
+    /// pad not at its end must have a buffer, or an earlier one might come.
+    fn next_pad(&self, timeout: bool) -> Next {
+        let mut best: Option<(gst_base::AggregatorPad, i64)> = None;
+        let mut all_eos = true;
+        for pad in self.obj().sink_pads() {
+            let pad = pad
+                .downcast::<gst_base::AggregatorPad>()
+                .expect("aggregator pad");
+            match pad.peek_buffer() {
+                Some(buf) => {
+                    all_eos = false;
+                    let rt = running_time(&pad, buf.dts().or(buf.pts())).unwrap_or(i64::MIN);
+                    if best.as_ref().is_none_or(|(_, b)| rt < *b) {
+                        best = Some((pad, rt));
+                    }
+                }
+                None if pad.is_eos() => {}
+                None => {
+                    all_eos = false;
+                    if !timeout {
+                        return Next::Wait;
+                    }
+                }
+            }
+        }
+        match best {
+            Some((pad, _)) => Next::Pad(pad),
+            None if all_eos => Next::Eos,
+            None => Next::Wait,
+        }
+    }
+
+    /// On the first aggregate: when no upstream is live, let pads queue
+    /// more (see NON_LIVE_QUEUE). A user's larger latency is kept.
+    fn check_liveness(&self) {
+        if std::mem::replace(&mut self.lock().live_checked, true) {
+            return;
+        }
+        let live = self.obj().sink_pads().iter().any(|p| {
+            let mut q = gst::query::Latency::new();
+            p.peer_query(&mut q) && q.result().0
+        });
+        let current: gst::ClockTime = self.obj().property("latency");
+        if !live && current < NON_LIVE_QUEUE {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "upstream is not live: pads may queue {NON_LIVE_QUEUE}"
+            );
+            self.obj().set_property("latency", NON_LIVE_QUEUE);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
