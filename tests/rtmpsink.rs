@@ -522,3 +522,107 @@ fn rtmps_is_a_clear_error() {
     assert!(e.contains("rtmps://") && e.contains("not supported"), "{e}");
     assert!(took < Duration::from_secs(2));
 }
+
+#[test]
+fn audio_pad_requested_after_video_started() {
+    init();
+    let nginx = nginx_recording();
+    let log = SentLog::default();
+    let p = build(
+        &format!(
+            "videotestsrc is-live=true num-buffers=75 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! h264parse ! s.video rtmpsink name=s location={}",
+            nginx.url("late")
+        ),
+        &log,
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().len() < 20 {
+        assert!(Instant::now() < end, "video did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Video is flowing; now an audio branch joins.
+    let audio = gst::parse::bin_from_description(
+        "audiotestsrc is-live=true num-buffers=30 ! audio/x-raw,rate=44100,channels=1 ! avenc_aac ! aacparse",
+        true,
+    )
+    .unwrap();
+    p.add(&audio).unwrap();
+    let s = p.by_name("s").unwrap();
+    let pad = s
+        .request_pad_simple("audio")
+        .expect("an audio pad after start");
+    capture(&pad, &log);
+    audio.static_pad("src").unwrap().link(&pad).unwrap();
+    audio.sync_state_with_parent().unwrap();
+    let bus = p.bus().unwrap();
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(20),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            msg.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "{msg:?}"
+    );
+    let rec = recorded(&nginx, "late");
+    let sent = log.lock().unwrap().clone();
+    assert!(
+        sent.iter().filter(|s| !s.video).count() >= 30,
+        "audio never went in"
+    );
+    assert_same_frames(
+        "late audio pad",
+        &ffprobe_frames(rec.to_str().unwrap()),
+        &expected(&sent),
+    );
+}
+
+#[test]
+fn stats_count_what_was_sent() {
+    init();
+    let nginx = Nginx::start("");
+    let log = SentLog::default();
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false location={}",
+            nginx.url("stats")
+        ),
+        &log,
+    );
+    let s = p.by_name("s").unwrap();
+    let before: gst::Structure = s.property("stats");
+    assert_eq!(before.get::<&str>("connection-state").unwrap(), "stopped");
+    run(&p, Duration::from_secs(60));
+    let stats: gst::Structure = s.property("stats");
+    let sent = log.lock().unwrap().clone();
+    let video = sent.iter().filter(|s| s.video).count() as u64;
+    let audio = sent.len() as u64 - video;
+    assert_eq!(
+        stats.get::<u64>("video-frames-muxed").unwrap(),
+        video,
+        "{stats}"
+    );
+    assert_eq!(
+        stats.get::<u64>("audio-frames-muxed").unwrap(),
+        audio,
+        "{stats}"
+    );
+    // Frames plus two sequence headers each; metadata counts as a message too.
+    assert_eq!(
+        stats.get::<u64>("video-frames").unwrap(),
+        video + 1,
+        "{stats}"
+    );
+    assert_eq!(
+        stats.get::<u64>("audio-frames").unwrap(),
+        audio + 1,
+        "{stats}"
+    );
+    let payload: u64 = sent.iter().map(|s| s.size as u64).sum();
+    assert!(stats.get::<u64>("bytes-out").unwrap() > payload, "{stats}");
+    assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
+}
