@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: a stream made here goes out through our RTMP core to a
-# local nginx-rtmp and comes back through our core as a player; every
-# frame is compared. No outside server is needed.
+# The main job: a live test pattern with audio goes out through rtmpsink to
+# a local nginx-rtmp (started here) and comes back through our RTMP core as
+# a player; every frame is compared and the end-to-end latency measured.
+# No outside server is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -26,12 +27,5 @@ CONF
 mkdir -p "$work/logs"
 nginx -p "$work" -c "$work/nginx.conf"
 
-echo "demo: making 10 s of 720p H.264 (B-frames) + AAC with FFmpeg"
-ffmpeg -hide_banner -loglevel error -y \
-  -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-  -t 10 -c:v libx264 -preset veryfast -bf 2 -g 60 -b:v 4M -pix_fmt yuv420p -c:a aac -b:a 128k \
-  -f flv "$work/demo.flv"
-
-cargo build --release --quiet --example core_roundtrip
-echo "demo: publishing to and playing from nginx-rtmp on port $port"
-target/release/examples/core_roundtrip "$work/demo.flv" "rtmp://127.0.0.1:$port/live/demo"
+cargo build --release --quiet --example rtmpsink_demo
+target/release/examples/rtmpsink_demo "rtmp://127.0.0.1:$port/live/demo" 10
