@@ -626,3 +626,174 @@ fn stats_count_what_was_sent() {
     assert!(stats.get::<u64>("bytes-out").unwrap() > payload, "{stats}");
     assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
 }
+
+/// Runs our server session on `listener` for one client, answering connect
+/// and publish as told, until the client leaves.
+fn refusing_server(
+    listener: std::net::TcpListener,
+    connect: Option<(&'static str, &'static str)>,
+    publish: Option<(&'static str, &'static str)>,
+) -> std::thread::JoinHandle<()> {
+    use gstrtmp::net::blocking::BlockingServerConnection;
+    use gstrtmp::rtmp::session::{ServerConfig, ServerEvent};
+    std::thread::spawn(move || {
+        let mut c = BlockingServerConnection::accept(
+            &listener,
+            ServerConfig::default(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        while let Ok(Some(ev)) = c.next_event() {
+            match ev {
+                ServerEvent::ConnectRequest(_) => match connect {
+                    Some((code, text)) => c.session().reject_connect(code, text).unwrap(),
+                    None => c.session().accept_connect().unwrap(),
+                },
+                ServerEvent::PublishRequest { stream_id, .. } => match publish {
+                    Some((code, text)) => c.session().reject_stream(stream_id, code, text).unwrap(),
+                    None => c.session().accept_publish(stream_id).unwrap(),
+                },
+                _ => {}
+            }
+            c.flush().unwrap();
+        }
+    })
+}
+
+#[test]
+fn connect_rejected_names_the_code() {
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = refusing_server(
+        l,
+        Some(("NetConnection.Connect.Rejected", "no such app")),
+        None,
+    );
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s timeout=5 location=rtmp://127.0.0.1:{port}/nope/key"
+        ),
+        &SentLog::default(),
+    );
+    let (e, _) = run_to_error(&p, Duration::from_secs(15));
+    assert!(
+        e.contains("server rejected connect: NetConnection.Connect.Rejected (no such app)"),
+        "{e}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn publish_rejected_names_the_code() {
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = refusing_server(
+        l,
+        None,
+        Some(("NetStream.Publish.BadName", "Stream already publishing")),
+    );
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s timeout=5 location=rtmp://127.0.0.1:{port}/live/mykey"
+        ),
+        &SentLog::default(),
+    );
+    let (e, _) = run_to_error(&p, Duration::from_secs(15));
+    assert!(e.contains("server rejected publish: NetStream.Publish.BadName (Stream already publishing) for 'my***'"), "{e}");
+    server.join().unwrap();
+}
+
+#[test]
+fn name_not_resolved() {
+    init();
+    let p = build(
+        &format!("{VIDEO} ! s.video rtmpsink name=s location=rtmp://no-such-host.invalid/live/key"),
+        &SentLog::default(),
+    );
+    let (e, took) = run_to_error(&p, Duration::from_secs(15));
+    assert!(
+        e.contains("could not resolve 'no-such-host.invalid'"),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(11), "{took:?}");
+}
+
+#[test]
+fn connection_lost_midstream() {
+    init();
+    let nginx = Nginx::start("");
+    let p = build(
+        &format!(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! s.video rtmpsink name=s timeout=3 location={}",
+            nginx.url("lost")
+        ),
+        &SentLog::default(),
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.by_name("s").unwrap();
+    assert_eq!(
+        s.property::<gst::Structure>("stats")
+            .get::<&str>("connection-state")
+            .unwrap(),
+        "publishing"
+    );
+    let killed = Instant::now();
+    drop(nginx);
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    let took = killed.elapsed();
+    p.set_state(gst::State::Null).unwrap();
+    let Some(msg) = msg else {
+        panic!("losing the server went unnoticed")
+    };
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("lost"), "{text}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn no_state_change_waits_past_the_timeout() {
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Synchronous connect to a server that never answers: the state change
+    // fails, within the timeout.
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s async-connect=false timeout=2 location=rtmp://127.0.0.1:{port}/live/k"
+        ),
+        &SentLog::default(),
+    );
+    let start = Instant::now();
+    let r = p.set_state(gst::State::Playing);
+    let took = start.elapsed();
+    assert!(r.is_err(), "{r:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    p.set_state(gst::State::Null).unwrap();
+    // Asynchronous connect (the default), stopped while still connecting:
+    // shutting down returns at once, not after the 30 s timeout.
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video rtmpsink name=s timeout=30 location=rtmp://127.0.0.1:{port}/live/k"
+        ),
+        &SentLog::default(),
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(l);
+}
