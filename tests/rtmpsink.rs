@@ -797,3 +797,200 @@ fn no_state_change_waits_past_the_timeout() {
     );
     drop(l);
 }
+
+#[test]
+fn mp3_audio_to_nginx() {
+    publish_and_check(
+        "mp3",
+        "audiotestsrc num-buffers=40 ! audio/x-raw,rate=44100,channels=2 ! lamemp3enc ! mpegaudioparse ! s.audio",
+    );
+}
+
+#[test]
+fn metadata_describes_the_streams() {
+    use gstrtmp::rtmp::message::DataMessage;
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = receive_with_server(l);
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/meta"
+        ),
+        &SentLog::default(),
+    );
+    run(&p, Duration::from_secs(60));
+    let (_, data) = server.join().unwrap();
+    let m = data
+        .iter()
+        .find_map(|d| match d {
+            DataMessage::SetDataFrame { name, value } if name == "onMetaData" => {
+                Some(value.clone())
+            }
+            _ => None,
+        })
+        .expect("rtmpsink sent @setDataFrame onMetaData");
+    for (k, want) in [
+        ("width", 320.0),
+        ("height", 240.0),
+        ("framerate", 30.0),
+        ("videocodecid", 7.0),
+        ("audiocodecid", 10.0),
+        ("audiosamplerate", 44100.0),
+        ("audiosamplesize", 16.0),
+    ] {
+        assert_eq!(m.get_f64(k), Some(want), "{k} in {m:?}");
+    }
+    assert_eq!(
+        m.get("stereo").and_then(|v| v.as_bool()),
+        Some(true),
+        "{m:?}"
+    );
+    // x264enc and avenc_aac tag their bitrates; the encoder tag names the encoder.
+    assert!(m.get_f64("videodatarate").is_some_and(|r| r > 0.0), "{m:?}");
+    assert!(m.get_str("encoder").is_some_and(|e| !e.is_empty()), "{m:?}");
+}
+
+/// What our server session received from rtmpsink: (is video, RTMP
+/// timestamp, body) per audio/video message.
+#[allow(clippy::type_complexity)]
+fn receive_with_server(
+    listener: std::net::TcpListener,
+) -> std::thread::JoinHandle<(
+    Vec<(bool, u32, bytes::Bytes)>,
+    Vec<gstrtmp::rtmp::message::DataMessage>,
+)> {
+    use gstrtmp::net::blocking::BlockingServerConnection;
+    use gstrtmp::rtmp::session::{ServerConfig, ServerEvent};
+    std::thread::spawn(move || {
+        let mut c = BlockingServerConnection::accept(
+            &listener,
+            ServerConfig::default(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let (mut got, mut data) = (Vec::new(), Vec::new());
+        while let Ok(Some(ev)) = c.next_event() {
+            match ev {
+                ServerEvent::ConnectRequest(_) => c.session().accept_connect().unwrap(),
+                ServerEvent::PublishRequest { stream_id, .. } => {
+                    c.session().accept_publish(stream_id).unwrap()
+                }
+                ServerEvent::Video {
+                    timestamp, payload, ..
+                } => got.push((true, timestamp, payload)),
+                ServerEvent::Audio {
+                    timestamp, payload, ..
+                } => got.push((false, timestamp, payload)),
+                ServerEvent::Data { data: d, .. } => data.push(d),
+                _ => {}
+            }
+            c.flush().unwrap();
+        }
+        (got, data)
+    })
+}
+
+#[test]
+fn timestamps_keep_negative_composition_and_never_drift() {
+    use gstrtmp::rtmp::flv::{AvcPacketType, VideoTag};
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = receive_with_server(l);
+    let p = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! s.video rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/ts"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let caps = gst::Caps::builder("video/x-h264")
+        .field("stream-format", "avc")
+        .field("alignment", "au")
+        .field(
+            "codec_data",
+            gst::Buffer::from_slice([1u8, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+        )
+        .build();
+    src.set_caps(Some(&caps));
+    p.set_state(gst::State::Playing).unwrap();
+    // 29.97 fps for about an hour and a half, in frames whose PTS - DTS
+    // swings between +2 and -1 frame durations (negative is legal in a
+    // stream that starts at DTS 0 only if kept as such).
+    let frame = |n: u64| n * 1_001_000_000 / 30_000;
+    let n_frames = 160_000u64;
+    let mut want = Vec::new();
+    for n in 0..n_frames {
+        let dts = frame(n + 10);
+        let pts = match n % 3 {
+            0 => frame(n + 12),
+            1 => frame(n + 9),
+            _ => frame(n + 10),
+        };
+        let mut b = gst::Buffer::from_slice((n as u32).to_be_bytes());
+        {
+            let b = b.get_mut().unwrap();
+            b.set_dts(gst::ClockTime::from_nseconds(dts));
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
+            if n % 300 != 0 {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        src.push_buffer(b).unwrap();
+        let ms = |t: u64| ((t as i64 - frame(10) as i64) + 500_000).div_euclid(1_000_000);
+        want.push((ms(dts), ms(pts) - ms(dts), n % 300 == 0));
+    }
+    src.end_of_stream().unwrap();
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            msg.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "{msg:?}"
+    );
+    let got: Vec<(i64, i64, bool)> = server
+        .join()
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|(video, _, _)| *video)
+        .filter_map(|(_, ts, body)| match VideoTag::parse(&body).ok()? {
+            VideoTag::Legacy(v) if matches!(v.avc, Some((AvcPacketType::Nalu, _))) => Some((
+                i64::from(ts),
+                i64::from(v.avc.unwrap().1),
+                v.frame_type.is_key(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got.windows(2).all(|w| w[0].0 <= w[1].0),
+        "timestamps went back on the wire"
+    );
+    assert!(
+        got.iter().any(|g| g.1 < 0),
+        "no negative composition time arrived"
+    );
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "frame {i}: got (dts, cts, key) {:?}, want {:?}",
+            got[i], want[i]
+        );
+    }
+    // After 1.5 hours the last DTS is where arithmetic says, not drifted.
+    assert_eq!(
+        got.last().unwrap().0,
+        ((frame(n_frames + 9) - frame(10)) as i64 + 500_000) / 1_000_000
+    );
+}
