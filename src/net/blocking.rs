@@ -25,6 +25,30 @@ fn io_error(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what}: {why}"))
 }
 
+/// Waits up to `wait` for bytes and hands them to `feed`. Returns true when
+/// the peer has closed the connection.
+fn read_once(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    wait: Duration,
+    feed: impl FnOnce(&[u8]) -> Result<()>,
+) -> Result<bool> {
+    stream.set_read_timeout(Some(wait)).ok();
+    match stream.read(buf) {
+        Ok(0) => Ok(true),
+        Ok(n) => feed(&buf[..n]).map(|_| false),
+        Err(e)
+            if matches!(
+                e.kind(),
+                IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(io_error("read failed", e)),
+    }
+}
+
 /// Opens a TCP connection to the URL's host within `timeout`.
 pub fn tcp_connect(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream> {
     if url.scheme == crate::rtmp::url::Scheme::Rtmps {
@@ -125,19 +149,11 @@ impl BlockingClient {
             .map(|d| d.saturating_duration_since(now))
             .unwrap_or(Duration::from_secs(1))
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
-        self.stream.set_read_timeout(Some(wait)).ok();
-        match self.stream.read(&mut self.buf) {
-            Ok(0) => self.eof = true,
-            Ok(n) => {
-                let data = self.buf[..n].to_vec();
-                self.session.feed(&data, Instant::now())?;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
-                ) => {}
-            Err(e) => return Err(io_error("read failed", e)),
+        let session = &mut self.session;
+        if read_once(&mut self.stream, &mut self.buf, wait, |d| {
+            session.feed(d, Instant::now())
+        })? {
+            self.eof = true;
         }
         self.session.handle_timeout(Instant::now())?;
         self.flush()
@@ -295,21 +311,14 @@ impl BlockingServerConnection {
             if self.eof {
                 return Ok(None);
             }
-            self.stream
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .ok();
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    let data = self.buf[..n].to_vec();
-                    self.session.feed(&data, Instant::now())?;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(io_error("read failed", e)),
+            let session = &mut self.session;
+            if read_once(
+                &mut self.stream,
+                &mut self.buf,
+                Duration::from_millis(200),
+                |d| session.feed(d, Instant::now()),
+            )? {
+                self.eof = true;
             }
             self.session.handle_timeout(Instant::now())?;
             self.flush()?;
