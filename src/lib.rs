@@ -7,11 +7,13 @@ pub mod mode;
 pub mod net;
 pub mod rtmp;
 pub mod rtmpsink;
+pub mod rtmpsrc;
 
 // The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows
 // Debian's librtmp plugin of the same basename (see DESIGN.md).
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     rtmpsink::register(plugin)?;
+    rtmpsrc::register(plugin)?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,46 @@ use crate::rtmp::url::RtmpUrl;
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
+/// Bytes of received media the reader may hold for the owner.
+const MAX_QUEUED_BYTES: usize = 32 << 20;
+
+#[derive(Default)]
+struct EventQueue {
+    events: VecDeque<ClientEvent>,
+    bytes: usize,
+}
+
+fn event_size(e: &ClientEvent) -> usize {
+    match e {
+        ClientEvent::Audio { payload, .. } | ClientEvent::Video { payload, .. } => {
+            payload.len() + 64
+        }
+        _ => 256,
+    }
+}
+
+impl EventQueue {
+    fn push(&mut self, e: ClientEvent) {
+        self.bytes += event_size(&e);
+        self.events.push_back(e);
+    }
+
+    fn pop(&mut self) -> Option<ClientEvent> {
+        let e = self.events.pop_front()?;
+        self.bytes -= event_size(&e);
+        Some(e)
+    }
+}
+
+/// What waiting for the next event gave.
+#[derive(Debug)]
+pub enum Next {
+    Event(ClientEvent),
+    /// Nothing came within the wait.
+    Idle,
+    /// The server closed the connection and every event was taken.
+    Closed,
+}
 
 /// A flag that makes a connection's blocking calls give up soon.
 #[derive(Clone, Default, Debug)]
@@ -118,8 +158,12 @@ struct Shared {
     writer: Mutex<Writer>,
     /// The first failure the reader saw: the connection cannot go on.
     failure: Mutex<Option<Error>>,
-    /// Events for the owner (the play side reads these; a publisher may ignore them).
-    events: Mutex<VecDeque<ClientEvent>>,
+    /// Events for the owner (the play side reads these; a publisher may
+    /// ignore them), bounded in bytes: a full queue stops the reader, so a
+    /// stalled pipeline slows the server down through TCP instead of
+    /// filling memory.
+    events: Mutex<EventQueue>,
+    events_changed: Condvar,
     server_closed: AtomicBool,
     stop_reader: AtomicBool,
     timeout: Duration,
@@ -201,7 +245,11 @@ impl ClientConnection {
             session: Mutex::new(session),
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
-            events: Mutex::new(early),
+            events: Mutex::new(EventQueue {
+                bytes: early.iter().map(event_size).sum(),
+                events: early,
+            }),
+            events_changed: Condvar::new(),
             server_closed: AtomicBool::new(false),
             stop_reader: AtomicBool::new(false),
             timeout,
@@ -237,7 +285,42 @@ impl ClientConnection {
     }
 
     pub fn poll_event(&self) -> Option<ClientEvent> {
-        lock(&self.shared.events).pop_front()
+        let e = lock(&self.shared.events).pop();
+        self.shared.events_changed.notify_all();
+        e
+    }
+
+    /// Waits up to `wait` for the next event. A failure of the connection
+    /// comes as an error once the events before it are taken; `cancel`
+    /// ends the wait early with a `cancelled` error.
+    pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
+        let end = Instant::now() + wait;
+        let mut q = lock(&self.shared.events);
+        loop {
+            if let Some(e) = q.pop() {
+                self.shared.events_changed.notify_all();
+                return Ok(Next::Event(e));
+            }
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if self.shared.server_closed.load(Ordering::SeqCst) {
+                return Ok(Next::Closed);
+            }
+            if cancel.is_cancelled() {
+                return Err(cancelled());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(Next::Idle);
+            }
+            q = self
+                .shared
+                .events_changed
+                .wait_timeout(q, (end - now).min(SLICE))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -368,9 +451,21 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
         match stream.read(&mut buf) {
             Ok(0) => {
                 shared.server_closed.store(true, Ordering::SeqCst);
+                shared.events_changed.notify_all();
                 return;
             }
             Ok(n) => {
+                // A full queue: wait for the owner before reading more.
+                {
+                    let mut q = lock(&shared.events);
+                    while q.bytes > MAX_QUEUED_BYTES && !shared.stop_reader.load(Ordering::SeqCst) {
+                        q = shared
+                            .events_changed
+                            .wait_timeout(q, SLICE)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
                 let pending = {
                     let mut s = lock(&shared.session);
                     if let Err(e) = s.feed(&buf[..n], Instant::now()) {
@@ -383,8 +478,10 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
                     }
                     let mut evs = lock(&shared.events);
                     while let Some(ev) = s.poll_event() {
-                        evs.push_back(ev);
+                        evs.push(ev);
                     }
+                    drop(evs);
+                    shared.events_changed.notify_all();
                     s.pending_bytes() > 0
                 };
                 // Acknowledgements and ping answers go out now unless the

@@ -1,0 +1,516 @@
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use crate::net::client::{Cancel, ClientConnection, Next, is_cancelled};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::TimestampUnwrapper;
+use crate::rtmp::flv::{FlvHeader, FlvTag, tag_type};
+use crate::rtmp::message::DataMessage;
+use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
+use crate::rtmp::url::{RtmpUrl, Scheme};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpsrc",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP source"),
+    )
+});
+
+pub mod defaults {
+    pub const TIMEOUT: u32 = 10;
+    pub const IDLE_TIMEOUT: u32 = 0;
+    pub const BUFFER_LENGTH: u32 = 1000;
+    pub const LATENCY_MS: u32 = 200;
+    pub const FLASH_VERSION: &str = "LNX 9,0,124,2";
+}
+
+/// How far a message's time may stray from the clock before the mapping
+/// of RTMP time onto running time starts again (with DISCONT).
+const RESYNC_THRESHOLD_NS: i64 = 3_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub location: Option<String>,
+    pub timeout: u32,
+    pub idle_timeout: u32,
+    pub buffer_length: u32,
+    pub latency_ms: u32,
+    pub flash_version: String,
+    pub tc_url: Option<String>,
+    pub extra_connect_args: Option<gst::Structure>,
+    pub eos_on_disconnect: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: None,
+            timeout: defaults::TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            buffer_length: defaults::BUFFER_LENGTH,
+            latency_ms: defaults::LATENCY_MS,
+            flash_version: defaults::FLASH_VERSION.into(),
+            tc_url: None,
+            extra_connect_args: None,
+            eos_on_disconnect: false,
+        }
+    }
+}
+
+enum Conn {
+    Idle,
+    Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
+    Connected(Box<ClientConnection>),
+    Failed,
+}
+
+/// RTMP milliseconds onto running time: fixed at the first message, started
+/// again when a message strays more than RESYNC_THRESHOLD_NS from the clock
+/// (publisher restart, timestamp reset or jump).
+#[derive(Default)]
+struct TimeMap {
+    unwrap: TimestampUnwrapper,
+    /// Running time (ns) minus RTMP time (ns).
+    offset: Option<i64>,
+}
+
+impl TimeMap {
+    fn map(&mut self, ts: u32, now: i64) -> (u64, bool) {
+        let ms = self.unwrap.unwrap(ts);
+        let t = ms * 1_000_000;
+        let resync = match self.offset {
+            None => true,
+            Some(o) => (o + t - now).abs() > RESYNC_THRESHOLD_NS,
+        };
+        if resync {
+            self.offset = Some(now - t);
+        }
+        let rt = (self.offset.unwrap_or(0) + t).max(0) as u64;
+        (rt, resync)
+    }
+}
+
+struct State {
+    conn: Conn,
+    url: Option<RtmpUrl>,
+    header_sent: bool,
+    time: TimeMap,
+    discont: bool,
+    messages: u64,
+    video: u64,
+    audio: u64,
+    resyncs: u64,
+    bytes_in: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            conn: Conn::Idle,
+            url: None,
+            header_sent: false,
+            time: TimeMap::default(),
+            discont: false,
+            messages: 0,
+            video: 0,
+            audio: 0,
+            resyncs: 0,
+            bytes_in: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RtmpSrcConn {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    cancel: Cancel,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSrcConn {
+    const NAME: &'static str = "GstRtmpSrcConn";
+    type Type = super::RtmpSrcConn;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for RtmpSrcConn {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+    }
+}
+
+impl GstObjectImpl for RtmpSrcConn {}
+
+impl ElementImpl for RtmpSrcConn {
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &crate::caps::flv_caps(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn amf_of(v: &glib::SendValue) -> Option<Amf0Value> {
+    if let Ok(s) = v.get::<String>() {
+        return Some(Amf0Value::String(s));
+    }
+    if let Ok(b) = v.get::<bool>() {
+        return Some(Amf0Value::Boolean(b));
+    }
+    if let Ok(n) = v.get::<f64>() {
+        return Some(Amf0Value::Number(n));
+    }
+    if let Ok(n) = v.get::<i32>() {
+        return Some(Amf0Value::Number(f64::from(n)));
+    }
+    None
+}
+
+impl RtmpSrcConn {
+    pub fn settings(&self) -> MutexGuard<'_, Settings> {
+        lock(&self.settings)
+    }
+
+    pub fn stats(&self) -> gst::Structure {
+        let st = lock(&self.state);
+        let (state, bytes) = match &st.conn {
+            Conn::Idle => ("stopped", st.bytes_in),
+            Conn::Connecting(_) => ("connecting", st.bytes_in),
+            Conn::Connected(c) => ("playing", c.stats().bytes_in),
+            Conn::Failed => ("failed", st.bytes_in),
+        };
+        gst::Structure::builder("application/x-rtmp-src-stats")
+            .field("connection-state", state)
+            .field("bytes-in", bytes)
+            .field("messages-in", st.messages)
+            .field("video-messages", st.video)
+            .field("audio-messages", st.audio)
+            .field("resyncs", st.resyncs)
+            .build()
+    }
+
+    fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
+        let s = self.settings();
+        let mut c = ClientConfig::new(ClientMode::Play, url);
+        c.flash_ver = s.flash_version.clone();
+        if let Some(t) = &s.tc_url {
+            c.tc_url = t.clone();
+        }
+        c.buffer_ms = s.buffer_length;
+        c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
+        if let Some(extra) = &s.extra_connect_args {
+            for (k, v) in extra.iter() {
+                if let Some(a) = amf_of(v) {
+                    c.connect_extra.push((k.to_string(), a));
+                }
+            }
+        }
+        c
+    }
+
+    fn spawn_connect(&self, st: &mut State) {
+        let Some(url) = st.url.clone() else { return };
+        let config = self.client_config(&url);
+        let cancel = self.cancel.clone();
+        let h = std::thread::Builder::new()
+            .name("rtmpsrc-connect".into())
+            .spawn(move || ClientConnection::open(&url, config, &cancel))
+            .expect("spawn a thread");
+        st.conn = Conn::Connecting(h);
+    }
+
+    fn ensure_connected(&self, st: &mut State) -> Result<(), gst::FlowError> {
+        if let Conn::Connecting(_) = st.conn {
+            let Conn::Connecting(h) = std::mem::replace(&mut st.conn, Conn::Failed) else {
+                unreachable!()
+            };
+            let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+            match h.join() {
+                Ok(Ok(c)) => {
+                    gst::info!(CAT, imp = self, "playing {url}");
+                    st.conn = Conn::Connected(Box::new(c));
+                }
+                Ok(Err(e)) if is_cancelled(&e) => {
+                    st.conn = Conn::Idle;
+                    return Err(gst::FlowError::Flushing);
+                }
+                Ok(Err(e)) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        ["Could not play {}: {}", url, e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                Err(_) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::LibraryError::Failed,
+                        ["connection thread panicked"]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+        match st.conn {
+            Conn::Connected(_) => Ok(()),
+            Conn::Idle => {
+                self.spawn_connect(st);
+                self.ensure_connected(st)
+            }
+            _ => Err(gst::FlowError::Error),
+        }
+    }
+
+    fn running_time_now(&self) -> i64 {
+        let obj = self.obj();
+        match (obj.clock(), obj.base_time()) {
+            (Some(c), Some(b)) => c.time().saturating_sub(b).nseconds() as i64,
+            _ => 0,
+        }
+    }
+
+    /// One FLV tag as a buffer, time stamped.
+    fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: &[u8]) -> gst::Buffer {
+        let now = self.running_time_now();
+        let (rt, resync) = st.time.map(ts, now);
+        if resync && st.messages > 0 {
+            st.resyncs += 1;
+            gst::info!(
+                CAT,
+                imp = self,
+                "RTMP time jumped or reset: resynchronising (DISCONT)"
+            );
+        }
+        let mut out = Vec::with_capacity(body.len() + 15 + if st.header_sent { 0 } else { 13 });
+        if !st.header_sent {
+            FlvHeader {
+                has_audio: true,
+                has_video: true,
+            }
+            .write(&mut out);
+            st.header_sent = true;
+        }
+        FlvTag {
+            tag_type: kind,
+            timestamp: ts,
+            data: bytes::Bytes::copy_from_slice(body),
+        }
+        .write(&mut out);
+        let mut b = gst::Buffer::from_mut_slice(out);
+        {
+            let b = b.get_mut().expect("new buffer is writable");
+            b.set_dts(gst::ClockTime::from_nseconds(rt));
+            b.set_pts(gst::ClockTime::from_nseconds(rt));
+            if resync || std::mem::take(&mut st.discont) {
+                b.set_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        st.messages += 1;
+        b
+    }
+}
+
+impl BaseSrcImpl for RtmpSrcConn {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let location = self.settings().location.clone();
+        let Some(location) = location else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["No location set: set location=rtmp://host/app/stream"]
+            ));
+        };
+        let url = RtmpUrl::parse(&location).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::Settings, ["Invalid location: {}", e])
+        })?;
+        if url.scheme == Scheme::Rtmps {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["rtmps:// (RTMP over TLS) is not supported yet: use rtmp://"]
+            ));
+        }
+        if url.stream.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "Invalid location {}: no stream name (rtmp://host/app/stream)",
+                    url.redacted()
+                ]
+            ));
+        }
+        self.cancel.reset();
+        let mut st = lock(&self.state);
+        *st = State::default();
+        st.url = Some(url);
+        self.spawn_connect(&mut st);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.cancel();
+        let mut st = lock(&self.state);
+        match std::mem::replace(&mut st.conn, Conn::Idle) {
+            Conn::Connecting(h) => {
+                h.join().ok();
+            }
+            Conn::Connected(c) => {
+                st.bytes_in = c.stats().bytes_in;
+                c.finish(false, true, &self.cancel).ok();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.cancel();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.reset();
+        Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let ms = self.settings().latency_ms;
+            q.set(
+                true,
+                gst::ClockTime::from_mseconds(u64::from(ms)),
+                gst::ClockTime::NONE,
+            );
+            return true;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+}
+
+impl PushSrcImpl for RtmpSrcConn {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let (idle, eos_on_disconnect) = {
+            let s = self.settings();
+            (s.idle_timeout, s.eos_on_disconnect)
+        };
+        let mut st = lock(&self.state);
+        self.ensure_connected(&mut st)?;
+        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        let mut idle_for = Duration::ZERO;
+        loop {
+            let Conn::Connected(c) = &st.conn else {
+                return Err(gst::FlowError::Error);
+            };
+            let step = Duration::from_millis(500);
+            match c.next_event(step, &self.cancel) {
+                Ok(Next::Event(ev)) => {
+                    idle_for = Duration::ZERO;
+                    let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {
+                        ClientEvent::Video { timestamp, payload } => {
+                            st.video += 1;
+                            (tag_type::VIDEO, timestamp, payload)
+                        }
+                        ClientEvent::Audio { timestamp, payload } => {
+                            st.audio += 1;
+                            (tag_type::AUDIO, timestamp, payload)
+                        }
+                        ClientEvent::Data { timestamp, data } => match data {
+                            DataMessage::OnMetaData(v)
+                            | DataMessage::SetDataFrame { value: v, .. } => (
+                                tag_type::SCRIPT,
+                                timestamp,
+                                DataMessage::OnMetaData(v).encode().into(),
+                            ),
+                            _ => continue,
+                        },
+                        ClientEvent::StreamEnded { reason } => {
+                            gst::info!(CAT, imp = self, "stream ended: {reason}");
+                            return Err(gst::FlowError::Eos);
+                        }
+                        other => {
+                            gst::debug!(CAT, imp = self, "{other:?}");
+                            continue;
+                        }
+                    };
+                    if body.is_empty() {
+                        continue;
+                    }
+                    let b = self.tag_buffer(&mut st, kind, ts, &body);
+                    return Ok(CreateSuccess::NewBuffer(b));
+                }
+                Ok(Next::Idle) => {
+                    idle_for += step;
+                    if idle > 0 && idle_for >= Duration::from_secs(u64::from(idle)) {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Read,
+                            ["No data from {} for {} s (idle-timeout)", url, idle]
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                }
+                Ok(Next::Closed) => {
+                    if eos_on_disconnect {
+                        gst::info!(CAT, imp = self, "server closed the connection: EOS");
+                        return Err(gst::FlowError::Eos);
+                    }
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        [
+                            "Connection to {} lost: the server closed it without ending the stream",
+                            url
+                        ]
+                    );
+                    st.conn = Conn::Failed;
+                    return Err(gst::FlowError::Error);
+                }
+                Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
+                Err(e) => {
+                    if eos_on_disconnect
+                        && matches!(
+                            e.kind(),
+                            crate::rtmp::ErrorKind::Io | crate::rtmp::ErrorKind::Closed
+                        )
+                    {
+                        return Err(gst::FlowError::Eos);
+                    }
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ["Connection to {} lost: {}", url, e]
+                    );
+                    st.conn = Conn::Failed;
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+}

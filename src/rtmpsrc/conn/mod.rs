@@ -1,0 +1,25 @@
+//! The source inside `rtmpsrc` that owns the connection: plays the stream
+//! and gives each audio, video and metadata message as an FLV tag, time
+//! stamped in running time.
+
+use gst::glib;
+
+mod imp;
+
+pub use imp::{Settings, defaults};
+
+glib::wrapper! {
+    pub struct RtmpSrcConn(ObjectSubclass<imp::RtmpSrcConn>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
+}
+
+impl RtmpSrcConn {
+    pub fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().settings()
+    }
+
+    pub fn stats(&self) -> gst::Structure {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().stats()
+    }
+}

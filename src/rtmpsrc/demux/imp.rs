@@ -1,0 +1,705 @@
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::flv::{
+    AacPacketType, AudioTag, AvcPacketType, FlvReader, SoundFormat, VideoCodecId, VideoFourCc,
+    VideoTag, VideoTrackData, tag_type,
+};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpsrcdemux",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP source demuxer"),
+    )
+});
+
+/// Without metadata saying what the stream carries, pads seen within this
+/// much stream time of the first tag are all there is (no-more-pads).
+const NO_MORE_PADS_AFTER_MS: i64 = 2000;
+
+fn video_template_caps() -> gst::Caps {
+    let mut c = crate::caps::h264_caps();
+    c.merge(
+        gst::Caps::builder("video/x-h265")
+            .field("stream-format", "hvc1")
+            .field("alignment", "au")
+            .build(),
+    );
+    c
+}
+
+fn audio_template_caps() -> gst::Caps {
+    let mut c = gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .build();
+    c.merge(
+        gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 1i32)
+            .field("layer", 3i32)
+            .build(),
+    );
+    c.merge(gst::Caps::builder("audio/x-alaw").build());
+    c.merge(gst::Caps::builder("audio/x-mulaw").build());
+    c.merge(gst::Caps::builder("audio/x-raw").build());
+    c
+}
+
+#[derive(Default)]
+struct Track {
+    pad: Option<gst::Pad>,
+    caps: Option<gst::Caps>,
+    /// Warned once that this codec is not mapped.
+    warned: bool,
+    discont: bool,
+}
+
+#[derive(Default)]
+struct State {
+    flv: Option<FlvReader>,
+    video: Track,
+    audio: Track,
+    segment: Option<gst::Event>,
+    stream_id: String,
+    /// From onMetaData: whether the stream says it has video / audio.
+    expect: Option<(bool, bool)>,
+    first_ts: Option<u32>,
+    no_more_pads: bool,
+    meta: Option<Amf0Value>,
+    pending_tags: Option<gst::TagList>,
+}
+
+pub struct RtmpSrcDemux {
+    sinkpad: gst::Pad,
+    state: Mutex<State>,
+    flow: Mutex<gst_base::UniqueFlowCombiner>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSrcDemux {
+    const NAME: &'static str = "GstRtmpSrcDemux";
+    type Type = super::RtmpSrcDemux;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("sink").unwrap();
+        let sinkpad = gst::Pad::builder_from_template(&templ)
+            .chain_function(|pad, parent, buffer| {
+                RtmpSrcDemux::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |d| d.chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                RtmpSrcDemux::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |d| d.sink_event(pad, event),
+                )
+            })
+            .build();
+        RtmpSrcDemux {
+            sinkpad,
+            state: Mutex::default(),
+            flow: Mutex::default(),
+        }
+    }
+}
+
+impl ObjectImpl for RtmpSrcDemux {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().add_pad(&self.sinkpad).unwrap();
+    }
+}
+
+impl GstObjectImpl for RtmpSrcDemux {}
+
+impl ElementImpl for RtmpSrcDemux {
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &crate::caps::flv_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "video",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &video_template_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "audio",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &audio_template_caps(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        t: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let r = self.parent_change_state(t)?;
+        if t == gst::StateChange::PausedToReady {
+            let pads: Vec<gst::Pad> = {
+                let mut st = self.lock();
+                let p = [st.video.pad.take(), st.audio.pad.take()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                *st = State::default();
+                p
+            };
+            let mut flow = self.flow.lock().unwrap();
+            for p in pads {
+                flow.remove_pad(&p);
+                self.obj().remove_pad(&p).ok();
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Sampling rate and channels from an AudioSpecificConfig.
+fn parse_asc(asc: &[u8]) -> Option<(i32, i32)> {
+    const RATES: [i32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let bits = |from: usize, n: usize| -> Option<u32> {
+        let mut v = 0u32;
+        for i in from..from + n {
+            let byte = *asc.get(i / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - i % 8)) & 1);
+        }
+        Some(v)
+    };
+    let mut pos = 5;
+    if bits(0, 5)? == 31 {
+        pos += 6;
+    }
+    let idx = bits(pos, 4)?;
+    pos += 4;
+    let rate = if idx == 15 {
+        let r = bits(pos, 24)? as i32;
+        pos += 24;
+        r
+    } else {
+        *RATES.get(idx as usize)?
+    };
+    let ch = bits(pos, 4)? as i32;
+    Some((rate, if ch == 7 { 8 } else { ch }))
+}
+
+fn flv_rate(code: u8) -> i32 {
+    [5512, 11025, 22050, 44100][usize::from(code & 3)]
+}
+
+impl RtmpSrcDemux {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::StreamStart(s) => {
+                self.lock().stream_id = s.stream_id().to_string();
+                true
+            }
+            gst::EventView::Caps(_) => true,
+            gst::EventView::Segment(_) => {
+                let pads = {
+                    let mut st = self.lock();
+                    st.segment = Some(event.clone());
+                    [st.video.pad.clone(), st.audio.pad.clone()]
+                };
+                for p in pads.into_iter().flatten() {
+                    p.push_event(event.clone());
+                }
+                true
+            }
+            gst::EventView::Eos(_) => {
+                let (pads, none) = {
+                    let st = self.lock();
+                    let pads: Vec<gst::Pad> = [st.video.pad.clone(), st.audio.pad.clone()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    let none = pads.is_empty();
+                    (pads, none)
+                };
+                if none {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Demux,
+                        ["The stream ended without audio or video we can play"]
+                    );
+                    return false;
+                }
+                for p in pads {
+                    p.push_event(event.clone());
+                }
+                true
+            }
+            gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_) => {
+                if let gst::EventView::FlushStop(_) = event.view() {
+                    let mut st = self.lock();
+                    st.flv = None;
+                    st.video.discont = true;
+                    st.audio.discont = true;
+                }
+                let pads = {
+                    let st = self.lock();
+                    [st.video.pad.clone(), st.audio.pad.clone()]
+                };
+                for p in pads.into_iter().flatten() {
+                    p.push_event(event.clone());
+                }
+                true
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    fn chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let base_dts = buffer.dts();
+        let discont = buffer.flags().contains(gst::BufferFlags::DISCONT);
+        let tags = {
+            let mut st = self.lock();
+            if discont {
+                st.video.discont = true;
+                st.audio.discont = true;
+            }
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let flv = st.flv.get_or_insert_with(|| FlvReader::new(16 << 20));
+            flv.feed(&map);
+            let mut tags = Vec::new();
+            loop {
+                match flv.poll_tag() {
+                    Ok(Some(t)) => tags.push(t),
+                    Ok(None) => break,
+                    Err(e) => {
+                        drop(st);
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Demux,
+                            ["Invalid FLV from the connection: {}", e]
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                }
+            }
+            tags
+        };
+        let mut ret = Ok(gst::FlowSuccess::Ok);
+        for t in tags {
+            // The connection stamped the buffer with the running time of
+            // this (one) tag's DTS.
+            let dts = base_dts;
+            let r = match t.tag_type {
+                tag_type::VIDEO => self.video(&t.data, dts),
+                tag_type::AUDIO => self.audio(&t.data, dts),
+                tag_type::SCRIPT => {
+                    self.metadata(&t.data);
+                    Ok(gst::FlowSuccess::Ok)
+                }
+                _ => Ok(gst::FlowSuccess::Ok),
+            };
+            self.check_no_more_pads(t.timestamp);
+            ret = r;
+            if ret.is_err() {
+                break;
+            }
+        }
+        ret
+    }
+
+    fn check_no_more_pads(&self, ts: u32) {
+        let fire = {
+            let mut st = self.lock();
+            if st.no_more_pads {
+                return;
+            }
+            let first = *st.first_ts.get_or_insert(ts);
+            let (has_v, has_a) = (st.video.pad.is_some(), st.audio.pad.is_some());
+            let done = match st.expect {
+                Some((v, a)) => (!v || has_v) && (!a || has_a) && (has_v || has_a),
+                None => {
+                    (has_v && has_a)
+                        || (i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS
+                            && (has_v || has_a))
+                }
+            };
+            if done {
+                st.no_more_pads = true;
+            }
+            done
+        };
+        if fire {
+            gst::debug!(CAT, imp = self, "no more pads");
+            self.obj().no_more_pads();
+        }
+    }
+
+    fn metadata(&self, body: &[u8]) {
+        let Ok(values) = amf0::decode_all(body, &Default::default()) else {
+            gst::warning!(CAT, imp = self, "unreadable metadata");
+            return;
+        };
+        if values.first().and_then(|v| v.as_str()) != Some("onMetaData") || values.len() < 2 {
+            return;
+        }
+        let m = values[1].clone();
+        let has_v = m.get("videocodecid").is_some() || m.get("width").is_some();
+        let has_a = m.get("audiocodecid").is_some() || m.get("audiosamplerate").is_some();
+        let mut tags = gst::TagList::new();
+        {
+            let t = tags.get_mut().expect("new tag list");
+            if let Some(e) = m.get_str("encoder") {
+                t.add::<gst::tags::Encoder>(&e, gst::TagMergeMode::Replace);
+            }
+            if let Some(title) = m.get_str("title") {
+                t.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
+            }
+            let rate = m.get_f64("videodatarate").unwrap_or(0.0)
+                + m.get_f64("audiodatarate").unwrap_or(0.0);
+            if rate > 0.0 {
+                t.add::<gst::tags::Bitrate>(&((rate * 1000.0) as u32), gst::TagMergeMode::Replace);
+            }
+        }
+        let mut st = self.lock();
+        if has_v || has_a {
+            st.expect = Some((has_v, has_a));
+        }
+        st.meta = Some(m);
+        st.pending_tags = Some(tags);
+    }
+
+    /// Creates the pad for a track, or changes its caps.
+    fn set_caps(&self, video: bool, caps: gst::Caps) {
+        let (new_pad, push) = {
+            let mut st = self.lock();
+            let segment = st.segment.clone();
+            let stream_id = format!("{}/{}", st.stream_id, if video { "video" } else { "audio" });
+            let track = if video { &mut st.video } else { &mut st.audio };
+            if track.caps.as_ref() == Some(&caps) {
+                return;
+            }
+            track.caps = Some(caps.clone());
+            match &track.pad {
+                Some(p) => (None, Some((p.clone(), caps))),
+                None => {
+                    let templ = self
+                        .obj()
+                        .pad_template(if video { "video" } else { "audio" })
+                        .expect("template");
+                    let pad = gst::Pad::builder_from_template(&templ).build();
+                    pad.set_active(true).ok();
+                    pad.push_event(gst::event::StreamStart::builder(&stream_id).build());
+                    pad.push_event(gst::event::Caps::new(&caps));
+                    if let Some(s) = segment {
+                        pad.push_event(s);
+                    } else {
+                        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                            gst::ClockTime,
+                        >::new()));
+                    }
+                    track.pad = Some(pad.clone());
+                    track.discont = true;
+                    (Some(pad), None)
+                }
+            }
+        };
+        if let Some(p) = new_pad {
+            self.flow.lock().unwrap().add_pad(&p);
+            self.obj().add_pad(&p).ok();
+            gst::info!(
+                CAT,
+                imp = self,
+                "added {} pad with {:?}",
+                p.name(),
+                p.sticky_event::<gst::event::Caps>(0)
+                    .map(|c| c.caps_owned())
+            );
+        }
+        if let Some((p, caps)) = push {
+            gst::info!(CAT, imp = self, "{} caps change: {caps}", p.name());
+            p.push_event(gst::event::Caps::new(&caps));
+        }
+    }
+
+    fn push(
+        &self,
+        video: bool,
+        data: &[u8],
+        dts: Option<gst::ClockTime>,
+        cts: i32,
+        key: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (pad, tags, discont) = {
+            let mut st = self.lock();
+            let tags = st.pending_tags.take();
+            let track = if video { &mut st.video } else { &mut st.audio };
+            let Some(pad) = track.pad.clone() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            (pad, tags, std::mem::take(&mut track.discont))
+        };
+        if let Some(t) = tags {
+            pad.push_event(gst::event::Tag::new(t));
+        }
+        let mut b = gst::Buffer::from_slice(data.to_vec());
+        {
+            let b = b.get_mut().expect("new buffer is writable");
+            b.set_dts(dts);
+            let pts = dts.map(|d| {
+                let p = d.nseconds() as i64 + i64::from(cts) * 1_000_000;
+                gst::ClockTime::from_nseconds(p.max(0) as u64)
+            });
+            b.set_pts(pts);
+            let mut flags = gst::BufferFlags::empty();
+            if !key {
+                flags |= gst::BufferFlags::DELTA_UNIT;
+            }
+            if discont {
+                flags |= gst::BufferFlags::DISCONT;
+            }
+            b.set_flags(flags);
+        }
+        let r = pad.push(b);
+        self.flow.lock().unwrap().update_pad_flow(&pad, r)
+    }
+
+    fn warn_unmapped(&self, video: bool, what: &str) {
+        let mut st = self.lock();
+        let track = if video { &mut st.video } else { &mut st.audio };
+        if !track.warned && track.pad.is_none() {
+            track.warned = true;
+            drop(st);
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::CodecNotFound,
+                [
+                    "The stream's {} is {}, which rtmpsrc does not map: leaving it out",
+                    if video { "video" } else { "audio" },
+                    what
+                ]
+            );
+        }
+    }
+
+    fn video_caps_extra(&self, mut caps: gst::Caps) -> gst::Caps {
+        let st = self.lock();
+        if let Some(m) = &st.meta {
+            let c = caps.make_mut();
+            let s = c.structure_mut(0).expect("one structure");
+            if let (Some(w), Some(h)) = (m.get_f64("width"), m.get_f64("height"))
+                && w > 0.0
+                && h > 0.0
+            {
+                s.set("width", w as i32);
+                s.set("height", h as i32);
+            }
+            if let Some(f) = m
+                .get_f64("framerate")
+                .or_else(|| m.get_f64("fps"))
+                .filter(|f| *f > 0.0 && *f < 1000.0)
+            {
+                let fr = gst::Fraction::approximate_f64(f)
+                    .unwrap_or_else(|| gst::Fraction::new(f.round() as i32, 1));
+                s.set("framerate", fr);
+            }
+        }
+        caps
+    }
+
+    fn video(
+        &self,
+        body: &bytes::Bytes,
+        dts: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let tag = match VideoTag::parse(body) {
+            Ok(t) => t,
+            Err(e) => {
+                self.warn_unmapped(true, &e.to_string());
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        };
+        let key = tag.is_key();
+        match tag {
+            VideoTag::Legacy(v) if matches!(v.codec, VideoCodecId::Avc | VideoCodecId::Hevc) => {
+                let name = if v.codec == VideoCodecId::Avc {
+                    "video/x-h264"
+                } else {
+                    "video/x-h265"
+                };
+                match v.avc {
+                    Some((AvcPacketType::SequenceHeader, _)) => {
+                        self.set_caps(true, self.video_caps_extra(config_caps(name, &v.data)));
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    Some((AvcPacketType::Nalu, cts)) if !v.data.is_empty() => {
+                        self.push(true, &v.data, dts, cts, key)
+                    }
+                    _ => Ok(gst::FlowSuccess::Ok),
+                }
+            }
+            VideoTag::Legacy(v) => {
+                self.warn_unmapped(true, &format!("{:?}", v.codec));
+                Ok(gst::FlowSuccess::Ok)
+            }
+            VideoTag::Enhanced(e) => {
+                let Some(track) = e.tracks.first() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let name = match track.fourcc {
+                    VideoFourCc::Avc => "video/x-h264",
+                    VideoFourCc::Hevc => "video/x-h265",
+                    other => {
+                        self.warn_unmapped(true, &format!("{other:?} (Enhanced RTMP)"));
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                };
+                match &track.data {
+                    VideoTrackData::SequenceStart(cfg) => {
+                        self.set_caps(true, self.video_caps_extra(config_caps(name, cfg)));
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    VideoTrackData::CodedFrames {
+                        composition_time,
+                        data,
+                        ..
+                    } if !data.is_empty() => self.push(true, data, dts, *composition_time, key),
+                    _ => Ok(gst::FlowSuccess::Ok),
+                }
+            }
+        }
+    }
+
+    fn audio(
+        &self,
+        body: &bytes::Bytes,
+        dts: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let a = match AudioTag::parse(body) {
+            Ok(AudioTag::Legacy(a)) => a,
+            Ok(AudioTag::Enhanced(_)) => {
+                self.warn_unmapped(false, "an Enhanced RTMP audio codec");
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            Err(e) => {
+                self.warn_unmapped(false, &e.to_string());
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        };
+        let channels = if a.stereo { 2 } else { 1 };
+        let caps = match a.format {
+            SoundFormat::Aac => {
+                if a.aac_packet_type == Some(AacPacketType::SequenceHeader) {
+                    let mut b = gst::Caps::builder("audio/mpeg")
+                        .field("mpegversion", 4i32)
+                        .field("stream-format", "raw")
+                        .field("codec_data", gst::Buffer::from_slice(a.data.to_vec()));
+                    if let Some((rate, ch)) = parse_asc(&a.data) {
+                        b = b.field("rate", rate).field("channels", ch);
+                    }
+                    self.set_caps(false, b.build());
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                None
+            }
+            SoundFormat::Mp3 | SoundFormat::Mp3_8k => Some(
+                gst::Caps::builder("audio/mpeg")
+                    .field("mpegversion", 1i32)
+                    .field("layer", 3i32)
+                    .field(
+                        "rate",
+                        if a.format == SoundFormat::Mp3_8k {
+                            8000
+                        } else {
+                            flv_rate(a.rate)
+                        },
+                    )
+                    .field("channels", channels)
+                    .field("parsed", false)
+                    .build(),
+            ),
+            SoundFormat::G711ALaw => Some(
+                gst::Caps::builder("audio/x-alaw")
+                    .field("rate", 8000i32)
+                    .field("channels", channels)
+                    .build(),
+            ),
+            SoundFormat::G711MuLaw => Some(
+                gst::Caps::builder("audio/x-mulaw")
+                    .field("rate", 8000i32)
+                    .field("channels", channels)
+                    .build(),
+            ),
+            SoundFormat::PcmLittleEndian | SoundFormat::PcmPlatformEndian => Some(
+                gst::Caps::builder("audio/x-raw")
+                    .field("format", if a.sixteen_bit { "S16LE" } else { "U8" })
+                    .field("layout", "interleaved")
+                    .field("rate", flv_rate(a.rate))
+                    .field("channels", channels)
+                    .build(),
+            ),
+            other => {
+                self.warn_unmapped(false, &format!("{other:?}"));
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        };
+        if let Some(c) = caps {
+            self.set_caps(false, c);
+        }
+        if a.data.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        self.push(false, &a.data, dts, 0, true)
+    }
+}
+
+fn config_caps(name: &str, config: &[u8]) -> gst::Caps {
+    let format = if name == "video/x-h264" {
+        "avc"
+    } else {
+        "hvc1"
+    };
+    gst::Caps::builder(name)
+        .field("stream-format", format)
+        .field("alignment", "au")
+        .field("codec_data", gst::Buffer::from_slice(config.to_vec()))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_specific_config() {
+        assert_eq!(parse_asc(&[0x12, 0x10]), Some((44100, 2)));
+        assert_eq!(parse_asc(&[0x11, 0x90]), Some((48000, 2)));
+        assert_eq!(parse_asc(&[0x13, 0x88]), Some((22050, 1)));
+        assert_eq!(parse_asc(&[0x12]), None);
+    }
+}

@@ -1,0 +1,10 @@
+//! The demuxer inside `rtmpsrc`: FLV tags in, H.264/HEVC and AAC/MP3/G.711/
+//! PCM out on `video` and `audio` sometimes pads.
+
+use gst::glib;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct RtmpSrcDemux(ObjectSubclass<imp::RtmpSrcDemux>) @extends gst::Element, gst::Object;
+}

@@ -1,0 +1,228 @@
+use std::sync::LazyLock;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::conn::{RtmpSrcConn, defaults};
+use super::demux::RtmpSrcDemux;
+use crate::mode::RtmpMode;
+use crate::rtmp::url::RtmpUrl;
+
+pub struct RtmpSrc {
+    conn: RtmpSrcConn,
+    demux: RtmpSrcDemux,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpSrc {
+    const NAME: &'static str = "GstRtmpSrc";
+    type Type = super::RtmpSrc;
+    type ParentType = gst::Bin;
+    type Interfaces = (gst::URIHandler,);
+
+    fn with_class(_klass: &Self::Class) -> Self {
+        RtmpSrc {
+            conn: glib::Object::builder()
+                .property("name", "connection")
+                .build(),
+            demux: glib::Object::builder().property("name", "demux").build(),
+        }
+    }
+}
+
+impl ObjectImpl for RtmpSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .nick("Location")
+                    .blurb("RTMP URL to play: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]")
+                    .build(),
+                glib::ParamSpecEnum::builder::<RtmpMode>("mode").nick("Mode").blurb("Whether to connect to a server (client)").build(),
+                glib::ParamSpecUInt::builder("timeout")
+                    .nick("Timeout")
+                    .blurb("Seconds to wait for the server: connecting and each answer")
+                    .minimum(1)
+                    .default_value(defaults::TIMEOUT)
+                    .build(),
+                glib::ParamSpecUInt::builder("idle-timeout")
+                    .nick("Idle timeout")
+                    .blurb("Seconds without any message from the server before it is an error (0: wait for ever)")
+                    .default_value(defaults::IDLE_TIMEOUT)
+                    .build(),
+                glib::ParamSpecUInt::builder("buffer-length")
+                    .nick("Buffer length")
+                    .blurb("Milliseconds of buffer told to the server (SetBufferLength)")
+                    .default_value(defaults::BUFFER_LENGTH)
+                    .build(),
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("Latency")
+                    .blurb("Milliseconds of latency reported to the pipeline, to absorb network jitter when playing in sync")
+                    .default_value(defaults::LATENCY_MS)
+                    .build(),
+                glib::ParamSpecString::builder("flash-version")
+                    .nick("Flash version")
+                    .blurb("flashVer sent in connect")
+                    .default_value(Some(defaults::FLASH_VERSION))
+                    .build(),
+                glib::ParamSpecString::builder("tc-url")
+                    .nick("tcUrl")
+                    .blurb("tcUrl sent in connect, if it must differ from the one made from location")
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("extra-connect-args")
+                    .nick("Extra connect arguments")
+                    .blurb("Extra properties for the connect command object, e.g. \"args, pageUrl=(string)x\"")
+                    .build(),
+                glib::ParamSpecBoolean::builder("eos-on-disconnect")
+                    .nick("EOS on disconnect")
+                    .blurb("End the stream (EOS) when the connection is lost without the server ending it, instead of an error")
+                    .default_value(false)
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.conn.settings();
+        match pspec.name() {
+            "location" => s.location = value.get().expect("type checked"),
+            "mode" => {}
+            "timeout" => s.timeout = value.get().expect("type checked"),
+            "idle-timeout" => s.idle_timeout = value.get().expect("type checked"),
+            "buffer-length" => s.buffer_length = value.get().expect("type checked"),
+            "latency" => s.latency_ms = value.get().expect("type checked"),
+            "flash-version" => {
+                s.flash_version = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_else(|| defaults::FLASH_VERSION.into())
+            }
+            "tc-url" => s.tc_url = value.get().expect("type checked"),
+            "extra-connect-args" => s.extra_connect_args = value.get().expect("type checked"),
+            "eos-on-disconnect" => s.eos_on_disconnect = value.get().expect("type checked"),
+            n => unreachable!("unknown property {n}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.conn.stats().to_value();
+        }
+        let s = self.conn.settings();
+        match pspec.name() {
+            "location" => s.location.to_value(),
+            "mode" => RtmpMode::Client.to_value(),
+            "timeout" => s.timeout.to_value(),
+            "idle-timeout" => s.idle_timeout.to_value(),
+            "buffer-length" => s.buffer_length.to_value(),
+            "latency" => s.latency_ms.to_value(),
+            "flash-version" => s.flash_version.to_value(),
+            "tc-url" => s.tc_url.to_value(),
+            "extra-connect-args" => s.extra_connect_args.to_value(),
+            "eos-on-disconnect" => s.eos_on_disconnect.to_value(),
+            n => unreachable!("unknown property {n}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_many([
+            self.conn.upcast_ref::<gst::Element>(),
+            self.demux.upcast_ref(),
+        ])
+        .expect("add children");
+        self.conn
+            .link(&self.demux)
+            .expect("link connection to demuxer");
+        let weak = obj.downgrade();
+        self.demux.connect_pad_added(move |_, pad| {
+            let Some(bin) = weak.upgrade() else { return };
+            let templ = bin.pad_template(&pad.name()).expect("same template names");
+            let ghost = gst::GhostPad::builder_from_template_with_target(&templ, pad)
+                .expect("ghost")
+                .name(pad.name())
+                .build();
+            ghost.set_active(true).ok();
+            bin.add_pad(&ghost).ok();
+        });
+        let weak = obj.downgrade();
+        self.demux.connect_no_more_pads(move |_| {
+            if let Some(bin) = weak.upgrade() {
+                bin.no_more_pads();
+            }
+        });
+        let weak = obj.downgrade();
+        self.demux.connect_pad_removed(move |_, pad| {
+            if let Some(bin) = weak.upgrade()
+                && let Some(g) = bin.static_pad(&pad.name())
+            {
+                bin.remove_pad(&g).ok();
+            }
+        });
+    }
+}
+
+impl GstObjectImpl for RtmpSrc {}
+
+impl ElementImpl for RtmpSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTMP source",
+                "Source/Network/Video/Audio",
+                "Plays an RTMP stream as H.264/AAC (and legacy FLV codecs) elementary streams",
+                "gst-plugin-rtmp developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let d = RtmpSrcDemux::static_type();
+            let klass = glib::Class::<gst::Element>::from_type(d).expect("demuxer class");
+            ["video", "audio"]
+                .iter()
+                .map(|n| {
+                    let t = klass.pad_template(n).expect("template");
+                    gst::PadTemplate::new(
+                        n,
+                        gst::PadDirection::Src,
+                        gst::PadPresence::Sometimes,
+                        t.caps(),
+                    )
+                    .unwrap()
+                })
+                .collect()
+        });
+        T.as_ref()
+    }
+}
+
+impl BinImpl for RtmpSrc {}
+
+impl URIHandlerImpl for RtmpSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        &["rtmp", "rtmps"]
+    }
+
+    fn uri(&self) -> Option<String> {
+        self.conn.settings().location.clone()
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
+        self.conn.settings().location = Some(uri.to_owned());
+        Ok(())
+    }
+}
