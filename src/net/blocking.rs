@@ -129,7 +129,9 @@ impl BlockingClient {
         self.eof
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// Writes out everything queued. Sends batch up to 64 KiB otherwise;
+    /// a paced publisher calls this after each message.
+    pub fn flush(&mut self) -> Result<()> {
         while !self.session.send_buf().is_empty() {
             let n = self
                 .stream

@@ -12,6 +12,10 @@ use crate::rtmp::url::RtmpUrl;
 pub struct RtmpSrc {
     conn: RtmpSrcConn,
     demux: RtmpSrcDemux,
+    /// One thread per output pad: with a single streaming thread, a
+    /// downstream that holds one pad until the other has data (decodebin
+    /// inside uridecodebin and playbin does) would deadlock.
+    queue: gst::Element,
 }
 
 #[glib::object_subclass]
@@ -27,6 +31,14 @@ impl ObjectSubclass for RtmpSrc {
                 .property("name", "connection")
                 .build(),
             demux: glib::Object::builder().property("name", "demux").build(),
+            queue: gst::ElementFactory::make("multiqueue")
+                .name("queue")
+                // Bounded in time only: a live stream's rate decides the rest.
+                .property("max-size-buffers", 0u32)
+                .property("max-size-bytes", 0u32)
+                .property("max-size-time", 2_000_000_000u64)
+                .build()
+                .expect("multiqueue (coreelements) is available"),
         }
     }
 }
@@ -137,16 +149,27 @@ impl ObjectImpl for RtmpSrc {
         obj.add_many([
             self.conn.upcast_ref::<gst::Element>(),
             self.demux.upcast_ref(),
+            &self.queue,
         ])
         .expect("add children");
         self.conn
             .link(&self.demux)
             .expect("link connection to demuxer");
         let weak = obj.downgrade();
+        let queue = self.queue.clone();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
+            let Some(sink) = queue.request_pad_simple("sink_%u") else {
+                return;
+            };
+            if pad.link(&sink).is_err() {
+                return;
+            }
+            let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
+                return;
+            };
             let templ = bin.pad_template(&pad.name()).expect("same template names");
-            let ghost = gst::GhostPad::builder_from_template_with_target(&templ, pad)
+            let ghost = gst::GhostPad::builder_from_template_with_target(&templ, &src)
                 .expect("ghost")
                 .name(pad.name())
                 .build();
@@ -160,11 +183,15 @@ impl ObjectImpl for RtmpSrc {
             }
         });
         let weak = obj.downgrade();
+        let queue = self.queue.clone();
         self.demux.connect_pad_removed(move |_, pad| {
-            if let Some(bin) = weak.upgrade()
-                && let Some(g) = bin.static_pad(&pad.name())
-            {
+            let Some(bin) = weak.upgrade() else { return };
+            if let Some(g) = bin.static_pad(&pad.name()) {
                 bin.remove_pad(&g).ok();
+            }
+            if let Some(sink) = pad.peer() {
+                pad.unlink(&sink).ok();
+                queue.release_request_pad(&sink);
             }
         });
     }

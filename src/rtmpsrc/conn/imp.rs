@@ -33,9 +33,14 @@ pub mod defaults {
     pub const FLASH_VERSION: &str = "LNX 9,0,124,2";
 }
 
-/// How far a message's time may stray from the clock before the mapping
-/// of RTMP time onto running time starts again (with DISCONT).
-const RESYNC_THRESHOLD_NS: i64 = 3_000_000_000;
+/// How far ahead of the clock a message's time may map before the mapping
+/// of RTMP time onto running time starts again (with DISCONT). Generous:
+/// servers that keep a GOP cache, and publishers faster than real time,
+/// send seconds ahead at the start, which is no jump.
+const RESYNC_AHEAD_NS: i64 = 10_000_000_000;
+/// How far behind the clock: a timestamp reset, or data that comes this
+/// late, starts the mapping again rather than being played in a burst.
+const RESYNC_BEHIND_NS: i64 = 3_000_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -74,9 +79,9 @@ enum Conn {
 }
 
 /// RTMP milliseconds onto running time: fixed at the first message, started
-/// again when a message strays more than RESYNC_THRESHOLD_NS from the clock
-/// (publisher restart, timestamp reset or jump).
-#[derive(Default)]
+/// again when a message strays too far from the clock (publisher restart,
+/// timestamp reset or jump); see RESYNC_AHEAD_NS and RESYNC_BEHIND_NS.
+#[derive(Default, Debug)]
 struct TimeMap {
     unwrap: TimestampUnwrapper,
     /// Running time (ns) minus RTMP time (ns).
@@ -89,7 +94,10 @@ impl TimeMap {
         let t = ms * 1_000_000;
         let resync = match self.offset {
             None => true,
-            Some(o) => (o + t - now).abs() > RESYNC_THRESHOLD_NS,
+            Some(o) => {
+                let ahead = o + t - now;
+                !(-RESYNC_BEHIND_NS..=RESYNC_AHEAD_NS).contains(&ahead)
+            }
         };
         if resync {
             self.offset = Some(now - t);
@@ -299,6 +307,12 @@ impl RtmpSrcConn {
     fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: &[u8]) -> gst::Buffer {
         let now = self.running_time_now();
         let (rt, resync) = st.time.map(ts, now);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "tag {kind} ts {ts} ms at running time {now} ns -> {rt} ns{}",
+            if resync { " (resync)" } else { "" }
+        );
         if resync && st.messages > 0 {
             st.resyncs += 1;
             gst::info!(
@@ -512,5 +526,31 @@ impl PushSrcImpl for RtmpSrcConn {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_map_follows_the_clock_and_resyncs_on_jumps() {
+        let ms = 1_000_000i64;
+        let mut m = TimeMap::default();
+        // First message anchors: RTMP 5000 ms arrives at running time 1 s.
+        assert_eq!(m.map(5000, 1000 * ms), (1000 * ms as u64, true));
+        // Steady: follows the RTMP clock, whatever the arrival jitter.
+        assert_eq!(m.map(5040, 1100 * ms), (1040 * ms as u64, false));
+        // A burst 8 s ahead of the clock is no jump.
+        assert_eq!(m.map(13_000, 1200 * ms), (9000 * ms as u64, false));
+        // Wrap of the 32-bit RTMP clock: continuous.
+        let mut w = TimeMap::default();
+        w.map(u32::MAX - 20, 0);
+        assert_eq!(w.map(19, 40 * ms), (40 * ms as u64, false));
+        // A reset to 0 (publisher restart): resync to the clock, DISCONT.
+        assert_eq!(m.map(0, 10_000 * ms), (10_000 * ms as u64, true));
+        assert_eq!(m.map(40, 10_050 * ms), (10_040 * ms as u64, false));
+        // A jump an hour ahead: resync rather than stall for an hour.
+        assert_eq!(m.map(3_600_000, 10_100 * ms), (10_100 * ms as u64, true));
     }
 }

@@ -1,0 +1,492 @@
+//! rtmpsrc against real peers: streams published to nginx-rtmp by FFmpeg,
+//! by our rtmpsink and by rtmp2sink, `ffmpeg -listen 1` as a one-player
+//! server, and playbin opening rtmp:// URIs. What came out of rtmpsrc is
+//! compared frame by frame with what ffprobe finds in the published file.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstrtmp::plugin_register_static().unwrap();
+    });
+}
+
+/// One buffer as rtmpsrc gave it.
+#[derive(Debug, Clone)]
+struct Out {
+    video: bool,
+    dts: i64,
+    pts: i64,
+    key: bool,
+    discont: bool,
+    size: usize,
+    crc: u32,
+}
+
+type OutLog = Arc<Mutex<Vec<Out>>>;
+
+/// rtmpsrc with a fakesink per pad, recording every buffer; the pipeline
+/// and what it will have recorded.
+fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
+    let p = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("rtmpsrc")
+        .property("location", url)
+        .build()
+        .unwrap();
+    for kv in extra.split_whitespace() {
+        let (k, v) = kv.split_once('=').unwrap();
+        src.set_property_from_str(k, v);
+    }
+    p.add(&src).unwrap();
+    let log = OutLog::default();
+    let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
+    let pw = p.downgrade();
+    let (log2, caps2) = (log.clone(), caps.clone());
+    src.connect_pad_added(move |_, pad| {
+        let Some(p) = pw.upgrade() else { return };
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .build()
+            .unwrap();
+        p.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        let video = pad.name() == "video";
+        let (log, caps) = (log2.clone(), caps2.clone());
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let m = b.map_readable().unwrap();
+                        log.lock().unwrap().push(Out {
+                            video,
+                            dts: b.dts().map(|t| t.nseconds() as i64).unwrap_or(-1),
+                            pts: b.pts().map(|t| t.nseconds() as i64).unwrap_or(-1),
+                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                            discont: b.flags().contains(gst::BufferFlags::DISCONT),
+                            size: m.len(),
+                            crc: crc32(&m),
+                        });
+                    }
+                    Some(gst::PadProbeData::Event(e)) => {
+                        if let gst::EventView::Caps(c) = e.view() {
+                            caps.lock().unwrap().push(c.caps_owned());
+                        }
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    });
+    (p, log, caps)
+}
+
+/// Frames in milliseconds from the first DTS, as ffprobe counts them.
+fn frames(out: &[Out]) -> Vec<Frame> {
+    let base = out.iter().map(|o| o.dts).min().unwrap_or(0);
+    out.iter()
+        .map(|o| Frame {
+            video: o.video,
+            dts: (o.dts - base) / 1_000_000,
+            pts: (o.pts - base) / 1_000_000,
+            key: o.key,
+            size: o.size,
+            crc: o.crc,
+        })
+        .collect()
+}
+
+fn normalized(mut f: Vec<Frame>) -> Vec<Frame> {
+    let base = f.iter().map(|x| x.dts).min().unwrap_or(0);
+    for x in &mut f {
+        x.dts -= base;
+        x.pts -= base;
+    }
+    f
+}
+
+/// Plays until EOS (or the limit); panics on an error.
+fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        Some(gst::MessageView::Error(e)) => panic!(
+            "error from {:?}: {} ({:?})",
+            e.src().map(|s| s.path_string()),
+            e.error(),
+            e.debug()
+        ),
+        _ => panic!("no EOS within {limit:?}"),
+    }
+}
+
+/// Starts `p` playing `stream` on `nginx` and waits until nginx has it as a player.
+fn start_player(p: &gst::Pipeline, nginx: &Nginx, stream: &str) {
+    p.set_state(gst::State::Playing).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !nginx
+        .error_log()
+        .contains(&format!("play: name='{stream}'"))
+    {
+        assert!(Instant::now() < end, "rtmpsrc never started playing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ffmpeg_publish(file: &std::path::Path, url: &str) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn from_ffmpeg_through_nginx(tracks: Tracks, name: &str) {
+    init();
+    let dir = TempDir::new("src-ff");
+    let media = make_flv(&dir, "in.flv", 3, tracks);
+    let nginx = Nginx::start("");
+    let url = nginx.url(name);
+    let (p, log, caps) = player(&url, "");
+    start_player(&p, &nginx, name);
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(20));
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    assert_same_frames(
+        &format!("{name}: rtmpsrc vs ffprobe of the published file"),
+        &frames(&log.lock().unwrap()),
+        &want,
+    );
+    let caps = caps.lock().unwrap();
+    if tracks != Tracks::AudioOnly {
+        let v = caps
+            .iter()
+            .find(|c| c.structure(0).unwrap().name() == "video/x-h264")
+            .expect("H.264 caps");
+        let s = v.structure(0).unwrap();
+        assert_eq!(s.get::<&str>("stream-format").unwrap(), "avc");
+        assert!(s.has_field("codec_data"));
+        assert_eq!(
+            (
+                s.get::<i32>("width").unwrap(),
+                s.get::<i32>("height").unwrap()
+            ),
+            (320, 240)
+        );
+    }
+    if tracks != Tracks::VideoOnly {
+        let a = caps
+            .iter()
+            .find(|c| c.structure(0).unwrap().name() == "audio/mpeg")
+            .expect("AAC caps");
+        let s = a.structure(0).unwrap();
+        assert_eq!(
+            (
+                s.get::<i32>("rate").unwrap(),
+                s.get::<i32>("channels").unwrap()
+            ),
+            (44100, 1)
+        );
+        assert!(s.has_field("codec_data"));
+    }
+}
+
+#[test]
+fn ffmpeg_published_audio_video() {
+    from_ffmpeg_through_nginx(Tracks::AudioVideo, "ffav");
+}
+
+#[test]
+fn ffmpeg_published_video_only() {
+    from_ffmpeg_through_nginx(Tracks::VideoOnly, "ffv");
+}
+
+#[test]
+fn ffmpeg_published_audio_only() {
+    from_ffmpeg_through_nginx(Tracks::AudioOnly, "ffa");
+}
+
+/// Publishes with a gst-launch style pipeline description and plays it
+/// back; returns what the parsers gave the publisher and what rtmpsrc gave.
+fn gst_published(name: &str, publish: &str) -> (Vec<(bool, u32)>, Vec<Out>) {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url(name);
+    let (p, log, _) = player(&url, "");
+    start_player(&p, &nginx, name);
+    let pub_p = gst::parse::launch(&publish.replace("URL", &url))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sent: Arc<Mutex<Vec<(bool, u32)>>> = Arc::default();
+    for e in pub_p.iterate_recurse().into_iter().flatten() {
+        let kind = e
+            .factory()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default();
+        if kind == "h264parse" || kind == "aacparse" {
+            let video = kind == "h264parse";
+            let sent = sent.clone();
+            e.static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(b) = info.buffer() {
+                        sent.lock()
+                            .unwrap()
+                            .push((video, crc32(&b.map_readable().unwrap())));
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        }
+    }
+    pub_p.set_state(gst::State::Playing).unwrap();
+    let msg = pub_p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pub_p.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            msg.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "publisher: {msg:?}"
+    );
+    play_to_eos(&p, Duration::from_secs(20));
+    let sent = sent.lock().unwrap().clone();
+    let got = log.lock().unwrap().clone();
+    (sent, got)
+}
+
+const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! SINK.audio";
+
+fn same_payloads(what: &str, sent: &[(bool, u32)], got: &[Out]) {
+    for video in [true, false] {
+        let s: Vec<u32> = sent.iter().filter(|x| x.0 == video).map(|x| x.1).collect();
+        let g: Vec<u32> = got
+            .iter()
+            .filter(|x| x.video == video)
+            .map(|x| x.crc)
+            .collect();
+        assert_eq!(g, s, "{what}: video={video}");
+    }
+}
+
+#[test]
+fn rtmpsink_published() {
+    let (sent, got) = gst_published(
+        "ours",
+        &format!(
+            "{} rtmpsink name=SINK sync=false location=URL",
+            AV.replace("SINK", "s")
+        )
+        .replace("name=SINK", "name=s"),
+    );
+    same_payloads("rtmpsink -> nginx -> rtmpsrc", &sent, &got);
+    // B-frames: some PTS differ from DTS, and none is before its DTS by
+    // more than the stream allows.
+    assert!(got.iter().any(|o| o.video && o.pts != o.dts));
+}
+
+#[test]
+fn rtmp2sink_published() {
+    let desc = AV
+        .replace("SINK.video", "m.video")
+        .replace("SINK.audio", "m.audio")
+        + " flvmux name=m streamable=true ! rtmp2sink sync=false location=URL";
+    let (sent, got) = gst_published("rtmp2", &desc);
+    same_payloads("rtmp2sink -> nginx -> rtmpsrc", &sent, &got);
+}
+
+#[test]
+fn plays_from_ffmpeg_listen() {
+    init();
+    let dir = TempDir::new("src-fflisten");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let port = free_port();
+    let mut ff = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&media)
+        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = collect_stderr(&mut ff);
+    wait_for_listen(port, Duration::from_secs(10));
+    // FFmpeg's server closes without StreamEOF when done: that is the end here.
+    let (p, log, _) = player(
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        "eos-on-disconnect=true",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    wait_child(&mut ff, Duration::from_secs(10));
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    assert_same_frames(
+        &format!(
+            "rtmpsrc from ffmpeg -listen (ffmpeg said: {})",
+            err.join().unwrap()
+        ),
+        &frames(&log.lock().unwrap()),
+        &want,
+    );
+}
+
+#[test]
+fn playbin_plays_rtmp_uris_with_rtmpsrc() {
+    init();
+    let dir = TempDir::new("src-playbin");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    let url = nginx.url("pb");
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", &url)
+        .property(
+            "video-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .property(
+            "audio-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let source: Arc<Mutex<Option<String>>> = Arc::default();
+    let s2 = source.clone();
+    playbin.connect("source-setup", false, move |args| {
+        let src = args[1].get::<gst::Element>().unwrap();
+        *s2.lock().unwrap() = src.factory().map(|f| f.name().to_string());
+        None
+    });
+    let p = playbin.downcast::<gst::Pipeline>().unwrap();
+    start_player(&p, &nginx, "pb");
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(30));
+    assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+}
+
+#[test]
+fn timestamp_jump_gives_discont_and_no_stall() {
+    use gstrtmp::net::blocking::BlockingClient;
+    use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
+    use gstrtmp::rtmp::url::RtmpUrl;
+    init();
+    let dir = TempDir::new("src-jump");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::VideoOnly);
+    let tags = read_flv_tags(&media);
+    let nginx = Nginx::start("");
+    let url = nginx.url("jump");
+    let (p, log, _) = player(&url, "");
+    start_player(&p, &nginx, "jump");
+    // One publisher whose clock jumps 1000 s ahead between two runs of the
+    // file that are 1 s apart in real time. Mapped as it is, the second run
+    // would play 1000 s later: rtmpsrc must resynchronise instead.
+    const JUMP_MS: u32 = 1_000_000;
+    let u = RtmpUrl::parse(&url).unwrap();
+    let mut c = BlockingClient::open(&u, ClientConfig::new(ClientMode::Publish, &u)).unwrap();
+    let start = Instant::now();
+    for round in 0..2u32 {
+        for t in tags.iter().filter(|t| t.tag_type == 9) {
+            let due = Duration::from_millis(u64::from(t.timestamp + round * 3000));
+            if let Some(w) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(w);
+            }
+            c.send_video(t.timestamp + round * JUMP_MS, &t.data)
+                .unwrap();
+            c.flush().unwrap();
+        }
+    }
+    c.finish().unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    let got = log.lock().unwrap().clone();
+    // Frames only: not the sequence header, nor FFmpeg's end-of-sequence tag.
+    let n = tags
+        .iter()
+        .filter(|t| t.tag_type == 9 && t.data.get(1) == Some(&1))
+        .count();
+    assert_eq!(got.len(), 2 * n, "every frame of both runs came out");
+    let disconts: Vec<usize> = (0..got.len()).filter(|&i| got[i].discont).collect();
+    let around: Vec<(i64, bool)> = got[n - 2..n + 2]
+        .iter()
+        .map(|o| (o.dts / 1_000_000, o.discont))
+        .collect();
+    assert!(
+        disconts.contains(&n),
+        "no DISCONT at the jump: {disconts:?}, around it (ms, discont): {around:?}"
+    );
+    if let Some(i) = (1..got.len()).find(|&i| got[i].dts < got[i - 1].dts) {
+        let w: Vec<(i64, bool)> = got[i.saturating_sub(2)..(i + 2).min(got.len())]
+            .iter()
+            .map(|o| (o.dts / 1_000_000, o.discont))
+            .collect();
+        panic!("DTS went back at frame {i} of {}: {w:?}", got.len());
+    }
+    // The second run plays about 3 s after the first started, as sent in
+    // real time, not 1000 s later.
+    let gap = (got[n].dts - got[0].dts) as f64 / 1e9;
+    assert!(
+        (2.0..4.5).contains(&gap),
+        "second run starts {gap:.2} s after the first: {around:?}"
+    );
+    // Within each run, timing is the publisher's, to the millisecond.
+    for run in [&got[..n], &got[n..]] {
+        let first = run[0].dts;
+        let tags: Vec<u32> = tags
+            .iter()
+            .filter(|t| t.tag_type == 9 && t.data.get(1) == Some(&1))
+            .map(|t| t.timestamp)
+            .collect();
+        for (o, ts) in run.iter().zip(&tags) {
+            assert_eq!((o.dts - first) / 1_000_000, i64::from(ts - tags[0]));
+        }
+    }
+}
+
+#[test]
+fn nothing_listening_is_a_clear_error() {
+    init();
+    let port = free_port();
+    let (p, _, _) = player(&format!("rtmp://127.0.0.1:{port}/live/key"), "");
+    let start = Instant::now();
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    p.set_state(gst::State::Null).unwrap();
+    let Some(msg) = msg else { panic!("no error") };
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn uri_handler_picks_rtmpsrc() {
+    init();
+    let e =
+        gst::Element::make_from_uri(gst::URIType::Src, "rtmp://127.0.0.1/live/key", None).unwrap();
+    assert_eq!(e.factory().unwrap().name(), "rtmpsrc");
+}
