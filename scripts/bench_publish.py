@@ -11,14 +11,12 @@ checked: nginx must log the whole stream as received.
 
   scripts/bench_publish.py [runs]
 """
-import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, resource, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import Nginx, media_60s_8mbit, plugin_env, setup_and_build  # noqa: E402
+
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, **kw)
 
 
 def cpu_of(cmd, env=None):
@@ -34,39 +32,10 @@ def cpu_of(cmd, env=None):
 
 
 def main():
-    sh([os.path.join(ROOT, "scripts/setup.sh")], stdout=subprocess.DEVNULL)
-    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
-    media_dir = os.path.join(ROOT, "target", "bench-media")
-    os.makedirs(media_dir, exist_ok=True)
-    media = os.path.join(media_dir, "60s-8mbit.mp4")
-    if not os.path.exists(media):
-        print("bench: making the 60 s 8 Mbit/s test file (once)")
-        sh(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "60",
-            "-b:v", "8M", "-maxrate", "8M", "-bufsize", "8M", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "128k", media])
-
-    work = tempfile.mkdtemp(prefix="bench-nginx-")
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    os.makedirs(os.path.join(work, "logs"))
-    with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/error.log warn;
-events {{ worker_connections 256; }}
-rtmp {{ log_format bytes '$command "$name" $bytes_received';
-  server {{ listen 127.0.0.1:{port}; out_queue 16384; access_log {work}/access.log bytes;
-    application live {{ live on; }} }} }}
-""")
-    nginx = subprocess.Popen(["nginx", "-p", work, "-c", os.path.join(work, "nginx.conf")])
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close(); break
-        except OSError:
-            time.sleep(0.05)
-
-    env = dict(os.environ, GST_PLUGIN_PATH=os.path.join(ROOT, "target", "release"))
+    setup_and_build()
+    media = media_60s_8mbit()
+    nginx = Nginx()
+    env = plugin_env()
     demux = f"filesrc location={media} ! qtdemux name=d"
     contenders = {
         "ours": lambda url: ["gst-launch-1.0", "-q", "-e", *f"{demux} d.video_0 ! queue ! h264parse ! s.video d.audio_0 ! queue ! aacparse ! s.audio rtmpsink name=s sync=false location={url}".split()],
@@ -80,18 +49,13 @@ rtmp {{ log_format bytes '$command "$name" $bytes_received';
         for i in range(RUNS):
             for name, cmd in contenders.items():
                 stream = f"{name}{i}"
-                c, w = cpu_of(cmd(f"rtmp://127.0.0.1:{port}/live/{stream}"), env)
+                c, w = cpu_of(cmd(nginx.url(stream)), env)
                 cpu[name].append(c); wall[name].append(w)
                 # nginx logs the publish when the publisher has gone.
-                for _ in range(100):
-                    log = open(os.path.join(work, "access.log")).read() if os.path.exists(os.path.join(work, "access.log")) else ""
-                    line = [l for l in log.splitlines() if l.startswith(f'PUBLISH "{stream}"')]
-                    if line: break
-                    time.sleep(0.05)
-                received[name].append(int(line[0].split()[-1]) if line else 0)
+                line = nginx.wait_line(f'PUBLISH "{stream}"')
+                received[name].append(int(line.split()[-2]) if line else 0)
     finally:
-        nginx.terminate(); nginx.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        nginx.stop()
 
     size = os.path.getsize(media)
     print(f"\npublish {os.path.basename(media)} ({size / 1e6:.1f} MB) into nginx-rtmp, {RUNS} runs each, median CPU (user+sys):")

@@ -985,6 +985,14 @@ impl FlvReader {
         }
     }
 
+    /// A reader for a stream of tags whose FLV header was read elsewhere.
+    pub fn tags_only(max_tag_size: usize, header: FlvHeader) -> Self {
+        FlvReader {
+            header: Some(header),
+            ..Self::new(max_tag_size)
+        }
+    }
+
     pub fn header(&self) -> Option<FlvHeader> {
         self.header
     }

@@ -12,7 +12,7 @@ use gst_base::subclass::prelude::*;
 use crate::net::client::{Cancel, ClientConnection, Next, is_cancelled};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::TimestampUnwrapper;
-use crate::rtmp::flv::{FlvHeader, FlvTag, tag_type};
+use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::{RtmpUrl, Scheme};
@@ -304,7 +304,7 @@ impl RtmpSrcConn {
     }
 
     /// One FLV tag as a buffer, time stamped.
-    fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: &[u8]) -> gst::Buffer {
+    fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: bytes::Bytes) -> gst::Buffer {
         let now = self.running_time_now();
         let (rt, resync) = st.time.map(ts, now);
         gst::trace!(
@@ -321,24 +321,27 @@ impl RtmpSrcConn {
                 "RTMP time jumped or reset: resynchronising (DISCONT)"
             );
         }
-        let mut out = Vec::with_capacity(body.len() + 15 + if st.header_sent { 0 } else { 13 });
+        // Header bytes in one small memory, the message's own bytes as the
+        // next (no copy), the back pointer last.
+        let mut head = Vec::with_capacity(TAG_HEADER_SIZE + 13);
         if !st.header_sent {
             FlvHeader {
                 has_audio: true,
                 has_video: true,
             }
-            .write(&mut out);
+            .write(&mut head);
             st.header_sent = true;
         }
-        FlvTag {
-            tag_type: kind,
-            timestamp: ts,
-            data: bytes::Bytes::copy_from_slice(body),
-        }
-        .write(&mut out);
-        let mut b = gst::Buffer::from_mut_slice(out);
+        head.push(kind);
+        head.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        head.extend_from_slice(&ts.to_be_bytes()[1..]);
+        head.extend_from_slice(&[(ts >> 24) as u8, 0, 0, 0]);
+        let back = ((body.len() + TAG_HEADER_SIZE) as u32).to_be_bytes();
+        let mut b = gst::Buffer::from_mut_slice(head);
         {
             let b = b.get_mut().expect("new buffer is writable");
+            b.append_memory(gst::Memory::from_slice(body));
+            b.append_memory(gst::Memory::from_slice(back));
             b.set_dts(gst::ClockTime::from_nseconds(rt));
             b.set_pts(gst::ClockTime::from_nseconds(rt));
             if resync || std::mem::take(&mut st.discont) {
@@ -476,7 +479,7 @@ impl PushSrcImpl for RtmpSrcConn {
                     if body.is_empty() {
                         continue;
                     }
-                    let b = self.tag_buffer(&mut st, kind, ts, &body);
+                    let b = self.tag_buffer(&mut st, kind, ts, body);
                     return Ok(CreateSuccess::NewBuffer(b));
                 }
                 Ok(Next::Idle) => {

@@ -6,8 +6,8 @@ use gst::subclass::prelude::*;
 
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
-    AacPacketType, AudioTag, AvcPacketType, FlvReader, SoundFormat, VideoCodecId, VideoFourCc,
-    VideoTag, VideoTrackData, tag_type,
+    AacPacketType, AudioTag, AvcPacketType, FLV_HEADER_SIZE, FlvHeader, FlvReader, SoundFormat,
+    TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag, VideoTrackData, tag_type,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -61,7 +61,9 @@ struct Track {
 
 #[derive(Default)]
 struct State {
+    /// Only for input that is not one tag per buffer.
     flv: Option<FlvReader>,
+    header_seen: bool,
     video: Track,
     audio: Track,
     segment: Option<gst::Event>,
@@ -211,6 +213,80 @@ fn flv_rate(code: u8) -> i32 {
 }
 
 impl RtmpSrcDemux {
+    /// The connection gives one whole tag per buffer (the first one after
+    /// the FLV header): its body is taken as it is, without a copy.
+    fn one_tag(&self, st: &mut State, buffer: &gst::Buffer) -> Option<(u8, u32, bytes::Bytes)> {
+        if st.flv.as_ref().is_some_and(|f| f.buffered() > 0) {
+            return None;
+        }
+        let mut off = 0;
+        if !st.header_seen {
+            let mut h = [0u8; FLV_HEADER_SIZE + 4];
+            buffer.copy_to_slice(0, &mut h).ok()?;
+            if &h[..3] != b"FLV" || h[8] as usize != FLV_HEADER_SIZE {
+                return None;
+            }
+            off = FLV_HEADER_SIZE + 4;
+        }
+        let mut h = [0u8; TAG_HEADER_SIZE];
+        buffer.copy_to_slice(off, &mut h).ok()?;
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        if buffer.size() != off + TAG_HEADER_SIZE + size + 4 || h[0] & 0x20 != 0 {
+            return None;
+        }
+        let body = buffer
+            .copy_region(
+                gst::BufferCopyFlags::MEMORY,
+                (off + TAG_HEADER_SIZE)..(off + TAG_HEADER_SIZE + size),
+            )
+            .ok()?;
+        let map = body.into_mapped_buffer_readable().ok()?;
+        st.header_seen = true;
+        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        Some((h[0] & 0x1F, ts, bytes::Bytes::from_owner(map)))
+    }
+
+    /// Anything else goes through the FLV reader (a copy).
+    fn tags_through_reader(
+        &self,
+        st: &mut State,
+        buffer: &gst::Buffer,
+    ) -> Result<Vec<(u8, u32, bytes::Bytes)>, gst::FlowError> {
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let seen = st.header_seen;
+        let flv = st.flv.get_or_insert_with(|| {
+            if seen {
+                FlvReader::tags_only(
+                    16 << 20,
+                    FlvHeader {
+                        has_audio: true,
+                        has_video: true,
+                    },
+                )
+            } else {
+                FlvReader::new(16 << 20)
+            }
+        });
+        flv.feed(&map);
+        let mut tags = Vec::new();
+        loop {
+            match flv.poll_tag() {
+                Ok(Some(t)) => tags.push((t.tag_type, t.timestamp, t.data)),
+                Ok(None) => break,
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Demux,
+                        ["Invalid FLV from the connection: {}", e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+        st.header_seen = st.header_seen || flv.header().is_some();
+        Ok(tags)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -289,42 +365,26 @@ impl RtmpSrcDemux {
                 st.video.discont = true;
                 st.audio.discont = true;
             }
-            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-            let flv = st.flv.get_or_insert_with(|| FlvReader::new(16 << 20));
-            flv.feed(&map);
-            let mut tags = Vec::new();
-            loop {
-                match flv.poll_tag() {
-                    Ok(Some(t)) => tags.push(t),
-                    Ok(None) => break,
-                    Err(e) => {
-                        drop(st);
-                        gst::element_imp_error!(
-                            self,
-                            gst::StreamError::Demux,
-                            ["Invalid FLV from the connection: {}", e]
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
-                }
+            match self.one_tag(&mut st, &buffer) {
+                Some(t) => vec![t],
+                None => self.tags_through_reader(&mut st, &buffer)?,
             }
-            tags
         };
         let mut ret = Ok(gst::FlowSuccess::Ok);
-        for t in tags {
+        for (kind, ts, data) in tags {
             // The connection stamped the buffer with the running time of
             // this (one) tag's DTS.
             let dts = base_dts;
-            let r = match t.tag_type {
-                tag_type::VIDEO => self.video(&t.data, dts),
-                tag_type::AUDIO => self.audio(&t.data, dts),
+            let r = match kind {
+                tag_type::VIDEO => self.video(&data, dts),
+                tag_type::AUDIO => self.audio(&data, dts),
                 tag_type::SCRIPT => {
-                    self.metadata(&t.data);
+                    self.metadata(&data);
                     Ok(gst::FlowSuccess::Ok)
                 }
                 _ => Ok(gst::FlowSuccess::Ok),
             };
-            self.check_no_more_pads(t.timestamp);
+            self.check_no_more_pads(ts);
             ret = r;
             if ret.is_err() {
                 break;
@@ -450,7 +510,7 @@ impl RtmpSrcDemux {
     fn push(
         &self,
         video: bool,
-        data: &[u8],
+        data: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
         cts: i32,
         key: bool,
@@ -467,7 +527,8 @@ impl RtmpSrcDemux {
         if let Some(t) = tags {
             pad.push_event(gst::event::Tag::new(t));
         }
-        let mut b = gst::Buffer::from_slice(data.to_vec());
+        // A slice of the tag body, which holds the connection's buffer: no copy.
+        let mut b = gst::Buffer::from_slice(data.clone());
         {
             let b = b.get_mut().expect("new buffer is writable");
             b.set_dts(dts);

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Play benchmark: FFmpeg publishes a 60 s, 8 Mbit/s H.264 (B-frames) + AAC
+file into nginx-rtmp as fast as it can while one player reads it; the
+player's CPU time (user+sys) is measured, for
+
+  ours   rtmpsrc ! h264parse/aacparse ! fakesinks
+  rtmp2  rtmp2src ! flvdemux ! queues ! h264parse/aacparse ! fakesinks
+  ffmpeg ffmpeg -i rtmp://... -c copy -f null -
+
+in one run, median of several runs each, printed as ratios. Each run is
+checked: nginx must log the whole stream as sent to the player.
+
+  scripts/bench_play.py [runs]
+"""
+import os, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import Nginx, media_60s_8mbit, plugin_env, setup_and_build  # noqa: E402
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+
+
+def main():
+    setup_and_build()
+    media = media_60s_8mbit()
+    nginx = Nginx(log_level="info")
+    env = plugin_env()
+    players = {
+        "ours": lambda url: ["gst-launch-1.0", "-q", *f"rtmpsrc location={url} name=s s.video ! h264parse ! fakesink sync=false s.audio ! aacparse ! fakesink sync=false".split()],
+        "rtmp2": lambda url: ["gst-launch-1.0", "-q", *f"rtmp2src location={url} ! flvdemux name=d d.video ! queue ! h264parse ! fakesink sync=false d.audio ! queue ! aacparse ! fakesink sync=false".split()],
+        # FFmpeg does not end on nginx's StreamEOF: a read timeout ends it.
+        "ffmpeg": lambda url: ["ffmpeg", "-hide_banner", "-loglevel", "error", "-rw_timeout", "2000000", "-i", url, "-c", "copy", "-f", "null", "-"],
+    }
+    cpu = {k: [] for k in players}
+    sent = {k: [] for k in players}
+    try:
+        for i in range(RUNS):
+            for name, cmd in players.items():
+                stream = f"{name}{i}"
+                url = nginx.url(stream)
+                p = subprocess.Popen(cmd(url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                if not nginx.wait_player(stream):
+                    p.kill()
+                    sys.exit(f"bench: {name} never started playing: {p.stderr.read().decode(errors='replace')[-1000:]}")
+                subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", media, "-c", "copy", "-f", "flv", url], check=True)
+                _, status, usage = os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(status)
+                if p.returncode != 0 and name != "ffmpeg":
+                    sys.exit(f"bench: {name} failed: {p.stderr.read().decode(errors='replace')[-2000:]}")
+                cpu[name].append(usage.ru_utime + usage.ru_stime)
+                line = nginx.wait_line(f'PLAY "{stream}"')
+                sent[name].append(int(line.split()[-1]) if line else 0)
+    finally:
+        nginx.stop()
+
+    size = os.path.getsize(media)
+    print(f"\nplay {os.path.basename(media)} ({size / 1e6:.1f} MB) from nginx-rtmp while FFmpeg publishes it, {RUNS} runs each, median player CPU (user+sys):")
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    for k in players:
+        got = min(sent[k])
+        print(f"  {k:<7} cpu {med[k]:6.3f} s   nginx sent it >= {got / 1e6:6.1f} MB per run")
+        if got < size * 0.9:
+            sys.exit(f"bench: {k} did not get the stream (nginx sent {got} bytes of a {size}-byte file)")
+    print(f"\n  ours / rtmp2   = {med['ours'] / med['rtmp2']:.2f}   (target <= 0.60)")
+    print(f"  ours / ffmpeg  = {med['ours'] / med['ffmpeg']:.2f}   (target <= 1.00)")
+    print(f"  rtmp2 / ffmpeg = {med['rtmp2'] / med['ffmpeg']:.2f}")
+
+
+main()

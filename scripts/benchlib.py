@@ -1,0 +1,86 @@
+"""What the benchmark and soak scripts share: set-up, the test file, and a
+private nginx-rtmp on a free loopback port."""
+import os, shutil, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def setup_and_build():
+    subprocess.run([os.path.join(ROOT, "scripts/setup.sh")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
+
+def plugin_env():
+    return dict(os.environ, GST_PLUGIN_PATH=os.path.join(ROOT, "target", "release"))
+
+
+def media_60s_8mbit():
+    """A 60 s, 8 Mbit/s H.264 (B-frames) + AAC MP4, made once and kept."""
+    d = os.path.join(ROOT, "target", "bench-media")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "60s-8mbit.mp4")
+    if not os.path.exists(path):
+        print("bench: making the 60 s 8 Mbit/s test file (once)", flush=True)
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                        "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "60",
+                        "-b:v", "8M", "-maxrate", "8M", "-bufsize", "8M", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "128k", path], check=True)
+    return path
+
+
+class Nginx:
+    """nginx-rtmp as a plain process in a scratch folder; logs every
+    publish and play with its byte counts."""
+
+    def __init__(self, log_level="warn"):
+        self.work = tempfile.mkdtemp(prefix="bench-nginx-")
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
+        os.makedirs(os.path.join(self.work, "logs"))
+        with open(os.path.join(self.work, "nginx.conf"), "w") as f:
+            f.write(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log {self.work}/error.log {log_level};
+events {{ worker_connections 256; }}
+rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
+  server {{ listen 127.0.0.1:{self.port}; out_queue 16384; access_log {self.work}/access.log bytes;
+    application live {{ live on; }} }} }}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", self.work, "-c", os.path.join(self.work, "nginx.conf")])
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("bench: nginx did not start")
+
+    def url(self, stream):
+        return f"rtmp://127.0.0.1:{self.port}/live/{stream}"
+
+    def read(self, name):
+        p = os.path.join(self.work, name)
+        return open(p).read() if os.path.exists(p) else ""
+
+    def wait_line(self, prefix, timeout=10):
+        """The access log line starting with `prefix` (written when that
+        client leaves), or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for l in self.read("access.log").splitlines():
+                if l.startswith(prefix):
+                    return l
+            time.sleep(0.05)
+        return None
+
+    def wait_player(self, stream, timeout=10):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if f"play: name='{stream}'" in self.read("error.log"):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        self.proc.terminate(); self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
