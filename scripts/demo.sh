@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: a live test pattern with audio goes out through rtmpsink to
-# a local nginx-rtmp (started here) and comes back through our RTMP core as
-# a player; every frame is compared and the end-to-end latency measured.
+# a local nginx-rtmp (started here) and comes back through rtmpsrc; every
+# frame is compared, per pad, and the end-to-end latency measured.
 # No outside server is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +27,5 @@ CONF
 mkdir -p "$work/logs"
 nginx -p "$work" -c "$work/nginx.conf"
 
-cargo build --release --quiet --example rtmpsink_demo
-target/release/examples/rtmpsink_demo "rtmp://127.0.0.1:$port/live/demo" 10
+cargo build --release --quiet --example rtmp_demo
+target/release/examples/rtmp_demo "rtmp://127.0.0.1:$port/live/demo" 10

@@ -490,3 +490,38 @@ fn uri_handler_picks_rtmpsrc() {
         gst::Element::make_from_uri(gst::URIType::Src, "rtmp://127.0.0.1/live/key", None).unwrap();
     assert_eq!(e.factory().unwrap().name(), "rtmpsrc");
 }
+
+#[test]
+fn stats_answer_while_waiting_for_an_idle_stream() {
+    init();
+    let nginx = Nginx::start("");
+    let (p, _, _) = player(&nginx.url("idle"), "");
+    start_player(&p, &nginx, "idle");
+    let src = p
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+        .unwrap();
+    // Nothing is published: the source waits for the first message. Its
+    // stats must still answer at once (the wait holds no lock they need).
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: gst::Structure = src.property("stats");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "stats took {:?}",
+            t.elapsed()
+        );
+        if s.get::<&str>("connection-state").unwrap() == "playing" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s: gst::Structure = src.property("stats");
+    assert_eq!(s.get::<&str>("connection-state").unwrap(), "playing", "{s}");
+    // And stopping while it waits returns at once.
+    let t = Instant::now();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

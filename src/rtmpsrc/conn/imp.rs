@@ -1,4 +1,4 @@
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -74,7 +74,12 @@ impl Default for Settings {
 enum Conn {
     Idle,
     Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
-    Connected(Box<ClientConnection>),
+    /// The streaming thread is waiting for the connect thread, without the
+    /// state lock (so that stats and stop are not held up).
+    Joining,
+    /// Shared with the streaming thread, which waits for messages without
+    /// the state lock.
+    Connected(Arc<ClientConnection>),
     Failed,
 }
 
@@ -208,7 +213,7 @@ impl RtmpSrcConn {
         let st = lock(&self.state);
         let (state, bytes) = match &st.conn {
             Conn::Idle => ("stopped", st.bytes_in),
-            Conn::Connecting(_) => ("connecting", st.bytes_in),
+            Conn::Connecting(_) | Conn::Joining => ("connecting", st.bytes_in),
             Conn::Connected(c) => ("playing", c.stats().bytes_in),
             Conn::Failed => ("failed", st.bytes_in),
         };
@@ -252,46 +257,63 @@ impl RtmpSrcConn {
         st.conn = Conn::Connecting(h);
     }
 
-    fn ensure_connected(&self, st: &mut State) -> Result<(), gst::FlowError> {
-        if let Conn::Connecting(_) = st.conn {
-            let Conn::Connecting(h) = std::mem::replace(&mut st.conn, Conn::Failed) else {
-                unreachable!()
-            };
-            let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-            match h.join() {
-                Ok(Ok(c)) => {
-                    gst::info!(CAT, imp = self, "playing {url}");
-                    st.conn = Conn::Connected(Box::new(c));
+    /// The connection, once up; waits for the connect thread without
+    /// holding the state lock. Errors are posted here.
+    fn ensure_connected(&self) -> Result<Arc<ClientConnection>, gst::FlowError> {
+        loop {
+            let mut st = lock(&self.state);
+            match std::mem::replace(&mut st.conn, Conn::Joining) {
+                Conn::Connected(c) => {
+                    st.conn = Conn::Connected(c.clone());
+                    return Ok(c);
                 }
-                Ok(Err(e)) if is_cancelled(&e) => {
-                    st.conn = Conn::Idle;
-                    return Err(gst::FlowError::Flushing);
+                Conn::Idle => {
+                    // After a flush that cancelled the connect: start again.
+                    self.spawn_connect(&mut st);
                 }
-                Ok(Err(e)) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::OpenRead,
-                        ["Could not play {}: {}", url, e]
-                    );
-                    return Err(gst::FlowError::Error);
+                Conn::Connecting(h) => {
+                    let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+                    drop(st);
+                    let r = h.join();
+                    let mut st = lock(&self.state);
+                    match r {
+                        Ok(Ok(c)) => {
+                            gst::info!(CAT, imp = self, "playing {url}");
+                            let c = Arc::new(c);
+                            st.conn = Conn::Connected(c.clone());
+                            return Ok(c);
+                        }
+                        Ok(Err(e)) if is_cancelled(&e) => {
+                            st.conn = Conn::Idle;
+                            return Err(gst::FlowError::Flushing);
+                        }
+                        Ok(Err(e)) => {
+                            st.conn = Conn::Failed;
+                            drop(st);
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::OpenRead,
+                                ["Could not play {}: {}", url, e]
+                            );
+                            return Err(gst::FlowError::Error);
+                        }
+                        Err(_) => {
+                            st.conn = Conn::Failed;
+                            drop(st);
+                            gst::element_imp_error!(
+                                self,
+                                gst::LibraryError::Failed,
+                                ["connection thread panicked"]
+                            );
+                            return Err(gst::FlowError::Error);
+                        }
+                    }
                 }
-                Err(_) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::LibraryError::Failed,
-                        ["connection thread panicked"]
-                    );
+                other @ (Conn::Joining | Conn::Failed) => {
+                    st.conn = other;
                     return Err(gst::FlowError::Error);
                 }
             }
-        }
-        match st.conn {
-            Conn::Connected(_) => Ok(()),
-            Conn::Idle => {
-                self.spawn_connect(st);
-                self.ensure_connected(st)
-            }
-            _ => Err(gst::FlowError::Error),
         }
     }
 
@@ -397,7 +419,10 @@ impl BaseSrcImpl for RtmpSrcConn {
             }
             Conn::Connected(c) => {
                 st.bytes_in = c.stats().bytes_in;
-                c.finish(false, true, &self.cancel).ok();
+                // The streaming thread has let go by now (stop comes after it).
+                if let Ok(c) = Arc::try_unwrap(c) {
+                    c.finish(false, true, &self.cancel).ok();
+                }
             }
             _ => {}
         }
@@ -437,16 +462,15 @@ impl PushSrcImpl for RtmpSrcConn {
             let s = self.settings();
             (s.idle_timeout, s.eos_on_disconnect)
         };
-        let mut st = lock(&self.state);
-        self.ensure_connected(&mut st)?;
-        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        let c = self.ensure_connected()?;
+        let url = c.url().redacted();
         let mut idle_for = Duration::ZERO;
         loop {
-            let Conn::Connected(c) = &st.conn else {
-                return Err(gst::FlowError::Error);
-            };
             let step = Duration::from_millis(500);
-            match c.next_event(step, &self.cancel) {
+            // Waiting without the state lock: stats and stop stay responsive.
+            let next = c.next_event(step, &self.cancel);
+            let mut st = lock(&self.state);
+            match next {
                 Ok(Next::Event(ev)) => {
                     idle_for = Duration::ZERO;
                     let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {

@@ -1,17 +1,14 @@
 //! The main job: a live test pattern with audio goes through `rtmpsink` to
-//! an RTMP server while a player (the core's client) reads it back; then
-//! what was sent and received is compared frame by frame, and the
-//! end-to-end latency (entering rtmpsink to arriving at the player) shown.
+//! an RTMP server while `rtmpsrc` plays it back; then what was sent and
+//! received is compared frame by frame, per pad, and the end-to-end latency
+//! (entering rtmpsink to leaving rtmpsrc) shown.
 //!
-//! cargo run --release --example rtmpsink_demo -- rtmp://127.0.0.1:1935/live/demo [seconds]
+//! cargo run --release --example rtmp_demo -- rtmp://127.0.0.1:1935/live/demo [seconds]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gstrtmp::net::blocking::BlockingClient;
-use gstrtmp::rtmp::flv::{AacPacketType, AudioTag, AvcPacketType, VideoTag};
-use gstrtmp::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use gstrtmp::rtmp::url::RtmpUrl;
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -42,38 +39,50 @@ fn main() {
     gstrtmp::plugin_register_static().unwrap_or_else(|e| fail(e));
 
     // The player first, so that it sees the stream from its first frame.
-    let mut player = BlockingClient::open(&url, ClientConfig::new(ClientMode::Play, &url))
-        .unwrap_or_else(|e| fail(e));
     let received: Seen = Arc::default();
-    let player_thread = {
-        let received = received.clone();
-        std::thread::spawn(move || {
-            loop {
-                match player.next_event_timeout(Duration::from_secs(10)) {
-                    Ok(Some(ClientEvent::Video { payload, .. })) => {
-                        if let Ok(VideoTag::Legacy(v)) = VideoTag::parse(&payload)
-                            && matches!(v.avc, Some((AvcPacketType::Nalu, _)))
-                        {
-                            received.lock().unwrap()[0]
-                                .push((fingerprint(&v.data), Instant::now()));
-                        }
-                    }
-                    Ok(Some(ClientEvent::Audio { payload, .. })) => {
-                        if let Ok(AudioTag::Legacy(a)) = AudioTag::parse(&payload)
-                            && a.aac_packet_type == Some(AacPacketType::Raw)
-                        {
-                            received.lock().unwrap()[1]
-                                .push((fingerprint(&a.data), Instant::now()));
-                        }
-                    }
-                    Ok(Some(ClientEvent::StreamEnded { .. })) | Ok(None) => break,
-                    Ok(Some(_)) => {}
-                    Err(e) => fail(format!("player: {e}")),
+    let player = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("rtmpsrc")
+        .property("location", location.as_str())
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    player.add(&src).unwrap();
+    {
+        let (pw, received) = (player.downgrade(), received.clone());
+        src.connect_pad_added(move |_, pad| {
+            let Some(p) = pw.upgrade() else { return };
+            let sink = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build()
+                .unwrap();
+            p.add(&sink).unwrap();
+            sink.sync_state_with_parent().unwrap();
+            pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+            let kind = usize::from(pad.name() != "video");
+            let received = received.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(b) = info.buffer()
+                    && let Ok(m) = b.map_readable()
+                {
+                    received.lock().unwrap()[kind].push((fingerprint(&m), Instant::now()));
                 }
-            }
-            player.finish().ok();
-        })
-    };
+                gst::PadProbeReturn::Ok
+            });
+        });
+    }
+    player
+        .set_state(gst::State::Playing)
+        .unwrap_or_else(|e| fail(e));
+    let end = Instant::now() + Duration::from_secs(10);
+    while src
+        .property::<gst::Structure>("stats")
+        .get::<&str>("connection-state")
+        != Ok("playing")
+    {
+        if Instant::now() > end {
+            fail("rtmpsrc did not start playing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let desc = format!(
         "videotestsrc is-live=true pattern=ball num-buffers={} ! video/x-raw,width=1280,height=720,framerate=30/1 \
@@ -116,7 +125,15 @@ fn main() {
         Some(gst::MessageView::Error(e)) => fail(format!("{} ({:?})", e.error(), e.debug())),
         _ => fail("the pipeline did not finish in time"),
     }
-    player_thread.join().ok();
+    // rtmpsrc ends when the server tells it the stream ended.
+    let msg = player.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    player.set_state(gst::State::Null).ok();
+    if let Some(gst::MessageView::Error(e)) = msg.as_ref().map(|m| m.view()) {
+        fail(format!("rtmpsrc: {} ({:?})", e.error(), e.debug()));
+    }
 
     let sent = sent.lock().unwrap();
     let received = received.lock().unwrap();
@@ -138,12 +155,12 @@ fn main() {
         stats.get::<u64>("bytes-out").unwrap_or(0)
     );
     println!(
-        "player:    received {rv} video and {ra} audio frames; {identical} of {} identical to what was sent, in order",
+        "rtmpsrc:   gave {rv} video and {ra} audio frames; {identical} of {} identical to what was sent, in order",
         sv + sa
     );
     if let (Some(first), Some(last)) = (lat.first(), lat.last()) {
         println!(
-            "latency:   entering rtmpsink -> arriving at the player: median {:.1} ms, min {first:.1} ms, max {last:.1} ms",
+            "latency:   entering rtmpsink -> leaving rtmpsrc: median {:.1} ms, min {first:.1} ms, max {last:.1} ms",
             lat[lat.len() / 2]
         );
     }
