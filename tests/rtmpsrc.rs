@@ -525,3 +525,341 @@ fn stats_answer_while_waiting_for_an_idle_stream() {
     p.set_state(gst::State::Null).unwrap();
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// An FLV with H.264 video and audio in `codec` (FFmpeg's encoder name).
+fn flv_with_audio(dir: &TempDir, codec: &str, rate: u32, channels: u32) -> std::path::PathBuf {
+    let out = dir.path(&format!("{codec}.flv"));
+    let st = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "2",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            codec,
+        ])
+        .args([
+            "-ar",
+            &rate.to_string(),
+            "-ac",
+            &channels.to_string(),
+            "-f",
+            "flv",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not make {codec} audio");
+    out
+}
+
+fn legacy_audio(
+    codec: &str,
+    rate: u32,
+    channels: u32,
+    caps_name: &str,
+) -> (gst::Caps, Vec<Out>, Vec<Frame>) {
+    init();
+    let dir = TempDir::new("src-legacy");
+    let media = flv_with_audio(&dir, codec, rate, channels);
+    let nginx = Nginx::start("");
+    let url = nginx.url(codec);
+    let (p, log, caps) = player(&url, "");
+    start_player(&p, &nginx, codec);
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(20));
+    let caps = caps.lock().unwrap();
+    let audio = caps
+        .iter()
+        .find(|c| c.structure(0).unwrap().name() == caps_name)
+        .unwrap_or_else(|| panic!("no {caps_name} caps among {caps:?}"))
+        .clone();
+    let want: Vec<Frame> = ffprobe_frames(media.to_str().unwrap())
+        .into_iter()
+        .filter(|f| !f.video)
+        .collect();
+    let got: Vec<Out> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| !o.video)
+        .cloned()
+        .collect();
+    let g: Vec<(usize, u32)> = got.iter().map(|o| (o.size, o.crc)).collect();
+    let w: Vec<(usize, u32)> = want.iter().map(|f| (f.size, f.crc)).collect();
+    assert_eq!(g, w, "{codec}: audio frames");
+    (audio, got, want)
+}
+
+#[test]
+fn g711_alaw_and_mulaw() {
+    for (codec, name) in [("pcm_alaw", "audio/x-alaw"), ("pcm_mulaw", "audio/x-mulaw")] {
+        let (caps, _, _) = legacy_audio(codec, 8000, 1, name);
+        let s = caps.structure(0).unwrap();
+        assert_eq!(
+            (
+                s.get::<i32>("rate").unwrap(),
+                s.get::<i32>("channels").unwrap()
+            ),
+            (8000, 1),
+            "{caps}"
+        );
+    }
+}
+
+#[test]
+fn pcm_and_mp3() {
+    let (caps, _, _) = legacy_audio("pcm_s16le", 22050, 2, "audio/x-raw");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<&str>("format").unwrap(), "S16LE");
+    assert_eq!(
+        (
+            s.get::<i32>("rate").unwrap(),
+            s.get::<i32>("channels").unwrap()
+        ),
+        (22050, 2),
+        "{caps}"
+    );
+    let (caps, _, _) = legacy_audio("libmp3lame", 44100, 2, "audio/mpeg");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(
+        (
+            s.get::<i32>("mpegversion").unwrap(),
+            s.get::<i32>("layer").unwrap()
+        ),
+        (1, 3),
+        "{caps}"
+    );
+}
+
+#[test]
+fn speex_decodes_with_the_made_headers() {
+    let (caps, _, _) = legacy_audio("libspeex", 16000, 1, "audio/x-speex");
+    // The caps must be enough for speexdec: decode them through it.
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<gst::Array>("streamheader").unwrap().len(), 2);
+    let dir = TempDir::new("speexdec");
+    let media = flv_with_audio(&dir, "libspeex", 16000, 1);
+    let nginx = Nginx::start("");
+    let url = nginx.url("spx");
+    let p = gst::parse::launch(&format!("rtmpsrc location={url} name=s s.audio ! speexdec ! fakesink name=out sync=false s.video ! fakesink sync=false"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let decoded = Arc::new(Mutex::new(0usize));
+    let d2 = decoded.clone();
+    p.by_name("out")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                *d2.lock().unwrap() += b.size();
+            }
+            gst::PadProbeReturn::Ok
+        });
+    start_player(&p, &nginx, "spx");
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(20));
+    // About 2 s of 16 kHz 16-bit mono.
+    let bytes = *decoded.lock().unwrap();
+    assert!(bytes > 50_000, "speexdec gave only {bytes} bytes");
+}
+
+#[test]
+fn unmapped_codec_is_a_warning_and_its_pad_is_left_out() {
+    init();
+    let dir = TempDir::new("src-nelly");
+    let media = flv_with_audio(&dir, "nellymoser", 44100, 1);
+    let nginx = Nginx::start("");
+    let url = nginx.url("nelly");
+    let (p, log, caps) = player(&url, "");
+    start_player(&p, &nginx, "nelly");
+    ffmpeg_publish(&media, &url);
+    let bus = p.bus().unwrap();
+    let mut warning = None;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(200),
+            &[
+                gst::MessageType::Warning,
+                gst::MessageType::Eos,
+                gst::MessageType::Error,
+            ],
+        ) else {
+            continue;
+        };
+        match m.view() {
+            gst::MessageView::Warning(w) => warning = Some(format!("{}", w.error())),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            _ => {}
+        }
+    }
+    p.set_state(gst::State::Null).unwrap();
+    let w = warning.expect("a warning about the audio codec");
+    assert!(
+        w.contains("Nellymoser") && w.contains("leaving it out"),
+        "{w}"
+    );
+    assert!(
+        caps.lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.structure(0).unwrap().name() == "video/x-h264")
+    );
+    assert!(log.lock().unwrap().iter().all(|o| o.video));
+    assert!(log.lock().unwrap().len() >= 50, "the video still played");
+}
+
+#[test]
+fn caps_follow_a_midstream_resolution_change() {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("resize");
+    let (p, log, caps) = player(&url, "");
+    start_player(&p, &nginx, "resize");
+    let publisher = gst::parse::launch(&format!(
+        "videotestsrc name=vsrc num-buffers=60 ! capsfilter name=cf caps=video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=0 key-int-max=15 speed-preset=ultrafast ! h264parse ! rtmpsink sync=false location={url}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let cf = publisher.by_name("cf").unwrap();
+    let n = Arc::new(Mutex::new(0u32));
+    publisher
+        .by_name("vsrc")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            if *n == 30 {
+                cf.set_property(
+                    "caps",
+                    gst::Caps::builder("video/x-raw")
+                        .field("width", 640i32)
+                        .field("height", 360i32)
+                        .field("framerate", gst::Fraction::new(30, 1))
+                        .build(),
+                );
+            }
+            gst::PadProbeReturn::Ok
+        });
+    publisher.set_state(gst::State::Playing).unwrap();
+    let m = publisher.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    publisher.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(m.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))),
+        "{m:?}"
+    );
+    play_to_eos(&p, Duration::from_secs(20));
+    let caps = caps.lock().unwrap();
+    let video: Vec<&gst::Caps> = caps
+        .iter()
+        .filter(|c| c.structure(0).unwrap().name() == "video/x-h264")
+        .collect();
+    assert!(video.len() >= 2, "caps did not change: {video:?}");
+    let cd = |c: &gst::Caps| {
+        c.structure(0)
+            .unwrap()
+            .get::<gst::Buffer>("codec_data")
+            .unwrap()
+            .map_readable()
+            .unwrap()
+            .to_vec()
+    };
+    assert_ne!(cd(video[0]), cd(video[video.len() - 1]));
+    assert_eq!(log.lock().unwrap().len(), 60, "every frame came out");
+}
+
+#[test]
+fn stream_not_found_is_named() {
+    use gstrtmp::net::blocking::BlockingServerConnection;
+    use gstrtmp::rtmp::session::{ServerConfig, ServerEvent};
+    init();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut c =
+            BlockingServerConnection::accept(&l, ServerConfig::default(), Duration::from_secs(10))
+                .unwrap();
+        while let Ok(Some(ev)) = c.next_event() {
+            match ev {
+                ServerEvent::ConnectRequest(_) => c.session().accept_connect().unwrap(),
+                ServerEvent::PlayRequest { stream_id, .. } => c
+                    .session()
+                    .reject_stream(stream_id, "NetStream.Play.StreamNotFound", "No such stream")
+                    .unwrap(),
+                _ => {}
+            }
+            c.flush().unwrap();
+        }
+    });
+    let (p, _, _) = player(&format!("rtmp://127.0.0.1:{port}/live/missing"), "");
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    p.set_state(gst::State::Null).unwrap();
+    let Some(msg) = msg else { panic!("no error") };
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(
+        text.contains("server rejected play: NetStream.Play.StreamNotFound (No such stream)"),
+        "{text}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn connection_lost_is_an_error() {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("lost");
+    let (p, _, _) = player(&url, "");
+    start_player(&p, &nginx, "lost");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(nginx);
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    let Some(msg) = msg else {
+        panic!("losing the server went unnoticed")
+    };
+    let gst::MessageView::Error(e) = msg.view() else {
+        panic!("EOS instead of an error: {msg:?}")
+    };
+    let text = format!("{} {:?}", e.error(), e.debug());
+    assert!(text.contains("lost"), "{text}");
+}

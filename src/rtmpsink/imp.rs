@@ -293,7 +293,7 @@ impl ElementImpl for RtmpSink {
                 gst::element_imp_warning!(
                     self,
                     gst::CoreError::Pad,
-                    ["rtmpsink takes either video/audio pads or one FLV sink pad, not both"]
+                    ("rtmpsink takes either video/audio pads or one FLV sink pad, not both")
                 );
                 return None;
             }

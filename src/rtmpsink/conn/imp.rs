@@ -205,7 +205,7 @@ impl RtmpSinkConn {
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::OpenWrite,
-                        ["Could not publish to {}: {}", url, e]
+                        ("Could not publish to {}: {}", url, e)
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -213,7 +213,7 @@ impl RtmpSinkConn {
                     gst::element_imp_error!(
                         self,
                         gst::LibraryError::Failed,
-                        ["connection thread panicked"]
+                        ("connection thread panicked")
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -309,7 +309,7 @@ impl RtmpSinkConn {
         gst::element_imp_error!(
             self,
             gst::ResourceError::Write,
-            ["Connection to {} lost: {}", url, e]
+            ("Connection to {} lost: {}", url, e)
         );
         if let Conn::Connected(c) = &st.conn {
             st.last_stats = c.stats();
@@ -338,7 +338,7 @@ impl RtmpSinkConn {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
-                        ["Invalid FLV input: {}", e]
+                        ("Invalid FLV input: {}", e)
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -534,7 +534,7 @@ impl BaseSinkImpl for RtmpSinkConn {
                         gst::element_imp_error!(
                             self,
                             gst::ResourceError::Write,
-                            ["Could not finish the stream: {}", e]
+                            ("Could not finish the stream: {}", e)
                         );
                         return false;
                     }

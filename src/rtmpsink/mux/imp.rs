@@ -165,7 +165,7 @@ impl AggregatorImpl for RtmpSinkMux {
                             .format = Some(f);
                     }
                     Err(e) => {
-                        gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                        gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
                         return false;
                     }
                 }
@@ -368,7 +368,7 @@ impl RtmpSinkMux {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ["{} buffer without a timestamp", name]
+                ("{} buffer without a timestamp", name)
             );
             return Err(gst::FlowError::Error);
         };
@@ -408,7 +408,7 @@ impl RtmpSinkMux {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["{} buffer before caps", name]
+                ("{} buffer before caps", name)
             );
             return Err(gst::FlowError::NotNegotiated);
         };

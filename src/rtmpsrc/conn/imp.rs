@@ -293,7 +293,7 @@ impl RtmpSrcConn {
                             gst::element_imp_error!(
                                 self,
                                 gst::ResourceError::OpenRead,
-                                ["Could not play {}: {}", url, e]
+                                ("Could not play {}: {}", url, e)
                             );
                             return Err(gst::FlowError::Error);
                         }
@@ -303,7 +303,7 @@ impl RtmpSrcConn {
                             gst::element_imp_error!(
                                 self,
                                 gst::LibraryError::Failed,
-                                ["connection thread panicked"]
+                                ("connection thread panicked")
                             );
                             return Err(gst::FlowError::Error);
                         }
@@ -512,7 +512,7 @@ impl PushSrcImpl for RtmpSrcConn {
                         gst::element_imp_error!(
                             self,
                             gst::ResourceError::Read,
-                            ["No data from {} for {} s (idle-timeout)", url, idle]
+                            ("No data from {} for {} s (idle-timeout)", url, idle)
                         );
                         return Err(gst::FlowError::Error);
                     }
@@ -525,10 +525,10 @@ impl PushSrcImpl for RtmpSrcConn {
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Read,
-                        [
+                        (
                             "Connection to {} lost: the server closed it without ending the stream",
                             url
-                        ]
+                        )
                     );
                     st.conn = Conn::Failed;
                     return Err(gst::FlowError::Error);
@@ -546,7 +546,7 @@ impl PushSrcImpl for RtmpSrcConn {
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Read,
-                        ["Connection to {} lost: {}", url, e]
+                        ("Connection to {} lost: {}", url, e)
                     );
                     st.conn = Conn::Failed;
                     return Err(gst::FlowError::Error);

@@ -47,6 +47,7 @@ fn audio_template_caps() -> gst::Caps {
     c.merge(gst::Caps::builder("audio/x-alaw").build());
     c.merge(gst::Caps::builder("audio/x-mulaw").build());
     c.merge(gst::Caps::builder("audio/x-raw").build());
+    c.merge(gst::Caps::builder("audio/x-speex").build());
     c
 }
 
@@ -277,7 +278,7 @@ impl RtmpSrcDemux {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
-                        ["Invalid FLV from the connection: {}", e]
+                        ("Invalid FLV from the connection: {}", e)
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -323,7 +324,7 @@ impl RtmpSrcDemux {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
-                        ["The stream ended without audio or video we can play"]
+                        ("The stream ended without audio or video we can play")
                     );
                     return false;
                 }
@@ -559,11 +560,11 @@ impl RtmpSrcDemux {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::CodecNotFound,
-                [
+                (
                     "The stream's {} is {}, which rtmpsrc does not map: leaving it out",
                     if video { "video" } else { "audio" },
                     what
-                ]
+                )
             );
         }
     }
@@ -716,6 +717,7 @@ impl RtmpSrcDemux {
                     .field("channels", channels)
                     .build(),
             ),
+            SoundFormat::Speex => Some(speex_caps()),
             SoundFormat::PcmLittleEndian | SoundFormat::PcmPlatformEndian => Some(
                 gst::Caps::builder("audio/x-raw")
                     .field("format", if a.sixteen_bit { "S16LE" } else { "U8" })
@@ -737,6 +739,44 @@ impl RtmpSrcDemux {
         }
         self.push(false, &a.data, dts, 0, true)
     }
+}
+
+/// Speex in FLV is always 16 kHz wideband mono, and FLV carries none of the
+/// header packets a Speex decoder starts from: they are made here, as
+/// `streamheader` (an 80-byte Speex header and an empty comment packet).
+fn speex_caps() -> gst::Caps {
+    let mut header = Vec::with_capacity(80);
+    header.extend_from_slice(b"Speex   ");
+    let mut version = [0u8; 20];
+    version[..6].copy_from_slice(b"1.2rc1");
+    header.extend_from_slice(&version);
+    // version id, header size, rate, mode (1 = wideband), mode bitstream
+    // version, channels, bitrate (-1 unknown), frame size, vbr, frames per
+    // packet, extra headers, two reserved: all little-endian 32-bit.
+    for v in [1i32, 80, 16_000, 1, 4, 1, -1, 320, 0, 1, 0, 0, 0] {
+        header.extend_from_slice(&v.to_le_bytes());
+    }
+    let vendor = b"gst-plugin-rtmp";
+    let mut comment = Vec::new();
+    comment.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    comment.extend_from_slice(vendor);
+    comment.extend_from_slice(&0u32.to_le_bytes());
+    let mut h = gst::Buffer::from_mut_slice(header);
+    let mut c = gst::Buffer::from_mut_slice(comment);
+    h.get_mut()
+        .expect("new buffer")
+        .set_flags(gst::BufferFlags::HEADER);
+    c.get_mut()
+        .expect("new buffer")
+        .set_flags(gst::BufferFlags::HEADER);
+    gst::Caps::builder("audio/x-speex")
+        .field("rate", 16_000i32)
+        .field("channels", 1i32)
+        .field(
+            "streamheader",
+            gst::Array::new([h.to_send_value(), c.to_send_value()]),
+        )
+        .build()
 }
 
 fn config_caps(name: &str, config: &[u8]) -> gst::Caps {
