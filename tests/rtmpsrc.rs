@@ -863,3 +863,145 @@ fn connection_lost_is_an_error() {
     let text = format!("{} {:?}", e.error(), e.debug());
     assert!(text.contains("lost"), "{text}");
 }
+
+#[test]
+fn publisher_restart_resumes_with_discont() {
+    init();
+    let dir = TempDir::new("src-restart");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    let url = nginx.url("restart");
+    let (p, log, _) = player(&url, "publisher-restart-timeout=3000");
+    start_player(&p, &nginx, "restart");
+    // The publisher goes away and comes back a second later (as OBS does
+    // when it reconnects); nginx sends StreamEOF, then StreamBegin.
+    ffmpeg_publish(&media, &url);
+    let first_run = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(20));
+    let took = first_run.elapsed();
+    let want = ffprobe_frames(media.to_str().unwrap());
+    let got = log.lock().unwrap().clone();
+    let (wv, wa) = (
+        want.iter().filter(|f| f.video).count(),
+        want.iter().filter(|f| !f.video).count(),
+    );
+    let (gv, ga) = (
+        got.iter().filter(|o| o.video).count(),
+        got.iter().filter(|o| !o.video).count(),
+    );
+    assert_eq!((gv, ga), (2 * wv, 2 * wa), "both runs came out whole");
+    // Each run frame for frame, and the second starts with DISCONT.
+    let videos: Vec<&Out> = got.iter().filter(|o| o.video).collect();
+    assert!(
+        videos[wv].discont,
+        "no DISCONT where the second publisher starts"
+    );
+    assert!(
+        !videos[1..wv].iter().any(|o| o.discont),
+        "DISCONT inside the first run"
+    );
+    for run in [&videos[..wv], &videos[wv..]] {
+        let crcs: Vec<u32> = run.iter().map(|o| o.crc).collect();
+        let w: Vec<u32> = want.iter().filter(|f| f.video).map(|f| f.crc).collect();
+        assert_eq!(crcs, w);
+    }
+    assert!(
+        videos.windows(2).all(|w| w[1].dts >= w[0].dts),
+        "DTS went back across the restart"
+    );
+    // After the second publisher leaves, EOS comes once the 3 s wait is over.
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn stream_eof_ends_the_stream_by_default() {
+    init();
+    let dir = TempDir::new("src-eof");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    let nginx = Nginx::start("");
+    let url = nginx.url("eof");
+    let (p, _, _) = player(&url, "");
+    start_player(&p, &nginx, "eof");
+    ffmpeg_publish(&media, &url);
+    let t = Instant::now();
+    play_to_eos(&p, Duration::from_secs(10));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "EOS took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn live_with_configurable_latency_and_no_growing_delay() {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("live");
+    let p = gst::parse::launch(&format!(
+        "rtmpsrc name=s latency=300 location={url} s.video ! fakesink name=v sync=true s.audio ! fakesink name=a sync=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // Arrival delay of each video buffer: running time now minus its PTS.
+    let delays: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
+    let d2 = delays.clone();
+    let pw = p.downgrade();
+    p.by_name("v")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let (Some(p), Some(b)) = (pw.upgrade(), info.buffer()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let (Some(clock), Some(base), Some(pts)) = (p.clock(), p.base_time(), b.pts()) {
+                let now = (clock.time() - base).seconds_f64();
+                d2.lock().unwrap().push((now, now - pts.seconds_f64()));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    start_player(&p, &nginx, "live");
+    // A live publisher for 5 s.
+    let publisher = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=150 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! s.video \
+         audiotestsrc is-live=true num-buffers=215 ! avenc_aac ! aacparse ! s.audio rtmpsink name=s location={url}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    publisher.set_state(gst::State::Playing).unwrap();
+    // The source answers the latency query: live, with the latency asked for.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut q = gst::query::Latency::new();
+    assert!(p.query(&mut q));
+    let (live, min, _) = q.result();
+    assert!(live);
+    assert!(min >= gst::ClockTime::from_mseconds(300), "{min}");
+    let m = publisher.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    publisher.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(m.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))),
+        "{m:?}"
+    );
+    play_to_eos(&p, Duration::from_secs(20));
+    let d = delays.lock().unwrap().clone();
+    assert!(d.len() >= 140, "{} video buffers", d.len());
+    // Played in sync at real time: past the first second (pads being
+    // linked), the delay does not grow with the stream.
+    let avg = |s: &[(f64, f64)]| s.iter().map(|x| x.1).sum::<f64>() / s.len() as f64;
+    let (head, tail) = (avg(&d[30..60]), avg(&d[d.len() - 30..]));
+    assert!(
+        tail - head < 0.1,
+        "delay grew from {head:.3} s to {tail:.3} s"
+    );
+    assert!(tail < 0.5, "buffers arrive {tail:.3} s after their time");
+}

@@ -91,6 +91,11 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("End the stream (EOS) when the connection is lost without the server ending it, instead of an error")
                     .default_value(false)
                     .build(),
+                glib::ParamSpecUInt::builder("publisher-restart-timeout")
+                    .nick("Publisher restart timeout")
+                    .blurb("Milliseconds to wait, after the server says the stream ended (StreamEOF), for a publisher that reconnects; playback then resumes with DISCONT. 0: the stream ends at once")
+                    .default_value(0)
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
@@ -119,6 +124,9 @@ impl ObjectImpl for RtmpSrc {
             "tc-url" => s.tc_url = value.get().expect("type checked"),
             "extra-connect-args" => s.extra_connect_args = value.get().expect("type checked"),
             "eos-on-disconnect" => s.eos_on_disconnect = value.get().expect("type checked"),
+            "publisher-restart-timeout" => {
+                s.restart_timeout_ms = value.get().expect("type checked")
+            }
             n => unreachable!("unknown property {n}"),
         }
     }
@@ -139,6 +147,7 @@ impl ObjectImpl for RtmpSrc {
             "tc-url" => s.tc_url.to_value(),
             "extra-connect-args" => s.extra_connect_args.to_value(),
             "eos-on-disconnect" => s.eos_on_disconnect.to_value(),
+            "publisher-restart-timeout" => s.restart_timeout_ms.to_value(),
             n => unreachable!("unknown property {n}"),
         }
     }

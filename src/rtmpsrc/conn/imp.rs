@@ -1,6 +1,6 @@
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -53,6 +53,7 @@ pub struct Settings {
     pub tc_url: Option<String>,
     pub extra_connect_args: Option<gst::Structure>,
     pub eos_on_disconnect: bool,
+    pub restart_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -67,6 +68,7 @@ impl Default for Settings {
             tc_url: None,
             extra_connect_args: None,
             eos_on_disconnect: false,
+            restart_timeout_ms: 0,
         }
     }
 }
@@ -91,6 +93,9 @@ struct TimeMap {
     unwrap: TimestampUnwrapper,
     /// Running time (ns) minus RTMP time (ns).
     offset: Option<i64>,
+    /// The last running time given out: a new mapping never starts before
+    /// it, so output time never goes back (a burst maps ahead of the clock).
+    last: Option<i64>,
 }
 
 impl TimeMap {
@@ -105,10 +110,18 @@ impl TimeMap {
             }
         };
         if resync {
-            self.offset = Some(now - t);
+            let anchor = self.last.map_or(now, |l| l.max(now));
+            self.offset = Some(anchor - t);
         }
-        let rt = (self.offset.unwrap_or(0) + t).max(0) as u64;
-        (rt, resync)
+        let rt = (self.offset.unwrap_or(0) + t).max(0);
+        self.last = Some(self.last.map_or(rt, |l| l.max(rt)));
+        (rt as u64, resync)
+    }
+
+    /// A new publisher: its clock starts afresh; the next message maps anew.
+    fn restart(&mut self) {
+        self.unwrap.reset();
+        self.offset = None;
     }
 }
 
@@ -122,7 +135,11 @@ struct State {
     video: u64,
     audio: u64,
     resyncs: u64,
+    restarts: u64,
     bytes_in: u64,
+    /// After StreamEOF, with publisher-restart-timeout set: until when to
+    /// wait for a new publisher before EOS.
+    restart_deadline: Option<Instant>,
 }
 
 impl Default for State {
@@ -137,7 +154,9 @@ impl Default for State {
             video: 0,
             audio: 0,
             resyncs: 0,
+            restarts: 0,
             bytes_in: 0,
+            restart_deadline: None,
         }
     }
 }
@@ -224,6 +243,7 @@ impl RtmpSrcConn {
             .field("video-messages", st.video)
             .field("audio-messages", st.audio)
             .field("resyncs", st.resyncs)
+            .field("publisher-restarts", st.restarts)
             .build()
     }
 
@@ -458,21 +478,49 @@ impl PushSrcImpl for RtmpSrcConn {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let (idle, eos_on_disconnect) = {
+        let (idle, eos_on_disconnect, restart_ms) = {
             let s = self.settings();
-            (s.idle_timeout, s.eos_on_disconnect)
+            (s.idle_timeout, s.eos_on_disconnect, s.restart_timeout_ms)
         };
         let c = self.ensure_connected()?;
         let url = c.url().redacted();
         let mut idle_for = Duration::ZERO;
         loop {
-            let step = Duration::from_millis(500);
+            let mut step = Duration::from_millis(500);
+            if let Some(d) = lock(&self.state).restart_deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "no new publisher within {restart_ms} ms: EOS"
+                    );
+                    return Err(gst::FlowError::Eos);
+                }
+                step = step.min(left);
+            }
             // Waiting without the state lock: stats and stop stay responsive.
             let next = c.next_event(step, &self.cancel);
             let mut st = lock(&self.state);
             match next {
                 Ok(Next::Event(ev)) => {
                     idle_for = Duration::ZERO;
+                    let media = matches!(
+                        ev,
+                        ClientEvent::Video { .. }
+                            | ClientEvent::Audio { .. }
+                            | ClientEvent::Data { .. }
+                    );
+                    if st.restart_deadline.is_some()
+                        && (media || matches!(ev, ClientEvent::StreamBegin(_)))
+                    {
+                        // A new publisher: its clock starts afresh, so does
+                        // the mapping (the next buffer carries DISCONT).
+                        gst::info!(CAT, imp = self, "the publisher is back: resuming");
+                        st.restart_deadline = None;
+                        st.time.restart();
+                        st.restarts += 1;
+                    }
                     let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {
                         ClientEvent::Video { timestamp, payload } => {
                             st.video += 1;
@@ -492,8 +540,20 @@ impl PushSrcImpl for RtmpSrcConn {
                             _ => continue,
                         },
                         ClientEvent::StreamEnded { reason } => {
-                            gst::info!(CAT, imp = self, "stream ended: {reason}");
-                            return Err(gst::FlowError::Eos);
+                            if restart_ms == 0 {
+                                gst::info!(CAT, imp = self, "stream ended: {reason}");
+                                return Err(gst::FlowError::Eos);
+                            }
+                            // It may be a publisher that reconnects (nginx
+                            // sends StreamEOF, then StreamBegin for the next).
+                            gst::info!(
+                                CAT,
+                                imp = self,
+                                "stream ended ({reason}): waiting {restart_ms} ms for a publisher"
+                            );
+                            st.restart_deadline =
+                                Some(Instant::now() + Duration::from_millis(u64::from(restart_ms)));
+                            continue;
                         }
                         other => {
                             gst::debug!(CAT, imp = self, "{other:?}");
@@ -576,6 +636,13 @@ mod tests {
         assert_eq!(w.map(19, 40 * ms), (40 * ms as u64, false));
         // A reset to 0 (publisher restart): resync to the clock, DISCONT.
         assert_eq!(m.map(0, 10_000 * ms), (10_000 * ms as u64, true));
+        // A resync never maps before what was already given out: the burst
+        // above reached 9 s, a restart at 5 s continues from there.
+        let mut b = TimeMap::default();
+        b.map(0, 0);
+        b.map(9000, 100 * ms);
+        b.restart();
+        assert_eq!(b.map(0, 5000 * ms), (9000 * ms as u64, true));
         assert_eq!(m.map(40, 10_050 * ms), (10_040 * ms as u64, false));
         // A jump an hour ahead: resync rather than stall for an hour.
         assert_eq!(m.map(3_600_000, 10_100 * ms), (10_100 * ms as u64, true));
