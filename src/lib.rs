@@ -3,6 +3,7 @@
 //! sans-IO protocol core in [`rtmp`] and a thin blocking driver in [`net`].
 
 pub mod caps;
+mod common;
 pub mod mode;
 pub mod net;
 pub mod rtmp;

@@ -7,11 +7,10 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::net::client::{Cancel, ClientConnection, is_cancelled};
-use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientMode};
-use crate::rtmp::url::{RtmpUrl, Scheme};
+use crate::rtmp::url::RtmpUrl;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
@@ -176,11 +175,7 @@ impl RtmpSinkConn {
         c.chunk_size = s.chunk_size;
         c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
         if let Some(extra) = &s.extra_connect_args {
-            for (k, v) in extra.iter() {
-                if let Some(a) = gvalue_to_amf(v) {
-                    c.connect_extra.push((k.to_string(), a));
-                }
-            }
+            c.connect_extra = crate::common::connect_extra(extra);
         }
         c
     }
@@ -391,56 +386,9 @@ impl RtmpSinkConn {
     }
 }
 
-/// Extra connect arguments from a GstStructure's fields.
-fn gvalue_to_amf(v: &glib::SendValue) -> Option<Amf0Value> {
-    if let Ok(s) = v.get::<String>() {
-        return Some(Amf0Value::String(s));
-    }
-    if let Ok(b) = v.get::<bool>() {
-        return Some(Amf0Value::Boolean(b));
-    }
-    if let Ok(n) = v.get::<f64>() {
-        return Some(Amf0Value::Number(n));
-    }
-    if let Ok(n) = v.get::<i32>() {
-        return Some(Amf0Value::Number(f64::from(n)));
-    }
-    if let Ok(n) = v.get::<u32>() {
-        return Some(Amf0Value::Number(f64::from(n)));
-    }
-    if let Ok(n) = v.get::<i64>() {
-        return Some(Amf0Value::Number(n as f64));
-    }
-    None
-}
-
 impl BaseSinkImpl for RtmpSinkConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let location = self.settings().location.clone();
-        let Some(location) = location else {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ["No location set: set location=rtmp://host/app/stream"]
-            ));
-        };
-        let url = RtmpUrl::parse(&location).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::Settings, ["Invalid location: {}", e])
-        })?;
-        if url.scheme == Scheme::Rtmps {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ["rtmps:// (RTMP over TLS) is not supported yet: use rtmp://"]
-            ));
-        }
-        if url.stream.is_empty() {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                [
-                    "Invalid location {}: no stream name (rtmp://host/app/stream)",
-                    url.redacted()
-                ]
-            ));
-        }
+        let url = crate::common::location_url(self.settings().location.clone())?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
