@@ -30,6 +30,9 @@ struct PadState {
     format: Option<Format>,
     /// The codec configuration last sent as a sequence header.
     sent_config: Option<Vec<u8>>,
+    /// New caps came: look at the codec configuration again (only then,
+    /// not on every frame).
+    config_dirty: bool,
     frames: u64,
     last_dts: Option<u32>,
     bitrate: Option<u32>,
@@ -43,6 +46,8 @@ struct State {
     pads: HashMap<String, PadState>,
     /// The metadata last sent, to send it again only when it changes.
     sent_meta: Option<Vec<u8>>,
+    /// Caps or tags changed since the metadata was last made.
+    meta_dirty: bool,
     encoder: Option<String>,
     video_frames: u64,
     audio_frames: u64,
@@ -158,11 +163,11 @@ impl AggregatorImpl for RtmpSinkMux {
                 match format {
                     Ok(f) => {
                         gst::debug!(CAT, obj = pad, "format {f:?}");
-                        self.lock()
-                            .pads
-                            .entry(pad.name().to_string())
-                            .or_default()
-                            .format = Some(f);
+                        let mut st = self.lock();
+                        st.meta_dirty = true;
+                        let ps = st.pads.entry(pad.name().to_string()).or_default();
+                        ps.format = Some(f);
+                        ps.config_dirty = true;
                     }
                     Err(e) => {
                         gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
@@ -175,6 +180,7 @@ impl AggregatorImpl for RtmpSinkMux {
                 let mut st = self.lock();
                 if let Some(e) = tags.get::<gst::tags::Encoder>() {
                     st.encoder = Some(e.get().to_owned());
+                    st.meta_dirty = true;
                 }
                 let bitrate = tags
                     .get::<gst::tags::Bitrate>()
@@ -182,6 +188,7 @@ impl AggregatorImpl for RtmpSinkMux {
                     .map(|b| b.get());
                 if let Some(b) = bitrate {
                     st.pads.entry(pad.name().to_string()).or_default().bitrate = Some(b);
+                    st.meta_dirty = true;
                 }
             }
             _ => {}
@@ -413,7 +420,9 @@ impl RtmpSinkMux {
             return Err(gst::FlowError::NotNegotiated);
         };
 
-        if let Some(meta) = self.metadata(&st)
+        // Made again only when caps or tags changed, sent only if it differs.
+        if std::mem::take(&mut st.meta_dirty)
+            && let Some(meta) = self.metadata(&st)
             && st.sent_meta.as_ref() != Some(&meta)
         {
             out.push(tag(tag_type::SCRIPT, ts, &meta, None));
@@ -421,16 +430,23 @@ impl RtmpSinkMux {
         }
 
         let ps = st.pads.entry(name.to_string()).or_default();
-        match &format {
-            Format::Video(v) => {
-                let config = v
-                    .avcc
+        let config_changed =
+            |ps: &mut PadState, cfg: &gst::Buffer| -> Result<bool, gst::FlowError> {
+                if !std::mem::take(&mut ps.config_dirty) {
+                    return Ok(false);
+                }
+                let cfg = cfg
                     .map_readable()
                     .map_err(|_| gst::FlowError::Error)?
                     .to_vec();
-                if ps.sent_config.as_ref() != Some(&config) {
+                let changed = ps.sent_config.as_ref() != Some(&cfg);
+                ps.sent_config = Some(cfg);
+                Ok(changed)
+            };
+        match &format {
+            Format::Video(v) => {
+                if config_changed(ps, &v.avcc)? {
                     out.push(tag(tag_type::VIDEO, ts, &[0x17, 0, 0, 0, 0], Some(&v.avcc)));
-                    ps.sent_config = Some(config);
                 }
                 let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
                 let cts = (pts - dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
@@ -443,13 +459,8 @@ impl RtmpSinkMux {
             Format::Audio(a) => {
                 let h = a.tag_header();
                 if let AudioFormat::Aac { asc, .. } = a {
-                    let config = asc
-                        .map_readable()
-                        .map_err(|_| gst::FlowError::Error)?
-                        .to_vec();
-                    if ps.sent_config.as_ref() != Some(&config) {
+                    if config_changed(ps, asc)? {
                         out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
-                        ps.sent_config = Some(config);
                     }
                     out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(&buf)));
                 } else {
