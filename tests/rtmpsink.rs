@@ -4,19 +4,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use gst::prelude::*;
-
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstrtmp::plugin_register_static().unwrap();
-    });
-}
 
 /// One buffer as it entered rtmpsink, in running time (ns).
 #[derive(Debug, Clone)]

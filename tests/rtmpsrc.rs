@@ -6,19 +6,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use gst::prelude::*;
-
-fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstrtmp::plugin_register_static().unwrap();
-    });
-}
 
 /// One buffer as rtmpsrc gave it.
 #[derive(Debug, Clone)]

@@ -14,6 +14,15 @@ use gstrtmp::rtmp::flv::{
     self, AacPacketType, AudioTag, AvcPacketType, FlvReader, FlvTag, VideoTag,
 };
 
+/// GStreamer and our plugin, once per test binary.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstrtmp::plugin_register_static().unwrap();
+    });
+}
+
 /// A fresh scratch directory under the target folder, removed on drop.
 pub struct TempDir(pub PathBuf);
 
