@@ -10,4 +10,7 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks must at least build.
 cargo bench --locked --no-run -q
+# The plugin file itself (tests/plugin.rs loads it with gst-inspect-1.0);
+# `cargo test` alone builds only the rlib.
+cargo build --locked
 cargo test --locked

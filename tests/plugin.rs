@@ -33,7 +33,11 @@ fn registers_statically_as_rtmp() {
 #[test]
 fn our_file_shadows_the_librtmp_plugin() {
     let ours = build_dir().join("libgstrtmp.so");
-    assert!(ours.exists(), "{} was not built", ours.display());
+    assert!(
+        ours.exists(),
+        "{} was not built: `cargo test` builds only the rlib, run `cargo build` first (scripts/test.sh does)",
+        ours.display()
+    );
     let system = "/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtmp.so";
     assert!(
         std::path::Path::new(system).exists(),
