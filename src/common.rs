@@ -1,17 +1,29 @@
-//! What both elements do the same way: checking `location`, and turning
-//! `extra-connect-args` into connect command properties.
+//! What both elements do the same way: checking `location`, turning
+//! `extra-connect-args` into connect command properties, and the server
+//! mode's hooks (the accept signal, bus messages).
+
+use std::time::Duration;
 
 use gst::glib;
+use gst::prelude::*;
 
+use crate::mode::RtmpMode;
+use crate::net::server::{Hooks, Notice, ServerOptions, StreamRequest};
 use crate::rtmp::amf0::{Amf0Value, Properties};
+use crate::rtmp::session::ServerConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
 
-/// The URL a `location` names, or the error message `start()` returns.
-pub fn location_url(location: Option<String>) -> Result<RtmpUrl, gst::ErrorMessage> {
+/// The URL a `location` names, or the error message `start()` returns. A
+/// server may leave the stream (or the app) out: it then accepts any.
+pub fn location_url(location: Option<String>, mode: RtmpMode) -> Result<RtmpUrl, gst::ErrorMessage> {
     let Some(location) = location else {
+        let example = match mode {
+            RtmpMode::Client => "rtmp://host/app/stream",
+            RtmpMode::Server => "rtmp://0.0.0.0:1935/app/stream",
+        };
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
-            ["No location set: set location=rtmp://host/app/stream"]
+            ["No location set: set location={}", example]
         ));
     };
     let url = RtmpUrl::parse(&location)
@@ -22,7 +34,7 @@ pub fn location_url(location: Option<String>) -> Result<RtmpUrl, gst::ErrorMessa
             ["rtmps:// (RTMP over TLS) is not supported yet: use rtmp://"]
         ));
     }
-    if url.stream.is_empty() {
+    if url.stream.is_empty() && mode == RtmpMode::Client {
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
             [
@@ -62,4 +74,199 @@ fn to_amf(v: &glib::SendValue) -> Option<Amf0Value> {
         return Some(Amf0Value::Number(n as f64));
     }
     None
+}
+
+/// What a server listens on and accepts, from its location and properties.
+pub fn server_options(
+    url: &RtmpUrl,
+    keys: &[String],
+    max_clients: u32,
+    timeout_secs: u32,
+    chunk_size: u32,
+) -> ServerOptions {
+    ServerOptions {
+        host: url.host.clone(),
+        port: url.port(),
+        app: url.app.clone(),
+        stream: url.stream_name().to_owned(),
+        keys: keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+        max_clients: max_clients as usize,
+        timeout: Duration::from_secs(u64::from(timeout_secs.max(1))),
+        session: ServerConfig {
+            chunk_size,
+            ..ServerConfig::default()
+        },
+    }
+}
+
+/// The location with the port actually listened on (for port 0).
+pub fn location_with_port(url: &RtmpUrl, port: u16) -> String {
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let mut s = format!("{}://{}:{}/{}", url.scheme.as_str(), host, port, url.app);
+    if !url.stream.is_empty() {
+        s.push('/');
+        s.push_str(&url.stream);
+    }
+    s
+}
+
+/// The strings of a `gst::Array` property value.
+pub fn string_array(v: &glib::Value) -> Vec<String> {
+    v.get::<gst::Array>()
+        .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A signal `name(app, stream, address, query) -> bool` that decides on
+/// each publisher or player: handlers run first, the first `false` wins, no
+/// handler accepts.
+pub fn accept_signal(name: &str) -> glib::subclass::Signal {
+    glib::subclass::Signal::builder(name)
+        .param_types([
+            String::static_type(),
+            String::static_type(),
+            String::static_type(),
+            String::static_type(),
+        ])
+        .return_type::<bool>()
+        .run_last()
+        .class_handler(|_| Some(true.to_value()))
+        .accumulator(|_, _, v| {
+            if v.get::<bool>().unwrap_or(true) {
+                std::ops::ControlFlow::Continue(v.clone())
+            } else {
+                std::ops::ControlFlow::Break(v.clone())
+            }
+        })
+        .build()
+}
+
+/// The hooks a server element gives its loop: `signal` is emitted on
+/// `bin` to decide, and what happens to connections is posted on the bus
+/// as element messages `rtmp-client-connected`, `rtmp-client-rejected` and
+/// `rtmp-client-disconnected`.
+pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCategory) -> Hooks {
+    let weak = bin.downgrade();
+    let notice = move |n: Notice| {
+        let Some(bin) = weak.upgrade() else { return };
+        let s = match n {
+            Notice::Started {
+                id,
+                kind,
+                addr,
+                app,
+                stream,
+            } => {
+                gst::info!(cat, obj = bin, "{} {addr} started on {app}/{stream}", kind.as_str());
+                gst::Structure::builder("rtmp-client-connected")
+                    .field("id", id)
+                    .field("kind", kind.as_str())
+                    .field("address", addr.to_string())
+                    .field("app", app)
+                    .field("stream", stream)
+                    .build()
+            }
+            Notice::Rejected { addr, reason } => {
+                gst::info!(cat, obj = bin, "refused {addr}: {reason}");
+                gst::Structure::builder("rtmp-client-rejected")
+                    .field("address", addr.to_string())
+                    .field("reason", reason)
+                    .build()
+            }
+            Notice::Closed {
+                id,
+                kind,
+                addr,
+                reason,
+                bytes_in,
+                bytes_out,
+                dropped,
+            } => {
+                gst::info!(cat, obj = bin, "{} {addr} left: {reason}", kind.as_str());
+                gst::Structure::builder("rtmp-client-disconnected")
+                    .field("id", id)
+                    .field("kind", kind.as_str())
+                    .field("address", addr.to_string())
+                    .field("reason", reason)
+                    .field("bytes-in", bytes_in)
+                    .field("bytes-out", bytes_out)
+                    .field("dropped", dropped)
+                    .build()
+            }
+        };
+        let _ = bin.post_message(gst::message::Element::builder(s).src(&bin).build());
+    };
+    let weak = bin.downgrade();
+    let accept = move |r: &StreamRequest| {
+        let Some(bin) = weak.upgrade() else {
+            return false;
+        };
+        bin.emit_by_name::<bool>(
+            signal,
+            &[&r.app, &r.stream, &r.addr.to_string(), &r.query],
+        )
+    };
+    Hooks {
+        notice: Box::new(notice),
+        accept: Box::new(accept),
+    }
+}
+
+/// Per-connection counters as `stats` shows them: an array of structures.
+pub fn peer_stats_array(stats: &crate::net::server::ServerStats) -> gst::Array {
+    gst::Array::new(stats.peers.iter().map(|p| {
+        gst::Structure::builder("client")
+            .field("id", p.id)
+            .field("kind", p.kind.as_str())
+            .field("address", p.addr.to_string())
+            .field("bytes-in", p.bytes_in)
+            .field("bytes-out", p.bytes_out)
+            .field("dropped", p.dropped)
+            .field("lag-ms", p.lag_ms)
+            .field("queued-bytes", p.queued_bytes)
+            .build()
+            .to_send_value()
+    }))
+}
+
+/// Starts a server element's loop: listens on `url`'s address, emits
+/// `signal` on the element's bin to decide on each client, posts what
+/// happens there, and with port 0 rewrites the bin's `location` to show the
+/// port picked. Errors are ready for `start()`.
+pub fn start_server(
+    element: &gst::Element,
+    url: &RtmpUrl,
+    options: ServerOptions,
+    role: crate::net::server::Role,
+    signal: &'static str,
+    cat: gst::DebugCategory,
+    location: impl FnOnce(String),
+) -> Result<crate::net::server::Server, gst::ErrorMessage> {
+    let bin = element
+        .parent()
+        .and_then(|p| p.downcast::<gst::Element>().ok())
+        .unwrap_or_else(|| element.clone());
+    let what = if signal == "accept-publisher" {
+        "publishers"
+    } else {
+        "players"
+    };
+    let hooks = server_hooks(&bin, signal, cat);
+    let server = crate::net::server::Server::start(options, role, hooks).map_err(|e| {
+        gst::error_msg!(
+            gst::ResourceError::OpenReadWrite,
+            ["Could not listen for {}: {}", what, e]
+        )
+    })?;
+    let addr = server.local_addr();
+    gst::info!(cat, obj = element, "listening for {what} on {addr}");
+    if url.port() != addr.port() {
+        location(location_with_port(url, addr.port()));
+        bin.notify("location");
+    }
+    Ok(server)
 }

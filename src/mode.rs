@@ -10,4 +10,11 @@ pub enum RtmpMode {
     #[default]
     #[enum_value(name = "Client: connect to an RTMP server", nick = "client")]
     Client = 0,
+    /// Listen on the location's address: rtmpsrc takes a publisher (OBS,
+    /// FFmpeg), rtmpsink serves players.
+    #[enum_value(
+        name = "Server: listen on the location's address for publishers (rtmpsrc) or players (rtmpsink)",
+        nick = "server"
+    )]
+    Server = 1,
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::EventQueue;
 use super::blocking::tcp_connect;
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -21,36 +22,7 @@ use crate::rtmp::url::RtmpUrl;
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
-/// Bytes of received media the reader may hold for the owner.
-const MAX_QUEUED_BYTES: usize = 32 << 20;
-
-#[derive(Default)]
-struct EventQueue {
-    events: VecDeque<ClientEvent>,
-    bytes: usize,
-}
-
-fn event_size(e: &ClientEvent) -> usize {
-    match e {
-        ClientEvent::Audio { payload, .. } | ClientEvent::Video { payload, .. } => {
-            payload.len() + 64
-        }
-        _ => 256,
-    }
-}
-
-impl EventQueue {
-    fn push(&mut self, e: ClientEvent) {
-        self.bytes += event_size(&e);
-        self.events.push_back(e);
-    }
-
-    fn pop(&mut self) -> Option<ClientEvent> {
-        let e = self.events.pop_front()?;
-        self.bytes -= event_size(&e);
-        Some(e)
-    }
-}
+use super::MAX_QUEUED_BYTES;
 
 /// What waiting for the next event gave.
 #[derive(Debug)]
@@ -81,7 +53,7 @@ impl Cancel {
     }
 }
 
-fn cancelled() -> Error {
+pub(crate) fn cancelled() -> Error {
     Error::new(ErrorKind::Closed, "cancelled")
 }
 
@@ -246,7 +218,7 @@ impl ClientConnection {
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
             events: Mutex::new(EventQueue {
-                bytes: early.iter().map(event_size).sum(),
+                bytes: early.iter().map(super::event_size).sum(),
                 events: early,
             }),
             events_changed: Condvar::new(),

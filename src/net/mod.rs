@@ -2,6 +2,45 @@
 
 pub mod blocking;
 pub mod client;
+pub mod server;
+
+use std::collections::VecDeque;
+
+use crate::rtmp::session::ClientEvent;
+
+/// Bytes of received media a connection may hold for its element: a full
+/// queue stops reading, so a stalled pipeline slows the peer down through
+/// TCP instead of filling memory.
+const MAX_QUEUED_BYTES: usize = 32 << 20;
+
+/// Received events waiting for the element, counted in bytes.
+#[derive(Default)]
+struct EventQueue {
+    events: VecDeque<ClientEvent>,
+    bytes: usize,
+}
+
+fn event_size(e: &ClientEvent) -> usize {
+    match e {
+        ClientEvent::Audio { payload, .. } | ClientEvent::Video { payload, .. } => {
+            payload.len() + 64
+        }
+        _ => 256,
+    }
+}
+
+impl EventQueue {
+    fn push(&mut self, e: ClientEvent) {
+        self.bytes += event_size(&e);
+        self.events.push_back(e);
+    }
+
+    fn pop(&mut self) -> Option<ClientEvent> {
+        let e = self.events.pop_front()?;
+        self.bytes -= event_size(&e);
+        Some(e)
+    }
+}
 
 /// Bytes for the handshake's random field. They need not be secret, only
 /// unlike another connection's; a splitmix64 stream seeded from the clock,

@@ -639,6 +639,29 @@ impl ChunkEncoder {
     }
 }
 
+/// One message with a full (type 0) header and no history behind it, so
+/// that it may follow anything on its chunk stream: a server encodes each
+/// media message once and hands the same bytes to every player whose
+/// connection uses this chunk size and message stream id.
+pub fn encode_standalone(
+    csid: u32,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    chunk_size: u32,
+    parts: &[&[u8]],
+) -> Result<Bytes> {
+    let mut e = ChunkEncoder {
+        chunk_size: DEFAULT_CHUNK_SIZE,
+        streams: CsidTable::new(),
+        out: BytesMut::new(),
+        stats: EncoderStats::default(),
+    };
+    e.set_chunk_size(chunk_size)?;
+    e.write_message_parts(csid, timestamp, type_id, stream_id, parts)?;
+    Ok(e.take_send_buf())
+}
+
 fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
     let f = fmt << 6;
     if csid < 64 {

@@ -905,6 +905,82 @@ impl VideoTag {
     }
 }
 
+/// What a media message is to a server relaying it to players, read from
+/// its first bytes without parsing the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRole {
+    /// Decoder set-up (a sequence header): every player needs the latest
+    /// one before any frame.
+    Config,
+    /// A picture a player can start decoding at.
+    Key,
+    /// Anything else; all audio frames are this.
+    Frame,
+}
+
+/// The relay role of a video message body.
+pub fn video_relay_role(body: &[u8]) -> RelayRole {
+    let Some(&b0) = body.first() else {
+        return RelayRole::Frame;
+    };
+    let frame = if b0 & 0x80 != 0 {
+        (b0 >> 4) & 7
+    } else {
+        b0 >> 4
+    };
+    let key = if frame == FrameType::Key as u8 || frame == FrameType::GeneratedKey as u8 {
+        RelayRole::Key
+    } else {
+        RelayRole::Frame
+    };
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: the packet type is the low nibble; a multitrack
+        // packet has the tracks' packet type in the next byte's.
+        let mut packet = b0 & 0x0F;
+        if packet == VideoPacketType::Multitrack as u8 {
+            packet = body
+                .get(1)
+                .map_or(VideoPacketType::CodedFrames as u8, |b| b & 0x0F);
+        }
+        if packet == VideoPacketType::SequenceStart as u8
+            || packet == VideoPacketType::Mpeg2TsSequenceStart as u8
+        {
+            return RelayRole::Config;
+        }
+        return key;
+    }
+    let codec = b0 & 0x0F;
+    if (codec == VideoCodecId::Avc as u8 || codec == VideoCodecId::Hevc as u8)
+        && body.get(1) == Some(&(AvcPacketType::SequenceHeader as u8))
+    {
+        return RelayRole::Config;
+    }
+    key
+}
+
+/// The relay role of an audio message body: AAC and Enhanced RTMP sequence
+/// starts are `Config`, everything else `Frame`.
+pub fn audio_relay_role(body: &[u8]) -> RelayRole {
+    let Some(&b0) = body.first() else {
+        return RelayRole::Frame;
+    };
+    match b0 >> 4 {
+        10 if body.get(1) == Some(&0) => RelayRole::Config,
+        9 => {
+            let mut packet = b0 & 0x0F;
+            if packet == AudioPacketType::Multitrack as u8 {
+                packet = body.get(1).map_or(1, |b| b & 0x0F);
+            }
+            if packet == AudioPacketType::SequenceStart as u8 {
+                RelayRole::Config
+            } else {
+                RelayRole::Frame
+            }
+        }
+        _ => RelayRole::Frame,
+    }
+}
+
 fn video_command(c: u8) -> Result<VideoCommand> {
     match c {
         0 => Ok(VideoCommand::StartSeek),

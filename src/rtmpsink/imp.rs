@@ -67,7 +67,30 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecEnum::builder::<RtmpMode>("mode")
                     .nick("Mode")
-                    .blurb("Whether to connect to a server (client)")
+                    .blurb("client: publish to a server; server: listen on the location's address (rtmp://0.0.0.0:1935/app/stream, port 0 picks one) and serve players such as ffplay")
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Max clients")
+                    .blurb("Server mode: connections at once, in any state; more are closed at once")
+                    .minimum(1)
+                    .default_value(conn::imp_defaults::MAX_CLIENTS)
+                    .build(),
+                glib::ParamSpecUInt::builder("client-queue-time")
+                    .nick("Client queue time")
+                    .blurb("Server mode: milliseconds of stream a player may fall behind before it skips to the next keyframe (a player that falls behind 3 times in 60 s is disconnected)")
+                    .minimum(100)
+                    .default_value(conn::imp_defaults::CLIENT_QUEUE_TIME_MS)
+                    .build(),
+                glib::ParamSpecUInt::builder("client-queue-bytes")
+                    .nick("Client queue bytes")
+                    .blurb("Server mode: bytes a player's queue may hold before it skips to the next keyframe")
+                    .minimum(64 * 1024)
+                    .default_value(conn::imp_defaults::CLIENT_QUEUE_BYTES)
+                    .build(),
+                glib::ParamSpecBoolean::builder("gop-cache")
+                    .nick("GOP cache")
+                    .blurb("Server mode: a new player starts at the last keyframe (playback starts at once) rather than the next one")
+                    .default_value(true)
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
@@ -136,6 +159,14 @@ impl ObjectImpl for RtmpSink {
         PROPS.as_ref()
     }
 
+    fn signals() -> &'static [glib::subclass::Signal] {
+        // accept-player(app, stream, address, query) -> bool: server mode,
+        // for each player whose app and stream name passed the checks.
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> =
+            LazyLock::new(|| vec![crate::common::accept_signal("accept-player")]);
+        SIGNALS.as_ref()
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let name = pspec.name();
         match name {
@@ -148,11 +179,19 @@ impl ObjectImpl for RtmpSink {
                     m.set_property("latency", l);
                 }
             }
-            "mode" => {}
             _ => {
                 let mut s = self.conn.settings();
                 match name {
                     "location" => s.location = value.get().expect("type checked"),
+                    "mode" => s.mode = value.get().expect("type checked"),
+                    "max-clients" => s.max_clients = value.get().expect("type checked"),
+                    "client-queue-time" => {
+                        s.client_queue_time_ms = value.get().expect("type checked")
+                    }
+                    "client-queue-bytes" => {
+                        s.client_queue_bytes = value.get().expect("type checked")
+                    }
+                    "gop-cache" => s.gop_cache = value.get().expect("type checked"),
                     "timeout" => s.timeout = value.get().expect("type checked"),
                     "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
@@ -178,7 +217,6 @@ impl ObjectImpl for RtmpSink {
         match name {
             "sync" | "ts-offset" | "max-lateness" => self.conn.property_value(name),
             "latency" => lock(&self.state).latency.nseconds().to_value(),
-            "mode" => RtmpMode::Client.to_value(),
             "stats" => {
                 let mut s = self.conn.stats();
                 if let Some(m) = &lock(&self.state).mux {
@@ -192,6 +230,11 @@ impl ObjectImpl for RtmpSink {
                 let s = self.conn.settings();
                 match name {
                     "location" => s.location.to_value(),
+                    "mode" => s.mode.to_value(),
+                    "max-clients" => s.max_clients.to_value(),
+                    "client-queue-time" => s.client_queue_time_ms.to_value(),
+                    "client-queue-bytes" => s.client_queue_bytes.to_value(),
+                    "gop-cache" => s.gop_cache.to_value(),
                     "timeout" => s.timeout.to_value(),
                     "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),

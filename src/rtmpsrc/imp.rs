@@ -49,9 +49,12 @@ impl ObjectImpl for RtmpSrc {
             vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
-                    .blurb("RTMP URL to play: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]")
+                    .blurb("RTMP URL to play: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address, app and stream to accept")
                     .build(),
-                glib::ParamSpecEnum::builder::<RtmpMode>("mode").nick("Mode").blurb("Whether to connect to a server (client)").build(),
+                glib::ParamSpecEnum::builder::<RtmpMode>("mode")
+                    .nick("Mode")
+                    .blurb("client: play from a server; server: listen on the location's address (rtmp://0.0.0.0:1935/app/key, port 0 picks one) for a publisher such as OBS or FFmpeg")
+                    .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
                     .blurb("Seconds to wait for the server: connecting and each answer")
@@ -96,6 +99,32 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("Milliseconds to wait, after the server says the stream ended (StreamEOF), for a publisher that reconnects; playback then resumes with DISCONT. 0: the stream ends at once")
                     .default_value(0)
                     .build(),
+                gst::ParamSpecArray::builder("stream-keys")
+                    .nick("Stream keys")
+                    .blurb("Server mode: stream names (keys) a publisher may use besides the location's, e.g. <\"key1\",\"key2\">; with none and no stream in the location, any is accepted. Compared in constant time, never logged")
+                    .element_spec(&glib::ParamSpecString::builder("key").build())
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Max clients")
+                    .blurb("Server mode: connections at once, in any state; more are closed at once")
+                    .minimum(1)
+                    .default_value(defaults::MAX_CLIENTS)
+                    .build(),
+                glib::ParamSpecBoolean::builder("publisher-takeover")
+                    .nick("Publisher takeover")
+                    .blurb("Server mode: a second publisher of the stream replaces the first (true) or is refused with NetStream.Publish.BadName (false)")
+                    .default_value(false)
+                    .build(),
+                glib::ParamSpecUInt::builder("publisher-timeout")
+                    .nick("Publisher timeout")
+                    .blurb("Server mode: seconds to wait for a publisher (an error if none ever came) and for the next one after one leaves (then EOS). 0: wait for ever")
+                    .default_value(0)
+                    .build(),
+                glib::ParamSpecBoolean::builder("eos-on-unpublish")
+                    .nick("EOS on unpublish")
+                    .blurb("Server mode: end the stream (EOS) when the publisher stops or disconnects, instead of waiting for the next one")
+                    .default_value(false)
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
@@ -106,11 +135,24 @@ impl ObjectImpl for RtmpSrc {
         PROPS.as_ref()
     }
 
+    fn signals() -> &'static [glib::subclass::Signal] {
+        // accept-publisher(app, stream, address, query) -> bool: server mode,
+        // for each publisher whose app and stream name passed the checks.
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> =
+            LazyLock::new(|| vec![crate::common::accept_signal("accept-publisher")]);
+        SIGNALS.as_ref()
+    }
+
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.conn.settings();
         match pspec.name() {
             "location" => s.location = value.get().expect("type checked"),
-            "mode" => {}
+            "mode" => s.mode = value.get().expect("type checked"),
+            "stream-keys" => s.stream_keys = crate::common::string_array(value),
+            "max-clients" => s.max_clients = value.get().expect("type checked"),
+            "publisher-takeover" => s.publisher_takeover = value.get().expect("type checked"),
+            "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
+            "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
             "timeout" => s.timeout = value.get().expect("type checked"),
             "idle-timeout" => s.idle_timeout = value.get().expect("type checked"),
             "buffer-length" => s.buffer_length = value.get().expect("type checked"),
@@ -138,7 +180,12 @@ impl ObjectImpl for RtmpSrc {
         let s = self.conn.settings();
         match pspec.name() {
             "location" => s.location.to_value(),
-            "mode" => RtmpMode::Client.to_value(),
+            "mode" => s.mode.to_value(),
+            "stream-keys" => gst::Array::new(s.stream_keys.iter()).to_value(),
+            "max-clients" => s.max_clients.to_value(),
+            "publisher-takeover" => s.publisher_takeover.to_value(),
+            "publisher-timeout" => s.publisher_timeout.to_value(),
+            "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
             "timeout" => s.timeout.to_value(),
             "idle-timeout" => s.idle_timeout.to_value(),
             "buffer-length" => s.buffer_length.to_value(),

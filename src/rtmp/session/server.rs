@@ -215,6 +215,16 @@ impl ServerSession {
         self.conn.advance(n)
     }
 
+    /// Takes every byte waiting to be sent, for drivers that queue them.
+    pub fn take_send_buf(&mut self) -> Bytes {
+        self.conn.take_send_buf()
+    }
+
+    /// The chunk size this session sends with once `connect` is accepted.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.config.chunk_size
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.conn.pending()
     }

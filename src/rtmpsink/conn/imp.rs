@@ -1,12 +1,15 @@
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gst::glib;
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, is_cancelled};
+use crate::net::server::{PeerKind, PlayOptions, Role, Server};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientMode};
@@ -20,6 +23,9 @@ pub mod defaults {
     pub const TIMEOUT: u32 = 10;
     pub const CHUNK_SIZE: u32 = crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE;
     pub const FLASH_VERSION: &str = "FMLE/3.0 (compatible; GStreamer rtmpsink)";
+    pub const MAX_CLIENTS: u32 = 256;
+    pub const CLIENT_QUEUE_TIME_MS: u32 = 5000;
+    pub const CLIENT_QUEUE_BYTES: u32 = 16 << 20;
 }
 
 #[glib::flags(name = "GstRtmpSinkStopCommands")]
@@ -41,6 +47,11 @@ pub struct Settings {
     pub tc_url: Option<String>,
     pub extra_connect_args: Option<gst::Structure>,
     pub stop_commands: StopCommands,
+    pub mode: RtmpMode,
+    pub max_clients: u32,
+    pub client_queue_time_ms: u32,
+    pub client_queue_bytes: u32,
+    pub gop_cache: bool,
 }
 
 impl Default for Settings {
@@ -54,6 +65,11 @@ impl Default for Settings {
             tc_url: None,
             extra_connect_args: None,
             stop_commands: StopCommands::all(),
+            mode: RtmpMode::Client,
+            max_clients: defaults::MAX_CLIENTS,
+            client_queue_time_ms: defaults::CLIENT_QUEUE_TIME_MS,
+            client_queue_bytes: defaults::CLIENT_QUEUE_BYTES,
+            gop_cache: true,
         }
     }
 }
@@ -62,6 +78,8 @@ enum Conn {
     Idle,
     Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
     Connected(Box<ClientConnection>),
+    /// Server mode: players come and go.
+    Serving(Arc<Server>),
     Failed,
 }
 
@@ -140,10 +158,21 @@ impl RtmpSinkConn {
 
     pub fn stats(&self) -> gst::Structure {
         let st = lock(&self.state);
+        let mut server = None;
         let (net, state) = match &st.conn {
             Conn::Idle => (st.last_stats, "stopped"),
             Conn::Connecting(_) => (st.last_stats, "connecting"),
             Conn::Connected(c) => (c.stats(), "publishing"),
+            Conn::Serving(s) => {
+                let stats = s.stats();
+                let mut net = st.last_stats;
+                for p in &stats.peers {
+                    net.bytes_out += p.bytes_out;
+                    net.bytes_in += p.bytes_in;
+                }
+                server = Some(stats);
+                (net, "serving")
+            }
             Conn::Failed => (st.last_stats, "failed"),
         };
         let secs = st.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
@@ -152,17 +181,30 @@ impl RtmpSinkConn {
         } else {
             0
         };
-        gst::Structure::builder("application/x-rtmp-sink-stats")
+        let dropped: u64 = server
+            .as_ref()
+            .map_or(0, |s| s.peers.iter().map(|p| p.dropped).sum());
+        let mut b = gst::Structure::builder("application/x-rtmp-sink-stats")
             .field("connection-state", state)
             .field("bytes-out", net.bytes_out)
             .field("bytes-in", net.bytes_in)
             .field("messages-out", st.messages)
             .field("video-frames", st.video)
             .field("audio-frames", st.audio)
-            .field("dropped", 0u64)
+            .field("dropped", dropped)
             .field("bitrate", bitrate)
-            .field("peer-acknowledged", u64::from(net.peer_acked))
-            .build()
+            .field("peer-acknowledged", u64::from(net.peer_acked));
+        if let Some(s) = server {
+            let players = s.peers.iter().filter(|p| p.kind == PeerKind::Player).count();
+            b = b
+                .field("players", players as u32)
+                .field("players-served", s.started)
+                .field("connections-accepted", s.accepted)
+                .field("connections-rejected", s.rejected)
+                .field("gop-cache-bytes", s.gop_bytes)
+                .field("clients", crate::common::peer_stats_array(&s));
+        }
+        b.build()
     }
 
     fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
@@ -215,7 +257,7 @@ impl RtmpSinkConn {
             }
         }
         match st.conn {
-            Conn::Connected(_) => Ok(()),
+            Conn::Connected(_) | Conn::Serving(_) => Ok(()),
             Conn::Idle => {
                 // After a flush that cancelled the connect: start again.
                 self.spawn_connect(st);
@@ -223,6 +265,36 @@ impl RtmpSinkConn {
             }
             Conn::Failed | Conn::Connecting(_) => Err(gst::FlowError::Error),
         }
+    }
+
+    /// Listens on the location's address for players (server mode). With
+    /// port 0 the location then shows the port picked.
+    fn start_server(&self, url: &RtmpUrl) -> Result<Server, gst::ErrorMessage> {
+        let (options, role) = {
+            let s = self.settings();
+            let options = crate::common::server_options(
+                url,
+                &[],
+                s.max_clients,
+                s.timeout,
+                s.chunk_size,
+            );
+            let role = Role::Play(PlayOptions {
+                queue_time: Duration::from_millis(u64::from(s.client_queue_time_ms)),
+                queue_bytes: s.client_queue_bytes as usize,
+                gop_cache: s.gop_cache,
+            });
+            (options, role)
+        };
+        crate::common::start_server(
+            self.obj().upcast_ref(),
+            url,
+            options,
+            role,
+            "accept-player",
+            *CAT,
+            |l| self.settings().location = Some(l),
+        )
     }
 
     fn spawn_connect(&self, st: &mut State) {
@@ -244,8 +316,30 @@ impl RtmpSinkConn {
         ts: u32,
         parts: &[&[u8]],
     ) -> Result<(), gst::FlowError> {
-        let Conn::Connected(c) = &st.conn else {
-            return Err(gst::FlowError::Error);
+        let c = match &st.conn {
+            Conn::Connected(c) => c,
+            Conn::Serving(server) => {
+                // Players get metadata as onMetaData, as it was written.
+                let type_id = match kind {
+                    tag_type::AUDIO => type_id::AUDIO,
+                    tag_type::VIDEO => type_id::VIDEO,
+                    tag_type::SCRIPT => type_id::DATA_AMF0,
+                    _ => return Ok(()),
+                };
+                return match server.relay(type_id, ts, parts, &self.cancel) {
+                    Ok(()) => {
+                        st.messages += 1;
+                        match kind {
+                            tag_type::AUDIO => st.audio += 1,
+                            tag_type::VIDEO => st.video += 1,
+                            _ => {}
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(self.lost(st, e)),
+                };
+            }
+            _ => return Err(gst::FlowError::Error),
         };
         let (type_id, extra): (u8, Option<&[u8]>) = match kind {
             tag_type::AUDIO => (type_id::AUDIO, None),
@@ -285,8 +379,11 @@ impl RtmpSinkConn {
 
     /// Writes out what `send` encoded.
     fn flush(&self, st: &mut State) -> Result<(), gst::FlowError> {
-        let Conn::Connected(c) = &st.conn else {
-            return Err(gst::FlowError::Error);
+        let c = match &st.conn {
+            Conn::Connected(c) => c,
+            // The server's loop writes to players itself.
+            Conn::Serving(_) => return Ok(()),
+            _ => return Err(gst::FlowError::Error),
         };
         match c.flush(&self.cancel) {
             Ok(()) => Ok(()),
@@ -388,10 +485,18 @@ impl RtmpSinkConn {
 
 impl BaseSinkImpl for RtmpSinkConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let url = crate::common::location_url(self.settings().location.clone())?;
+        let mode = self.settings().mode;
+        let url = crate::common::location_url(self.settings().location.clone(), mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
+        if mode == RtmpMode::Server {
+            let server = self.start_server(&url)?;
+            st.url = Some(url);
+            st.started = Some(Instant::now());
+            st.conn = Conn::Serving(Arc::new(server));
+            return Ok(());
+        }
         st.url = Some(url);
         self.spawn_connect(&mut st);
         if !self.settings().async_connect {
@@ -419,6 +524,13 @@ impl BaseSinkImpl for RtmpSinkConn {
             Conn::Connected(c) => {
                 st.last_stats = c.stats();
                 drop(c);
+            }
+            Conn::Serving(s) => {
+                s.stop();
+                for p in s.stats().peers {
+                    st.last_stats.bytes_out += p.bytes_out;
+                    st.last_stats.bytes_in += p.bytes_in;
+                }
             }
             _ => {}
         }
@@ -459,7 +571,22 @@ impl BaseSinkImpl for RtmpSinkConn {
             // Everything written, the stop commands sent, the connection
             // closed: only then may EOS be posted.
             let mut st = lock(&self.state);
-            if self.ensure_connected(&mut st).is_ok()
+            if let Conn::Serving(server) = &st.conn {
+                // Players get what is queued, then the end of the stream.
+                let wait = Duration::from_secs(u64::from(self.settings().timeout));
+                match server.finish(wait, &self.cancel) {
+                    Ok(()) => gst::info!(CAT, imp = self, "stream finished for every player"),
+                    Err(e) if is_cancelled(&e) => {}
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Write,
+                            ("Could not end the stream for players: {}", e)
+                        );
+                        return false;
+                    }
+                }
+            } else if self.ensure_connected(&mut st).is_ok()
                 && let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Idle)
             {
                 let cmds = self.settings().stop_commands;

@@ -9,7 +9,9 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, Next, is_cancelled};
+use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::DataMessage;
@@ -30,6 +32,8 @@ pub mod defaults {
     pub const BUFFER_LENGTH: u32 = 1000;
     pub const LATENCY_MS: u32 = 200;
     pub const FLASH_VERSION: &str = "LNX 9,0,124,2";
+    /// Server mode: connections at once (publishers, refused ones, scans).
+    pub const MAX_CLIENTS: u32 = 16;
 }
 
 /// How far ahead of the clock a message's time may map before the mapping
@@ -53,6 +57,12 @@ pub struct Settings {
     pub extra_connect_args: Option<gst::Structure>,
     pub eos_on_disconnect: bool,
     pub restart_timeout_ms: u32,
+    pub mode: RtmpMode,
+    pub stream_keys: Vec<String>,
+    pub max_clients: u32,
+    pub publisher_takeover: bool,
+    pub publisher_timeout: u32,
+    pub eos_on_unpublish: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +78,12 @@ impl Default for Settings {
             extra_connect_args: None,
             eos_on_disconnect: false,
             restart_timeout_ms: 0,
+            mode: RtmpMode::Client,
+            stream_keys: Vec::new(),
+            max_clients: defaults::MAX_CLIENTS,
+            publisher_takeover: false,
+            publisher_timeout: 0,
+            eos_on_unpublish: false,
         }
     }
 }
@@ -81,7 +97,26 @@ enum Conn {
     /// Shared with the streaming thread, which waits for messages without
     /// the state lock.
     Connected(Arc<ClientConnection>),
+    /// Server mode: listening, publishers come and go.
+    Serving(Arc<Server>),
     Failed,
+}
+
+/// Where messages come from: a server we play from, or publishers that
+/// reach our own server. Both give the same events.
+#[derive(Clone)]
+enum Source {
+    Client(Arc<ClientConnection>),
+    Server(Arc<Server>),
+}
+
+impl Source {
+    fn next_event(&self, wait: Duration, cancel: &Cancel) -> crate::rtmp::Result<Next> {
+        match self {
+            Source::Client(c) => c.next_event(wait, cancel),
+            Source::Server(s) => s.next_event(wait, cancel),
+        }
+    }
 }
 
 /// RTMP milliseconds onto running time: fixed at the first message, started
@@ -139,6 +174,11 @@ struct State {
     /// After StreamEOF, with publisher-restart-timeout set: until when to
     /// wait for a new publisher before EOS.
     restart_deadline: Option<Instant>,
+    /// Server mode: publishers that have started, whether one is on now,
+    /// and until when to wait for one (publisher-timeout).
+    publishers: u64,
+    publishing: bool,
+    publisher_deadline: Option<Instant>,
 }
 
 impl Default for State {
@@ -156,6 +196,9 @@ impl Default for State {
             restarts: 0,
             bytes_in: 0,
             restart_deadline: None,
+            publishers: 0,
+            publishing: false,
+            publisher_deadline: None,
         }
     }
 }
@@ -213,21 +256,42 @@ impl RtmpSrcConn {
 
     pub fn stats(&self) -> gst::Structure {
         let st = lock(&self.state);
+        let mut server = None;
         let (state, bytes) = match &st.conn {
             Conn::Idle => ("stopped", st.bytes_in),
             Conn::Connecting(_) | Conn::Joining => ("connecting", st.bytes_in),
             Conn::Connected(c) => ("playing", c.stats().bytes_in),
+            Conn::Serving(s) => {
+                let stats = s.stats();
+                let bytes: u64 = stats.peers.iter().map(|p| p.bytes_in).sum::<u64>() + st.bytes_in;
+                let state = if st.publishing { "receiving" } else { "listening" };
+                server = Some(stats);
+                (state, bytes)
+            }
             Conn::Failed => ("failed", st.bytes_in),
         };
-        gst::Structure::builder("application/x-rtmp-src-stats")
+        let mut b = gst::Structure::builder("application/x-rtmp-src-stats")
             .field("connection-state", state)
             .field("bytes-in", bytes)
             .field("messages-in", st.messages)
             .field("video-messages", st.video)
             .field("audio-messages", st.audio)
             .field("resyncs", st.resyncs)
-            .field("publisher-restarts", st.restarts)
-            .build()
+            .field("publisher-restarts", st.restarts);
+        if let Some(s) = server {
+            let publisher = s
+                .peers
+                .iter()
+                .find(|p| p.kind == PeerKind::Publisher)
+                .map(|p| p.addr.to_string());
+            b = b
+                .field("publishers", st.publishers)
+                .field("publisher-address", publisher.unwrap_or_default())
+                .field("connections-accepted", s.accepted)
+                .field("connections-rejected", s.rejected)
+                .field("clients", crate::common::peer_stats_array(&s));
+        }
+        b.build()
     }
 
     fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
@@ -258,13 +322,17 @@ impl RtmpSrcConn {
 
     /// The connection, once up; waits for the connect thread without
     /// holding the state lock. Errors are posted here.
-    fn ensure_connected(&self) -> Result<Arc<ClientConnection>, gst::FlowError> {
+    fn ensure_connected(&self) -> Result<Source, gst::FlowError> {
         loop {
             let mut st = lock(&self.state);
             match std::mem::replace(&mut st.conn, Conn::Joining) {
                 Conn::Connected(c) => {
                     st.conn = Conn::Connected(c.clone());
-                    return Ok(c);
+                    return Ok(Source::Client(c));
+                }
+                Conn::Serving(s) => {
+                    st.conn = Conn::Serving(s.clone());
+                    return Ok(Source::Server(s));
                 }
                 Conn::Idle => {
                     // After a flush that cancelled the connect: start again.
@@ -280,7 +348,7 @@ impl RtmpSrcConn {
                             gst::info!(CAT, imp = self, "playing {url}");
                             let c = Arc::new(c);
                             st.conn = Conn::Connected(c.clone());
-                            return Ok(c);
+                            return Ok(Source::Client(c));
                         }
                         Ok(Err(e)) if is_cancelled(&e) => {
                             st.conn = Conn::Idle;
@@ -314,6 +382,34 @@ impl RtmpSrcConn {
                 }
             }
         }
+    }
+
+    /// Listens on the location's address (server mode). With port 0 the
+    /// location then shows the port picked.
+    fn start_server(&self, url: &RtmpUrl) -> Result<Server, gst::ErrorMessage> {
+        let (options, role) = {
+            let s = self.settings();
+            let options = crate::common::server_options(
+                url,
+                &s.stream_keys,
+                s.max_clients,
+                s.timeout,
+                crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE,
+            );
+            let role = Role::Publish(PublishOptions {
+                takeover: s.publisher_takeover,
+            });
+            (options, role)
+        };
+        crate::common::start_server(
+            self.obj().upcast_ref(),
+            url,
+            options,
+            role,
+            "accept-publisher",
+            *CAT,
+            |l| self.settings().location = Some(l),
+        )
     }
 
     fn running_time_now(&self) -> i64 {
@@ -376,12 +472,24 @@ impl RtmpSrcConn {
 
 impl BaseSrcImpl for RtmpSrcConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let url = crate::common::location_url(self.settings().location.clone())?;
+        let mode = self.settings().mode;
+        let url = crate::common::location_url(self.settings().location.clone(), mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
         st.url = Some(url);
-        self.spawn_connect(&mut st);
+        match mode {
+            RtmpMode::Client => self.spawn_connect(&mut st),
+            RtmpMode::Server => {
+                let server = self.start_server(st.url.as_ref().expect("set above"))?;
+                let timeout = self.settings().publisher_timeout;
+                if timeout > 0 {
+                    st.publisher_deadline =
+                        Some(Instant::now() + Duration::from_secs(u64::from(timeout)));
+                }
+                st.conn = Conn::Serving(Arc::new(server));
+            }
+        }
         Ok(())
     }
 
@@ -398,6 +506,10 @@ impl BaseSrcImpl for RtmpSrcConn {
                 if let Ok(c) = Arc::try_unwrap(c) {
                     c.finish(false, true, &self.cancel).ok();
                 }
+            }
+            Conn::Serving(s) => {
+                st.bytes_in += s.stats().peers.iter().map(|p| p.bytes_in).sum::<u64>();
+                s.stop();
             }
             _ => {}
         }
@@ -433,29 +545,57 @@ impl PushSrcImpl for RtmpSrcConn {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let (idle, eos_on_disconnect, restart_ms) = {
+        let (idle, eos_on_disconnect, restart_ms, eos_on_unpublish, publisher_timeout) = {
             let s = self.settings();
-            (s.idle_timeout, s.eos_on_disconnect, s.restart_timeout_ms)
+            (
+                s.idle_timeout,
+                s.eos_on_disconnect,
+                s.restart_timeout_ms,
+                s.eos_on_unpublish,
+                s.publisher_timeout,
+            )
         };
-        let c = self.ensure_connected()?;
-        let url = c.url().redacted();
+        let source = self.ensure_connected()?;
+        let server = matches!(source, Source::Server(_));
+        let url = lock(&self.state)
+            .url
+            .as_ref()
+            .map(|u| u.redacted())
+            .unwrap_or_default();
         let mut idle_for = Duration::ZERO;
         loop {
             let mut step = Duration::from_millis(500);
-            if let Some(d) = lock(&self.state).restart_deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "no new publisher within {restart_ms} ms: EOS"
-                    );
-                    return Err(gst::FlowError::Eos);
+            {
+                let st = lock(&self.state);
+                let deadline = if server {
+                    st.publisher_deadline
+                } else {
+                    st.restart_deadline
+                };
+                if let Some(d) = deadline {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        if server && st.publishers == 0 {
+                            drop(st);
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::OpenRead,
+                                (
+                                    "No publisher came to {} within {} s (publisher-timeout)",
+                                    url,
+                                    publisher_timeout
+                                )
+                            );
+                            return Err(gst::FlowError::Error);
+                        }
+                        gst::info!(CAT, imp = self, "no new publisher in time: EOS");
+                        return Err(gst::FlowError::Eos);
+                    }
+                    step = step.min(left);
                 }
-                step = step.min(left);
             }
             // Waiting without the state lock: stats and stop stay responsive.
-            let next = c.next_event(step, &self.cancel);
+            let next = source.next_event(step, &self.cancel);
             let mut st = lock(&self.state);
             match next {
                 Ok(Next::Event(ev)) => {
@@ -466,7 +606,45 @@ impl PushSrcImpl for RtmpSrcConn {
                             | ClientEvent::Audio { .. }
                             | ClientEvent::Data { .. }
                     );
-                    if st.restart_deadline.is_some()
+                    if server {
+                        match ev {
+                            ClientEvent::StreamBegin(_) => {
+                                if st.publishers > 0 {
+                                    // A new publisher: its clock starts afresh,
+                                    // so does the mapping (DISCONT), and the
+                                    // demuxer re-sends caps with its headers.
+                                    st.time.restart();
+                                    st.restarts += 1;
+                                    st.discont = true;
+                                }
+                                gst::info!(CAT, imp = self, "a publisher started");
+                                st.publishers += 1;
+                                st.publishing = true;
+                                st.publisher_deadline = None;
+                                continue;
+                            }
+                            ClientEvent::StreamEnded { reason } => {
+                                st.publishing = false;
+                                if eos_on_unpublish {
+                                    gst::info!(CAT, imp = self, "publisher gone ({reason}): EOS");
+                                    return Err(gst::FlowError::Eos);
+                                }
+                                gst::info!(
+                                    CAT,
+                                    imp = self,
+                                    "publisher gone ({reason}): waiting for the next one"
+                                );
+                                if publisher_timeout > 0 {
+                                    st.publisher_deadline = Some(
+                                        Instant::now()
+                                            + Duration::from_secs(u64::from(publisher_timeout)),
+                                    );
+                                }
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    } else if st.restart_deadline.is_some()
                         && (media || matches!(ev, ClientEvent::StreamBegin(_)))
                     {
                         // A new publisher: its clock starts afresh, so does
@@ -522,6 +700,10 @@ impl PushSrcImpl for RtmpSrcConn {
                     return Ok(CreateSuccess::NewBuffer(b));
                 }
                 Ok(Next::Idle) => {
+                    // A server without a publisher is waiting, not idle.
+                    if server && !st.publishing {
+                        continue;
+                    }
                     idle_for += step;
                     if idle > 0 && idle_for >= Duration::from_secs(u64::from(idle)) {
                         gst::element_imp_error!(
@@ -558,11 +740,12 @@ impl PushSrcImpl for RtmpSrcConn {
                     {
                         return Err(gst::FlowError::Eos);
                     }
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Read,
-                        ("Connection to {} lost: {}", url, e)
-                    );
+                    let what = if server {
+                        format!("The RTMP server on {url} failed: {e}")
+                    } else {
+                        format!("Connection to {url} lost: {e}")
+                    };
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", what));
                     st.conn = Conn::Failed;
                     return Err(gst::FlowError::Error);
                 }

@@ -365,6 +365,10 @@ impl RtmpSrcDemux {
             if discont {
                 st.video.discont = true;
                 st.audio.discont = true;
+                // After a jump (a new publisher, most often) the next
+                // sequence headers go downstream again even if unchanged.
+                st.video.caps = None;
+                st.audio.caps = None;
             }
             match self.one_tag(&mut st, &buffer) {
                 Some(t) => vec![t],

@@ -1,0 +1,1116 @@
+//! RTMP servers for the elements. One thread per element runs an event loop
+//! (mio, non-blocking sockets) over the listening socket and every
+//! connection, so that no peer, however slow or hostile, holds up a
+//! streaming thread, and a thousand players cost one thread.
+//!
+//! The loop accepts connections up to a limit, runs a [`ServerSession`] for
+//! each, checks the application and stream name (and the application's own
+//! verdict), and hands the rest to its role: [`publish`] takes one publisher
+//! at a time for `rtmpsrc`, [`play`] serves any number of players for
+//! `rtmpsink`.
+
+mod play;
+mod publish;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
+use crate::rtmp::url::redact_key;
+
+pub use play::PlayOptions;
+pub use publish::PublishOptions;
+
+use super::EventQueue;
+use super::client::{Cancel, Next};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_PEER: usize = 2;
+/// How often deadlines are checked and the stats snapshot refreshed.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a closed connection may take to read what was sent last
+/// before the socket goes (so that a reset cannot discard it).
+const LINGER: Duration = Duration::from_secs(2);
+/// Buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// What every server needs, whatever its role.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on: a name, an IPv4 or IPv6 address.
+    pub host: String,
+    /// 0 picks a free port; [`Server::local_addr`] tells which.
+    pub port: u16,
+    /// The application clients must connect to; empty accepts any.
+    pub app: String,
+    /// The stream name clients must publish or play (without a query);
+    /// empty accepts any (unless `keys` is set).
+    pub stream: String,
+    /// Further stream names (keys) that are accepted.
+    pub keys: Vec<String>,
+    /// Connections at once, in any state; more are closed at once.
+    pub max_clients: usize,
+    /// The handshake, `connect` and the start of publishing or playing must
+    /// fit in it; a publisher silent for that long, or a player that reads
+    /// nothing for that long, is cut off.
+    pub timeout: Duration,
+    pub session: ServerConfig,
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// Not publishing or playing yet.
+    Pending,
+    Publisher,
+    Player,
+}
+
+impl PeerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerKind::Pending => "connecting",
+            PeerKind::Publisher => "publisher",
+            PeerKind::Player => "player",
+        }
+    }
+}
+
+/// A publish or play request, for the application to decide on.
+#[derive(Debug, Clone)]
+pub struct StreamRequest {
+    pub kind: PeerKind,
+    pub addr: SocketAddr,
+    pub app: String,
+    /// The stream name without its query.
+    pub stream: String,
+    /// What followed `?` in the stream name (tokens, expiry...), if anything.
+    pub query: String,
+}
+
+/// What happened to a connection, for bus messages and logs. Stream names
+/// here are redacted.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Started {
+        id: u64,
+        kind: PeerKind,
+        addr: SocketAddr,
+        app: String,
+        stream: String,
+    },
+    Rejected {
+        addr: SocketAddr,
+        reason: String,
+    },
+    Closed {
+        id: u64,
+        kind: PeerKind,
+        addr: SocketAddr,
+        reason: String,
+        bytes_in: u64,
+        bytes_out: u64,
+        dropped: u64,
+    },
+}
+
+/// The element's side of the loop: told what happens, asked what to accept.
+/// Both run on the loop's thread and must not block for long.
+pub struct Hooks {
+    pub notice: Box<dyn Fn(Notice) + Send + Sync>,
+    pub accept: Box<dyn Fn(&StreamRequest) -> bool + Send + Sync>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            notice: Box::new(|_| {}),
+            accept: Box::new(|_| true),
+        }
+    }
+}
+
+/// One connection's counters, as `stats` shows them.
+#[derive(Debug, Clone)]
+pub struct PeerStats {
+    pub id: u64,
+    pub kind: PeerKind,
+    pub addr: SocketAddr,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Messages a player skipped because it fell behind.
+    pub dropped: u64,
+    /// How far behind the newest message a player's queue reaches (ms).
+    pub lag_ms: u64,
+    pub queued_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerStats {
+    pub peers: Vec<PeerStats>,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Players or publishers that have started, in all.
+    pub started: u64,
+    /// Messages relayed to players (play) or taken from publishers (publish).
+    pub messages: u64,
+    /// Bytes of the cached GOP (play).
+    pub gop_bytes: u64,
+}
+
+/// Which role a server plays.
+pub enum Role {
+    /// Take one publisher at a time (rtmpsrc).
+    Publish(PublishOptions),
+    /// Serve players (rtmpsink).
+    Play(PlayOptions),
+}
+
+/// What the element and the loop share.
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Inner {
+    stop: bool,
+    /// The loop could not go on.
+    failure: Option<Error>,
+    stats: ServerStats,
+    // Play: messages to relay, and the end of the stream.
+    inbox: VecDeque<play::Relay>,
+    inbox_bytes: usize,
+    finish: bool,
+    finished: bool,
+    // Publish: what the publisher sent, for the element.
+    events: EventQueue,
+    resume_reading: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running server; dropping it stops the loop and closes every connection.
+pub struct Server {
+    shared: Arc<Shared>,
+    waker: Arc<Waker>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    addr: SocketAddr,
+    chunk_size: u32,
+}
+
+fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("could not resolve '{host}': {e}")))?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match std::net::TcpListener::bind(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                let why = match e.kind() {
+                    IoKind::AddrInUse => "the address is already in use".to_owned(),
+                    IoKind::AddrNotAvailable => "no such local address".to_owned(),
+                    IoKind::PermissionDenied => {
+                        "permission denied (ports below 1024 need privileges)".to_owned()
+                    }
+                    _ => e.to_string(),
+                };
+                last = Some(Error::new(
+                    ErrorKind::Io,
+                    format!("could not listen on {a}: {why}"),
+                ));
+            }
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| Error::new(ErrorKind::Io, format!("'{host}' resolved to no address"))))
+}
+
+impl Server {
+    /// Binds and starts the loop. Binding errors come back here, so that
+    /// the element's state change fails with them.
+    pub fn start(options: ServerOptions, role: Role, hooks: Hooks) -> Result<Server> {
+        let std_listener = bind(&options.host, options.port)?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("listening socket: {e}")))?;
+        std_listener.set_nonblocking(true).ok();
+        let mut listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new().map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), WAKER)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?,
+        );
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+        });
+        let chunk_size = options.session.chunk_size;
+        let role = match role {
+            Role::Publish(o) => RoleState::Publish(publish::PublishRole::new(o)),
+            Role::Play(o) => RoleState::Play(Box::new(play::PlayRole::new(o))),
+        };
+        let mut lp = Loop {
+            poll,
+            listener,
+            peers: HashMap::new(),
+            next_token: FIRST_PEER,
+            next_id: 1,
+            options,
+            hooks,
+            scratch: vec![0u8; 64 * 1024],
+            role,
+            shared: shared.clone(),
+            stats: ServerStats::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("rtmp-server".into())
+            .spawn(move || {
+                let r = lp.run();
+                lp.close_all("server stopped");
+                let mut inner = lock(&lp.shared.inner);
+                if let Err(e) = r {
+                    inner.failure = Some(e);
+                }
+                inner.finished = true;
+                drop(inner);
+                lp.shared.changed.notify_all();
+            })
+            .map_err(|e| Error::new(ErrorKind::Io, format!("could not start a thread: {e}")))?;
+        Ok(Server {
+            shared,
+            waker,
+            thread: Mutex::new(Some(thread)),
+            addr,
+            chunk_size,
+        })
+    }
+
+    /// The address actually listened on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        lock(&self.shared.inner).stats.clone()
+    }
+
+    /// The failure that stopped the loop, if one did.
+    pub fn failure(&self) -> Option<Error> {
+        lock(&self.shared.inner).failure.clone()
+    }
+
+    fn wake(&self) {
+        self.waker.wake().ok();
+    }
+
+    /// Play role: hands one message to every player. Never waits on a
+    /// socket; it waits only if the loop has fallen far behind (bounded
+    /// memory), and `cancel` ends that wait.
+    pub fn relay(
+        &self,
+        type_id: u8,
+        timestamp: u32,
+        parts: &[&[u8]],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let r = play::Relay::new(type_id, timestamp, parts, self.chunk_size)?;
+        let size = r.size();
+        let mut inner = lock(&self.shared.inner);
+        while inner.inbox_bytes > play::MAX_INBOX_BYTES {
+            if let Some(e) = &inner.failure {
+                return Err(e.clone());
+            }
+            if cancel.is_cancelled() {
+                return Err(super::client::cancelled());
+            }
+            inner = self
+                .shared
+                .changed
+                .wait_timeout(inner, TICK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if let Some(e) = &inner.failure {
+            return Err(e.clone());
+        }
+        inner.inbox_bytes += size;
+        inner.inbox.push_back(r);
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
+    /// Play role: the stream is over. Players get what is queued, then
+    /// StreamEOF and onStatus, and are closed; returns once all are gone,
+    /// or after `wait` (the stragglers are closed then).
+    pub fn finish(&self, wait: Duration, cancel: &Cancel) -> Result<()> {
+        lock(&self.shared.inner).finish = true;
+        self.wake();
+        let end = Instant::now() + wait;
+        let mut inner = lock(&self.shared.inner);
+        while !inner.finished {
+            if cancel.is_cancelled() {
+                return Err(super::client::cancelled());
+            }
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            inner = self
+                .shared
+                .changed
+                .wait_timeout(inner, (end - now).min(TICK))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        match inner.failure.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Publish role: the next thing the publisher did, waiting up to `wait`.
+    /// `StreamBegin` starts a publisher, `StreamEnded` ends one; media and
+    /// metadata come in between.
+    pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
+        let end = Instant::now() + wait;
+        let mut inner = lock(&self.shared.inner);
+        loop {
+            if let Some(e) = inner.events.pop() {
+                if inner.events.bytes < super::MAX_QUEUED_BYTES / 2 && !inner.resume_reading {
+                    inner.resume_reading = true;
+                    drop(inner);
+                    self.wake();
+                }
+                return Ok(Next::Event(e));
+            }
+            if let Some(e) = &inner.failure {
+                return Err(e.clone());
+            }
+            if cancel.is_cancelled() {
+                return Err(super::client::cancelled());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(Next::Idle);
+            }
+            inner = self
+                .shared
+                .changed
+                .wait_timeout(inner, (end - now).min(TICK))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the loop and closes every connection.
+    pub fn stop(&self) {
+        lock(&self.shared.inner).stop = true;
+        self.wake();
+        let t = lock(&self.thread).take();
+        if let Some(t) = t {
+            t.join().ok();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Compares without stopping at the first difference, so that timing does
+/// not tell an attacker how much of a key was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// A queued piece of output: session bytes (commands, control) or a relayed
+/// media message with its time, which a player that falls behind may drop.
+struct Out {
+    bytes: Bytes,
+    /// Unwrapped timestamp (ms) of a droppable media message.
+    media_ts: Option<i64>,
+}
+
+struct Peer {
+    id: u64,
+    sock: TcpStream,
+    addr: SocketAddr,
+    session: ServerSession,
+    out: VecDeque<Out>,
+    /// Bytes of `out`'s front already written.
+    out_off: usize,
+    out_bytes: usize,
+    kind: PeerKind,
+    /// The stream being published or played.
+    stream_id: u32,
+    app: String,
+    /// Must be publishing or playing by then.
+    start_deadline: Option<Instant>,
+    last_in: Instant,
+    /// When the output queue last made progress (or became non-empty).
+    last_out: Instant,
+    /// Set once the connection is ending: written out, then closed.
+    closing: Option<String>,
+    /// After our side is shut: when to give up waiting for the peer.
+    linger_until: Option<Instant>,
+    read_paused: bool,
+    media_bytes_out: u64,
+    player: play::PlayerState,
+}
+
+impl Peer {
+    fn queue_session_output(&mut self) {
+        let b = self.session.take_send_buf();
+        if !b.is_empty() {
+            self.out_bytes += b.len();
+            self.out.push_back(Out {
+                bytes: b,
+                media_ts: None,
+            });
+        }
+    }
+
+    fn queue_media(&mut self, bytes: Bytes, ts: i64) {
+        self.out_bytes += bytes.len();
+        self.media_bytes_out += bytes.len() as u64;
+        self.out.push_back(Out {
+            bytes,
+            media_ts: Some(ts),
+        });
+    }
+
+    /// Writes as much as the socket takes. Returns an error when the
+    /// connection is broken.
+    fn flush(&mut self, now: Instant) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            for (i, o) in self.out.iter().take(MAX_IOV).enumerate() {
+                let b = if i == 0 {
+                    &o.bytes[self.out_off..]
+                } else {
+                    &o.bytes[..]
+                };
+                iov[n_iov] = IoSlice::new(b);
+                n_iov += 1;
+            }
+            match self.sock.write_vectored(&iov[..n_iov]) {
+                Ok(0) => return Err(IoKind::WriteZero.into()),
+                Ok(mut n) => {
+                    self.last_out = now;
+                    self.out_bytes -= n;
+                    while n > 0 {
+                        let front = self.out.front().expect("written bytes were queued");
+                        let left = front.bytes.len() - self.out_off;
+                        if n >= left {
+                            n -= left;
+                            self.out_off = 0;
+                            self.out.pop_front();
+                        } else {
+                            self.out_off += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets what is queued: the connection is broken.
+    fn drop_output(&mut self) {
+        self.out.clear();
+        self.out_off = 0;
+        self.out_bytes = 0;
+    }
+
+    /// The oldest queued media time, for a player's lag.
+    fn oldest_media_ts(&self) -> Option<i64> {
+        self.out.iter().find_map(|o| o.media_ts)
+    }
+
+    fn close_with(&mut self, reason: impl Into<String>, now: Instant) {
+        if self.closing.is_none() {
+            self.closing = Some(reason.into());
+            self.start_deadline = None;
+            // What is queued gets a bounded time to go out.
+            self.last_out = now;
+        }
+    }
+
+    fn stats(&self) -> PeerStats {
+        let s = self.session.stats();
+        PeerStats {
+            id: self.id,
+            kind: self.kind,
+            addr: self.addr,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out + self.media_bytes_out,
+            dropped: self.player.dropped,
+            lag_ms: self.player.lag_ms(self),
+            queued_bytes: self.out_bytes as u64,
+        }
+    }
+}
+
+enum RoleState {
+    Publish(publish::PublishRole),
+    Play(Box<play::PlayRole>),
+}
+
+struct Loop {
+    poll: Poll,
+    listener: TcpListener,
+    peers: HashMap<Token, Peer>,
+    next_token: usize,
+    next_id: u64,
+    options: ServerOptions,
+    hooks: Hooks,
+    scratch: Vec<u8>,
+    role: RoleState,
+    shared: Arc<Shared>,
+    stats: ServerStats,
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        IoKind::ConnectionReset => "connection reset by the peer".into(),
+        IoKind::BrokenPipe => "connection closed by the peer".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Loop {
+    fn run(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
+                && e.kind() != IoKind::Interrupted
+            {
+                return Err(Error::new(ErrorKind::Io, format!("poll failed: {e}")));
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => {}
+                    t => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read_peer(t, now);
+                        }
+                        if ev.is_writable()
+                            && let Some(p) = self.peers.get_mut(&t)
+                            && let Err(e) = p.flush(now)
+                        {
+                            p.close_with(io_reason(&e), now);
+                            p.drop_output();
+                        }
+                    }
+                }
+            }
+            if self.take_requests(now) {
+                return Ok(());
+            }
+            if now.duration_since(last_tick) >= TICK {
+                last_tick = now;
+                self.sweep(now);
+                self.publish_stats();
+            }
+            self.reap(now);
+        }
+    }
+
+    /// Takes what the element asked for. Returns true when told to stop.
+    fn take_requests(&mut self, now: Instant) -> bool {
+        let (stop, inbox, finish, resume) = {
+            let mut inner = lock(&self.shared.inner);
+            let inbox = std::mem::take(&mut inner.inbox);
+            let had = inner.inbox_bytes > 0;
+            inner.inbox_bytes = 0;
+            let resume = std::mem::take(&mut inner.resume_reading);
+            let r = (inner.stop, inbox, inner.finish, resume);
+            drop(inner);
+            if had {
+                self.shared.changed.notify_all();
+            }
+            r
+        };
+        if stop {
+            return true;
+        }
+        if let RoleState::Play(play) = &mut self.role {
+            for r in inbox {
+                self.stats.messages += 1;
+                play.relay(r, &mut self.peers, now);
+            }
+            if finish && !play.finishing {
+                play.finish(&mut self.peers, now);
+            }
+        }
+        if resume {
+            let paused: Vec<Token> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.read_paused)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in paused {
+                if let Some(p) = self.peers.get_mut(&t) {
+                    p.read_paused = false;
+                }
+                self.read_peer(t, now);
+            }
+        }
+        // Anything relayed goes out now; edge-triggered writability only
+        // tells when a full socket has room again.
+        for p in self.peers.values_mut() {
+            if !p.out.is_empty()
+                && let Err(e) = p.flush(now)
+            {
+                p.close_with(io_reason(&e), now);
+                p.drop_output();
+            }
+        }
+        false
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, addr)) => {
+                    self.stats.accepted += 1;
+                    let finishing = matches!(&self.role, RoleState::Play(p) if p.finishing);
+                    if self.peers.len() >= self.options.max_clients || finishing {
+                        self.stats.rejected += 1;
+                        let reason = if finishing {
+                            "the stream has ended".to_owned()
+                        } else {
+                            format!(
+                                "too many connections (max-clients is {})",
+                                self.options.max_clients
+                            )
+                        };
+                        (self.hooks.notice)(Notice::Rejected { addr, reason });
+                        drop(sock);
+                        continue;
+                    }
+                    sock.set_nodelay(true).ok();
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let mut config = self.options.session.clone();
+                    config.handshake_timeout = self.options.timeout;
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let session = ServerSession::new(config, now, &super::handshake_random());
+                    self.peers.insert(
+                        token,
+                        Peer {
+                            id,
+                            sock,
+                            addr,
+                            session,
+                            out: VecDeque::new(),
+                            out_off: 0,
+                            out_bytes: 0,
+                            kind: PeerKind::Pending,
+                            stream_id: 0,
+                            app: String::new(),
+                            start_deadline: Some(now + self.options.timeout),
+                            last_in: now,
+                            last_out: now,
+                            closing: None,
+                            linger_until: None,
+                            read_paused: false,
+                            media_bytes_out: 0,
+                            player: Default::default(),
+                        },
+                    );
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return,
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                // Out of file descriptors and the like: try again later.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read_peer(&mut self, token: Token, now: Instant) {
+        loop {
+            let Some(p) = self.peers.get_mut(&token) else {
+                return;
+            };
+            if p.read_paused {
+                return;
+            }
+            match p.sock.read(&mut self.scratch) {
+                Ok(0) => {
+                    if p.linger_until.is_some() {
+                        p.linger_until = Some(now);
+                    } else {
+                        let why = if p.kind == PeerKind::Publisher {
+                            "the publisher closed the connection"
+                        } else {
+                            "the peer closed the connection"
+                        };
+                        p.close_with(why, now);
+                        p.drop_output();
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    p.last_in = now;
+                    if p.closing.is_some() {
+                        // Ending: what the peer still says does not matter.
+                        continue;
+                    }
+                    if let Err(e) = p.session.feed(&self.scratch[..n], now) {
+                        p.queue_session_output();
+                        p.close_with(format!("protocol error: {e}"), now);
+                        return;
+                    }
+                    self.handle_events(token, now);
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return,
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => {
+                    let p = self.peers.get_mut(&token).expect("looked up above");
+                    p.close_with(io_reason(&e), now);
+                    p.drop_output();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_events(&mut self, token: Token, now: Instant) {
+        loop {
+            let Some(p) = self.peers.get_mut(&token) else {
+                return;
+            };
+            let Some(ev) = p.session.poll_event() else {
+                p.queue_session_output();
+                return;
+            };
+            match ev {
+                ServerEvent::ConnectRequest(params) => {
+                    let app = params.app.split('?').next().unwrap_or_default().to_owned();
+                    let want = &self.options.app;
+                    if !want.is_empty() && app != *want {
+                        p.session
+                            .reject_connect(
+                                "NetConnection.Connect.Rejected",
+                                &format!("no application '{app}' here"),
+                            )
+                            .ok();
+                        p.queue_session_output();
+                        let reason = format!("unknown application '{app}'");
+                        self.reject(token, reason, now);
+                        return;
+                    }
+                    p.app = app;
+                    if let Err(e) = p.session.accept_connect() {
+                        p.close_with(format!("protocol error: {e}"), now);
+                    }
+                }
+                ServerEvent::PublishRequest {
+                    stream_id, name, ..
+                } => {
+                    self.stream_request(token, PeerKind::Publisher, stream_id, &name, now);
+                }
+                ServerEvent::PlayRequest {
+                    stream_id,
+                    name,
+                    reset,
+                    ..
+                } => {
+                    if let Some(p) = self.peers.get_mut(&token) {
+                        p.player.reset = reset;
+                    }
+                    self.stream_request(token, PeerKind::Player, stream_id, &name, now);
+                }
+                other => match &mut self.role {
+                    RoleState::Publish(r) => {
+                        r.on_event(token, other, &mut self.peers, &self.shared, now)
+                    }
+                    RoleState::Play(r) => r.on_event(token, other, &mut self.peers, now),
+                },
+            }
+        }
+    }
+
+    /// Checks a publish or play request and passes it to the role.
+    fn stream_request(
+        &mut self,
+        token: Token,
+        kind: PeerKind,
+        stream_id: u32,
+        name: &str,
+        now: Instant,
+    ) {
+        let Some(p) = self.peers.get_mut(&token) else {
+            return;
+        };
+        let (stream, query) = match name.split_once('?') {
+            Some((s, q)) => (s.to_owned(), q.to_owned()),
+            None => (name.to_owned(), String::new()),
+        };
+        let (denied_code, wrong_role) = match kind {
+            PeerKind::Publisher => (
+                "NetStream.Publish.Unauthorized",
+                !matches!(self.role, RoleState::Publish(_)),
+            ),
+            _ => (
+                "NetStream.Play.StreamNotFound",
+                !matches!(self.role, RoleState::Play(_)),
+            ),
+        };
+        if wrong_role {
+            let (code, what) = match kind {
+                PeerKind::Publisher => (
+                    "NetStream.Publish.Denied",
+                    "this server only serves players",
+                ),
+                _ => (
+                    "NetStream.Play.Failed",
+                    "this server only takes a publisher",
+                ),
+            };
+            p.session.reject_stream(stream_id, code, what).ok();
+            p.queue_session_output();
+            let reason = format!("{} refused: {what}", kind.as_str());
+            self.reject(token, reason, now);
+            return;
+        }
+        let o = &self.options;
+        let open = o.stream.is_empty() && o.keys.is_empty();
+        let known = open
+            || (!o.stream.is_empty() && constant_time_eq(stream.as_bytes(), o.stream.as_bytes()))
+            || o.keys.iter().fold(false, |m, k| {
+                m | constant_time_eq(stream.as_bytes(), k.as_bytes())
+            });
+        let request = StreamRequest {
+            kind,
+            addr: p.addr,
+            app: p.app.clone(),
+            stream: stream.clone(),
+            query,
+        };
+        if !known || !(self.hooks.accept)(&request) {
+            let why = if known {
+                "refused by the application"
+            } else {
+                "unknown stream name or key"
+            };
+            p.session.reject_stream(stream_id, denied_code, why).ok();
+            p.queue_session_output();
+            let reason = format!(
+                "{} of '{}' refused: {why}",
+                if kind == PeerKind::Publisher {
+                    "publish"
+                } else {
+                    "play"
+                },
+                redact_key(&stream)
+            );
+            self.reject(token, reason, now);
+            return;
+        }
+        let started = match &mut self.role {
+            RoleState::Publish(r) => r.start_publisher(
+                token,
+                stream_id,
+                &mut self.peers,
+                &self.shared,
+                &self.hooks,
+                now,
+            ),
+            RoleState::Play(r) => r.start_player(token, stream_id, &mut self.peers, now),
+        };
+        let Some(p) = self.peers.get_mut(&token) else {
+            return;
+        };
+        match started {
+            Ok(()) => {
+                p.kind = kind;
+                p.stream_id = stream_id;
+                p.start_deadline = None;
+                p.queue_session_output();
+                self.stats.started += 1;
+                (self.hooks.notice)(Notice::Started {
+                    id: p.id,
+                    kind,
+                    addr: p.addr,
+                    app: p.app.clone(),
+                    stream: redact_key(&stream),
+                });
+            }
+            Err(reason) => {
+                p.queue_session_output();
+                self.reject(token, reason, now);
+            }
+        }
+    }
+
+    /// Refuses a connection: what is queued (the refusal) goes out, then
+    /// it closes.
+    fn reject(&mut self, token: Token, reason: String, now: Instant) {
+        self.stats.rejected += 1;
+        if let Some(p) = self.peers.get_mut(&token) {
+            (self.hooks.notice)(Notice::Rejected {
+                addr: p.addr,
+                reason: reason.clone(),
+            });
+            p.kind = PeerKind::Pending;
+            p.close_with(reason, now);
+        }
+    }
+
+    /// Deadlines: the start of a session, silent publishers, players that
+    /// read nothing, closing connections that never drain.
+    fn sweep(&mut self, now: Instant) {
+        let timeout = self.options.timeout;
+        let secs = timeout.as_secs_f64();
+        for p in self.peers.values_mut() {
+            if p.closing.is_some() {
+                if p.linger_until.is_none()
+                    && !p.out.is_empty()
+                    && now - p.last_out > LINGER.min(timeout)
+                {
+                    p.drop_output();
+                }
+                continue;
+            }
+            if let Err(e) = p.session.handle_timeout(now) {
+                p.close_with(e.to_string(), now);
+                continue;
+            }
+            if p.start_deadline.is_some_and(|d| now >= d) {
+                p.close_with(
+                    format!("did not start publishing or playing within {secs:.0} s"),
+                    now,
+                );
+            } else if p.kind == PeerKind::Publisher && !p.read_paused && now - p.last_in > timeout {
+                p.close_with(format!("the publisher sent nothing for {secs:.0} s"), now);
+            } else if !p.out.is_empty() && now - p.last_out > timeout {
+                p.drop_output();
+                p.close_with(format!("the peer read nothing for {secs:.0} s"), now);
+            }
+        }
+    }
+
+    /// Ends connections that are closing and drained: our side is shut,
+    /// and after the peer closes too (or LINGER) the socket goes.
+    fn reap(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        for (t, p) in self.peers.iter_mut() {
+            if p.closing.is_none() {
+                continue;
+            }
+            if !p.out.is_empty() {
+                continue;
+            }
+            match p.linger_until {
+                None => {
+                    p.sock.shutdown(Shutdown::Write).ok();
+                    p.linger_until = Some(now + LINGER);
+                }
+                Some(until) if now >= until => gone.push(*t),
+                Some(_) => {}
+            }
+        }
+        for t in gone {
+            self.remove(t, now);
+        }
+        if let RoleState::Play(play) = &self.role
+            && play.finishing
+            && self.peers.is_empty()
+        {
+            let mut inner = lock(&self.shared.inner);
+            if !inner.finished {
+                inner.finished = true;
+                drop(inner);
+                self.shared.changed.notify_all();
+            }
+        }
+    }
+
+    fn remove(&mut self, token: Token, now: Instant) {
+        let Some(mut p) = self.peers.remove(&token) else {
+            return;
+        };
+        self.poll.registry().deregister(&mut p.sock).ok();
+        let reason = p.closing.clone().unwrap_or_else(|| "closed".into());
+        if let RoleState::Publish(r) = &mut self.role {
+            r.on_closed(token, &reason, &self.shared, now);
+        }
+        if p.kind != PeerKind::Pending {
+            let s = p.stats();
+            (self.hooks.notice)(Notice::Closed {
+                id: p.id,
+                kind: p.kind,
+                addr: p.addr,
+                reason,
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                dropped: s.dropped,
+            });
+        }
+    }
+
+    fn close_all(&mut self, reason: &str) {
+        let now = Instant::now();
+        let tokens: Vec<Token> = self.peers.keys().copied().collect();
+        for t in tokens {
+            if let Some(p) = self.peers.get_mut(&t) {
+                p.close_with(reason, now);
+            }
+            self.remove(t, now);
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let mut s = self.stats.clone();
+        s.peers = self.peers.values().map(Peer::stats).collect();
+        s.peers.sort_by_key(|p| p.id);
+        if let RoleState::Play(p) = &self.role {
+            s.gop_bytes = p.gop_bytes() as u64;
+        }
+        lock(&self.shared.inner).stats = s;
+    }
+}

@@ -1,0 +1,487 @@
+//! Serving players (rtmpsink mode=server): each message is chunked once and
+//! the same bytes go to every player; a new player gets the metadata and
+//! sequence headers, then the cached GOP from its keyframe on; a player that
+//! falls behind skips to the next keyframe, and one that keeps falling
+//! behind is cut off.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::Token;
+
+use super::{Out, Peer, PeerKind};
+use crate::rtmp::chunk::{TimestampUnwrapper, encode_standalone};
+use crate::rtmp::error::{Error, Result};
+use crate::rtmp::flv::{RelayRole, audio_relay_role, video_relay_role};
+use crate::rtmp::message::type_id;
+use crate::rtmp::session::{ServerEvent, csid};
+
+/// Bytes the element may hand over before the loop has taken them.
+pub(super) const MAX_INBOX_BYTES: usize = 64 << 20;
+/// Bytes the cached GOP may hold; a longer GOP is not cached (players then
+/// start at the next keyframe).
+const MAX_GOP_BYTES: usize = 64 << 20;
+/// A player that falls behind this often within OVERFLOW_WINDOW is cut off.
+const OVERFLOWS_TO_CLOSE: usize = 3;
+const OVERFLOW_WINDOW: Duration = Duration::from_secs(60);
+/// The message stream id relayed messages are encoded for: the one every
+/// known player gets from its first createStream. Others are patched.
+const COMMON_STREAM_ID: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct PlayOptions {
+    /// How far (in stream time) a player's queue may reach behind the newest
+    /// message before the player skips to the next keyframe.
+    pub queue_time: Duration,
+    /// How many bytes a player's queue may hold before it skips.
+    pub queue_bytes: usize,
+    /// Start new players at the last keyframe rather than the next one.
+    pub gop_cache: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Audio,
+    Video,
+    Meta,
+    Data,
+}
+
+/// One message for the players, chunked once.
+pub(crate) struct Relay {
+    kind: Kind,
+    role: RelayRole,
+    type_id: u8,
+    timestamp: u32,
+    chunk_size: u32,
+    /// The message chunked for COMMON_STREAM_ID, with a full header.
+    encoded: Bytes,
+    /// Metadata and sequence headers keep their payload: a new player gets
+    /// them re-sent at its own start time.
+    payload: Option<Bytes>,
+}
+
+const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
+
+fn chunk_stream(kind: Kind) -> u32 {
+    match kind {
+        Kind::Audio => csid::AUDIO,
+        Kind::Video => csid::VIDEO,
+        Kind::Meta | Kind::Data => csid::DATA,
+    }
+}
+
+impl Relay {
+    pub fn new(type_id: u8, timestamp: u32, parts: &[&[u8]], chunk_size: u32) -> Result<Relay> {
+        let mut head = [0u8; ON_METADATA.len()];
+        let mut filled = 0;
+        for p in parts {
+            let n = p.len().min(head.len() - filled);
+            head[filled..filled + n].copy_from_slice(&p[..n]);
+            filled += n;
+        }
+        let head = &head[..filled];
+        let (kind, role) = match type_id {
+            type_id::AUDIO => (Kind::Audio, audio_relay_role(head)),
+            type_id::VIDEO => (Kind::Video, video_relay_role(head)),
+            type_id::DATA_AMF0 if head == ON_METADATA => (Kind::Meta, RelayRole::Config),
+            type_id::DATA_AMF0 => (Kind::Data, RelayRole::Frame),
+            other => {
+                return Err(Error::unsupported(format!(
+                    "message type {other} cannot be relayed to players"
+                )));
+            }
+        };
+        // Metadata goes at time 0: FFmpeg reads a script message stamped
+        // later as a packet of a data stream rather than as metadata.
+        let timestamp = if kind == Kind::Meta { 0 } else { timestamp };
+        let encoded = encode_standalone(
+            chunk_stream(kind),
+            timestamp,
+            type_id,
+            COMMON_STREAM_ID,
+            chunk_size,
+            parts,
+        )?;
+        let payload = (role == RelayRole::Config).then(|| Bytes::from(parts.concat()));
+        Ok(Relay {
+            kind,
+            role,
+            type_id,
+            timestamp,
+            chunk_size,
+            encoded,
+            payload,
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        self.encoded.len() + self.payload.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// Encoded again at another time, for a player's start.
+    fn encoded_at(&self, timestamp: u32, stream_id: u32) -> Bytes {
+        let timestamp = if self.kind == Kind::Meta { 0 } else { timestamp };
+        match &self.payload {
+            Some(p) => encode_standalone(
+                chunk_stream(self.kind),
+                timestamp,
+                self.type_id,
+                stream_id,
+                self.chunk_size,
+                &[p],
+            )
+            .unwrap_or_else(|_| for_stream(&self.encoded, stream_id)),
+            None => for_stream(&self.encoded, stream_id),
+        }
+    }
+}
+
+/// The encoded message for another message stream id: the id sits at bytes
+/// 8..12 of a type-0 header behind a one-byte basic header (chunk stream
+/// ids 4 to 6), and continuation chunks do not repeat it.
+fn for_stream(encoded: &Bytes, stream_id: u32) -> Bytes {
+    if stream_id == COMMON_STREAM_ID || encoded.len() < 12 {
+        return encoded.clone();
+    }
+    let mut b = BytesMut::from(&encoded[..]);
+    b[8..12].copy_from_slice(&stream_id.to_le_bytes());
+    b.freeze()
+}
+
+struct Cached {
+    encoded: Bytes,
+    timestamp: u32,
+    ts: i64,
+}
+
+/// Per player: where it is in the stream.
+#[derive(Debug, Default)]
+pub(super) struct PlayerState {
+    /// The player asked for a Play.Reset.
+    pub reset: bool,
+    /// Receiving frames; false while waiting for a point to start at.
+    live: bool,
+    /// Waiting because it fell behind: what it misses counts as dropped.
+    skipping: bool,
+    /// The metadata and sequence headers it has, by generation.
+    config_gen: u64,
+    pub dropped: u64,
+    /// The cached GOP it started with may lag this much more (ms).
+    allowance_ms: i64,
+    overflows: VecDeque<Instant>,
+    newest_ts: i64,
+}
+
+impl PlayerState {
+    pub fn lag_ms(&self, p: &Peer) -> u64 {
+        p.oldest_media_ts()
+            .map_or(0, |o| (self.newest_ts - o).max(0) as u64)
+    }
+}
+
+pub(super) struct PlayRole {
+    options: PlayOptions,
+    unwrap: TimestampUnwrapper,
+    meta: Option<Relay>,
+    video_config: Option<Relay>,
+    audio_config: Option<Relay>,
+    config_gen: u64,
+    gop: Vec<Cached>,
+    gop_bytes: usize,
+    /// False after the GOP outgrew MAX_GOP_BYTES, until the next keyframe.
+    gop_valid: bool,
+    has_video: bool,
+    pub finishing: bool,
+}
+
+impl PlayRole {
+    pub fn new(options: PlayOptions) -> Self {
+        PlayRole {
+            options,
+            unwrap: TimestampUnwrapper::new(),
+            meta: None,
+            video_config: None,
+            audio_config: None,
+            config_gen: 1,
+            gop: Vec::new(),
+            gop_bytes: 0,
+            gop_valid: false,
+            has_video: false,
+            finishing: false,
+        }
+    }
+
+    pub fn gop_bytes(&self) -> usize {
+        self.gop_bytes
+    }
+
+    /// Metadata and sequence headers, encoded at `timestamp` for a player
+    /// starting there.
+    fn queue_prefix(&self, p: &mut Peer, timestamp: u32, ts: i64) {
+        for r in [&self.meta, &self.video_config, &self.audio_config]
+            .into_iter()
+            .flatten()
+        {
+            p.queue_media(r.encoded_at(timestamp, p.stream_id), ts);
+        }
+        p.player.config_gen = self.config_gen;
+    }
+
+    fn cache(&mut self, r: &Relay, ts: i64) {
+        if !self.options.gop_cache {
+            return;
+        }
+        if r.kind == Kind::Video && r.role == RelayRole::Key {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_valid = true;
+        }
+        if !self.gop_valid {
+            return;
+        }
+        self.gop_bytes += r.encoded.len();
+        self.gop.push(Cached {
+            encoded: r.encoded.clone(),
+            timestamp: r.timestamp,
+            ts,
+        });
+        if self.gop_bytes > MAX_GOP_BYTES {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            self.gop_valid = false;
+        }
+    }
+
+    /// One message from the element to every player.
+    pub fn relay(&mut self, r: Relay, peers: &mut HashMap<Token, Peer>, now: Instant) {
+        let ts = self.unwrap.unwrap(r.timestamp);
+        let config = r.role == RelayRole::Config;
+        if r.kind == Kind::Video {
+            self.has_video = true;
+        }
+        if !config {
+            self.cache(&r, ts);
+        }
+        let start_point = (r.kind == Kind::Video && r.role == RelayRole::Key)
+            || (r.kind == Kind::Audio && !self.has_video);
+        let media = matches!(r.kind, Kind::Audio | Kind::Video);
+        for p in peers.values_mut() {
+            if p.kind != PeerKind::Player || p.closing.is_some() {
+                continue;
+            }
+            if !p.player.live {
+                if start_point && !config {
+                    if p.player.config_gen != self.config_gen {
+                        self.queue_prefix(p, r.timestamp, ts);
+                    }
+                    p.player.live = true;
+                    p.player.skipping = false;
+                } else {
+                    if p.player.skipping && media {
+                        p.player.dropped += 1;
+                    }
+                    continue;
+                }
+            } else if config {
+                p.player.config_gen = self.config_gen + 1;
+            }
+            if p.out.is_empty() {
+                // Caught up: the GOP it started with is behind it.
+                p.player.allowance_ms = 0;
+            }
+            p.queue_media(for_stream(&r.encoded, p.stream_id), ts);
+            p.player.newest_ts = ts;
+            self.check_overflow(p, now);
+        }
+        if config {
+            self.config_gen += 1;
+            match r.kind {
+                Kind::Meta => self.meta = Some(r),
+                Kind::Video => self.video_config = Some(r),
+                Kind::Audio => self.audio_config = Some(r),
+                Kind::Data => {}
+            }
+        }
+    }
+
+    /// A player whose queue reaches too far back (or holds too many bytes)
+    /// drops what it has not started writing and waits for a keyframe.
+    fn check_overflow(&self, p: &mut Peer, now: Instant) {
+        let lag = p.player.lag_ms(p) as i64;
+        let limit = self.options.queue_time.as_millis() as i64 + p.player.allowance_ms;
+        if lag <= limit && p.out_bytes <= self.options.queue_bytes {
+            return;
+        }
+        // The message being written stays whole; session messages
+        // (commands, control) are never dropped.
+        let keep_front = p.out_off > 0;
+        let mut kept = VecDeque::with_capacity(p.out.len());
+        let mut dropped = 0u64;
+        for (i, o) in p.out.drain(..).enumerate() {
+            if o.media_ts.is_none() || (i == 0 && keep_front) {
+                kept.push_back(o);
+            } else {
+                dropped += 1;
+            }
+        }
+        let front_written = if keep_front { p.out_off } else { 0 };
+        p.out = kept;
+        p.out_bytes = p.out.iter().map(|o: &Out| o.bytes.len()).sum::<usize>() - front_written;
+        p.player.dropped += dropped;
+        p.player.live = false;
+        p.player.skipping = true;
+        p.player.allowance_ms = 0;
+        // Dropped sequence headers must come again when it resumes.
+        p.player.config_gen = 0;
+        let o = &mut p.player.overflows;
+        o.push_back(now);
+        while o
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > OVERFLOW_WINDOW)
+        {
+            o.pop_front();
+        }
+        if o.len() >= OVERFLOWS_TO_CLOSE {
+            p.close_with(
+                format!(
+                    "the player cannot keep up: it fell {OVERFLOWS_TO_CLOSE} times more than {} ms behind within {} s",
+                    self.options.queue_time.as_millis(),
+                    OVERFLOW_WINDOW.as_secs()
+                ),
+                now,
+            );
+        }
+    }
+
+    /// A player has been accepted: it starts at the cached GOP if there is
+    /// one, else at the next keyframe (or audio frame, without video).
+    pub fn start_player(
+        &mut self,
+        token: Token,
+        stream_id: u32,
+        peers: &mut HashMap<Token, Peer>,
+        _now: Instant,
+    ) -> std::result::Result<(), String> {
+        let Some(p) = peers.get_mut(&token) else {
+            return Err("gone".into());
+        };
+        if self.finishing {
+            p.session
+                .reject_stream(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    "the stream has ended",
+                )
+                .ok();
+            return Err("play refused: the stream has ended".into());
+        }
+        let reset = p.player.reset;
+        p.session
+            .accept_play(stream_id, reset)
+            .map_err(|e| format!("protocol error: {e}"))?;
+        // The session's answers (Play.Start) go before any media.
+        p.queue_session_output();
+        p.stream_id = stream_id;
+        p.player = PlayerState {
+            reset,
+            ..Default::default()
+        };
+        if let (Some(first), Some(last)) = (self.gop.first(), self.gop.last()) {
+            self.queue_prefix(p, first.timestamp, first.ts);
+            for c in &self.gop {
+                p.queue_media(for_stream(&c.encoded, stream_id), c.ts);
+            }
+            p.player.live = true;
+            p.player.newest_ts = last.ts;
+            p.player.allowance_ms = last.ts - first.ts;
+        }
+        Ok(())
+    }
+
+    /// What a player said once playing.
+    pub fn on_event(
+        &mut self,
+        token: Token,
+        ev: ServerEvent,
+        peers: &mut HashMap<Token, Peer>,
+        now: Instant,
+    ) {
+        let Some(p) = peers.get_mut(&token) else {
+            return;
+        };
+        match ev {
+            ServerEvent::StreamDeleted { stream_id } if stream_id == p.stream_id => {
+                p.close_with("the player stopped", now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The end of the stream: players get what is queued, then the end
+    /// (StreamEOF, onStatus), then the connection closes; connections not
+    /// yet playing are closed.
+    pub fn finish(&mut self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+        self.finishing = true;
+        for p in peers.values_mut() {
+            if p.closing.is_some() {
+                continue;
+            }
+            if p.kind == PeerKind::Player {
+                p.session.end_play(p.stream_id, true).ok();
+                p.queue_session_output();
+            }
+            p.close_with("end of stream", now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::chunk::ChunkDecoder;
+    use crate::rtmp::limits::Limits;
+
+    #[test]
+    fn relayed_messages_decode_after_anything_and_for_any_stream_id() {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let key = [&[0x17u8, 1, 0, 0, 0][..], &payload].concat();
+        let r = Relay::new(type_id::VIDEO, 0x0100_0000, &[&key[..3], &key[3..]], 4096).unwrap();
+        assert_eq!(r.role, RelayRole::Key);
+        assert!(r.payload.is_none());
+        let mut d = ChunkDecoder::new(Limits::default());
+        let size = encode_standalone(
+            2,
+            0,
+            type_id::SET_CHUNK_SIZE,
+            0,
+            128,
+            &[&4096u32.to_be_bytes()],
+        );
+        d.feed(&size.unwrap());
+        assert_eq!(
+            d.poll_message().unwrap().unwrap().type_id,
+            type_id::SET_CHUNK_SIZE
+        );
+        // Some other message on the same chunk stream first.
+        let other = encode_standalone(csid::VIDEO, 5, type_id::VIDEO, 1, 4096, &[b"xyz"]).unwrap();
+        d.feed(&other);
+        d.feed(&for_stream(&r.encoded, 7));
+        let first = d.poll_message().unwrap().unwrap();
+        assert_eq!(&first.payload[..], b"xyz");
+        let m = d.poll_message().unwrap().unwrap();
+        assert_eq!(m.stream_id, 7);
+        assert_eq!(m.timestamp, 0x0100_0000);
+        assert_eq!(&m.payload[..], &key[..]);
+        // Sequence headers keep their payload and re-encode at a new time.
+        let seq = Relay::new(type_id::VIDEO, 0, &[&[0x17, 0, 0, 0, 0, 1, 2]], 4096).unwrap();
+        assert_eq!(seq.role, RelayRole::Config);
+        d.feed(&seq.encoded_at(1234, 1));
+        let m = d.poll_message().unwrap().unwrap();
+        assert_eq!((m.timestamp, m.stream_id), (1234, 1));
+        assert_eq!(&m.payload[..], &[0x17, 0, 0, 0, 0, 1, 2]);
+        let meta = Relay::new(type_id::DATA_AMF0, 0, &[ON_METADATA, b"\x08"], 4096).unwrap();
+        assert_eq!((meta.kind, meta.role), (Kind::Meta, RelayRole::Config));
+    }
+}
