@@ -27,6 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# FFmpeg 9 (a static build, from PyPI): the second FFmpeg the interop
+# tests use, beside Debian's 5.1.
+if ! python3 -c 'import imageio_ffmpeg' >/dev/null 2>&1; then
+  echo "setup: installing imageio-ffmpeg (FFmpeg 9) from PyPI"
+  python3 -m pip install -q imageio-ffmpeg 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages imageio-ffmpeg
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install Rust 1.92 or newer (rustup.rs) and run this again" >&2
   exit 1

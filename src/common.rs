@@ -15,7 +15,10 @@ use crate::rtmp::url::{RtmpUrl, Scheme};
 
 /// The URL a `location` names, or the error message `start()` returns. A
 /// server may leave the stream (or the app) out: it then accepts any.
-pub fn location_url(location: Option<String>, mode: RtmpMode) -> Result<RtmpUrl, gst::ErrorMessage> {
+pub fn location_url(
+    location: Option<String>,
+    mode: RtmpMode,
+) -> Result<RtmpUrl, gst::ErrorMessage> {
     let Some(location) = location else {
         let example = match mode {
             RtmpMode::Client => "rtmp://host/app/stream",
@@ -23,24 +26,24 @@ pub fn location_url(location: Option<String>, mode: RtmpMode) -> Result<RtmpUrl,
         };
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
-            ["No location set: set location={}", example]
+            ("No location set: set location={}", example)
         ));
     };
     let url = RtmpUrl::parse(&location)
-        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["Invalid location: {}", e]))?;
+        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("Invalid location: {}", e)))?;
     if url.scheme == Scheme::Rtmps {
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
-            ["rtmps:// (RTMP over TLS) is not supported yet: use rtmp://"]
+            ("rtmps:// (RTMP over TLS) is not supported yet: use rtmp://")
         ));
     }
     if url.stream.is_empty() && mode == RtmpMode::Client {
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
-            [
+            (
                 "Invalid location {}: no stream name (rtmp://host/app/stream)",
                 url.redacted()
-            ]
+            )
         ));
     }
     Ok(url)
@@ -161,7 +164,12 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
                 app,
                 stream,
             } => {
-                gst::info!(cat, obj = bin, "{} {addr} started on {app}/{stream}", kind.as_str());
+                gst::info!(
+                    cat,
+                    obj = bin,
+                    "{} {addr} started on {app}/{stream}",
+                    kind.as_str()
+                );
                 gst::Structure::builder("rtmp-client-connected")
                     .field("id", id)
                     .field("kind", kind.as_str())
@@ -205,10 +213,7 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
         let Some(bin) = weak.upgrade() else {
             return false;
         };
-        bin.emit_by_name::<bool>(
-            signal,
-            &[&r.app, &r.stream, &r.addr.to_string(), &r.query],
-        )
+        bin.emit_by_name::<bool>(signal, &[&r.app, &r.stream, &r.addr.to_string(), &r.query])
     };
     Hooks {
         notice: Box::new(notice),
@@ -259,7 +264,7 @@ pub fn start_server(
     let server = crate::net::server::Server::start(options, role, hooks).map_err(|e| {
         gst::error_msg!(
             gst::ResourceError::OpenReadWrite,
-            ["Could not listen for {}: {}", what, e]
+            ("Could not listen for {}: {}", what, e)
         )
     })?;
     let addr = server.local_addr();

@@ -9,123 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::player::*;
 use common::*;
 use gst::prelude::*;
-
-/// One buffer as rtmpsrc gave it.
-#[derive(Debug, Clone)]
-struct Out {
-    video: bool,
-    dts: i64,
-    pts: i64,
-    key: bool,
-    discont: bool,
-    size: usize,
-    crc: u32,
-}
-
-type OutLog = Arc<Mutex<Vec<Out>>>;
-
-/// rtmpsrc with a fakesink per pad, recording every buffer; the pipeline
-/// and what it will have recorded.
-fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
-    let p = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("rtmpsrc")
-        .property("location", url)
-        .build()
-        .unwrap();
-    for kv in extra.split_whitespace() {
-        let (k, v) = kv.split_once('=').unwrap();
-        src.set_property_from_str(k, v);
-    }
-    p.add(&src).unwrap();
-    let log = OutLog::default();
-    let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
-    let pw = p.downgrade();
-    let (log2, caps2) = (log.clone(), caps.clone());
-    src.connect_pad_added(move |_, pad| {
-        let Some(p) = pw.upgrade() else { return };
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .build()
-            .unwrap();
-        p.add(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        let video = pad.name() == "video";
-        let (log, caps) = (log2.clone(), caps2.clone());
-        sink.static_pad("sink").unwrap().add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let m = b.map_readable().unwrap();
-                        log.lock().unwrap().push(Out {
-                            video,
-                            dts: b.dts().map(|t| t.nseconds() as i64).unwrap_or(-1),
-                            pts: b.pts().map(|t| t.nseconds() as i64).unwrap_or(-1),
-                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                            discont: b.flags().contains(gst::BufferFlags::DISCONT),
-                            size: m.len(),
-                            crc: crc32(&m),
-                        });
-                    }
-                    Some(gst::PadProbeData::Event(e)) => {
-                        if let gst::EventView::Caps(c) = e.view() {
-                            caps.lock().unwrap().push(c.caps_owned());
-                        }
-                    }
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-    });
-    (p, log, caps)
-}
-
-/// Frames in milliseconds from the first DTS, as ffprobe counts them.
-fn frames(out: &[Out]) -> Vec<Frame> {
-    let base = out.iter().map(|o| o.dts).min().unwrap_or(0);
-    out.iter()
-        .map(|o| Frame {
-            video: o.video,
-            dts: (o.dts - base) / 1_000_000,
-            pts: (o.pts - base) / 1_000_000,
-            key: o.key,
-            size: o.size,
-            crc: o.crc,
-        })
-        .collect()
-}
-
-fn normalized(mut f: Vec<Frame>) -> Vec<Frame> {
-    let base = f.iter().map(|x| x.dts).min().unwrap_or(0);
-    for x in &mut f {
-        x.dts -= base;
-        x.pts -= base;
-    }
-    f
-}
-
-/// Plays until EOS (or the limit); panics on an error.
-fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    p.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => {}
-        Some(gst::MessageView::Error(e)) => panic!(
-            "error from {:?}: {} ({:?})",
-            e.src().map(|s| s.path_string()),
-            e.error(),
-            e.debug()
-        ),
-        _ => panic!("no EOS within {limit:?}"),
-    }
-}
 
 /// Starts `p` playing `stream` on `nginx` and waits until nginx has it as a player.
 fn start_player(p: &gst::Pipeline, nginx: &Nginx, stream: &str) {
@@ -228,48 +114,7 @@ fn gst_published(name: &str, publish: &str) -> (Vec<Out>, Vec<Out>) {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-    let sent: OutLog = Arc::default();
-    for e in pub_p.iterate_recurse().into_iter().flatten() {
-        let kind = e
-            .factory()
-            .map(|f| f.name().to_string())
-            .unwrap_or_default();
-        if kind != "h264parse" && kind != "aacparse" {
-            continue;
-        }
-        let video = kind == "h264parse";
-        let sent = sent.clone();
-        e.static_pad("src")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                let Some(b) = info.buffer() else {
-                    return gst::PadProbeReturn::Ok;
-                };
-                let seg = pad.sticky_event::<gst::event::Segment>(0).unwrap();
-                let seg = seg
-                    .segment()
-                    .downcast_ref::<gst::ClockTime>()
-                    .unwrap()
-                    .clone();
-                let rt =
-                    |t: Option<gst::ClockTime>| match t.and_then(|t| seg.to_running_time_full(t)) {
-                        Some(gst::Signed::Positive(v)) => v.nseconds() as i64,
-                        Some(gst::Signed::Negative(v)) => -(v.nseconds() as i64),
-                        None => -1,
-                    };
-                let m = b.map_readable().unwrap();
-                sent.lock().unwrap().push(Out {
-                    video,
-                    dts: rt(b.dts().or(b.pts())),
-                    pts: rt(b.pts().or(b.dts())),
-                    key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                    discont: false,
-                    size: m.len(),
-                    crc: crc32(&m),
-                });
-                gst::PadProbeReturn::Ok
-            });
-    }
+    let sent = probe_parsers(&pub_p);
     pub_p.set_state(gst::State::Playing).unwrap();
     let msg = pub_p.bus().unwrap().timed_pop_filtered(
         gst::ClockTime::from_seconds(60),
@@ -290,34 +135,6 @@ fn gst_published(name: &str, publish: &str) -> (Vec<Out>, Vec<Out>) {
 }
 
 const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! SINK.audio";
-
-/// Same frames, in order, per kind: payloads, key flags, and PTS/DTS
-/// relative to the first DTS, in milliseconds (RTMP's resolution; the
-/// publisher's side is rounded as rtmpsink rounds).
-fn same_frames(what: &str, sent: &[Out], got: &[Out], check_times: bool) {
-    let base = sent.iter().map(|o| o.dts).min().unwrap_or(0);
-    let ms = |t: i64| (t - base + 500_000).div_euclid(1_000_000);
-    let want: Vec<Frame> = sent
-        .iter()
-        .map(|o| Frame {
-            video: o.video,
-            dts: ms(o.dts),
-            pts: ms(o.pts),
-            // Audio frames are all key frames to rtmpsrc.
-            key: o.key || !o.video,
-            size: o.size,
-            crc: o.crc,
-        })
-        .collect();
-    let mut got = frames(got);
-    let mut want = want;
-    if !check_times {
-        for f in got.iter_mut().chain(want.iter_mut()) {
-            (f.dts, f.pts) = (0, 0);
-        }
-    }
-    assert_same_frames(what, &got, &want);
-}
 
 #[test]
 fn rtmpsink_published() {

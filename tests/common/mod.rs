@@ -3,6 +3,8 @@
 //! to compare what was sent with what arrived.
 #![allow(dead_code)]
 
+pub mod player;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -122,7 +122,11 @@ impl Relay {
 
     /// Encoded again at another time, for a player's start.
     fn encoded_at(&self, timestamp: u32, stream_id: u32) -> Bytes {
-        let timestamp = if self.kind == Kind::Meta { 0 } else { timestamp };
+        let timestamp = if self.kind == Kind::Meta {
+            0
+        } else {
+            timestamp
+        };
         match &self.payload {
             Some(p) => encode_standalone(
                 chunk_stream(self.kind),

@@ -195,7 +195,11 @@ impl RtmpSinkConn {
             .field("bitrate", bitrate)
             .field("peer-acknowledged", u64::from(net.peer_acked));
         if let Some(s) = server {
-            let players = s.peers.iter().filter(|p| p.kind == PeerKind::Player).count();
+            let players = s
+                .peers
+                .iter()
+                .filter(|p| p.kind == PeerKind::Player)
+                .count();
             b = b
                 .field("players", players as u32)
                 .field("players-served", s.started)
@@ -272,13 +276,8 @@ impl RtmpSinkConn {
     fn start_server(&self, url: &RtmpUrl) -> Result<Server, gst::ErrorMessage> {
         let (options, role) = {
             let s = self.settings();
-            let options = crate::common::server_options(
-                url,
-                &[],
-                s.max_clients,
-                s.timeout,
-                s.chunk_size,
-            );
+            let options =
+                crate::common::server_options(url, &[], s.max_clients, s.timeout, s.chunk_size);
             let role = Role::Play(PlayOptions {
                 queue_time: Duration::from_millis(u64::from(s.client_queue_time_ms)),
                 queue_bytes: s.client_queue_bytes as usize,

@@ -264,7 +264,11 @@ impl RtmpSrcConn {
             Conn::Serving(s) => {
                 let stats = s.stats();
                 let bytes: u64 = stats.peers.iter().map(|p| p.bytes_in).sum::<u64>() + st.bytes_in;
-                let state = if st.publishing { "receiving" } else { "listening" };
+                let state = if st.publishing {
+                    "receiving"
+                } else {
+                    "listening"
+                };
                 server = Some(stats);
                 (state, bytes)
             }

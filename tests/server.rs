@@ -1,0 +1,491 @@
+//! Server modes against real peers: FFmpeg 5.1 and 9, rtmp2sink and our
+//! rtmpsink publishing straight into `rtmpsrc mode=server`; FFmpeg, rtmp2src
+//! and our rtmpsrc playing straight from `rtmpsink mode=server`. What
+//! arrived is compared frame by frame (payload CRCs, PTS/DTS, key flags).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::player::*;
+use common::*;
+use gst::prelude::*;
+
+type Notices = Arc<Mutex<Vec<gst::Structure>>>;
+
+/// Records the element messages our servers post (rtmp-client-*), leaving
+/// every message on the bus.
+fn notices(p: &gst::Pipeline) -> Notices {
+    let log = Notices::default();
+    let l = log.clone();
+    p.bus().unwrap().set_sync_handler(move |_, m| {
+        if let gst::MessageView::Element(e) = m.view()
+            && let Some(s) = e.structure()
+            && s.name().starts_with("rtmp-client-")
+        {
+            l.lock().unwrap().push(s.to_owned());
+        }
+        gst::BusSyncReply::Pass
+    });
+    log
+}
+
+fn wait_notice(log: &Notices, name: &str, n: usize, limit: Duration) -> Vec<gst::Structure> {
+    let end = Instant::now() + limit;
+    loop {
+        let found: Vec<_> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.name() == name)
+            .cloned()
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < end,
+            "no {n} '{name}' message within {limit:?}; got {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The element of a pipeline made by `factory`.
+fn element(p: &gst::Pipeline, factory: &str) -> gst::Element {
+    p.iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == factory))
+        .unwrap_or_else(|| panic!("no {factory} in the pipeline"))
+}
+
+/// The port a server element listens on, from its location (port 0 was
+/// asked, the element shows the one picked).
+fn port_of(e: &gst::Element) -> u16 {
+    let l: String = e.property("location");
+    let url = gstrtmp::rtmp::url::RtmpUrl::parse(&l).unwrap();
+    assert_ne!(url.port(), 0, "location still says port 0: {l}");
+    url.port()
+}
+
+/// rtmpsrc mode=server, recording what it gives; started, with its port.
+fn src_server(
+    extra: &str,
+) -> (
+    gst::Pipeline,
+    OutLog,
+    Arc<Mutex<Vec<gst::Caps>>>,
+    Notices,
+    u16,
+) {
+    init();
+    let (p, log, caps) = player(
+        "rtmp://127.0.0.1:0/live/key",
+        &format!("mode=server {extra}"),
+    );
+    let n = notices(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    (p, log, caps, n, port)
+}
+
+fn ffmpeg9() -> Option<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn require_ffmpeg9() -> String {
+    ffmpeg9().expect("FFmpeg 9 (imageio-ffmpeg) is installed by scripts/setup.sh")
+}
+
+/// `ffmpeg -i file -c copy -f flv url`; returns the exit status and stderr.
+fn ffmpeg_push(ffmpeg: &str, file: &std::path::Path, url: &str, realtime: bool) -> (bool, String) {
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn publish_into_rtmpsrc_server(ffmpeg: &str, tracks: Tracks, name: &str) {
+    let dir = TempDir::new(name);
+    let media = make_flv(&dir, "in.flv", 3, tracks);
+    let (p, log, caps, notes, port) = src_server("eos-on-unpublish=true");
+    let (ok, err) = ffmpeg_push(
+        ffmpeg,
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(ok, "{ffmpeg} could not publish: {err}");
+    play_to_eos(&p, Duration::from_secs(20));
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    assert_same_frames(
+        &format!("{ffmpeg} -> rtmpsrc mode=server"),
+        &frames(&log.lock().unwrap()),
+        &want,
+    );
+    let caps = caps.lock().unwrap();
+    if tracks != Tracks::AudioOnly {
+        assert!(
+            caps.iter()
+                .any(|c| c.structure(0).unwrap().name() == "video/x-h264"),
+            "{caps:?}"
+        );
+    }
+    let started = wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(1));
+    assert_eq!(started[0].get::<&str>("kind").unwrap(), "publisher");
+    assert_eq!(started[0].get::<&str>("stream").unwrap(), "ke***");
+}
+
+#[test]
+fn ffmpeg5_publishes_into_rtmpsrc_server() {
+    publish_into_rtmpsrc_server("ffmpeg", Tracks::AudioVideo, "srv-ff5");
+}
+
+#[test]
+fn ffmpeg9_publishes_into_rtmpsrc_server() {
+    publish_into_rtmpsrc_server(&require_ffmpeg9(), Tracks::AudioVideo, "srv-ff9");
+}
+
+#[test]
+fn ffmpeg_publishes_video_only_and_audio_only() {
+    publish_into_rtmpsrc_server("ffmpeg", Tracks::VideoOnly, "srv-ffv");
+    publish_into_rtmpsrc_server("ffmpeg", Tracks::AudioOnly, "srv-ffa");
+}
+
+const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! SINK.audio";
+
+/// Publishes with a GStreamer pipeline into rtmpsrc mode=server; returns
+/// what the publisher's parsers gave and what rtmpsrc gave.
+fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let pub_p = gst::parse::launch(&publish.replace("URL", &url))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sent = probe_parsers(&pub_p);
+    pub_p.set_state(gst::State::Playing).unwrap();
+    let msg = pub_p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pub_p.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            msg.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "publisher: {msg:?}"
+    );
+    play_to_eos(&p, Duration::from_secs(20));
+    let sent = sent.lock().unwrap().clone();
+    let got = log.lock().unwrap().clone();
+    (sent, got)
+}
+
+#[test]
+fn rtmpsink_publishes_into_rtmpsrc_server() {
+    let (sent, got) = gst_into_server(&format!(
+        "{} rtmpsink name=s sync=false location=URL",
+        AV.replace("SINK", "s")
+    ));
+    same_frames("rtmpsink -> rtmpsrc mode=server", &sent, &got, true);
+}
+
+#[test]
+fn rtmp2sink_publishes_into_rtmpsrc_server() {
+    let desc = AV.replace("SINK", "m")
+        + " flvmux name=m streamable=true ! rtmp2sink sync=false location=URL";
+    let (sent, got) = gst_into_server(&desc);
+    // flvmux rewrites B-frame times (see tests/rtmpsrc.rs): payloads and
+    // key flags must match.
+    same_frames(
+        "flvmux ! rtmp2sink -> rtmpsrc mode=server",
+        &sent,
+        &got,
+        false,
+    );
+}
+
+#[test]
+fn wrong_keys_and_second_publishers_are_refused_without_disturbing_the_stream() {
+    let dir = TempDir::new("srv-keys");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
+    let (p, log, _, notes, port) = src_server("eos-on-unpublish=true stream-keys=<\"other\">");
+    let url = |k: &str| format!("rtmp://127.0.0.1:{port}/live/{k}");
+    // The real publisher, in real time, so the others arrive while it is live.
+    let good = {
+        let (media, url) = (media.clone(), url("key"));
+        std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+    };
+    wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(10));
+    let (ok, err) = ffmpeg_push("ffmpeg", &media, &url("wrong"), false);
+    assert!(!ok, "a wrong key was accepted");
+    let (ok, _) = ffmpeg_push("ffmpeg", &media, &url("key"), false);
+    assert!(!ok, "a second publisher was accepted");
+    // A wrong application is refused at connect.
+    let (ok, _) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/other/key"),
+        false,
+    );
+    assert!(!ok, "a wrong application was accepted");
+    let (ok, err2) = good.join().unwrap();
+    assert!(ok, "the live publisher was disturbed: {err2}");
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_same_frames(
+        "the live stream while others were refused",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+    let rejected = wait_notice(&notes, "rtmp-client-rejected", 3, Duration::from_secs(2));
+    let reasons: Vec<String> = rejected
+        .iter()
+        .map(|s| s.get::<String>("reason").unwrap())
+        .collect();
+    assert!(
+        reasons[0].contains("unknown stream name or key"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("already being published"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("unknown application"), "{reasons:?}");
+    // Keys never appear in the clear.
+    for r in &reasons {
+        assert!(!r.contains("wrong"), "{r}");
+    }
+    // FFmpeg names the onStatus it got.
+    assert!(
+        err.contains("Unauthorized") || err.contains("error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_publisher_takes_over_when_allowed() {
+    let dir = TempDir::new("srv-takeover");
+    let media = make_flv(&dir, "in.flv", 6, Tracks::AudioVideo);
+    let (p, log, _, notes, port) = src_server("publisher-takeover=true publisher-timeout=2");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let first = {
+        let (media, url) = (media.clone(), url.clone());
+        std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+    };
+    wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    let short = make_flv(&dir, "short.flv", 2, Tracks::AudioVideo);
+    let (ok, err) = ffmpeg_push("ffmpeg", &short, &url, false);
+    assert!(ok, "the second publisher was refused: {err}");
+    let (first_ok, _) = first.join().unwrap();
+    assert!(!first_ok, "the first publisher was not cut off");
+    play_to_eos(&p, Duration::from_secs(20));
+    let gone = wait_notice(
+        &notes,
+        "rtmp-client-disconnected",
+        2,
+        Duration::from_secs(5),
+    );
+    assert!(
+        gone.iter().any(|g| g.get::<u64>("id") == Ok(1)
+            && g.get::<String>("reason").unwrap().contains("took over")),
+        "{gone:?}"
+    );
+    // The whole of the second stream arrived after part of the first,
+    // with a DISCONT where it starts.
+    let out = log.lock().unwrap().clone();
+    let second = normalized(ffprobe_frames(short.to_str().unwrap()));
+    let mut after = Vec::new();
+    for video in [true, false] {
+        let kind: Vec<Out> = out.iter().filter(|o| o.video == video).cloned().collect();
+        let restart = kind
+            .iter()
+            .rposition(|o| o.discont)
+            .expect("a DISCONT at the takeover");
+        assert!(restart > 0, "nothing of the first publisher arrived");
+        after.extend_from_slice(&kind[restart..]);
+    }
+    assert_same_frames("the publisher that took over", &frames(&after), &second);
+}
+
+#[test]
+fn publisher_reconnect_resumes_with_discont_and_caps() {
+    let dir = TempDir::new("srv-reconnect");
+    let a = make_flv(&dir, "a.flv", 2, Tracks::AudioVideo);
+    let (p, log, caps, notes, port) = src_server("publisher-timeout=2");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    for round in 1..=2 {
+        let (ok, err) = ffmpeg_push("ffmpeg", &a, &url, false);
+        assert!(ok, "publish {round}: {err}");
+        wait_notice(
+            &notes,
+            "rtmp-client-disconnected",
+            round,
+            Duration::from_secs(5),
+        );
+    }
+    // No third publisher within publisher-timeout: EOS.
+    play_to_eos(&p, Duration::from_secs(20));
+    let out = log.lock().unwrap().clone();
+    let want = normalized(ffprobe_frames(a.to_str().unwrap()));
+    let restart = (1..out.len())
+        .find(|&i| out[i].discont && out[..i].len() >= want.len())
+        .expect("a DISCONT where the second publisher starts");
+    assert_same_frames("first publisher", &frames(&out[..restart]), &want);
+    assert_same_frames("second publisher", &frames(&out[restart..]), &want);
+    // Timestamps went on forward across the restart.
+    let last_before = out[..restart].iter().map(|o| o.dts).max().unwrap();
+    assert!(out[restart].dts >= last_before);
+    // Caps came again with the second publisher's headers.
+    let h264 = caps
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.structure(0).unwrap().name() == "video/x-h264")
+        .count();
+    assert!(h264 >= 2, "video caps sent {h264} times");
+}
+
+#[test]
+fn accept_publisher_signal_decides_with_app_stream_address_and_query() {
+    let dir = TempDir::new("srv-signal");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    init();
+    let (p, log, _) = player(
+        "rtmp://127.0.0.1:0/live",
+        "mode=server eos-on-unpublish=true",
+    );
+    let src = element(&p, "rtmpsrc");
+    let seen: Arc<Mutex<Vec<[String; 4]>>> = Arc::default();
+    let s2 = seen.clone();
+    src.connect("accept-publisher", false, move |args| {
+        let a: [String; 4] = std::array::from_fn(|i| args[i + 1].get::<String>().unwrap());
+        let ok = a[3] == "token=good";
+        s2.lock().unwrap().push(a);
+        Some(ok.to_value())
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&src);
+    let (ok, _) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/anykey?token=bad"),
+        false,
+    );
+    assert!(!ok, "the signal's refusal was ignored");
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/anykey?token=good"),
+        false,
+    );
+    assert!(ok, "{err}");
+    play_to_eos(&p, Duration::from_secs(20));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0][0], "live");
+    assert_eq!(seen[0][1], "anykey");
+    assert!(seen[0][2].starts_with("127.0.0.1:"), "{:?}", seen[0]);
+    assert_eq!(seen[0][3], "token=bad");
+    assert_eq!(
+        frames(&log.lock().unwrap()).len(),
+        ffprobe_frames(media.to_str().unwrap()).len()
+    );
+}
+
+#[test]
+fn no_publisher_within_the_timeout_is_an_error() {
+    let (p, _, _, _, _) = src_server("publisher-timeout=1");
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Error(e)) => {
+            assert!(
+                e.error().to_string().contains("No publisher"),
+                "{}",
+                e.error()
+            )
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn listens_on_ipv6() {
+    init();
+    let dir = TempDir::new("srv-ipv6");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
+    let (p, log, _) = player(
+        "rtmp://[::1]:0/live/key",
+        "mode=server eos-on-unpublish=true",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://[::1]:{port}/live/key"),
+        false,
+    );
+    if !ok && err.contains("Address family not supported") {
+        eprintln!("skipped: no IPv6 on this machine");
+        return;
+    }
+    assert!(ok, "{err}");
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_same_frames(
+        "over IPv6",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+}
+
+#[test]
+fn bind_failure_is_a_clear_error() {
+    init();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (p, _, _) = player(&format!("rtmp://127.0.0.1:{port}/live/key"), "mode=server");
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(text.contains("already in use"), "{text}");
+    p.set_state(gst::State::Null).unwrap();
+}
