@@ -489,3 +489,456 @@ fn bind_failure_is_a_clear_error() {
     assert!(text.contains("already in use"), "{text}");
     p.set_state(gst::State::Null).unwrap();
 }
+
+// ---- rtmpsink mode=server: players --------------------------------------
+
+/// A pipeline serving `desc`'s streams with rtmpsink mode=server (named
+/// `s`), paused: listening, no media yet. Returns it with its port.
+fn sink_server(desc: &str, extra: &str) -> (gst::Pipeline, Notices, u16) {
+    init();
+    let p = gst::parse::launch(&format!(
+        "{desc} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key {extra}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let n = notices(&p);
+    p.set_state(gst::State::Paused).unwrap();
+    let port = port_of(&p.by_name("s").unwrap());
+    (p, n, port)
+}
+
+fn file_source(file: &std::path::Path, tracks: Tracks) -> String {
+    let mut d = format!("filesrc location={} ! flvdemux name=d ", file.display());
+    if tracks != Tracks::AudioOnly {
+        d += "d.video ! queue ! h264parse ! s.video ";
+    }
+    if tracks != Tracks::VideoOnly {
+        d += "d.audio ! queue ! aacparse ! s.audio ";
+    }
+    d
+}
+
+/// Waits for EOS on a serving pipeline; panics on an error.
+fn serve_to_eos(p: &gst::Pipeline, limit: Duration) {
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        other => panic!("server pipeline: {other:?}"),
+    }
+}
+
+/// `ffmpeg -i input -c copy -f framecrc -`: one line per packet (stream,
+/// dts, pts, duration, size, checksum), for comparing FFmpeg 9's view of a
+/// stream with its view of the file.
+fn framecrc(ffmpeg: &str, input: &str) -> Vec<String> {
+    let out = Command::new(ffmpeg)
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "20000000",
+        ])
+        .args(["-i", input, "-map", "0:v?", "-map", "0:a?"])
+        .args(["-c", "copy", "-f", "framecrc", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{ffmpeg} on {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
+    let dir = TempDir::new("sink-srv-players");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let (p, notes, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let ff9 = require_ffmpeg9();
+    let probe5 = {
+        let url = url.clone();
+        std::thread::spawn(move || ffprobe_frames(&url))
+    };
+    let crc9 = {
+        let (url, ff9) = (url.clone(), ff9.clone());
+        std::thread::spawn(move || framecrc(&ff9, &url))
+    };
+    let rtmp2_out = dir.path("rtmp2src.flv");
+    let rtmp2 = gst::parse::launch(&format!(
+        "rtmp2src location={url} ! filesink location={}",
+        rtmp2_out.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    rtmp2.set_state(gst::State::Playing).unwrap();
+    let (ours, ours_log, _) = player(&url, "");
+    ours.set_state(gst::State::Playing).unwrap();
+    wait_notice(&notes, "rtmp-client-connected", 4, Duration::from_secs(15));
+    p.set_state(gst::State::Playing).unwrap();
+    serve_to_eos(&p, Duration::from_secs(30));
+
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    assert_same_frames(
+        "FFmpeg 5.1 (ffprobe) playing from rtmpsink mode=server",
+        &normalized(probe5.join().unwrap()),
+        &want,
+    );
+    assert_eq!(
+        crc9.join().unwrap(),
+        framecrc(&ff9, media.to_str().unwrap()),
+        "FFmpeg 9 playing from rtmpsink mode=server"
+    );
+    play_to_eos(&ours, Duration::from_secs(10));
+    assert_same_frames(
+        "rtmpsrc playing from rtmpsink mode=server",
+        &frames(&ours_log.lock().unwrap()),
+        &want,
+    );
+    // rtmp2src ends at StreamEOF.
+    let msg = rtmp2.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    rtmp2.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(
+            msg.as_ref().map(|m| m.view()),
+            Some(gst::MessageView::Eos(_))
+        ),
+        "rtmp2src: {msg:?}"
+    );
+    let got = normalized(ffprobe_frames(rtmp2_out.to_str().unwrap()));
+    assert_same_frames("rtmp2src playing from rtmpsink mode=server", &got, &want);
+    let gone = wait_notice(
+        &notes,
+        "rtmp-client-disconnected",
+        4,
+        Duration::from_secs(5),
+    );
+    for g in gone {
+        assert_eq!(g.get::<u64>("dropped").unwrap(), 0, "{g:?}");
+    }
+}
+
+#[test]
+fn a_late_player_starts_at_the_cached_keyframe_with_headers() {
+    let dir = TempDir::new("sink-srv-late");
+    let media = make_flv(&dir, "in.flv", 5, Tracks::AudioVideo);
+    let (p, _, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=true");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let joined = Instant::now();
+    let probe = {
+        let url = url.clone();
+        std::thread::spawn(move || ffprobe_frames(&url))
+    };
+    let decode = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-rw_timeout",
+                    "20000000",
+                ])
+                .args(["-i", &url, "-f", "null", "-"])
+                .output()
+                .unwrap()
+        })
+    };
+    serve_to_eos(&p, Duration::from_secs(30));
+    let got = probe.join().unwrap();
+    let out = decode.join().unwrap();
+    assert!(out.status.success());
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        errors.trim().is_empty(),
+        "decoding from the cached GOP: {errors}"
+    );
+    let file = ffprobe_frames(media.to_str().unwrap());
+    let (gv, ga) = split(&got);
+    let (fv, fa) = split(&file);
+    // The first video frame is a keyframe from before the join (the GOP
+    // cache, 1 s GOPs), and from there on nothing is missing.
+    assert!(gv[0].key, "first frame {:?}", gv[0]);
+    let start = fv
+        .iter()
+        .position(|f| f == &gv[0])
+        .expect("a frame of the file");
+    assert!(start > 0, "the late player got the stream from its start");
+    assert_eq!(
+        gv,
+        fv[start..].to_vec(),
+        "video from the cached keyframe on"
+    );
+    let astart = fa
+        .iter()
+        .position(|f| f == &ga[0])
+        .expect("an audio frame of the file");
+    assert_eq!(ga, fa[astart..].to_vec(), "audio from the start point on");
+    let _ = joined;
+}
+
+/// A player made of our core that plays and then never reads.
+fn stalled_player(port: u16) -> gstrtmp::net::blocking::BlockingClient {
+    use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
+    let url =
+        gstrtmp::rtmp::url::RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/key")).unwrap();
+    gstrtmp::net::blocking::BlockingClient::open(&url, ClientConfig::new(ClientMode::Play, &url))
+        .expect("play")
+}
+
+#[test]
+fn a_player_that_stops_reading_never_slows_the_pipeline_or_the_others() {
+    init();
+    // 4 Mbit/s live for 6 s: the stalled player's socket fills at once.
+    let desc = "videotestsrc is-live=true pattern=snow num-buffers=180 ! video/x-raw,width=640,height=360,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=260 ! avenc_aac ! aacparse ! s.audio";
+    let (p, notes, port) = sink_server(desc, "max-clients=3 client-queue-time=1000 timeout=3");
+    let sent = probe_parsers(&p);
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let (good, good_log, _) = player(&url, "");
+    good.set_state(gst::State::Playing).unwrap();
+    let stalled = stalled_player(port);
+    wait_notice(&notes, "rtmp-client-connected", 2, Duration::from_secs(10));
+    // A third connection that says nothing, and a fourth over the limit.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(
+        closed_within(&mut over, Duration::from_secs(2)),
+        "over max-clients"
+    );
+    let started = Instant::now();
+    p.set_state(gst::State::Playing).unwrap();
+    let s = p.by_name("s").unwrap();
+    let limit = 16u64 << 20;
+    let mut max_queued = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let st: gst::Structure = s.property("stats");
+        if let Ok(clients) = st.get::<gst::Array>("clients") {
+            for c in clients.iter() {
+                let c = c.get::<gst::Structure>().unwrap();
+                max_queued = max_queued.max(c.get::<u64>("queued-bytes").unwrap());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serve_to_eos(&p, Duration::from_secs(30));
+    // In real time: the stalled player held nothing up (at EOS a player
+    // that is still behind gets at most `timeout`, 3 s, to drain).
+    assert!(
+        started.elapsed() < Duration::from_millis(10_500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(max_queued <= limit, "a queue held {max_queued} bytes");
+    play_to_eos(&good, Duration::from_secs(10));
+    let got = good_log.lock().unwrap().clone();
+    same_frames(
+        "the player that kept up, beside one that stalled",
+        &sent.lock().unwrap(),
+        &got,
+        true,
+    );
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(1)),
+        "silent connection"
+    );
+    let gone = wait_notice(
+        &notes,
+        "rtmp-client-disconnected",
+        2,
+        Duration::from_secs(5),
+    );
+    let stalled_note = gone
+        .iter()
+        .find(|g| {
+            g.get::<u64>("dropped").unwrap() > 0
+                || g.get::<String>("reason").unwrap().contains("read nothing")
+        })
+        .unwrap_or_else(|| panic!("the stalled player was never cut off: {gone:?}"));
+    let reason = stalled_note.get::<String>("reason").unwrap();
+    assert!(
+        reason.contains("cannot keep up") || reason.contains("read nothing"),
+        "{reason}"
+    );
+    let rejected = wait_notice(&notes, "rtmp-client-rejected", 1, Duration::from_secs(1));
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.get::<String>("reason").unwrap().contains("max-clients")),
+        "{rejected:?}"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn accept_player_signal_and_unknown_streams() {
+    let dir = TempDir::new("sink-srv-signal");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    let (p, notes, port) = sink_server(&file_source(&media, Tracks::VideoOnly), "sync=false");
+    p.by_name("s")
+        .unwrap()
+        .connect("accept-player", false, |args| {
+            Some((args[4].get::<String>().unwrap() != "token=bad").to_value())
+        });
+    let base = format!("rtmp://127.0.0.1:{port}/live");
+    for (stream, why) in [
+        ("other", "unknown stream"),
+        ("key?token=bad", "refused by the application"),
+    ] {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "5000000",
+                &format!("{base}/{stream}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{stream} was played");
+        let r = wait_notice(&notes, "rtmp-client-rejected", 1, Duration::from_secs(2));
+        assert!(
+            r.iter()
+                .any(|r| r.get::<String>("reason").unwrap().contains(why)),
+            "{r:?}"
+        );
+        notes.lock().unwrap().clear();
+    }
+    p.set_state(gst::State::Null).unwrap();
+}
+
+// ---- hostile peers ------------------------------------------------------
+
+/// Whether the server closes the connection within `limit` (reading and
+/// dropping whatever it sends).
+fn closed_within(s: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let end = Instant::now() + limit;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < end {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Connects and completes a handshake by hand.
+fn handshaken(port: u16) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[3]).unwrap();
+    s.write_all(&[7u8; 1536]).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.read_exact(&mut s0s1s2).unwrap();
+    s.write_all(&s0s1s2[1..1537]).unwrap();
+    s
+}
+
+/// A type-0 chunk header: one-byte basic header for csid < 64, two above.
+fn chunk_header(csid: u32, length: u32, type_id: u8) -> Vec<u8> {
+    let mut h = if csid < 64 {
+        vec![csid as u8]
+    } else {
+        vec![0, (csid - 64) as u8]
+    };
+    h.extend_from_slice(&[0, 0, 0]);
+    h.extend_from_slice(&length.to_be_bytes()[1..]);
+    h.push(type_id);
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h
+}
+
+#[test]
+fn hostile_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
+    use std::io::Write;
+    let dir = TempDir::new("srv-hostile");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
+    let (p, log, _, notes, port) = src_server("eos-on-unpublish=true timeout=2");
+    let good = {
+        let (media, url) = (media.clone(), format!("rtmp://127.0.0.1:{port}/live/key"));
+        std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+    };
+    wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(10));
+    let limit = Duration::from_secs(4);
+
+    // Not RTMP at all.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed_within(&mut s, limit), "an HTTP request");
+
+    // Garbage after a good handshake.
+    let mut s = handshaken(port);
+    s.write_all(&[0xC3; 4096]).unwrap();
+    s.write_all(&(0..8192u32).map(|i| (i * 7919) as u8).collect::<Vec<_>>())
+        .unwrap();
+    assert!(closed_within(&mut s, limit), "garbage chunks");
+
+    // Connects and says nothing: the handshake timeout.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(closed_within(&mut s, limit), "a silent connection");
+
+    // Handshakes, then never connects.
+    let mut s = handshaken(port);
+    assert!(
+        closed_within(&mut s, limit),
+        "no connect after the handshake"
+    );
+
+    // The largest chunk size, then a 16 MiB command.
+    let mut s = handshaken(port);
+    let mut m = chunk_header(2, 4, 1);
+    m.extend_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+    m.extend(chunk_header(3, 0xFF_FFFF, 20));
+    m.extend_from_slice(&[0u8; 1000]);
+    s.write_all(&m).unwrap();
+    assert!(closed_within(&mut s, limit), "a 16 MiB command");
+
+    // Endless chunk streams, each with a message begun and never ended.
+    let mut s = handshaken(port);
+    let mut m = Vec::new();
+    for csid in 3..300 {
+        m.extend(chunk_header(csid, 100_000, 9));
+        m.extend_from_slice(&[0u8; 64]);
+    }
+    let _ = s.write_all(&m);
+    assert!(closed_within(&mut s, limit), "endless chunk streams");
+
+    let (ok, err) = good.join().unwrap();
+    assert!(ok, "the publisher was disturbed: {err}");
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_same_frames(
+        "the publisher beside hostile peers",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+}

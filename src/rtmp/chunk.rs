@@ -302,6 +302,18 @@ impl ChunkDecoder {
                 self.limits.max_message_size
             )));
         }
+        // Commands and data are refused at their header, before any of
+        // their bytes are held.
+        let new_type = msg_type.unwrap_or(stream.type_id);
+        if (fmt != 3 || !continuing)
+            && is_amf_message(new_type)
+            && new_length > self.limits.max_command_size
+        {
+            return Err(Error::limit(format!(
+                "peer sent a command or data message of {new_length} bytes; the limit is {}",
+                self.limits.max_command_size
+            )));
+        }
         let remaining = if fmt == 3 && continuing {
             let got = stream.partial.as_ref().map_or(0, |p| p.len()) as u32;
             stream.length - got
@@ -660,6 +672,21 @@ pub fn encode_standalone(
     e.set_chunk_size(chunk_size)?;
     e.write_message_parts(csid, timestamp, type_id, stream_id, parts)?;
     Ok(e.take_send_buf())
+}
+
+/// Command, data and shared object messages: AMF, bounded by
+/// `Limits::max_command_size`.
+fn is_amf_message(t: u8) -> bool {
+    use crate::rtmp::message::type_id::*;
+    matches!(
+        t,
+        DATA_AMF3
+            | SHARED_OBJECT_AMF3
+            | COMMAND_AMF3
+            | DATA_AMF0
+            | SHARED_OBJECT_AMF0
+            | COMMAND_AMF0
+    )
 }
 
 fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {

@@ -43,6 +43,12 @@ const TICK: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// The kernel's send buffer for a player: without a bound, Linux lets a
+/// player that stops reading soak up megabytes before anything shows in
+/// its queue (so it would neither skip nor be cut off in time), and a
+/// thousand of them gigabytes of kernel memory. 512 KiB still carries
+/// 20 Mbit/s over a 200 ms round trip.
+const PLAYER_SEND_BUFFER: usize = 512 * 1024;
 
 /// What every server needs, whatever its role.
 #[derive(Debug, Clone)]
@@ -477,6 +483,8 @@ struct Peer {
     closing: Option<String>,
     /// After our side is shut: when to give up waiting for the peer.
     linger_until: Option<Instant>,
+    /// The peer has closed its side (read gave 0).
+    peer_closed: bool,
     read_paused: bool,
     media_bytes_out: u64,
     player: play::PlayerState,
@@ -639,6 +647,9 @@ impl Loop {
             if self.take_requests(now) {
                 return Ok(());
             }
+            if let RoleState::Play(play) = &self.role {
+                play.end_drained_players(&mut self.peers, now);
+            }
             if now.duration_since(last_tick) >= TICK {
                 last_tick = now;
                 self.sweep(now);
@@ -666,10 +677,11 @@ impl Loop {
         if stop {
             return true;
         }
+        let relayed = !inbox.is_empty();
         if let RoleState::Play(play) = &mut self.role {
             for r in inbox {
                 self.stats.messages += 1;
-                play.relay(r, &mut self.peers, now);
+                play.relay(r, &mut self.peers);
             }
             if finish && !play.finishing {
                 play.finish(&mut self.peers, now);
@@ -699,6 +711,9 @@ impl Loop {
                 p.drop_output();
             }
         }
+        if relayed && let RoleState::Play(play) = &self.role {
+            play.check_overflows(&mut self.peers, now);
+        }
         false
     }
 
@@ -723,6 +738,11 @@ impl Loop {
                         continue;
                     }
                     sock.set_nodelay(true).ok();
+                    if matches!(self.role, RoleState::Play(_)) {
+                        socket2::SockRef::from(&sock)
+                            .set_send_buffer_size(PLAYER_SEND_BUFFER)
+                            .ok();
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     if self
@@ -756,6 +776,7 @@ impl Loop {
                             last_out: now,
                             closing: None,
                             linger_until: None,
+                            peer_closed: false,
                             read_paused: false,
                             media_bytes_out: 0,
                             player: Default::default(),
@@ -780,9 +801,8 @@ impl Loop {
             }
             match p.sock.read(&mut self.scratch) {
                 Ok(0) => {
-                    if p.linger_until.is_some() {
-                        p.linger_until = Some(now);
-                    } else {
+                    p.peer_closed = true;
+                    if p.closing.is_none() {
                         let why = if p.kind == PeerKind::Publisher {
                             "the publisher closed the connection"
                         } else {
@@ -1037,29 +1057,39 @@ impl Loop {
     /// Ends connections that are closing and drained: our side is shut,
     /// and after the peer closes too (or LINGER) the socket goes.
     fn reap(&mut self, now: Instant) {
+        let mut ended = Vec::new();
         let mut gone = Vec::new();
         for (t, p) in self.peers.iter_mut() {
-            if p.closing.is_none() {
-                continue;
-            }
-            if !p.out.is_empty() {
+            if p.closing.is_none() || !p.out.is_empty() {
                 continue;
             }
             match p.linger_until {
                 None => {
                     p.sock.shutdown(Shutdown::Write).ok();
-                    p.linger_until = Some(now + LINGER);
+                    ended.push(*t);
+                    if p.peer_closed {
+                        gone.push(*t);
+                    } else {
+                        p.linger_until = Some(now + LINGER);
+                    }
                 }
-                Some(until) if now >= until => gone.push(*t),
+                Some(until) if now >= until || p.peer_closed => gone.push(*t),
                 Some(_) => {}
             }
         }
-        for t in gone {
-            self.remove(t, now);
+        for t in ended {
+            self.ended(t, now);
         }
+        for t in gone {
+            if let Some(mut p) = self.peers.remove(&t) {
+                self.poll.registry().deregister(&mut p.sock).ok();
+            }
+        }
+        // The stream's end is done once every player has been sent all
+        // and shut (lingering ones only wait for their peer).
         if let RoleState::Play(play) = &self.role
             && play.finishing
-            && self.peers.is_empty()
+            && self.peers.values().all(|p| p.linger_until.is_some())
         {
             let mut inner = lock(&self.shared.inner);
             if !inner.finished {
@@ -1070,26 +1100,27 @@ impl Loop {
         }
     }
 
-    fn remove(&mut self, token: Token, now: Instant) {
-        let Some(mut p) = self.peers.remove(&token) else {
+    /// A connection has sent its last byte: the role and the application
+    /// hear of it now, not when the socket finally goes.
+    fn ended(&mut self, token: Token, now: Instant) {
+        let Some(p) = self.peers.get(&token) else {
             return;
         };
-        self.poll.registry().deregister(&mut p.sock).ok();
         let reason = p.closing.clone().unwrap_or_else(|| "closed".into());
-        if let RoleState::Publish(r) = &mut self.role {
-            r.on_closed(token, &reason, &self.shared, now);
-        }
         if p.kind != PeerKind::Pending {
             let s = p.stats();
             (self.hooks.notice)(Notice::Closed {
                 id: p.id,
                 kind: p.kind,
                 addr: p.addr,
-                reason,
+                reason: reason.clone(),
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,
                 dropped: s.dropped,
             });
+        }
+        if let RoleState::Publish(r) = &mut self.role {
+            r.on_closed(token, &reason, &self.shared, now);
         }
     }
 
@@ -1097,10 +1128,18 @@ impl Loop {
         let now = Instant::now();
         let tokens: Vec<Token> = self.peers.keys().copied().collect();
         for t in tokens {
-            if let Some(p) = self.peers.get_mut(&t) {
-                p.close_with(reason, now);
+            let Some(p) = self.peers.get_mut(&t) else {
+                continue;
+            };
+            let lingering = p.linger_until.is_some();
+            p.close_with(reason, now);
+            if !lingering {
+                self.ended(t, now);
             }
-            self.remove(t, now);
+            if let Some(mut p) = self.peers.remove(&t) {
+                p.sock.shutdown(Shutdown::Both).ok();
+                self.poll.registry().deregister(&mut p.sock).ok();
+            }
         }
     }
 

@@ -25,6 +25,10 @@ const MAX_GOP_BYTES: usize = 64 << 20;
 /// A player that falls behind this often within OVERFLOW_WINDOW is cut off.
 const OVERFLOWS_TO_CLOSE: usize = 3;
 const OVERFLOW_WINDOW: Duration = Duration::from_secs(60);
+/// How long the end of the stream waits after a player's last media went
+/// out: rtmp2src (1.22) drops the last message when StreamEOF comes in the
+/// same read.
+const END_GRACE: Duration = Duration::from_millis(200);
 /// The message stream id relayed messages are encoded for: the one every
 /// known player gets from its first createStream. Others are patched.
 const COMMON_STREAM_ID: u32 = 1;
@@ -93,8 +97,8 @@ impl Relay {
                 )));
             }
         };
-        // Metadata goes at time 0: FFmpeg reads a script message stamped
-        // later as a packet of a data stream rather than as metadata.
+        // Metadata goes at time 0, as nginx-rtmp sends it: FFmpeg takes a
+        // script message stamped later for a packet of a data stream.
         let timestamp = if kind == Kind::Meta { 0 } else { timestamp };
         let encoded = encode_standalone(
             chunk_stream(kind),
@@ -176,6 +180,8 @@ pub(super) struct PlayerState {
     allowance_ms: i64,
     overflows: VecDeque<Instant>,
     newest_ts: i64,
+    /// The stream is over: since when everything queued has been written.
+    drained_since: Option<Instant>,
 }
 
 impl PlayerState {
@@ -259,7 +265,7 @@ impl PlayRole {
     }
 
     /// One message from the element to every player.
-    pub fn relay(&mut self, r: Relay, peers: &mut HashMap<Token, Peer>, now: Instant) {
+    pub fn relay(&mut self, r: Relay, peers: &mut HashMap<Token, Peer>) {
         let ts = self.unwrap.unwrap(r.timestamp);
         let config = r.role == RelayRole::Config;
         if r.kind == Kind::Video {
@@ -297,7 +303,6 @@ impl PlayRole {
             }
             p.queue_media(for_stream(&r.encoded, p.stream_id), ts);
             p.player.newest_ts = ts;
-            self.check_overflow(p, now);
         }
         if config {
             self.config_gen += 1;
@@ -310,8 +315,17 @@ impl PlayRole {
         }
     }
 
-    /// A player whose queue reaches too far back (or holds too many bytes)
-    /// drops what it has not started writing and waits for a keyframe.
+    /// After the sockets took what they could: a player whose queue still
+    /// reaches too far back (or holds too many bytes) drops what it has not
+    /// started writing and waits for a keyframe.
+    pub fn check_overflows(&self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+        for p in peers.values_mut() {
+            if p.kind == PeerKind::Player && p.closing.is_none() && p.player.live {
+                self.check_overflow(p, now);
+            }
+        }
+    }
+
     fn check_overflow(&self, p: &mut Peer, now: Instant) {
         let lag = p.player.lag_ms(p) as i64;
         let limit = self.options.queue_time.as_millis() as i64 + p.player.allowance_ms;
@@ -423,20 +437,33 @@ impl PlayRole {
         }
     }
 
-    /// The end of the stream: players get what is queued, then the end
-    /// (StreamEOF, onStatus), then the connection closes; connections not
-    /// yet playing are closed.
+    /// The end of the stream: connections not yet playing are closed;
+    /// players get what is queued first (see `end_drained_players`).
     pub fn finish(&mut self, peers: &mut HashMap<Token, Peer>, now: Instant) {
         self.finishing = true;
         for p in peers.values_mut() {
-            if p.closing.is_some() {
+            if p.closing.is_none() && p.kind != PeerKind::Player {
+                p.close_with("the stream has ended", now);
+            }
+        }
+    }
+
+    /// Once the stream is over: each player whose queue is written out gets
+    /// the end (StreamEOF, onStatus) a moment later, then is closed.
+    pub fn end_drained_players(&self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+        if !self.finishing {
+            return;
+        }
+        for p in peers.values_mut() {
+            if p.kind != PeerKind::Player || p.closing.is_some() || !p.out.is_empty() {
                 continue;
             }
-            if p.kind == PeerKind::Player {
+            let since = *p.player.drained_since.get_or_insert(now);
+            if now.duration_since(since) >= END_GRACE {
                 p.session.end_play(p.stream_id, true).ok();
                 p.queue_session_output();
+                p.close_with("end of stream", now);
             }
-            p.close_with("end of stream", now);
         }
     }
 }

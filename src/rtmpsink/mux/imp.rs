@@ -182,12 +182,21 @@ impl AggregatorImpl for RtmpSinkMux {
                     st.encoder = Some(e.get().to_owned());
                     st.meta_dirty = true;
                 }
-                let bitrate = tags
-                    .get::<gst::tags::Bitrate>()
-                    .or_else(|| tags.get::<gst::tags::NominalBitrate>())
-                    .map(|b| b.get());
-                if let Some(b) = bitrate {
-                    st.pads.entry(pad.name().to_string()).or_default().bitrate = Some(b);
+                // The nominal bitrate when told; otherwise the first measured
+                // one only: parsers update a running bitrate every few
+                // frames, and each change would send metadata again.
+                let ps = st.pads.entry(pad.name().to_string()).or_default();
+                let bitrate = match tags.get::<gst::tags::NominalBitrate>() {
+                    Some(b) => Some(b.get()),
+                    None if ps.bitrate.is_none() => {
+                        tags.get::<gst::tags::Bitrate>().map(|b| b.get())
+                    }
+                    None => None,
+                };
+                if let Some(b) = bitrate
+                    && ps.bitrate != Some(b)
+                {
+                    ps.bitrate = Some(b);
                     st.meta_dirty = true;
                 }
             }

@@ -133,6 +133,13 @@ struct TimeMap {
 }
 
 impl TimeMap {
+    /// Where a message whose time means nothing goes (metadata: servers
+    /// stamp it 0, or anything): with the last time given out, never
+    /// moving the mapping.
+    fn current(&self, now: i64) -> u64 {
+        self.last.unwrap_or(now).max(0) as u64
+    }
+
     fn map(&mut self, ts: u32, now: i64) -> (u64, bool) {
         let ms = self.unwrap.unwrap(ts);
         let t = ms * 1_000_000;
@@ -427,7 +434,11 @@ impl RtmpSrcConn {
     /// One FLV tag as a buffer, time stamped.
     fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: bytes::Bytes) -> gst::Buffer {
         let now = self.running_time_now();
-        let (rt, resync) = st.time.map(ts, now);
+        let (rt, resync) = if kind == tag_type::SCRIPT {
+            (st.time.current(now), false)
+        } else {
+            st.time.map(ts, now)
+        };
         gst::trace!(
             CAT,
             imp = self,
