@@ -14,6 +14,47 @@ def plugin_env():
     return dict(os.environ, GST_PLUGIN_PATH=os.path.join(ROOT, "target", "release"))
 
 
+def media_4mbit(secs=20):
+    """A 4 Mbit/s H.264 (2 s GOPs, no B-frames, as live encoders send) +
+    AAC FLV of `secs` seconds, made once and kept."""
+    d = os.path.join(ROOT, "target", "bench-media")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"{secs}s-4mbit.flv")
+    if not os.path.exists(path):
+        print(f"bench: making the {secs} s 4 Mbit/s test file (once)", flush=True)
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                        "-t", str(secs), "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "60",
+                        "-b:v", "4M", "-maxrate", "4M", "-bufsize", "4M", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "128k", "-f", "flv", path], check=True)
+    return path
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds a running process has used."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick
+
+
+def proc_mem(pid, field="VmRSS"):
+    """A memory figure of a running process, in bytes (VmRSS, VmHWM)."""
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith(field + ":"):
+            return int(l.split()[1]) * 1024
+    return 0
+
+
+def raise_fd_limit():
+    """As many file descriptors as allowed, for this process and its children."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def media_60s_8mbit():
     """A 60 s, 8 Mbit/s H.264 (B-frames) + AAC MP4, made once and kept."""
     d = os.path.join(ROOT, "target", "bench-media")
@@ -34,14 +75,15 @@ class Nginx:
     """nginx-rtmp as a plain process in a scratch folder; logs every
     publish and play with its byte counts."""
 
-    def __init__(self, log_level="warn"):
+    def __init__(self, log_level="warn", connections=256):
         self.work = tempfile.mkdtemp(prefix="bench-nginx-")
         s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
         os.makedirs(os.path.join(self.work, "logs"))
         with open(os.path.join(self.work, "nginx.conf"), "w") as f:
             f.write(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log {self.work}/error.log {log_level};
-events {{ worker_connections 256; }}
+worker_rlimit_nofile {connections * 2 + 64};
+events {{ worker_connections {connections}; }}
 rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
   server {{ listen 127.0.0.1:{self.port}; out_queue 16384; access_log {self.work}/access.log bytes;
     application live {{ live on; }} }} }}

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Serve benchmark: one 4 Mbit/s stream to N loopback players, from
+
+  ours   filesrc ! flvdemux ! parsers ! rtmpsink mode=server  (in real time)
+  nginx  nginx-rtmp, with FFmpeg publishing the same file with -re
+
+measured with the same load tool (examples/rtmp_load.rs: N players on one
+thread, counting frames, bytes and frames lost). Reported per run: server
+CPU (user+sys) per delivered megabyte, frames lost, and server memory per
+player (peak RSS with the players, less the RSS before them, less the
+largest GOP, which our server caches once for all). Then the ingest side:
+K publishers at once into K `rtmpsrc mode=server` in one process against
+nginx-rtmp taking the same K streams, as publishers per CPU core.
+
+  scripts/bench_serve.py [runs] [players...]     (default: 3 runs, 200 and 1000)
+"""
+import json, os, socket, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (ROOT, Nginx, media_4mbit, plugin_env, proc_cpu, proc_mem,  # noqa: E402
+                      raise_fd_limit, setup_and_build)
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+COUNTS = [int(a) for a in sys.argv[2:]] or [200, 1000]
+SECS = 20
+LOAD = os.path.join(ROOT, "target", "release", "examples", "rtmp_load")
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    return p
+
+
+def wait_listen(port, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    sys.exit(f"bench: nothing listens on {port}")
+
+
+def max_gop_bytes(media):
+    """The largest GOP of the file (what a GOP cache holds at most)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                          "packet=size,flags", "-of", "csv=p=0", media],
+                         check=True, capture_output=True, text=True).stdout
+    best = cur = 0
+    for l in out.splitlines():
+        size, flags = l.split(",", 1)
+        if "K" in flags:
+            cur = 0
+        cur += int(size)
+        best = max(best, cur)
+    return best
+
+
+def load(url, players):
+    p = subprocess.run([LOAD, url, str(players), str(SECS + 20)], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench: load tool failed: {p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+class Sampler:
+    """Peak RSS of a set of processes while something runs."""
+
+    def __init__(self, pids):
+        import threading
+        self.pids, self.peak, self.stop = pids, 0, False
+        self.t = threading.Thread(target=self.run); self.t.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.peak = max(self.peak, sum(proc_mem(p) for p in self.pids))
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def end(self):
+        self.stop = True; self.t.join()
+        return self.peak
+
+
+def run_ours(media, players, env):
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/key"
+    cmd = ["gst-launch-1.0", "-q", *f"filesrc location={media} ! flvdemux name=d d.video ! queue ! h264parse ! s.video d.audio ! queue ! aacparse ! s.audio rtmpsink name=s mode=server location={url} max-clients={players + 16}".split()]
+    srv = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_listen(port)
+    base = proc_mem(srv.pid)
+    cpu0 = proc_cpu(srv.pid)
+    s = Sampler([srv.pid])
+    r = load(url, players)
+    peak = s.end()
+    cpu = wait_cpu(srv) - cpu0
+    if srv.returncode != 0:
+        sys.exit(f"bench: rtmpsink server failed: {srv.stderr.read().decode(errors='replace')[-2000:]}")
+    return r, cpu, peak - base
+
+
+def run_nginx(media, players):
+    nginx = Nginx(connections=players + 64)
+    try:
+        pids = [int(x) for x in subprocess.run(["pgrep", "-P", str(nginx.proc.pid)], capture_output=True, text=True).stdout.split()]
+        pids = pids or [nginx.proc.pid]
+        url = nginx.url("key")
+        pub = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", url])
+        time.sleep(0.5)
+        base = sum(proc_mem(p) for p in pids)
+        cpu0 = sum(proc_cpu(p) for p in pids)
+        s = Sampler(pids)
+        r = load(url, players)
+        peak = s.end()
+        cpu = sum(proc_cpu(p) for p in pids) - cpu0
+        pub.wait(timeout=30)
+        return r, cpu, peak - base
+    finally:
+        nginx.stop()
+
+
+def ingest(media, k, env):
+    """K publishers at once; returns (our CPU, nginx CPU) in seconds."""
+    ports = [free_port() for _ in range(k)]
+    desc = " ".join(f"rtmpsrc name=s{i} mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:{p}/live/key s{i}.video ! fakesink sync=false s{i}.audio ! fakesink sync=false" for i, p in enumerate(ports))
+    srv = subprocess.Popen(["gst-launch-1.0", "-q", *desc.split()], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for p in ports:
+        wait_listen(p)
+    cpu0 = proc_cpu(srv.pid)
+    pubs = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{p}/live/key"]) for p in ports]
+    for p in pubs:
+        p.wait()
+    ours = wait_cpu(srv) - cpu0
+    if srv.returncode != 0:
+        sys.exit(f"bench: rtmpsrc servers failed: {srv.stderr.read().decode(errors='replace')[-2000:]}")
+    nginx = Nginx(connections=k + 64)
+    try:
+        pids = [int(x) for x in subprocess.run(["pgrep", "-P", str(nginx.proc.pid)], capture_output=True, text=True).stdout.split()] or [nginx.proc.pid]
+        cpu0 = sum(proc_cpu(p) for p in pids)
+        pubs = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", nginx.url(f"k{i}")]) for i in range(k)]
+        for p in pubs:
+            p.wait()
+        theirs = sum(proc_cpu(p) for p in pids) - cpu0
+    finally:
+        nginx.stop()
+    return ours, theirs
+
+
+def wait_cpu(proc):
+    """Waits for a child to end; its whole CPU time (user+sys)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main():
+    setup_and_build()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "rtmp_load"], cwd=ROOT, check=True)
+    hard = raise_fd_limit()
+    if hard < max(COUNTS) * 2 + 100:
+        sys.exit(f"bench: the file descriptor limit ({hard}) is too low for {max(COUNTS)} players")
+    media = media_4mbit(SECS)
+    gop = max_gop_bytes(media)
+    env = plugin_env()
+    print(f"\nserve {os.path.basename(media)} ({os.path.getsize(media) / 1e6:.1f} MB, largest GOP {gop / 1024:.0f} KiB) to loopback players, {RUNS} runs, medians:")
+    for n in COUNTS:
+        res = {"ours": [], "nginx": []}
+        for _ in range(RUNS):
+            res["ours"].append(run_ours(media, n, env))
+            res["nginx"].append(run_nginx(media, n))
+        per_mb = {}
+        for name, runs in res.items():
+            cpu_mb = statistics.median(c / (r["bytes"] / 1e6) * 1000 for r, c, _ in runs)
+            mem = statistics.median(m for _, _, m in runs)
+            extra = max(0, mem - (gop if name == "ours" else 0)) / n
+            lost = max(r["frames_lost"] for r, _, _ in runs)
+            lossy = max(r["players_with_loss"] for r, _, _ in runs)
+            started = min(r["started"] for r, _, _ in runs)
+            mb = statistics.median(r["bytes"] for r, _, _ in runs) / 1e6
+            first = statistics.median(r["first_frame_ms_median"] for r, _, _ in runs)
+            per_mb[name] = cpu_mb
+            print(f"  {n:5d} players  {name:<6} {cpu_mb:7.3f} ms CPU per MB delivered ({mb:7.0f} MB), "
+                  f"frames lost {lost} ({lossy} players), {extra / 1024:6.1f} KiB per player, "
+                  f"{started}/{n} started, first frame {first:.0f} ms")
+        print(f"  {n:5d} players  CPU per MB, ours / nginx = {per_mb['ours'] / per_mb['nginx']:.2f}   (target <= 1.00)")
+
+    k = 8
+    ours, theirs = ingest(media, k, env)
+    pub_secs = k * SECS
+    print(f"\ningest: {k} publishers of the 4 Mbit/s file at once, CPU (user+sys):")
+    print(f"  ours  (8 rtmpsrc mode=server ! fakesinks, one process) {ours:6.3f} s -> {pub_secs / ours:6.0f} publishers per core")
+    print(f"  nginx (8 streams, no players)                        {theirs:6.3f} s -> {pub_secs / theirs:6.0f} publishers per core")
+    print(f"  ours / nginx publishers per core = {theirs / ours:.2f}")
+
+
+main()
