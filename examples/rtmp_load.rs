@@ -175,11 +175,7 @@ fn on_event(p: &mut Player, e: ClientEvent) {
             }
             c.last_video_ts = Some(timestamp);
         }
-        ClientEvent::Audio { .. } => {
-            if c.started {
-                c.audio += 1;
-            }
-        }
+        ClientEvent::Audio { .. } if c.started => c.audio += 1,
         ClientEvent::StreamEnded { .. } => c.ended = true,
         _ => {}
     }
