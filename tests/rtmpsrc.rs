@@ -110,26 +110,8 @@ fn gst_published(name: &str, publish: &str) -> (Vec<Out>, Vec<Out>) {
     let url = nginx.url(name);
     let (p, log, _) = player(&url, "");
     start_player(&p, &nginx, name);
-    let pub_p = gst::parse::launch(&publish.replace("URL", &url))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sent = probe_parsers(&pub_p);
-    pub_p.set_state(gst::State::Playing).unwrap();
-    let msg = pub_p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(60),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pub_p.set_state(gst::State::Null).unwrap();
-    assert!(
-        matches!(
-            msg.as_ref().map(|m| m.view()),
-            Some(gst::MessageView::Eos(_))
-        ),
-        "publisher: {msg:?}"
-    );
+    let sent = publish_to_eos(&publish.replace("URL", &url));
     play_to_eos(&p, Duration::from_secs(20));
-    let sent = sent.lock().unwrap().clone();
     let got = log.lock().unwrap().clone();
     (sent, got)
 }

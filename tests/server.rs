@@ -184,26 +184,8 @@ const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240
 fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
     let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
-    let pub_p = gst::parse::launch(&publish.replace("URL", &url))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sent = probe_parsers(&pub_p);
-    pub_p.set_state(gst::State::Playing).unwrap();
-    let msg = pub_p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(60),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pub_p.set_state(gst::State::Null).unwrap();
-    assert!(
-        matches!(
-            msg.as_ref().map(|m| m.view()),
-            Some(gst::MessageView::Eos(_))
-        ),
-        "publisher: {msg:?}"
-    );
+    let sent = publish_to_eos(&publish.replace("URL", &url));
     play_to_eos(&p, Duration::from_secs(20));
-    let sent = sent.lock().unwrap().clone();
     let got = log.lock().unwrap().clone();
     (sent, got)
 }
@@ -519,19 +501,6 @@ fn file_source(file: &std::path::Path, tracks: Tracks) -> String {
     d
 }
 
-/// Waits for EOS on a serving pipeline; panics on an error.
-fn serve_to_eos(p: &gst::Pipeline, limit: Duration) {
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    p.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => {}
-        other => panic!("server pipeline: {other:?}"),
-    }
-}
-
 /// `ffmpeg -i input -c copy -f framecrc -`: one line per packet (stream,
 /// dts, pts, duration, size, checksum), for comparing FFmpeg 9's view of a
 /// stream with its view of the file.
@@ -589,7 +558,7 @@ fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
     ours.set_state(gst::State::Playing).unwrap();
     wait_notice(&notes, "rtmp-client-connected", 4, Duration::from_secs(15));
     p.set_state(gst::State::Playing).unwrap();
-    serve_to_eos(&p, Duration::from_secs(30));
+    play_to_eos(&p, Duration::from_secs(30));
 
     let want = normalized(ffprobe_frames(media.to_str().unwrap()));
     assert_same_frames(
@@ -609,18 +578,7 @@ fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
         &want,
     );
     // rtmp2src ends at StreamEOF.
-    let msg = rtmp2.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(10),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    rtmp2.set_state(gst::State::Null).unwrap();
-    assert!(
-        matches!(
-            msg.as_ref().map(|m| m.view()),
-            Some(gst::MessageView::Eos(_))
-        ),
-        "rtmp2src: {msg:?}"
-    );
+    play_to_eos(&rtmp2, Duration::from_secs(10));
     let got = normalized(ffprobe_frames(rtmp2_out.to_str().unwrap()));
     assert_same_frames("rtmp2src playing from rtmpsink mode=server", &got, &want);
     let gone = wait_notice(
@@ -663,7 +621,7 @@ fn a_late_player_starts_at_the_cached_keyframe_with_headers() {
                 .unwrap()
         })
     };
-    serve_to_eos(&p, Duration::from_secs(30));
+    play_to_eos(&p, Duration::from_secs(30));
     let got = probe.join().unwrap();
     let out = decode.join().unwrap();
     assert!(out.status.success());
@@ -740,7 +698,7 @@ fn a_player_that_stops_reading_never_slows_the_pipeline_or_the_others() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    serve_to_eos(&p, Duration::from_secs(30));
+    play_to_eos(&p, Duration::from_secs(30));
     // In real time: the stalled player held nothing up (at EOS a player
     // that is still behind gets at most `timeout`, 3 s, to drain).
     assert!(
