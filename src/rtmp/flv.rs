@@ -1157,6 +1157,32 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn relay_roles_from_the_first_bytes() {
+        use RelayRole::*;
+        // Legacy AVC/HEVC: key, inter, sequence header; other codecs key by frame type.
+        assert_eq!(video_relay_role(&[0x17, 0x01, 0, 0, 0]), Key);
+        assert_eq!(video_relay_role(&[0x27, 0x01, 0, 0, 0]), Frame);
+        assert_eq!(video_relay_role(&[0x17, 0x00, 0, 0, 0]), Config);
+        assert_eq!(video_relay_role(&[0x1C, 0x00, 0, 0, 0]), Config);
+        assert_eq!(video_relay_role(&[0x12]), Key);
+        assert_eq!(video_relay_role(&[0x52, 0x00]), Frame);
+        assert_eq!(video_relay_role(&[]), Frame);
+        // Enhanced RTMP: SequenceStart, CodedFrames(X), multitrack.
+        assert_eq!(video_relay_role(b"\x90hvc1"), Config);
+        assert_eq!(video_relay_role(b"\x91hvc1"), Key);
+        assert_eq!(video_relay_role(b"\xA3av01"), Frame);
+        assert_eq!(video_relay_role(b"\x96\x00hvc1"), Config);
+        assert_eq!(video_relay_role(b"\x96\x01hvc1"), Key);
+        // Audio: AAC sequence header, AAC frame, MP3, Enhanced Opus.
+        assert_eq!(audio_relay_role(&[0xAF, 0x00, 0x12, 0x10]), Config);
+        assert_eq!(audio_relay_role(&[0xAF, 0x01, 0x21]), Frame);
+        assert_eq!(audio_relay_role(&[0x2F, 0xFF]), Frame);
+        assert_eq!(audio_relay_role(b"\x90Opus"), Config);
+        assert_eq!(audio_relay_role(b"\x91Opus"), Frame);
+        assert_eq!(audio_relay_role(b"\x95\x00Opus"), Config);
+    }
+
+    #[test]
     fn legacy_avc_and_aac() {
         let seq = Bytes::from_static(&[0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1F]);
         let VideoTag::Legacy(v) = VideoTag::parse(&seq).unwrap() else {
