@@ -94,7 +94,7 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Seconds to wait for the server: connecting, each answer, and a write that makes no progress")
+                    .blurb("Seconds to wait for the server: connecting, each answer, and a write that makes no progress. Server mode: for a client's handshake, connect and play, before a player that reads nothing is cut off, and for players to drain at EOS")
                     .minimum(1)
                     .default_value(conn::imp_defaults::TIMEOUT)
                     .build(),

@@ -57,7 +57,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Seconds to wait for the server: connecting and each answer")
+                    .blurb("Seconds to wait for the server: connecting and each answer. Server mode: for a client's handshake, connect and publish, and before a silent publisher is cut off")
                     .minimum(1)
                     .default_value(defaults::TIMEOUT)
                     .build(),
