@@ -718,7 +718,7 @@ fn connection_lost_midstream() {
     let nginx = Nginx::start("");
     let p = build(
         &format!(
-            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! s.video rtmpsink name=s timeout=3 location={}",
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! s.video rtmpsink name=s timeout=3 reconnect-attempts=0 location={}",
             nginx.url("lost")
         ),
         &SentLog::default(),

@@ -69,6 +69,27 @@ impl ObjectImpl for RtmpSink {
                     .nick("Mode")
                     .blurb("client: publish to a server; server: listen on the location's address (rtmp://0.0.0.0:1935/app/stream, port 0 picks one) and serve players such as ffplay")
                     .build(),
+                glib::ParamSpecInt::builder("reconnect-attempts")
+                    .nick("Reconnect attempts")
+                    .blurb("Client mode: attempts to reconnect after the connection is lost (-1: for ever, 0: do not reconnect; the stream then fails)")
+                    .minimum(-1)
+                    .default_value(conn::imp_defaults::RECONNECT_ATTEMPTS)
+                    .build(),
+                glib::ParamSpecUInt::builder("reconnect-delay")
+                    .nick("Reconnect delay")
+                    .blurb("Client mode: milliseconds before the first reconnection attempt; each further one waits twice as long, up to reconnect-max-delay")
+                    .default_value(conn::imp_defaults::RECONNECT_DELAY_MS)
+                    .build(),
+                glib::ParamSpecUInt::builder("reconnect-max-delay")
+                    .nick("Reconnect max delay")
+                    .blurb("Client mode: the longest wait between reconnection attempts, in milliseconds")
+                    .default_value(conn::imp_defaults::RECONNECT_MAX_DELAY_MS)
+                    .build(),
+                glib::ParamSpecUInt::builder("backlog")
+                    .nick("Backlog")
+                    .blurb("Client mode: milliseconds of stream kept to re-send after a reconnection (whole GOPs); what falls out while disconnected is counted in stats and reported")
+                    .default_value(conn::imp_defaults::BACKLOG_MS)
+                    .build(),
                 glib::ParamSpecUInt::builder("max-clients")
                     .nick("Max clients")
                     .blurb("Server mode: connections at once, in any state; more are closed at once")
@@ -192,6 +213,14 @@ impl ObjectImpl for RtmpSink {
                         s.client_queue_bytes = value.get().expect("type checked")
                     }
                     "gop-cache" => s.gop_cache = value.get().expect("type checked"),
+                    "reconnect-attempts" => {
+                        s.reconnect_attempts = value.get().expect("type checked")
+                    }
+                    "reconnect-delay" => s.reconnect_delay_ms = value.get().expect("type checked"),
+                    "reconnect-max-delay" => {
+                        s.reconnect_max_delay_ms = value.get().expect("type checked")
+                    }
+                    "backlog" => s.backlog_ms = value.get().expect("type checked"),
                     "timeout" => s.timeout = value.get().expect("type checked"),
                     "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
@@ -235,6 +264,10 @@ impl ObjectImpl for RtmpSink {
                     "client-queue-time" => s.client_queue_time_ms.to_value(),
                     "client-queue-bytes" => s.client_queue_bytes.to_value(),
                     "gop-cache" => s.gop_cache.to_value(),
+                    "reconnect-attempts" => s.reconnect_attempts.to_value(),
+                    "reconnect-delay" => s.reconnect_delay_ms.to_value(),
+                    "reconnect-max-delay" => s.reconnect_max_delay_ms.to_value(),
+                    "backlog" => s.backlog_ms.to_value(),
                     "timeout" => s.timeout.to_value(),
                     "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),

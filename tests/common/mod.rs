@@ -151,7 +151,13 @@ rtmp {{
         for d in ["logs", "client_body_temp"] {
             std::fs::create_dir_all(dir.path(d)).unwrap();
         }
-        let child = Command::new("nginx")
+        let child = Self::spawn(&dir);
+        wait_for_port(port, Duration::from_secs(10));
+        Nginx { dir, port, child }
+    }
+
+    fn spawn(dir: &TempDir) -> Child {
+        Command::new("nginx")
             .arg("-p")
             .arg(&dir.0)
             .arg("-c")
@@ -159,9 +165,56 @@ rtmp {{
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nginx");
-        wait_for_port(port, Duration::from_secs(10));
-        Nginx { dir, port, child }
+            .expect("start nginx")
+    }
+
+    /// Stops the server (SIGTERM: connections are closed), keeping its
+    /// folder and port for `start_again`.
+    pub fn stop(&mut self) {
+        // SIGTERM lets the master take its worker down with it; SIGKILL on
+        // the master alone would leave the worker listening.
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .ok();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    /// Starts the stopped server again on the same port, with the same
+    /// configuration and logs.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(&self.dir);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Sends a signal (STOP, CONT...) to nginx's worker processes.
+    pub fn signal_workers(&self, sig: &str) {
+        Command::new("pkill")
+            .args([&format!("-{sig}"), "-P", &self.child.id().to_string()])
+            .status()
+            .ok();
+    }
+
+    /// The recordings, oldest first.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut v: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.dir.path("rec"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|(_, p)| p).collect()
     }
 
     pub fn url(&self, stream: &str) -> String {
@@ -179,22 +232,7 @@ rtmp {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGTERM lets the master take its worker down with it; SIGKILL on
-        // the master alone would leave the worker listening.
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .ok();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().ok();
-        self.child.wait().ok();
+        self.stop();
     }
 }
 

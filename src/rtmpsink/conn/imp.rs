@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,6 +11,8 @@ use gst_base::subclass::prelude::*;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
+
+use super::backlog::Backlog;
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientMode};
@@ -26,6 +29,10 @@ pub mod defaults {
     pub const MAX_CLIENTS: u32 = 256;
     pub const CLIENT_QUEUE_TIME_MS: u32 = 5000;
     pub const CLIENT_QUEUE_BYTES: u32 = 16 << 20;
+    pub const RECONNECT_ATTEMPTS: i32 = -1;
+    pub const RECONNECT_DELAY_MS: u32 = 1000;
+    pub const RECONNECT_MAX_DELAY_MS: u32 = 30_000;
+    pub const BACKLOG_MS: u32 = 10_000;
 }
 
 #[glib::flags(name = "GstRtmpSinkStopCommands")]
@@ -52,6 +59,10 @@ pub struct Settings {
     pub client_queue_time_ms: u32,
     pub client_queue_bytes: u32,
     pub gop_cache: bool,
+    pub reconnect_attempts: i32,
+    pub reconnect_delay_ms: u32,
+    pub reconnect_max_delay_ms: u32,
+    pub backlog_ms: u32,
 }
 
 impl Default for Settings {
@@ -70,6 +81,10 @@ impl Default for Settings {
             client_queue_time_ms: defaults::CLIENT_QUEUE_TIME_MS,
             client_queue_bytes: defaults::CLIENT_QUEUE_BYTES,
             gop_cache: true,
+            reconnect_attempts: defaults::RECONNECT_ATTEMPTS,
+            reconnect_delay_ms: defaults::RECONNECT_DELAY_MS,
+            reconnect_max_delay_ms: defaults::RECONNECT_MAX_DELAY_MS,
+            backlog_ms: defaults::BACKLOG_MS,
         }
     }
 }
@@ -78,9 +93,20 @@ enum Conn {
     Idle,
     Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
     Connected(Box<ClientConnection>),
+    /// The connection was lost: a new one is being made (after a delay).
+    Reconnecting(Reconnect),
     /// Server mode: players come and go.
     Serving(Arc<Server>),
     Failed,
+}
+
+struct Reconnect {
+    attempt: u32,
+    reason: String,
+    /// Upstream is live: buffers go to the backlog meanwhile rather than
+    /// waiting (a file waits, so nothing is dropped).
+    live: bool,
+    handle: JoinHandle<crate::rtmp::Result<ClientConnection>>,
 }
 
 struct State {
@@ -92,6 +118,17 @@ struct State {
     video: u64,
     audio: u64,
     last_stats: crate::rtmp::session::ConnectionStats,
+    backlog: Backlog,
+    /// Bytes the lost connection's server had acknowledged.
+    acked: Option<u64>,
+    reconnects: u64,
+    /// Messages dropped from the backlog in the current outage, reported
+    /// once it is over.
+    outage_dropped: u64,
+    /// When the current connection started publishing, and the attempt
+    /// that made it (0: the first connection).
+    connected_at: Option<Instant>,
+    attempt: u32,
 }
 
 impl Default for State {
@@ -105,6 +142,12 @@ impl Default for State {
             video: 0,
             audio: 0,
             last_stats: Default::default(),
+            backlog: Backlog::new(0),
+            acked: None,
+            reconnects: 0,
+            outage_dropped: 0,
+            connected_at: None,
+            attempt: 0,
         }
     }
 }
@@ -148,8 +191,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A connection lost sooner than this after it started publishing was not
+/// really accepted (see `connection_lost`).
+const SHORT_LIVED: Duration = Duration::from_secs(1);
+
 /// `@setDataFrame` as AMF0, put before an `onMetaData` script tag body.
 const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
+
+/// Encodes one FLV tag body as the message a publisher sends (metadata as
+/// `@setDataFrame onMetaData`), not yet written.
+fn queue_on(c: &ClientConnection, kind: u8, ts: u32, parts: &[&[u8]]) -> crate::rtmp::Result<()> {
+    let type_id = match kind {
+        tag_type::AUDIO => type_id::AUDIO,
+        tag_type::VIDEO => type_id::VIDEO,
+        tag_type::SCRIPT => {
+            let is_meta = parts
+                .first()
+                .is_some_and(|p| p.starts_with(b"\x02\x00\x0aonMetaData"));
+            if is_meta {
+                let mut v = Vec::with_capacity(parts.len() + 1);
+                v.push(SET_DATA_FRAME);
+                v.extend_from_slice(parts);
+                return c.queue_media_parts(type_id::DATA_AMF0, ts, &v);
+            }
+            type_id::DATA_AMF0
+        }
+        _ => return Ok(()),
+    };
+    c.queue_media_parts(type_id, ts, parts)
+}
 
 impl RtmpSinkConn {
     pub fn settings(&self) -> MutexGuard<'_, Settings> {
@@ -162,6 +232,7 @@ impl RtmpSinkConn {
         let (net, state) = match &st.conn {
             Conn::Idle => (st.last_stats, "stopped"),
             Conn::Connecting(_) => (st.last_stats, "connecting"),
+            Conn::Reconnecting(_) => (st.last_stats, "reconnecting"),
             Conn::Connected(c) => (c.stats(), "publishing"),
             Conn::Serving(s) => {
                 let stats = s.stats();
@@ -193,7 +264,11 @@ impl RtmpSinkConn {
             .field("audio-frames", st.audio)
             .field("dropped", dropped)
             .field("bitrate", bitrate)
-            .field("peer-acknowledged", u64::from(net.peer_acked));
+            .field("peer-acknowledged", u64::from(net.peer_acked))
+            .field("reconnects", st.reconnects)
+            .field("backlog-messages", st.backlog.len() as u64)
+            .field("backlog-bytes", st.backlog.bytes() as u64)
+            .field("backlog-dropped", st.backlog.dropped);
         if let Some(s) = server {
             let players = s
                 .peers
@@ -237,6 +312,8 @@ impl RtmpSinkConn {
                 Ok(Ok(c)) => {
                     gst::info!(CAT, imp = self, "publishing to {url}");
                     st.conn = Conn::Connected(Box::new(c));
+                    st.connected_at = Some(Instant::now());
+                    st.attempt = 0;
                 }
                 Ok(Err(e)) if is_cancelled(&e) => {
                     st.conn = Conn::Idle;
@@ -267,6 +344,7 @@ impl RtmpSinkConn {
                 self.spawn_connect(st);
                 self.ensure_connected(st)
             }
+            Conn::Reconnecting(_) => self.poll_reconnect(st, false),
             Conn::Failed | Conn::Connecting(_) => Err(gst::FlowError::Error),
         }
     }
@@ -315,8 +393,8 @@ impl RtmpSinkConn {
         ts: u32,
         parts: &[&[u8]],
     ) -> Result<(), gst::FlowError> {
-        let c = match &st.conn {
-            Conn::Connected(c) => c,
+        match &st.conn {
+            Conn::Connected(_) | Conn::Reconnecting(_) => {}
             Conn::Serving(server) => {
                 // Players get metadata as onMetaData, as it was written.
                 let type_id = match kind {
@@ -339,40 +417,24 @@ impl RtmpSinkConn {
                 };
             }
             _ => return Err(gst::FlowError::Error),
+        }
+        if self.settings().reconnect_attempts != 0 {
+            let dropped = st.backlog.push(kind, ts, Bytes::from(parts.concat()));
+            st.outage_dropped += dropped;
+        }
+        st.messages += 1;
+        match kind {
+            tag_type::AUDIO => st.audio += 1,
+            tag_type::VIDEO => st.video += 1,
+            _ => {}
+        }
+        let Conn::Connected(c) = &st.conn else {
+            // Reconnecting: the backlog has it.
+            return Ok(());
         };
-        let (type_id, extra): (u8, Option<&[u8]>) = match kind {
-            tag_type::AUDIO => (type_id::AUDIO, None),
-            tag_type::VIDEO => (type_id::VIDEO, None),
-            tag_type::SCRIPT => {
-                // A script tag that sets metadata goes out as
-                // @setDataFrame onMetaData, as servers expect from publishers.
-                let is_meta = parts
-                    .first()
-                    .is_some_and(|p| p.starts_with(b"\x02\x00\x0aonMetaData"));
-                (type_id::DATA_AMF0, is_meta.then_some(SET_DATA_FRAME))
-            }
-            _ => return Ok(()),
-        };
-        let r = match extra {
-            Some(pre) => {
-                let mut v = Vec::with_capacity(parts.len() + 1);
-                v.push(pre);
-                v.extend_from_slice(parts);
-                c.queue_media_parts(type_id, ts, &v)
-            }
-            None => c.queue_media_parts(type_id, ts, parts),
-        };
-        match r {
-            Ok(()) => {
-                st.messages += 1;
-                match kind {
-                    tag_type::AUDIO => st.audio += 1,
-                    tag_type::VIDEO => st.video += 1,
-                    _ => {}
-                }
-                Ok(())
-            }
-            Err(e) => Err(self.lost(st, e)),
+        match queue_on(c, kind, ts, parts) {
+            Ok(()) => Ok(()),
+            Err(e) => self.connection_lost(st, e),
         }
     }
 
@@ -381,13 +443,216 @@ impl RtmpSinkConn {
         let c = match &st.conn {
             Conn::Connected(c) => c,
             // The server's loop writes to players itself.
-            Conn::Serving(_) => return Ok(()),
+            Conn::Serving(_) | Conn::Reconnecting(_) => return Ok(()),
             _ => return Err(gst::FlowError::Error),
         };
         match c.flush(&self.cancel) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.lost(st, e)),
+            Ok(()) => {
+                let out = c.stats().bytes_out;
+                st.backlog.written(out);
+                Ok(())
+            }
+            Err(e) => self.connection_lost(st, e),
         }
+    }
+
+    /// A send or write failed: unless reconnecting is off (or it was a
+    /// cancel), a new connection is started and the stream goes on into
+    /// the backlog meanwhile.
+    fn connection_lost(&self, st: &mut State, e: crate::rtmp::Error) -> Result<(), gst::FlowError> {
+        if is_cancelled(&e) || self.settings().reconnect_attempts == 0 {
+            return Err(self.lost(st, e));
+        }
+        // A connection the server closes right after accepting the publish
+        // is a refusal in all but name (nginx's `deny publish` does that):
+        // the first one fails the stream; a new one counts as a failed
+        // attempt, so the backoff keeps growing.
+        let short = st.connected_at.is_some_and(|t| t.elapsed() < SHORT_LIVED);
+        if short && st.attempt == 0 && st.reconnects == 0 {
+            return Err(self.lost(st, e));
+        }
+        let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Failed) else {
+            return Err(self.lost(st, e));
+        };
+        let net = c.stats();
+        st.last_stats = net;
+        // The acknowledged count is the low 32 bits of what the server got.
+        st.acked = (net.peer_acked > 0).then(|| {
+            net.bytes_out - u64::from((net.bytes_out as u32).wrapping_sub(net.peer_acked))
+        });
+        drop(c);
+        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        gst::warning!(
+            CAT,
+            imp = self,
+            "connection to {url} lost ({e}): reconnecting"
+        );
+        let attempt = if short { st.attempt + 1 } else { 1 };
+        if attempt == 1 {
+            st.outage_dropped = 0;
+        }
+        self.start_attempt(st, attempt, e.to_string(), self.upstream_is_live());
+        Ok(())
+    }
+
+    fn upstream_is_live(&self) -> bool {
+        let mut q = gst::query::Latency::new();
+        let obj = self.obj();
+        let pad = obj.static_pad("sink").expect("sink pad");
+        pad.peer_query(&mut q) && q.result().0
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let s = self.settings();
+        let first = u64::from(s.reconnect_delay_ms);
+        let max = u64::from(s.reconnect_max_delay_ms.max(s.reconnect_delay_ms));
+        let d = first.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20));
+        Duration::from_millis(d.min(max))
+    }
+
+    /// Starts reconnection attempt `attempt` after its backoff delay.
+    fn start_attempt(&self, st: &mut State, attempt: u32, reason: String, live: bool) {
+        let Some(url) = st.url.clone() else { return };
+        let delay = self.backoff(attempt);
+        self.post_state("reconnecting", attempt, &reason, delay);
+        let config = self.client_config(&url);
+        let cancel = self.cancel.clone();
+        let handle = std::thread::Builder::new()
+            .name("rtmpsink-reconnect".into())
+            .spawn(move || {
+                let end = Instant::now() + delay;
+                while Instant::now() < end {
+                    if cancel.is_cancelled() {
+                        return Err(crate::net::client::cancelled());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ClientConnection::open(&url, config, &cancel)
+            })
+            .expect("spawn a thread");
+        st.conn = Conn::Reconnecting(Reconnect {
+            attempt,
+            reason,
+            live,
+            handle,
+        });
+    }
+
+    /// Takes the outcome of a reconnection attempt once there is one (or
+    /// waits for it with `block`, or when upstream is not live): on success
+    /// the new connection gets the headers and the backlog; on failure the
+    /// next attempt starts, or, attempts used up, the element fails.
+    fn poll_reconnect(&self, st: &mut State, block: bool) -> Result<(), gst::FlowError> {
+        loop {
+            let Conn::Reconnecting(r) = &st.conn else {
+                return match st.conn {
+                    Conn::Failed => Err(gst::FlowError::Error),
+                    _ => Ok(()),
+                };
+            };
+            if !block && r.live && !r.handle.is_finished() {
+                return Ok(());
+            }
+            let Conn::Reconnecting(r) = std::mem::replace(&mut st.conn, Conn::Failed) else {
+                unreachable!()
+            };
+            match r.handle.join() {
+                Ok(Ok(c)) => {
+                    st.reconnects += 1;
+                    self.post_state("connected", r.attempt, "", Duration::ZERO);
+                    if st.outage_dropped > 0 {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Write,
+                            (
+                                "{} messages fell out of the backlog while reconnecting (backlog is {} ms)",
+                                st.outage_dropped,
+                                self.settings().backlog_ms
+                            )
+                        );
+                    }
+                    let items = st.backlog.replay(st.acked.take());
+                    st.backlog.reset_written();
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "reconnected after {} attempt(s): re-sending {} messages",
+                        r.attempt,
+                        items.len()
+                    );
+                    let mut result = Ok(());
+                    for i in &items {
+                        if let Err(e) = queue_on(&c, i.kind, i.timestamp, &[&i.body]) {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    st.conn = Conn::Connected(Box::new(c));
+                    st.connected_at = Some(Instant::now());
+                    st.attempt = r.attempt;
+                    if let Err(e) = result {
+                        return self.connection_lost(st, e);
+                    }
+                    return self.flush(st);
+                }
+                Ok(Err(e)) if is_cancelled(&e) => {
+                    // A flush or stop: the same attempt again afterwards.
+                    self.start_attempt(st, r.attempt, r.reason, r.live);
+                    return Err(gst::FlowError::Flushing);
+                }
+                Ok(Err(e)) => {
+                    let max = self.settings().reconnect_attempts;
+                    if max > 0 && r.attempt >= max as u32 {
+                        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+                        self.post_state("given-up", r.attempt, &e.to_string(), Duration::ZERO);
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Write,
+                            (
+                                "Connection to {} lost ({}) and {} reconnection attempts failed, the last with: {}",
+                                url,
+                                r.reason,
+                                r.attempt,
+                                e
+                            )
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "reconnection attempt {} failed: {e}",
+                        r.attempt
+                    );
+                    self.start_attempt(st, r.attempt + 1, e.to_string(), r.live);
+                }
+                Err(_) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::LibraryError::Failed,
+                        ("connection thread panicked")
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+
+    /// An element message `rtmp-connection-state` on the bus: connecting,
+    /// connected, reconnecting (attempt, reason, delay) or given-up.
+    fn post_state(&self, state: &str, attempt: u32, reason: &str, delay: Duration) {
+        let obj = self.obj();
+        let src = obj
+            .parent()
+            .and_then(|p| p.downcast::<gst::Element>().ok())
+            .unwrap_or_else(|| obj.clone().upcast());
+        let s = gst::Structure::builder("rtmp-connection-state")
+            .field("state", state)
+            .field("attempt", attempt)
+            .field("reason", reason)
+            .field("delay-ms", delay.as_millis() as u64)
+            .build();
+        let _ = src.post_message(gst::message::Element::builder(s).src(&src).build());
     }
 
     /// Turns a failed send or write into the flow return, posting an error
@@ -497,6 +762,7 @@ impl BaseSinkImpl for RtmpSinkConn {
             return Ok(());
         }
         st.url = Some(url);
+        st.backlog = Backlog::new(self.settings().backlog_ms);
         self.spawn_connect(&mut st);
         if !self.settings().async_connect {
             match self.ensure_connected(&mut st) {
@@ -585,6 +851,10 @@ impl BaseSinkImpl for RtmpSinkConn {
                         return false;
                     }
                 }
+            } else if matches!(st.conn, Conn::Reconnecting(_))
+                && self.poll_reconnect(&mut st, true).is_err()
+            {
+                return false;
             } else if self.ensure_connected(&mut st).is_ok()
                 && let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Idle)
             {

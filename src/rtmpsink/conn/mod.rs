@@ -3,6 +3,7 @@
 
 use gst::glib;
 
+mod backlog;
 mod imp;
 
 pub use imp::{Settings, StopCommands, defaults as imp_defaults};

@@ -1,0 +1,246 @@
+//! What rtmpsink keeps to survive a lost connection: the last `keep` of
+//! messages (whole GOPs, starting at a keyframe), the latest metadata and
+//! sequence headers, and how far the server has acknowledged. After a
+//! reconnection, the new connection gets the headers, then everything from
+//! the keyframe before the first message the server did not confirm.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::rtmp::chunk::TimestampUnwrapper;
+use crate::rtmp::flv::{RelayRole, audio_relay_role, tag_type, video_relay_role};
+
+/// One message as it was (or will be) sent.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub kind: u8,
+    pub timestamp: u32,
+    pub body: Bytes,
+    /// A point a new connection may start at.
+    key: bool,
+    /// Unwrapped time (ms).
+    time: i64,
+    /// The connection's byte count once this was written, if it was.
+    written_at: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Backlog {
+    items: VecDeque<Item>,
+    keep_ms: i64,
+    unwrap: TimestampUnwrapper,
+    meta: Option<Item>,
+    video_config: Option<Item>,
+    audio_config: Option<Item>,
+    has_video: bool,
+    newest: i64,
+    /// Messages that fell out before they were ever written.
+    pub dropped: u64,
+}
+
+const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
+
+impl Backlog {
+    pub fn new(keep_ms: u32) -> Self {
+        Backlog {
+            keep_ms: i64::from(keep_ms),
+            ..Default::default()
+        }
+    }
+
+    /// Records a message about to be sent; returns how many unwritten
+    /// messages fell out of the backlog to make room.
+    pub fn push(&mut self, kind: u8, timestamp: u32, body: Bytes) -> u64 {
+        let time = self.unwrap.unwrap(timestamp);
+        let role = match kind {
+            tag_type::VIDEO => {
+                self.has_video = true;
+                video_relay_role(&body)
+            }
+            tag_type::AUDIO => audio_relay_role(&body),
+            _ if body.starts_with(ON_METADATA) => RelayRole::Config,
+            _ => RelayRole::Frame,
+        };
+        let key = match kind {
+            tag_type::VIDEO => role == RelayRole::Key,
+            tag_type::AUDIO => !self.has_video,
+            _ => false,
+        };
+        let item = Item {
+            kind,
+            timestamp,
+            body,
+            key,
+            time,
+            written_at: None,
+        };
+        if role == RelayRole::Config {
+            // Kept apart: a new connection gets the latest ones first.
+            let slot = match kind {
+                tag_type::VIDEO => &mut self.video_config,
+                tag_type::AUDIO => &mut self.audio_config,
+                _ => &mut self.meta,
+            };
+            *slot = Some(item);
+            return 0;
+        }
+        self.newest = self.newest.max(time);
+        self.items.push_back(item);
+        self.trim()
+    }
+
+    /// Drops whole GOPs from the front while the next one still starts
+    /// `keep` or more before the newest message.
+    fn trim(&mut self) -> u64 {
+        let cutoff = self.newest - self.keep_ms;
+        let mut dropped = 0;
+        loop {
+            let next_key = self.items.iter().skip(1).position(|i| i.key).map(|p| p + 1);
+            let cut = match next_key {
+                Some(k) if self.items[k].time <= cutoff => k,
+                // Nothing to start at yet, or it is recent: keep it all,
+                // unless the front is older than twice the backlog (a
+                // stream without keyframes for that long).
+                _ if self.keep_ms == 0 => self.items.len(),
+                _ => {
+                    let Some(front) = self.items.front() else {
+                        break;
+                    };
+                    if front.time <= self.newest - 2 * self.keep_ms.max(1) && !front.key {
+                        1
+                    } else {
+                        break;
+                    }
+                }
+            };
+            for i in self.items.drain(..cut) {
+                if i.written_at.is_none() {
+                    dropped += 1;
+                }
+            }
+        }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// Everything pushed so far has been written, and the connection has
+    /// sent `bytes_out` bytes in all.
+    pub fn written(&mut self, bytes_out: u64) {
+        for i in self.items.iter_mut().rev() {
+            if i.written_at.is_some() {
+                break;
+            }
+            i.written_at = Some(bytes_out);
+        }
+    }
+
+    /// A new connection: every message counts as not yet written.
+    pub fn reset_written(&mut self) {
+        for i in &mut self.items {
+            i.written_at = None;
+        }
+    }
+
+    /// What to send on a new connection, in order: the metadata and
+    /// sequence headers (stamped with the first message's time), then the
+    /// messages from the keyframe before the first one the old connection's
+    /// server had not acknowledged (`acked`: bytes it confirmed), or from
+    /// the first keyframe held.
+    pub fn replay(&self, acked: Option<u64>) -> Vec<Item> {
+        let first_unconfirmed = self
+            .items
+            .iter()
+            .position(|i| match (i.written_at, acked) {
+                (Some(w), Some(a)) => w > a,
+                _ => true,
+            })
+            .unwrap_or(self.items.len());
+        let start = self
+            .items
+            .iter()
+            .take(first_unconfirmed + 1)
+            .rposition(|i| i.key)
+            .or_else(|| self.items.iter().position(|i| i.key));
+        let mut out = Vec::new();
+        let Some(start) = start else {
+            return out;
+        };
+        let at = self.items[start].timestamp;
+        for c in [&self.meta, &self.video_config, &self.audio_config]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c.clone();
+            c.timestamp = if c.kind == tag_type::SCRIPT { 0 } else { at };
+            out.push(c);
+        }
+        out.extend(self.items.iter().skip(start).cloned());
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.items.iter().map(|i| i.body.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(key: bool) -> Bytes {
+        Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 9])
+    }
+
+    #[test]
+    fn keeps_whole_gops_and_replays_from_the_unconfirmed_keyframe() {
+        let mut b = Backlog::new(2000);
+        b.push(
+            tag_type::VIDEO,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        b.push(
+            tag_type::SCRIPT,
+            0,
+            Bytes::from_static(b"\x02\x00\x0aonMetaData\x08"),
+        );
+        // 1 s GOPs at 10 fps for 5 s.
+        for n in 0..50u32 {
+            assert_eq!(b.push(tag_type::VIDEO, n * 100, video(n % 10 == 0)), 0);
+            b.written(u64::from(n + 1) * 1000);
+        }
+        // Kept: from the keyframe at or before 4900 - 2000 = 2900 -> 2000.
+        assert_eq!(b.len(), 30);
+        // The server confirmed up to message 44 (45000 bytes): replay from
+        // the keyframe at 4000, after the headers.
+        let r = b.replay(Some(45_000));
+        assert_eq!(r[0].kind, tag_type::SCRIPT);
+        assert_eq!(r[0].timestamp, 0);
+        assert_eq!((r[1].kind, r[1].timestamp), (tag_type::VIDEO, 4000));
+        assert_eq!(r[1].body[1], 0, "the sequence header comes first");
+        assert_eq!(r[2].timestamp, 4000);
+        assert_eq!(r.len(), 2 + 10);
+        // No acknowledgement at all: from the first keyframe held.
+        assert_eq!(b.replay(None)[2].timestamp, 2000);
+        // While disconnected, what falls out unwritten is counted.
+        for n in 50..90u32 {
+            b.push(tag_type::VIDEO, n * 100, video(n % 10 == 0));
+        }
+        assert_eq!(b.dropped, 10, "the GOP at 5000 was never written");
+    }
+
+    #[test]
+    fn audio_only_starts_anywhere() {
+        let mut b = Backlog::new(1000);
+        for n in 0..100u32 {
+            b.push(tag_type::AUDIO, n * 23, Bytes::from_static(&[0xAF, 1, 2]));
+        }
+        let r = b.replay(None);
+        assert!(r.len() <= 45 && r.len() >= 43, "{}", r.len());
+    }
+}

@@ -1,0 +1,163 @@
+//! Staying live: rtmpsink reconnects when the server goes away, keeps a
+//! backlog meanwhile, and re-sends from a keyframe. The faults are real:
+//! nginx-rtmp is stopped and started again mid-stream. What arrived is read
+//! from nginx's recordings and compared, frame by frame, with what the
+//! publisher's parsers gave.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::player::*;
+use common::*;
+use gst::prelude::*;
+
+type States = Arc<Mutex<Vec<(Instant, gst::Structure)>>>;
+
+/// Records `rtmp-connection-state` messages with the time they came.
+fn states(p: &gst::Pipeline) -> States {
+    let log = States::default();
+    let l = log.clone();
+    p.bus().unwrap().set_sync_handler(move |_, m| {
+        if let gst::MessageView::Element(e) = m.view()
+            && let Some(s) = e.structure()
+            && s.name() == "rtmp-connection-state"
+        {
+            l.lock().unwrap().push((Instant::now(), s.to_owned()));
+        }
+        gst::BusSyncReply::Pass
+    });
+    log
+}
+
+const LIVE: &str = "videotestsrc is-live=true num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=430 ! avenc_aac ! aacparse ! s.audio";
+
+#[test]
+fn reconnects_after_a_server_restart_and_loses_nothing_in_the_backlog() {
+    init();
+    let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
+    let p = gst::parse::launch(&format!(
+        "{LIVE} rtmpsink name=s reconnect-delay=500 location={}",
+        nginx.url("re")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent = probe_parsers(&p);
+    let log = states(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    nginx.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.start_again();
+    let back = Instant::now();
+    play_to_eos(&p, Duration::from_secs(30));
+
+    let log = log.lock().unwrap().clone();
+    let reconnecting: Vec<_> = log
+        .iter()
+        .filter(|(_, s)| s.get::<&str>("state") == Ok("reconnecting"))
+        .collect();
+    assert!(!reconnecting.is_empty(), "{log:?}");
+    assert!(
+        reconnecting[0]
+            .1
+            .get::<String>("reason")
+            .unwrap()
+            .contains("closed"),
+        "{log:?}"
+    );
+    let (connected_at, _) = log
+        .iter()
+        .find(|(_, s)| s.get::<&str>("state") == Ok("connected"))
+        .unwrap_or_else(|| panic!("never reconnected: {log:?}"));
+    // Resumed within one backoff step of the server coming back: the
+    // attempt waiting when it came back had at most the last delay to go.
+    let last_delay = reconnecting
+        .iter()
+        .filter(|(t, _)| *t <= back)
+        .map(|(_, s)| s.get::<u64>("delay-ms").unwrap())
+        .max()
+        .unwrap();
+    let resumed = connected_at.saturating_duration_since(back);
+    assert!(
+        resumed <= Duration::from_millis(last_delay + 1000),
+        "resumed {resumed:?} after the server came back (backoff {last_delay} ms)"
+    );
+    eprintln!("server back -> reconnected in {resumed:?} (backoff step {last_delay} ms)");
+
+    // Every frame the parsers gave reached nginx, in one recording or the
+    // other (the keyframe before the loss is re-sent, so some twice).
+    let recs = nginx.recordings();
+    assert!(recs.len() >= 2, "recordings: {recs:?}");
+    let mut got: HashSet<(bool, u32)> = HashSet::new();
+    for r in &recs {
+        let frames = ffprobe_frames(r.to_str().unwrap());
+        let (v, _) = split(&frames);
+        assert!(
+            v.first().is_some_and(|f| f.key),
+            "{r:?} starts without a keyframe"
+        );
+        for w in frames.windows(2) {
+            if w[0].video == w[1].video {
+                assert!(w[1].dts >= w[0].dts, "{r:?}: time went back: {w:?}");
+            }
+        }
+        got.extend(frames.iter().map(|f| (f.video, f.crc)));
+    }
+    let sent = sent.lock().unwrap().clone();
+    let missing: Vec<_> = sent
+        .iter()
+        .filter(|o| !got.contains(&(o.video, o.crc)))
+        .map(|o| (o.video, o.dts / 1_000_000))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} frames never reached the server: {:?}",
+        missing.len(),
+        sent.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
+}
+
+#[test]
+fn gives_up_after_the_attempts_and_says_so() {
+    init();
+    let mut nginx = Nginx::start("");
+    let p = gst::parse::launch(&format!(
+        "{LIVE} rtmpsink name=s reconnect-delay=200 reconnect-attempts=2 location={}",
+        nginx.url("gone")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let log = states(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.stop();
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    p.set_state(gst::State::Null).unwrap();
+    let Some(msg) = msg else {
+        panic!("no error after the attempts: {:?}", log.lock().unwrap())
+    };
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(text.contains("2 reconnection attempts failed"), "{text}");
+    let states: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.get::<String>("state").unwrap())
+        .collect();
+    assert_eq!(states, ["reconnecting", "reconnecting", "given-up"]);
+}
