@@ -275,3 +275,26 @@ pub fn start_server(
     }
     Ok(server)
 }
+
+/// A `rtmp-connection-state` element message (connecting, connected,
+/// reconnecting with attempt, reason and delay, given-up), posted from the
+/// element's bin when it has one.
+pub fn post_connection_state(
+    element: &gst::Element,
+    state: &str,
+    attempt: u32,
+    reason: &str,
+    delay: Duration,
+) {
+    let src = element
+        .parent()
+        .and_then(|p| p.downcast::<gst::Element>().ok())
+        .unwrap_or_else(|| element.clone());
+    let s = gst::Structure::builder("rtmp-connection-state")
+        .field("state", state)
+        .field("attempt", attempt)
+        .field("reason", reason)
+        .field("delay-ms", delay.as_millis() as u64)
+        .build();
+    let _ = src.post_message(gst::message::Element::builder(s).src(&src).build());
+}

@@ -125,6 +125,22 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("Server mode: end the stream (EOS) when the publisher stops or disconnects, instead of waiting for the next one")
                     .default_value(false)
                     .build(),
+                glib::ParamSpecInt::builder("reconnect-attempts")
+                    .nick("Reconnect attempts")
+                    .blurb("Client mode: attempts to reconnect after the connection is lost (-1: for ever, 0: do not reconnect); playback resumes with DISCONT")
+                    .minimum(-1)
+                    .default_value(0)
+                    .build(),
+                glib::ParamSpecUInt::builder("reconnect-delay")
+                    .nick("Reconnect delay")
+                    .blurb("Client mode: milliseconds before the first reconnection attempt; each further one waits twice as long, up to reconnect-max-delay")
+                    .default_value(1000)
+                    .build(),
+                glib::ParamSpecUInt::builder("reconnect-max-delay")
+                    .nick("Reconnect max delay")
+                    .blurb("Client mode: the longest wait between reconnection attempts, in milliseconds")
+                    .default_value(30_000)
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
@@ -153,6 +169,9 @@ impl ObjectImpl for RtmpSrc {
             "publisher-takeover" => s.publisher_takeover = value.get().expect("type checked"),
             "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
             "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
+            "reconnect-attempts" => s.reconnect_attempts = value.get().expect("type checked"),
+            "reconnect-delay" => s.reconnect_delay_ms = value.get().expect("type checked"),
+            "reconnect-max-delay" => s.reconnect_max_delay_ms = value.get().expect("type checked"),
             "timeout" => s.timeout = value.get().expect("type checked"),
             "idle-timeout" => s.idle_timeout = value.get().expect("type checked"),
             "buffer-length" => s.buffer_length = value.get().expect("type checked"),
@@ -186,6 +205,9 @@ impl ObjectImpl for RtmpSrc {
             "publisher-takeover" => s.publisher_takeover.to_value(),
             "publisher-timeout" => s.publisher_timeout.to_value(),
             "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
+            "reconnect-attempts" => s.reconnect_attempts.to_value(),
+            "reconnect-delay" => s.reconnect_delay_ms.to_value(),
+            "reconnect-max-delay" => s.reconnect_max_delay_ms.to_value(),
             "timeout" => s.timeout.to_value(),
             "idle-timeout" => s.idle_timeout.to_value(),
             "buffer-length" => s.buffer_length.to_value(),

@@ -638,21 +638,14 @@ impl RtmpSinkConn {
         }
     }
 
-    /// An element message `rtmp-connection-state` on the bus: connecting,
-    /// connected, reconnecting (attempt, reason, delay) or given-up.
     fn post_state(&self, state: &str, attempt: u32, reason: &str, delay: Duration) {
-        let obj = self.obj();
-        let src = obj
-            .parent()
-            .and_then(|p| p.downcast::<gst::Element>().ok())
-            .unwrap_or_else(|| obj.clone().upcast());
-        let s = gst::Structure::builder("rtmp-connection-state")
-            .field("state", state)
-            .field("attempt", attempt)
-            .field("reason", reason)
-            .field("delay-ms", delay.as_millis() as u64)
-            .build();
-        let _ = src.post_message(gst::message::Element::builder(s).src(&src).build());
+        crate::common::post_connection_state(
+            self.obj().upcast_ref(),
+            state,
+            attempt,
+            reason,
+            delay,
+        );
     }
 
     /// Turns a failed send or write into the flow return, posting an error

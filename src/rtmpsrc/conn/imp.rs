@@ -63,6 +63,9 @@ pub struct Settings {
     pub publisher_takeover: bool,
     pub publisher_timeout: u32,
     pub eos_on_unpublish: bool,
+    pub reconnect_attempts: i32,
+    pub reconnect_delay_ms: u32,
+    pub reconnect_max_delay_ms: u32,
 }
 
 impl Default for Settings {
@@ -84,6 +87,9 @@ impl Default for Settings {
             publisher_takeover: false,
             publisher_timeout: 0,
             eos_on_unpublish: false,
+            reconnect_attempts: 0,
+            reconnect_delay_ms: 1000,
+            reconnect_max_delay_ms: 30_000,
         }
     }
 }
@@ -186,6 +192,7 @@ struct State {
     publishers: u64,
     publishing: bool,
     publisher_deadline: Option<Instant>,
+    reconnects: u64,
 }
 
 impl Default for State {
@@ -206,6 +213,7 @@ impl Default for State {
             publishers: 0,
             publishing: false,
             publisher_deadline: None,
+            reconnects: 0,
         }
     }
 }
@@ -288,7 +296,8 @@ impl RtmpSrcConn {
             .field("video-messages", st.video)
             .field("audio-messages", st.audio)
             .field("resyncs", st.resyncs)
-            .field("publisher-restarts", st.restarts);
+            .field("publisher-restarts", st.restarts)
+            .field("reconnects", st.reconnects);
         if let Some(s) = server {
             let publisher = s
                 .peers
@@ -390,6 +399,98 @@ impl RtmpSrcConn {
                 other @ (Conn::Joining | Conn::Failed) => {
                     st.conn = other;
                     return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+
+    /// Client mode, the connection lost: new ones with backoff until one
+    /// plays (the stream then resumes with DISCONT and a fresh time
+    /// mapping) or the attempts are used up (an error).
+    fn reconnect(&self, reason: &str) -> Result<Source, gst::FlowError> {
+        let (max, first, most) = {
+            let s = self.settings();
+            (
+                s.reconnect_attempts,
+                u64::from(s.reconnect_delay_ms),
+                u64::from(s.reconnect_max_delay_ms.max(s.reconnect_delay_ms)),
+            )
+        };
+        let Some(url) = lock(&self.state).url.clone() else {
+            return Err(gst::FlowError::Error);
+        };
+        let mut why = reason.to_owned();
+        let mut attempt = 1u32;
+        loop {
+            if max > 0 && attempt > max as u32 {
+                crate::common::post_connection_state(
+                    self.obj().upcast_ref(),
+                    "given-up",
+                    attempt - 1,
+                    &why,
+                    Duration::ZERO,
+                );
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    (
+                        "Connection to {} lost ({}) and {} reconnection attempts failed, the last with: {}",
+                        url.redacted(),
+                        reason,
+                        attempt - 1,
+                        why
+                    )
+                );
+                lock(&self.state).conn = Conn::Failed;
+                return Err(gst::FlowError::Error);
+            }
+            let delay = Duration::from_millis(
+                first
+                    .saturating_mul(1u64 << (attempt - 1).min(20))
+                    .min(most),
+            );
+            crate::common::post_connection_state(
+                self.obj().upcast_ref(),
+                "reconnecting",
+                attempt,
+                &why,
+                delay,
+            );
+            gst::warning!(
+                CAT,
+                imp = self,
+                "connection to {} lost ({why}): attempt {attempt} in {delay:?}",
+                url.redacted()
+            );
+            let end = Instant::now() + delay;
+            while Instant::now() < end {
+                if self.cancel.is_cancelled() {
+                    return Err(gst::FlowError::Flushing);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            match ClientConnection::open(&url, self.client_config(&url), &self.cancel) {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    let mut st = lock(&self.state);
+                    st.conn = Conn::Connected(c.clone());
+                    st.time.restart();
+                    st.discont = true;
+                    st.reconnects += 1;
+                    drop(st);
+                    crate::common::post_connection_state(
+                        self.obj().upcast_ref(),
+                        "connected",
+                        attempt,
+                        "",
+                        Duration::ZERO,
+                    );
+                    return Ok(Source::Client(c));
+                }
+                Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
+                Err(e) => {
+                    why = e.to_string();
+                    attempt += 1;
                 }
             }
         }
@@ -560,7 +661,7 @@ impl PushSrcImpl for RtmpSrcConn {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let (idle, eos_on_disconnect, restart_ms, eos_on_unpublish, publisher_timeout) = {
+        let (idle, eos_on_disconnect, restart_ms, eos_on_unpublish, publisher_timeout, reconnect) = {
             let s = self.settings();
             (
                 s.idle_timeout,
@@ -568,9 +669,10 @@ impl PushSrcImpl for RtmpSrcConn {
                 s.restart_timeout_ms,
                 s.eos_on_unpublish,
                 s.publisher_timeout,
+                s.reconnect_attempts,
             )
         };
-        let source = self.ensure_connected()?;
+        let mut source = self.ensure_connected()?;
         let server = matches!(source, Source::Server(_));
         let url = lock(&self.state)
             .url
@@ -734,6 +836,11 @@ impl PushSrcImpl for RtmpSrcConn {
                         gst::info!(CAT, imp = self, "server closed the connection: EOS");
                         return Err(gst::FlowError::Eos);
                     }
+                    if !server && reconnect != 0 {
+                        drop(st);
+                        source = self.reconnect("the server closed the connection")?;
+                        continue;
+                    }
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Read,
@@ -754,6 +861,11 @@ impl PushSrcImpl for RtmpSrcConn {
                         )
                     {
                         return Err(gst::FlowError::Eos);
+                    }
+                    if !server && reconnect != 0 {
+                        drop(st);
+                        source = self.reconnect(&e.to_string())?;
+                        continue;
                     }
                     let what = if server {
                         format!("The RTMP server on {url} failed: {e}")
