@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! RTMP for GStreamer: elements that speak elementary streams, over a
-//! sans-IO protocol core in [`rtmp`] and a thin blocking driver in [`net`].
+//! sans-IO protocol core in [`rtmp`] and the socket drivers in [`net`].
 
 pub mod caps;
 mod common;
@@ -9,6 +9,7 @@ pub mod net;
 pub mod rtmp;
 pub mod rtmpsink;
 pub mod rtmpsrc;
+mod sync;
 
 // The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows
 // Debian's librtmp plugin of the same basename (see DESIGN.md).

@@ -137,18 +137,7 @@ fn gives_up_after_the_attempts_and_says_so() {
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     nginx.stop();
-    let msg = p
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
-    p.set_state(gst::State::Null).unwrap();
-    let Some(msg) = msg else {
-        panic!("no error after the attempts: {:?}", log.lock().unwrap())
-    };
-    let gst::MessageView::Error(e) = msg.view() else {
-        unreachable!()
-    };
-    let text = e.error().to_string();
+    let (text, _) = expect_error(&p, Duration::from_secs(10));
     assert!(text.contains("2 reconnection attempts failed"), "{text}");
     let states: Vec<String> = log
         .lock()

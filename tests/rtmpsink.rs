@@ -80,41 +80,15 @@ fn expected(sent: &[Sent]) -> Vec<Frame> {
 /// Runs a pipeline to EOS; panics on an error or after `limit`.
 fn run(pipeline: &gst::Pipeline, limit: Duration) {
     pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("pipeline neither finished nor failed in time");
-    pipeline.set_state(gst::State::Null).unwrap();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!(
-            "pipeline error from {:?}: {} ({:?})",
-            e.src().map(|s| s.path_string()),
-            e.error(),
-            e.debug()
-        );
-    }
+    common::player::play_to_eos(pipeline, limit);
 }
 
 /// Runs a pipeline expecting an error; returns its text and how long it took.
 fn run_to_error(pipeline: &gst::Pipeline, limit: Duration) -> (String, Duration) {
     let start = Instant::now();
     let _ = pipeline.set_state(gst::State::Playing);
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("no error within the limit");
-    let took = start.elapsed();
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.view() {
-        gst::MessageView::Error(e) => (format!("{} | {:?}", e.error(), e.debug()), took),
-        _ => panic!("the pipeline finished instead of failing"),
-    }
+    let (e, debug) = expect_error(pipeline, limit);
+    (format!("{e} | {debug}"), start.elapsed())
 }
 
 const VIDEO: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 key-int-max=30 speed-preset=ultrafast ! h264parse";
@@ -734,19 +708,9 @@ fn connection_lost_midstream() {
     );
     let killed = Instant::now();
     drop(nginx);
-    let msg = p
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    let (e, debug) = expect_error(&p, Duration::from_secs(10));
     let took = killed.elapsed();
-    p.set_state(gst::State::Null).unwrap();
-    let Some(msg) = msg else {
-        panic!("losing the server went unnoticed")
-    };
-    let gst::MessageView::Error(e) = msg.view() else {
-        unreachable!()
-    };
-    let text = format!("{} {:?}", e.error(), e.debug());
+    let text = format!("{e} {debug}");
     assert!(text.contains("lost"), "{text}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }

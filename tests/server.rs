@@ -405,21 +405,8 @@ fn accept_publisher_signal_decides_with_app_stream_address_and_query() {
 #[test]
 fn no_publisher_within_the_timeout_is_an_error() {
     let (p, _, _, _, _) = src_server("publisher-timeout=1");
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(10),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    p.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Error(e)) => {
-            assert!(
-                e.error().to_string().contains("No publisher"),
-                "{}",
-                e.error()
-            )
-        }
-        other => panic!("expected an error, got {other:?}"),
-    }
+    let (e, _) = expect_error(&p, Duration::from_secs(10));
+    assert!(e.contains("No publisher"), "{e}");
 }
 
 #[test]
@@ -459,17 +446,8 @@ fn bind_failure_is_a_clear_error() {
     let port = taken.local_addr().unwrap().port();
     let (p, _, _) = player(&format!("rtmp://127.0.0.1:{port}/live/key"), "mode=server");
     assert!(p.set_state(gst::State::Playing).is_err());
-    let msg = p
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(e) = msg.view() else {
-        unreachable!()
-    };
-    let text = e.error().to_string();
+    let (text, _) = expect_error(&p, Duration::from_secs(5));
     assert!(text.contains("already in use"), "{text}");
-    p.set_state(gst::State::Null).unwrap();
 }
 
 // ---- rtmpsink mode=server: players --------------------------------------

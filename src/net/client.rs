@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::rtmp::session::{
     ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
 };
 use crate::rtmp::url::RtmpUrl;
+use crate::sync::{lock, wait_at_most};
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
@@ -139,10 +140,6 @@ struct Shared {
     server_closed: AtomicBool,
     stop_reader: AtomicBool,
     timeout: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An open client connection, publishing or playing.
@@ -286,12 +283,7 @@ impl ClientConnection {
             if now >= end {
                 return Ok(Next::Idle);
             }
-            q = self
-                .shared
-                .events_changed
-                .wait_timeout(q, (end - now).min(SLICE))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
         }
     }
 
@@ -431,11 +423,7 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
                 {
                     let mut q = lock(&shared.events);
                     while q.bytes > MAX_QUEUED_BYTES && !shared.stop_reader.load(Ordering::SeqCst) {
-                        q = shared
-                            .events_changed
-                            .wait_timeout(q, SLICE)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0;
+                        q = wait_at_most(&shared.events_changed, q, SLICE);
                     }
                 }
                 let pending = {

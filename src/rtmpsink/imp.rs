@@ -1,4 +1,4 @@
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -8,6 +8,7 @@ use super::conn::{self, RtmpSinkConn, StopCommands};
 use super::mux::RtmpSinkMux;
 use crate::mode::RtmpMode;
 use crate::rtmp::url::RtmpUrl;
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
@@ -51,10 +52,6 @@ impl ObjectSubclass for RtmpSink {
             state: Mutex::default(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ObjectImpl for RtmpSink {

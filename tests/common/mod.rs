@@ -535,3 +535,22 @@ pub fn assert_same_frames(what: &str, got: &[Frame], want: &[Frame]) {
         assert_eq!(g.len(), w.len(), "{what}: {kind} frame count");
     }
 }
+
+/// Waits up to `limit` for the pipeline to fail, then stops it; returns the
+/// error's message and its debug text. Panics if it finished or went on.
+pub fn expect_error(p: &gst::Pipeline, limit: Duration) -> (String, String) {
+    use gst::prelude::*;
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Error(e)) => (
+            e.error().to_string(),
+            e.debug().map(|d| d.to_string()).unwrap_or_default(),
+        ),
+        Some(_) => panic!("the pipeline finished instead of failing"),
+        None => panic!("no error within {limit:?}"),
+    }
+}

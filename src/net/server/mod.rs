@@ -15,7 +15,7 @@ mod publish;
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
+use crate::sync::{lock, wait_at_most};
 
 pub use play::PlayOptions;
 pub use publish::PublishOptions;
@@ -204,10 +205,6 @@ struct Inner {
     resume_reading: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A running server; dropping it stops the loop and closes every connection.
 pub struct Server {
     shared: Arc<Shared>,
@@ -347,12 +344,7 @@ impl Server {
             if cancel.is_cancelled() {
                 return Err(super::client::cancelled());
             }
-            inner = self
-                .shared
-                .changed
-                .wait_timeout(inner, TICK)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            inner = wait_at_most(&self.shared.changed, inner, TICK);
         }
         if let Some(e) = &inner.failure {
             return Err(e.clone());
@@ -380,12 +372,7 @@ impl Server {
             if now >= end {
                 break;
             }
-            inner = self
-                .shared
-                .changed
-                .wait_timeout(inner, (end - now).min(TICK))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            inner = wait_at_most(&self.shared.changed, inner, (end - now).min(TICK));
         }
         match inner.failure.clone() {
             Some(e) => Err(e),
@@ -418,12 +405,7 @@ impl Server {
             if now >= end {
                 return Ok(Next::Idle);
             }
-            inner = self
-                .shared
-                .changed
-                .wait_timeout(inner, (end - now).min(TICK))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            inner = wait_at_most(&self.shared.changed, inner, (end - now).min(TICK));
         }
     }
 

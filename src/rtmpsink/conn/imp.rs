@@ -1,22 +1,22 @@
-use bytes::Bytes;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::backlog::Backlog;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
-
-use super::backlog::Backlog;
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientMode};
 use crate::rtmp::url::RtmpUrl;
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
@@ -119,6 +119,9 @@ struct State {
     audio: u64,
     last_stats: crate::rtmp::session::ConnectionStats,
     backlog: Backlog,
+    /// Reconnecting is on: every message is kept in the backlog (read from
+    /// the settings once, at start, not per message).
+    keep_backlog: bool,
     /// Bytes the lost connection's server had acknowledged.
     acked: Option<u64>,
     reconnects: u64,
@@ -143,6 +146,7 @@ impl Default for State {
             audio: 0,
             last_stats: Default::default(),
             backlog: Backlog::new(0),
+            keep_backlog: false,
             acked: None,
             reconnects: 0,
             outage_dropped: 0,
@@ -185,10 +189,6 @@ impl ElementImpl for RtmpSinkConn {
         });
         T.as_ref()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A connection lost sooner than this after it started publishing was not
@@ -418,7 +418,7 @@ impl RtmpSinkConn {
             }
             _ => return Err(gst::FlowError::Error),
         }
-        if self.settings().reconnect_attempts != 0 {
+        if st.keep_backlog {
             let dropped = st.backlog.push(kind, ts, Bytes::from(parts.concat()));
             st.outage_dropped += dropped;
         }
@@ -448,8 +448,10 @@ impl RtmpSinkConn {
         };
         match c.flush(&self.cancel) {
             Ok(()) => {
-                let out = c.stats().bytes_out;
-                st.backlog.written(out);
+                if st.keep_backlog {
+                    let out = c.stats().bytes_out;
+                    st.backlog.written(out);
+                }
                 Ok(())
             }
             Err(e) => self.connection_lost(st, e),
@@ -504,10 +506,7 @@ impl RtmpSinkConn {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let s = self.settings();
-        let first = u64::from(s.reconnect_delay_ms);
-        let max = u64::from(s.reconnect_max_delay_ms.max(s.reconnect_delay_ms));
-        let d = first.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20));
-        Duration::from_millis(d.min(max))
+        crate::common::backoff(attempt, s.reconnect_delay_ms, s.reconnect_max_delay_ms)
     }
 
     /// Starts reconnection attempt `attempt` after its backoff delay.
@@ -755,7 +754,11 @@ impl BaseSinkImpl for RtmpSinkConn {
             return Ok(());
         }
         st.url = Some(url);
-        st.backlog = Backlog::new(self.settings().backlog_ms);
+        {
+            let s = self.settings();
+            st.backlog = Backlog::new(s.backlog_ms);
+            st.keep_backlog = s.reconnect_attempts != 0;
+        }
         self.spawn_connect(&mut st);
         if !self.settings().async_connect {
             match self.ensure_connected(&mut st) {

@@ -17,6 +17,7 @@ use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -260,10 +261,6 @@ impl ElementImpl for RtmpSrcConn {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RtmpSrcConn {
     pub fn settings(&self) -> MutexGuard<'_, Settings> {
         lock(&self.settings)
@@ -412,8 +409,8 @@ impl RtmpSrcConn {
             let s = self.settings();
             (
                 s.reconnect_attempts,
-                u64::from(s.reconnect_delay_ms),
-                u64::from(s.reconnect_max_delay_ms.max(s.reconnect_delay_ms)),
+                s.reconnect_delay_ms,
+                s.reconnect_max_delay_ms,
             )
         };
         let Some(url) = lock(&self.state).url.clone() else {
@@ -444,11 +441,7 @@ impl RtmpSrcConn {
                 lock(&self.state).conn = Conn::Failed;
                 return Err(gst::FlowError::Error);
             }
-            let delay = Duration::from_millis(
-                first
-                    .saturating_mul(1u64 << (attempt - 1).min(20))
-                    .min(most),
-            );
+            let delay = crate::common::backoff(attempt, first, most);
             crate::common::post_connection_state(
                 self.obj().upcast_ref(),
                 "reconnecting",
