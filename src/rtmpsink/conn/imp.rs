@@ -386,13 +386,16 @@ impl RtmpSinkConn {
         st.started = Some(Instant::now());
     }
 
+    /// One FLV tag body (in one or more pieces) to the server or players.
     fn send(
         &self,
         st: &mut State,
         kind: u8,
         ts: u32,
-        parts: &[&[u8]],
+        body: &[Bytes],
     ) -> Result<(), gst::FlowError> {
+        let parts: Vec<&[u8]> = body.iter().map(|b| &b[..]).collect();
+        let parts = &parts[..];
         match &st.conn {
             Conn::Connected(_) | Conn::Reconnecting(_) => {}
             Conn::Serving(server) => {
@@ -419,7 +422,12 @@ impl RtmpSinkConn {
             _ => return Err(gst::FlowError::Error),
         }
         if st.keep_backlog {
-            let dropped = st.backlog.push(kind, ts, Bytes::from(parts.concat()));
+            // Kept by reference: one piece (the usual case) costs no copy.
+            let whole = match body {
+                [one] => one.clone(),
+                _ => Bytes::from(parts.concat()),
+            };
+            let dropped = st.backlog.push(kind, ts, whole);
             st.outage_dropped += dropped;
         }
         st.messages += 1;
@@ -678,8 +686,7 @@ impl RtmpSinkConn {
         loop {
             match st.flv.poll_tag() {
                 Ok(Some(t)) => {
-                    let data = t.data.clone();
-                    self.send(st, t.tag_type, t.timestamp, &[&data])?;
+                    self.send(st, t.tag_type, t.timestamp, &[t.data])?;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -714,24 +721,25 @@ impl RtmpSinkConn {
             return None;
         }
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let maps: Vec<gst::memory::MappedMemory<gst::memory::Readable>> = buffer
+        // The memories, mapped and shared (no copy) so that the backlog can
+        // keep them too.
+        let maps: Vec<Bytes> = buffer
             .iter_memories_owned()
             .filter_map(|m| m.into_mapped_memory_readable().ok())
+            .map(Bytes::from_owner)
             .collect();
         if maps.len() != buffer.n_memory() {
             return None;
         }
         // Slice [TAG_HEADER_SIZE, TAG_HEADER_SIZE + size) across the memories.
         let (mut skip, mut want) = (TAG_HEADER_SIZE, size);
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(maps.len());
-        for m in &maps {
-            let mut s: &[u8] = m.as_slice();
-            let k = skip.min(s.len());
-            s = &s[k..];
+        let mut parts: Vec<Bytes> = Vec::with_capacity(maps.len());
+        for m in maps {
+            let k = skip.min(m.len());
             skip -= k;
-            let n = want.min(s.len());
+            let n = want.min(m.len() - k);
             if n > 0 {
-                parts.push(&s[..n]);
+                parts.push(m.slice(k..k + n));
                 want -= n;
             }
         }
