@@ -6,31 +6,11 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::player::*;
 use common::*;
 use gst::prelude::*;
-
-type States = Arc<Mutex<Vec<(Instant, gst::Structure)>>>;
-
-/// Records `rtmp-connection-state` messages with the time they came.
-fn states(p: &gst::Pipeline) -> States {
-    let log = States::default();
-    let l = log.clone();
-    p.bus().unwrap().set_sync_handler(move |_, m| {
-        if let gst::MessageView::Element(e) = m.view()
-            && let Some(s) = e.structure()
-            && s.name() == "rtmp-connection-state"
-        {
-            l.lock().unwrap().push((Instant::now(), s.to_owned()));
-        }
-        gst::BusSyncReply::Pass
-    });
-    log
-}
 
 const LIVE: &str = "videotestsrc is-live=true num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=430 ! avenc_aac ! aacparse ! s.audio";
 
@@ -46,7 +26,7 @@ fn reconnects_after_a_server_restart_and_loses_nothing_in_the_backlog() {
     .downcast::<gst::Pipeline>()
     .unwrap();
     let sent = probe_parsers(&p);
-    let log = states(&p);
+    let log = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     nginx.stop();
@@ -89,34 +69,7 @@ fn reconnects_after_a_server_restart_and_loses_nothing_in_the_backlog() {
     // other (the keyframe before the loss is re-sent, so some twice).
     let recs = nginx.recordings();
     assert!(recs.len() >= 2, "recordings: {recs:?}");
-    let mut got: HashSet<(bool, u32)> = HashSet::new();
-    for r in &recs {
-        let frames = ffprobe_frames(r.to_str().unwrap());
-        let (v, _) = split(&frames);
-        assert!(
-            v.first().is_some_and(|f| f.key),
-            "{r:?} starts without a keyframe"
-        );
-        for w in frames.windows(2) {
-            if w[0].video == w[1].video {
-                assert!(w[1].dts >= w[0].dts, "{r:?}: time went back: {w:?}");
-            }
-        }
-        got.extend(frames.iter().map(|f| (f.video, f.crc)));
-    }
-    let sent = sent.lock().unwrap().clone();
-    let missing: Vec<_> = sent
-        .iter()
-        .filter(|o| !got.contains(&(o.video, o.crc)))
-        .map(|o| (o.video, o.dts / 1_000_000))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} frames never reached the server: {:?}",
-        missing.len(),
-        sent.len(),
-        &missing[..missing.len().min(10)]
-    );
+    assert_all_recorded(&recs, &sent.lock().unwrap());
     let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
     assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1, "{stats}");
     assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
@@ -133,19 +86,16 @@ fn gives_up_after_the_attempts_and_says_so() {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let log = states(&p);
+    let log = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     nginx.stop();
     let (text, _) = expect_error(&p, Duration::from_secs(10));
     assert!(text.contains("2 reconnection attempts failed"), "{text}");
-    let states: Vec<String> = log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, s)| s.get::<String>("state").unwrap())
-        .collect();
-    assert_eq!(states, ["reconnecting", "reconnecting", "given-up"]);
+    assert_eq!(
+        state_names(&log),
+        ["reconnecting", "reconnecting", "given-up"]
+    );
 }
 
 #[test]
@@ -154,7 +104,7 @@ fn rtmpsrc_reconnects_and_resumes_with_discont() {
     let mut nginx = Nginx::start("wait_key on;");
     let url = nginx.url("both");
     let (player_p, got, _) = player(&url, "reconnect-attempts=-1 reconnect-delay=500");
-    let player_states = states(&player_p);
+    let player_states = connection_states(&player_p);
     player_p.set_state(gst::State::Playing).unwrap();
     // The player is on nginx before the publisher starts.
     let end = Instant::now() + Duration::from_secs(10);
@@ -177,12 +127,7 @@ fn rtmpsrc_reconnects_and_resumes_with_discont() {
     play_to_eos(&p, Duration::from_secs(30));
     play_to_eos(&player_p, Duration::from_secs(10));
 
-    let states: Vec<String> = player_states
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, s)| s.get::<String>("state").unwrap())
-        .collect();
+    let states = state_names(&player_states);
     assert!(states.contains(&"connected".to_owned()), "{states:?}");
     let got = got.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();

@@ -63,10 +63,25 @@ pub fn is_cancelled(e: &Error) -> bool {
     e.kind() == ErrorKind::Closed && e.reason() == "cancelled"
 }
 
+/// A socket read or write that only ran out of its time slice (the socket
+/// timeouts are short so that cancels are seen): not an error. A real
+/// ETIMEDOUT (the kernel gave up on an unacknowledged connection) is one;
+/// Linux reports the slice's end as EAGAIN, Windows as a timeout.
+fn slice_ended(e: &std::io::Error) -> bool {
+    match e.kind() {
+        IoKind::WouldBlock | IoKind::Interrupted => true,
+        IoKind::TimedOut => cfg!(windows),
+        _ => false,
+    }
+}
+
 fn io_err(what: &str, e: std::io::Error) -> Error {
     let why = match e.kind() {
         IoKind::ConnectionReset => "connection reset by the server".to_owned(),
         IoKind::BrokenPipe => "connection closed by the server".to_owned(),
+        IoKind::TimedOut => {
+            "connection timed out: the server acknowledged nothing for the timeout".to_owned()
+        }
         _ => e.to_string(),
     };
     Error::new(ErrorKind::Io, format!("{what}: {why}"))
@@ -103,12 +118,7 @@ impl Writer {
                         let _ = front.split_to(n);
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
-                    ) =>
-                {
+                Err(e) if slice_ended(&e) => {
                     if last_progress.elapsed() >= stall {
                         return Err(Error::new(
                             ErrorKind::Timeout,
@@ -161,6 +171,12 @@ impl ClientConnection {
         }
         stream.set_read_timeout(Some(SLICE)).ok();
         stream.set_write_timeout(Some(SLICE)).ok();
+        // What we sent and the server never acknowledged (the route is
+        // gone, the server's host is down) ends the connection after the
+        // timeout, instead of the kernel's retries of a quarter of an hour.
+        socket2::SockRef::from(&stream)
+            .set_tcp_user_timeout(Some(timeout))
+            .ok();
         let mut session = ClientSession::new(config, Instant::now(), &super::handshake_random());
         let mut reader = stream.try_clone().map_err(|e| io_err("socket", e))?;
         let mut writer = Writer {
@@ -192,11 +208,7 @@ impl ClientConnection {
                     ));
                 }
                 Ok(n) => session.feed(&buf[..n], Instant::now())?,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
-                    ) => {}
+                Err(e) if slice_ended(&e) => {}
                 Err(e) => return Err(io_err("read failed", e)),
             }
             if cancel.is_cancelled() {
@@ -327,13 +339,15 @@ impl ClientConnection {
         if !out.is_empty() {
             w.queue.push_back(out);
         }
-        let r = w.flush(Some(cancel), self.shared.timeout);
-        if let Err(e) = &r
-            && !is_cancelled(e)
-        {
-            self.fail(e.clone());
+        match w.flush(Some(cancel), self.shared.timeout) {
+            Err(e) if !is_cancelled(&e) => {
+                // The reader may have seen the cause first (a timeout, say,
+                // where the writer then only sees the pipe broken).
+                self.fail(e.clone());
+                Err(self.failure().unwrap_or(e))
+            }
+            r => r,
         }
-        r
     }
 
     fn fail(&self, e: Error) {
@@ -460,11 +474,7 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
                     }
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    IoKind::WouldBlock | IoKind::TimedOut | IoKind::Interrupted
-                ) => {}
+            Err(e) if slice_ended(&e) => {}
             Err(e) => {
                 if !shared.stop_reader.load(Ordering::SeqCst) {
                     let mut f = lock(&shared.failure);

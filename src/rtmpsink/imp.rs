@@ -112,7 +112,7 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
-                    .blurb("Seconds to wait for the server: connecting, each answer, and a write that makes no progress. Server mode: for a client's handshake, connect and play, before a player that reads nothing is cut off, and for players to drain at EOS")
+                    .blurb("Seconds to wait for the server: connecting, each answer, a write that makes no progress, and data the server does not acknowledge (a dead route). Server mode: for a client's handshake, connect and play, before a player that reads nothing is cut off, and for players to drain at EOS")
                     .minimum(1)
                     .default_value(conn::imp_defaults::TIMEOUT)
                     .build(),

@@ -3,6 +3,7 @@
 //! to compare what was sent with what arrived.
 #![allow(dead_code)]
 
+pub mod netlab;
 pub mod player;
 
 use std::io::Read;
@@ -64,9 +65,13 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_for_host_port("127.0.0.1", port, timeout);
+}
+
+pub fn wait_for_host_port(host: &str, port: u16, timeout: Duration) {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((host, port)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -108,7 +113,10 @@ pub fn require(tool: &str) {
 /// nginx with the RTMP module, on a free loopback port, as a plain process.
 pub struct Nginx {
     pub dir: TempDir,
+    pub host: String,
     pub port: u16,
+    /// Runs in this network namespace (a `NetLab`'s server side).
+    netns: Option<String>,
     child: Child,
 }
 
@@ -117,9 +125,18 @@ impl Nginx {
     /// `RECDIR` in `app_conf` becomes a recording folder nginx's worker
     /// (running as nobody) may write.
     pub fn start(app_conf: &str) -> Self {
+        Self::start_on(app_conf, None)
+    }
+
+    /// Like `start`, on the server side of a network lab when given one.
+    pub fn start_on(app_conf: &str, lab: Option<&netlab::NetLab>) -> Self {
         require("nginx");
         let dir = TempDir::new("nginx");
-        let port = free_port();
+        let (host, port, netns) = match lab {
+            // The namespace is the lab's own: the usual port is free.
+            Some(l) => (l.srv_addr.clone(), 1935, Some(l.srv.clone())),
+            None => ("127.0.0.1".to_owned(), free_port(), None),
+        };
         let prefix = dir.0.display();
         let rec = dir.path("rec");
         std::fs::create_dir_all(&rec).unwrap();
@@ -138,7 +155,7 @@ events {{ worker_connections 1024; }}
 rtmp {{
   log_format bytes '$command "$app" "$name" $bytes_received $bytes_sent';
   server {{
-    listen 127.0.0.1:{port};
+    listen {host}:{port};
     out_queue 16384;
     access_log {prefix}/access.log bytes;
     application live {{ live on; {app_conf} }}
@@ -151,14 +168,28 @@ rtmp {{
         for d in ["logs", "client_body_temp"] {
             std::fs::create_dir_all(dir.path(d)).unwrap();
         }
-        let child = Self::spawn(&dir);
-        wait_for_port(port, Duration::from_secs(10));
-        Nginx { dir, port, child }
+        let child = Self::spawn(&dir, netns.as_deref());
+        wait_for_host_port(&host, port, Duration::from_secs(10));
+        Nginx {
+            dir,
+            host,
+            port,
+            netns,
+            child,
+        }
     }
 
-    fn spawn(dir: &TempDir) -> Child {
-        Command::new("nginx")
-            .arg("-p")
+    fn spawn(dir: &TempDir, netns: Option<&str>) -> Child {
+        let mut c = match netns {
+            // `ip netns exec` execs nginx: the child is nginx's master.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nginx"]);
+                c
+            }
+            None => Command::new("nginx"),
+        };
+        c.arg("-p")
             .arg(&dir.0)
             .arg("-c")
             .arg(dir.path("nginx.conf"))
@@ -192,8 +223,8 @@ rtmp {{
     /// Starts the stopped server again on the same port, with the same
     /// configuration and logs.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(&self.dir);
-        wait_for_port(self.port, Duration::from_secs(10));
+        self.child = Self::spawn(&self.dir, self.netns.as_deref());
+        wait_for_host_port(&self.host, self.port, Duration::from_secs(10));
     }
 
     /// Sends a signal (STOP, CONT...) to nginx's worker processes.
@@ -218,7 +249,7 @@ rtmp {{
     }
 
     pub fn url(&self, stream: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/live/{stream}", self.port)
+        format!("rtmp://{}:{}/live/{stream}", self.host, self.port)
     }
 
     pub fn access_log(&self) -> String {

@@ -211,3 +211,70 @@ pub fn publish_to_eos(desc: &str) -> Vec<Out> {
     play_to_eos(&p, Duration::from_secs(60));
     sent.lock().unwrap().clone()
 }
+
+/// `rtmp-connection-state` messages, with the time each came.
+pub type States = Arc<Mutex<Vec<(std::time::Instant, gst::Structure)>>>;
+
+/// Records the `rtmp-connection-state` messages a pipeline posts.
+pub fn connection_states(p: &gst::Pipeline) -> States {
+    let log = States::default();
+    let l = log.clone();
+    p.bus().unwrap().set_sync_handler(move |_, m| {
+        if let gst::MessageView::Element(e) = m.view()
+            && let Some(s) = e.structure()
+            && s.name() == "rtmp-connection-state"
+        {
+            l.lock()
+                .unwrap()
+                .push((std::time::Instant::now(), s.to_owned()));
+        }
+        gst::BusSyncReply::Pass
+    });
+    log
+}
+
+/// The states' names, in order.
+pub fn state_names(log: &States) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.get::<String>("state").unwrap())
+        .collect()
+}
+
+/// Checks a server's recordings against what the publisher's parsers gave:
+/// each recording starts on a keyframe and never goes back in time, and
+/// every frame sent is in one of them (a keyframe re-sent after a
+/// reconnection may be in two). Returns the number of frames recorded.
+pub fn assert_all_recorded(recordings: &[std::path::PathBuf], sent: &[Out]) -> usize {
+    let mut got = std::collections::HashSet::new();
+    let mut n = 0;
+    for r in recordings {
+        let frames = super::ffprobe_frames(r.to_str().unwrap());
+        let (v, _) = super::split(&frames);
+        assert!(
+            v.first().is_some_and(|f| f.key),
+            "{r:?} starts without a keyframe"
+        );
+        for w in frames.windows(2) {
+            if w[0].video == w[1].video {
+                assert!(w[1].dts >= w[0].dts, "{r:?}: time went back: {w:?}");
+            }
+        }
+        n += frames.len();
+        got.extend(frames.iter().map(|f| (f.video, f.crc)));
+    }
+    let missing: Vec<_> = sent
+        .iter()
+        .filter(|o| !got.contains(&(o.video, o.crc)))
+        .map(|o| (o.video, o.dts / 1_000_000))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} frames never reached the server: {:?}",
+        missing.len(),
+        sent.len(),
+        &missing[..missing.len().min(10)]
+    );
+    n
+}
