@@ -71,13 +71,75 @@ def media_60s_8mbit():
     return path
 
 
+class NetLab:
+    """This side, a middle network namespace running scripts/netem.py (the
+    impairment: delay, loss, blackout, in both directions) and a server
+    namespace, joined by veth pairs. As tests/common/netlab.rs, for the
+    scripts."""
+
+    def __init__(self, tag="lab"):
+        tag = f"{tag}{os.getpid() % 100000}"
+        self.mid, self.srv, self.host_if = f"{tag}m", f"{tag}s", f"{tag}h"
+        net = f"10.{150 + os.getpid() % 50}.{os.getpid() % 250}"
+        self.host_addr, self.srv_addr = f"{net}.1", f"{net}.2"
+        a, b, s = f"{tag}a", f"{tag}b", f"{tag}v"
+        for ns in (self.mid, self.srv):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        ip = lambda *args: subprocess.run(["ip", *args], check=True)
+        ip("netns", "add", self.mid)
+        ip("netns", "add", self.srv)
+        ip("link", "add", self.host_if, "type", "veth", "peer", "name", a, "netns", self.mid)
+        ip("link", "add", s, "netns", self.srv, "type", "veth", "peer", "name", b, "netns", self.mid)
+        ip("addr", "add", f"{self.host_addr}/24", "dev", self.host_if)
+        ip("link", "set", self.host_if, "up")
+        ip("-n", self.srv, "addr", "add", f"{self.srv_addr}/24", "dev", s)
+        for ns, dev in ((self.srv, s), (self.srv, "lo"), (self.mid, a), (self.mid, b)):
+            ip("-n", ns, "link", "set", dev, "up")
+        off = ["tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"]
+        subprocess.run(["ethtool", "-K", self.host_if, *off], check=True, stdout=subprocess.DEVNULL)
+        for ns, dev in ((self.srv, s), (self.mid, a), (self.mid, b)):
+            subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, *off], check=True,
+                           stdout=subprocess.DEVNULL)
+        self.bridge = subprocess.Popen(
+            ["ip", "netns", "exec", self.mid, "python3", os.path.join(ROOT, "scripts/netem.py"), a, b],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.bridge.stdout.readline().strip() == "ready"
+
+    def set(self, line):
+        """A netem.py command: 'delay 50', 'loss 1', 'blackout on'."""
+        self.bridge.stdin.write(line + "\n")
+        self.bridge.stdin.flush()
+
+    def frames(self):
+        self.set("stats")
+        w = self.bridge.stdout.readline().split()
+        return int(w[1]), int(w[3])
+
+    def close(self):
+        self.bridge.kill(); self.bridge.wait()
+        for ns in (self.mid, self.srv):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", self.host_if], stderr=subprocess.DEVNULL)
+
+
 class Nginx:
     """nginx-rtmp as a plain process in a scratch folder; logs every
-    publish and play with its byte counts."""
+    publish and play with its byte counts. With a NetLab it runs on the
+    lab's server side; `app_conf` goes into the application block
+    (RECDIR: a folder for recordings)."""
 
-    def __init__(self, log_level="warn", connections=256):
+    def __init__(self, log_level="warn", connections=256, lab=None, app_conf=""):
         self.work = tempfile.mkdtemp(prefix="bench-nginx-")
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
+        os.chmod(self.work, 0o755)
+        self.rec = os.path.join(self.work, "rec")
+        os.makedirs(self.rec)
+        os.chmod(self.rec, 0o777)  # the worker runs as nobody
+        if lab:
+            self.host, self.port, self.prefix = lab.srv_addr, 1935, ["ip", "netns", "exec", lab.srv]
+        else:
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
+            self.host, self.prefix = "127.0.0.1", []
+        app_conf = app_conf.replace("RECDIR", self.rec)
         os.makedirs(os.path.join(self.work, "logs"))
         with open(os.path.join(self.work, "nginx.conf"), "w") as f:
             f.write(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
@@ -85,20 +147,33 @@ worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log {self.work}
 worker_rlimit_nofile {connections * 2 + 64};
 events {{ worker_connections {connections}; }}
 rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
-  server {{ listen 127.0.0.1:{self.port}; out_queue 16384; access_log {self.work}/access.log bytes;
-    application live {{ live on; }} }} }}
+  server {{ listen {self.host}:{self.port}; out_queue 16384; access_log {self.work}/access.log bytes;
+    application live {{ live on; {app_conf} }} }} }}
 """)
-        self.proc = subprocess.Popen(["nginx", "-p", self.work, "-c", os.path.join(self.work, "nginx.conf")])
+        self.start_again()
+
+    def start_again(self):
+        """Starts the server (again, after `kill`) with the same port and files."""
+        self.proc = subprocess.Popen(self.prefix + ["nginx", "-p", self.work, "-c",
+                                                    os.path.join(self.work, "nginx.conf")])
         for _ in range(200):
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+                socket.create_connection((self.host, self.port), 0.1).close()
                 return
             except OSError:
                 time.sleep(0.05)
         sys.exit("bench: nginx did not start")
 
+    def kill(self):
+        """Stops the server (SIGTERM: master and worker go), keeping its files."""
+        self.proc.terminate(); self.proc.wait()
+
+    def recordings(self):
+        files = [os.path.join(self.rec, f) for f in os.listdir(self.rec)]
+        return sorted(files, key=os.path.getmtime)
+
     def url(self, stream):
-        return f"rtmp://127.0.0.1:{self.port}/live/{stream}"
+        return f"rtmp://{self.host}:{self.port}/live/{stream}"
 
     def read(self, name):
         p = os.path.join(self.work, name)

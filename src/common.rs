@@ -148,6 +148,30 @@ pub fn accept_signal(name: &str) -> glib::subclass::Signal {
         .build()
 }
 
+/// `request-reconnect(tc-url, description) -> guint`, an action signal of
+/// the server elements: asks every client to reconnect (Enhanced RTMP
+/// `NetConnection.Connect.ReconnectRequest`), to `tc-url` (NULL: this
+/// server), and gives how many were asked. `ask` does it for the element.
+pub fn request_reconnect_signal<F>(ask: F) -> glib::subclass::Signal
+where
+    F: Fn(&glib::Value, Option<String>, String) -> u32 + Send + Sync + 'static,
+{
+    glib::subclass::Signal::builder("request-reconnect")
+        .param_types([String::static_type(), String::static_type()])
+        .return_type::<u32>()
+        .action()
+        .class_handler(move |args| {
+            let tc_url = args[1].get::<Option<String>>().ok().flatten();
+            let why = args[2]
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "the server asks clients to reconnect".into());
+            Some(ask(&args[0], tc_url, why).to_value())
+        })
+        .build()
+}
+
 /// The hooks a server element gives its loop: `signal` is emitted on
 /// `bin` to decide, and what happens to connections is posted on the bus
 /// as element messages `rtmp-client-connected`, `rtmp-client-rejected` and

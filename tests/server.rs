@@ -878,3 +878,119 @@ fn hostile_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
         &normalized(ffprobe_frames(media.to_str().unwrap())),
     );
 }
+
+/// What one server got, as indexes into what was sent (matched by CRC, in
+/// order); panics on a frame that was never sent.
+fn positions(sent: &[Out], got: &[Out], video: bool) -> Vec<usize> {
+    let s: Vec<&Out> = sent.iter().filter(|o| o.video == video).collect();
+    let mut from = 0;
+    got.iter()
+        .filter(|o| o.video == video)
+        .map(|g| {
+            let i = from
+                + s[from..]
+                    .iter()
+                    .position(|o| o.crc == g.crc)
+                    .expect("a frame that was sent");
+            from = i + 1;
+            i
+        })
+        .collect()
+}
+
+#[test]
+fn rtmpsink_moves_to_the_server_a_reconnect_request_names_at_a_keyframe() {
+    let (a, a_got, _, _, a_port) = src_server("eos-on-unpublish=true");
+    let (b, b_got, _, _, b_port) = src_server("eos-on-unpublish=true");
+    let p = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=240 ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video \
+         audiotestsrc is-live=true num-buffers=340 ! avenc_aac ! aacparse ! s.audio \
+         rtmpsink name=s location=rtmp://127.0.0.1:{a_port}/live/key"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent = probe_parsers(&p);
+    let states = connection_states(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let asked: u32 = element(&a, "rtmpsrc").emit_by_name(
+        "request-reconnect",
+        &[
+            &Some(format!("rtmp://127.0.0.1:{b_port}/live")),
+            &"going down for maintenance",
+        ],
+    );
+    assert_eq!(asked, 1, "one publisher asked");
+    play_to_eos(&p, Duration::from_secs(30));
+    play_to_eos(&a, Duration::from_secs(10));
+    play_to_eos(&b, Duration::from_secs(10));
+
+    let log = state_names(&states);
+    assert_eq!(log, ["reconnecting", "connected"], "{log:?}");
+    let reason = states.lock().unwrap()[0].1.get::<String>("reason").unwrap();
+    assert!(
+        reason.contains(&format!(":{b_port}/live")) && reason.contains("maintenance"),
+        "{reason}"
+    );
+    let sent = sent.lock().unwrap().clone();
+    let (a_got, b_got) = (a_got.lock().unwrap().clone(), b_got.lock().unwrap().clone());
+    for video in [true, false] {
+        let (pa, pb) = (
+            positions(&sent, &a_got, video),
+            positions(&sent, &b_got, video),
+        );
+        assert!(
+            !pa.is_empty() && !pb.is_empty(),
+            "video={video}: {pa:?} {pb:?}"
+        );
+        // One stream, cut in two: everything once, in order, nothing lost.
+        let all: Vec<usize> = pa.iter().chain(&pb).copied().collect();
+        let n = sent.iter().filter(|o| o.video == video).count();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "video={video}");
+        // The new server's stream keeps the sender's spacing of time.
+        let s: Vec<&Out> = sent.iter().filter(|o| o.video == video).collect();
+        let g: Vec<&Out> = b_got.iter().filter(|o| o.video == video).collect();
+        for (k, o) in g.iter().enumerate() {
+            let want = (s[pb[k]].dts - s[pb[0]].dts) / 1_000_000;
+            let got = (o.dts - g[0].dts) / 1_000_000;
+            assert!(
+                (want - got).abs() <= 1,
+                "video={video} frame {k}: {got} ms, sent {want} ms"
+            );
+        }
+    }
+    let first_b = b_got.iter().find(|o| o.video).unwrap();
+    assert!(first_b.key, "the new server's stream starts on a keyframe");
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1, "{stats}");
+}
+
+#[test]
+fn a_reconnect_request_to_a_dead_server_leaves_the_stream_where_it_was() {
+    let (a, a_got, _, _, a_port) = src_server("eos-on-unpublish=true");
+    let p = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video \
+         rtmpsink name=s timeout=2 location=rtmp://127.0.0.1:{a_port}/live/key"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent = probe_parsers(&p);
+    let states = connection_states(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let nobody = free_port();
+    let _: u32 = element(&a, "rtmpsrc").emit_by_name(
+        "request-reconnect",
+        &[&Some(format!("//127.0.0.1:{nobody}/live")), &None::<String>],
+    );
+    play_to_eos(&p, Duration::from_secs(30));
+    play_to_eos(&a, Duration::from_secs(10));
+    assert_eq!(state_names(&states), ["reconnecting", "connected"]);
+    let sent = sent.lock().unwrap().clone();
+    let got = a_got.lock().unwrap().clone();
+    same_frames("stayed on the first server", &sent, &got, false);
+}

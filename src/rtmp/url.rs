@@ -146,6 +146,54 @@ impl RtmpUrl {
         )
     }
 
+    /// Where a server's reconnect request sends us: `tc_url` resolved
+    /// against our own tcUrl (absolute `rtmp://host/app`, network-path
+    /// `//host/app`, absolute-path `/app`, or relative `app`), with the
+    /// same stream. Credentials go along only to the same host.
+    pub fn redirected(&self, tc_url: &str) -> Result<RtmpUrl> {
+        let ours = self.tc_url();
+        let absolute = if tc_url.contains("://") {
+            tc_url.to_owned()
+        } else if let Some(rest) = tc_url.strip_prefix("//") {
+            format!("{}://{rest}", self.scheme.as_str())
+        } else if tc_url.starts_with('/') {
+            let port = self
+                .explicit_port
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            format!(
+                "{}://{}{port}{tc_url}",
+                self.scheme.as_str(),
+                self.bracketed_host()
+            )
+        } else {
+            // Relative: replaces the last segment of our tcUrl's path.
+            let base = match ours.rfind('/') {
+                Some(i) if i > ours.find("://").map_or(0, |s| s + 2) => &ours[..=i],
+                _ => &ours[..],
+            };
+            format!(
+                "{}{}{tc_url}",
+                base,
+                if base.ends_with('/') { "" } else { "/" }
+            )
+        };
+        let mut url = RtmpUrl::parse(&absolute)?;
+        // The tcUrl's whole path is the application.
+        let app = match (url.app.is_empty(), url.stream.is_empty()) {
+            (_, true) => url.app.clone(),
+            (true, false) => url.stream.clone(),
+            (false, false) => format!("{}/{}", url.app, url.stream),
+        };
+        url.app = app.trim_end_matches('/').to_owned();
+        url.stream = self.stream.clone();
+        if url.host == self.host && url.port() == self.port() && url.user.is_none() {
+            url.user = self.user.clone();
+            url.password = self.password.clone();
+        }
+        Ok(url)
+    }
+
     /// The stream name with any query cut off.
     pub fn stream_name(&self) -> &str {
         self.stream.split('?').next().unwrap_or_default()
@@ -296,6 +344,31 @@ mod tests {
             (u.port(), u.app.as_str(), u.stream.as_str()),
             (1940, "a/b", "c/d")
         );
+    }
+
+    #[test]
+    fn reconnect_requests_resolve_against_our_tc_url() {
+        let u = p("rtmp://user:pw@a.example:1936/live/key?t=1");
+        let r = u.redirected("rtmp://b.example/other").unwrap();
+        assert_eq!(r.tc_url(), "rtmp://b.example/other");
+        assert_eq!((r.stream.as_str(), r.user.as_deref()), ("key?t=1", None));
+        let r = u.redirected("//[::1]:1940/app/inst").unwrap();
+        assert_eq!(r.tc_url(), "rtmp://[::1]:1940/app/inst");
+        assert_eq!(r.stream, "key?t=1");
+        let r = u.redirected("/moved").unwrap();
+        assert_eq!(r.tc_url(), "rtmp://a.example:1936/moved");
+        assert_eq!(
+            (r.user.as_deref(), r.password.as_deref()),
+            (Some("user"), Some("pw"))
+        );
+        let r = u.redirected("sibling").unwrap();
+        assert_eq!(r.tc_url(), "rtmp://a.example:1936/sibling");
+        assert_eq!(r.stream, "key?t=1");
+        let r = p("rtmps://a.example/live/k")
+            .redirected("//b.example/x/")
+            .unwrap();
+        assert_eq!(r.tc_url(), "rtmps://b.example/x");
+        assert!(u.redirected("http://b.example/x").is_err());
     }
 
     #[test]

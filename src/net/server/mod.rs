@@ -203,6 +203,8 @@ struct Inner {
     // Publish: what the publisher sent, for the element.
     events: EventQueue,
     resume_reading: bool,
+    /// Reconnect requests to send (Enhanced RTMP): where to, and why.
+    reconnect_requests: Vec<(Option<String>, String)>,
 }
 
 /// A running server; dropping it stops the loop and closes every connection.
@@ -407,6 +409,24 @@ impl Server {
             }
             inner = wait_at_most(&self.shared.changed, inner, (end - now).min(TICK));
         }
+    }
+
+    /// Asks every publisher and player to reconnect (Enhanced RTMP
+    /// `NetConnection.Connect.ReconnectRequest`), to `tc_url` if given (a
+    /// server being drained, or load being moved), else to this server.
+    /// Returns how many clients were asked.
+    pub fn request_reconnect(&self, tc_url: Option<String>, description: String) -> usize {
+        let clients = lock(&self.shared.inner)
+            .stats
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::Pending)
+            .count();
+        lock(&self.shared.inner)
+            .reconnect_requests
+            .push((tc_url, description));
+        self.wake();
+        clients
     }
 
     /// Stops the loop and closes every connection.
@@ -643,13 +663,14 @@ impl Loop {
 
     /// Takes what the element asked for. Returns true when told to stop.
     fn take_requests(&mut self, now: Instant) -> bool {
-        let (stop, inbox, finish, resume) = {
+        let (stop, inbox, finish, resume, reconnects) = {
             let mut inner = lock(&self.shared.inner);
             let inbox = std::mem::take(&mut inner.inbox);
+            let reconnects = std::mem::take(&mut inner.reconnect_requests);
             let had = inner.inbox_bytes > 0;
             inner.inbox_bytes = 0;
             let resume = std::mem::take(&mut inner.resume_reading);
-            let r = (inner.stop, inbox, inner.finish, resume);
+            let r = (inner.stop, inbox, inner.finish, resume, reconnects);
             drop(inner);
             if had {
                 self.shared.changed.notify_all();
@@ -658,6 +679,17 @@ impl Loop {
         };
         if stop {
             return true;
+        }
+        for (tc_url, why) in reconnects {
+            for p in self.peers.values_mut() {
+                if p.kind == PeerKind::Pending || p.closing.is_some() {
+                    continue;
+                }
+                match p.session.request_reconnect(tc_url.as_deref(), &why) {
+                    Ok(()) => p.queue_session_output(),
+                    Err(e) => p.close_with(e.to_string(), now),
+                }
+            }
         }
         let relayed = !inbox.is_empty();
         if let RoleState::Play(play) = &mut self.role {

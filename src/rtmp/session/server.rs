@@ -713,6 +713,28 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Asks the client to reconnect (Enhanced RTMP v2): an onStatus
+    /// `NetConnection.Connect.ReconnectRequest` on the connection, with the
+    /// server to go to (`tc_url`, absolute or relative to the current one;
+    /// none: the same) and why. The client goes on over this connection
+    /// until its next keyframe, then moves.
+    pub fn request_reconnect(&mut self, tc_url: Option<&str>, description: &str) -> Result<()> {
+        self.check_alive()?;
+        if self.phase != Phase::Connected {
+            return Err(Error::protocol("the client is not connected"));
+        }
+        let mut s = Status::new(
+            "status",
+            "NetConnection.Connect.ReconnectRequest",
+            description,
+        );
+        if let Some(t) = tc_url {
+            s.extra.push(("tcUrl".into(), Amf0Value::String(t.into())));
+        }
+        self.conn
+            .send_command(csid::COMMAND, 0, NetCommand::OnStatus(s).into_command(0.0))
+    }
+
     /// Sends a ping; the answer comes as [`ServerEvent::PingResponse`].
     pub fn ping(&mut self, timestamp: u32) -> Result<()> {
         self.check_alive()?;

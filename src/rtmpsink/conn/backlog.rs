@@ -35,6 +35,8 @@ pub struct Backlog {
     audio_config: Option<Item>,
     has_video: bool,
     newest: i64,
+    /// The last push was a start point (see `newest_is_key`).
+    newest_key: bool,
     /// Messages that fell out before they were ever written.
     pub dropped: u64,
 }
@@ -83,8 +85,10 @@ impl Backlog {
                 _ => &mut self.meta,
             };
             *slot = Some(item);
+            self.newest_key = false;
             return 0;
         }
+        self.newest_key = key;
         self.newest = self.newest.max(time);
         self.items.push_back(item);
         self.trim()
@@ -177,6 +181,17 @@ impl Backlog {
         }
         out.extend(self.items.iter().skip(start).cloned());
         out
+    }
+
+    /// The last message pushed is a point a new connection may start at
+    /// (a keyframe; any audio frame in a stream without video).
+    pub fn newest_is_key(&self) -> bool {
+        self.newest_key
+    }
+
+    /// The last message pushed (headers are kept apart, not here).
+    pub fn newest(&self) -> Option<&Item> {
+        self.items.back()
     }
 
     pub fn len(&self) -> usize {

@@ -14,7 +14,7 @@ use crate::net::client::{Cancel, ClientConnection, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
-use crate::rtmp::session::{ClientConfig, ClientMode};
+use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode, EnhancedCaps};
 use crate::rtmp::url::RtmpUrl;
 use crate::sync::lock;
 
@@ -109,9 +109,22 @@ struct Reconnect {
     handle: JoinHandle<crate::rtmp::Result<ClientConnection>>,
 }
 
+/// A move the server asked for (Enhanced RTMP reconnect request): the new
+/// connection is made in the background while the stream goes on over the
+/// old one, and taken at the next keyframe.
+struct Switch {
+    url: RtmpUrl,
+    tc_url: String,
+    handle: JoinHandle<crate::rtmp::Result<ClientConnection>>,
+}
+
 struct State {
     conn: Conn,
     url: Option<RtmpUrl>,
+    /// The tcUrl a server's reconnect request gave, for every connection
+    /// from then on (instead of the `tc-url` setting or the location's).
+    tc_url: Option<String>,
+    switch: Option<Switch>,
     flv: FlvReader,
     started: Option<Instant>,
     messages: u64,
@@ -139,6 +152,8 @@ impl Default for State {
         State {
             conn: Conn::Idle,
             url: None,
+            tc_url: None,
+            switch: None,
             flv: FlvReader::new(16 << 20),
             started: None,
             messages: 0,
@@ -190,6 +205,9 @@ impl ElementImpl for RtmpSinkConn {
         T.as_ref()
     }
 }
+
+/// Enhanced RTMP `capsEx` bit: the client can reconnect when asked.
+const CAPS_EX_RECONNECT: u8 = 0x01;
 
 /// A connection lost sooner than this after it started publishing was not
 /// really accepted (see `connection_lost`).
@@ -286,12 +304,37 @@ impl RtmpSinkConn {
         b.build()
     }
 
-    fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
+    /// Server mode: asks the players to reconnect (see the bin's
+    /// `request-reconnect` signal). Returns how many clients were asked.
+    pub fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32 {
+        match &lock(&self.state).conn {
+            Conn::Serving(s) => s.request_reconnect(tc_url, why) as u32,
+            _ => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "request-reconnect: not serving (mode=server)"
+                );
+                0
+            }
+        }
+    }
+
+    /// The connect parameters for `url`; `tc_url` as a reconnect request
+    /// gave it, else the setting's, else the location's.
+    fn client_config(&self, url: &RtmpUrl, tc_url: Option<&str>) -> ClientConfig {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Publish, url);
         c.flash_ver = s.flash_version.clone();
-        if let Some(t) = &s.tc_url {
-            c.tc_url = t.clone();
+        if let Some(t) = tc_url.or(s.tc_url.as_deref()) {
+            c.tc_url = t.to_owned();
+        }
+        if s.reconnect_attempts != 0 {
+            // Enhanced RTMP: we follow NetConnection.Connect.ReconnectRequest.
+            c.enhanced = Some(EnhancedCaps {
+                caps_ex: Some(f64::from(CAPS_EX_RECONNECT)),
+                ..Default::default()
+            });
         }
         c.chunk_size = s.chunk_size;
         c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
@@ -376,7 +419,7 @@ impl RtmpSinkConn {
 
     fn spawn_connect(&self, st: &mut State) {
         let Some(url) = st.url.clone() else { return };
-        let config = self.client_config(&url);
+        let config = self.client_config(&url, st.tc_url.as_deref());
         let cancel = self.cancel.clone();
         let h = std::thread::Builder::new()
             .name("rtmpsink-connect".into())
@@ -429,18 +472,195 @@ impl RtmpSinkConn {
             };
             let dropped = st.backlog.push(kind, ts, whole);
             st.outage_dropped += dropped;
+            self.poll_server_requests(st);
+            if st.backlog.newest_is_key()
+                && st.switch.as_ref().is_some_and(|s| s.handle.is_finished())
+            {
+                // This keyframe (and what follows) goes to the new server.
+                self.count(st, kind);
+                return self.switch_now(st);
+            }
         }
+        self.count(st, kind);
+        let Conn::Connected(c) = &st.conn else {
+            // Reconnecting: the backlog has it.
+            return Ok(());
+        };
+        match queue_on(c, kind, ts, parts) {
+            Ok(()) => Ok(()),
+            Err(e) => self.connection_lost(st, e),
+        }
+    }
+
+    fn count(&self, st: &mut State, kind: u8) {
         st.messages += 1;
         match kind {
             tag_type::AUDIO => st.audio += 1,
             tag_type::VIDEO => st.video += 1,
             _ => {}
         }
+    }
+
+    /// Reads what the server said: a reconnect request (Enhanced RTMP)
+    /// starts a new connection in the background, to the server it names.
+    fn poll_server_requests(&self, st: &mut State) {
+        let Conn::Connected(c) = &st.conn else { return };
+        let mut request = None;
+        while let Some(ev) = c.poll_event() {
+            if let ClientEvent::ReconnectRequest {
+                tc_url,
+                description,
+            } = ev
+            {
+                request = Some((tc_url, description));
+            }
+        }
+        let Some((tc_url, description)) = request else {
+            return;
+        };
+        if st.switch.is_some() {
+            return;
+        }
+        let Some(current) = st.url.clone() else {
+            return;
+        };
+        let (url, tc_url) = match tc_url.as_deref().map(|t| current.redirected(t)) {
+            None => (
+                current.clone(),
+                st.tc_url.clone().unwrap_or(current.tc_url()),
+            ),
+            Some(Ok(u)) => {
+                let t = u.tc_url();
+                (u, t)
+            }
+            Some(Err(e)) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    (
+                        "The server asked to reconnect to {}, which is not a usable RTMP URL: {}",
+                        tc_url.unwrap_or_default(),
+                        e
+                    )
+                );
+                return;
+            }
+        };
+        let reason = format!(
+            "the server asked to reconnect{}{}",
+            if url != current {
+                format!(" to {}", url.redacted())
+            } else {
+                String::new()
+            },
+            if description.is_empty() {
+                String::new()
+            } else {
+                format!(": {description}")
+            }
+        );
+        gst::info!(CAT, imp = self, "{reason}");
+        self.post_state("reconnecting", 1, &reason, Duration::ZERO);
+        let config = self.client_config(&url, Some(&tc_url));
+        let cancel = self.cancel.clone();
+        let target = url.clone();
+        let handle = std::thread::Builder::new()
+            .name("rtmpsink-switch".into())
+            .spawn(move || ClientConnection::open(&target, config, &cancel))
+            .expect("spawn a thread");
+        st.switch = Some(Switch {
+            url,
+            tc_url,
+            handle,
+        });
+    }
+
+    /// At a keyframe, with the new connection made: the headers and the
+    /// keyframe go to the new server, and the old connection is ended in the
+    /// background. If the new one failed, the stream stays where it was.
+    fn switch_now(&self, st: &mut State) -> Result<(), gst::FlowError> {
+        let sw = st.switch.take().expect("a switch");
+        let new = match sw.handle.join() {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if is_cancelled(&e) {
+                    return Err(gst::FlowError::Flushing);
+                }
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    (
+                        "Could not reconnect to {} as the server asked ({}): staying on the current connection",
+                        sw.url.redacted(),
+                        e
+                    )
+                );
+                self.post_state("connected", 1, &e.to_string(), Duration::ZERO);
+                return self.send_newest(st);
+            }
+            Err(_) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::LibraryError::Failed,
+                    ("connection thread panicked")
+                );
+                return Err(gst::FlowError::Error);
+            }
+        };
+        // Headers and this keyframe: nothing the old server has not had.
+        let items = st.backlog.replay(Some(u64::MAX));
+        let mut result = Ok(());
+        for i in &items {
+            if let Err(e) = queue_on(&new, i.kind, i.timestamp, &[&i.body]) {
+                result = Err(e);
+                break;
+            }
+        }
+        let old = std::mem::replace(&mut st.conn, Conn::Connected(Box::new(new)));
+        if let Conn::Connected(old) = old {
+            let cmds = self.settings().stop_commands;
+            let cancel = self.cancel.clone();
+            std::thread::Builder::new()
+                .name("rtmpsink-leave".into())
+                .spawn(move || {
+                    old.finish(
+                        cmds.contains(StopCommands::FC_UNPUBLISH),
+                        cmds.contains(StopCommands::DELETE_STREAM),
+                        &cancel,
+                    )
+                    .ok();
+                })
+                .expect("spawn a thread");
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "moved to {} as the server asked",
+            sw.url.redacted()
+        );
+        st.url = Some(sw.url);
+        st.tc_url = Some(sw.tc_url);
+        st.backlog.reset_written();
+        st.reconnects += 1;
+        st.connected_at = Some(Instant::now());
+        st.attempt = 0;
+        self.post_state("connected", 1, "", Duration::ZERO);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.connection_lost(st, e),
+        }
+    }
+
+    /// Queues the newest backlog message on the current connection (what
+    /// `send` does when no switch happens).
+    fn send_newest(&self, st: &mut State) -> Result<(), gst::FlowError> {
         let Conn::Connected(c) = &st.conn else {
-            // Reconnecting: the backlog has it.
             return Ok(());
         };
-        match queue_on(c, kind, ts, parts) {
+        let Some(i) = st.backlog.newest() else {
+            return Ok(());
+        };
+        match queue_on(c, i.kind, i.timestamp, &[&i.body]) {
             Ok(()) => Ok(()),
             Err(e) => self.connection_lost(st, e),
         }
@@ -522,7 +742,7 @@ impl RtmpSinkConn {
         let Some(url) = st.url.clone() else { return };
         let delay = self.backoff(attempt);
         self.post_state("reconnecting", attempt, &reason, delay);
-        let config = self.client_config(&url);
+        let config = self.client_config(&url, st.tc_url.as_deref());
         let cancel = self.cancel.clone();
         let handle = std::thread::Builder::new()
             .name("rtmpsink-reconnect".into())

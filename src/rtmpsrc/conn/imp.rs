@@ -266,6 +266,22 @@ impl RtmpSrcConn {
         lock(&self.settings)
     }
 
+    /// Server mode: asks the publisher to reconnect (see the bin's
+    /// `request-reconnect` signal). Returns how many clients were asked.
+    pub fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32 {
+        match &lock(&self.state).conn {
+            Conn::Serving(s) => s.request_reconnect(tc_url, why) as u32,
+            _ => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "request-reconnect: not serving (mode=server)"
+                );
+                0
+            }
+        }
+    }
+
     pub fn stats(&self) -> gst::Structure {
         let st = lock(&self.state);
         let mut server = None;

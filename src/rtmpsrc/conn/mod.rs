@@ -22,4 +22,9 @@ impl RtmpSrcConn {
         use gst::subclass::prelude::ObjectSubclassIsExt;
         self.imp().stats()
     }
+
+    pub fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32 {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().request_reconnect(tc_url, why)
+    }
 }
