@@ -168,3 +168,159 @@ fn rtmpsrc_reconnects_and_resumes_with_discont() {
         }
     }
 }
+
+/// The avcC of a real 320x240 H.264 stream, for synthetic frames that
+/// players and ffprobe accept.
+fn real_codec_data() -> gst::Buffer {
+    let p = gst::parse::launch(
+        "videotestsrc num-buffers=1 ! video/x-raw,width=320,height=240 ! x264enc ! h264parse \
+         ! video/x-h264,stream-format=avc ! fakesink name=f",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    p.set_state(gst::State::Paused).unwrap();
+    p.state(gst::ClockTime::from_seconds(10)).0.unwrap();
+    let caps = p
+        .by_name("f")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    caps.structure(0)
+        .unwrap()
+        .get::<gst::Buffer>("codec_data")
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_stops_reading_is_left_and_rejoined_once_it_reads_again() {
+    init();
+    let nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
+    // 100 kB frames at 30 fps (24 Mbit/s): the kernel buffers between us
+    // and a server that stopped reading fill in a few seconds.
+    const FRAME: usize = 100_000;
+    const FRAMES: u64 = 420;
+    let p = gst::parse::launch(&format!(
+        "appsrc name=src is-live=true format=time ! s.video \
+         rtmpsink name=s timeout=2 reconnect-delay=500 location={}",
+        nginx.url("stall")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.set_caps(Some(
+        &gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("codec_data", real_codec_data())
+            .build(),
+    ));
+    let log = connection_states(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    // Noise, so that nothing on the way compresses it.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let pool: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let pusher = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut sent = Vec::new();
+        for n in 0..FRAMES {
+            let key = n % 30 == 0;
+            let mut data = Vec::with_capacity(FRAME + 4);
+            data.extend_from_slice(&(FRAME as u32).to_be_bytes());
+            data.push(if key { 0x65 } else { 0x41 });
+            data.extend_from_slice(&n.to_be_bytes());
+            let at = (n as usize * 7919) % (pool.len() - FRAME);
+            data.extend_from_slice(&pool[at..at + FRAME - 9]);
+            let t = gst::ClockTime::from_nseconds(n * 1_000_000_000 / 30);
+            sent.push(Out {
+                video: true,
+                dts: t.nseconds() as i64,
+                pts: t.nseconds() as i64,
+                key,
+                discont: false,
+                size: data.len(),
+                crc: crc32(&data),
+            });
+            let mut b = gst::Buffer::from_mut_slice(data);
+            {
+                let b = b.get_mut().unwrap();
+                b.set_pts(t);
+                b.set_dts(t);
+                if !key {
+                    b.set_flags(gst::BufferFlags::DELTA_UNIT);
+                }
+            }
+            if src.push_buffer(b).is_err() {
+                break;
+            }
+            let due = start + Duration::from_millis((n + 1) * 1000 / 30);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        src.end_of_stream().ok();
+        sent
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.signal_workers("STOP");
+    let stopped = Instant::now();
+    let noticed = loop {
+        if let Some((t, _)) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, s)| s.get::<&str>("state") == Ok("reconnecting"))
+        {
+            break *t;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(12),
+            "a server that stopped reading went unnoticed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "server stopped reading -> connection given up after {:?} (timeout 2 s)",
+        noticed - stopped
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.signal_workers("CONT");
+    let back = Instant::now();
+    play_to_eos(&p, Duration::from_secs(60));
+    let sent = pusher.join().unwrap();
+    assert_eq!(sent.len() as u64, FRAMES);
+
+    let log = log.lock().unwrap().clone();
+    let reason = log[0].1.get::<String>("reason").unwrap();
+    assert!(
+        reason.contains("stopped reading") || reason.contains("timed out"),
+        "{reason}"
+    );
+    let (connected_at, _) = log
+        .iter()
+        .find(|(_, s)| s.get::<&str>("state") == Ok("connected"))
+        .unwrap_or_else(|| panic!("never reconnected: {log:?}"));
+    // Attempts while the server is stopped wait for a handshake answer
+    // (the timeout, 2 s); the one under way when it reads again finishes.
+    let resumed = connected_at.saturating_duration_since(back);
+    eprintln!("server reading again -> publishing again in {resumed:?}");
+    assert!(resumed < Duration::from_secs(5), "{resumed:?}: {log:?}");
+    let recs = nginx.recordings();
+    assert!(recs.len() >= 2, "recordings: {recs:?}");
+    assert_all_recorded(&recs, &sent);
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
+}
