@@ -206,6 +206,9 @@ impl ElementImpl for RtmpSinkConn {
     }
 }
 
+/// A backlog replay is written out each time this much is encoded.
+const REPLAY_SLICE: usize = 256 << 10;
+
 /// Enhanced RTMP `capsEx` bit: the client can reconnect when asked.
 const CAPS_EX_RECONNECT: u8 = 0x01;
 
@@ -807,10 +810,18 @@ impl RtmpSinkConn {
                         r.attempt,
                         items.len()
                     );
+                    // Written out in slices as encoded: the chunked copy of
+                    // a whole backlog would double the memory it takes.
                     let mut result = Ok(());
+                    let mut queued = 0;
                     for i in &items {
-                        if let Err(e) = queue_on(&c, i.kind, i.timestamp, &[&i.body]) {
-                            result = Err(e);
+                        result = queue_on(&c, i.kind, i.timestamp, &[&i.body]);
+                        queued += i.body.len();
+                        if result.is_ok() && queued >= REPLAY_SLICE {
+                            queued = 0;
+                            result = c.flush(&self.cancel);
+                        }
+                        if result.is_err() {
                             break;
                         }
                     }
