@@ -143,3 +143,46 @@ fn a_blackout_longer_than_the_timeout_reconnects_and_loses_nothing() {
     assert_eq!(stat(&p, "backlog-dropped"), 0);
     assert!(stat(&p, "reconnects") >= 1);
 }
+
+#[test]
+fn rtmpsrc_rides_out_a_blackout_and_resumes_on_a_keyframe() {
+    init();
+    let Some(mut lab) = NetLab::new() else { return };
+    let nginx = Nginx::start_on("wait_key on; drop_idle_publisher 2s;", Some(&lab));
+    let url = nginx.url("both");
+    let (player_p, got, caps) = player(&url, "timeout=3 reconnect-attempts=-1 reconnect-delay=500");
+    let player_log = connection_states(&player_p);
+    player_p.set_state(gst::State::Playing).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !nginx.error_log().contains("play: name='both'") {
+        assert!(Instant::now() < end, "rtmpsrc never started playing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (p, sent, _) = publisher(&format!(
+        "{} rtmpsink name=s timeout=3 reconnect-delay=500 location={url}",
+        live(16)
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    lab.blackout(true);
+    std::thread::sleep(Duration::from_secs(6));
+    lab.blackout(false);
+    let back = Instant::now();
+    play_to_eos(&p, Duration::from_secs(60));
+    play_to_eos(&player_p, Duration::from_secs(20));
+
+    let log = player_log.lock().unwrap().clone();
+    let (connected_at, _) = log
+        .iter()
+        .find(|(_, s)| s.get::<&str>("state") == Ok("connected"))
+        .unwrap_or_else(|| panic!("the player never reconnected: {log:?}"));
+    eprintln!(
+        "route back -> player connected again in {:?}",
+        connected_at.saturating_duration_since(back)
+    );
+    assert_resumed(
+        &sent.lock().unwrap(),
+        &got.lock().unwrap(),
+        &caps.lock().unwrap(),
+    );
+}

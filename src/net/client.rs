@@ -150,6 +150,7 @@ struct Shared {
     server_closed: AtomicBool,
     stop_reader: AtomicBool,
     timeout: Duration,
+    opened: Instant,
 }
 
 /// An open client connection, publishing or playing.
@@ -234,6 +235,7 @@ impl ClientConnection {
             server_closed: AtomicBool::new(false),
             stop_reader: AtomicBool::new(false),
             timeout,
+            opened: Instant::now(),
         });
         let s2 = shared.clone();
         let reader = std::thread::Builder::new()
@@ -348,6 +350,16 @@ impl ClientConnection {
             }
             r => r,
         }
+    }
+
+    /// Sends a ping to the server now (see `ClientSession::ping`).
+    pub fn ping(&self, cancel: &Cancel) -> Result<()> {
+        self.check()?;
+        let ms = Instant::now()
+            .duration_since(self.shared.opened)
+            .as_millis() as u32;
+        lock(&self.shared.session).ping(ms)?;
+        self.flush(cancel)
     }
 
     fn fail(&self, e: Error) {

@@ -63,7 +63,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("idle-timeout")
                     .nick("Idle timeout")
-                    .blurb("Seconds without any message from the server before it is an error (0: wait for ever)")
+                    .blurb("Seconds without any message from the server before it is an error, or with reconnect-attempts a reason to reconnect (0: wait for ever; a reconnecting client pings a quiet server, so a dead route shows within timeout)")
                     .default_value(defaults::IDLE_TIMEOUT)
                     .build(),
                 glib::ParamSpecUInt::builder("buffer-length")

@@ -278,3 +278,52 @@ pub fn assert_all_recorded(recordings: &[std::path::PathBuf], sent: &[Out]) -> u
     );
     n
 }
+
+/// What a player that reconnected got, against what was sent: time never
+/// goes back; before the DISCONT where it resumed, a run of what was sent
+/// with nothing missing; from there a run to the end, starting on a
+/// keyframe, with nothing missing; caps sent again for each pad.
+pub fn assert_resumed(sent: &[Out], got: &[Out], caps: &[gst::Caps]) {
+    for video in [true, false] {
+        let g: Vec<&Out> = got.iter().filter(|o| o.video == video).collect();
+        let s: Vec<&Out> = sent.iter().filter(|o| o.video == video).collect();
+        for w in g.windows(2) {
+            assert!(w[1].dts >= w[0].dts, "time went back: {:?}", &w);
+        }
+        let resume = g
+            .iter()
+            .skip(1)
+            .position(|o| o.discont)
+            .map(|i| i + 1)
+            .expect("a DISCONT where playback resumed");
+        let before: Vec<u32> = g[..resume].iter().map(|o| o.crc).collect();
+        let first = s
+            .iter()
+            .position(|o| o.crc == before[0])
+            .expect("started on a frame that was sent");
+        let want: Vec<u32> = s[first..first + before.len()]
+            .iter()
+            .map(|o| o.crc)
+            .collect();
+        assert_eq!(before, want, "video={video}: before the outage");
+        let after: Vec<u32> = g[resume..].iter().map(|o| o.crc).collect();
+        let start = s
+            .iter()
+            .position(|o| o.crc == after[0])
+            .expect("resumed on a frame that was sent");
+        let want: Vec<u32> = s[start..].iter().map(|o| o.crc).collect();
+        assert_eq!(after, want, "video={video}: after resuming");
+        if video {
+            assert!(g[resume].key, "resumed on a non-keyframe");
+        }
+        let media = if video { "video/" } else { "audio/" };
+        let n = caps
+            .iter()
+            .filter(|c| c.structure(0).unwrap().name().starts_with(media))
+            .count();
+        assert!(
+            n >= 2,
+            "{media} caps sent {n} time(s): not again after resuming"
+        );
+    }
+}

@@ -536,6 +536,18 @@ impl ClientSession {
         Ok(())
     }
 
+    /// Sends a ping (user control PingRequest; servers answer it). A player
+    /// on a quiet stream sends one now and then: with nothing else going
+    /// out, a dead route would never show.
+    pub fn ping(&mut self, timestamp: u32) -> Result<()> {
+        self.conn.send_message(
+            csid::CONTROL,
+            0,
+            0,
+            &Message::UserControl(UserControl::PingRequest(timestamp)),
+        )
+    }
+
     fn on_status(&mut self, s: Status, _now: Instant) -> Result<()> {
         if s.code == "NetConnection.Connect.ReconnectRequest" {
             let tc_url = s

@@ -126,6 +126,10 @@ impl Source {
     }
 }
 
+/// A client that received nothing for this long pings the server (when
+/// reconnecting is on), and again each time as long again passes.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(2);
+
 /// RTMP milliseconds onto running time: fixed at the first message, started
 /// again when a message strays too far from the clock (publisher restart,
 /// timestamp reset or jump); see RESYNC_AHEAD_NS and RESYNC_BEHIND_NS.
@@ -831,7 +835,29 @@ impl PushSrcImpl for RtmpSrcConn {
                         continue;
                     }
                     idle_for += step;
+                    // A quiet stream when reconnecting is on: a ping now and
+                    // then, so that a dead route shows (what was sent goes
+                    // unacknowledged for `timeout`) and is reconnected.
+                    if !server
+                        && reconnect != 0
+                        && idle_for >= PING_WHEN_IDLE
+                        && idle_for.as_millis() % PING_WHEN_IDLE.as_millis() < step.as_millis()
+                        && let Source::Client(c) = &source
+                        && let Err(e) = c.ping(&self.cancel)
+                        && !is_cancelled(&e)
+                    {
+                        drop(st);
+                        source = self.reconnect(&e.to_string())?;
+                        idle_for = Duration::ZERO;
+                        continue;
+                    }
                     if idle > 0 && idle_for >= Duration::from_secs(u64::from(idle)) {
+                        if !server && reconnect != 0 {
+                            drop(st);
+                            source = self.reconnect(&format!("no data for {idle} s"))?;
+                            idle_for = Duration::ZERO;
+                            continue;
+                        }
                         gst::element_imp_error!(
                             self,
                             gst::ResourceError::Read,
