@@ -110,28 +110,11 @@ fn a_blackout_longer_than_the_timeout_reconnects_and_loses_nothing() {
     let back = Instant::now();
     play_to_eos(&p, Duration::from_secs(60));
 
-    let log = log.lock().unwrap().clone();
-    let reconnecting: Vec<_> = log
-        .iter()
-        .filter(|(_, s)| s.get::<&str>("state") == Ok("reconnecting"))
-        .collect();
-    assert!(!reconnecting.is_empty(), "{log:?}");
-    let reason = reconnecting[0].1.get::<String>("reason").unwrap();
+    let (reason, resumed, step) = resumption(&log, back);
     assert!(reason.contains("timed out"), "{reason}");
-    let (connected_at, _) = log
-        .iter()
-        .find(|(_, s)| s.get::<&str>("state") == Ok("connected"))
-        .unwrap_or_else(|| panic!("never reconnected: {log:?}"));
     // The attempt waiting when the route came back had at most one backoff
     // step to go, plus its connect (up to the timeout, 3 s, when its SYN
     // went out into the dark).
-    let step = reconnecting
-        .iter()
-        .filter(|(t, _)| *t <= back)
-        .map(|(_, s)| s.get::<u64>("delay-ms").unwrap())
-        .max()
-        .unwrap();
-    let resumed = connected_at.saturating_duration_since(back);
     assert!(
         resumed <= Duration::from_millis(step + 3000 + 1000),
         "resumed {resumed:?} after the route came back (backoff step {step} ms)"

@@ -327,3 +327,29 @@ pub fn assert_resumed(sent: &[Out], got: &[Out], caps: &[gst::Caps]) {
         );
     }
 }
+
+/// From a client's connection states, once it reconnected after `back`
+/// (the moment the server or route came back): the first reconnection's
+/// reason, how long after `back` it was connected again, and the longest
+/// backoff delay announced up to `back` (what the attempt waiting then had
+/// at most to go).
+pub fn resumption(log: &States, back: std::time::Instant) -> (String, Duration, u64) {
+    let log = log.lock().unwrap().clone();
+    let reconnecting: Vec<_> = log
+        .iter()
+        .filter(|(_, s)| s.get::<&str>("state") == Ok("reconnecting"))
+        .collect();
+    assert!(!reconnecting.is_empty(), "{log:?}");
+    let reason = reconnecting[0].1.get::<String>("reason").unwrap();
+    let (connected_at, _) = log
+        .iter()
+        .find(|(_, s)| s.get::<&str>("state") == Ok("connected"))
+        .unwrap_or_else(|| panic!("never reconnected: {log:?}"));
+    let step = reconnecting
+        .iter()
+        .filter(|(t, _)| *t <= back)
+        .map(|(_, s)| s.get::<u64>("delay-ms").unwrap())
+        .max()
+        .unwrap();
+    (reason, connected_at.saturating_duration_since(back), step)
+}

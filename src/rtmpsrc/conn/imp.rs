@@ -693,6 +693,8 @@ impl PushSrcImpl for RtmpSrcConn {
             .map(|u| u.redacted())
             .unwrap_or_default();
         let mut idle_for = Duration::ZERO;
+        // The silence after which the next ping goes out.
+        let mut ping_at = PING_WHEN_IDLE;
         loop {
             let mut step = Duration::from_millis(500);
             {
@@ -730,6 +732,7 @@ impl PushSrcImpl for RtmpSrcConn {
             match next {
                 Ok(Next::Event(ev)) => {
                     idle_for = Duration::ZERO;
+                    ping_at = PING_WHEN_IDLE;
                     let media = matches!(
                         ev,
                         ClientEvent::Video { .. }
@@ -840,22 +843,26 @@ impl PushSrcImpl for RtmpSrcConn {
                     // unacknowledged for `timeout`) and is reconnected.
                     if !server
                         && reconnect != 0
-                        && idle_for >= PING_WHEN_IDLE
-                        && idle_for.as_millis() % PING_WHEN_IDLE.as_millis() < step.as_millis()
+                        && idle_for >= ping_at
                         && let Source::Client(c) = &source
-                        && let Err(e) = c.ping(&self.cancel)
-                        && !is_cancelled(&e)
                     {
-                        drop(st);
-                        source = self.reconnect(&e.to_string())?;
-                        idle_for = Duration::ZERO;
-                        continue;
+                        ping_at += PING_WHEN_IDLE;
+                        if let Err(e) = c.ping(&self.cancel)
+                            && !is_cancelled(&e)
+                        {
+                            drop(st);
+                            source = self.reconnect(&e.to_string())?;
+                            idle_for = Duration::ZERO;
+                            ping_at = PING_WHEN_IDLE;
+                            continue;
+                        }
                     }
                     if idle > 0 && idle_for >= Duration::from_secs(u64::from(idle)) {
                         if !server && reconnect != 0 {
                             drop(st);
                             source = self.reconnect(&format!("no data for {idle} s"))?;
                             idle_for = Duration::ZERO;
+                            ping_at = PING_WHEN_IDLE;
                             continue;
                         }
                         gst::element_imp_error!(
