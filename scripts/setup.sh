@@ -8,7 +8,8 @@ packages=(
   pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  nginx libnginx-mod-rtmp ffmpeg procps iproute2 ethtool
+  nginx libnginx-mod-rtmp libnginx-mod-stream ffmpeg procps iproute2 ethtool
+  glib-networking openssl ca-certificates
 )
 
 missing=()

@@ -12,6 +12,7 @@ use crate::net::server::{Hooks, Notice, ServerOptions, StreamRequest};
 use crate::rtmp::amf0::{Amf0Value, Properties};
 use crate::rtmp::session::ServerConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
+use crate::security::Security;
 
 /// The URL a `location` names, or the error message `start()` returns. A
 /// server may leave the stream (or the app) out: it then accepts any.
@@ -31,12 +32,6 @@ pub fn location_url(
     };
     let url = RtmpUrl::parse(&location)
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("Invalid location: {}", e)))?;
-    if url.scheme == Scheme::Rtmps {
-        return Err(gst::error_msg!(
-            gst::ResourceError::Settings,
-            ("rtmps:// (RTMP over TLS) is not supported yet: use rtmp://")
-        ));
-    }
     if url.stream.is_empty() && mode == RtmpMode::Client {
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
@@ -79,15 +74,27 @@ fn to_amf(v: &glib::SendValue) -> Option<Amf0Value> {
     None
 }
 
-/// What a server listens on and accepts, from its location and properties.
+/// What a server listens on and accepts, from its location and properties;
+/// `rtmps://` loads the certificate and key now, so that a bad file fails
+/// the state change with its name.
 pub fn server_options(
     url: &RtmpUrl,
     keys: &[String],
     max_clients: u32,
     timeout_secs: u32,
     chunk_size: u32,
-) -> ServerOptions {
-    ServerOptions {
+    security: &Security,
+) -> Result<ServerOptions, gst::ErrorMessage> {
+    let tls = match url.scheme {
+        Scheme::Rtmp => None,
+        Scheme::Rtmps => Some(crate::net::tls::server_config(&security.tls).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Cannot serve {}: {}", url.redacted(), e)
+            )
+        })?),
+    };
+    Ok(ServerOptions {
         host: url.host.clone(),
         port: url.port(),
         app: url.app.clone(),
@@ -99,7 +106,8 @@ pub fn server_options(
             chunk_size,
             ..ServerConfig::default()
         },
-    }
+        tls,
+    })
 }
 
 /// The location with the port actually listened on (for port 0).

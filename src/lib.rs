@@ -9,6 +9,7 @@ pub mod net;
 pub mod rtmp;
 pub mod rtmpsink;
 pub mod rtmpsrc;
+mod security;
 mod sync;
 
 // The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows

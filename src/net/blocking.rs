@@ -51,9 +51,6 @@ fn read_once(
 
 /// Opens a TCP connection to the URL's host within `timeout`.
 pub fn tcp_connect(url: &RtmpUrl, timeout: Duration) -> Result<TcpStream> {
-    if url.scheme == crate::rtmp::url::Scheme::Rtmps {
-        return Err(Error::unsupported("rtmps:// (TLS) is not supported yet"));
-    }
     let target = url.host_port();
     let addrs: Vec<_> = target
         .to_socket_addrs()
@@ -94,6 +91,11 @@ impl BlockingClient {
     /// Connects and runs the session until publishing or playing has started
     /// (or failed). Events that came before are kept for `next_event`.
     pub fn open(url: &RtmpUrl, config: ClientConfig) -> Result<Self> {
+        if url.scheme == crate::rtmp::url::Scheme::Rtmps {
+            return Err(Error::unsupported(
+                "the blocking driver speaks rtmp:// only; rtmps:// is the elements' (net::client)",
+            ));
+        }
         let timeout = config.response_timeout;
         let stream = tcp_connect(url, timeout)?;
         let session = ClientSession::new(config, Instant::now(), &super::handshake_random());

@@ -1,6 +1,8 @@
 //! A client connection for the elements: the streaming thread writes
 //! (cancellably, with stall detection), a reader thread answers the server
 //! (acknowledgements, pings) and notices errors and disconnection at once.
+//! Over `rtmps://` a TLS stage sits between the socket and the session:
+//! the reader decrypts what it reads, the writer encrypts what it sends.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, Read, Write};
@@ -14,16 +16,34 @@ use bytes::Bytes;
 
 use super::EventQueue;
 use super::blocking::tcp_connect;
+use super::tls::{self, TlsSettings};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
     ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
 };
-use crate::rtmp::url::RtmpUrl;
+use crate::rtmp::url::{RtmpUrl, Scheme};
 use crate::sync::{lock, wait_at_most};
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
 use super::MAX_QUEUED_BYTES;
+
+/// Plaintext handed to TLS at a time: rustls holds what it encrypted until
+/// the socket takes it, so this bounds that buffer too.
+const TLS_BATCH: usize = 64 * 1024;
+
+/// The TLS connection the reader and the writer share. Lock order: the
+/// writer, then this; the reader takes this alone.
+type SharedTls = Arc<Mutex<rustls::ClientConnection>>;
+
+/// What a client connection is made with.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The RTMP session's configuration (app, stream, timeouts...).
+    pub session: ClientConfig,
+    /// For `rtmps://`: certificates and what to check.
+    pub tls: TlsSettings,
+}
 
 /// What waiting for the next event gave.
 #[derive(Debug)]
@@ -89,8 +109,20 @@ fn io_err(what: &str, e: std::io::Error) -> Error {
 
 struct Writer {
     stream: TcpStream,
-    /// Bytes taken from the session and not yet written, in order.
+    /// Bytes taken from the session and not yet written (over TLS: not yet
+    /// encrypted), in order.
     queue: VecDeque<Bytes>,
+    tls: Option<SharedTls>,
+}
+
+fn stalled(stall: Duration) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "server stopped reading: nothing could be written for {:.0} s",
+            stall.as_secs_f64()
+        ),
+    )
 }
 
 impl Writer {
@@ -98,6 +130,67 @@ impl Writer {
     /// what is unwritten, so the stream stays whole), and with a timeout
     /// when the server reads nothing for `stall`.
     fn flush(&mut self, cancel: Option<&Cancel>, stall: Duration) -> Result<()> {
+        match self.tls.clone() {
+            Some(t) => self.flush_tls(&t, cancel, stall),
+            None => self.flush_plain(cancel, stall),
+        }
+    }
+
+    /// Over TLS: what rustls has encrypted goes out first; then the next
+    /// piece of the queue is encrypted. Unencrypted bytes stay queued on a
+    /// cancel, as over plain TCP.
+    fn flush_tls(
+        &mut self,
+        tls: &Mutex<rustls::ClientConnection>,
+        cancel: Option<&Cancel>,
+        stall: Duration,
+    ) -> Result<()> {
+        let mut last_progress = Instant::now();
+        loop {
+            if cancel.is_some_and(Cancel::is_cancelled) {
+                return Err(cancelled());
+            }
+            let mut t = lock(tls);
+            if !t.wants_write() {
+                let Some(front) = self.queue.front_mut() else {
+                    return Ok(());
+                };
+                let piece = front.len().min(TLS_BATCH);
+                let n = t
+                    .writer()
+                    .write(&front[..piece])
+                    .map_err(|e| io_err("TLS", e))?;
+                if n == 0 {
+                    // rustls takes nothing after close_notify.
+                    return Err(Error::new(ErrorKind::Closed, "the TLS session has ended"));
+                }
+                if n == front.len() {
+                    self.queue.pop_front();
+                } else {
+                    let _ = front.split_to(n);
+                }
+                continue;
+            }
+            match t.write_tls(&mut self.stream) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        "connection closed by the server",
+                    ));
+                }
+                Ok(_) => last_progress = Instant::now(),
+                Err(e) if slice_ended(&e) => {
+                    drop(t);
+                    if last_progress.elapsed() >= stall {
+                        return Err(stalled(stall));
+                    }
+                }
+                Err(e) => return Err(io_err("write failed", e)),
+            }
+        }
+    }
+
+    fn flush_plain(&mut self, cancel: Option<&Cancel>, stall: Duration) -> Result<()> {
         let mut last_progress = Instant::now();
         while let Some(front) = self.queue.front_mut() {
             if cancel.is_some_and(Cancel::is_cancelled) {
@@ -120,19 +213,124 @@ impl Writer {
                 }
                 Err(e) if slice_ended(&e) => {
                     if last_progress.elapsed() >= stall {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "server stopped reading: nothing could be written for {:.0} s",
-                                stall.as_secs_f64()
-                            ),
-                        ));
+                        return Err(stalled(stall));
                     }
                 }
                 Err(e) => return Err(io_err("write failed", e)),
             }
         }
         Ok(())
+    }
+}
+
+/// The reading side of a connection: the socket, and the TLS stage when
+/// there is one.
+struct Reader {
+    stream: TcpStream,
+    tls: Option<SharedTls>,
+    host: String,
+    raw: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// What one read gave.
+enum Read1 {
+    /// Plaintext is in `Reader::plain` (possibly none: a TLS record may
+    /// carry only protocol messages).
+    Data,
+    /// The server closed its side.
+    Closed,
+    /// The socket's time slice ended with nothing read.
+    Idle,
+}
+
+impl Reader {
+    /// Reads once from the socket and, over TLS, decrypts it.
+    fn read_once(&mut self) -> std::io::Result<Result<Read1>> {
+        self.plain.clear();
+        let n = match self.stream.read(&mut self.raw) {
+            Ok(0) => return Ok(Ok(Read1::Closed)),
+            Ok(n) => n,
+            Err(e) if slice_ended(&e) => return Ok(Ok(Read1::Idle)),
+            Err(e) => return Err(e),
+        };
+        let Some(t) = &self.tls else {
+            self.plain.extend_from_slice(&self.raw[..n]);
+            return Ok(Ok(Read1::Data));
+        };
+        let r = tls::decrypt(&mut lock(t), &self.raw[..n], &mut self.plain);
+        Ok(match r {
+            Ok(d) if d.closed && self.plain.is_empty() => Ok(Read1::Closed),
+            Ok(_) => Ok(Read1::Data),
+            Err(e) => Err(tls::tls_error(&e, &self.host)),
+        })
+    }
+
+    /// Whether TLS has records of its own to send (an alert, a key update).
+    fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| lock(t).wants_write())
+    }
+}
+
+/// Runs the TLS handshake over `stream` within `timeout`; what the server
+/// sent after it (normally nothing yet) is left in `plain`.
+fn tls_handshake(
+    stream: &mut TcpStream,
+    tls: &mut rustls::ClientConnection,
+    host: &str,
+    timeout: Duration,
+    cancel: &Cancel,
+    plain: &mut Vec<u8>,
+) -> Result<()> {
+    let end = Instant::now() + timeout;
+    let mut buf = vec![0u8; 16 * 1024];
+    let late = || {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "TLS handshake with {host} did not finish within {:.0} s (does that port speak rtmps://?)",
+                timeout.as_secs_f64()
+            ),
+        )
+    };
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(_) => {}
+                Err(e) if slice_ended(&e) => {
+                    if Instant::now() >= end {
+                        return Err(late());
+                    }
+                }
+                Err(e) => return Err(io_err("TLS handshake", e)),
+            }
+        }
+        if !tls.is_handshaking() {
+            return Ok(());
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        if Instant::now() >= end {
+            return Err(late());
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!("{host} closed the connection during the TLS handshake"),
+                ));
+            }
+            Ok(n) => {
+                if let Err(e) = tls::decrypt(tls, &buf[..n], plain) {
+                    // Tell the server why (the alert rustls queued).
+                    let _ = tls.write_tls(stream);
+                    return Err(tls::tls_error(&e, host));
+                }
+            }
+            Err(e) if slice_ended(&e) => {}
+            Err(e) => return Err(io_err("TLS handshake", e)),
+        }
     }
 }
 
@@ -161,12 +359,17 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
-    /// Connects, runs the handshake, `connect` and `createStream`, and
-    /// starts publishing or playing. Each network wait is bounded by the
-    /// configuration's response timeout; `cancel` stops it sooner.
-    pub fn open(url: &RtmpUrl, config: ClientConfig, cancel: &Cancel) -> Result<Self> {
+    /// Connects (over TLS for `rtmps://`), runs the handshake,
+    /// `connect` and `createStream`, and starts publishing or playing. Each
+    /// network wait is bounded by the configuration's response timeout;
+    /// `cancel` stops it sooner.
+    pub fn open(url: &RtmpUrl, options: ConnectOptions, cancel: &Cancel) -> Result<Self> {
+        let ConnectOptions {
+            session: config,
+            tls,
+        } = options;
         let timeout = config.response_timeout;
-        let stream = tcp_connect(url, timeout)?;
+        let mut stream = tcp_connect(url, timeout)?;
         if cancel.is_cancelled() {
             return Err(cancelled());
         }
@@ -178,13 +381,41 @@ impl ClientConnection {
         socket2::SockRef::from(&stream)
             .set_tcp_user_timeout(Some(timeout))
             .ok();
-        let mut session = ClientSession::new(config, Instant::now(), &super::handshake_random());
-        let mut reader = stream.try_clone().map_err(|e| io_err("socket", e))?;
+        let mut early_plain = Vec::new();
+        let tls = match url.scheme {
+            Scheme::Rtmp => None,
+            Scheme::Rtmps => {
+                let config = tls::client_config(&tls)?;
+                let mut conn = rustls::ClientConnection::new(config, tls::server_name(&url.host)?)
+                    .map_err(|e| tls::tls_error(&e, &url.host))?;
+                tls_handshake(
+                    &mut stream,
+                    &mut conn,
+                    &url.host,
+                    timeout,
+                    cancel,
+                    &mut early_plain,
+                )?;
+                Some(Arc::new(Mutex::new(conn)))
+            }
+        };
+        let now = Instant::now();
+        let mut session = ClientSession::new(config, now, &super::handshake_random());
+        if !early_plain.is_empty() {
+            session.feed(&early_plain, now)?;
+        }
+        let mut reader = Reader {
+            stream: stream.try_clone().map_err(|e| io_err("socket", e))?,
+            tls: tls.clone(),
+            host: url.host.clone(),
+            raw: vec![0u8; 64 * 1024],
+            plain: Vec::with_capacity(64 * 1024),
+        };
         let mut writer = Writer {
             stream,
             queue: VecDeque::new(),
+            tls,
         };
-        let mut buf = vec![0u8; 64 * 1024];
         let mut early = VecDeque::new();
         loop {
             let out = session.take_send_buf();
@@ -198,19 +429,27 @@ impl ClientConnection {
             ) {
                 break;
             }
-            match reader.read(&mut buf) {
-                Ok(0) => {
+            match reader.read_once().map_err(|e| io_err("read failed", e))?? {
+                Read1::Closed => {
+                    // A TLS server that wants a client certificate (or
+                    // another one) takes the TLS handshake, then hangs up.
+                    let hint = if reader.tls.is_some()
+                        && session.state() == ClientState::Handshaking
+                    {
+                        " right after the TLS handshake: it may require a client certificate (tls-certificate-file, tls-key-file) it trusts"
+                    } else {
+                        ""
+                    };
                     return Err(Error::new(
                         ErrorKind::Closed,
                         format!(
-                            "server closed the connection during {}",
+                            "server closed the connection during {}{hint}",
                             stage_name(session.state())
                         ),
                     ));
                 }
-                Ok(n) => session.feed(&buf[..n], Instant::now())?,
-                Err(e) if slice_ended(&e) => {}
-                Err(e) => return Err(io_err("read failed", e)),
+                Read1::Data => session.feed(&reader.plain, Instant::now())?,
+                Read1::Idle => {}
             }
             if cancel.is_cancelled() {
                 return Err(cancelled());
@@ -397,6 +636,9 @@ impl ClientConnection {
                 w.queue.push_back(out);
             }
         }
+        if let Some(t) = &w.tls {
+            lock(t).send_close_notify();
+        }
         w.flush(Some(cancel), self.shared.timeout)?;
         w.stream.shutdown(Shutdown::Write).ok();
         drop(w);
@@ -439,16 +681,23 @@ fn stage_name(s: ClientState) -> &'static str {
     }
 }
 
-fn read_loop(mut stream: TcpStream, shared: &Shared) {
-    let mut buf = vec![0u8; 64 * 1024];
+fn read_loop(mut reader: Reader, shared: &Shared) {
+    let fail = |e: Error| {
+        let mut f = lock(&shared.failure);
+        if f.is_none() {
+            *f = Some(e);
+        }
+        drop(f);
+        shared.events_changed.notify_all();
+    };
     while !shared.stop_reader.load(Ordering::SeqCst) {
-        match stream.read(&mut buf) {
-            Ok(0) => {
+        match reader.read_once() {
+            Ok(Ok(Read1::Closed)) => {
                 shared.server_closed.store(true, Ordering::SeqCst);
                 shared.events_changed.notify_all();
                 return;
             }
-            Ok(n) => {
+            Ok(Ok(Read1::Data)) => {
                 // A full queue: wait for the owner before reading more.
                 {
                     let mut q = lock(&shared.events);
@@ -458,12 +707,9 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
                 }
                 let pending = {
                     let mut s = lock(&shared.session);
-                    if let Err(e) = s.feed(&buf[..n], Instant::now()) {
+                    if let Err(e) = s.feed(&reader.plain, Instant::now()) {
                         drop(s);
-                        let mut f = lock(&shared.failure);
-                        if f.is_none() {
-                            *f = Some(e);
-                        }
+                        fail(e);
                         return;
                     }
                     let mut evs = lock(&shared.events);
@@ -474,29 +720,31 @@ fn read_loop(mut stream: TcpStream, shared: &Shared) {
                     shared.events_changed.notify_all();
                     s.pending_bytes() > 0
                 };
-                // Acknowledgements and ping answers go out now unless the
-                // streaming thread is writing (it will take them along).
-                if pending && let Ok(mut w) = shared.writer.try_lock() {
+                // Acknowledgements, ping answers and TLS's own records go
+                // out now unless the streaming thread is writing (it will
+                // take them along).
+                if (pending || reader.tls_wants_write())
+                    && let Ok(mut w) = shared.writer.try_lock()
+                {
                     let out = lock(&shared.session).take_send_buf();
                     if !out.is_empty() {
                         w.queue.push_back(out);
                     }
                     if let Err(e) = w.flush(None, shared.timeout) {
-                        let mut f = lock(&shared.failure);
-                        if f.is_none() {
-                            *f = Some(e);
-                        }
+                        drop(w);
+                        fail(e);
                         return;
                     }
                 }
             }
-            Err(e) if slice_ended(&e) => {}
+            Ok(Ok(Read1::Idle)) => {}
+            Ok(Err(e)) => {
+                fail(e);
+                return;
+            }
             Err(e) => {
                 if !shared.stop_reader.load(Ordering::SeqCst) {
-                    let mut f = lock(&shared.failure);
-                    if f.is_none() {
-                        *f = Some(io_err("connection lost", e));
-                    }
+                    fail(io_err("connection lost", e));
                 }
                 return;
             }

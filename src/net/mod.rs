@@ -3,6 +3,7 @@
 pub mod blocking;
 pub mod client;
 pub mod server;
+pub mod tls;
 
 use std::collections::VecDeque;
 

@@ -3,6 +3,7 @@
 
 pub mod amf0;
 pub mod amf3;
+pub mod auth;
 pub mod chunk;
 pub mod error;
 pub mod flv;

@@ -8,6 +8,7 @@ use super::conn::{self, RtmpSinkConn, StopCommands};
 use super::mux::RtmpSinkMux;
 use crate::mode::RtmpMode;
 use crate::rtmp::url::RtmpUrl;
+use crate::security::Security;
 use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -57,7 +58,7 @@ impl ObjectSubclass for RtmpSink {
 impl ObjectImpl for RtmpSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut props = vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
                     .blurb("RTMP URL to publish to: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]")
@@ -172,7 +173,9 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Extra nanoseconds to wait, in live pipelines, for a late audio or video buffer before interleaving without it")
                     .default_value(0)
                     .build(),
-            ]
+            ];
+            props.extend(Security::properties());
+            props
         });
         PROPS.as_ref()
     }
@@ -208,6 +211,9 @@ impl ObjectImpl for RtmpSink {
             }
             _ => {
                 let mut s = self.conn.settings();
+                if s.security.set(name, value) {
+                    return;
+                }
                 match name {
                     "location" => s.location = value.get().expect("type checked"),
                     "mode" => s.mode = value.get().expect("type checked"),
@@ -263,6 +269,9 @@ impl ObjectImpl for RtmpSink {
             }
             _ => {
                 let s = self.conn.settings();
+                if let Some(v) = s.security.get(name) {
+                    return v;
+                }
                 match name {
                     "location" => s.location.to_value(),
                     "mode" => s.mode.to_value(),

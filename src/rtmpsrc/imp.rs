@@ -46,7 +46,7 @@ impl ObjectSubclass for RtmpSrc {
 impl ObjectImpl for RtmpSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut props = vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
                     .blurb("RTMP URL to play: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address, app and stream to accept")
@@ -146,7 +146,9 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
                     .read_only()
                     .build(),
-            ]
+            ];
+            props.extend(crate::security::Security::properties());
+            props
         });
         PROPS.as_ref()
     }
@@ -170,6 +172,9 @@ impl ObjectImpl for RtmpSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.conn.settings();
+        if s.security.set(pspec.name(), value) {
+            return;
+        }
         match pspec.name() {
             "location" => s.location = value.get().expect("type checked"),
             "mode" => s.mode = value.get().expect("type checked"),
@@ -206,6 +211,9 @@ impl ObjectImpl for RtmpSrc {
             return self.conn.stats().to_value();
         }
         let s = self.conn.settings();
+        if let Some(v) = s.security.get(pspec.name()) {
+            return v;
+        }
         match pspec.name() {
             "location" => s.location.to_value(),
             "mode" => s.mode.to_value(),

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod netlab;
+pub mod pki;
 pub mod player;
+pub mod server;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -117,7 +119,17 @@ pub struct Nginx {
     pub port: u16,
     /// Runs in this network namespace (a `NetLab`'s server side).
     netns: Option<String>,
+    /// Ports where nginx's stream module terminates TLS in front of the
+    /// RTMP port (see `start_tls`), in the order of the fronts given.
+    pub tls_ports: Vec<u16>,
     child: Child,
+}
+
+/// A TLS front for nginx: its certificate, and the CA a client certificate
+/// must chain to (mutual TLS) if any.
+pub struct TlsFront<'a> {
+    pub cert: &'a pki::Pem,
+    pub client_ca: Option<&'a Path>,
 }
 
 impl Nginx {
@@ -130,6 +142,17 @@ impl Nginx {
 
     /// Like `start`, on the server side of a network lab when given one.
     pub fn start_on(app_conf: &str, lab: Option<&netlab::NetLab>) -> Self {
+        Self::start_full(app_conf, lab, &[])
+    }
+
+    /// Like `start`, with nginx's stream module terminating TLS in front of
+    /// the RTMP port on one port per front: the usual production set-up
+    /// for RTMPS ingest (nginx-rtmp has no TLS of its own).
+    pub fn start_tls(app_conf: &str, fronts: &[TlsFront]) -> Self {
+        Self::start_full(app_conf, None, fronts)
+    }
+
+    fn start_full(app_conf: &str, lab: Option<&netlab::NetLab>, fronts: &[TlsFront]) -> Self {
         require("nginx");
         let dir = TempDir::new("nginx");
         let (host, port, netns) = match lab {
@@ -145,9 +168,34 @@ impl Nginx {
         std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
         let app_conf = app_conf.replace("RECDIR", &rec.display().to_string());
+        let tls_ports: Vec<u16> = fronts.iter().map(|_| free_port()).collect();
+        let mut stream = String::new();
+        if !fronts.is_empty() {
+            stream.push_str("stream {\n");
+            for (f, tls_port) in fronts.iter().zip(&tls_ports) {
+                let verify = match f.client_ca {
+                    Some(ca) => format!(
+                        "ssl_verify_client on; ssl_client_certificate {};",
+                        ca.display()
+                    ),
+                    None => String::new(),
+                };
+                stream.push_str(&format!(
+                    "  server {{ listen {host}:{tls_port} ssl; ssl_certificate {}; ssl_certificate_key {}; {verify} proxy_pass {host}:{port}; }}\n",
+                    f.cert.cert.display(),
+                    f.cert.key.display()
+                ));
+            }
+            stream.push_str("}\n");
+        }
+        let stream_module = if fronts.is_empty() {
+            ""
+        } else {
+            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+        };
         let conf = format!(
             r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1;
+{stream_module}worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
@@ -161,7 +209,7 @@ rtmp {{
     application live {{ live on; {app_conf} }}
   }}
 }}
-"#
+{stream}"#
         );
         std::fs::write(dir.path("nginx.conf"), conf).unwrap();
         // nginx wants these to exist for its default http temp paths.
@@ -170,11 +218,15 @@ rtmp {{
         }
         let child = Self::spawn(&dir, netns.as_deref());
         wait_for_host_port(&host, port, Duration::from_secs(10));
+        for p in &tls_ports {
+            wait_for_host_port(&host, *p, Duration::from_secs(10));
+        }
         Nginx {
             dir,
             host,
             port,
             netns,
+            tls_ports,
             child,
         }
     }
@@ -252,6 +304,11 @@ rtmp {{
         format!("rtmp://{}:{}/live/{stream}", self.host, self.port)
     }
 
+    /// The rtmps:// URL of TLS front `i`, by the name its certificate holds.
+    pub fn rtmps_url(&self, i: usize, stream: &str) -> String {
+        format!("rtmps://localhost:{}/live/{stream}", self.tls_ports[i])
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path("access.log")).unwrap_or_default()
     }
@@ -264,6 +321,64 @@ rtmp {{
 impl Drop for Nginx {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// nginx's stream module alone, terminating TLS in front of a plain RTMP
+/// port (a server with no TLS of its own, such as `ffmpeg -listen 1`).
+pub struct TlsProxy {
+    _dir: TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl TlsProxy {
+    pub fn start(cert: &pki::Pem, backend: u16) -> Self {
+        require("nginx");
+        let dir = TempDir::new("tlsproxy");
+        let port = free_port();
+        let prefix = dir.0.display();
+        let conf = format!(
+            r#"load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 64; }}
+stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {}; proxy_pass 127.0.0.1:{backend}; }} }}
+"#,
+            cert.cert.display(),
+            cert.key.display()
+        );
+        std::fs::write(dir.path("nginx.conf"), conf).unwrap();
+        std::fs::create_dir_all(dir.path("logs")).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(dir.path("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        // Probing would make the proxy dial a one-shot backend: look at
+        // the listening sockets instead.
+        wait_for_listen(port, Duration::from_secs(10));
+        TlsProxy {
+            _dir: dir,
+            port,
+            child,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .ok();
+        self.child.wait().ok();
     }
 }
 

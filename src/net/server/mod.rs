@@ -44,6 +44,9 @@ const TICK: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Plaintext handed to TLS at a time, so that rustls holds at most this
+/// much encrypted output per connection beyond the queue.
+const TLS_BATCH: usize = 64 * 1024;
 /// The kernel's send buffer for a player: without a bound, Linux lets a
 /// player that stops reading soak up megabytes before anything shows in
 /// its queue (so it would neither skip nor be cut off in time), and a
@@ -72,6 +75,9 @@ pub struct ServerOptions {
     /// nothing for that long, is cut off.
     pub timeout: Duration,
     pub session: ServerConfig,
+    /// `rtmps://`: every connection is TLS with this configuration (our
+    /// certificate, and client certificates required if it says so).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What a connection is for.
@@ -281,6 +287,7 @@ impl Server {
             options,
             hooks,
             scratch: vec![0u8; 64 * 1024],
+            plain: Vec::with_capacity(64 * 1024),
             role,
             shared: shared.clone(),
             stats: ServerStats::default(),
@@ -466,6 +473,11 @@ struct Out {
 struct Peer {
     id: u64,
     sock: TcpStream,
+    /// `rtmps://`: the TLS stage between the socket and the session; `out`
+    /// then holds plaintext not yet encrypted.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// close_notify has been queued (once everything before it was).
+    close_notified: bool,
     addr: SocketAddr,
     session: ServerSession,
     out: VecDeque<Out>,
@@ -513,9 +525,63 @@ impl Peer {
         });
     }
 
+    /// Whether anything waits to be written: queued output, or records
+    /// TLS has encrypted.
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Marks `n` bytes of the queue as taken (written, or handed to TLS).
+    fn consume(&mut self, mut n: usize) {
+        self.out_bytes -= n;
+        while n > 0 {
+            let front = self.out.front().expect("consumed bytes were queued");
+            let left = front.bytes.len() - self.out_off;
+            if n >= left {
+                n -= left;
+                self.out_off = 0;
+                self.out.pop_front();
+            } else {
+                self.out_off += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Over TLS: what rustls encrypted goes out first, then the next piece
+    /// of the queue is encrypted, until the socket is full.
+    fn flush_tls(&mut self, now: Instant) -> std::io::Result<()> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(());
+            };
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.sock) {
+                    Ok(0) => return Err(IoKind::WriteZero.into()),
+                    Ok(_) => self.last_out = now,
+                    Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == IoKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(front) = self.out.front() else {
+                return Ok(());
+            };
+            let b = &front.bytes[self.out_off..];
+            let n = tls.writer().write(&b[..b.len().min(TLS_BATCH)])?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.consume(n);
+        }
+    }
+
     /// Writes as much as the socket takes. Returns an error when the
     /// connection is broken.
     fn flush(&mut self, now: Instant) -> std::io::Result<()> {
+        if self.tls.is_some() {
+            return self.flush_tls(now);
+        }
         while !self.out.is_empty() {
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
             let mut n_iov = 0;
@@ -530,21 +596,9 @@ impl Peer {
             }
             match self.sock.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(IoKind::WriteZero.into()),
-                Ok(mut n) => {
+                Ok(n) => {
                     self.last_out = now;
-                    self.out_bytes -= n;
-                    while n > 0 {
-                        let front = self.out.front().expect("written bytes were queued");
-                        let left = front.bytes.len() - self.out_off;
-                        if n >= left {
-                            n -= left;
-                            self.out_off = 0;
-                            self.out.pop_front();
-                        } else {
-                            self.out_off += n;
-                            n = 0;
-                        }
-                    }
+                    self.consume(n);
                 }
                 Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == IoKind::Interrupted => {}
@@ -554,11 +608,13 @@ impl Peer {
         Ok(())
     }
 
-    /// Forgets what is queued: the connection is broken.
+    /// Forgets what is queued: the connection is broken. TLS goes too
+    /// (nothing more is read from a broken connection, nor sent).
     fn drop_output(&mut self) {
         self.out.clear();
         self.out_off = 0;
         self.out_bytes = 0;
+        self.tls = None;
     }
 
     /// The oldest queued media time, for a player's lag.
@@ -604,6 +660,8 @@ struct Loop {
     options: ServerOptions,
     hooks: Hooks,
     scratch: Vec<u8>,
+    /// Plaintext of what was just read over TLS.
+    plain: Vec<u8>,
     role: RoleState,
     shared: Arc<Shared>,
     stats: ServerStats,
@@ -718,7 +776,7 @@ impl Loop {
         // Anything relayed goes out now; edge-triggered writability only
         // tells when a full socket has room again.
         for p in self.peers.values_mut() {
-            if !p.out.is_empty()
+            if p.has_output()
                 && let Err(e) = p.flush(now)
             {
                 p.close_with(io_reason(&e), now);
@@ -772,11 +830,26 @@ impl Loop {
                     let id = self.next_id;
                     self.next_id += 1;
                     let session = ServerSession::new(config, now, &super::handshake_random());
+                    let tls = match &self.options.tls {
+                        Some(c) => match rustls::ServerConnection::new(c.clone()) {
+                            Ok(t) => Some(Box::new(t)),
+                            Err(e) => {
+                                self.stats.rejected += 1;
+                                let reason = format!("TLS: {e}");
+                                (self.hooks.notice)(Notice::Rejected { addr, reason });
+                                self.poll.registry().deregister(&mut sock).ok();
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     self.peers.insert(
                         token,
                         Peer {
                             id,
                             sock,
+                            tls,
+                            close_notified: false,
                             addr,
                             session,
                             out: VecDeque::new(),
@@ -833,12 +906,44 @@ impl Loop {
                         // Ending: what the peer still says does not matter.
                         continue;
                     }
-                    if let Err(e) = p.session.feed(&self.scratch[..n], now) {
+                    let fed = match p.tls.as_mut() {
+                        None => p.session.feed(&self.scratch[..n], now),
+                        Some(tls) => {
+                            self.plain.clear();
+                            match super::tls::decrypt(tls, &self.scratch[..n], &mut self.plain) {
+                                Ok(_) => p.session.feed(&self.plain, now),
+                                Err(e) => {
+                                    // rustls queued an alert saying why:
+                                    // it goes out, then the connection.
+                                    if p.flush(now).is_err() {
+                                        p.drop_output();
+                                    }
+                                    let reason = format!("TLS: {e}");
+                                    if p.kind == PeerKind::Pending {
+                                        self.reject(token, reason, now);
+                                    } else {
+                                        p.close_with(reason, now);
+                                    }
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = fed {
                         p.queue_session_output();
                         p.close_with(format!("protocol error: {e}"), now);
                         return;
                     }
                     self.handle_events(token, now);
+                    // The TLS handshake's answers go out as they come.
+                    if let Some(p) = self.peers.get_mut(&token)
+                        && p.has_output()
+                        && let Err(e) = p.flush(now)
+                    {
+                        p.close_with(io_reason(&e), now);
+                        p.drop_output();
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == IoKind::WouldBlock => return,
                 Err(e) if e.kind() == IoKind::Interrupted => {}
@@ -1043,7 +1148,7 @@ impl Loop {
         for p in self.peers.values_mut() {
             if p.closing.is_some() {
                 if p.linger_until.is_none()
-                    && !p.out.is_empty()
+                    && p.has_output()
                     && now - p.last_out > LINGER.min(timeout)
                 {
                     p.drop_output();
@@ -1061,7 +1166,7 @@ impl Loop {
                 );
             } else if p.kind == PeerKind::Publisher && !p.read_paused && now - p.last_in > timeout {
                 p.close_with(format!("the publisher sent nothing for {secs:.0} s"), now);
-            } else if !p.out.is_empty() && now - p.last_out > timeout {
+            } else if p.has_output() && now - p.last_out > timeout {
                 p.drop_output();
                 p.close_with(format!("the peer read nothing for {secs:.0} s"), now);
             }
@@ -1074,8 +1179,21 @@ impl Loop {
         let mut ended = Vec::new();
         let mut gone = Vec::new();
         for (t, p) in self.peers.iter_mut() {
-            if p.closing.is_none() || !p.out.is_empty() {
+            if p.closing.is_none() || p.has_output() {
                 continue;
+            }
+            // TLS ends with close_notify, after everything before it.
+            if !p.close_notified
+                && let Some(tls) = p.tls.as_mut()
+            {
+                p.close_notified = true;
+                tls.send_close_notify();
+                if p.flush(now).is_err() {
+                    p.drop_output();
+                }
+                if p.has_output() {
+                    continue;
+                }
             }
             match p.linger_until {
                 None => {

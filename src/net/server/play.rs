@@ -455,7 +455,7 @@ impl PlayRole {
             return;
         }
         for p in peers.values_mut() {
-            if p.kind != PeerKind::Player || p.closing.is_some() || !p.out.is_empty() {
+            if p.kind != PeerKind::Player || p.closing.is_some() || p.has_output() {
                 continue;
             }
             let since = *p.player.drained_since.get_or_insert(now);

@@ -10,7 +10,7 @@ use gst_base::subclass::prelude::*;
 
 use super::backlog::Backlog;
 use crate::mode::RtmpMode;
-use crate::net::client::{Cancel, ClientConnection, is_cancelled};
+use crate::net::client::{Cancel, ClientConnection, ConnectOptions, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
@@ -62,6 +62,8 @@ pub struct Settings {
     pub reconnect_attempts: i32,
     pub reconnect_delay_ms: u32,
     pub reconnect_max_delay_ms: u32,
+    /// rtmps:// and authentication.
+    pub security: crate::security::Security,
     pub backlog_ms: u32,
 }
 
@@ -85,6 +87,7 @@ impl Default for Settings {
             reconnect_delay_ms: defaults::RECONNECT_DELAY_MS,
             reconnect_max_delay_ms: defaults::RECONNECT_MAX_DELAY_MS,
             backlog_ms: defaults::BACKLOG_MS,
+            security: Default::default(),
         }
     }
 }
@@ -325,7 +328,7 @@ impl RtmpSinkConn {
 
     /// The connect parameters for `url`; `tc_url` as a reconnect request
     /// gave it, else the setting's, else the location's.
-    fn client_config(&self, url: &RtmpUrl, tc_url: Option<&str>) -> ClientConfig {
+    fn client_config(&self, url: &RtmpUrl, tc_url: Option<&str>) -> ConnectOptions {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Publish, url);
         c.flash_ver = s.flash_version.clone();
@@ -344,7 +347,10 @@ impl RtmpSinkConn {
         if let Some(extra) = &s.extra_connect_args {
             c.connect_extra = crate::common::connect_extra(extra);
         }
-        c
+        ConnectOptions {
+            session: c,
+            tls: s.security.tls.clone(),
+        }
     }
 
     /// Waits for the connection to be up; errors are posted here.
@@ -400,8 +406,14 @@ impl RtmpSinkConn {
     fn start_server(&self, url: &RtmpUrl) -> Result<Server, gst::ErrorMessage> {
         let (options, role) = {
             let s = self.settings();
-            let options =
-                crate::common::server_options(url, &[], s.max_clients, s.timeout, s.chunk_size);
+            let options = crate::common::server_options(
+                url,
+                &[],
+                s.max_clients,
+                s.timeout,
+                s.chunk_size,
+                &s.security,
+            )?;
             let role = Role::Play(PlayOptions {
                 queue_time: Duration::from_millis(u64::from(s.client_queue_time_ms)),
                 queue_bytes: s.client_queue_bytes as usize,

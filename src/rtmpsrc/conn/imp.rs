@@ -10,7 +10,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use crate::mode::RtmpMode;
-use crate::net::client::{Cancel, ClientConnection, Next, is_cancelled};
+use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, is_cancelled};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
@@ -67,6 +67,8 @@ pub struct Settings {
     pub reconnect_attempts: i32,
     pub reconnect_delay_ms: u32,
     pub reconnect_max_delay_ms: u32,
+    /// rtmps:// and authentication.
+    pub security: crate::security::Security,
 }
 
 impl Default for Settings {
@@ -91,6 +93,7 @@ impl Default for Settings {
             reconnect_attempts: 0,
             reconnect_delay_ms: 1000,
             reconnect_max_delay_ms: 30_000,
+            security: Default::default(),
         }
     }
 }
@@ -331,7 +334,7 @@ impl RtmpSrcConn {
         b.build()
     }
 
-    fn client_config(&self, url: &RtmpUrl) -> ClientConfig {
+    fn client_config(&self, url: &RtmpUrl) -> ConnectOptions {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Play, url);
         c.flash_ver = s.flash_version.clone();
@@ -343,7 +346,10 @@ impl RtmpSrcConn {
         if let Some(extra) = &s.extra_connect_args {
             c.connect_extra = crate::common::connect_extra(extra);
         }
-        c
+        ConnectOptions {
+            session: c,
+            tls: s.security.tls.clone(),
+        }
     }
 
     fn spawn_connect(&self, st: &mut State) {
@@ -520,7 +526,8 @@ impl RtmpSrcConn {
                 s.max_clients,
                 s.timeout,
                 crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE,
-            );
+                &s.security,
+            )?;
             let role = Role::Publish(PublishOptions {
                 takeover: s.publisher_takeover,
             });
