@@ -70,4 +70,5 @@ def main():
     print(f"  rtmp2 / ffmpeg = {med['rtmp2'] / med['ffmpeg']:.2f}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -71,6 +71,29 @@ def media_60s_8mbit():
     return path
 
 
+def test_certificate(folder):
+    """A CA and a localhost certificate it signed (openssl, made here):
+    returns (ca.pem, cert.pem, key.pem)."""
+    ca_key, ca, key, csr, cert = (os.path.join(folder, n) for n in
+                                  ("ca.key", "ca.pem", "localhost.key", "localhost.csr", "localhost.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+        "-subj", "/CN=bench CA", "-keyout", ca_key, "-out", ca)
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=localhost", "-keyout", key, "-out", csr)
+    ext = os.path.join(folder, "ext.cnf")
+    open(ext, "w").write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "30",
+        "-extfile", ext, "-out", cert)
+    return ca, cert, key
+
+
+def ffmpeg9():
+    """FFmpeg 9 from PyPI (imageio-ffmpeg, installed by setup.sh)."""
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 class NetLab:
     """This side, a middle network namespace running scripts/netem.py (the
     impairment: delay, loss, blackout, in both directions) and a server
@@ -128,7 +151,7 @@ class Nginx:
     lab's server side; `app_conf` goes into the application block
     (RECDIR: a folder for recordings)."""
 
-    def __init__(self, log_level="warn", connections=256, lab=None, app_conf=""):
+    def __init__(self, log_level="warn", connections=256, lab=None, app_conf="", tls=None):
         self.work = tempfile.mkdtemp(prefix="bench-nginx-")
         os.chmod(self.work, 0o755)
         self.rec = os.path.join(self.work, "rec")
@@ -141,15 +164,23 @@ class Nginx:
             self.host, self.prefix = "127.0.0.1", []
         app_conf = app_conf.replace("RECDIR", self.rec)
         os.makedirs(os.path.join(self.work, "logs"))
+        # tls=(cert, key): nginx's stream module terminates TLS in front of
+        # the RTMP port (the usual RTMPS ingest set-up), on self.tls_port.
+        stream_module = stream = ""
+        if tls:
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); self.tls_port = s.getsockname()[1]; s.close()
+            stream_module = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+            stream = (f"stream {{ server {{ listen {self.host}:{self.tls_port} ssl; ssl_certificate {tls[0]}; "
+                      f"ssl_certificate_key {tls[1]}; proxy_pass {self.host}:{self.port}; }} }}\n")
         with open(os.path.join(self.work, "nginx.conf"), "w") as f:
             f.write(f"""load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log {self.work}/error.log {log_level};
+{stream_module}worker_processes 1; daemon off; pid {self.work}/nginx.pid; error_log {self.work}/error.log {log_level};
 worker_rlimit_nofile {connections * 2 + 64};
 events {{ worker_connections {connections}; }}
 rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
   server {{ listen {self.host}:{self.port}; out_queue 16384; access_log {self.work}/access.log bytes;
     application live {{ live on; {app_conf} }} }} }}
-""")
+{stream}""")
         self.start_again()
 
     def start_again(self):
@@ -174,6 +205,9 @@ rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
 
     def url(self, stream):
         return f"rtmp://{self.host}:{self.port}/live/{stream}"
+
+    def rtmps_url(self, stream):
+        return f"rtmps://localhost:{self.tls_port}/live/{stream}"
 
     def read(self, name):
         p = os.path.join(self.work, name)

@@ -44,6 +44,20 @@ pub fn location_url(
     Ok(url)
 }
 
+/// The error domain for a connection that could not be made: a refusal
+/// (a login, a key, a certificate) is `NotAuthorized`, a stream the server
+/// does not have `NotFound`, anything else `otherwise`.
+pub fn open_error(e: &crate::rtmp::Error, otherwise: gst::ResourceError) -> gst::ResourceError {
+    use crate::rtmp::error::ErrorKind;
+    match (e.kind(), e.refusal()) {
+        (ErrorKind::Rejected, Some(r)) if r.code == "NetStream.Play.StreamNotFound" => {
+            gst::ResourceError::NotFound
+        }
+        (ErrorKind::Rejected, _) => gst::ResourceError::NotAuthorized,
+        _ => otherwise,
+    }
+}
+
 /// The fields of `extra-connect-args` that AMF0 can carry (strings,
 /// booleans, numbers), in order.
 pub fn connect_extra(args: &gst::Structure) -> Properties {
@@ -107,6 +121,7 @@ pub fn server_options(
             ..ServerConfig::default()
         },
         tls,
+        auth: security.server_auth(Duration::from_secs(u64::from(timeout_secs.max(1)))),
     })
 }
 
@@ -132,12 +147,13 @@ pub fn string_array(v: &glib::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A signal `name(app, stream, address, query) -> bool` that decides on
-/// each publisher or player: handlers run first, the first `false` wins, no
-/// handler accepts.
+/// A signal `name(app, stream, address, query, user) -> bool` that decides
+/// on each publisher or player (`user`: who logged in, empty without a
+/// login): handlers run first, the first `false` wins, no handler accepts.
 pub fn accept_signal(name: &str) -> glib::subclass::Signal {
     glib::subclass::Signal::builder(name)
         .param_types([
+            String::static_type(),
             String::static_type(),
             String::static_type(),
             String::static_type(),
@@ -195,12 +211,16 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
                 addr,
                 app,
                 stream,
+                user,
             } => {
                 gst::info!(
                     cat,
                     obj = bin,
-                    "{} {addr} started on {app}/{stream}",
-                    kind.as_str()
+                    "{} {addr} started on {app}/{stream}{}",
+                    kind.as_str(),
+                    user.as_deref()
+                        .map(|u| format!(" as '{u}'"))
+                        .unwrap_or_default()
                 );
                 gst::Structure::builder("rtmp-client-connected")
                     .field("id", id)
@@ -208,6 +228,7 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
                     .field("address", addr.to_string())
                     .field("app", app)
                     .field("stream", stream)
+                    .field("user", user.unwrap_or_default())
                     .build()
             }
             Notice::Rejected { addr, reason } => {
@@ -245,7 +266,11 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
         let Some(bin) = weak.upgrade() else {
             return false;
         };
-        bin.emit_by_name::<bool>(signal, &[&r.app, &r.stream, &r.addr.to_string(), &r.query])
+        let user = r.user.clone().unwrap_or_default();
+        bin.emit_by_name::<bool>(
+            signal,
+            &[&r.app, &r.stream, &r.addr.to_string(), &r.query, &user],
+        )
     };
     Hooks {
         notice: Box::new(notice),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::EventQueue;
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
+use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
     ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
@@ -27,6 +28,9 @@ use crate::sync::{lock, wait_at_most};
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
 use super::MAX_QUEUED_BYTES;
+
+/// How long a failed write waits for the reader to name the cause.
+const READER_GRACE: Duration = Duration::from_millis(200);
 
 /// Plaintext handed to TLS at a time: rustls holds what it encrypted until
 /// the socket takes it, so this bounds that buffer too.
@@ -43,7 +47,14 @@ pub struct ConnectOptions {
     pub session: ClientConfig,
     /// For `rtmps://`: certificates and what to check.
     pub tls: TlsSettings,
+    /// Logging in when the server asks (Adobe, Limelight).
+    pub auth_mode: ClientAuthMode,
+    pub credentials: Option<Credentials>,
 }
+
+/// Connects a login may take: announce, answer, and one the server may
+/// ask for again; a server that wants more is not logging us in.
+const MAX_LOGIN_CONNECTS: usize = 4;
 
 /// What waiting for the next event gave.
 #[derive(Debug)]
@@ -360,14 +371,46 @@ pub struct ClientConnection {
 
 impl ClientConnection {
     /// Connects (over TLS for `rtmps://`), runs the handshake,
-    /// `connect` and `createStream`, and starts publishing or playing. Each
-    /// network wait is bounded by the configuration's response timeout;
-    /// `cancel` stops it sooner.
+    /// `connect` and `createStream`, and starts publishing or playing,
+    /// logging in (on new connections) when the server asks. Each network
+    /// wait is bounded by the configuration's response timeout; `cancel`
+    /// stops it sooner.
     pub fn open(url: &RtmpUrl, options: ConnectOptions, cancel: &Cancel) -> Result<Self> {
-        let ConnectOptions {
-            session: config,
-            tls,
-        } = options;
+        let mut login = ClientAuth::new(
+            options.auth_mode,
+            options.credentials.clone(),
+            &options.session.app,
+        );
+        for _ in 0..MAX_LOGIN_CONNECTS {
+            let mut config = options.session.clone();
+            if let Some(q) = login.connect_query() {
+                config.app = with_query(&config.app, q);
+                config.tc_url = with_query(&config.tc_url, q);
+            }
+            match Self::open_once(url, config, &options.tls, cancel) {
+                Err(e) => match e.refusal() {
+                    Some(r) if r.command == "connect" && r.description.contains("authmod=") => {
+                        let nonce = super::handshake_random();
+                        let nonce = u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]]);
+                        login.on_refused(&r.description, nonce)?;
+                    }
+                    _ => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Rejected,
+            "authentication failed: the server kept asking for a login",
+        ))
+    }
+
+    fn open_once(
+        url: &RtmpUrl,
+        config: ClientConfig,
+        tls: &TlsSettings,
+        cancel: &Cancel,
+    ) -> Result<Self> {
         let timeout = config.response_timeout;
         let mut stream = tcp_connect(url, timeout)?;
         if cancel.is_cancelled() {
@@ -385,7 +428,7 @@ impl ClientConnection {
         let tls = match url.scheme {
             Scheme::Rtmp => None,
             Scheme::Rtmps => {
-                let config = tls::client_config(&tls)?;
+                let config = tls::client_config(tls)?;
                 let mut conn = rustls::ClientConnection::new(config, tls::server_name(&url.host)?)
                     .map_err(|e| tls::tls_error(&e, &url.host))?;
                 tls_handshake(
@@ -586,8 +629,20 @@ impl ClientConnection {
         }
         match w.flush(Some(cancel), self.shared.timeout) {
             Err(e) if !is_cancelled(&e) => {
-                // The reader may have seen the cause first (a timeout, say,
-                // where the writer then only sees the pipe broken).
+                drop(w);
+                // The reader may see the cause (the kernel's timeout, say,
+                // where the writer then only finds the pipe broken): a
+                // moment for it to say so, so that the error names it.
+                if e.kind() == ErrorKind::Io || e.kind() == ErrorKind::Closed {
+                    let end = Instant::now() + READER_GRACE;
+                    let mut q = lock(&self.shared.events);
+                    while self.failure().is_none()
+                        && !self.shared.server_closed.load(Ordering::SeqCst)
+                        && Instant::now() < end
+                    {
+                        q = wait_at_most(&self.shared.events_changed, q, READER_GRACE);
+                    }
+                }
                 self.fail(e.clone());
                 Err(self.failure().unwrap_or(e))
             }

@@ -7,7 +7,25 @@ pub mod tls;
 
 use std::collections::VecDeque;
 
+use crate::rtmp::error::{Error, ErrorKind};
 use crate::rtmp::session::ClientEvent;
+
+/// Whether connecting again may succeed where this failure happened. A
+/// lost connection, a timeout, an unreachable server may heal; so may a
+/// stream name the server still holds for a publisher it lost, or a
+/// stream not yet published. A refusal (a wrong login, an unknown key, a
+/// rejected application, a certificate that does not verify) or a setting
+/// that cannot work would only be met again: the elements give up on it
+/// at once instead of retrying in a loop.
+pub fn worth_retrying(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::Rejected => e.refusal().is_some_and(|r| {
+            r.code.ends_with(".BadName") || r.code == "NetStream.Play.StreamNotFound"
+        }),
+        ErrorKind::Unsupported | ErrorKind::Malformed => false,
+        _ => true,
+    }
+}
 
 /// Bytes of received media a connection may hold for its element: a full
 /// queue stops reading, so a stalled pipeline slows the peer down through
@@ -66,4 +84,52 @@ pub fn handshake_random() -> [u8; crate::rtmp::handshake::RANDOM_SIZE] {
         chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::error::Refusal;
+
+    fn refusal(command: &'static str, code: &str) -> Error {
+        Error::refused(
+            Refusal {
+                command,
+                code: code.into(),
+                description: String::new(),
+            },
+            "refused",
+        )
+    }
+
+    #[test]
+    fn refusals_are_not_retried_but_losses_are() {
+        assert!(worth_retrying(&Error::new(ErrorKind::Io, "reset")));
+        assert!(worth_retrying(&Error::new(ErrorKind::Timeout, "late")));
+        assert!(worth_retrying(&Error::new(ErrorKind::Closed, "closed")));
+        assert!(worth_retrying(&refusal(
+            "publish",
+            "NetStream.Publish.BadName"
+        )));
+        assert!(worth_retrying(&refusal(
+            "play",
+            "NetStream.Play.StreamNotFound"
+        )));
+        assert!(!worth_retrying(&refusal(
+            "connect",
+            "NetConnection.Connect.Rejected"
+        )));
+        assert!(!worth_retrying(&refusal(
+            "publish",
+            "NetStream.Publish.Unauthorized"
+        )));
+        // A login that failed, a certificate that did not verify.
+        assert!(!worth_retrying(&Error::new(
+            ErrorKind::Rejected,
+            "authentication failed: wrong user name or password"
+        )));
+        assert!(!worth_retrying(&Error::unsupported(
+            "could not read CA file"
+        )));
+    }
 }

@@ -401,7 +401,7 @@ struct Issued {
 const MAX_ISSUED: usize = 1024;
 
 /// A server's logins: one user, Adobe or Limelight, challenges that expire.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ServerAuth {
     method: AuthMethod,
     creds: Credentials,

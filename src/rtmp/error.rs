@@ -27,11 +27,24 @@ pub enum ErrorKind {
     Io,
 }
 
+/// What the peer said when it refused a command: the data behind a
+/// `Rejected` error, for callers that act on it (a login's next step, or
+/// whether trying again may help).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The command refused: "connect", "createStream", "publish", "play".
+    pub command: &'static str,
+    /// The status code, e.g. `NetConnection.Connect.Rejected`.
+    pub code: String,
+    pub description: String,
+}
+
 /// An error from the protocol core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     kind: ErrorKind,
     reason: String,
+    refusal: Option<Box<Refusal>>,
 }
 
 impl Error {
@@ -39,7 +52,22 @@ impl Error {
         Error {
             kind,
             reason: reason.into(),
+            refusal: None,
         }
+    }
+
+    /// The peer refused `refusal.command`; `reason` says so to a person.
+    pub fn refused(refusal: Refusal, reason: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Rejected,
+            reason: reason.into(),
+            refusal: Some(Box::new(refusal)),
+        }
+    }
+
+    /// What the peer said, when this is its refusal.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refusal.as_deref()
     }
 
     pub fn need_more() -> Self {
@@ -82,6 +110,7 @@ impl Error {
         Error {
             kind: self.kind,
             reason: format!("{what}: {}", self.reason),
+            refusal: self.refusal,
         }
     }
 }

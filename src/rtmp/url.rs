@@ -216,10 +216,26 @@ impl RtmpUrl {
             user,
             self.bracketed_host(),
             port,
-            self.app,
+            redact_query(&self.app),
             redact_key(&self.stream)
         )
     }
+}
+
+/// `app?token=abc&user=x` as `app?token=***&user=***`: tokens that
+/// platforms put in the application's query stay out of logs.
+pub fn redact_query(s: &str) -> String {
+    let Some((head, query)) = s.split_once('?') else {
+        return s.to_owned();
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => kv.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", masked.join("&"))
 }
 
 /// Shows a few leading characters of a stream key and hides the rest, so
@@ -246,9 +262,19 @@ impl fmt::Display for RtmpUrl {
 
 fn split_path(path: &str) -> (String, String) {
     let path = path.strip_prefix('/').unwrap_or(path);
-    // A query right after the app (no stream) belongs to the app.
+    // A query right after the app belongs to the app; a stream may follow
+    // it ("app?token=x/stream", as some CDNs hand out).
     let first_end = path.find(['/', '?']).unwrap_or(path.len());
-    if path[first_end..].starts_with('?') || first_end == path.len() {
+    if path[first_end..].starts_with('?') {
+        return match path[first_end..].find('/') {
+            Some(i) => (
+                path[..first_end + i].to_owned(),
+                path[first_end + i + 1..].to_owned(),
+            ),
+            None => (path.to_owned(), String::new()),
+        };
+    }
+    if first_end == path.len() {
         return (path.to_owned(), String::new());
     }
     let first = &path[..first_end];
@@ -330,6 +356,13 @@ mod tests {
         let u = p("rtmp://h/app");
         assert_eq!((u.app.as_str(), u.stream.as_str()), ("app", ""));
 
+        let u = p("rtmp://h/app?token=t0/key?x=1");
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str()),
+            ("app?token=t0", "key?x=1")
+        );
+        assert_eq!(u.tc_url(), "rtmp://h/app?token=t0");
+
         let u = p("rtmps://user:p%40ss@[::1]/live/abcdef");
         assert_eq!(u.scheme, Scheme::Rtmps);
         assert_eq!(u.host, "::1");
@@ -373,6 +406,8 @@ mod tests {
 
     #[test]
     fn secrets_stay_hidden() {
+        let u = p("rtmp://h/app?token=abcdef&k=1");
+        assert_eq!(u.redacted(), "rtmp://h/app?token=***&k=***/");
         let u = p("rtmp://bob:hunter2@h:1935/live/supersecretkey?x=1");
         let shown = format!("{u} {u:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::rtmp::auth::{ServerAuth, Verdict};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
@@ -78,6 +79,8 @@ pub struct ServerOptions {
     /// `rtmps://`: every connection is TLS with this configuration (our
     /// certificate, and client certificates required if it says so).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients must log in (Adobe or Limelight) before connect succeeds.
+    pub auth: Option<ServerAuth>,
 }
 
 /// What a connection is for.
@@ -109,6 +112,8 @@ pub struct StreamRequest {
     pub stream: String,
     /// What followed `?` in the stream name (tokens, expiry...), if anything.
     pub query: String,
+    /// The user the client logged in as, when the server asks for a login.
+    pub user: Option<String>,
 }
 
 /// What happened to a connection, for bus messages and logs. Stream names
@@ -121,6 +126,7 @@ pub enum Notice {
         addr: SocketAddr,
         app: String,
         stream: String,
+        user: Option<String>,
     },
     Rejected {
         addr: SocketAddr,
@@ -488,6 +494,8 @@ struct Peer {
     /// The stream being published or played.
     stream_id: u32,
     app: String,
+    /// Who logged in, when a login is asked for.
+    user: Option<String>,
     /// Must be publishing or playing by then.
     start_deadline: Option<Instant>,
     last_in: Instant,
@@ -858,6 +866,7 @@ impl Loop {
                             kind: PeerKind::Pending,
                             stream_id: 0,
                             app: String::new(),
+                            user: None,
                             start_deadline: Some(now + self.options.timeout),
                             last_in: now,
                             last_out: now,
@@ -968,7 +977,10 @@ impl Loop {
             };
             match ev {
                 ServerEvent::ConnectRequest(params) => {
-                    let app = params.app.split('?').next().unwrap_or_default().to_owned();
+                    let (app, login) = match params.app.split_once('?') {
+                        Some((a, q)) => (a.to_owned(), q.to_owned()),
+                        None => (params.app.clone(), String::new()),
+                    };
                     let want = &self.options.app;
                     if !want.is_empty() && app != *want {
                         p.session
@@ -981,6 +993,21 @@ impl Loop {
                         let reason = format!("unknown application '{app}'");
                         self.reject(token, reason, now);
                         return;
+                    }
+                    if let Some(auth) = self.options.auth.as_mut() {
+                        let r = super::handshake_random();
+                        let random: [u8; 8] = r[..8].try_into().expect("8 bytes");
+                        match auth.check(&app, &login, now, &random) {
+                            Verdict::Accept { user } => p.user = Some(user),
+                            Verdict::Refuse { description, why } => {
+                                p.session
+                                    .reject_connect("NetConnection.Connect.Rejected", &description)
+                                    .ok();
+                                p.queue_session_output();
+                                self.reject(token, format!("login: {why}"), now);
+                                return;
+                            }
+                        }
                     }
                     p.app = app;
                     if let Err(e) = p.session.accept_connect() {
@@ -1069,6 +1096,7 @@ impl Loop {
             app: p.app.clone(),
             stream: stream.clone(),
             query,
+            user: p.user.clone(),
         };
         if !known || !(self.hooks.accept)(&request) {
             let why = if known {
@@ -1117,6 +1145,7 @@ impl Loop {
                     addr: p.addr,
                     app: p.app.clone(),
                     stream: redact_key(&stream),
+                    user: p.user.clone(),
                 });
             }
             Err(reason) => {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::rtmp::amf0::{Amf0Value, Properties};
 use crate::rtmp::chunk::RawMessage;
-use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::error::{Error, ErrorKind, Refusal, Result};
 use crate::rtmp::handshake::RANDOM_SIZE;
 use crate::rtmp::limits::Limits;
 use crate::rtmp::message::{
@@ -365,8 +365,12 @@ impl ClientSession {
             Stage::Publish | Stage::Play => format!(" for '{}'", redact_key(&self.config.stream)),
             _ => String::new(),
         };
-        Error::new(
-            ErrorKind::Rejected,
+        Error::refused(
+            Refusal {
+                command: stage.name(),
+                code: status.code.clone(),
+                description: status.description.clone(),
+            },
             format!("server rejected {}: {status}{what}", stage.name()),
         )
     }
@@ -600,8 +604,12 @@ impl ClientSession {
                 }
             }
             ClientState::Publishing { .. } if s.is_error() => {
-                return Err(Error::new(
-                    ErrorKind::Rejected,
+                return Err(Error::refused(
+                    Refusal {
+                        command: "publish",
+                        code: s.code.clone(),
+                        description: s.description.clone(),
+                    },
                     format!("server stopped the publish: {s}"),
                 ));
             }

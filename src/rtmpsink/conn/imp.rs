@@ -347,10 +347,7 @@ impl RtmpSinkConn {
         if let Some(extra) = &s.extra_connect_args {
             c.connect_extra = crate::common::connect_extra(extra);
         }
-        ConnectOptions {
-            session: c,
-            tls: s.security.tls.clone(),
-        }
+        s.security.connect_options(c, url)
     }
 
     /// Waits for the connection to be up; errors are posted here.
@@ -374,7 +371,7 @@ impl RtmpSinkConn {
                 Ok(Err(e)) => {
                     gst::element_imp_error!(
                         self,
-                        gst::ResourceError::OpenWrite,
+                        crate::common::open_error(&e, gst::ResourceError::OpenWrite),
                         ("Could not publish to {}: {}", url, e)
                     );
                     return Err(gst::FlowError::Error);
@@ -852,6 +849,22 @@ impl RtmpSinkConn {
                 }
                 Ok(Err(e)) => {
                     let max = self.settings().reconnect_attempts;
+                    if !crate::net::worth_retrying(&e) {
+                        // A refusal: trying again would meet it again.
+                        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+                        self.post_state("given-up", r.attempt, &e.to_string(), Duration::ZERO);
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::NotAuthorized,
+                            (
+                                "Connection to {} lost ({}), and reconnecting was refused: {}",
+                                url,
+                                r.reason,
+                                e
+                            )
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
                     if max > 0 && r.attempt >= max as u32 {
                         let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
                         self.post_state("given-up", r.attempt, &e.to_string(), Duration::ZERO);

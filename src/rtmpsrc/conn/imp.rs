@@ -346,10 +346,7 @@ impl RtmpSrcConn {
         if let Some(extra) = &s.extra_connect_args {
             c.connect_extra = crate::common::connect_extra(extra);
         }
-        ConnectOptions {
-            session: c,
-            tls: s.security.tls.clone(),
-        }
+        s.security.connect_options(c, url)
     }
 
     fn spawn_connect(&self, st: &mut State) {
@@ -402,7 +399,7 @@ impl RtmpSrcConn {
                             drop(st);
                             gst::element_imp_error!(
                                 self,
-                                gst::ResourceError::OpenRead,
+                                crate::common::open_error(&e, gst::ResourceError::OpenRead),
                                 ("Could not play {}: {}", url, e)
                             );
                             return Err(gst::FlowError::Error);
@@ -507,6 +504,28 @@ impl RtmpSrcConn {
                     return Ok(Source::Client(c));
                 }
                 Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
+                Err(e) if !crate::net::worth_retrying(&e) => {
+                    // A refusal: trying again would meet it again.
+                    crate::common::post_connection_state(
+                        self.obj().upcast_ref(),
+                        "given-up",
+                        attempt,
+                        &e.to_string(),
+                        Duration::ZERO,
+                    );
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::NotAuthorized,
+                        (
+                            "Connection to {} lost ({}), and reconnecting was refused: {}",
+                            url.redacted(),
+                            reason,
+                            e
+                        )
+                    );
+                    lock(&self.state).conn = Conn::Failed;
+                    return Err(gst::FlowError::Error);
+                }
                 Err(e) => {
                     why = e.to_string();
                     attempt += 1;
