@@ -16,11 +16,11 @@ its CA are made here with openssl.
 
   scripts/bench_tls.py [runs]
 """
-import os, statistics, sys, tempfile
+import os, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Nginx, ffmpeg9, media_60s_8mbit, plugin_env, setup_and_build, test_certificate  # noqa: E402
-from bench_publish import cpu_of  # noqa: E402
+from benchlib import (Nginx, ffmpeg9, media_60s_8mbit, plugin_env, publish_runs,  # noqa: E402
+                      report_publishes, setup_and_build, test_certificate)
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 
@@ -41,28 +41,11 @@ def main():
         "ffmpeg9-tls": lambda n: [ffmpeg9(), "-hide_banner", "-loglevel", "error", "-i", media, "-c", "copy", "-ca_file", ca, "-f", "flv", nginx.rtmps_url(n)],
         "rtmp2-tls": lambda n: ["gst-launch-1.0", "-q", "-e", *f"{demux.replace('s.video', 'm.video').replace('s.audio', 'm.audio')} flvmux name=m ! rtmp2sink sync=false tls-validation-flags=0 location={nginx.rtmps_url(n).replace('localhost', '127.0.0.1')}".split()],
     }
-    cpu = {k: [] for k in contenders}
-    wall = {k: [] for k in contenders}
-    received = {k: [] for k in contenders}
     try:
-        for i in range(RUNS):
-            for name, cmd in contenders.items():
-                stream = f"{name}{i}"
-                c, w = cpu_of(cmd(stream), env)
-                cpu[name].append(c); wall[name].append(w)
-                line = nginx.wait_line(f'PUBLISH "{stream}"')
-                received[name].append(int(line.split()[-2]) if line else 0)
+        med, wall, received = publish_runs(contenders, nginx, env, RUNS)
     finally:
         nginx.stop()
-
-    size = os.path.getsize(media)
-    print(f"\npublish {os.path.basename(media)} ({size / 1e6:.1f} MB) into nginx-rtmp (TLS by nginx's stream module), {RUNS} runs each, median CPU (user+sys):")
-    med = {k: statistics.median(v) for k, v in cpu.items()}
-    for k in contenders:
-        got = min(received[k])
-        print(f"  {k:<12} cpu {med[k]:6.3f} s   wall {statistics.median(wall[k]):6.2f} s   nginx received >= {got / 1e6:6.1f} MB per run")
-        if got < size * 0.9:
-            sys.exit(f"bench: {k} did not deliver the stream (nginx got {got} bytes of a {size}-byte file)")
+    report_publishes(f"nginx-rtmp (TLS by nginx's stream module), {RUNS} runs each", media, med, wall, received)
     print(f"\n  ours-tls / ours         = {med['ours-tls'] / med['ours']:.2f}   (target <= 1.50)")
     print(f"  ours-tls / ffmpeg-tls   = {med['ours-tls'] / med['ffmpeg-tls']:.2f}   (target < 1.00)")
     print(f"  ours-tls / ffmpeg9-tls  = {med['ours-tls'] / med['ffmpeg9-tls']:.2f}")

@@ -31,6 +31,52 @@ def media_4mbit(secs=20):
     return path
 
 
+def cpu_of(cmd, env=None):
+    """CPU seconds (user+sys) the command and its children used, and the
+    wall time it took; exits with its stderr if it failed."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr.decode(errors='replace')[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def publish_runs(contenders, nginx, env, runs):
+    """Runs each contender (name -> stream -> command) `runs` times, in
+    turn, each publishing a stream of its own into `nginx`; returns the
+    median CPU per contender, after checking nginx received the whole file
+    each time (`media`'s size, at least 90 %)."""
+    import statistics
+    cpu = {k: [] for k in contenders}
+    wall = {k: [] for k in contenders}
+    received = {k: [] for k in contenders}
+    for i in range(runs):
+        for name, cmd in contenders.items():
+            stream = f"{name}{i}"
+            c, w = cpu_of(cmd(stream), env)
+            cpu[name].append(c); wall[name].append(w)
+            # nginx logs the publish when the publisher has gone.
+            line = nginx.wait_line(f'PUBLISH "{stream}"')
+            received[name].append(int(line.split()[-2]) if line else 0)
+    return ({k: statistics.median(v) for k, v in cpu.items()},
+            {k: statistics.median(v) for k, v in wall.items()},
+            {k: min(v) for k, v in received.items()})
+
+
+def report_publishes(title, media, cpu, wall, received):
+    """Prints the medians and fails when a contender lost the stream."""
+    size = os.path.getsize(media)
+    print(f"\npublish {os.path.basename(media)} ({size / 1e6:.1f} MB) into {title}, median CPU (user+sys):")
+    for k in cpu:
+        print(f"  {k:<12} cpu {cpu[k]:6.3f} s   wall {wall[k]:6.2f} s   nginx received >= {received[k] / 1e6:6.1f} MB per run")
+        if received[k] < size * 0.9:
+            sys.exit(f"bench: {k} did not deliver the stream (nginx got {received[k]} bytes of a {size}-byte file)")
+
+
 def proc_cpu(pid):
     """User + system CPU seconds a running process has used."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()

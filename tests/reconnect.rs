@@ -8,19 +8,56 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::player::*;
 use common::*;
 use gst::prelude::*;
 
 const LIVE: &str = "videotestsrc is-live=true num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=430 ! avenc_aac ! aacparse ! s.audio";
 
+/// nginx (with a TLS front for `tls`), and the location and the TLS
+/// settings our elements reach it with.
+fn nginx_for(tls: Option<&Pki>, app_conf: &str, stream: &str) -> (Nginx, String, String) {
+    match tls {
+        None => {
+            let nginx = Nginx::start(app_conf);
+            let url = nginx.url(stream);
+            (nginx, url, String::new())
+        }
+        Some(pki) => {
+            let nginx = Nginx::start_tls(
+                app_conf,
+                &[TlsFront {
+                    cert: &pki.server,
+                    client_ca: None,
+                }],
+            );
+            let url = nginx.rtmps_url(0, stream);
+            (nginx, url, format!("tls-ca-file={}", pki.ca.display()))
+        }
+    }
+}
+
 #[test]
 fn reconnects_after_a_server_restart_and_loses_nothing_in_the_backlog() {
+    restart(None);
+}
+
+/// The same over rtmps://: a new TLS session each time.
+#[test]
+fn reconnects_over_rtmps_after_a_server_restart() {
+    restart(Some(&Pki::new()));
+}
+
+fn restart(tls: Option<&Pki>) {
     init();
-    let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
+    let (mut nginx, location, settings) = nginx_for(
+        tls,
+        "record all; record_path RECDIR; record_unique on;",
+        "re",
+    );
     let p = gst::parse::launch(&format!(
-        "{LIVE} rtmpsink name=s reconnect-delay=500 location={}",
-        nginx.url("re")
+        "{LIVE} rtmpsink name=s reconnect-delay=500 location={location} {settings}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -83,10 +120,22 @@ fn gives_up_after_the_attempts_and_says_so() {
 
 #[test]
 fn rtmpsrc_reconnects_and_resumes_with_discont() {
+    both_reconnect(None);
+}
+
+/// Both over rtmps://, each reconnection a new TLS session.
+#[test]
+fn rtmpsrc_and_rtmpsink_reconnect_over_rtmps() {
+    both_reconnect(Some(&Pki::new()));
+}
+
+fn both_reconnect(tls: Option<&Pki>) {
     init();
-    let mut nginx = Nginx::start("wait_key on;");
-    let url = nginx.url("both");
-    let (player_p, got, caps) = player(&url, "reconnect-attempts=-1 reconnect-delay=500");
+    let (mut nginx, url, settings) = nginx_for(tls, "wait_key on;", "both");
+    let (player_p, got, caps) = player(
+        &url,
+        &format!("reconnect-attempts=-1 reconnect-delay=500 {settings}"),
+    );
     let player_states = connection_states(&player_p);
     player_p.set_state(gst::State::Playing).unwrap();
     // The player is on nginx before the publisher starts.
@@ -96,7 +145,7 @@ fn rtmpsrc_reconnects_and_resumes_with_discont() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let p = gst::parse::launch(&format!(
-        "{LIVE} rtmpsink name=s reconnect-delay=500 location={url}"
+        "{LIVE} rtmpsink name=s reconnect-delay=500 location={url} {settings}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()

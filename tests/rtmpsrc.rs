@@ -190,26 +190,7 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let nginx = Nginx::start("");
     let url = nginx.url("pb");
-    let playbin = gst::ElementFactory::make("playbin")
-        .property("uri", &url)
-        .property(
-            "video-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
-        .property(
-            "audio-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
-        .build()
-        .unwrap();
-    let source: Arc<Mutex<Option<String>>> = Arc::default();
-    let s2 = source.clone();
-    playbin.connect("source-setup", false, move |args| {
-        let src = args[1].get::<gst::Element>().unwrap();
-        *s2.lock().unwrap() = src.factory().map(|f| f.name().to_string());
-        None
-    });
-    let p = playbin.downcast::<gst::Pipeline>().unwrap();
+    let (p, source) = playbin_with_source(&url, |_| {});
     start_player(&p, &nginx, "pb");
     ffmpeg_publish(&media, &url);
     play_to_eos(&p, Duration::from_secs(30));

@@ -338,10 +338,38 @@ fn bind_failure_is_a_clear_error() {
 
 #[test]
 fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
+    players_at_once(None);
+}
+
+/// The same four over rtmps:// (FFmpeg 9 checks the certificate against
+/// the test CA; rtmp2src, which takes no CA, checks nothing).
+#[test]
+fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_over_rtmps_from_rtmpsink_server() {
+    players_at_once(Some(&common::pki::Pki::new()));
+}
+
+fn players_at_once(tls: Option<&common::pki::Pki>) {
     let dir = TempDir::new("sink-srv-players");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
-    let (p, notes, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
-    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let (scheme, host, server_tls, ca) = match tls {
+        None => ("rtmp", "127.0.0.1", String::new(), None),
+        Some(pki) => (
+            "rtmps",
+            "localhost",
+            format!(
+                "tls-certificate-file={} tls-key-file={}",
+                pki.server.cert.display(),
+                pki.server.key.display()
+            ),
+            Some(pki.ca.display().to_string()),
+        ),
+    };
+    let (p, notes, port) = sink_server_at(
+        &file_source(&media, Tracks::AudioVideo),
+        &format!("{scheme}://127.0.0.1:0/live/key"),
+        &format!("sync=false {server_tls}"),
+    );
+    let url = format!("{scheme}://{host}:{port}/live/key");
     let ff9 = require_ffmpeg9();
     let probe5 = {
         let url = url.clone();
@@ -349,18 +377,31 @@ fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
     };
     let crc9 = {
         let (url, ff9) = (url.clone(), ff9.clone());
-        std::thread::spawn(move || framecrc(&ff9, &url))
+        let args: Vec<String> = ca
+            .iter()
+            .flat_map(|c| ["-ca_file".into(), c.clone()])
+            .collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            framecrc_with(&ff9, &args, &url)
+        })
     };
     let rtmp2_out = dir.path("rtmp2src.flv");
     let rtmp2 = gst::parse::launch(&format!(
-        "rtmp2src location={url} ! filesink location={}",
+        "rtmp2src location={scheme}://127.0.0.1:{port}/live/key {} ! filesink location={}",
+        if tls.is_some() {
+            "tls-validation-flags=0"
+        } else {
+            ""
+        },
         rtmp2_out.display()
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     rtmp2.set_state(gst::State::Playing).unwrap();
-    let (ours, ours_log, _) = player(&url, "");
+    let ca_setting = ca.map(|c| format!("tls-ca-file={c}")).unwrap_or_default();
+    let (ours, ours_log, _) = player(&url, &ca_setting);
     ours.set_state(gst::State::Playing).unwrap();
     wait_notice(&notes, "rtmp-client-connected", 4, Duration::from_secs(15));
     p.set_state(gst::State::Playing).unwrap();
@@ -368,25 +409,29 @@ fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
 
     let want = normalized(ffprobe_frames(media.to_str().unwrap()));
     assert_same_frames(
-        "FFmpeg 5.1 (ffprobe) playing from rtmpsink mode=server",
+        &format!("FFmpeg 5.1 (ffprobe) playing {scheme} from rtmpsink mode=server"),
         &normalized(probe5.join().unwrap()),
         &want,
     );
     assert_eq!(
         crc9.join().unwrap(),
         framecrc(&ff9, media.to_str().unwrap()),
-        "FFmpeg 9 playing from rtmpsink mode=server"
+        "FFmpeg 9 playing {scheme} from rtmpsink mode=server"
     );
     play_to_eos(&ours, Duration::from_secs(10));
     assert_same_frames(
-        "rtmpsrc playing from rtmpsink mode=server",
+        &format!("rtmpsrc playing {scheme} from rtmpsink mode=server"),
         &frames(&ours_log.lock().unwrap()),
         &want,
     );
     // rtmp2src ends at StreamEOF.
     play_to_eos(&rtmp2, Duration::from_secs(10));
     let got = normalized(ffprobe_frames(rtmp2_out.to_str().unwrap()));
-    assert_same_frames("rtmp2src playing from rtmpsink mode=server", &got, &want);
+    assert_same_frames(
+        &format!("rtmp2src playing {scheme} from rtmpsink mode=server"),
+        &got,
+        &want,
+    );
     let gone = wait_notice(
         &notes,
         "rtmp-client-disconnected",
@@ -678,13 +723,40 @@ fn positions(sent: &[Out], got: &[Out], video: bool) -> Vec<usize> {
 
 #[test]
 fn rtmpsink_moves_to_the_server_a_reconnect_request_names_at_a_keyframe() {
-    let (a, a_got, _, _, a_port) = src_server("eos-on-unpublish=true");
-    let (b, b_got, _, _, b_port) = src_server("eos-on-unpublish=true");
+    moves_at_a_keyframe(None);
+}
+
+/// The same between two rtmps:// servers: the request names an rtmps
+/// tcUrl, the new connection is a new TLS session checked as the first.
+#[test]
+fn a_reconnect_request_naming_an_rtmps_tc_url_is_followed() {
+    moves_at_a_keyframe(Some(&common::pki::Pki::new()));
+}
+
+fn moves_at_a_keyframe(tls: Option<&common::pki::Pki>) {
+    let (scheme, host, server_tls, client_tls) = match tls {
+        None => ("rtmp", "127.0.0.1", String::new(), String::new()),
+        Some(pki) => (
+            "rtmps",
+            "localhost",
+            format!(
+                "tls-certificate-file={} tls-key-file={}",
+                pki.server.cert.display(),
+                pki.server.key.display()
+            ),
+            format!("tls-ca-file={}", pki.ca.display()),
+        ),
+    };
+    let listen = format!("{scheme}://127.0.0.1:0/live/key");
+    let (a, a_got, _, _, a_port) =
+        src_server_at(&listen, &format!("eos-on-unpublish=true {server_tls}"));
+    let (b, b_got, _, _, b_port) =
+        src_server_at(&listen, &format!("eos-on-unpublish=true {server_tls}"));
     let p = gst::parse::launch(&format!(
         "videotestsrc is-live=true num-buffers=240 ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video \
          audiotestsrc is-live=true num-buffers=340 ! avenc_aac ! aacparse ! s.audio \
-         rtmpsink name=s location=rtmp://127.0.0.1:{a_port}/live/key"
+         rtmpsink name=s location={scheme}://{host}:{a_port}/live/key {client_tls}"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -696,7 +768,7 @@ fn rtmpsink_moves_to_the_server_a_reconnect_request_names_at_a_keyframe() {
     let asked: u32 = element(&a, "rtmpsrc").emit_by_name(
         "request-reconnect",
         &[
-            &Some(format!("rtmp://127.0.0.1:{b_port}/live")),
+            &Some(format!("{scheme}://{host}:{b_port}/live")),
             &"going down for maintenance",
         ],
     );

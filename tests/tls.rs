@@ -89,6 +89,16 @@ fn plays(url: &str, extra: &str) {
         assert!(Instant::now() < end, "{url} with {extra}: nothing played");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // stats say what TLS was agreed on.
+    let src = p
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+        .unwrap();
+    let stats: gst::Structure = src.property("stats");
+    let tls = stats.get::<String>("tls").unwrap();
+    assert!(tls.starts_with("TLSv1_"), "{stats}");
     p.set_state(gst::State::Null).unwrap();
 }
 
@@ -297,28 +307,8 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let nginx = Nginx::start_tls("", &[front(&pki.server)]);
     let uri = nginx.rtmps_url(0, "pb");
-    let playbin = gst::ElementFactory::make("playbin")
-        .property("uri", &uri)
-        .property(
-            "video-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
-        .property(
-            "audio-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
-        .build()
-        .unwrap();
-    let source: Arc<Mutex<Option<String>>> = Arc::default();
-    let s2 = source.clone();
     let ca = pki.ca.display().to_string();
-    playbin.connect("source-setup", false, move |args| {
-        let src = args[1].get::<gst::Element>().unwrap();
-        *s2.lock().unwrap() = src.factory().map(|f| f.name().to_string());
-        src.set_property("tls-ca-file", &ca);
-        None
-    });
-    let p = playbin.downcast::<gst::Pipeline>().unwrap();
+    let (p, source) = playbin_with_source(&uri, move |src| src.set_property("tls-ca-file", &ca));
     p.set_state(gst::State::Playing).unwrap();
     wait_player(&nginx, "pb");
     let st = Command::new("ffmpeg")

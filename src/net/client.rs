@@ -367,6 +367,8 @@ pub struct ClientConnection {
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
     url: RtmpUrl,
+    /// Over TLS: the protocol version and cipher suite agreed.
+    tls_info: Option<String>,
 }
 
 impl ClientConnection {
@@ -425,6 +427,7 @@ impl ClientConnection {
             .set_tcp_user_timeout(Some(timeout))
             .ok();
         let mut early_plain = Vec::new();
+        let mut tls_info = None;
         let tls = match url.scheme {
             Scheme::Rtmp => None,
             Scheme::Rtmps => {
@@ -439,6 +442,15 @@ impl ClientConnection {
                     cancel,
                     &mut early_plain,
                 )?;
+                tls_info = Some(format!(
+                    "{} {}",
+                    conn.protocol_version()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("TLS"),
+                    conn.negotiated_cipher_suite()
+                        .and_then(|c| c.suite().as_str())
+                        .unwrap_or("")
+                ));
                 Some(Arc::new(Mutex::new(conn)))
             }
         };
@@ -533,11 +545,17 @@ impl ClientConnection {
             shared,
             reader: Some(reader),
             url: url.clone(),
+            tls_info,
         })
     }
 
     pub fn url(&self) -> &RtmpUrl {
         &self.url
+    }
+
+    /// Over TLS, what was agreed ("TLSv1_3 TLS13_AES_256_GCM_SHA384").
+    pub fn tls_info(&self) -> Option<&str> {
+        self.tls_info.as_deref()
     }
 
     /// The failure that ended the connection, if one did.

@@ -294,7 +294,7 @@ impl ClientAuth {
         }
         let Some(creds) = self.creds.clone() else {
             return Err(refused(format!(
-                "the server requires a login ({} authentication): set user-name and password, or give them in the location (rtmp://user:password@host/...)",
+                "the server requires a login ({} authentication): set username and password, or give them in the location (rtmp://user:password@host/...)",
                 method.as_str()
             )));
         };

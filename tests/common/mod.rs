@@ -277,6 +277,9 @@ rtmp {{
     pub fn start_again(&mut self) {
         self.child = Self::spawn(&self.dir, self.netns.as_deref());
         wait_for_host_port(&self.host, self.port, Duration::from_secs(10));
+        for p in &self.tls_ports {
+            wait_for_host_port(&self.host, *p, Duration::from_secs(10));
+        }
     }
 
     /// Sends a signal (STOP, CONT...) to nginx's worker processes.

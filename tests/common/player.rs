@@ -353,3 +353,32 @@ pub fn resumption(log: &States, back: std::time::Instant) -> (String, Duration, 
         .unwrap();
     (reason, connected_at.saturating_duration_since(back), step)
 }
+
+/// playbin on `uri` with fakesinks, calling `setup` on the source it makes
+/// (source-setup); returns it and the source's factory name once known.
+pub fn playbin_with_source(
+    uri: &str,
+    setup: impl Fn(&gst::Element) + Send + Sync + 'static,
+) -> (gst::Pipeline, Arc<Mutex<Option<String>>>) {
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", uri)
+        .property(
+            "video-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .property(
+            "audio-sink",
+            gst::ElementFactory::make("fakesink").build().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let source: Arc<Mutex<Option<String>>> = Arc::default();
+    let s2 = source.clone();
+    playbin.connect("source-setup", false, move |args| {
+        let src = args[1].get::<gst::Element>().unwrap();
+        *s2.lock().unwrap() = src.factory().map(|f| f.name().to_string());
+        setup(&src);
+        None
+    });
+    (playbin.downcast::<gst::Pipeline>().unwrap(), source)
+}

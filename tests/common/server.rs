@@ -126,6 +126,17 @@ pub fn ffmpeg_push(
     url: &str,
     realtime: bool,
 ) -> (bool, String) {
+    ffmpeg_push_with(ffmpeg, file, &[], url, realtime)
+}
+
+/// `ffmpeg_push` with output options (`-ca_file`, say) before the URL.
+pub fn ffmpeg_push_with(
+    ffmpeg: &str,
+    file: &std::path::Path,
+    args: &[&str],
+    url: &str,
+    realtime: bool,
+) -> (bool, String) {
     let mut cmd = Command::new(ffmpeg);
     cmd.args(["-hide_banner", "-loglevel", "error"]);
     if realtime {
@@ -134,7 +145,9 @@ pub fn ffmpeg_push(
     let out = cmd
         .arg("-i")
         .arg(file)
-        .args(["-c", "copy", "-f", "flv", url])
+        .args(["-c", "copy"])
+        .args(args)
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .output()
         .unwrap();

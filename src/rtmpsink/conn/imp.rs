@@ -293,6 +293,9 @@ impl RtmpSinkConn {
             .field("backlog-messages", st.backlog.len() as u64)
             .field("backlog-bytes", st.backlog.bytes() as u64)
             .field("backlog-dropped", st.backlog.dropped);
+        if let Conn::Connected(c) = &st.conn {
+            b = b.field("tls", c.tls_info().unwrap_or(""));
+        }
         if let Some(s) = server {
             let players = s
                 .peers

@@ -318,6 +318,9 @@ impl RtmpSrcConn {
             .field("resyncs", st.resyncs)
             .field("publisher-restarts", st.restarts)
             .field("reconnects", st.reconnects);
+        if let Conn::Connected(c) = &st.conn {
+            b = b.field("tls", c.tls_info().unwrap_or(""));
+        }
         if let Some(s) = server {
             let publisher = s
                 .peers
