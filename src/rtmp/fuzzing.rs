@@ -235,11 +235,59 @@ pub fn server_session(data: &[u8]) {
     }
 }
 
+/// Logins: what a hostile server says in a refusal (to the client side)
+/// and what a hostile client puts in its connect's app query (to the
+/// server side). Neither may panic; the client never asks for more than
+/// an announce and one answer; the server's challenges stay bounded and
+/// nothing logs in without the password.
+pub fn auth(data: &[u8]) {
+    use super::auth::{AuthMethod, ClientAuth, ClientAuthMode, Credentials, ServerAuth, Verdict};
+    let Some((&seed, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let creds = Credentials {
+        user: "u".into(),
+        password: "p".into(),
+    };
+    let mode = [
+        ClientAuthMode::Auto,
+        ClientAuthMode::None,
+        ClientAuthMode::Adobe,
+        ClientAuthMode::Llnw,
+    ][usize::from(seed % 4)];
+    let mut c = ClientAuth::new(mode, Some(creds.clone()), "live");
+    let mut retries = 0;
+    for part in text.split('\n') {
+        if c.on_refused(part, u32::from(seed)).is_err() {
+            break;
+        }
+        retries += 1;
+        assert!(retries <= 2, "a login that never ends: {text:?}");
+        assert!(c.connect_query().is_some_and(|q| q.starts_with("authmod=")));
+    }
+    let method = if seed & 4 == 0 {
+        AuthMethod::Adobe
+    } else {
+        AuthMethod::Llnw
+    };
+    let mut s = ServerAuth::new(method, creds, Duration::from_secs(1));
+    let t0 = Instant::now();
+    for (i, part) in text.split('\n').enumerate() {
+        let now = t0 + Duration::from_millis(100 * i as u64);
+        // The password is "p": no query made by hand knows the response
+        // to a challenge only the server's randomness made.
+        if let Verdict::Accept { .. } = s.check("live", part, now, &[seed; 8]) {
+            assert!(part.contains("response="), "{part:?}");
+        }
+    }
+}
+
 /// Every target, by the name its fuzz target and corpus folder use.
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("chunk", chunk),
     ("amf0", amf0),
     ("amf3", amf3),
@@ -248,6 +296,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("command", command),
     ("client_session", client_session),
     ("server_session", server_session),
+    ("auth", auth),
 ];
 
 #[cfg(test)]
