@@ -241,7 +241,10 @@ struct Reader {
     tls: Option<SharedTls>,
     host: String,
     raw: Vec<u8>,
+    /// Over TLS: the plaintext of the last read.
     plain: Vec<u8>,
+    /// Without TLS: how much of `raw` the last read filled.
+    raw_len: usize,
 }
 
 /// What one read gave.
@@ -259,6 +262,7 @@ impl Reader {
     /// Reads once from the socket and, over TLS, decrypts it.
     fn read_once(&mut self) -> std::io::Result<Result<Read1>> {
         self.plain.clear();
+        self.raw_len = 0;
         let n = match self.stream.read(&mut self.raw) {
             Ok(0) => return Ok(Ok(Read1::Closed)),
             Ok(n) => n,
@@ -266,7 +270,8 @@ impl Reader {
             Err(e) => return Err(e),
         };
         let Some(t) = &self.tls else {
-            self.plain.extend_from_slice(&self.raw[..n]);
+            // Plain TCP: the bytes read are the data, not copied again.
+            self.raw_len = n;
             return Ok(Ok(Read1::Data));
         };
         let r = tls::decrypt(&mut lock(t), &self.raw[..n], &mut self.plain);
@@ -275,6 +280,15 @@ impl Reader {
             Ok(_) => Ok(Read1::Data),
             Err(e) => Err(tls::tls_error(&e, &self.host)),
         })
+    }
+
+    /// What the last read gave the session.
+    fn data(&self) -> &[u8] {
+        if self.tls.is_some() {
+            &self.plain
+        } else {
+            &self.raw[..self.raw_len]
+        }
     }
 
     /// Whether TLS has records of its own to send (an alert, a key update).
@@ -465,6 +479,7 @@ impl ClientConnection {
             host: url.host.clone(),
             raw: vec![0u8; 64 * 1024],
             plain: Vec::with_capacity(64 * 1024),
+            raw_len: 0,
         };
         let mut writer = Writer {
             stream,
@@ -503,7 +518,7 @@ impl ClientConnection {
                         ),
                     ));
                 }
-                Read1::Data => session.feed(&reader.plain, Instant::now())?,
+                Read1::Data => session.feed(reader.data(), Instant::now())?,
                 Read1::Idle => {}
             }
             if cancel.is_cancelled() {
@@ -780,7 +795,7 @@ fn read_loop(mut reader: Reader, shared: &Shared) {
                 }
                 let pending = {
                     let mut s = lock(&shared.session);
-                    if let Err(e) = s.feed(&reader.plain, Instant::now()) {
+                    if let Err(e) = s.feed(reader.data(), Instant::now()) {
                         drop(s);
                         fail(e);
                         return;
