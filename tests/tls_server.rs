@@ -309,3 +309,72 @@ fn hostile_tls_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
         .count();
     assert!(rejected >= 4, "{:?}", notes.lock().unwrap());
 }
+
+/// What users make for a test rig or a self-hosted ingest: `openssl req
+/// -x509`, which marks the certificate as a CA (webpki alone refuses that
+/// as a server's certificate). Given as tls-ca-file, it is trusted as it
+/// is; its name is still checked.
+#[test]
+fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
+    require("openssl");
+    let dir = TempDir::new("tls-selfsigned");
+    let (cert, key) = (dir.path("host.pem"), dir.path("host.key"));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let server = format!(
+        "eos-on-unpublish=true tls-certificate-file={} tls-key-file={}",
+        cert.display(),
+        key.display()
+    );
+    let (p, log, _, _, port) = src_server_at(LISTEN, &server);
+    // Without it: the error says what to do.
+    let unknown = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://localhost:{port}/live/key"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    unknown.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = expect_error(&unknown, Duration::from_secs(15));
+    assert!(msg.contains("tls-ca-file"), "{msg}");
+    let sent = publish_to_eos(&format!(
+        "{} rtmpsink name=s sync=false location=rtmps://localhost:{port}/live/key tls-ca-file={}",
+        AV.replace("SINK", "s"),
+        cert.display()
+    ));
+    play_to_eos(&p, Duration::from_secs(20));
+    same_frames(
+        "rtmpsink trusting an openssl self-signed certificate",
+        &sent,
+        &log.lock().unwrap(),
+        true,
+    );
+    // Trusted as it is, but not for another name.
+    let (p, _, _, _, port) = src_server_at(LISTEN, &server);
+    let bad = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://127.0.0.1:{port}/live/key tls-ca-file={}",
+        cert.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    bad.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = expect_error(&bad, Duration::from_secs(15));
+    assert!(msg.contains("not valid for that name"), "{msg}");
+    p.set_state(gst::State::Null).unwrap();
+}

@@ -125,7 +125,7 @@ pub fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>> {
         Err(_) if !extra.is_empty() => {
             let path = s.ca_file.as_deref().expect("extra roots come from a file");
             WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots_from(extra, path)?),
+                Arc::new(roots_from(extra.clone(), path)?),
                 provider.clone(),
             )
             .build()
@@ -144,6 +144,7 @@ pub fn client_config(s: &TlsSettings) -> Result<Arc<rustls::ClientConfig>> {
         inner,
         flags: s.validation_flags,
         provider: provider.clone(),
+        pinned: extra,
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -241,6 +242,57 @@ struct FlagsVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     flags: u32,
     provider: Arc<CryptoProvider>,
+    /// The certificates of `tls-ca-file`: one the server presents as is
+    /// was trusted by the user as it stands.
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl FlagsVerifier {
+    /// A server certificate the user put in `tls-ca-file` itself (the
+    /// self-signed certificate of `openssl req -x509`, which is marked as
+    /// a CA and which webpki therefore refuses as a server's): trusted as
+    /// it is, its name and dates still checked as the flags say.
+    fn verify_pinned(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Option<std::result::Result<ServerCertVerified, rustls::Error>> {
+        if !self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return None;
+        }
+        let fail = |e: CertificateError| Some(Err(rustls::Error::InvalidCertificate(e)));
+        if let Some((not_before, not_after)) = validity(end_entity) {
+            if now.as_secs() > not_after && self.flags & flags::EXPIRED != 0 {
+                return fail(CertificateError::ExpiredContext {
+                    time: now,
+                    not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        not_after,
+                    )),
+                });
+            }
+            if now.as_secs() < not_before && self.flags & flags::NOT_ACTIVATED != 0 {
+                return fail(CertificateError::NotValidYetContext {
+                    time: now,
+                    not_before: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        not_before,
+                    )),
+                });
+            }
+        }
+        let parsed = match rustls::server::ParsedCertificate::try_from(end_entity) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        match rustls::client::verify_server_name(&parsed, server_name) {
+            Err(rustls::Error::InvalidCertificate(e)) if self.flags & flag_of(&e) != 0 => fail(e),
+            _ => Some(Ok(ServerCertVerified::assertion())),
+        }
+    }
 }
 
 impl ServerCertVerifier for FlagsVerifier {
@@ -252,14 +304,25 @@ impl ServerCertVerifier for FlagsVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let first =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        if first.is_err()
+            && let Some(r) = self.verify_pinned(end_entity, server_name, now)
+        {
+            return r;
+        }
         let mut name = server_name.to_owned();
         let mut time = now;
         let mut self_anchored: Option<Arc<dyn ServerCertVerifier>> = None;
+        let mut result = Some(first);
         // Each pass sets one kind of problem aside; there are few kinds.
         for _ in 0..6 {
             let verifier = self_anchored.as_ref().unwrap_or(&self.inner);
-            let e = match verifier.verify_server_cert(end_entity, intermediates, &name, ocsp, time)
-            {
+            let r = result.take().unwrap_or_else(|| {
+                verifier.verify_server_cert(end_entity, intermediates, &name, ocsp, time)
+            });
+            let e = match r {
                 Ok(v) => return Ok(v),
                 Err(rustls::Error::InvalidCertificate(e)) => e,
                 Err(other) => return Err(other),
@@ -400,6 +463,69 @@ impl ServerCertVerifier for NoRoots {
     }
 }
 
+/// A DER element: its tag, its contents, and what follows it.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Seconds since 1970 of an X.509 time (UTCTime or GeneralizedTime, Z).
+fn x509_time(tag: u8, t: &[u8]) -> Option<u64> {
+    let t = std::str::from_utf8(t).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match (tag, t.len()) {
+        (0x17, 12) => {
+            let y: i64 = t[..2].parse().ok()?;
+            (if y < 50 { 2000 + y } else { 1900 + y }, &t[2..])
+        }
+        (0x18, 14) => (t[..4].parse().ok()?, &t[4..]),
+        _ => return None,
+    };
+    let f = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
+    let (month, day, h, m, s) = (f(0)?, f(2)?, f(4)?, f(6)?, f(8)?);
+    // Days from civil (Howard Hinnant's algorithm), the inverse of `utc`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
+/// A certificate's notBefore and notAfter, in seconds since 1970.
+fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+    let (_, cert, _) = der(cert)?;
+    let (_, tbs, _) = der(cert)?;
+    let mut rest = tbs;
+    // [0] version, if there, then serial number, signature algorithm,
+    // issuer; validity comes next.
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        rest = der(rest)?.2;
+    }
+    let (_, validity, _) = der(rest)?;
+    let (t1, nb, after) = der(validity)?;
+    let (t2, na, _) = der(after)?;
+    Some((x509_time(t1, nb)?, x509_time(t2, na)?))
+}
+
 /// A date a person reads ("2025-03-01 12:00:00 UTC") from Unix seconds.
 fn utc(t: UnixTime) -> String {
     let secs = t.as_secs();
@@ -469,6 +595,11 @@ pub fn describe(e: &rustls::Error, host: &str) -> String {
             CertificateError::Revoked => format!(
                 "the certificate of {host} has been revoked {}",
                 skip("revoked")
+            ),
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                "the certificate of {host} is a CA certificate, not a server's (as `openssl req -x509` makes them): \
+                 give that certificate file as tls-ca-file to trust it as it is {}",
+                skip("generic-error")
             ),
             other => format!(
                 "the certificate of {host} was not accepted ({other:?}) {}",
@@ -577,6 +708,30 @@ mod tests {
         assert_eq!(utc(t(0)), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(t(951_782_400)), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(t(1_767_225_599)), "2025-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn validity_is_read_from_der() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        p.not_before = rcgen::date_time_ymd(2020, 2, 29);
+        p.not_after = rcgen::date_time_ymd(2060, 1, 1);
+        let cert = p.self_signed(&key).unwrap();
+        let (nb, na) = validity(cert.der()).unwrap();
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                nb
+            ))),
+            "2020-02-29 00:00:00 UTC"
+        );
+        // 2060 is past UTCTime's range: GeneralizedTime.
+        assert_eq!(
+            utc(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                na
+            ))),
+            "2060-01-01 00:00:00 UTC"
+        );
+        assert!(validity(b"\x30\x03\x02\x01").is_none());
     }
 
     #[test]

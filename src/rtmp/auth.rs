@@ -456,7 +456,7 @@ impl ServerAuth {
                     "[ AccessManager.Reject ] : [ code=403 need auth; authmod={} ] : ",
                     m.as_str()
                 ),
-                why: "no login: asked for one".into(),
+                why: "asked to log in".into(),
             };
         };
         if authmod != m.as_str() {
