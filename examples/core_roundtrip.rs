@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Publishes an FLV file to an RTMP server with the core's client while a
 //! second client plays it back, then reports what arrived and whether every
 //! frame came back byte for byte.

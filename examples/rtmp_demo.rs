@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The main job: a live test pattern with audio goes through `rtmpsink` to
 //! an RTMP server while `rtmpsrc` plays it back; then what was sent and
 //! received is compared frame by frame, per pad, and the end-to-end latency

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A load tool on top of the core: opens N player connections to one RTMP
 //! stream from a single thread (mio, non-blocking) and counts what each
 //! receives: frames, bytes, and frames lost (gaps in the video timestamps

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Connects to an RTMP URL with the core's blocking client, publishes or
 //! plays, and prints every event: a quick way to see what a server does.
 //!

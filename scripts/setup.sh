@@ -44,5 +44,9 @@ if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
+  # The protocol core's browser build (scripts/test.sh checks it).
+  rustup target list --installed 2>/dev/null | grep -q "^wasm32-unknown-unknown" \
+    || rustup target add wasm32-unknown-unknown \
+    || echo "setup: could not add the wasm32-unknown-unknown target (offline?); its check will be skipped" >&2
 fi
 echo "setup: ready"

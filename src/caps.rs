@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Caps <-> FLV codec mapping shared by the sink and the source.
 
 /// What `rtmpsink`'s video pad takes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What both elements do the same way: checking `location`, turning
 //! `extra-connect-args` into connect command properties, and the server
 //! mode's hooks (the accept signal, bus messages).

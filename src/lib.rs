@@ -6,14 +6,16 @@ pub mod caps;
 mod common;
 pub mod mode;
 pub mod net;
-pub mod rtmp;
+/// The protocol core, its own crate (`rtmp-proto/`).
+pub use rtmp_proto as rtmp;
 pub mod rtmpsink;
 pub mod rtmpsrc;
 mod security;
 mod sync;
 
 // The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows
-// Debian's librtmp plugin of the same basename (see DESIGN.md).
+// Debian's librtmp plugin of the same basename (see the README, "Using
+// the plugin").
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     rtmpsink::register(plugin)?;
     rtmpsrc::register(plugin)?;

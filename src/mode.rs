@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The `mode` property both elements share.
 
 use gst::glib;

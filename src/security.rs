@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The properties both elements have for `rtmps://` and for logging in:
 //! declared once here, kept in one [`Security`] struct in each element's
 //! settings, and handed to the drivers as a snapshot when a connection

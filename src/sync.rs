@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Locks that survive a panicked holder, and bounded condition waits: what
 //! every thread-sharing part of the plugin needs the same way.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Logging in: our rtmpsink against our rtmpsrc server with Adobe and
 //! Limelight authentication (over rtmp and rtmps), FFmpeg 5.1 and 9 and
 //! rtmp2sink publishing with a user and password, FFmpeg, rtmp2src and our

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The protocol core, through the blocking driver, against real peers:
 //! nginx-rtmp and FFmpeg, as servers and as clients.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Golden traffic: a relay between FFmpeg and nginx-rtmp records both
 //! directions of a publish and of a play, and our core decodes every byte.
 //! The recordings are made here, never shipped; with GOLDEN_DUMP_DIR set

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Bad networks, made real: nginx-rtmp runs on a test host in its own
 //! network namespace, behind a link that loses, delays or drops everything
 //! (see `common::netlab`). What arrived is read from nginx's recordings

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The plugin file: named so that it shadows Debian's librtmp plugin.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Staying live: rtmpsink reconnects when the server goes away, keeps a
 //! backlog meanwhile, and re-sends from a keyframe. The faults are real:
 //! nginx-rtmp is stopped and started again mid-stream. What arrived is read

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! rtmpsink against real peers: nginx-rtmp (recording what it receives),
 //! `ffmpeg -listen 1`, and rtmp2src playing it back. What was sent is
 //! captured on rtmpsink's own pads; what arrived is read by ffprobe.

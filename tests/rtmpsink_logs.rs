@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The stream key, a password and the tokens in a location's query never
 //! appear in our debug log, at any level, while the token still reaches
 //! the server untouched. (A test binary of its own: it turns logging up for

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! rtmpsrc against real peers: streams published to nginx-rtmp by FFmpeg,
 //! by our rtmpsink and by rtmp2sink, `ffmpeg -listen 1` as a one-player
 //! server, and playbin opening rtmp:// URIs. What came out of rtmpsrc is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Server modes against real peers: FFmpeg 5.1 and 9, rtmp2sink and our
 //! rtmpsink publishing straight into `rtmpsrc mode=server`; FFmpeg, rtmp2src
 //! and our rtmpsrc playing straight from `rtmpsink mode=server`. What

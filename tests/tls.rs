@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! rtmps:// as a client: rtmpsink and rtmpsrc through nginx-rtmp behind
 //! nginx's stream module terminating TLS (the usual RTMPS ingest set-up),
 //! against `ffmpeg -listen 1` over TLS, and through playbin; certificate

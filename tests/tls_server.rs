@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! rtmps:// in server mode: FFmpeg 5.1 (GnuTLS), FFmpeg 9 (OpenSSL),
 //! rtmp2sink (GIO) and our rtmpsink publish over TLS straight into
 //! `rtmpsrc mode=server`; client certificates required and checked;

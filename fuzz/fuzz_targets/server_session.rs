@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| gstrtmp::rtmp::fuzzing::server_session(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rtmp_proto::fuzzing::server_session(data));

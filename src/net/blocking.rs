@@ -1,6 +1,8 @@
-//! A blocking driver: one thread, one socket, one session. It is what the
-//! tests, examples and benchmarks use to reach real servers; the elements
-//! will drive the same sessions from their own threads.
+// SPDX-License-Identifier: MPL-2.0
+//! A blocking driver: one thread, one socket, one session, `rtmp://` only.
+//! The tests, examples and tools use it to reach real servers; the
+//! elements use [`super::client`] (threaded, TLS) and [`super::server`]
+//! (one mio loop) instead.
 
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};

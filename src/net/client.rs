@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A client connection for the elements: the streaming thread writes
 //! (cancellably, with stall detection), a reader thread answers the server
 //! (acknowledgements, pings) and notices errors and disconnection at once.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Drivers that run the sans-IO core over real sockets.
 
 pub mod blocking;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! TLS for `rtmps://`: a stage between the socket and the RTMP core.
 //!
 //! rustls is itself sans-IO (ciphertext in, plaintext out, records to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `rtmpsink`: publishes H.264 and AAC (or MP3) elementary streams, or FLV
 //! from flvmux, to an RTMP server.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `rtmpsrc`: plays an RTMP stream and gives H.264 and AAC (and the legacy
 //! FLV audio codecs) on `video` and `audio` sometimes pads.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Helpers shared by the integration tests: real peers (nginx-rtmp, ffmpeg)
 //! started and stopped by the test, media made by the test, and frame lists
 //! to compare what was sent with what arrived.

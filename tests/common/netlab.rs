@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Test hosts in network namespaces, made and removed by the test itself:
 //!
 //! ```text

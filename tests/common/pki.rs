@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Certificates made by the tests themselves: a test CA, a server
 //! certificate for localhost, and the broken ones (another host's name,
 //! expired, signed by a CA nobody trusts), plus client certificates for

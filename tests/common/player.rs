@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Playing with rtmpsrc and recording every buffer, recording what a
 //! publishing pipeline's parsers gave, and comparing the two.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Helpers for tests of the server modes: bus notices, the elements'
 //! picked ports, FFmpeg 5.1 and 9 as publishers and players, and hostile
 //! peers written by hand.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! RTMP servers for the elements. One thread per element runs an event loop
 //! (mio, non-blocking sockets) over the listening socket and every
 //! connection, so that no peer, however slow or hostile, holds up a

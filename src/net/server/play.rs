@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Serving players (rtmpsink mode=server): each message is chunked once and
 //! the same bytes go to every player; a new player gets the metadata and
 //! sequence headers, then the cached GOP from its keyframe on; a player that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Taking a publisher (rtmpsrc mode=server): one at a time; a second one
 //! is refused, or takes over when asked. What the publisher sends becomes
 //! the same events a playing client gives, framed by `StreamBegin` and

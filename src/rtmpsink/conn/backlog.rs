@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What rtmpsink keeps to survive a lost connection: the last `keep` of
 //! messages (whole GOPs, starting at a keyframe), the latest metadata and
 //! sequence headers, and how far the server has acknowledged. After a

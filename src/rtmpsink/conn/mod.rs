@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The sink inside `rtmpsink` that owns the connection: FLV tags in (from
 //! the muxer or from flvmux), RTMP messages out.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 

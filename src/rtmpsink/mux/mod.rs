@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The muxer inside `rtmpsink`: H.264, AAC and MP3 buffers in, FLV tags
 //! out, interleaved by DTS. Not registered as an element of its own.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The source inside `rtmpsrc` that owns the connection: plays the stream
 //! and gives each audio, video and metadata message as an FLV tag, time
 //! stamped in running time.

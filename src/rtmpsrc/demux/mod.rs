@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The demuxer inside `rtmpsrc`: FLV tags in, H.264/HEVC and AAC/MP3/G.711/
 //! PCM out on `video` and `audio` sometimes pads.
 

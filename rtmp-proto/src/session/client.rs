@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The client side: connect, then publish or play.
 
 use std::collections::{HashMap, VecDeque};
@@ -5,47 +6,62 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::rtmp::amf0::{Amf0Value, Properties};
-use crate::rtmp::chunk::RawMessage;
-use crate::rtmp::error::{Error, ErrorKind, Refusal, Result};
-use crate::rtmp::handshake::RANDOM_SIZE;
-use crate::rtmp::limits::Limits;
-use crate::rtmp::message::{
+use crate::amf0::{Amf0Value, Properties};
+use crate::chunk::RawMessage;
+use crate::error::{Error, ErrorKind, Refusal, Result};
+use crate::handshake::RANDOM_SIZE;
+use crate::limits::Limits;
+use crate::message::{
     ConnectParams, DataMessage, Message, NetCommand, Status, UserControl, type_id,
 };
-use crate::rtmp::url::{RtmpUrl, redact_key};
+use crate::url::{RtmpUrl, redact_key};
 
 use super::{Connection, ConnectionStats, DEFAULT_OUT_CHUNK_SIZE, csid};
 
+/// What a client connects for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
+    /// Send a stream (`publish`).
     Publish,
+    /// Receive a stream (`play`).
     Play,
 }
 
 /// The Enhanced RTMP capabilities announced in `connect`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EnhancedCaps {
+    /// `fourCcList`: the codecs we take or send ("hvc1", "av01"...).
     pub fourcc_list: Vec<String>,
+    /// `videoFourCcInfoMap`: per video FourCC, what we can do with it.
     pub video_fourcc_info_map: Properties,
+    /// `audioFourCcInfoMap`: per audio FourCC, what we can do with it.
     pub audio_fourcc_info_map: Properties,
+    /// `capsEx`: extended capabilities (reconnect, multitrack, ModEx).
     pub caps_ex: Option<f64>,
 }
 
+/// What a client session connects to and how.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// Publish or play.
     pub mode: ClientMode,
+    /// The application (`app` in connect), with its query.
     pub app: String,
     /// Stream name (key), query included.
     pub stream: String,
+    /// `tcUrl` in connect.
     pub tc_url: String,
+    /// `flashVer` in connect.
     pub flash_ver: String,
+    /// `swfUrl` in connect, if any.
     pub swf_url: Option<String>,
+    /// `pageUrl` in connect (players), if any.
     pub page_url: Option<String>,
     /// Extra properties for the connect command object.
     pub connect_extra: Properties,
     /// Extra arguments after the connect command object.
     pub connect_args: Vec<Amf0Value>,
+    /// Enhanced RTMP fields for connect, if any.
     pub enhanced: Option<EnhancedCaps>,
     /// Our outgoing chunk size, announced right after the handshake.
     pub chunk_size: u32,
@@ -57,6 +73,7 @@ pub struct ClientConfig {
     pub play_start: f64,
     /// How long to wait for the handshake or an answer to a command.
     pub response_timeout: Duration,
+    /// The bounds it decodes within.
     pub limits: Limits,
 }
 
@@ -90,24 +107,50 @@ impl ClientConfig {
 /// Where a client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
+    /// C0+C1 sent, waiting for S0+S1+S2.
     Handshaking,
+    /// `connect` sent, waiting for its answer.
     Connecting,
+    /// `createStream` sent, waiting for the stream id.
     CreatingStream,
-    StartingPublish { stream_id: u32 },
-    Publishing { stream_id: u32 },
-    StartingPlay { stream_id: u32 },
-    Playing { stream_id: u32 },
+    /// `publish` sent, waiting for NetStream.Publish.Start.
+    StartingPublish {
+        /// The stream created for it.
+        stream_id: u32,
+    },
+    /// Media may be sent.
+    Publishing {
+        /// The stream published on.
+        stream_id: u32,
+    },
+    /// `play` sent, waiting for NetStream.Play.Start.
+    StartingPlay {
+        /// The stream created for it.
+        stream_id: u32,
+    },
+    /// Media comes in.
+    Playing {
+        /// The stream played.
+        stream_id: u32,
+    },
+    /// Ended politely (`stop`).
     Closed,
+    /// Ended by an error; nothing more can be done with it.
     Failed,
 }
 
 /// What a rejection or timeout happened during.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// The handshake.
     Handshake,
+    /// `connect`.
     Connect,
+    /// `createStream`.
     CreateStream,
+    /// `publish`.
     Publish,
+    /// `play`.
     Play,
 }
 
@@ -123,43 +166,65 @@ impl Stage {
     }
 }
 
+/// What the server did, for the driver to act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// The server accepted `connect`.
     Connected {
+        /// The command object of the answer (fmsVer, capabilities...).
         properties: Amf0Value,
+        /// The info object of the answer, if it had one.
         status: Option<Status>,
     },
+    /// Publishing has begun: media may be sent.
     PublishStarted {
+        /// The stream published on.
         stream_id: u32,
     },
+    /// Playing has begun: media will come.
     PlayStarted {
+        /// The stream played.
         stream_id: u32,
     },
     /// An onStatus that did not change the state (Play.Reset, Publish.Idle ...).
     Status(Status),
+    /// User control StreamBegin for this stream id.
     StreamBegin(u32),
+    /// User control StreamDry: the stream has no data for now.
     StreamDry(u32),
+    /// User control StreamIsRecorded: a recorded (not live) stream.
     StreamIsRecorded(u32),
     /// The played stream ended: StreamEOF, Play.Complete / Stop / UnpublishNotify.
     StreamEnded {
+        /// Why, in words.
         reason: String,
     },
+    /// Audio of the played stream.
     Audio {
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The FLV audio tag body.
         payload: Bytes,
     },
+    /// Video of the played stream.
     Video {
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The FLV video tag body.
         payload: Bytes,
     },
+    /// A data message of the played stream (metadata...).
     Data {
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The decoded message.
         data: DataMessage,
     },
     /// The server told us to reconnect (Enhanced RTMP v2).
     ReconnectRequest {
+        /// Where to: a tcUrl (absolute or relative), or none for the same server.
         tc_url: Option<String>,
+        /// The server's reason.
         description: String,
     },
 }
@@ -171,6 +236,9 @@ enum Pending {
     Other,
 }
 
+/// A client connection as a state machine: the handshake, `connect`,
+/// `createStream`, then `publish` or `play`, acknowledgements and pings.
+/// The driver feeds it bytes and time and sends what it gives.
 pub struct ClientSession {
     conn: Connection,
     config: ClientConfig,
@@ -198,18 +266,22 @@ impl ClientSession {
         }
     }
 
+    /// Where it is.
     pub fn state(&self) -> ClientState {
         self.state
     }
 
+    /// What it was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
+    /// The connection's counters.
     pub fn stats(&self) -> ConnectionStats {
         self.conn.stats()
     }
 
+    /// The connection under it (chunk figures, limits).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -269,14 +341,17 @@ impl ClientSession {
         }
     }
 
+    /// The next thing the server did.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
+    /// Bytes to send now.
     pub fn send_buf(&self) -> &[u8] {
         self.conn.send_buf()
     }
 
+    /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
         self.conn.advance(n)
     }
@@ -286,6 +361,8 @@ impl ClientSession {
         self.deadline
     }
 
+    /// Deadlines: an answer that does not come within the response timeout
+    /// is an error. Call it by [`poll_timeout`](Self::poll_timeout) at the latest.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
         self.check_alive()?;
         if let Some(d) = self.deadline

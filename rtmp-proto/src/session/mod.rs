@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Sans-IO RTMP sessions: [`ClientSession`] publishes or plays,
 //! [`ServerSession`] serves one connection. Both take bytes (`feed`) and
 //! time (`handle_timeout`), give events (`poll_event`) and bytes to send
@@ -15,11 +16,17 @@ pub use server::{ServerConfig, ServerEvent, ServerSession};
 
 /// Chunk stream ids we send on (FFmpeg's choice, which servers are used to).
 pub mod csid {
+    /// Protocol control (chunk size, acknowledgements, user control).
     pub const CONTROL: u32 = 2;
+    /// NetConnection commands (connect, createStream...).
     pub const COMMAND: u32 = 3;
+    /// Audio messages.
     pub const AUDIO: u32 = 4;
+    /// Data (metadata) messages.
     pub const DATA: u32 = 5;
+    /// Video messages.
     pub const VIDEO: u32 = 6;
+    /// NetStream commands (publish, play, onStatus...).
     pub const STREAM_COMMAND: u32 = 8;
 }
 

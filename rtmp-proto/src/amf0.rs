@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! AMF0, the encoding of RTMP commands and metadata (Adobe AMF0 spec).
 //!
 //! Every type of the spec is modelled. Decoding is bounded by [`AmfLimits`]
@@ -9,53 +10,89 @@ use super::error::{Error, Result};
 use super::limits::AmfLimits;
 use super::reader::Reader;
 
+/// The type markers that start each AMF0 value.
 pub mod marker {
+    /// A number (f64).
     pub const NUMBER: u8 = 0x00;
+    /// A boolean.
     pub const BOOLEAN: u8 = 0x01;
+    /// A string under 64 KiB.
     pub const STRING: u8 = 0x02;
+    /// An anonymous object.
     pub const OBJECT: u8 = 0x03;
+    /// Reserved (never sent).
     pub const MOVIECLIP: u8 = 0x04;
+    /// null.
     pub const NULL: u8 = 0x05;
+    /// undefined.
     pub const UNDEFINED: u8 = 0x06;
+    /// A reference to an earlier complex value.
     pub const REFERENCE: u8 = 0x07;
+    /// An associative array with a count hint.
     pub const ECMA_ARRAY: u8 = 0x08;
+    /// The end of an object or ECMA array (after an empty name).
     pub const OBJECT_END: u8 = 0x09;
+    /// A dense array.
     pub const STRICT_ARRAY: u8 = 0x0A;
+    /// A date.
     pub const DATE: u8 = 0x0B;
+    /// A string of 64 KiB or more.
     pub const LONG_STRING: u8 = 0x0C;
+    /// Unsupported.
     pub const UNSUPPORTED: u8 = 0x0D;
+    /// Reserved (never sent).
     pub const RECORDSET: u8 = 0x0E;
+    /// An XML document.
     pub const XML_DOCUMENT: u8 = 0x0F;
+    /// An object of a named class.
     pub const TYPED_OBJECT: u8 = 0x10;
+    /// The value that follows is AMF3.
     pub const AVMPLUS: u8 = 0x11;
 }
 
 /// Ordered key/value pairs, as objects and ECMA arrays carry them.
 pub type Properties = Vec<(String, Amf0Value)>;
 
+/// One AMF0 value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amf0Value {
+    /// A number (every AMF0 number is a double).
     Number(f64),
+    /// A boolean.
     Boolean(bool),
+    /// A string (under 64 KiB on the wire).
     String(String),
+    /// An anonymous object: names and values, in order.
     Object(Properties),
+    /// null.
     Null,
+    /// undefined.
     Undefined,
     /// Index into the table of complex values seen earlier in the message.
     /// Kept unresolved: a reference may point at an enclosing object.
     Reference(u16),
+    /// An associative array (its count is only a hint on the wire).
     EcmaArray(Properties),
+    /// A dense array.
     StrictArray(Vec<Amf0Value>),
     /// Milliseconds since the epoch, and a time zone the spec says to ignore.
     Date {
+        /// Milliseconds since 1970-01-01.
         millis: f64,
+        /// Minutes from UTC, which readers ignore.
         time_zone: i16,
     },
+    /// A string of 64 KiB or more.
     LongString(String),
+    /// The Unsupported marker.
     Unsupported,
+    /// An XML document, as text.
     XmlDocument(String),
+    /// An object of a named class.
     TypedObject {
+        /// The class name.
         class_name: String,
+        /// Its properties, in order.
         properties: Properties,
     },
     /// The switch to AMF3 for one value.
@@ -63,6 +100,7 @@ pub enum Amf0Value {
 }
 
 impl Amf0Value {
+    /// A String value.
     pub fn string(s: impl Into<String>) -> Self {
         Amf0Value::String(s.into())
     }
@@ -76,6 +114,7 @@ impl Amf0Value {
         }
     }
 
+    /// The number of a Number (or of an AMF3 double or integer).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Amf0Value::Number(n) => Some(*n),
@@ -85,6 +124,7 @@ impl Amf0Value {
         }
     }
 
+    /// The value of a Boolean.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Amf0Value::Boolean(b) => Some(*b),
@@ -110,10 +150,12 @@ impl Amf0Value {
             .map(|(_, v)| v)
     }
 
+    /// A property's text, if it has one.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(Amf0Value::as_str)
     }
 
+    /// A property's number, if it has one.
     pub fn get_f64(&self, key: &str) -> Option<f64> {
         self.get(key).and_then(Amf0Value::as_f64)
     }
@@ -147,6 +189,7 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder of `buf` within `limits`.
     pub fn new(buf: &'a [u8], limits: &AmfLimits) -> Self {
         Decoder {
             reader: Reader::new(buf),
@@ -158,10 +201,12 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// Whether every byte has been read.
     pub fn is_empty(&self) -> bool {
         self.reader.is_empty()
     }
 
+    /// How many bytes have been read.
     pub fn position(&self) -> usize {
         self.reader.position()
     }
@@ -249,6 +294,7 @@ impl<'a> Decoder<'a> {
         Ok(props)
     }
 
+    /// Decodes the next value.
     pub fn value(&mut self) -> Result<Amf0Value> {
         self.count_element()?;
         let m = self.reader.u8().map_err(truncated)?;
@@ -461,7 +507,7 @@ fn put_properties(out: &mut Vec<u8>, props: &Properties) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::amf3::Amf3Object;
+    use crate::amf3::Amf3Object;
     use proptest::prelude::*;
 
     fn roundtrip(v: &Amf0Value) -> Amf0Value {
@@ -558,7 +604,7 @@ mod tests {
             .take(5 * 100)
             .collect();
         let e = decode_all(&deep, &limits).unwrap_err();
-        assert_eq!(e.kind(), crate::rtmp::error::ErrorKind::LimitExceeded);
+        assert_eq!(e.kind(), crate::error::ErrorKind::LimitExceeded);
         // A strict array claiming four billion entries.
         let e = decode_all(&[marker::STRICT_ARRAY, 0xFF, 0xFF, 0xFF, 0xFF], &limits).unwrap_err();
         assert!(e.reason().contains("claims"), "{e}");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A bounds-checked cursor over a byte slice: every read is fallible, so
 //! parsers built on it cannot panic on short or hostile input.
 

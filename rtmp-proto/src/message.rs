@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The typed model of RTMP messages (types 1-6, 8, 9, 15-20, 22) and of the
 //! commands and data messages real peers send.
 
@@ -9,41 +10,68 @@ use super::error::{Error, Result};
 use super::limits::Limits;
 use super::reader::Reader;
 
+/// Message type ids (RTMP spec, section 5.4 and 7.1).
 pub mod type_id {
+    /// Set Chunk Size (protocol control).
     pub const SET_CHUNK_SIZE: u8 = 1;
+    /// Abort a partly sent message (protocol control).
     pub const ABORT: u8 = 2;
+    /// Acknowledgement of bytes received (protocol control).
     pub const ACKNOWLEDGEMENT: u8 = 3;
+    /// User Control events.
     pub const USER_CONTROL: u8 = 4;
+    /// Window Acknowledgement Size (protocol control).
     pub const WINDOW_ACK_SIZE: u8 = 5;
+    /// Set Peer Bandwidth (protocol control).
     pub const SET_PEER_BANDWIDTH: u8 = 6;
+    /// Audio (an FLV audio tag body).
     pub const AUDIO: u8 = 8;
+    /// Video (an FLV video tag body).
     pub const VIDEO: u8 = 9;
+    /// Data, AMF3.
     pub const DATA_AMF3: u8 = 15;
+    /// Shared object, AMF3.
     pub const SHARED_OBJECT_AMF3: u8 = 16;
+    /// Command, AMF3.
     pub const COMMAND_AMF3: u8 = 17;
+    /// Data, AMF0 (`@setDataFrame`, `onMetaData`...).
     pub const DATA_AMF0: u8 = 18;
+    /// Shared object, AMF0.
     pub const SHARED_OBJECT_AMF0: u8 = 19;
+    /// Command, AMF0.
     pub const COMMAND_AMF0: u8 = 20;
+    /// Several audio/video/data messages in one.
     pub const AGGREGATE: u8 = 22;
 }
 
 /// User Control events (message type 4, RTMP spec 7.1.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserControl {
+    /// Stream `n` has begun.
     StreamBegin(u32),
+    /// Stream `n` has ended.
     StreamEof(u32),
+    /// Stream `n` has no data for now.
     StreamDry(u32),
+    /// A player's buffer length for a stream.
     SetBufferLength {
+        /// The stream.
         stream_id: u32,
+        /// Milliseconds of buffer.
         buffer_ms: u32,
     },
+    /// Stream `n` is recorded, not live.
     StreamIsRecorded(u32),
+    /// The server asks for an answer with this timestamp.
     PingRequest(u32),
+    /// The answer to a ping.
     PingResponse(u32),
     /// Events outside the spec (FMS sends BufferEmpty 31 and BufferReady 32):
     /// kept so that they can be ignored rather than fail the connection.
     Other {
+        /// The event type.
         event: u16,
+        /// Its data, as sent.
         data: Bytes,
     },
 }
@@ -110,21 +138,29 @@ impl UserControl {
 /// The limit type of Set Peer Bandwidth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BandwidthLimit {
+    /// The peer must keep to the size.
     Hard,
+    /// The peer may keep to the smaller of this and its current size.
     Soft,
+    /// Hard if the last limit was hard, else ignored.
     Dynamic,
 }
 
 /// A command: name, transaction id, command object, then arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
+    /// The command's name ("connect", "_result", "onStatus"...).
     pub name: String,
+    /// Matches an answer to its request (0: no answer wanted).
     pub transaction_id: f64,
+    /// The command object (often null).
     pub object: Amf0Value,
+    /// Further arguments.
     pub args: Vec<Amf0Value>,
 }
 
 impl Command {
+    /// A command from its parts.
     pub fn new(
         name: impl Into<String>,
         transaction_id: f64,
@@ -157,6 +193,7 @@ impl Command {
         })
     }
 
+    /// The command as an AMF0 message payload.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
         amf0::encode(&Amf0Value::String(self.name.clone()), &mut out);
@@ -177,14 +214,18 @@ impl Command {
 /// An onStatus / _error info object.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
+    /// "status", "warning" or "error".
     pub level: String,
+    /// What happened ("NetStream.Publish.Start"...).
     pub code: String,
+    /// In words.
     pub description: String,
     /// Other properties (details, clientid, ...).
     pub extra: Properties,
 }
 
 impl Status {
+    /// A status of `level` and `code`.
     pub fn new(level: &str, code: &str, description: impl Into<String>) -> Self {
         Status {
             level: level.into(),
@@ -194,6 +235,7 @@ impl Status {
         }
     }
 
+    /// A status from an info object (None if it is not an object).
     pub fn from_value(v: &Amf0Value) -> Option<Self> {
         let props = v.properties()?;
         let mut s = Status::default();
@@ -208,6 +250,7 @@ impl Status {
         Some(s)
     }
 
+    /// The status as an info object.
     pub fn to_value(&self) -> Amf0Value {
         let mut p = vec![
             ("level".to_owned(), Amf0Value::string(&self.level)),
@@ -221,6 +264,7 @@ impl Status {
         Amf0Value::Object(p)
     }
 
+    /// Whether its level is "error".
     pub fn is_error(&self) -> bool {
         self.level == "error"
     }
@@ -239,23 +283,35 @@ impl std::fmt::Display for Status {
 /// The parameters of `connect`, including the Enhanced RTMP ones.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConnectParams {
+    /// `app`.
     pub app: String,
+    /// `tcUrl`.
     pub tc_url: Option<String>,
+    /// `flashVer`.
     pub flash_ver: Option<String>,
+    /// `swfUrl`.
     pub swf_url: Option<String>,
+    /// `pageUrl`.
     pub page_url: Option<String>,
     /// `type`: "nonprivate" from most publishers.
     pub kind: Option<String>,
+    /// `objectEncoding` (0: AMF0, 3: AMF3).
     pub object_encoding: Option<f64>,
+    /// `fpad`: whether a proxy is used.
     pub fpad: Option<bool>,
+    /// `capabilities`.
     pub capabilities: Option<f64>,
+    /// `audioCodecs`: the legacy codec bit set.
     pub audio_codecs: Option<f64>,
+    /// `videoCodecs`: the legacy codec bit set.
     pub video_codecs: Option<f64>,
+    /// `videoFunction`.
     pub video_function: Option<f64>,
     /// Enhanced RTMP: FourCCs the client can handle ("*" for all).
     pub fourcc_list: Vec<String>,
     /// Enhanced RTMP: FourCC -> capability flags (decode 1, encode 2, forward 4).
     pub video_fourcc_info_map: Properties,
+    /// Enhanced RTMP: as `video_fourcc_info_map`, for audio.
     pub audio_fourcc_info_map: Properties,
     /// Enhanced RTMP extended capabilities (reconnect 1, multitrack 2, modEx 4, nano offset 8).
     pub caps_ex: Option<f64>,
@@ -366,53 +422,89 @@ impl ConnectParams {
 /// [`Command`] that carries them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetCommand {
+    /// `connect` and its parameters.
     Connect(Box<ConnectParams>),
     /// `_result`: the command object (properties) and the first argument
     /// (an info object, or the new stream id for createStream).
     Result {
+        /// The command object.
         properties: Amf0Value,
+        /// The first argument.
         info: Amf0Value,
     },
+    /// `_error`: a refused request.
     Error {
+        /// The command object.
         properties: Amf0Value,
+        /// The info object (a [`Status`]).
         info: Amf0Value,
     },
+    /// `onStatus` on a stream.
     OnStatus(Status),
+    /// `createStream`.
     CreateStream,
+    /// `publish`.
     Publish {
+        /// The stream name, with its query.
         name: String,
+        /// "live", "record" or "append".
         kind: String,
     },
+    /// `play`.
     Play {
+        /// The stream name, with its query.
         name: String,
+        /// Where to start (-2, -1 or seconds).
         start: f64,
+        /// How long (-1: to the end).
         duration: f64,
+        /// Whether to flush the playlist.
         reset: bool,
     },
+    /// `deleteStream`.
     DeleteStream {
+        /// The stream to delete.
         stream_id: f64,
     },
+    /// `closeStream`.
     CloseStream,
+    /// `releaseStream` (FMLE's, before publish).
     ReleaseStream {
+        /// The stream name.
         name: String,
     },
+    /// `FCPublish` (FMLE's, before publish).
     FcPublish {
+        /// The stream name.
         name: String,
     },
+    /// `FCUnpublish` (FMLE's, at the end).
     FcUnpublish {
+        /// The stream name.
         name: String,
     },
+    /// `onFCPublish`: the answer to FCPublish.
     OnFcPublish(Status),
+    /// `onFCUnpublish`: the answer to FCUnpublish.
     OnFcUnpublish(Status),
+    /// `onBWDone` (the server's bandwidth check is over).
     OnBwDone,
+    /// `_checkbw`.
     CheckBw,
+    /// `getStreamLength`.
     GetStreamLength {
+        /// The stream name.
         name: String,
     },
+    /// `receiveAudio`: a player wants audio (true) or not.
     ReceiveAudio(bool),
+    /// `receiveVideo`: a player wants video (true) or not.
     ReceiveVideo(bool),
+    /// `pause`.
     Pause {
+        /// Paused (true) or resumed.
         pause: bool,
+        /// Where, in milliseconds of the stream.
         millis: f64,
     },
     /// Anything else, untouched.
@@ -420,6 +512,7 @@ pub enum NetCommand {
 }
 
 impl NetCommand {
+    /// The typed form of `c` ([`Other`](Self::Other) when unknown).
     pub fn from_command(c: &Command) -> Self {
         let arg_str = |i: usize| {
             c.args
@@ -554,13 +647,26 @@ impl NetCommand {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataMessage {
     /// `@setDataFrame "onMetaData" {..}`: a publisher setting metadata.
-    SetDataFrame { name: String, value: Amf0Value },
+    SetDataFrame {
+        /// The handler it is for ("onMetaData").
+        name: String,
+        /// The value (an object or ECMA array).
+        value: Amf0Value,
+    },
     /// `onMetaData {..}`: metadata as players receive it.
     OnMetaData(Amf0Value),
     /// `|RtmpSampleAccess audio video`.
-    SampleAccess { audio: bool, video: bool },
+    SampleAccess {
+        /// Whether players may read the audio's samples.
+        audio: bool,
+        /// Whether players may read the video's samples.
+        video: bool,
+    },
+    /// Anything else: a handler name and its values.
     Other {
+        /// The handler name (the first string).
         name: String,
+        /// The values after it.
         values: Vec<Amf0Value>,
     },
 }
@@ -599,6 +705,7 @@ impl DataMessage {
         })
     }
 
+    /// The AMF0 values of the message, in order.
     pub fn to_values(&self) -> Vec<Amf0Value> {
         match self {
             DataMessage::SetDataFrame { name, value } => {
@@ -622,6 +729,7 @@ impl DataMessage {
         }
     }
 
+    /// The message as an AMF0 payload.
     pub fn encode(&self) -> Vec<u8> {
         amf0::encode_all(&self.to_values())
     }
@@ -630,9 +738,13 @@ impl DataMessage {
 /// A shared object message (types 19 and 16).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedObject {
+    /// The shared object's name.
     pub name: String,
+    /// Its version, as the sender counts it.
     pub version: u32,
+    /// Whether it outlives the connection.
     pub persistent: bool,
+    /// What happened to it.
     pub events: Vec<SharedObjectEvent>,
 }
 
@@ -640,7 +752,10 @@ pub struct SharedObject {
 /// and its AMF-encoded data, left for the application to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedObjectEvent {
+    /// 1 Use, 2 Release, 3 Request Change, 4 Change, 5 Success, 6 SendMessage,
+    /// 7 Status, 8 Clear, 9 Remove, 10 Request Remove, 11 Use Success.
     pub kind: u8,
+    /// The event's AMF data, as sent.
     pub data: Bytes,
 }
 
@@ -694,29 +809,46 @@ impl SharedObject {
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// Set Chunk Size: the sender's chunks are this long from now on.
     SetChunkSize(u32),
+    /// Abort: drop the partial message on this chunk stream.
     Abort(u32),
+    /// Acknowledgement: the bytes the sender has received (mod 2^32).
     Acknowledgement(u32),
+    /// A User Control event.
     UserControl(UserControl),
+    /// Window Acknowledgement Size: acknowledge after this many bytes.
     WindowAckSize(u32),
+    /// Set Peer Bandwidth: the output window the sender asks for.
     SetPeerBandwidth {
+        /// The window, in bytes.
         size: u32,
+        /// How to apply it.
         limit: BandwidthLimit,
     },
     /// An FLV audio tag body (see [`super::flv`]).
     Audio(Bytes),
     /// An FLV video tag body.
     Video(Bytes),
+    /// A data message.
     Data {
+        /// Whether it came as AMF3 (type 15).
         amf3: bool,
+        /// The message.
         data: DataMessage,
     },
+    /// A shared object message.
     SharedObject {
+        /// Whether it came as AMF3 (type 16).
         amf3: bool,
+        /// The message.
         object: SharedObject,
     },
+    /// A command.
     Command {
+        /// Whether it came as AMF3 (type 17).
         amf3: bool,
+        /// The command.
         command: Command,
     },
     /// A run of FLV tags; see [`unpack_aggregate`].
@@ -741,6 +873,7 @@ fn amf_values(p: &[u8], amf3: bool, limits: &Limits) -> Result<Vec<Amf0Value>> {
 }
 
 impl Message {
+    /// Decodes `raw` within `limits`.
     pub fn decode(raw: &RawMessage, limits: &Limits) -> Result<Self> {
         let p = &raw.payload;
         let is_amf = matches!(
@@ -815,6 +948,7 @@ impl Message {
         })
     }
 
+    /// The message type id it is sent as.
     pub fn type_id(&self) -> u8 {
         match self {
             Message::SetChunkSize(_) => type_id::SET_CHUNK_SIZE,
@@ -1136,7 +1270,7 @@ mod tests {
         let r = raw(type_id::COMMAND_AMF0, Bytes::from(cmd.encode()));
         assert_eq!(
             Message::decode(&r, &limits).unwrap_err().kind(),
-            crate::rtmp::error::ErrorKind::LimitExceeded
+            crate::error::ErrorKind::LimitExceeded
         );
     }
 

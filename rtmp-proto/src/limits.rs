@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Every quantity a peer controls is bounded here. The defaults are generous
 //! enough for 4K keyframes and chatty servers, small enough that a hostile
 //! peer cannot make one connection hold more than tens of MiB.
@@ -35,6 +36,7 @@ pub struct Limits {
     pub max_reassembly_bytes: u64,
     /// Largest command or data (AMF) message.
     pub max_command_size: u32,
+    /// AMF decoding bounds for commands and metadata.
     pub amf: AmfLimits,
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! FLV tag bodies as RTMP audio/video messages carry them, legacy and
 //! Enhanced RTMP v2, and the FLV file format (header, tags, back pointers).
 //!
@@ -24,16 +25,18 @@ fn fourcc_str(f: &FourCc) -> String {
 }
 
 macro_rules! fourcc_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal { $($var:ident = $cc:literal),* $(,)? }) => {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $var:ident = $cc:literal),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($var),* }
+        pub enum $name { $($(#[$vm])* $var),* }
 
         impl $name {
+            /// Its FourCC on the wire.
             pub fn fourcc(self) -> FourCc {
                 match self { $($name::$var => *$cc),* }
             }
 
+            /// The codec of a FourCC read from the wire.
             pub fn from_fourcc(f: FourCc) -> Result<Self> {
                 match &f {
                     $($cc => Ok($name::$var),)*
@@ -50,10 +53,15 @@ macro_rules! fourcc_enum {
 fourcc_enum!(
     /// Enhanced RTMP video codecs.
     VideoFourCc, "video" {
+        /// H.264 (`avc1`).
         Avc = b"avc1",
+        /// H.265 (`hvc1`).
         Hevc = b"hvc1",
+        /// AV1 (`av01`).
         Av1 = b"av01",
+        /// VP9 (`vp09`).
         Vp9 = b"vp09",
+        /// VP8 (`vp08`).
         Vp8 = b"vp08",
     }
 );
@@ -61,11 +69,17 @@ fourcc_enum!(
 fourcc_enum!(
     /// Enhanced RTMP audio codecs.
     AudioFourCc, "audio" {
+        /// Opus (`Opus`).
         Opus = b"Opus",
+        /// AC-3 (`ac-3`).
         Ac3 = b"ac-3",
+        /// E-AC-3 (`ec-3`).
         Eac3 = b"ec-3",
+        /// FLAC (`fLaC`).
         Flac = b"fLaC",
+        /// MP3 (`.mp3`).
         Mp3 = b".mp3",
+        /// AAC (`mp4a`).
         Aac = b"mp4a",
     }
 );
@@ -80,18 +94,31 @@ impl VideoFourCc {
 /// Legacy FLV SoundFormat values (9 is the Enhanced RTMP escape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SoundFormat {
+    /// Linear PCM in the sender's byte order (in practice little-endian).
     PcmPlatformEndian = 0,
+    /// ADPCM.
     Adpcm = 1,
+    /// MP3.
     Mp3 = 2,
+    /// Linear PCM, little-endian.
     PcmLittleEndian = 3,
+    /// Nellymoser, 16 kHz mono.
     Nellymoser16kMono = 4,
+    /// Nellymoser, 8 kHz mono.
     Nellymoser8kMono = 5,
+    /// Nellymoser.
     Nellymoser = 6,
+    /// G.711 A-law.
     G711ALaw = 7,
+    /// G.711 mu-law.
     G711MuLaw = 8,
+    /// AAC.
     Aac = 10,
+    /// Speex.
     Speex = 11,
+    /// MP3 at 8 kHz.
     Mp3_8k = 14,
+    /// Device-specific sound.
     DeviceSpecific = 15,
 }
 
@@ -117,32 +144,46 @@ impl SoundFormat {
     }
 }
 
+/// What an AAC legacy tag carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AacPacketType {
+    /// The AudioSpecificConfig.
     SequenceHeader = 0,
+    /// Raw AAC frames.
     Raw = 1,
 }
 
 /// A legacy audio tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyAudio {
+    /// The codec.
     pub format: SoundFormat,
     /// 0 = 5.5 kHz, 1 = 11 kHz, 2 = 22 kHz, 3 = 44 kHz.
     pub rate: u8,
+    /// Whether samples are 16 bits (else 8).
     pub sixteen_bit: bool,
+    /// Stereo (else mono).
     pub stereo: bool,
     /// Present for AAC only.
     pub aac_packet_type: Option<AacPacketType>,
+    /// The payload after the header byte(s).
     pub data: Bytes,
 }
 
+/// Enhanced RTMP audio packet types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioPacketType {
+    /// The codec's configuration (OpusHead, AudioSpecificConfig, STREAMINFO...).
     SequenceStart = 0,
+    /// Coded frames.
     CodedFrames = 1,
+    /// The end of a sequence.
     SequenceEnd = 2,
+    /// The channel layout.
     MultichannelConfig = 4,
+    /// Several tracks in one tag.
     Multitrack = 5,
+    /// A packet modifier extension comes first.
     ModEx = 7,
 }
 
@@ -165,10 +206,14 @@ impl AudioPacketType {
     }
 }
 
+/// How the tracks of a multitrack tag are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AvMultitrackType {
+    /// One track, with a track id.
     OneTrack = 0,
+    /// Several tracks of one codec.
     ManyTracks = 1,
+    /// Several tracks, each with its codec.
     ManyTracksManyCodecs = 2,
 }
 
@@ -194,58 +239,82 @@ pub enum ModEx {
     TimestampOffsetNano(u32),
 }
 
+/// An Enhanced RTMP audio channel layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultichannelConfig {
+    /// The channel count only.
     Unspecified {
+        /// How many channels.
         channels: u8,
     },
     /// Channel flags (bit per speaker position, Enhanced RTMP order).
     Native {
+        /// How many channels.
         channels: u8,
+        /// One bit per speaker position present.
         flags: u32,
     },
     /// One speaker position per channel.
     Custom {
+        /// The speaker position of each channel.
         mapping: Vec<u8>,
     },
 }
 
+/// What one audio track of an Enhanced RTMP tag carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioTrackData {
+    /// The codec's configuration.
     SequenceStart(Bytes),
+    /// Coded frames.
     CodedFrames(Bytes),
+    /// The end of a sequence.
     SequenceEnd,
+    /// A channel layout.
     MultichannelConfig(MultichannelConfig),
 }
 
+/// One track of an Enhanced RTMP audio tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioTrack {
+    /// The codec.
     pub fourcc: AudioFourCc,
+    /// The track id (0 for the only or first track).
     pub track_id: u8,
+    /// What it carries.
     pub data: AudioTrackData,
 }
 
 /// An Enhanced RTMP audio tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExAudio {
+    /// Packet modifier extensions, in order.
     pub mod_ex: Vec<ModEx>,
     /// Set for a multitrack tag; its tracks share one packet type.
     pub multitrack: Option<AvMultitrackType>,
+    /// The tracks (one unless multitrack).
     pub tracks: Vec<AudioTrack>,
 }
 
+/// An audio tag body, legacy or Enhanced RTMP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioTag {
+    /// A legacy FLV audio tag (sound format in the high nibble).
     Legacy(LegacyAudio),
+    /// An Enhanced RTMP audio tag (sound format 9, a FourCC).
     Enhanced(ExAudio),
 }
 
 /// Frame types of video tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameType {
+    /// A keyframe.
     Key = 1,
+    /// An inter frame.
     Inter = 2,
+    /// A disposable inter frame (H.263 only).
     DisposableInter = 3,
+    /// A keyframe the server generated (seeking).
     GeneratedKey = 4,
     /// A video info/command frame: carries a [`VideoCommand`], no picture.
     Command = 5,
@@ -267,14 +336,18 @@ impl FrameType {
         })
     }
 
+    /// Whether this frame type starts a decodable sequence.
     pub fn is_key(self) -> bool {
         matches!(self, FrameType::Key | FrameType::GeneratedKey)
     }
 }
 
+/// A video command frame's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCommand {
+    /// Start of client-side seeking.
     StartSeek = 0,
+    /// End of client-side seeking.
     EndSeek = 1,
 }
 
@@ -282,12 +355,19 @@ pub enum VideoCommand {
 /// what Chinese CDNs and FFmpeg's flv muxer have long used, with AVC's layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodecId {
+    /// Sorenson H.263.
     SorensonH263 = 2,
+    /// Screen video.
     ScreenVideo = 3,
+    /// On2 VP6.
     Vp6 = 4,
+    /// On2 VP6 with alpha.
     Vp6Alpha = 5,
+    /// Screen video version 2.
     ScreenVideo2 = 6,
+    /// H.264.
     Avc = 7,
+    /// H.265, laid out as AVC.
     Hevc = 12,
 }
 
@@ -315,33 +395,50 @@ impl VideoCodecId {
     }
 }
 
+/// What an AVC/HEVC legacy tag carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AvcPacketType {
+    /// The decoder configuration record (avcC/hvcC).
     SequenceHeader = 0,
+    /// NAL units (length-prefixed).
     Nalu = 1,
+    /// The end of the sequence.
     EndOfSequence = 2,
 }
 
 /// A legacy video tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyVideo {
+    /// Key, inter, or command frame.
     pub frame_type: FrameType,
+    /// The codec.
     pub codec: VideoCodecId,
     /// AVC/HEVC only: packet type and composition time (PTS - DTS, ms).
     pub avc: Option<(AvcPacketType, i32)>,
+    /// A command frame's command.
     pub command: Option<VideoCommand>,
+    /// The payload after the header.
     pub data: Bytes,
 }
 
+/// Enhanced RTMP video packet types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoPacketType {
+    /// The codec's configuration record (avcC, hvcC, av1C, vpcC).
     SequenceStart = 0,
+    /// Coded frames with a composition time offset.
     CodedFrames = 1,
+    /// The end of a sequence.
     SequenceEnd = 2,
+    /// Coded frames without a composition time (it is 0).
     CodedFramesX = 3,
+    /// AMF-encoded metadata (colorInfo).
     Metadata = 4,
+    /// An MPEG-2 TS sequence start (AV1 in TS).
     Mpeg2TsSequenceStart = 5,
+    /// Several tracks in one tag.
     Multitrack = 6,
+    /// A packet modifier extension comes first.
     ModEx = 7,
 }
 
@@ -366,42 +463,60 @@ impl VideoPacketType {
     }
 }
 
+/// What one video track of an Enhanced RTMP tag carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoTrackData {
+    /// The codec's configuration record.
     SequenceStart(Bytes),
     /// CodedFrames (with a composition time) or CodedFramesX (`x`, none).
     CodedFrames {
+        /// PTS - DTS in milliseconds (0 for CodedFramesX).
         composition_time: i32,
+        /// Whether it came as CodedFramesX.
         x: bool,
+        /// The frames.
         data: Bytes,
     },
+    /// The end of a sequence.
     SequenceEnd,
     /// AMF-encoded metadata (colorInfo and the like).
     Metadata(Bytes),
+    /// An MPEG-2 TS sequence start.
     Mpeg2TsSequenceStart(Bytes),
 }
 
+/// One track of an Enhanced RTMP video tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoTrack {
+    /// The codec.
     pub fourcc: VideoFourCc,
+    /// The track id (0 for the only or first track).
     pub track_id: u8,
+    /// What it carries.
     pub data: VideoTrackData,
 }
 
 /// An Enhanced RTMP video tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExVideo {
+    /// Key, inter, or command frame.
     pub frame_type: FrameType,
+    /// Packet modifier extensions, in order.
     pub mod_ex: Vec<ModEx>,
+    /// Set for a multitrack tag.
     pub multitrack: Option<AvMultitrackType>,
     /// A command frame's command; such a tag has no tracks.
     pub command: Option<VideoCommand>,
+    /// The tracks (one unless multitrack; none for a command frame).
     pub tracks: Vec<VideoTrack>,
 }
 
+/// A video tag body, legacy or Enhanced RTMP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoTag {
+    /// A legacy FLV video tag (codec id in the low nibble).
     Legacy(LegacyVideo),
+    /// An Enhanced RTMP video tag (a FourCC).
     Enhanced(ExVideo),
 }
 
@@ -483,6 +598,7 @@ fn read_tracks<'a>(
 }
 
 impl AudioTag {
+    /// Reads an audio tag body (legacy or Enhanced RTMP).
     pub fn parse(p: &Bytes) -> Result<Self> {
         let mut r = Reader::new(p);
         let b0 = r.u8().map_err(truncated("audio tag"))?;
@@ -562,6 +678,7 @@ impl AudioTag {
         }))
     }
 
+    /// Writes the tag body.
     pub fn build(&self) -> Bytes {
         let mut out = Vec::new();
         match self {
@@ -696,6 +813,7 @@ fn write_multichannel(out: &mut Vec<u8>, m: &MultichannelConfig) {
 }
 
 impl VideoTag {
+    /// Reads a video tag body (legacy or Enhanced RTMP).
     pub fn parse(p: &Bytes) -> Result<Self> {
         let mut r = Reader::new(p);
         let b0 = r.u8().map_err(truncated("video tag"))?;
@@ -823,6 +941,7 @@ impl VideoTag {
         }))
     }
 
+    /// Writes the tag body.
     pub fn build(&self) -> Bytes {
         let mut out = Vec::new();
         match self {
@@ -991,18 +1110,25 @@ fn video_command(c: u8) -> Result<VideoCommand> {
 
 /// FLV file tag types.
 pub mod tag_type {
+    /// Audio.
     pub const AUDIO: u8 = 8;
+    /// Video.
     pub const VIDEO: u8 = 9;
+    /// Script data (onMetaData).
     pub const SCRIPT: u8 = 18;
 }
 
+/// Size of the FLV file header.
 pub const FLV_HEADER_SIZE: usize = 9;
+/// Size of an FLV tag header.
 pub const TAG_HEADER_SIZE: usize = 11;
 
 /// An FLV file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlvHeader {
+    /// Whether the file says it has audio.
     pub has_audio: bool,
+    /// Whether the file says it has video.
     pub has_video: bool,
 }
 
@@ -1019,9 +1145,11 @@ impl FlvHeader {
 /// One FLV file tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlvTag {
+    /// Audio, video or script ([`tag_type`]).
     pub tag_type: u8,
     /// Milliseconds (24 bits plus an 8-bit extension).
     pub timestamp: u32,
+    /// The tag body.
     pub data: Bytes,
 }
 
@@ -1051,6 +1179,7 @@ pub struct FlvReader {
 }
 
 impl FlvReader {
+    /// A reader that refuses tags over `max_tag_size` bytes.
     pub fn new(max_tag_size: usize) -> Self {
         FlvReader {
             buf: BytesMut::new(),
@@ -1069,10 +1198,12 @@ impl FlvReader {
         }
     }
 
+    /// The file header, once read.
     pub fn header(&self) -> Option<FlvHeader> {
         self.header
     }
 
+    /// Adds bytes of the file.
     pub fn feed(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -1082,6 +1213,7 @@ impl FlvReader {
         self.buf.len()
     }
 
+    /// The next tag, `Ok(None)` when more bytes are needed.
     pub fn poll_tag(&mut self) -> Result<Option<FlvTag>> {
         if self.header.is_none() {
             if self.buf.len() < FLV_HEADER_SIZE {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The one error type of the protocol core: a kind to match on and a reason
 //! a person can read.
 
@@ -36,6 +37,7 @@ pub struct Refusal {
     pub command: &'static str,
     /// The status code, e.g. `NetConnection.Connect.Rejected`.
     pub code: String,
+    /// The peer's explanation, as it sent it.
     pub description: String,
 }
 
@@ -48,6 +50,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error of `kind`, with a sentence a person can read.
     pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
         Error {
             kind,
@@ -70,34 +73,42 @@ impl Error {
         self.refusal.as_deref()
     }
 
+    /// A decoder needs more bytes; it consumed none.
     pub fn need_more() -> Self {
         Error::new(ErrorKind::NeedMore, "more bytes needed")
     }
 
+    /// The bytes do not follow the format.
     pub fn malformed(reason: impl Into<String>) -> Self {
         Error::new(ErrorKind::Malformed, reason)
     }
 
+    /// A value this implementation does not handle.
     pub fn unsupported(reason: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unsupported, reason)
     }
 
+    /// A configured limit would be exceeded.
     pub fn limit(reason: impl Into<String>) -> Self {
         Error::new(ErrorKind::LimitExceeded, reason)
     }
 
+    /// The peer broke the protocol's rules of sequence.
     pub fn protocol(reason: impl Into<String>) -> Self {
         Error::new(ErrorKind::Protocol, reason)
     }
 
+    /// What went wrong, to match on.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// What went wrong, in words.
     pub fn reason(&self) -> &str {
         &self.reason
     }
 
+    /// Whether more bytes would let the decoder go on.
     pub fn is_need_more(&self) -> bool {
         self.kind == ErrorKind::NeedMore
     }
@@ -123,4 +134,5 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The RTMP handshake (C0/C1/C2, S0/S1/S2), client and server roles.
 //!
 //! Only the plain handshake is spoken. As a server we accept a Flash-style
@@ -9,14 +10,19 @@
 
 use super::error::{Error, ErrorKind, Result};
 
+/// The RTMP version byte (C0/S0): 3, plain RTMP.
 pub const VERSION: u8 = 3;
+/// Size of C1/S1/C2/S2.
 pub const PACKET_SIZE: usize = 1536;
 /// The random part of C1/S1 (the packet less its time and zero fields).
 pub const RANDOM_SIZE: usize = PACKET_SIZE - 8;
 
+/// Which end of the handshake this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Sends C0+C1, answers S1 with C2.
     Client,
+    /// Answers C0+C1 with S0+S1+S2.
     Server,
 }
 
@@ -75,10 +81,12 @@ impl Handshake {
         }
     }
 
+    /// Which end this is.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    /// Whether the handshake is over (the rest of the input is chunk stream).
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
     }
@@ -93,10 +101,12 @@ impl Handshake {
         self.peer_epoch
     }
 
+    /// Bytes to send now (C0+C1, S0+S1+S2 or C2).
     pub fn send_buf(&self) -> &[u8] {
         &self.out
     }
 
+    /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
         self.out.drain(..n.min(self.out.len()));
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The RTMP chunk stream: messages cut into chunks with compressed headers,
 //! interleaved over chunk stream ids (RTMP spec 5.3).
 //!
@@ -18,10 +19,13 @@ use super::error::{Error, ErrorKind, Result};
 use super::limits::Limits;
 use super::message::type_id;
 
+/// The chunk size both ends start with, until Set Chunk Size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 /// The largest chunk size the wire allows (31 bits).
 pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
+/// The lowest chunk stream id (0 and 1 prefix the 2- and 3-byte forms).
 pub const MIN_CSID: u32 = 2;
+/// The highest chunk stream id the 3-byte form can carry.
 pub const MAX_CSID: u32 = 65_599;
 /// The 24-bit timestamp value that says "look in the extended field".
 const EXTENDED: u32 = 0xFF_FFFF;
@@ -71,11 +75,15 @@ impl<T: Default> CsidTable<T> {
 /// A whole message as the chunk stream carried it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawMessage {
+    /// The chunk stream it came on.
     pub csid: u32,
     /// Milliseconds, modulo 2^32; see [`TimestampUnwrapper`].
     pub timestamp: u32,
+    /// The message type (see [`type_id`]).
     pub type_id: u8,
+    /// The message stream (0: the connection's own).
     pub stream_id: u32,
+    /// The message, whole (no copy when it came in one chunk).
     pub payload: Bytes,
 }
 
@@ -97,8 +105,11 @@ struct InStream {
 /// Counters a caller may show in stats or logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderStats {
+    /// Bytes fed.
     pub bytes: u64,
+    /// Chunks decoded.
     pub chunks: u64,
+    /// Whole messages given out.
     pub messages: u64,
     /// Partial messages dropped by Abort or by a new header mid-message.
     pub aborted: u64,
@@ -106,6 +117,8 @@ pub struct DecoderStats {
     pub omitted_extended_timestamps: u64,
 }
 
+/// Turns a chunk stream back into whole messages: bounded in chunk
+/// streams, per-message size and reassembly memory (see [`Limits`]).
 #[derive(Debug)]
 pub struct ChunkDecoder {
     buf: BytesMut,
@@ -120,6 +133,7 @@ pub struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
+    /// A decoder at the default chunk size, within `limits`.
     pub fn new(limits: Limits) -> Self {
         ChunkDecoder {
             buf: BytesMut::with_capacity(64 * 1024),
@@ -133,10 +147,12 @@ impl ChunkDecoder {
         }
     }
 
+    /// The peer's chunk size (from its Set Chunk Size).
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> DecoderStats {
         self.stats
     }
@@ -151,6 +167,7 @@ impl ChunkDecoder {
         self.reserved
     }
 
+    /// Adds received bytes; [`poll_message`](Self::poll_message) takes them.
     pub fn feed(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -454,12 +471,15 @@ struct OutStream {
 /// Counters of the encoder.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderStats {
+    /// Bytes written.
     pub bytes: u64,
+    /// Messages written.
     pub messages: u64,
     /// Messages whose timestamp was raised to keep the stream monotonic.
     pub clamped_timestamps: u64,
 }
 
+/// Cuts messages into chunks, choosing the shortest header each time.
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
@@ -475,6 +495,7 @@ impl Default for ChunkEncoder {
 }
 
 impl ChunkEncoder {
+    /// An encoder at the default chunk size.
     pub fn new() -> Self {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -484,6 +505,7 @@ impl ChunkEncoder {
         }
     }
 
+    /// The size chunks are cut to now.
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
     }
@@ -501,6 +523,7 @@ impl ChunkEncoder {
         Ok(())
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> EncoderStats {
         self.stats
     }
@@ -510,6 +533,7 @@ impl ChunkEncoder {
         &self.out
     }
 
+    /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
         self.out.advance(n.min(self.out.len()));
     }
@@ -519,6 +543,7 @@ impl ChunkEncoder {
         self.out.split().freeze()
     }
 
+    /// Bytes waiting to be sent.
     pub fn pending(&self) -> usize {
         self.out.len()
     }
@@ -677,7 +702,7 @@ pub fn encode_standalone(
 /// Command, data and shared object messages: AMF, bounded by
 /// `Limits::max_command_size`.
 fn is_amf_message(t: u8) -> bool {
-    use crate::rtmp::message::type_id::*;
+    use crate::message::type_id::*;
     matches!(
         t,
         DATA_AMF3
@@ -710,10 +735,12 @@ pub struct TimestampUnwrapper {
 }
 
 impl TimestampUnwrapper {
+    /// An unwrapper with no timestamp seen yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// `ts` on the 64-bit timeline (the first one as it is).
     pub fn unwrap(&mut self, ts: u32) -> i64 {
         let v = match self.last {
             None => i64::from(ts),
@@ -723,6 +750,7 @@ impl TimestampUnwrapper {
         v
     }
 
+    /// Forgets the timeline (a new stream starts at its first timestamp).
     pub fn reset(&mut self) {
         self.last = None;
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Client and server sessions talking to each other in memory.
 
 use std::time::{Duration, Instant};
@@ -5,11 +6,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::rtmp::amf0::Amf0Value;
-use crate::rtmp::error::ErrorKind;
-use crate::rtmp::handshake::RANDOM_SIZE;
-use crate::rtmp::message::DataMessage;
-use crate::rtmp::url::RtmpUrl;
+use crate::amf0::Amf0Value;
+use crate::error::ErrorKind;
+use crate::handshake::RANDOM_SIZE;
+use crate::message::DataMessage;
+use crate::url::RtmpUrl;
 
 const R: [u8; RANDOM_SIZE] = [7; RANDOM_SIZE];
 
@@ -32,7 +33,7 @@ impl Pair {
 
     /// Moves bytes both ways until neither side has any to send, in small
     /// pieces so that every split of the input is exercised somewhere.
-    fn pump(&mut self) -> crate::rtmp::Result<()> {
+    fn pump(&mut self) -> crate::Result<()> {
         loop {
             let mut moved = false;
             while !self.c.send_buf().is_empty() {
@@ -349,10 +350,10 @@ fn protocol_violations_fail_cleanly() {
     c.feed(&s012, now).unwrap();
     let mut out = c.send_buf().to_vec();
     // Replace the client's connect with a createStream.
-    let c2 = &out[..crate::rtmp::handshake::PACKET_SIZE];
+    let c2 = &out[..crate::handshake::PACKET_SIZE];
     let mut bytes = c2.to_vec();
-    let mut enc = crate::rtmp::chunk::ChunkEncoder::new();
-    let cmd = crate::rtmp::message::NetCommand::CreateStream.into_command(2.0);
+    let mut enc = crate::chunk::ChunkEncoder::new();
+    let cmd = crate::message::NetCommand::CreateStream.into_command(2.0);
     enc.write_message(3, 0, 20, 0, &cmd.encode()).unwrap();
     bytes.extend_from_slice(enc.send_buf());
     out.clear();
@@ -364,9 +365,9 @@ fn protocol_violations_fail_cleanly() {
 
 #[test]
 fn set_peer_bandwidth_is_answered_when_the_window_changes() {
-    use crate::rtmp::chunk::ChunkDecoder;
-    use crate::rtmp::limits::Limits;
-    use crate::rtmp::message::Message;
+    use crate::chunk::ChunkDecoder;
+    use crate::limits::Limits;
+    use crate::message::Message;
 
     let cfg = ServerConfig {
         peer_bandwidth: 1_234_567,
@@ -375,7 +376,7 @@ fn set_peer_bandwidth_is_answered_when_the_window_changes() {
     let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
     // Watch what the client sends after the handshake.
     let mut seen = ChunkDecoder::new(Limits::default());
-    let mut skip = 1 + 2 * crate::rtmp::handshake::PACKET_SIZE;
+    let mut skip = 1 + 2 * crate::handshake::PACKET_SIZE;
     let mut client_msgs = Vec::new();
     for _ in 0..4 {
         let out = p.c.send_buf().to_vec();

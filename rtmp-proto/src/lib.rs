@@ -1,5 +1,12 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The sans-IO RTMP core: no GStreamer, no sockets, no clock. Bytes go in
 //! (`feed`), events and bytes to send come out, time is passed in.
+//!
+//! See the crate's README for what it is for, and
+//! `examples/in_memory.rs` for a client and a server session driven in
+//! memory with no socket.
+
+#![deny(missing_docs)]
 
 pub mod amf0;
 pub mod amf3;
@@ -7,6 +14,7 @@ pub mod auth;
 pub mod chunk;
 pub mod error;
 pub mod flv;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;

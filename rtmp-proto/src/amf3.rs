@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! AMF3 (Adobe AMF3 spec): every type, with the string, object and traits
 //! reference tables.
 //!
@@ -13,29 +14,49 @@ use super::error::{Error, Result};
 use super::limits::AmfLimits;
 use super::reader::Reader;
 
+/// The type markers that start each AMF3 value.
 pub mod marker {
+    /// undefined.
     pub const UNDEFINED: u8 = 0x00;
+    /// null.
     pub const NULL: u8 = 0x01;
+    /// false.
     pub const FALSE: u8 = 0x02;
+    /// true.
     pub const TRUE: u8 = 0x03;
+    /// A 29-bit integer.
     pub const INTEGER: u8 = 0x04;
+    /// A double.
     pub const DOUBLE: u8 = 0x05;
+    /// A string (or a reference to one).
     pub const STRING: u8 = 0x06;
+    /// An XMLDocument.
     pub const XML_DOC: u8 = 0x07;
+    /// A date.
     pub const DATE: u8 = 0x08;
+    /// An array: associative part, then dense part.
     pub const ARRAY: u8 = 0x09;
+    /// An object (traits inline or by reference).
     pub const OBJECT: u8 = 0x0A;
+    /// An XML value (E4X).
     pub const XML: u8 = 0x0B;
+    /// A byte array.
     pub const BYTE_ARRAY: u8 = 0x0C;
+    /// A vector of i32.
     pub const VECTOR_INT: u8 = 0x0D;
+    /// A vector of u32.
     pub const VECTOR_UINT: u8 = 0x0E;
+    /// A vector of doubles.
     pub const VECTOR_DOUBLE: u8 = 0x0F;
+    /// A vector of objects of one type.
     pub const VECTOR_OBJECT: u8 = 0x10;
+    /// A dictionary.
     pub const DICTIONARY: u8 = 0x11;
 }
 
 /// The largest and smallest integers the 29-bit integer type holds.
 pub const INTEGER_MAX: i32 = (1 << 28) - 1;
+/// See [`INTEGER_MAX`].
 pub const INTEGER_MIN: i32 = -(1 << 28);
 
 /// Externalizable classes whose body is one AMF3 value (Flex's wrappers).
@@ -45,56 +66,89 @@ const KNOWN_EXTERNALIZABLE: [&str; 3] = [
     "DSK",
 ];
 
+/// One AMF3 value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amf3Value {
+    /// undefined.
     Undefined,
+    /// null.
     Null,
+    /// A boolean (two markers on the wire).
     Boolean(bool),
     /// A 29-bit signed integer.
     Integer(i32),
+    /// A double.
     Double(f64),
+    /// A string.
     String(String),
+    /// An XMLDocument, as text.
     XmlDocument(String),
     /// Milliseconds since the epoch, UTC.
     Date(f64),
+    /// An array.
     Array {
+        /// Its named members, in order.
         assoc: Vec<(String, Amf3Value)>,
+        /// Its dense members.
         dense: Vec<Amf3Value>,
     },
+    /// An object.
     Object(Box<Amf3Object>),
+    /// An XML value (E4X), as text.
     Xml(String),
+    /// A byte array.
     ByteArray(Vec<u8>),
+    /// A vector of i32.
     VectorInt {
+        /// Whether its length is fixed.
         fixed: bool,
+        /// The items.
         items: Vec<i32>,
     },
+    /// A vector of u32.
     VectorUint {
+        /// Whether its length is fixed.
         fixed: bool,
+        /// The items.
         items: Vec<u32>,
     },
+    /// A vector of doubles.
     VectorDouble {
+        /// Whether its length is fixed.
         fixed: bool,
+        /// The items.
         items: Vec<f64>,
     },
+    /// A vector of objects of one type.
     VectorObject {
+        /// Whether its length is fixed.
         fixed: bool,
+        /// The type of its items ("" for any).
         type_name: String,
+        /// The items.
         items: Vec<Amf3Value>,
     },
+    /// A dictionary: keys of any type.
     Dictionary {
+        /// Whether its keys are weakly held (meaningless off Flash).
         weak_keys: bool,
+        /// The entries, in order.
         entries: Vec<(Amf3Value, Amf3Value)>,
     },
     /// Index into the object table (complex values in order of appearance).
     Reference(u32),
 }
 
+/// An AMF3 object: its class, and its sealed and dynamic members.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Amf3Object {
     /// Empty for an anonymous object.
     pub class_name: String,
+    /// Whether it may carry members beyond its sealed ones.
     pub dynamic: bool,
+    /// The members its traits name, in order.
     pub sealed: Vec<(String, Amf3Value)>,
+    /// The members beyond its traits (dynamic objects).
     pub dynamic_members: Vec<(String, Amf3Value)>,
     /// The single wrapped value of a known externalizable class.
     pub externalizable: Option<Amf3Value>,
@@ -108,6 +162,8 @@ struct Traits {
     sealed_names: Vec<String>,
 }
 
+/// A stateful decoder: the string, object and traits tables span the
+/// values of one message (or one AMF0 switch).
 pub struct Decoder<'a> {
     reader: Reader<'a>,
     limits: AmfLimits,
@@ -120,6 +176,7 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder of `buf` within `limits`.
     pub fn new(buf: &'a [u8], limits: &AmfLimits) -> Self {
         Decoder {
             reader: Reader::new(buf),
@@ -133,14 +190,17 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// How many bytes have been read.
     pub fn position(&self) -> usize {
         self.reader.position()
     }
 
+    /// Values decoded so far (nested ones included), for the limits.
     pub fn elements(&self) -> u32 {
         self.elements
     }
 
+    /// String bytes materialised so far, for the limits.
     pub fn string_bytes(&self) -> u32 {
         self.string_bytes
     }
@@ -235,6 +295,7 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
+    /// Decodes the next value.
     pub fn value(&mut self) -> Result<Amf3Value> {
         self.elements += 1;
         if self.elements > self.limits.max_elements {
@@ -468,6 +529,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder with empty tables.
     pub fn new() -> Self {
         Self::default()
     }
@@ -512,6 +574,7 @@ impl Encoder {
         Self::u29(out, (bits << 1) | 1);
     }
 
+    /// Appends `v` to `out`, using the string and traits tables.
     pub fn encode(&mut self, v: &Amf3Value, out: &mut Vec<u8>) {
         match v {
             Amf3Value::Undefined => out.push(marker::UNDEFINED),
@@ -763,7 +826,7 @@ mod tests {
         other[pos] = b'g';
         assert_eq!(
             dec(&other).unwrap_err().kind(),
-            crate::rtmp::error::ErrorKind::Unsupported
+            crate::error::ErrorKind::Unsupported
         );
     }
 
@@ -790,13 +853,13 @@ mod tests {
         }
         assert_eq!(
             dec(&b).unwrap_err().kind(),
-            crate::rtmp::error::ErrorKind::LimitExceeded
+            crate::error::ErrorKind::LimitExceeded
         );
         // Deep nesting.
         let deep: Vec<u8> = [marker::ARRAY, 0x03, 0x01].repeat(100);
         assert_eq!(
             dec(&deep).unwrap_err().kind(),
-            crate::rtmp::error::ErrorKind::LimitExceeded
+            crate::error::ErrorKind::LimitExceeded
         );
     }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Entry points of the fuzz targets under `fuzz/`, one per parser. They
 //! live here so that a plain `cargo test` replays them (on generated inputs
 //! and on the files in `fuzz/regressions/`) without the fuzzing toolchain.
@@ -307,7 +308,7 @@ mod tests {
     /// generated inputs per target.
     #[test]
     fn targets_hold_on_generated_and_regression_inputs() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
             state ^= state << 13;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query]`
 //!
 //! The app/stream split follows FFmpeg and librtmp, which servers are
@@ -10,13 +11,17 @@ use std::fmt;
 
 use super::error::{Error, Result};
 
+/// Plain RTMP or RTMP over TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// `rtmp://`, TCP port 1935 by default.
     Rtmp,
+    /// `rtmps://`, TLS, port 443 by default.
     Rtmps,
 }
 
 impl Scheme {
+    /// The port used when the URL gives none.
     pub fn default_port(self) -> u16 {
         match self {
             Scheme::Rtmp => 1935,
@@ -24,6 +29,7 @@ impl Scheme {
         }
     }
 
+    /// The scheme as it is written in a URL.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Rtmp => "rtmp",
@@ -32,21 +38,29 @@ impl Scheme {
     }
 }
 
+/// An `rtmp[s]://` URL split as servers expect it. `Debug` and `Display`
+/// show it with the password and stream key hidden.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// `rtmp` or `rtmps`.
     pub scheme: Scheme,
+    /// The user name before `@`, %-decoded.
     pub user: Option<String>,
+    /// The password after `user:`, %-decoded.
     pub password: Option<String>,
     /// Host name or address; IPv6 without brackets.
     pub host: String,
     /// The port given in the URL, if any.
     pub explicit_port: Option<u16>,
+    /// The application (first path segment, or two: "app/instance"), with
+    /// its query if it has one.
     pub app: String,
     /// Stream name (key), with its query if it has one.
     pub stream: String,
 }
 
 impl RtmpUrl {
+    /// Parses `s`; a clear error says what is wrong with it.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why: &str| Error::malformed(format!("invalid RTMP URL: {why}"));
         let (scheme, rest) = match s.split_once("://") {
@@ -114,6 +128,7 @@ impl RtmpUrl {
         })
     }
 
+    /// The port to connect to: the URL's, or the scheme's default.
     pub fn port(&self) -> u16 {
         self.explicit_port.unwrap_or(self.scheme.default_port())
     }

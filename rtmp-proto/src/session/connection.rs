@@ -1,30 +1,36 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What client and server sessions share: the handshake, the chunk codec,
 //! acknowledgements, pings and protocol control messages.
 
 use bytes::Bytes;
 
-use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
-use crate::rtmp::error::{Error, Result};
-use crate::rtmp::handshake::{Handshake, RANDOM_SIZE};
-use crate::rtmp::limits::Limits;
-use crate::rtmp::message::{
-    self, BandwidthLimit, Command, DataMessage, Message, UserControl, type_id,
-};
+use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::error::{Error, Result};
+use crate::handshake::{Handshake, RANDOM_SIZE};
+use crate::limits::Limits;
+use crate::message::{self, BandwidthLimit, Command, DataMessage, Message, UserControl, type_id};
 
 use super::csid;
 
 /// Counters for stats and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionStats {
+    /// Bytes received, handshake included.
     pub bytes_in: u64,
+    /// Bytes sent, handshake included.
     pub bytes_out: u64,
+    /// Whole messages received.
     pub messages_in: u64,
+    /// Whole messages sent.
     pub messages_out: u64,
+    /// Acknowledgements we sent.
     pub acks_sent: u64,
     /// The last acknowledgement the peer sent (bytes it received, mod 2^32).
     pub peer_acked: u32,
 }
 
+/// What a client and a server session share: the handshake, the chunk
+/// stream both ways, acknowledgements, pings and the peer's bandwidth.
 #[derive(Debug)]
 pub struct Connection {
     handshake: Handshake,
@@ -43,6 +49,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection that starts with `handshake` and decodes within `limits`.
     pub fn new(handshake: Handshake, limits: Limits) -> Self {
         Connection {
             handshake,
@@ -57,30 +64,37 @@ impl Connection {
         }
     }
 
+    /// A client's connection: its handshake sends C0+C1 at once.
     pub fn client(epoch: u32, random: &[u8; RANDOM_SIZE], limits: Limits) -> Self {
         Self::new(Handshake::client(epoch, random), limits)
     }
 
+    /// A server's connection: it waits for C0+C1.
     pub fn server(epoch: u32, random: &[u8; RANDOM_SIZE], limits: Limits) -> Self {
         Self::new(Handshake::server(epoch, random), limits)
     }
 
+    /// The bounds this connection decodes within.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// Whether the handshake is over.
     pub fn handshake_done(&self) -> bool {
         self.handshake.is_done()
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> ConnectionStats {
         self.stats
     }
 
+    /// The chunk decoder (for its reassembly figures).
     pub fn decoder(&self) -> &ChunkDecoder {
         &self.decoder
     }
 
+    /// The chunk encoder (for its chunk size).
     pub fn encoder(&self) -> &ChunkEncoder {
         &self.encoder
     }
@@ -186,6 +200,7 @@ impl Connection {
         }
     }
 
+    /// Chunks one message of `type_id` with `payload` onto chunk stream `csid`.
     pub fn send_raw(
         &mut self,
         csid: u32,
@@ -200,6 +215,7 @@ impl Connection {
         Ok(())
     }
 
+    /// Like [`send_raw`](Self::send_raw), the payload in pieces (no copy to join them).
     pub fn send_raw_parts(
         &mut self,
         csid: u32,
@@ -227,6 +243,7 @@ impl Connection {
         b
     }
 
+    /// Encodes and chunks a typed message.
     pub fn send_message(
         &mut self,
         csid: u32,
@@ -238,6 +255,7 @@ impl Connection {
         self.send_raw(csid, timestamp, m.type_id(), stream_id, &payload)
     }
 
+    /// Sends a command (AMF0) at time 0.
     pub fn send_command(&mut self, csid: u32, stream_id: u32, c: Command) -> Result<()> {
         self.send_message(
             csid,
@@ -250,6 +268,7 @@ impl Connection {
         )
     }
 
+    /// Sends a data message (AMF0: `@setDataFrame`, `onMetaData`...).
     pub fn send_data(
         &mut self,
         csid: u32,
@@ -262,7 +281,7 @@ impl Connection {
 
     /// Tells the peer our new chunk size, then uses it.
     pub fn set_chunk_size(&mut self, size: u32) -> Result<()> {
-        if !(1..=crate::rtmp::chunk::MAX_CHUNK_SIZE).contains(&size) {
+        if !(1..=crate::chunk::MAX_CHUNK_SIZE).contains(&size) {
             return Err(Error::unsupported(format!(
                 "chunk size {size} is outside 1..=2147483647"
             )));
@@ -271,6 +290,7 @@ impl Connection {
         self.encoder.set_chunk_size(size)
     }
 
+    /// Bytes to send now: the handshake's, then the chunk stream's.
     pub fn send_buf(&self) -> &[u8] {
         let hs = self.handshake.send_buf();
         if !hs.is_empty() {
@@ -280,6 +300,7 @@ impl Connection {
         }
     }
 
+    /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
         self.stats.bytes_out += n as u64;
         if !self.handshake.send_buf().is_empty() {

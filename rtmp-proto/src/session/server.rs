@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The server side of one connection. The caller decides whether an app may
 //! connect and whether a stream may be published or played; the session
 //! does everything else the protocol asks.
@@ -7,28 +8,33 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::rtmp::amf0::Amf0Value;
-use crate::rtmp::chunk::RawMessage;
-use crate::rtmp::error::{Error, ErrorKind, Result};
-use crate::rtmp::handshake::RANDOM_SIZE;
-use crate::rtmp::limits::Limits;
-use crate::rtmp::message::{
+use crate::amf0::Amf0Value;
+use crate::chunk::RawMessage;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handshake::RANDOM_SIZE;
+use crate::limits::Limits;
+use crate::message::{
     BandwidthLimit, ConnectParams, DataMessage, Message, NetCommand, Status, UserControl, type_id,
 };
 
 use super::{Connection, ConnectionStats, DEFAULT_OUT_CHUNK_SIZE, csid};
 
+/// What a server session announces and enforces.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The chunk size it sends with once `connect` is accepted.
     pub chunk_size: u32,
     /// The window after which the client must acknowledge.
     pub window_ack_size: u32,
+    /// The Set Peer Bandwidth it asks the client to keep to.
     pub peer_bandwidth: u32,
     /// How long the handshake and `connect` may take.
     pub handshake_timeout: Duration,
     /// Streams one connection may create.
     pub max_streams: u32,
+    /// `fmsVer` in the `connect` answer (clients look for "FMS/").
     pub fms_ver: String,
+    /// The bounds it decodes within.
     pub limits: Limits,
 }
 
@@ -46,60 +52,94 @@ impl Default for ServerConfig {
     }
 }
 
+/// What the client did, for the driver to act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// Answer with `accept_connect` or `reject_connect`.
     ConnectRequest(Box<ConnectParams>),
     /// Answer with `accept_publish` or `reject_stream`.
     PublishRequest {
+        /// The stream it will publish on.
         stream_id: u32,
+        /// The stream name (key), with its query.
         name: String,
+        /// "live", "record" or "append".
         kind: String,
     },
     /// Answer with `accept_play` or `reject_stream`.
     PlayRequest {
+        /// The stream it will play on.
         stream_id: u32,
+        /// The stream name, with its query.
         name: String,
+        /// Where to start (-2: live or recorded, -1: live only, >= 0: seconds).
         start: f64,
+        /// How long to play (-1: to the end).
         duration: f64,
+        /// Whether to flush the player's playlist first.
         reset: bool,
     },
     /// The publisher of `stream_id` stopped (FCUnpublish, closeStream or deleteStream).
     Unpublished {
+        /// The stream.
         stream_id: u32,
     },
     /// A player or publisher deleted its stream.
     StreamDeleted {
+        /// The stream.
         stream_id: u32,
     },
+    /// An audio message from a publisher.
     Audio {
+        /// The stream it came on.
         stream_id: u32,
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The FLV audio tag body.
         payload: Bytes,
     },
+    /// A video message from a publisher.
     Video {
+        /// The stream it came on.
         stream_id: u32,
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The FLV video tag body.
         payload: Bytes,
     },
+    /// A data message (`@setDataFrame`, `onMetaData`...) from a publisher.
     Data {
+        /// The stream it came on (0: the connection's).
         stream_id: u32,
+        /// Milliseconds, modulo 2^32.
         timestamp: u32,
+        /// The decoded message.
         data: DataMessage,
     },
+    /// A player asks for audio on or off.
     ReceiveAudio {
+        /// The stream.
         stream_id: u32,
+        /// Whether to send audio.
         enable: bool,
     },
+    /// A player asks for video on or off.
     ReceiveVideo {
+        /// The stream.
         stream_id: u32,
+        /// Whether to send video.
         enable: bool,
     },
+    /// A player pauses or resumes.
     Pause {
+        /// The stream.
         stream_id: u32,
+        /// Paused (true) or resumed.
         pause: bool,
+        /// Where, in milliseconds of the stream.
         millis: f64,
     },
+    /// The client answered our ping with this timestamp.
     PingResponse(u32),
 }
 
@@ -121,6 +161,8 @@ enum Phase {
     Closed,
 }
 
+/// One server connection: the handshake, connect, streams, publish and
+/// play, as a state machine the driver feeds bytes and time.
 pub struct ServerSession {
     conn: Connection,
     config: ServerConfig,
@@ -134,6 +176,7 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// A session for a freshly accepted connection; `random` fills S1.
     pub fn new(config: ServerConfig, now: Instant, random: &[u8; RANDOM_SIZE]) -> Self {
         ServerSession {
             conn: Connection::server(0, random, config.limits),
@@ -148,10 +191,12 @@ impl ServerSession {
         }
     }
 
+    /// The connection's counters.
     pub fn stats(&self) -> ConnectionStats {
         self.conn.stats()
     }
 
+    /// The connection under it (chunk figures, limits).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -161,6 +206,7 @@ impl ServerSession {
         self.connect.as_ref()
     }
 
+    /// Whether `connect` has been accepted.
     pub fn is_connected(&self) -> bool {
         self.phase == Phase::Connected
     }
@@ -182,6 +228,8 @@ impl ServerSession {
         }
     }
 
+    /// Takes bytes from the client; events come from
+    /// [`poll_event`](Self::poll_event). An error ends the connection.
     pub fn feed(&mut self, data: &[u8], _now: Instant) -> Result<()> {
         self.check_alive()?;
         if let Err(e) = self.conn.feed(data) {
@@ -203,14 +251,17 @@ impl ServerSession {
         }
     }
 
+    /// The next thing the client did.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
 
+    /// Bytes to send now.
     pub fn send_buf(&self) -> &[u8] {
         self.conn.send_buf()
     }
 
+    /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
         self.conn.advance(n)
     }
@@ -225,10 +276,12 @@ impl ServerSession {
         self.config.chunk_size
     }
 
+    /// Bytes waiting to be sent.
     pub fn pending_bytes(&self) -> usize {
         self.conn.pending()
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
@@ -595,6 +648,7 @@ impl ServerSession {
             .send_message(csid::CONTROL, 0, 0, &Message::UserControl(u))
     }
 
+    /// Starts the publish of `stream_id` (NetStream.Publish.Start).
     pub fn accept_publish(&mut self, stream_id: u32) -> Result<()> {
         self.check_alive()?;
         if self.streams.get(&stream_id) != Some(&StreamState::PublishRequested) {
@@ -613,6 +667,7 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Starts playing `stream_id` (StreamBegin, Play.Reset if asked, Play.Start).
     pub fn accept_play(&mut self, stream_id: u32, reset: bool) -> Result<()> {
         self.check_alive()?;
         if self.streams.get(&stream_id) != Some(&StreamState::PlayRequested) {
@@ -673,18 +728,21 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Sends an audio message to a player.
     pub fn send_audio(&mut self, stream_id: u32, timestamp: u32, payload: &[u8]) -> Result<()> {
         self.playing(stream_id)?;
         self.conn
             .send_raw(csid::AUDIO, timestamp, type_id::AUDIO, stream_id, payload)
     }
 
+    /// Sends a video message to a player.
     pub fn send_video(&mut self, stream_id: u32, timestamp: u32, payload: &[u8]) -> Result<()> {
         self.playing(stream_id)?;
         self.conn
             .send_raw(csid::VIDEO, timestamp, type_id::VIDEO, stream_id, payload)
     }
 
+    /// Sends a data message to a player.
     pub fn send_data(&mut self, stream_id: u32, timestamp: u32, data: &DataMessage) -> Result<()> {
         self.playing(stream_id)?;
         self.conn.send_data(csid::DATA, timestamp, stream_id, data)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! RTMP logins as servers ask for them in a refused `connect`: Adobe's
 //! (Flash Media Server, Wowza, and what FFmpeg and rtmp2 speak) and
 //! Limelight's (`llnw`, a digest in the HTTP style).
@@ -28,12 +29,14 @@ use super::error::{Error, ErrorKind, Result};
 /// How a server wants clients to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
+    /// Adobe's salted MD5 challenge-response (FMS, Wowza, FFmpeg, rtmp2).
     Adobe,
     /// Limelight Networks' digest.
     Llnw,
 }
 
 impl AuthMethod {
+    /// The name in `authmod=` ("adobe", "llnw").
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Adobe => "adobe",
@@ -67,7 +70,9 @@ pub enum ClientAuthMode {
 /// A user name and password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub user: String,
+    /// The password (never shown by `Debug`).
     pub password: String,
 }
 
@@ -231,6 +236,8 @@ pub struct ClientAuth {
 }
 
 impl ClientAuth {
+    /// A login for application `app` (its query, if any, is left out);
+    /// in `Adobe` or `Llnw` mode the first connect already announces it.
     pub fn new(mode: ClientAuthMode, creds: Option<Credentials>, app: &str) -> Self {
         let mut a = ClientAuth {
             mode,
@@ -378,11 +385,18 @@ pub fn with_query(app: &str, query: &str) -> String {
 /// A server's verdict on one connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Logged in as this user.
-    Accept { user: String },
-    /// Refuse the connect with `NetConnection.Connect.Rejected` and this
-    /// description (the client's next step); `why` is for logs.
-    Refuse { description: String, why: String },
+    /// Logged in.
+    Accept {
+        /// Who logged in.
+        user: String,
+    },
+    /// Refuse the connect with `NetConnection.Connect.Rejected`.
+    Refuse {
+        /// What to send: the client's next step (a challenge) or the failure.
+        description: String,
+        /// Why, for logs.
+        why: String,
+    },
 }
 
 /// One challenge handed out and not yet answered.
@@ -423,6 +437,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl ServerAuth {
+    /// Logins as `creds` by `method`; a challenge waits `ttl` for its answer.
     pub fn new(method: AuthMethod, creds: Credentials, ttl: Duration) -> Self {
         ServerAuth {
             method,
@@ -432,6 +447,7 @@ impl ServerAuth {
         }
     }
 
+    /// The method clients are asked for.
     pub fn method(&self) -> AuthMethod {
         self.method
     }

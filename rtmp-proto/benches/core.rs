@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `cargo bench`: the protocol core's hot paths against a plain memcpy of
 //! the same bytes, in the same run, printed as ratios (ours / memcpy, by
 //! throughput: 1.0 means as fast as copying the bytes once).
@@ -18,10 +19,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gstrtmp::rtmp::Limits;
-use gstrtmp::rtmp::amf0::{self, Amf0Value};
-use gstrtmp::rtmp::chunk::{ChunkDecoder, ChunkEncoder};
-use gstrtmp::rtmp::message::{ConnectParams, NetCommand, Status};
+use rtmp_proto::Limits;
+use rtmp_proto::amf0::{self, Amf0Value};
+use rtmp_proto::chunk::{ChunkDecoder, ChunkEncoder};
+use rtmp_proto::message::{ConnectParams, NetCommand, Status};
 
 struct Counting;
 
