@@ -359,25 +359,3 @@ fn user_facing(element: &gst::Element) -> gst::Element {
         .and_then(|p| p.downcast::<gst::Element>().ok())
         .unwrap_or_else(|| element.clone())
 }
-
-/// The wait before reconnection attempt `attempt` (from 1): `first_ms`,
-/// doubling with each attempt, at most `max_ms` (never below `first_ms`).
-pub fn backoff(attempt: u32, first_ms: u32, max_ms: u32) -> Duration {
-    let first = u64::from(first_ms);
-    let d = first.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-    Duration::from_millis(d.min(u64::from(max_ms.max(first_ms))))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_doubles_up_to_the_maximum() {
-        let ms = |a| super::backoff(a, 500, 3000).as_millis();
-        assert_eq!(
-            [ms(1), ms(2), ms(3), ms(4), ms(40)],
-            [500, 1000, 2000, 3000, 3000]
-        );
-        // A maximum below the first delay does not shorten it.
-        assert_eq!(super::backoff(3, 1000, 10).as_millis(), 1000);
-    }
-}

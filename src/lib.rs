@@ -6,11 +6,13 @@ pub mod caps;
 mod common;
 pub mod mode;
 pub mod net;
+pub mod policy;
 /// The protocol core, its own crate (`rtmp-proto/`).
 pub use rtmp_proto as rtmp;
 pub mod rtmpsink;
 pub mod rtmpsrc;
 mod security;
+mod shared;
 mod sync;
 
 // The plugin is named `rtmp` in a file `libgstrtmp.so`, so that it shadows

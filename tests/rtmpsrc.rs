@@ -653,12 +653,14 @@ fn stream_not_found_is_named() {
     server.join().unwrap();
 }
 
+/// By default rtmpsrc reconnects (tests/reconnect.rs); without it, a
+/// lost connection is an error.
 #[test]
-fn connection_lost_is_an_error() {
+fn connection_lost_is_an_error_without_reconnecting() {
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("lost");
-    let (p, _, _) = player(&url, "");
+    let (p, _, _) = player(&url, "reconnect-attempts=0");
     start_player(&p, &nginx, "lost");
     std::thread::sleep(Duration::from_millis(300));
     drop(nginx);
@@ -675,6 +677,31 @@ fn connection_lost_is_an_error() {
     };
     let text = format!("{} {:?}", e.error(), e.debug());
     assert!(text.contains("lost"), "{text}");
+}
+
+#[test]
+fn a_lost_connection_is_reconnected_by_default() {
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("lost");
+    let (p, _, _) = player(&url, "");
+    let states = connection_states(&p);
+    start_player(&p, &nginx, "lost");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(nginx);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !state_names(&states).contains(&"reconnecting".to_owned()) {
+        assert!(
+            Instant::now() < end,
+            "no reconnection: {:?}",
+            state_names(&states)
+        );
+        if let Some(m) = p.bus().unwrap().pop_filtered(&[gst::MessageType::Error]) {
+            panic!("an error instead of reconnecting: {m:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.set_state(gst::State::Null).unwrap();
 }
 
 #[test]

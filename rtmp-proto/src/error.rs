@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Closed,
     /// A socket or name-resolution failure (from a driver, never the core).
     Io,
+    /// The caller gave up (a flush, a stop): not the peer's doing (from a
+    /// driver, never the core).
+    Cancelled,
 }
 
 /// What the peer said when it refused a command: the data behind a

@@ -67,32 +67,65 @@ pub enum Next {
     Closed,
 }
 
-/// A flag that makes a connection's blocking calls give up soon.
+/// A flag that makes a connection's blocking calls give up soon, and
+/// wakes a thread that waits on it ([`Cancel::sleep`]) at once.
 #[derive(Clone, Default, Debug)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<CancelInner>);
+
+#[derive(Default, Debug)]
+struct CancelInner {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    woken: Condvar,
+}
 
 impl Cancel {
+    /// A flag not raised.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Raises the flag and wakes whoever sleeps on it.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst)
+        let _g = lock(&self.0.lock);
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.woken.notify_all();
     }
+
+    /// Lowers the flag (a flush is over).
     pub fn reset(&self) {
-        self.0.store(false, Ordering::SeqCst)
+        self.0.flag.store(false, Ordering::SeqCst)
     }
+
+    /// Whether the flag is raised.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `deadline`, or less if cancelled; returns false then.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut g = lock(&self.0.lock);
+        loop {
+            if self.is_cancelled() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            g = wait_at_most(&self.0.woken, g, deadline - now);
+        }
     }
 }
 
+/// The error of a call that gave up because it was asked to.
 pub(crate) fn cancelled() -> Error {
-    Error::new(ErrorKind::Closed, "cancelled")
+    Error::new(ErrorKind::Cancelled, "cancelled")
 }
 
 /// Whether an error is the cancel flag's doing rather than the network's.
 pub fn is_cancelled(e: &Error) -> bool {
-    e.kind() == ErrorKind::Closed && e.reason() == "cancelled"
+    e.kind() == ErrorKind::Cancelled
 }
 
 /// A socket read or write that only ran out of its time slice (the socket
@@ -731,13 +764,16 @@ impl ClientConnection {
         w.flush(Some(cancel), self.shared.timeout)?;
         w.stream.shutdown(Shutdown::Write).ok();
         drop(w);
-        // The server closes once it has read everything: wait for that.
+        // The server closes once it has read everything: wait for that
+        // (the reader says so on the condition).
         let end = Instant::now() + self.shared.timeout.min(Duration::from_secs(3));
-        while !self.shared.server_closed.load(Ordering::SeqCst)
-            && Instant::now() < end
-            && !cancel.is_cancelled()
-        {
-            std::thread::sleep(Duration::from_millis(10));
+        let mut q = lock(&self.shared.events);
+        while !self.shared.server_closed.load(Ordering::SeqCst) && !cancel.is_cancelled() {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
         }
         Ok(())
     }

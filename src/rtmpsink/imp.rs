@@ -7,9 +7,8 @@ use gst::subclass::prelude::*;
 
 use super::conn::{self, RtmpSinkConn, StopCommands};
 use super::mux::RtmpSinkMux;
-use crate::mode::RtmpMode;
 use crate::rtmp::url::RtmpUrl;
-use crate::security::Security;
+use crate::shared::SharedSettings;
 use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -59,31 +58,8 @@ impl ObjectSubclass for RtmpSink {
 impl ObjectImpl for RtmpSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb("RTMP URL to publish to: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]")
-                    .build(),
-                glib::ParamSpecEnum::builder::<RtmpMode>("mode")
-                    .nick("Mode")
-                    .blurb("client: publish to a server; server: listen on the location's address (rtmp://0.0.0.0:1935/app/stream, port 0 picks one) and serve players such as ffplay")
-                    .build(),
-                glib::ParamSpecInt::builder("reconnect-attempts")
-                    .nick("Reconnect attempts")
-                    .blurb("Client mode: attempts to reconnect after the connection is lost (-1: for ever, 0: do not reconnect; the stream then fails)")
-                    .minimum(-1)
-                    .default_value(conn::imp_defaults::RECONNECT_ATTEMPTS)
-                    .build(),
-                glib::ParamSpecUInt::builder("reconnect-delay")
-                    .nick("Reconnect delay")
-                    .blurb("Client mode: milliseconds before the first reconnection attempt; each further one waits twice as long, up to reconnect-max-delay")
-                    .default_value(conn::imp_defaults::RECONNECT_DELAY_MS)
-                    .build(),
-                glib::ParamSpecUInt::builder("reconnect-max-delay")
-                    .nick("Reconnect max delay")
-                    .blurb("Client mode: the longest wait between reconnection attempts, in milliseconds")
-                    .default_value(conn::imp_defaults::RECONNECT_MAX_DELAY_MS)
-                    .build(),
+            let mut props = SharedSettings::properties(&conn::ROLE);
+            props.extend([
                 glib::ParamSpecUInt::builder("backlog")
                     .nick("Backlog")
                     .blurb("Client mode: milliseconds of stream kept to re-send after a reconnection (whole GOPs); what falls out while disconnected is counted in stats and reported")
@@ -112,12 +88,6 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Server mode: a new player starts at the last keyframe (playback starts at once) rather than the next one")
                     .default_value(true)
                     .build(),
-                glib::ParamSpecUInt::builder("timeout")
-                    .nick("Timeout")
-                    .blurb("Seconds to wait for the server: connecting, each answer, a write that makes no progress, and data the server does not acknowledge (a dead route). Server mode: for a client's handshake, connect and play, before a player that reads nothing is cut off, and for players to drain at EOS")
-                    .minimum(1)
-                    .default_value(conn::imp_defaults::TIMEOUT)
-                    .build(),
                 glib::ParamSpecBoolean::builder("async-connect")
                     .nick("Async connect")
                     .blurb("Connect in the background while the pipeline starts; if false, the state change waits for the connection and fails with it")
@@ -129,19 +99,6 @@ impl ObjectImpl for RtmpSink {
                     .minimum(128)
                     .maximum(crate::rtmp::chunk::MAX_CHUNK_SIZE)
                     .default_value(conn::imp_defaults::CHUNK_SIZE)
-                    .build(),
-                glib::ParamSpecString::builder("flash-version")
-                    .nick("Flash version")
-                    .blurb("flashVer sent in connect")
-                    .default_value(Some(conn::imp_defaults::FLASH_VERSION))
-                    .build(),
-                glib::ParamSpecString::builder("tc-url")
-                    .nick("tcUrl")
-                    .blurb("tcUrl sent in connect, if it must differ from the one made from location")
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("extra-connect-args")
-                    .nick("Extra connect arguments")
-                    .blurb("Extra properties for the connect command object, e.g. \"args, pageUrl=(string)x, fpad=(boolean)false\"")
                     .build(),
                 glib::ParamSpecFlags::builder::<StopCommands>("stop-commands")
                     .nick("Stop commands")
@@ -174,8 +131,7 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Extra nanoseconds to wait, in live pipelines, for a late audio or video buffer before interleaving without it")
                     .default_value(0)
                     .build(),
-            ];
-            props.extend(Security::properties());
+            ]);
             props
         });
         PROPS.as_ref()
@@ -212,12 +168,10 @@ impl ObjectImpl for RtmpSink {
             }
             _ => {
                 let mut s = self.conn.settings();
-                if s.security.set(name, value) {
+                if s.shared.set(name, value, &conn::ROLE) {
                     return;
                 }
                 match name {
-                    "location" => s.location = value.get().expect("type checked"),
-                    "mode" => s.mode = value.get().expect("type checked"),
                     "max-clients" => s.max_clients = value.get().expect("type checked"),
                     "client-queue-time" => {
                         s.client_queue_time_ms = value.get().expect("type checked")
@@ -226,27 +180,9 @@ impl ObjectImpl for RtmpSink {
                         s.client_queue_bytes = value.get().expect("type checked")
                     }
                     "gop-cache" => s.gop_cache = value.get().expect("type checked"),
-                    "reconnect-attempts" => {
-                        s.reconnect_attempts = value.get().expect("type checked")
-                    }
-                    "reconnect-delay" => s.reconnect_delay_ms = value.get().expect("type checked"),
-                    "reconnect-max-delay" => {
-                        s.reconnect_max_delay_ms = value.get().expect("type checked")
-                    }
                     "backlog" => s.backlog_ms = value.get().expect("type checked"),
-                    "timeout" => s.timeout = value.get().expect("type checked"),
                     "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
-                    "flash-version" => {
-                        s.flash_version = value
-                            .get::<Option<String>>()
-                            .expect("type checked")
-                            .unwrap_or_else(|| conn::imp_defaults::FLASH_VERSION.into())
-                    }
-                    "tc-url" => s.tc_url = value.get().expect("type checked"),
-                    "extra-connect-args" => {
-                        s.extra_connect_args = value.get().expect("type checked")
-                    }
                     "stop-commands" => s.stop_commands = value.get().expect("type checked"),
                     _ => unreachable!("unknown property {name}"),
                 }
@@ -270,26 +206,17 @@ impl ObjectImpl for RtmpSink {
             }
             _ => {
                 let s = self.conn.settings();
-                if let Some(v) = s.security.get(name) {
+                if let Some(v) = s.shared.get(name) {
                     return v;
                 }
                 match name {
-                    "location" => s.location.to_value(),
-                    "mode" => s.mode.to_value(),
                     "max-clients" => s.max_clients.to_value(),
                     "client-queue-time" => s.client_queue_time_ms.to_value(),
                     "client-queue-bytes" => s.client_queue_bytes.to_value(),
                     "gop-cache" => s.gop_cache.to_value(),
-                    "reconnect-attempts" => s.reconnect_attempts.to_value(),
-                    "reconnect-delay" => s.reconnect_delay_ms.to_value(),
-                    "reconnect-max-delay" => s.reconnect_max_delay_ms.to_value(),
                     "backlog" => s.backlog_ms.to_value(),
-                    "timeout" => s.timeout.to_value(),
                     "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),
-                    "flash-version" => s.flash_version.to_value(),
-                    "tc-url" => s.tc_url.to_value(),
-                    "extra-connect-args" => s.extra_connect_args.to_value(),
                     "stop-commands" => s.stop_commands.to_value(),
                     _ => unreachable!("unknown property {name}"),
                 }
@@ -429,12 +356,12 @@ impl URIHandlerImpl for RtmpSink {
     }
 
     fn uri(&self) -> Option<String> {
-        self.conn.settings().location.clone()
+        self.conn.settings().shared.location.clone()
     }
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
         RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
-        self.conn.settings().location = Some(uri.to_owned());
+        self.conn.settings().shared.location = Some(uri.to_owned());
         Ok(())
     }
 }

@@ -5,10 +5,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::conn::{RtmpSrcConn, defaults};
+use super::conn::{ROLE, RtmpSrcConn, defaults};
 use super::demux::RtmpSrcDemux;
-use crate::mode::RtmpMode;
 use crate::rtmp::url::RtmpUrl;
+use crate::shared::SharedSettings;
 
 pub struct RtmpSrc {
     conn: RtmpSrcConn,
@@ -47,21 +47,8 @@ impl ObjectSubclass for RtmpSrc {
 impl ObjectImpl for RtmpSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = vec![
-                glib::ParamSpecString::builder("location")
-                    .nick("Location")
-                    .blurb("RTMP URL to play: rtmp://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address, app and stream to accept")
-                    .build(),
-                glib::ParamSpecEnum::builder::<RtmpMode>("mode")
-                    .nick("Mode")
-                    .blurb("client: play from a server; server: listen on the location's address (rtmp://0.0.0.0:1935/app/key, port 0 picks one) for a publisher such as OBS or FFmpeg")
-                    .build(),
-                glib::ParamSpecUInt::builder("timeout")
-                    .nick("Timeout")
-                    .blurb("Seconds to wait for the server: connecting and each answer. Server mode: for a client's handshake, connect and publish, and before a silent publisher is cut off")
-                    .minimum(1)
-                    .default_value(defaults::TIMEOUT)
-                    .build(),
+            let mut props = SharedSettings::properties(&ROLE);
+            props.extend([
                 glib::ParamSpecUInt::builder("idle-timeout")
                     .nick("Idle timeout")
                     .blurb("Seconds without any message from the server before it is an error, or with reconnect-attempts a reason to reconnect (0: wait for ever; a reconnecting client pings a quiet server, so a dead route shows within timeout)")
@@ -76,19 +63,6 @@ impl ObjectImpl for RtmpSrc {
                     .nick("Latency")
                     .blurb("Milliseconds of latency reported to the pipeline, to absorb network jitter when playing in sync")
                     .default_value(defaults::LATENCY_MS)
-                    .build(),
-                glib::ParamSpecString::builder("flash-version")
-                    .nick("Flash version")
-                    .blurb("flashVer sent in connect")
-                    .default_value(Some(defaults::FLASH_VERSION))
-                    .build(),
-                glib::ParamSpecString::builder("tc-url")
-                    .nick("tcUrl")
-                    .blurb("tcUrl sent in connect, if it must differ from the one made from location")
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("extra-connect-args")
-                    .nick("Extra connect arguments")
-                    .blurb("Extra properties for the connect command object, e.g. \"args, pageUrl=(string)x\"")
                     .build(),
                 glib::ParamSpecBoolean::builder("eos-on-disconnect")
                     .nick("EOS on disconnect")
@@ -126,29 +100,12 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("Server mode: end the stream (EOS) when the publisher stops or disconnects, instead of waiting for the next one")
                     .default_value(false)
                     .build(),
-                glib::ParamSpecInt::builder("reconnect-attempts")
-                    .nick("Reconnect attempts")
-                    .blurb("Client mode: attempts to reconnect after the connection is lost (-1: for ever, 0: do not reconnect); playback resumes with DISCONT")
-                    .minimum(-1)
-                    .default_value(0)
-                    .build(),
-                glib::ParamSpecUInt::builder("reconnect-delay")
-                    .nick("Reconnect delay")
-                    .blurb("Client mode: milliseconds before the first reconnection attempt; each further one waits twice as long, up to reconnect-max-delay")
-                    .default_value(1000)
-                    .build(),
-                glib::ParamSpecUInt::builder("reconnect-max-delay")
-                    .nick("Reconnect max delay")
-                    .blurb("Client mode: the longest wait between reconnection attempts, in milliseconds")
-                    .default_value(30_000)
-                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
                     .read_only()
                     .build(),
-            ];
-            props.extend(crate::security::Security::properties());
+            ]);
             props
         });
         PROPS.as_ref()
@@ -173,32 +130,18 @@ impl ObjectImpl for RtmpSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.conn.settings();
-        if s.security.set(pspec.name(), value) {
+        if s.shared.set(pspec.name(), value, &ROLE) {
             return;
         }
         match pspec.name() {
-            "location" => s.location = value.get().expect("type checked"),
-            "mode" => s.mode = value.get().expect("type checked"),
             "stream-keys" => s.stream_keys = crate::common::string_array(value),
             "max-clients" => s.max_clients = value.get().expect("type checked"),
             "publisher-takeover" => s.publisher_takeover = value.get().expect("type checked"),
             "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
             "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
-            "reconnect-attempts" => s.reconnect_attempts = value.get().expect("type checked"),
-            "reconnect-delay" => s.reconnect_delay_ms = value.get().expect("type checked"),
-            "reconnect-max-delay" => s.reconnect_max_delay_ms = value.get().expect("type checked"),
-            "timeout" => s.timeout = value.get().expect("type checked"),
             "idle-timeout" => s.idle_timeout = value.get().expect("type checked"),
             "buffer-length" => s.buffer_length = value.get().expect("type checked"),
             "latency" => s.latency_ms = value.get().expect("type checked"),
-            "flash-version" => {
-                s.flash_version = value
-                    .get::<Option<String>>()
-                    .expect("type checked")
-                    .unwrap_or_else(|| defaults::FLASH_VERSION.into())
-            }
-            "tc-url" => s.tc_url = value.get().expect("type checked"),
-            "extra-connect-args" => s.extra_connect_args = value.get().expect("type checked"),
             "eos-on-disconnect" => s.eos_on_disconnect = value.get().expect("type checked"),
             "publisher-restart-timeout" => {
                 s.restart_timeout_ms = value.get().expect("type checked")
@@ -212,27 +155,18 @@ impl ObjectImpl for RtmpSrc {
             return self.conn.stats().to_value();
         }
         let s = self.conn.settings();
-        if let Some(v) = s.security.get(pspec.name()) {
+        if let Some(v) = s.shared.get(pspec.name()) {
             return v;
         }
         match pspec.name() {
-            "location" => s.location.to_value(),
-            "mode" => s.mode.to_value(),
             "stream-keys" => gst::Array::new(s.stream_keys.iter()).to_value(),
             "max-clients" => s.max_clients.to_value(),
             "publisher-takeover" => s.publisher_takeover.to_value(),
             "publisher-timeout" => s.publisher_timeout.to_value(),
             "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
-            "reconnect-attempts" => s.reconnect_attempts.to_value(),
-            "reconnect-delay" => s.reconnect_delay_ms.to_value(),
-            "reconnect-max-delay" => s.reconnect_max_delay_ms.to_value(),
-            "timeout" => s.timeout.to_value(),
             "idle-timeout" => s.idle_timeout.to_value(),
             "buffer-length" => s.buffer_length.to_value(),
             "latency" => s.latency_ms.to_value(),
-            "flash-version" => s.flash_version.to_value(),
-            "tc-url" => s.tc_url.to_value(),
-            "extra-connect-args" => s.extra_connect_args.to_value(),
             "eos-on-disconnect" => s.eos_on_disconnect.to_value(),
             "publisher-restart-timeout" => s.restart_timeout_ms.to_value(),
             n => unreachable!("unknown property {n}"),
@@ -340,12 +274,12 @@ impl URIHandlerImpl for RtmpSrc {
     }
 
     fn uri(&self) -> Option<String> {
-        self.conn.settings().location.clone()
+        self.conn.settings().shared.location.clone()
     }
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
         RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
-        self.conn.settings().location = Some(uri.to_owned());
+        self.conn.settings().shared.location = Some(uri.to_owned());
         Ok(())
     }
 }

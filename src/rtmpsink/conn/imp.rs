@@ -13,10 +13,12 @@ use super::backlog::Backlog;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
+use crate::policy::{Reconnect, ReconnectSettings, Step};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode, EnhancedCaps};
 use crate::rtmp::url::RtmpUrl;
+use crate::shared::SharedSettings;
 use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -24,15 +26,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 pub mod defaults {
-    pub const TIMEOUT: u32 = 10;
     pub const CHUNK_SIZE: u32 = crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE;
     pub const FLASH_VERSION: &str = "FMLE/3.0 (compatible; GStreamer rtmpsink)";
     pub const MAX_CLIENTS: u32 = 256;
     pub const CLIENT_QUEUE_TIME_MS: u32 = 5000;
     pub const CLIENT_QUEUE_BYTES: u32 = 16 << 20;
-    pub const RECONNECT_ATTEMPTS: i32 = -1;
-    pub const RECONNECT_DELAY_MS: u32 = 1000;
-    pub const RECONNECT_MAX_DELAY_MS: u32 = 30_000;
     pub const BACKLOG_MS: u32 = 10_000;
 }
 
@@ -44,51 +42,41 @@ pub enum StopCommands {
     DELETE_STREAM = 1 << 1,
 }
 
+/// The element's role in the shared properties' blurbs and defaults.
+pub const ROLE: crate::shared::Role = crate::shared::Role {
+    client_verb: "publish to",
+    server_verb: "serve players such as ffplay",
+    flash_version: defaults::FLASH_VERSION,
+    timeout_blurb: "a write that makes no progress and data the server does not acknowledge (a dead route); server mode: a client's handshake, connect and play, a player that reads nothing, and players draining at EOS",
+};
+
 /// What the `rtmpsink` bin's properties set.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub location: Option<String>,
-    pub timeout: u32,
+    /// The properties rtmpsrc has too.
+    pub shared: SharedSettings,
     pub async_connect: bool,
     pub chunk_size: u32,
-    pub flash_version: String,
-    pub tc_url: Option<String>,
-    pub extra_connect_args: Option<gst::Structure>,
     pub stop_commands: StopCommands,
-    pub mode: RtmpMode,
     pub max_clients: u32,
     pub client_queue_time_ms: u32,
     pub client_queue_bytes: u32,
     pub gop_cache: bool,
-    pub reconnect_attempts: i32,
-    pub reconnect_delay_ms: u32,
-    pub reconnect_max_delay_ms: u32,
-    /// rtmps:// and authentication.
-    pub security: crate::security::Security,
     pub backlog_ms: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            location: None,
-            timeout: defaults::TIMEOUT,
+            shared: SharedSettings::new(&ROLE),
             async_connect: true,
             chunk_size: defaults::CHUNK_SIZE,
-            flash_version: defaults::FLASH_VERSION.into(),
-            tc_url: None,
-            extra_connect_args: None,
             stop_commands: StopCommands::all(),
-            mode: RtmpMode::Client,
             max_clients: defaults::MAX_CLIENTS,
             client_queue_time_ms: defaults::CLIENT_QUEUE_TIME_MS,
             client_queue_bytes: defaults::CLIENT_QUEUE_BYTES,
             gop_cache: true,
-            reconnect_attempts: defaults::RECONNECT_ATTEMPTS,
-            reconnect_delay_ms: defaults::RECONNECT_DELAY_MS,
-            reconnect_max_delay_ms: defaults::RECONNECT_MAX_DELAY_MS,
             backlog_ms: defaults::BACKLOG_MS,
-            security: Default::default(),
         }
     }
 }
@@ -98,14 +86,17 @@ enum Conn {
     Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
     Connected(Box<ClientConnection>),
     /// The connection was lost: a new one is being made (after a delay).
-    Reconnecting(Reconnect),
+    Reconnecting(Attempt),
     /// Server mode: players come and go.
     Serving(Arc<Server>),
     Failed,
 }
 
-struct Reconnect {
+/// A reconnection attempt under way.
+struct Attempt {
     attempt: u32,
+    /// Its wait, made again if a flush cancels it.
+    delay: Duration,
     reason: String,
     /// Upstream is live: buffers go to the backlog meanwhile rather than
     /// waiting (a file waits, so nothing is dropped).
@@ -145,10 +136,10 @@ struct State {
     /// Messages dropped from the backlog in the current outage, reported
     /// once it is over.
     outage_dropped: u64,
-    /// When the current connection started publishing, and the attempt
-    /// that made it (0: the first connection).
+    /// When the current connection started publishing.
     connected_at: Option<Instant>,
-    attempt: u32,
+    /// When to reconnect and when to give up (attempts count from a loss).
+    reconnect: Reconnect,
 }
 
 impl Default for State {
@@ -170,7 +161,11 @@ impl Default for State {
             reconnects: 0,
             outage_dropped: 0,
             connected_at: None,
-            attempt: 0,
+            reconnect: Reconnect::new(ReconnectSettings {
+                attempts: 0,
+                first_delay: Duration::ZERO,
+                max_delay: Duration::ZERO,
+            }),
         }
     }
 }
@@ -335,11 +330,8 @@ impl RtmpSinkConn {
     fn client_config(&self, url: &RtmpUrl, tc_url: Option<&str>) -> ConnectOptions {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Publish, url);
-        c.flash_ver = s.flash_version.clone();
-        if let Some(t) = tc_url.or(s.tc_url.as_deref()) {
-            c.tc_url = t.to_owned();
-        }
-        if s.reconnect_attempts != 0 {
+        s.shared.apply_to(&mut c, tc_url);
+        if s.shared.reconnect.enabled() {
             // Enhanced RTMP: we follow NetConnection.Connect.ReconnectRequest.
             c.enhanced = Some(EnhancedCaps {
                 caps_ex: Some(f64::from(CAPS_EX_RECONNECT)),
@@ -347,11 +339,7 @@ impl RtmpSinkConn {
             });
         }
         c.chunk_size = s.chunk_size;
-        c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
-        if let Some(extra) = &s.extra_connect_args {
-            c.connect_extra = crate::common::connect_extra(extra);
-        }
-        s.security.connect_options(c, url)
+        s.shared.security.connect_options(c, url)
     }
 
     /// Waits for the connection to be up; errors are posted here.
@@ -366,7 +354,6 @@ impl RtmpSinkConn {
                     gst::info!(CAT, imp = self, "publishing to {url}");
                     st.conn = Conn::Connected(Box::new(c));
                     st.connected_at = Some(Instant::now());
-                    st.attempt = 0;
                 }
                 Ok(Err(e)) if is_cancelled(&e) => {
                     st.conn = Conn::Idle;
@@ -411,9 +398,9 @@ impl RtmpSinkConn {
                 url,
                 &[],
                 s.max_clients,
-                s.timeout,
+                s.shared.timeout,
                 s.chunk_size,
-                &s.security,
+                &s.shared.security,
             )?;
             let role = Role::Play(PlayOptions {
                 queue_time: Duration::from_millis(u64::from(s.client_queue_time_ms)),
@@ -429,7 +416,7 @@ impl RtmpSinkConn {
             role,
             "accept-player",
             *CAT,
-            |l| self.settings().location = Some(l),
+            |l| self.settings().shared.location = Some(l),
         )
     }
 
@@ -659,7 +646,6 @@ impl RtmpSinkConn {
         st.backlog.reset_written();
         st.reconnects += 1;
         st.connected_at = Some(Instant::now());
-        st.attempt = 0;
         self.post_state("connected", 1, "", Duration::ZERO);
         match result {
             Ok(()) => Ok(()),
@@ -706,7 +692,7 @@ impl RtmpSinkConn {
     /// cancel), a new connection is started and the stream goes on into
     /// the backlog meanwhile.
     fn connection_lost(&self, st: &mut State, e: crate::rtmp::Error) -> Result<(), gst::FlowError> {
-        if is_cancelled(&e) || self.settings().reconnect_attempts == 0 {
+        if is_cancelled(&e) || !st.reconnect.settings().enabled() {
             return Err(self.lost(st, e));
         }
         // A connection the server closes right after accepting the publish
@@ -714,7 +700,7 @@ impl RtmpSinkConn {
         // the first one fails the stream; a new one counts as a failed
         // attempt, so the backoff keeps growing.
         let short = st.connected_at.is_some_and(|t| t.elapsed() < SHORT_LIVED);
-        if short && st.attempt == 0 && st.reconnects == 0 {
+        if short && st.reconnect.attempts() == 0 && st.reconnects == 0 {
             return Err(self.lost(st, e));
         }
         let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Failed) else {
@@ -733,12 +719,13 @@ impl RtmpSinkConn {
             imp = self,
             "connection to {url} lost ({e}): reconnecting"
         );
-        let attempt = if short { st.attempt + 1 } else { 1 };
-        if attempt == 1 {
+        let step = if short {
+            st.reconnect.on_attempt_failed(&e, Instant::now())
+        } else {
             st.outage_dropped = 0;
-        }
-        self.start_attempt(st, attempt, e.to_string(), self.upstream_is_live());
-        Ok(())
+            st.reconnect.on_lost(&e, Instant::now())
+        };
+        self.next_attempt(st, step, e.to_string(), self.upstream_is_live())
     }
 
     fn upstream_is_live(&self) -> bool {
@@ -748,33 +735,83 @@ impl RtmpSinkConn {
         pad.peer_query(&mut q) && q.result().0
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let s = self.settings();
-        crate::common::backoff(attempt, s.reconnect_delay_ms, s.reconnect_max_delay_ms)
+    /// Does what the reconnect policy said: an attempt after its wait, or
+    /// the end of the stream with why.
+    fn next_attempt(
+        &self,
+        st: &mut State,
+        step: Step,
+        reason: String,
+        live: bool,
+    ) -> Result<(), gst::FlowError> {
+        match step {
+            Step::Retry { attempt, delay, .. } => {
+                self.start_attempt(st, attempt, delay, reason, live);
+                Ok(())
+            }
+            Step::GiveUp {
+                attempts,
+                reason: last,
+                refused,
+            } => {
+                let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+                self.post_state("given-up", attempts, &last, Duration::ZERO);
+                if refused {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::NotAuthorized,
+                        (
+                            "Connection to {} lost ({}), and reconnecting was refused: {}",
+                            url,
+                            reason,
+                            last
+                        )
+                    );
+                } else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Write,
+                        (
+                            "Connection to {} lost ({}) and {} reconnection attempts failed, the last with: {}",
+                            url,
+                            reason,
+                            attempts,
+                            last
+                        )
+                    );
+                }
+                st.conn = Conn::Failed;
+                Err(gst::FlowError::Error)
+            }
+        }
     }
 
-    /// Starts reconnection attempt `attempt` after its backoff delay.
-    fn start_attempt(&self, st: &mut State, attempt: u32, reason: String, live: bool) {
+    /// Starts reconnection attempt `attempt` after `delay`.
+    fn start_attempt(
+        &self,
+        st: &mut State,
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+        live: bool,
+    ) {
         let Some(url) = st.url.clone() else { return };
-        let delay = self.backoff(attempt);
         self.post_state("reconnecting", attempt, &reason, delay);
         let config = self.client_config(&url, st.tc_url.as_deref());
         let cancel = self.cancel.clone();
+        let at = Instant::now() + delay;
         let handle = std::thread::Builder::new()
             .name("rtmpsink-reconnect".into())
             .spawn(move || {
-                let end = Instant::now() + delay;
-                while Instant::now() < end {
-                    if cancel.is_cancelled() {
-                        return Err(crate::net::client::cancelled());
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                if !cancel.sleep_until(at) {
+                    return Err(crate::net::client::cancelled());
                 }
                 ClientConnection::open(&url, config, &cancel)
             })
             .expect("spawn a thread");
-        st.conn = Conn::Reconnecting(Reconnect {
+        st.conn = Conn::Reconnecting(Attempt {
             attempt,
+            delay,
             reason,
             live,
             handle,
@@ -840,7 +877,6 @@ impl RtmpSinkConn {
                     }
                     st.conn = Conn::Connected(Box::new(c));
                     st.connected_at = Some(Instant::now());
-                    st.attempt = r.attempt;
                     if let Err(e) = result {
                         return self.connection_lost(st, e);
                     }
@@ -848,50 +884,18 @@ impl RtmpSinkConn {
                 }
                 Ok(Err(e)) if is_cancelled(&e) => {
                     // A flush or stop: the same attempt again afterwards.
-                    self.start_attempt(st, r.attempt, r.reason, r.live);
+                    self.start_attempt(st, r.attempt, r.delay, r.reason, r.live);
                     return Err(gst::FlowError::Flushing);
                 }
                 Ok(Err(e)) => {
-                    let max = self.settings().reconnect_attempts;
-                    if !crate::net::worth_retrying(&e) {
-                        // A refusal: trying again would meet it again.
-                        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-                        self.post_state("given-up", r.attempt, &e.to_string(), Duration::ZERO);
-                        gst::element_imp_error!(
-                            self,
-                            gst::ResourceError::NotAuthorized,
-                            (
-                                "Connection to {} lost ({}), and reconnecting was refused: {}",
-                                url,
-                                r.reason,
-                                e
-                            )
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
-                    if max > 0 && r.attempt >= max as u32 {
-                        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-                        self.post_state("given-up", r.attempt, &e.to_string(), Duration::ZERO);
-                        gst::element_imp_error!(
-                            self,
-                            gst::ResourceError::Write,
-                            (
-                                "Connection to {} lost ({}) and {} reconnection attempts failed, the last with: {}",
-                                url,
-                                r.reason,
-                                r.attempt,
-                                e
-                            )
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
                     gst::info!(
                         CAT,
                         imp = self,
                         "reconnection attempt {} failed: {e}",
                         r.attempt
                     );
-                    self.start_attempt(st, r.attempt + 1, e.to_string(), r.live);
+                    let step = st.reconnect.on_attempt_failed(&e, Instant::now());
+                    self.next_attempt(st, step, r.reason, r.live)?;
                 }
                 Err(_) => {
                     gst::element_imp_error!(
@@ -1009,8 +1013,8 @@ impl RtmpSinkConn {
 
 impl BaseSinkImpl for RtmpSinkConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let mode = self.settings().mode;
-        let url = crate::common::location_url(self.settings().location.clone(), mode)?;
+        let mode = self.settings().shared.mode;
+        let url = crate::common::location_url(self.settings().shared.location.clone(), mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
@@ -1025,7 +1029,8 @@ impl BaseSinkImpl for RtmpSinkConn {
         {
             let s = self.settings();
             st.backlog = Backlog::new(s.backlog_ms);
-            st.keep_backlog = s.reconnect_attempts != 0;
+            st.keep_backlog = s.shared.reconnect.enabled();
+            st.reconnect = Reconnect::new(s.shared.reconnect);
         }
         self.spawn_connect(&mut st);
         if !self.settings().async_connect {
@@ -1102,7 +1107,7 @@ impl BaseSinkImpl for RtmpSinkConn {
             let mut st = lock(&self.state);
             if let Conn::Serving(server) = &st.conn {
                 // Players get what is queued, then the end of the stream.
-                let wait = Duration::from_secs(u64::from(self.settings().timeout));
+                let wait = self.settings().shared.timeout();
                 match server.finish(wait, &self.cancel) {
                     Ok(()) => gst::info!(CAT, imp = self, "stream finished for every player"),
                     Err(e) if is_cancelled(&e) => {}

@@ -7,7 +7,7 @@ use gst::glib;
 mod backlog;
 mod imp;
 
-pub use imp::{Settings, StopCommands, defaults as imp_defaults};
+pub use imp::{ROLE, Settings, StopCommands, defaults as imp_defaults};
 
 glib::wrapper! {
     pub struct RtmpSinkConn(ObjectSubclass<imp::RtmpSinkConn>) @extends gst_base::BaseSink, gst::Element, gst::Object;

@@ -13,11 +13,13 @@ use gst_base::subclass::prelude::*;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, is_cancelled};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
+use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
+use crate::shared::SharedSettings;
 use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -29,7 +31,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 pub mod defaults {
-    pub const TIMEOUT: u32 = 10;
     pub const IDLE_TIMEOUT: u32 = 0;
     pub const BUFFER_LENGTH: u32 = 1000;
     pub const LATENCY_MS: u32 = 200;
@@ -47,54 +48,45 @@ const RESYNC_AHEAD_NS: i64 = 10_000_000_000;
 /// late, starts the mapping again rather than being played in a burst.
 const RESYNC_BEHIND_NS: i64 = 3_000_000_000;
 
+/// The element's role in the shared properties' blurbs and defaults.
+pub const ROLE: crate::shared::Role = crate::shared::Role {
+    client_verb: "play from",
+    server_verb: "take a publisher such as OBS or FFmpeg",
+    flash_version: defaults::FLASH_VERSION,
+    timeout_blurb: "and (server mode) a client's handshake, connect and publish, and a publisher that goes silent",
+};
+
+/// What the `rtmpsrc` bin's properties set.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub location: Option<String>,
-    pub timeout: u32,
+    /// The properties rtmpsink has too.
+    pub shared: SharedSettings,
     pub idle_timeout: u32,
     pub buffer_length: u32,
     pub latency_ms: u32,
-    pub flash_version: String,
-    pub tc_url: Option<String>,
-    pub extra_connect_args: Option<gst::Structure>,
     pub eos_on_disconnect: bool,
     pub restart_timeout_ms: u32,
-    pub mode: RtmpMode,
     pub stream_keys: Vec<String>,
     pub max_clients: u32,
     pub publisher_takeover: bool,
     pub publisher_timeout: u32,
     pub eos_on_unpublish: bool,
-    pub reconnect_attempts: i32,
-    pub reconnect_delay_ms: u32,
-    pub reconnect_max_delay_ms: u32,
-    /// rtmps:// and authentication.
-    pub security: crate::security::Security,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            location: None,
-            timeout: defaults::TIMEOUT,
+            shared: SharedSettings::new(&ROLE),
             idle_timeout: defaults::IDLE_TIMEOUT,
             buffer_length: defaults::BUFFER_LENGTH,
             latency_ms: defaults::LATENCY_MS,
-            flash_version: defaults::FLASH_VERSION.into(),
-            tc_url: None,
-            extra_connect_args: None,
             eos_on_disconnect: false,
             restart_timeout_ms: 0,
-            mode: RtmpMode::Client,
             stream_keys: Vec::new(),
             max_clients: defaults::MAX_CLIENTS,
             publisher_takeover: false,
             publisher_timeout: 0,
             eos_on_unpublish: false,
-            reconnect_attempts: 0,
-            reconnect_delay_ms: 1000,
-            reconnect_max_delay_ms: 30_000,
-            security: Default::default(),
         }
     }
 }
@@ -129,10 +121,6 @@ impl Source {
         }
     }
 }
-
-/// A client that received nothing for this long pings the server (when
-/// reconnecting is on), and again each time as long again passes.
-const PING_WHEN_IDLE: Duration = Duration::from_secs(2);
 
 /// RTMP milliseconds onto running time: fixed at the first message, started
 /// again when a message strays too far from the clock (publisher restart,
@@ -193,14 +181,8 @@ struct State {
     resyncs: u64,
     restarts: u64,
     bytes_in: u64,
-    /// After StreamEOF, with publisher-restart-timeout set: until when to
-    /// wait for a new publisher before EOS.
-    restart_deadline: Option<Instant>,
-    /// Server mode: publishers that have started, whether one is on now,
-    /// and until when to wait for one (publisher-timeout).
-    publishers: u64,
-    publishing: bool,
-    publisher_deadline: Option<Instant>,
+    /// What to do with events, silences and losses (set at start).
+    policy: SourcePolicy,
     reconnects: u64,
 }
 
@@ -218,10 +200,18 @@ impl Default for State {
             resyncs: 0,
             restarts: 0,
             bytes_in: 0,
-            restart_deadline: None,
-            publishers: 0,
-            publishing: false,
-            publisher_deadline: None,
+            policy: SourcePolicy::new(
+                SourceSettings {
+                    server: false,
+                    idle_timeout: None,
+                    eos_on_disconnect: false,
+                    restart_wait: None,
+                    eos_on_unpublish: false,
+                    publisher_timeout: None,
+                    reconnect: false,
+                },
+                Instant::now(),
+            ),
             reconnects: 0,
         }
     }
@@ -300,7 +290,7 @@ impl RtmpSrcConn {
             Conn::Serving(s) => {
                 let stats = s.stats();
                 let bytes: u64 = stats.peers.iter().map(|p| p.bytes_in).sum::<u64>() + st.bytes_in;
-                let state = if st.publishing {
+                let state = if st.policy.publishing() {
                     "receiving"
                 } else {
                     "listening"
@@ -329,7 +319,7 @@ impl RtmpSrcConn {
                 .find(|p| p.kind == PeerKind::Publisher)
                 .map(|p| p.addr.to_string());
             b = b
-                .field("publishers", st.publishers)
+                .field("publishers", st.policy.publishers())
                 .field("publisher-address", publisher.unwrap_or_default())
                 .field("connections-accepted", s.accepted)
                 .field("connections-rejected", s.rejected)
@@ -341,16 +331,9 @@ impl RtmpSrcConn {
     fn client_config(&self, url: &RtmpUrl) -> ConnectOptions {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Play, url);
-        c.flash_ver = s.flash_version.clone();
-        if let Some(t) = &s.tc_url {
-            c.tc_url = t.clone();
-        }
+        s.shared.apply_to(&mut c, None);
         c.buffer_ms = s.buffer_length;
-        c.response_timeout = Duration::from_secs(u64::from(s.timeout.max(1)));
-        if let Some(extra) = &s.extra_connect_args {
-            c.connect_extra = crate::common::connect_extra(extra);
-        }
-        s.security.connect_options(c, url)
+        s.shared.security.connect_options(c, url)
     }
 
     fn spawn_connect(&self, st: &mut State) {
@@ -428,66 +411,89 @@ impl RtmpSrcConn {
         }
     }
 
+    /// What the settings say about ends, silences and losses.
+    fn source_settings(&self) -> SourceSettings {
+        let s = self.settings();
+        let secs = |n: u32| (n > 0).then(|| Duration::from_secs(u64::from(n)));
+        SourceSettings {
+            server: s.shared.mode == RtmpMode::Server,
+            idle_timeout: secs(s.idle_timeout),
+            eos_on_disconnect: s.eos_on_disconnect,
+            restart_wait: (s.restart_timeout_ms > 0)
+                .then(|| Duration::from_millis(u64::from(s.restart_timeout_ms))),
+            eos_on_unpublish: s.eos_on_unpublish,
+            publisher_timeout: secs(s.publisher_timeout),
+            reconnect: s.shared.reconnect.enabled(),
+        }
+    }
+
     /// Client mode, the connection lost: new ones with backoff until one
     /// plays (the stream then resumes with DISCONT and a fresh time
-    /// mapping) or the attempts are used up (an error).
+    /// mapping) or the policy gives up (an error).
     fn reconnect(&self, reason: &str) -> Result<Source, gst::FlowError> {
-        let (max, first, most) = {
-            let s = self.settings();
-            (
-                s.reconnect_attempts,
-                s.reconnect_delay_ms,
-                s.reconnect_max_delay_ms,
-            )
-        };
+        let mut policy = Reconnect::new(self.settings().shared.reconnect);
         let Some(url) = lock(&self.state).url.clone() else {
             return Err(gst::FlowError::Error);
         };
-        let mut why = reason.to_owned();
-        let mut attempt = 1u32;
+        let lost = crate::rtmp::Error::new(crate::rtmp::ErrorKind::Closed, reason);
+        let mut step = policy.on_lost(&lost, Instant::now());
         loop {
-            if max > 0 && attempt > max as u32 {
-                crate::common::post_connection_state(
-                    self.obj().upcast_ref(),
-                    "given-up",
-                    attempt - 1,
-                    &why,
-                    Duration::ZERO,
-                );
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Read,
-                    (
-                        "Connection to {} lost ({}) and {} reconnection attempts failed, the last with: {}",
-                        url.redacted(),
-                        reason,
-                        attempt - 1,
-                        why
-                    )
-                );
-                lock(&self.state).conn = Conn::Failed;
-                return Err(gst::FlowError::Error);
-            }
-            let delay = crate::common::backoff(attempt, first, most);
+            let (attempt, at, delay) = match step {
+                Step::Retry { attempt, at, delay } => (attempt, at, delay),
+                Step::GiveUp {
+                    attempts,
+                    reason: last,
+                    refused,
+                } => {
+                    crate::common::post_connection_state(
+                        self.obj().upcast_ref(),
+                        "given-up",
+                        attempts,
+                        &last,
+                        Duration::ZERO,
+                    );
+                    let (domain, what) = if refused {
+                        (
+                            gst::ResourceError::NotAuthorized,
+                            format!("reconnecting was refused: {last}"),
+                        )
+                    } else {
+                        (
+                            gst::ResourceError::Read,
+                            format!(
+                                "{attempts} reconnection attempts failed, the last with: {last}"
+                            ),
+                        )
+                    };
+                    gst::element_imp_error!(
+                        self,
+                        domain,
+                        (
+                            "Connection to {} lost ({}), and {}",
+                            url.redacted(),
+                            reason,
+                            what
+                        )
+                    );
+                    lock(&self.state).conn = Conn::Failed;
+                    return Err(gst::FlowError::Error);
+                }
+            };
             crate::common::post_connection_state(
                 self.obj().upcast_ref(),
                 "reconnecting",
                 attempt,
-                &why,
+                reason,
                 delay,
             );
             gst::warning!(
                 CAT,
                 imp = self,
-                "connection to {} lost ({why}): attempt {attempt} in {delay:?}",
+                "connection to {} lost ({reason}): attempt {attempt} in {delay:?}",
                 url.redacted()
             );
-            let end = Instant::now() + delay;
-            while Instant::now() < end {
-                if self.cancel.is_cancelled() {
-                    return Err(gst::FlowError::Flushing);
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if !self.cancel.sleep_until(at) {
+                return Err(gst::FlowError::Flushing);
             }
             match ClientConnection::open(&url, self.client_config(&url), &self.cancel) {
                 Ok(c) => {
@@ -497,6 +503,7 @@ impl RtmpSrcConn {
                     st.time.restart();
                     st.discont = true;
                     st.reconnects += 1;
+                    st.policy.on_reconnected(Instant::now());
                     drop(st);
                     crate::common::post_connection_state(
                         self.obj().upcast_ref(),
@@ -508,32 +515,7 @@ impl RtmpSrcConn {
                     return Ok(Source::Client(c));
                 }
                 Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
-                Err(e) if !crate::net::worth_retrying(&e) => {
-                    // A refusal: trying again would meet it again.
-                    crate::common::post_connection_state(
-                        self.obj().upcast_ref(),
-                        "given-up",
-                        attempt,
-                        &e.to_string(),
-                        Duration::ZERO,
-                    );
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::NotAuthorized,
-                        (
-                            "Connection to {} lost ({}), and reconnecting was refused: {}",
-                            url.redacted(),
-                            reason,
-                            e
-                        )
-                    );
-                    lock(&self.state).conn = Conn::Failed;
-                    return Err(gst::FlowError::Error);
-                }
-                Err(e) => {
-                    why = e.to_string();
-                    attempt += 1;
-                }
+                Err(e) => step = policy.on_attempt_failed(&e, Instant::now()),
             }
         }
     }
@@ -547,9 +529,9 @@ impl RtmpSrcConn {
                 url,
                 &s.stream_keys,
                 s.max_clients,
-                s.timeout,
+                s.shared.timeout,
                 crate::rtmp::session::DEFAULT_OUT_CHUNK_SIZE,
-                &s.security,
+                &s.shared.security,
             )?;
             let role = Role::Publish(PublishOptions {
                 takeover: s.publisher_takeover,
@@ -563,7 +545,7 @@ impl RtmpSrcConn {
             role,
             "accept-publisher",
             *CAT,
-            |l| self.settings().location = Some(l),
+            |l| self.settings().shared.location = Some(l),
         )
     }
 
@@ -631,8 +613,8 @@ impl RtmpSrcConn {
 
 impl BaseSrcImpl for RtmpSrcConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let mode = self.settings().mode;
-        let url = crate::common::location_url(self.settings().location.clone(), mode)?;
+        let mode = self.settings().shared.mode;
+        let url = crate::common::location_url(self.settings().shared.location.clone(), mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
@@ -641,14 +623,10 @@ impl BaseSrcImpl for RtmpSrcConn {
             RtmpMode::Client => self.spawn_connect(&mut st),
             RtmpMode::Server => {
                 let server = self.start_server(st.url.as_ref().expect("set above"))?;
-                let timeout = self.settings().publisher_timeout;
-                if timeout > 0 {
-                    st.publisher_deadline =
-                        Some(Instant::now() + Duration::from_secs(u64::from(timeout)));
-                }
                 st.conn = Conn::Serving(Arc::new(server));
             }
         }
+        st.policy = SourcePolicy::new(self.source_settings(), Instant::now());
         Ok(())
     }
 
@@ -699,255 +677,119 @@ impl BaseSrcImpl for RtmpSrcConn {
     }
 }
 
+impl RtmpSrcConn {
+    /// One event from the connection, as the policy says: a buffer to give,
+    /// nothing, or the end.
+    fn on_event(&self, ev: ClientEvent) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let mut st = lock(&self.state);
+        match st.policy.on_event(&ev, Instant::now()) {
+            OnEvent::Skip => return Ok(None),
+            OnEvent::Eos(why) => {
+                gst::info!(CAT, imp = self, "{why}: EOS");
+                return Err(gst::FlowError::Eos);
+            }
+            OnEvent::PublisherStarted { restart } => {
+                gst::info!(CAT, imp = self, "a publisher started");
+                if restart {
+                    // A new publisher: its clock starts afresh, so does the
+                    // mapping (DISCONT), and the demuxer re-sends caps.
+                    st.time.restart();
+                    st.restarts += 1;
+                    st.discont = true;
+                }
+                return Ok(None);
+            }
+            OnEvent::DeliverAfterRestart => {
+                gst::info!(CAT, imp = self, "the publisher is back: resuming");
+                st.time.restart();
+                st.restarts += 1;
+            }
+            OnEvent::Deliver => {}
+        }
+        let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {
+            ClientEvent::Video { timestamp, payload } => {
+                st.video += 1;
+                (tag_type::VIDEO, timestamp, payload)
+            }
+            ClientEvent::Audio { timestamp, payload } => {
+                st.audio += 1;
+                (tag_type::AUDIO, timestamp, payload)
+            }
+            ClientEvent::Data {
+                timestamp,
+                data: DataMessage::OnMetaData(v) | DataMessage::SetDataFrame { value: v, .. },
+            } => (
+                tag_type::SCRIPT,
+                timestamp,
+                DataMessage::OnMetaData(v).encode().into(),
+            ),
+            other => {
+                gst::debug!(CAT, imp = self, "{other:?}");
+                return Ok(None);
+            }
+        };
+        if body.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.tag_buffer(&mut st, kind, ts, body)))
+    }
+
+    /// The stream cannot go on: the error says why, for a user.
+    fn fail(&self, why: &str, lost: bool) -> gst::FlowError {
+        let mut st = lock(&self.state);
+        let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        let server = matches!(st.conn, Conn::Serving(_));
+        st.conn = Conn::Failed;
+        drop(st);
+        let text = match (lost, server) {
+            (true, true) => format!("The RTMP server on {url} failed: {why}"),
+            (true, false) => format!("Connection to {url} lost: {why}"),
+            (false, _) => format!("{why} ({url})"),
+        };
+        gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", text));
+        gst::FlowError::Error
+    }
+}
+
 impl PushSrcImpl for RtmpSrcConn {
+    /// Waits for the next message (without the state lock, so stats and
+    /// stop stay responsive) and does what the policy says with it, or
+    /// with a silence or a loss.
     fn create(
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let (idle, eos_on_disconnect, restart_ms, eos_on_unpublish, publisher_timeout, reconnect) = {
-            let s = self.settings();
-            (
-                s.idle_timeout,
-                s.eos_on_disconnect,
-                s.restart_timeout_ms,
-                s.eos_on_unpublish,
-                s.publisher_timeout,
-                s.reconnect_attempts,
-            )
-        };
         let mut source = self.ensure_connected()?;
-        let server = matches!(source, Source::Server(_));
-        let url = lock(&self.state)
-            .url
-            .as_ref()
-            .map(|u| u.redacted())
-            .unwrap_or_default();
-        let mut idle_for = Duration::ZERO;
-        // The silence after which the next ping goes out.
-        let mut ping_at = PING_WHEN_IDLE;
         loop {
-            let mut step = Duration::from_millis(500);
-            {
-                let st = lock(&self.state);
-                let deadline = if server {
-                    st.publisher_deadline
-                } else {
-                    st.restart_deadline
-                };
-                if let Some(d) = deadline {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        if server && st.publishers == 0 {
-                            drop(st);
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::OpenRead,
-                                (
-                                    "No publisher came to {} within {} s (publisher-timeout)",
-                                    url,
-                                    publisher_timeout
-                                )
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        gst::info!(CAT, imp = self, "no new publisher in time: EOS");
-                        return Err(gst::FlowError::Eos);
-                    }
-                    step = step.min(left);
-                }
-            }
-            // Waiting without the state lock: stats and stop stay responsive.
-            let next = source.next_event(step, &self.cancel);
-            let mut st = lock(&self.state);
-            match next {
-                Ok(Next::Event(ev)) => {
-                    idle_for = Duration::ZERO;
-                    ping_at = PING_WHEN_IDLE;
-                    let media = matches!(
-                        ev,
-                        ClientEvent::Video { .. }
-                            | ClientEvent::Audio { .. }
-                            | ClientEvent::Data { .. }
-                    );
-                    if server {
-                        match ev {
-                            ClientEvent::StreamBegin(_) => {
-                                if st.publishers > 0 {
-                                    // A new publisher: its clock starts afresh,
-                                    // so does the mapping (DISCONT), and the
-                                    // demuxer re-sends caps with its headers.
-                                    st.time.restart();
-                                    st.restarts += 1;
-                                    st.discont = true;
-                                }
-                                gst::info!(CAT, imp = self, "a publisher started");
-                                st.publishers += 1;
-                                st.publishing = true;
-                                st.publisher_deadline = None;
-                                continue;
-                            }
-                            ClientEvent::StreamEnded { reason } => {
-                                st.publishing = false;
-                                if eos_on_unpublish {
-                                    gst::info!(CAT, imp = self, "publisher gone ({reason}): EOS");
-                                    return Err(gst::FlowError::Eos);
-                                }
-                                gst::info!(
-                                    CAT,
-                                    imp = self,
-                                    "publisher gone ({reason}): waiting for the next one"
-                                );
-                                if publisher_timeout > 0 {
-                                    st.publisher_deadline = Some(
-                                        Instant::now()
-                                            + Duration::from_secs(u64::from(publisher_timeout)),
-                                    );
-                                }
-                                continue;
-                            }
-                            _ => {}
-                        }
-                    } else if st.restart_deadline.is_some()
-                        && (media || matches!(ev, ClientEvent::StreamBegin(_)))
-                    {
-                        // A new publisher: its clock starts afresh, so does
-                        // the mapping (the next buffer carries DISCONT).
-                        gst::info!(CAT, imp = self, "the publisher is back: resuming");
-                        st.restart_deadline = None;
-                        st.time.restart();
-                        st.restarts += 1;
-                    }
-                    let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {
-                        ClientEvent::Video { timestamp, payload } => {
-                            st.video += 1;
-                            (tag_type::VIDEO, timestamp, payload)
-                        }
-                        ClientEvent::Audio { timestamp, payload } => {
-                            st.audio += 1;
-                            (tag_type::AUDIO, timestamp, payload)
-                        }
-                        ClientEvent::Data { timestamp, data } => match data {
-                            DataMessage::OnMetaData(v)
-                            | DataMessage::SetDataFrame { value: v, .. } => (
-                                tag_type::SCRIPT,
-                                timestamp,
-                                DataMessage::OnMetaData(v).encode().into(),
-                            ),
-                            _ => continue,
-                        },
-                        ClientEvent::StreamEnded { reason } => {
-                            if restart_ms == 0 {
-                                gst::info!(CAT, imp = self, "stream ended: {reason}");
-                                return Err(gst::FlowError::Eos);
-                            }
-                            // It may be a publisher that reconnects (nginx
-                            // sends StreamEOF, then StreamBegin for the next).
-                            gst::info!(
-                                CAT,
-                                imp = self,
-                                "stream ended ({reason}): waiting {restart_ms} ms for a publisher"
-                            );
-                            st.restart_deadline =
-                                Some(Instant::now() + Duration::from_millis(u64::from(restart_ms)));
-                            continue;
-                        }
-                        other => {
-                            gst::debug!(CAT, imp = self, "{other:?}");
-                            continue;
-                        }
-                    };
-                    if body.is_empty() {
-                        continue;
-                    }
-                    let b = self.tag_buffer(&mut st, kind, ts, body);
-                    return Ok(CreateSuccess::NewBuffer(b));
-                }
-                Ok(Next::Idle) => {
-                    // A server without a publisher is waiting, not idle.
-                    if server && !st.publishing {
-                        continue;
-                    }
-                    idle_for += step;
-                    // A quiet stream when reconnecting is on: a ping now and
-                    // then, so that a dead route shows (what was sent goes
-                    // unacknowledged for `timeout`) and is reconnected.
-                    if !server
-                        && reconnect != 0
-                        && idle_for >= ping_at
-                        && let Source::Client(c) = &source
-                    {
-                        ping_at += PING_WHEN_IDLE;
-                        if let Err(e) = c.ping(&self.cancel)
-                            && !is_cancelled(&e)
-                        {
-                            drop(st);
-                            source = self.reconnect(&e.to_string())?;
-                            idle_for = Duration::ZERO;
-                            ping_at = PING_WHEN_IDLE;
-                            continue;
-                        }
-                    }
-                    if idle > 0 && idle_for >= Duration::from_secs(u64::from(idle)) {
-                        if !server && reconnect != 0 {
-                            drop(st);
-                            source = self.reconnect(&format!("no data for {idle} s"))?;
-                            idle_for = Duration::ZERO;
-                            ping_at = PING_WHEN_IDLE;
-                            continue;
-                        }
-                        gst::element_imp_error!(
-                            self,
-                            gst::ResourceError::Read,
-                            ("No data from {} for {} s (idle-timeout)", url, idle)
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
-                }
-                Ok(Next::Closed) => {
-                    if eos_on_disconnect {
-                        gst::info!(CAT, imp = self, "server closed the connection: EOS");
-                        return Err(gst::FlowError::Eos);
-                    }
-                    if !server && reconnect != 0 {
-                        drop(st);
-                        source = self.reconnect("the server closed the connection")?;
-                        continue;
-                    }
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Read,
-                        (
-                            "Connection to {} lost: the server closed it without ending the stream",
-                            url
-                        )
-                    );
-                    st.conn = Conn::Failed;
-                    return Err(gst::FlowError::Error);
-                }
+            let wait = lock(&self.state).policy.wait(Instant::now());
+            let next = source.next_event(wait, &self.cancel);
+            let quiet = match next {
+                Ok(Next::Event(ev)) => match self.on_event(ev)? {
+                    Some(b) => return Ok(CreateSuccess::NewBuffer(b)),
+                    None => continue,
+                },
+                Ok(Next::Idle) => lock(&self.state).policy.on_idle(Instant::now()),
+                Ok(Next::Closed) => lock(&self.state).policy.on_lost(None),
                 Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
-                Err(e) => {
-                    if eos_on_disconnect
-                        && matches!(
-                            e.kind(),
-                            crate::rtmp::ErrorKind::Io | crate::rtmp::ErrorKind::Closed
-                        )
+                Err(e) => lock(&self.state).policy.on_lost(Some(&e)),
+            };
+            match quiet {
+                OnQuiet::Wait => {}
+                OnQuiet::Ping => {
+                    if let Source::Client(c) = &source
+                        && let Err(e) = c.ping(&self.cancel)
+                        && !is_cancelled(&e)
                     {
-                        return Err(gst::FlowError::Eos);
-                    }
-                    if !server && reconnect != 0 {
-                        drop(st);
                         source = self.reconnect(&e.to_string())?;
-                        continue;
                     }
-                    let what = if server {
-                        format!("The RTMP server on {url} failed: {e}")
-                    } else {
-                        format!("Connection to {url} lost: {e}")
-                    };
-                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{}", what));
-                    st.conn = Conn::Failed;
-                    return Err(gst::FlowError::Error);
                 }
+                OnQuiet::Reconnect(why) => source = self.reconnect(&why)?,
+                OnQuiet::Eos(why) => {
+                    gst::info!(CAT, imp = self, "{why}: EOS");
+                    return Err(gst::FlowError::Eos);
+                }
+                OnQuiet::Lost(why) => return Err(self.fail(&why, true)),
+                OnQuiet::TimedOut(why) => return Err(self.fail(&why, false)),
             }
         }
     }

@@ -7,7 +7,7 @@ use gst::glib;
 
 mod imp;
 
-pub use imp::{Settings, defaults};
+pub use imp::{ROLE, Settings, defaults};
 
 glib::wrapper! {
     pub struct RtmpSrcConn(ObjectSubclass<imp::RtmpSrcConn>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
