@@ -148,6 +148,27 @@ pub fn string_array(v: &glib::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The signals of a server element: `accept_name` (see [`accept_signal`])
+/// and `request-reconnect` (see [`request_reconnect_signal`]), which
+/// `ask` carries out for the element the signal came on.
+pub fn server_signals<F>(accept_name: &str, ask: F) -> Vec<glib::subclass::Signal>
+where
+    F: Fn(&glib::Value, Option<String>, String) -> u32 + Send + Sync + 'static,
+{
+    vec![accept_signal(accept_name), request_reconnect_signal(ask)]
+}
+
+/// The one always pad of a connection element, carrying FLV.
+pub fn flv_pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTemplate {
+    gst::PadTemplate::new(
+        name,
+        direction,
+        gst::PadPresence::Always,
+        &crate::caps::flv_caps(),
+    )
+    .expect("a valid pad template")
+}
+
 /// A signal `name(app, stream, address, query, user) -> bool` that decides
 /// on each publisher or player (`user`: who logged in, empty without a
 /// login): handlers run first, the first `false` wins, no handler accepts.

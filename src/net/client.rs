@@ -68,7 +68,7 @@ pub enum Next {
 }
 
 /// A flag that makes a connection's blocking calls give up soon, and
-/// wakes a thread that waits on it ([`Cancel::sleep`]) at once.
+/// wakes a thread that waits on it ([`Cancel::sleep_until`]) at once.
 #[derive(Clone, Default, Debug)]
 pub struct Cancel(Arc<CancelInner>);
 

@@ -1,5 +1,25 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Drivers that run the sans-IO core over real sockets.
+//!
+//! The rule for which runs where (one concurrency model per job):
+//!
+//! - [`client`]: the elements in client mode. The streaming thread writes
+//!   (so a slow server slows the pipeline, and a cancel unblocks it within
+//!   a socket time slice); one reader thread per connection answers
+//!   acknowledgements and pings and queues what the server sends. TLS sits
+//!   between the socket and the session here.
+//! - [`server`]: the elements in server mode. One mio loop thread per
+//!   element runs every connection (non-blocking sockets), so no peer can
+//!   hold up a streaming thread and a thousand players cost one thread; the
+//!   streaming thread only hands messages over (bounded) and takes events.
+//! - [`blocking`]: not the elements'. One thread, one socket, `rtmp://`
+//!   only: what tests, examples and tools use to reach a server in a few
+//!   lines. It stays because it is the shortest way to drive a session
+//!   against a real peer, not because an element needs it.
+//!
+//! Nothing else starts threads: connecting in the background (rtmpsink's
+//! async connect, reconnection attempts) is a short-lived thread that makes
+//! a [`client::ClientConnection`] and hands it over.
 
 pub mod blocking;
 pub mod client;

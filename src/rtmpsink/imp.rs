@@ -138,18 +138,15 @@ impl ObjectImpl for RtmpSink {
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        // accept-player(app, stream, address, query) -> bool: server mode,
+        // accept-player(app, stream, address, query, user) -> bool: server mode,
         // for each player whose app and stream name passed the checks.
         // request-reconnect(tc-url, description) -> guint: server mode, asks
         // the players to move.
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            vec![
-                crate::common::accept_signal("accept-player"),
-                crate::common::request_reconnect_signal(|obj, tc_url, why| {
-                    let obj = obj.get::<super::RtmpSink>().expect("signal on rtmpsink");
-                    obj.imp().conn.request_reconnect(tc_url, why)
-                }),
-            ]
+            crate::common::server_signals("accept-player", |obj, tc_url, why| {
+                let obj = obj.get::<super::RtmpSink>().expect("signal on the element");
+                obj.imp().conn.request_reconnect(tc_url, why)
+            })
         });
         SIGNALS.as_ref()
     }

@@ -112,18 +112,15 @@ impl ObjectImpl for RtmpSrc {
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        // accept-publisher(app, stream, address, query) -> bool: server mode,
+        // accept-publisher(app, stream, address, query, user) -> bool: server mode,
         // for each publisher whose app and stream name passed the checks.
         // request-reconnect(tc-url, description) -> guint: server mode, asks
         // the publisher to move.
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            vec![
-                crate::common::accept_signal("accept-publisher"),
-                crate::common::request_reconnect_signal(|obj, tc_url, why| {
-                    let obj = obj.get::<super::RtmpSrc>().expect("signal on rtmpsrc");
-                    obj.imp().conn.request_reconnect(tc_url, why)
-                }),
-            ]
+            crate::common::server_signals("accept-publisher", |obj, tc_url, why| {
+                let obj = obj.get::<super::RtmpSrc>().expect("signal on the element");
+                obj.imp().conn.request_reconnect(tc_url, why)
+            })
         });
         SIGNALS.as_ref()
     }

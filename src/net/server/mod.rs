@@ -6,8 +6,8 @@
 //!
 //! The loop accepts connections up to a limit, runs a [`ServerSession`] for
 //! each, checks the application and stream name (and the application's own
-//! verdict), and hands the rest to its role: [`publish`] takes one publisher
-//! at a time for `rtmpsrc`, [`play`] serves any number of players for
+//! verdict), and hands the rest to its role: `publish` takes one publisher
+//! at a time for `rtmpsrc`, `play` serves any number of players for
 //! `rtmpsink`.
 
 mod play;

@@ -191,15 +191,10 @@ impl GstObjectImpl for RtmpSinkConn {}
 impl ElementImpl for RtmpSinkConn {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &crate::caps::flv_caps(),
-                )
-                .unwrap(),
-            ]
+            vec![crate::common::flv_pad_template(
+                "sink",
+                gst::PadDirection::Sink,
+            )]
         });
         T.as_ref()
     }

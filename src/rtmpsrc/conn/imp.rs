@@ -245,15 +245,10 @@ impl GstObjectImpl for RtmpSrcConn {}
 impl ElementImpl for RtmpSrcConn {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &crate::caps::flv_caps(),
-                )
-                .unwrap(),
-            ]
+            vec![crate::common::flv_pad_template(
+                "src",
+                gst::PadDirection::Src,
+            )]
         });
         T.as_ref()
     }
