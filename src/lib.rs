@@ -9,6 +9,8 @@ pub mod net;
 pub mod policy;
 /// The protocol core, its own crate (`rtmp-proto/`).
 pub use rtmp_proto as rtmp;
+#[cfg(test)]
+mod harness_tests;
 pub mod rtmpsink;
 pub mod rtmpsrc;
 mod security;

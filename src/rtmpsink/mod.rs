@@ -12,7 +12,7 @@ use gst::prelude::*;
 
 mod conn;
 mod imp;
-mod mux;
+pub(crate) mod mux;
 
 glib::wrapper! {
     pub struct RtmpSink(ObjectSubclass<imp::RtmpSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy, gst::URIHandler;

@@ -10,7 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod conn;
-mod demux;
+pub(crate) mod demux;
 mod imp;
 
 glib::wrapper! {

@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The muxer (inside rtmpsink) and the demuxer (inside rtmpsrc) through
+//! `gst_check::Harness`, with no server and no outside program: H.264 and
+//! AAC buffers in, FLV tags checked byte for byte and time for time, then
+//! those tags through the demuxer and the same buffers, caps and times out
+//! again.
+
+use gst::prelude::*;
+use gst_check::Harness;
+
+use crate::rtmp::flv::{
+    AacPacketType, AudioTag, AvcPacketType, FlvReader, FlvTag, VideoTag, tag_type,
+};
+use crate::rtmpsink::mux::RtmpSinkMux;
+use crate::rtmpsrc::demux::RtmpSrcDemux;
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| gst::init().expect("GStreamer"));
+}
+
+const MS: u64 = 1_000_000;
+/// An avcC record (baseline, 320x240 SPS/PPS as x264 writes them).
+const AVCC: &[u8] = &[
+    1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 0x0f, 0x67, 0x42, 0xc0, 0x1e, 0xda, 0x05, 0x07, 0xec, 0x04,
+    0x40, 0, 0, 0x03, 0, 0x40, 1, 0, 4, 0x68, 0xce, 0x3c, 0x80,
+];
+/// An AudioSpecificConfig: AAC-LC, 44.1 kHz, stereo.
+const ASC: &[u8] = &[0x12, 0x10];
+
+fn h264_caps() -> gst::Caps {
+    gst::Caps::builder("video/x-h264")
+        .field("stream-format", "avc")
+        .field("alignment", "au")
+        .field("width", 320i32)
+        .field("height", 240i32)
+        .field("framerate", gst::Fraction::new(25, 1))
+        .field("codec_data", gst::Buffer::from_slice(AVCC))
+        .build()
+}
+
+fn aac_caps() -> gst::Caps {
+    gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("rate", 44_100i32)
+        .field("channels", 2i32)
+        .field("codec_data", gst::Buffer::from_slice(ASC))
+        .build()
+}
+
+/// One access unit or audio frame: its bytes and times (ms).
+#[derive(Clone, Debug, PartialEq)]
+struct Frame {
+    data: Vec<u8>,
+    dts: u64,
+    pts: u64,
+    key: bool,
+}
+
+/// Ten video frames, 40 ms apart, keyframes every five, B-frames
+/// reordered (PTS two frames after DTS on some): a length-prefixed NAL
+/// each, with a body that tells them apart.
+fn video_frames() -> Vec<Frame> {
+    (0..10u64)
+        .map(|i| {
+            let key = i % 5 == 0;
+            let mut nal = vec![if key { 0x65 } else { 0x41 }];
+            nal.extend((0..(200 + i * 37)).map(|b| (b * 7 + i) as u8));
+            let mut data = (nal.len() as u32).to_be_bytes().to_vec();
+            data.extend(nal);
+            let dts = i * 40;
+            let pts = if i % 2 == 1 { dts + 80 } else { dts + 40 };
+            Frame {
+                data,
+                dts,
+                pts,
+                key,
+            }
+        })
+        .collect()
+}
+
+/// Fifteen AAC frames, 23 ms apart (1024 samples at 44.1 kHz, rounded).
+fn audio_frames() -> Vec<Frame> {
+    (0..15u64)
+        .map(|i| Frame {
+            data: (0..(100 + i * 3)).map(|b| (b * 11 + i) as u8).collect(),
+            dts: i * 23,
+            pts: i * 23,
+            key: true,
+        })
+        .collect()
+}
+
+fn buffer(f: &Frame) -> gst::Buffer {
+    let mut b = gst::Buffer::from_slice(f.data.clone());
+    let bm = b.get_mut().expect("writable");
+    bm.set_dts(gst::ClockTime::from_nseconds(f.dts * MS));
+    bm.set_pts(gst::ClockTime::from_nseconds(f.pts * MS));
+    if !f.key {
+        bm.set_flags(gst::BufferFlags::DELTA_UNIT);
+    }
+    b
+}
+
+/// Runs `frames` through the muxer (video on `video`, audio on `audio`)
+/// and gives the FLV tags it wrote, in order.
+fn mux(video: &[Frame], audio: &[Frame]) -> Vec<FlvTag> {
+    init();
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let el = mux.upcast_ref::<gst::Element>();
+    let mut hv = Harness::with_element(el, Some("video"), Some("src"));
+    let mut ha = Harness::with_element(el, Some("audio"), None);
+    hv.set_src_caps(h264_caps());
+    ha.set_src_caps(aac_caps());
+    // Each pad from a thread of its own, as upstream streaming threads do
+    // (the aggregator holds one pad back until the other has data).
+    let feed = |pad: gst::Pad, frames: Vec<Frame>| {
+        std::thread::spawn(move || {
+            for f in &frames {
+                assert_eq!(pad.push(buffer(f)), Ok(gst::FlowSuccess::Ok));
+            }
+            assert!(pad.push_event(gst::event::Eos::new()));
+        })
+    };
+    let tv = feed(hv.srcpad().expect("video src pad"), video.to_vec());
+    let ta = feed(ha.srcpad().expect("audio src pad"), audio.to_vec());
+    tv.join().expect("video thread");
+    ta.join().expect("audio thread");
+    // An FLV stream: the file header, then one tag a buffer.
+    let mut reader = FlvReader::new(16 << 20);
+    // The aggregator writes from its own thread: everything up to EOS.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut eos = false;
+    loop {
+        while let Some(b) = hv.try_pull() {
+            reader.feed(&b.map_readable().expect("readable"));
+        }
+        if eos {
+            break;
+        }
+        while let Some(e) = hv.try_pull_event() {
+            eos |= e.type_() == gst::EventType::Eos;
+        }
+        assert!(std::time::Instant::now() < end, "no EOS from the muxer");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut tags = Vec::new();
+    while let Some(t) = reader.poll_tag().expect("valid FLV") {
+        tags.push(t);
+    }
+    tags
+}
+
+#[test]
+fn the_muxer_writes_each_frame_once_by_dts_with_headers_first() {
+    let (video, audio) = (video_frames(), audio_frames());
+    let tags = mux(&video, &audio);
+    // Metadata, then both sequence headers, before any frame.
+    assert_eq!(tags[0].tag_type, tag_type::SCRIPT);
+    assert!(tags[0].data.windows(10).any(|w| w == b"onMetaData"));
+    let mut got_v = Vec::new();
+    let mut got_a = Vec::new();
+    let mut headers = (false, false);
+    let mut last_ts = 0;
+    for t in &tags[1..] {
+        assert!(
+            t.timestamp >= last_ts,
+            "DTS order: {} after {last_ts}",
+            t.timestamp
+        );
+        last_ts = t.timestamp;
+        match t.tag_type {
+            tag_type::VIDEO => match VideoTag::parse(&t.data).expect("video tag") {
+                VideoTag::Legacy(v) => match v.avc {
+                    Some((AvcPacketType::SequenceHeader, _)) => {
+                        assert!(got_v.is_empty(), "sequence header after frames");
+                        assert_eq!(&v.data[..], AVCC);
+                        headers.0 = true;
+                    }
+                    Some((AvcPacketType::Nalu, ct)) => got_v.push(Frame {
+                        data: v.data.to_vec(),
+                        dts: u64::from(t.timestamp),
+                        pts: (i64::from(t.timestamp) + i64::from(ct)) as u64,
+                        key: v.frame_type.is_key(),
+                    }),
+                    other => panic!("unexpected {other:?}"),
+                },
+                other => panic!("H.264 goes out as a legacy tag: {other:?}"),
+            },
+            tag_type::AUDIO => match AudioTag::parse(&t.data).expect("audio tag") {
+                AudioTag::Legacy(a) => match a.aac_packet_type {
+                    Some(AacPacketType::SequenceHeader) => {
+                        assert!(got_a.is_empty());
+                        assert_eq!(&a.data[..], ASC);
+                        headers.1 = true;
+                    }
+                    Some(AacPacketType::Raw) => got_a.push(Frame {
+                        data: a.data.to_vec(),
+                        dts: u64::from(t.timestamp),
+                        pts: u64::from(t.timestamp),
+                        key: true,
+                    }),
+                    None => panic!("AAC without a packet type"),
+                },
+                other => panic!("AAC goes out as a legacy tag: {other:?}"),
+            },
+            other => panic!("unexpected tag type {other}"),
+        }
+    }
+    assert_eq!(headers, (true, true));
+    assert_eq!(
+        got_v, video,
+        "video frames: bytes, DTS, PTS (composition time), key flags"
+    );
+    assert_eq!(got_a, audio);
+}
+
+/// What the connection element does with each tag before the demuxer:
+/// one tag a buffer, the FLV header in front of the first, stamped with
+/// the tag's DTS as running time.
+fn as_connection_gives(tags: &[FlvTag]) -> Vec<gst::Buffer> {
+    tags.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut bytes = Vec::new();
+            if i == 0 {
+                bytes.extend_from_slice(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
+            }
+            let size = t.data.len() as u32;
+            bytes.push(t.tag_type);
+            bytes.extend_from_slice(&size.to_be_bytes()[1..]);
+            bytes.extend_from_slice(&t.timestamp.to_be_bytes()[1..]);
+            bytes.extend_from_slice(&[(t.timestamp >> 24) as u8, 0, 0, 0]);
+            bytes.extend_from_slice(&t.data);
+            bytes.extend_from_slice(&(size + 11).to_be_bytes());
+            let mut b = gst::Buffer::from_slice(bytes);
+            let ts = gst::ClockTime::from_nseconds(u64::from(t.timestamp) * MS);
+            let bm = b.get_mut().expect("writable");
+            bm.set_dts(ts);
+            bm.set_pts(ts);
+            b
+        })
+        .collect()
+}
+
+/// What came out of one of the demuxer's sometimes pads.
+#[derive(Default)]
+struct Out {
+    frames: Vec<Frame>,
+    caps: Option<gst::Caps>,
+}
+
+type Outs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Out>>>;
+
+/// Links a collecting pad to each pad the demuxer adds (GstHarness of
+/// GStreamer 1.22 takes no sometimes pads).
+fn collect_pads(el: &gst::Element) -> Outs {
+    let outs = Outs::default();
+    let o = outs.clone();
+    el.connect_pad_added(move |_, src| {
+        let name = src.name().to_string();
+        let (o1, o2, n1, n2) = (o.clone(), o.clone(), name.clone(), name.clone());
+        let sink = gst::Pad::builder(gst::PadDirection::Sink)
+            .chain_function(move |_, _, b| {
+                let frame = Frame {
+                    data: b.map_readable().expect("readable").to_vec(),
+                    dts: b.dts().expect("DTS").nseconds() / MS,
+                    pts: b.pts().expect("PTS").nseconds() / MS,
+                    key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                };
+                o1.lock()
+                    .unwrap()
+                    .entry(n1.clone())
+                    .or_default()
+                    .frames
+                    .push(frame);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .event_function(move |_, _, e| {
+                if let gst::EventView::Caps(c) = e.view() {
+                    o2.lock().unwrap().entry(n2.clone()).or_default().caps = Some(c.caps_owned());
+                }
+                true
+            })
+            .build();
+        sink.set_active(true).expect("active");
+        src.link(&sink).expect("link");
+        // Kept alive by the link; leaked on purpose for the test's length.
+        std::mem::forget(sink);
+    });
+    outs
+}
+
+#[test]
+fn the_demuxer_gives_back_what_the_muxer_took() {
+    let (video, audio) = (video_frames(), audio_frames());
+    let tags = mux(&video, &audio);
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let el = demux.upcast_ref::<gst::Element>();
+    let outs = collect_pads(el);
+    let mut h = Harness::with_element(el, Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    for b in as_connection_gives(&tags) {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let outs = outs.lock().unwrap();
+    let v = outs.get("video").expect("a video pad");
+    let a = outs.get("audio").expect("an audio pad");
+    assert_eq!(v.frames, video, "video: bytes, DTS, PTS, key flags");
+    assert_eq!(a.frames, audio, "audio");
+    // Caps a parser and decoder take as they are.
+    let s = v
+        .caps
+        .as_ref()
+        .expect("video caps")
+        .structure(0)
+        .expect("structure")
+        .to_owned();
+    assert_eq!(s.name(), "video/x-h264");
+    assert_eq!(s.get::<&str>("stream-format").ok(), Some("avc"));
+    let cd = s.get::<gst::Buffer>("codec_data").expect("codec_data");
+    assert_eq!(&cd.map_readable().expect("readable")[..], AVCC);
+    assert_eq!(
+        (s.get::<i32>("width").ok(), s.get::<i32>("height").ok()),
+        (Some(320), Some(240))
+    );
+    let s = a
+        .caps
+        .as_ref()
+        .expect("audio caps")
+        .structure(0)
+        .expect("structure")
+        .to_owned();
+    assert_eq!(s.name(), "audio/mpeg");
+    assert_eq!(
+        (s.get::<i32>("rate").ok(), s.get::<i32>("channels").ok()),
+        (Some(44_100), Some(2))
+    );
+    let cd = s.get::<gst::Buffer>("codec_data").expect("codec_data");
+    assert_eq!(&cd.map_readable().expect("readable")[..], ASC);
+}
+
+#[test]
+fn the_demuxer_refuses_garbage_with_an_error_not_a_panic() {
+    init();
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let mut h = Harness::with_element(demux.upcast_ref::<gst::Element>(), Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    let mut junk = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    // A video tag that claims 16 MiB and an unknown codec after it.
+    junk.extend_from_slice(&[9, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0]);
+    junk.extend((0..4096).map(|i| (i * 13) as u8));
+    let r = h.push(gst::Buffer::from_slice(junk));
+    assert!(matches!(r, Ok(_) | Err(gst::FlowError::Error)), "{r:?}");
+}
