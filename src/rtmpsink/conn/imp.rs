@@ -832,51 +832,7 @@ impl RtmpSinkConn {
                 unreachable!()
             };
             match r.handle.join() {
-                Ok(Ok(c)) => {
-                    st.reconnects += 1;
-                    self.post_state("connected", r.attempt, "", Duration::ZERO);
-                    if st.outage_dropped > 0 {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Write,
-                            (
-                                "{} messages fell out of the backlog while reconnecting (backlog is {} ms)",
-                                st.outage_dropped,
-                                self.settings().backlog_ms
-                            )
-                        );
-                    }
-                    let items = st.backlog.replay(st.acked.take());
-                    st.backlog.reset_written();
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "reconnected after {} attempt(s): re-sending {} messages",
-                        r.attempt,
-                        items.len()
-                    );
-                    // Written out in slices as encoded: the chunked copy of
-                    // a whole backlog would double the memory it takes.
-                    let mut result = Ok(());
-                    let mut queued = 0;
-                    for i in &items {
-                        result = queue_on(&c, i.kind, i.timestamp, &[&i.body]);
-                        queued += i.body.len();
-                        if result.is_ok() && queued >= REPLAY_SLICE {
-                            queued = 0;
-                            result = c.flush(&self.cancel);
-                        }
-                        if result.is_err() {
-                            break;
-                        }
-                    }
-                    st.conn = Conn::Connected(Box::new(c));
-                    st.connected_at = Some(Instant::now());
-                    if let Err(e) = result {
-                        return self.connection_lost(st, e);
-                    }
-                    return self.flush(st);
-                }
+                Ok(Ok(c)) => return self.resume(st, c, r.attempt),
                 Ok(Err(e)) if is_cancelled(&e) => {
                     // A flush or stop: the same attempt again afterwards.
                     self.start_attempt(st, r.attempt, r.delay, r.reason, r.live);
@@ -902,6 +858,60 @@ impl RtmpSinkConn {
                 }
             }
         }
+    }
+
+    /// A reconnection attempt succeeded: the new connection gets the
+    /// headers and the backlog from the first message the old server had
+    /// not acknowledged, written out in slices.
+    fn resume(
+        &self,
+        st: &mut State,
+        c: ClientConnection,
+        attempt: u32,
+    ) -> Result<(), gst::FlowError> {
+        st.reconnects += 1;
+        self.post_state("connected", attempt, "", Duration::ZERO);
+        if st.outage_dropped > 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Write,
+                (
+                    "{} messages fell out of the backlog while reconnecting (backlog is {} ms)",
+                    st.outage_dropped,
+                    self.settings().backlog_ms
+                )
+            );
+        }
+        let items = st.backlog.replay(st.acked.take());
+        st.backlog.reset_written();
+        gst::info!(
+            CAT,
+            imp = self,
+            "reconnected after {} attempt(s): re-sending {} messages",
+            attempt,
+            items.len()
+        );
+        // Written out in slices as encoded: the chunked copy of
+        // a whole backlog would double the memory it takes.
+        let mut result = Ok(());
+        let mut queued = 0;
+        for i in &items {
+            result = queue_on(&c, i.kind, i.timestamp, &[&i.body]);
+            queued += i.body.len();
+            if result.is_ok() && queued >= REPLAY_SLICE {
+                queued = 0;
+                result = c.flush(&self.cancel);
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        st.conn = Conn::Connected(Box::new(c));
+        st.connected_at = Some(Instant::now());
+        if let Err(e) = result {
+            return self.connection_lost(st, e);
+        }
+        self.flush(st)
     }
 
     fn post_state(&self, state: &str, attempt: u32, reason: &str, delay: Duration) {

@@ -56,6 +56,81 @@ struct State {
     live_checked: bool,
 }
 
+impl State {
+    /// The RTMP time (ms from the first DTS, never back in time on a
+    /// track) and the composition time (PTS - DTS, ms) of a buffer.
+    fn stamp(&mut self, pad: &str, rt_dts: i64, rt_pts: i64) -> (u32, i32) {
+        let base = *self.base.get_or_insert(rt_dts);
+        let mut dts = round_ms(rt_dts - base).max(0);
+        let pts = round_ms(rt_pts - base);
+        let ps = self.pads.entry(pad.to_owned()).or_default();
+        if let Some(last) = ps.last_dts {
+            dts = dts.max(i64::from(last));
+        }
+        ps.last_dts = Some(dts as u32);
+        let cts = (pts - dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
+        (dts as u32, cts)
+    }
+
+    /// The tags of one frame: its sequence header first when the codec
+    /// configuration changed, then the frame.
+    fn frame_tags(
+        &mut self,
+        pad: &str,
+        format: &Format,
+        buf: &gst::Buffer,
+        ts: u32,
+        cts: i32,
+        out: &mut Vec<gst::Buffer>,
+    ) -> Result<(), gst::FlowError> {
+        let ps = self.pads.entry(pad.to_owned()).or_default();
+        match format {
+            Format::Video(v) => {
+                if ps.config_changed(&v.avcc)? {
+                    out.push(tag(tag_type::VIDEO, ts, &[0x17, 0, 0, 0, 0], Some(&v.avcc)));
+                }
+                let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let c = (cts as u32).to_be_bytes();
+                let head = [if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
+                out.push(tag(tag_type::VIDEO, ts, &head, Some(buf)));
+                ps.frames += 1;
+                self.video_frames += 1;
+            }
+            Format::Audio(a) => {
+                let h = a.tag_header();
+                if let AudioFormat::Aac { asc, .. } = a {
+                    if ps.config_changed(asc)? {
+                        out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
+                    }
+                    out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(buf)));
+                } else {
+                    out.push(tag(tag_type::AUDIO, ts, &[h], Some(buf)));
+                }
+                ps.frames += 1;
+                self.audio_frames += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PadState {
+    /// Whether the codec configuration differs from the one last sent
+    /// (looked at only after new caps).
+    fn config_changed(&mut self, cfg: &gst::Buffer) -> Result<bool, gst::FlowError> {
+        if !std::mem::take(&mut self.config_dirty) {
+            return Ok(false);
+        }
+        let cfg = cfg
+            .map_readable()
+            .map_err(|_| gst::FlowError::Error)?
+            .to_vec();
+        let changed = self.sent_config.as_ref() != Some(&cfg);
+        self.sent_config = Some(cfg);
+        Ok(changed)
+    }
+}
+
 #[derive(Default)]
 pub struct RtmpSinkMux {
     state: Mutex<State>,
@@ -390,37 +465,10 @@ impl RtmpSinkMux {
             return Err(gst::FlowError::Error);
         };
         let mut out = Vec::with_capacity(4);
+        out.extend(self.flv_header_once());
         let mut st = self.lock();
-        if !st.header_sent {
-            st.header_sent = true;
-            drop(st);
-            self.obj().set_src_caps(&crate::caps::flv_caps());
-            let mut h = Vec::with_capacity(13);
-            let has_video = self.obj().static_pad("video").is_some();
-            let has_audio = self.obj().static_pad("audio").is_some();
-            crate::rtmp::flv::FlvHeader {
-                has_audio,
-                has_video,
-            }
-            .write(&mut h);
-            let mut hb = gst::Buffer::from_mut_slice(h);
-            hb.get_mut()
-                .expect("writable")
-                .set_flags(gst::BufferFlags::HEADER);
-            out.push(hb);
-            st = self.lock();
-        }
-        let base = *st.base.get_or_insert(rt_dts);
-        let mut dts = round_ms(rt_dts - base).max(0);
-        let pts = round_ms(rt_pts - base);
-        let ps = st.pads.entry(name.to_string()).or_default();
-        // Never back in time on a track, whatever upstream does.
-        if let Some(last) = ps.last_dts {
-            dts = dts.max(i64::from(last));
-        }
-        let ts = dts as u32;
-        ps.last_dts = Some(ts);
-        let Some(format) = ps.format.clone() else {
+        let (ts, cts) = st.stamp(&name, rt_dts, rt_pts);
+        let Some(format) = st.pads.get(name.as_str()).and_then(|p| p.format.clone()) else {
             drop(st);
             gst::element_imp_error!(
                 self,
@@ -429,7 +477,6 @@ impl RtmpSinkMux {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
-
         // Made again only when caps or tags changed, sent only if it differs.
         if std::mem::take(&mut st.meta_dirty)
             && let Some(meta) = self.metadata(&st)
@@ -438,57 +485,40 @@ impl RtmpSinkMux {
             out.push(tag(tag_type::SCRIPT, ts, &meta, None));
             st.sent_meta = Some(meta);
         }
-
-        let ps = st.pads.entry(name.to_string()).or_default();
-        let config_changed =
-            |ps: &mut PadState, cfg: &gst::Buffer| -> Result<bool, gst::FlowError> {
-                if !std::mem::take(&mut ps.config_dirty) {
-                    return Ok(false);
-                }
-                let cfg = cfg
-                    .map_readable()
-                    .map_err(|_| gst::FlowError::Error)?
-                    .to_vec();
-                let changed = ps.sent_config.as_ref() != Some(&cfg);
-                ps.sent_config = Some(cfg);
-                Ok(changed)
-            };
-        match &format {
-            Format::Video(v) => {
-                if config_changed(ps, &v.avcc)? {
-                    out.push(tag(tag_type::VIDEO, ts, &[0x17, 0, 0, 0, 0], Some(&v.avcc)));
-                }
-                let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let cts = (pts - dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                let c = (cts as u32).to_be_bytes();
-                let head = [if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
-                out.push(tag(tag_type::VIDEO, ts, &head, Some(&buf)));
-                ps.frames += 1;
-                st.video_frames += 1;
-            }
-            Format::Audio(a) => {
-                let h = a.tag_header();
-                if let AudioFormat::Aac { asc, .. } = a {
-                    if config_changed(ps, asc)? {
-                        out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
-                    }
-                    out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(&buf)));
-                } else {
-                    out.push(tag(tag_type::AUDIO, ts, &[h], Some(&buf)));
-                }
-                ps.frames += 1;
-                st.audio_frames += 1;
-            }
-        }
+        st.frame_tags(&name, &format, &buf, ts, cts, &mut out)?;
+        drop(st);
         let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
         let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);
-        drop(st);
         for t in &mut out {
             let t = t.make_mut();
             t.set_dts(dts_out);
             t.set_pts(pts_out);
         }
         Ok(out)
+    }
+
+    /// The FLV file header, before the first tag only (its flags say which
+    /// pads exist then).
+    fn flv_header_once(&self) -> Option<gst::Buffer> {
+        {
+            let mut st = self.lock();
+            if std::mem::replace(&mut st.header_sent, true) {
+                return None;
+            }
+        }
+        let obj = self.obj();
+        obj.set_src_caps(&crate::caps::flv_caps());
+        let mut h = Vec::with_capacity(13);
+        crate::rtmp::flv::FlvHeader {
+            has_audio: obj.static_pad("audio").is_some(),
+            has_video: obj.static_pad("video").is_some(),
+        }
+        .write(&mut h);
+        let mut hb = gst::Buffer::from_mut_slice(h);
+        hb.get_mut()
+            .expect("writable")
+            .set_flags(gst::BufferFlags::HEADER);
+        Some(hb)
     }
 
     /// onMetaData as FLV players expect it, from the caps and tags known.

@@ -422,6 +422,47 @@ impl RtmpSrcConn {
         }
     }
 
+    /// Reconnecting ended without a connection: the error says why.
+    fn give_up(
+        &self,
+        url: &RtmpUrl,
+        reason: &str,
+        attempts: u32,
+        last: &str,
+        refused: bool,
+    ) -> gst::FlowError {
+        crate::common::post_connection_state(
+            self.obj().upcast_ref(),
+            "given-up",
+            attempts,
+            last,
+            Duration::ZERO,
+        );
+        let (domain, what) = if refused {
+            (
+                gst::ResourceError::NotAuthorized,
+                format!("reconnecting was refused: {last}"),
+            )
+        } else {
+            (
+                gst::ResourceError::Read,
+                format!("{attempts} reconnection attempts failed, the last with: {last}"),
+            )
+        };
+        gst::element_imp_error!(
+            self,
+            domain,
+            (
+                "Connection to {} lost ({}), and {}",
+                url.redacted(),
+                reason,
+                what
+            )
+        );
+        lock(&self.state).conn = Conn::Failed;
+        gst::FlowError::Error
+    }
+
     /// Client mode, the connection lost: new ones with backoff until one
     /// plays (the stream then resumes with DISCONT and a fresh time
     /// mapping) or the policy gives up (an error).
@@ -439,40 +480,7 @@ impl RtmpSrcConn {
                     attempts,
                     reason: last,
                     refused,
-                } => {
-                    crate::common::post_connection_state(
-                        self.obj().upcast_ref(),
-                        "given-up",
-                        attempts,
-                        &last,
-                        Duration::ZERO,
-                    );
-                    let (domain, what) = if refused {
-                        (
-                            gst::ResourceError::NotAuthorized,
-                            format!("reconnecting was refused: {last}"),
-                        )
-                    } else {
-                        (
-                            gst::ResourceError::Read,
-                            format!(
-                                "{attempts} reconnection attempts failed, the last with: {last}"
-                            ),
-                        )
-                    };
-                    gst::element_imp_error!(
-                        self,
-                        domain,
-                        (
-                            "Connection to {} lost ({}), and {}",
-                            url.redacted(),
-                            reason,
-                            what
-                        )
-                    );
-                    lock(&self.state).conn = Conn::Failed;
-                    return Err(gst::FlowError::Error);
-                }
+                } => return Err(self.give_up(&url, reason, attempts, &last, refused)),
             };
             crate::common::post_connection_state(
                 self.obj().upcast_ref(),

@@ -23,6 +23,46 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// much stream time of the first tag are all there is (no-more-pads).
 const NO_MORE_PADS_AFTER_MS: i64 = 2000;
 
+/// Caps for a legacy FLV sound format other than AAC, from the tag's
+/// header (rate, size, channels); None for formats not mapped.
+fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst::Caps> {
+    let channels = if a.stereo { 2 } else { 1 };
+    Some(match a.format {
+        SoundFormat::Mp3 | SoundFormat::Mp3_8k => gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 1i32)
+            .field("layer", 3i32)
+            .field(
+                "rate",
+                if a.format == SoundFormat::Mp3_8k {
+                    8000
+                } else {
+                    flv_rate(a.rate)
+                },
+            )
+            .field("channels", channels)
+            .field("parsed", false)
+            .build(),
+        SoundFormat::G711ALaw => gst::Caps::builder("audio/x-alaw")
+            .field("rate", 8000i32)
+            .field("channels", channels)
+            .build(),
+        SoundFormat::G711MuLaw => gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000i32)
+            .field("channels", channels)
+            .build(),
+        SoundFormat::Speex => speex_caps(),
+        SoundFormat::PcmLittleEndian | SoundFormat::PcmPlatformEndian => {
+            gst::Caps::builder("audio/x-raw")
+                .field("format", if a.sixteen_bit { "S16LE" } else { "U8" })
+                .field("layout", "interleaved")
+                .field("rate", flv_rate(a.rate))
+                .field("channels", channels)
+                .build()
+        }
+        _ => return None,
+    })
+}
+
 fn video_template_caps() -> gst::Caps {
     let mut c = crate::caps::h264_caps();
     c.merge(
@@ -678,63 +718,26 @@ impl RtmpSrcDemux {
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
-        let channels = if a.stereo { 2 } else { 1 };
         let caps = match a.format {
-            SoundFormat::Aac => {
-                if a.aac_packet_type == Some(AacPacketType::SequenceHeader) {
-                    let mut b = gst::Caps::builder("audio/mpeg")
-                        .field("mpegversion", 4i32)
-                        .field("stream-format", "raw")
-                        .field("codec_data", gst::Buffer::from_slice(a.data.to_vec()));
-                    if let Some((rate, ch)) = parse_asc(&a.data) {
-                        b = b.field("rate", rate).field("channels", ch);
-                    }
-                    self.set_caps(false, b.build());
-                    return Ok(gst::FlowSuccess::Ok);
+            SoundFormat::Aac if a.aac_packet_type == Some(AacPacketType::SequenceHeader) => {
+                let mut b = gst::Caps::builder("audio/mpeg")
+                    .field("mpegversion", 4i32)
+                    .field("stream-format", "raw")
+                    .field("codec_data", gst::Buffer::from_slice(a.data.to_vec()));
+                if let Some((rate, ch)) = parse_asc(&a.data) {
+                    b = b.field("rate", rate).field("channels", ch);
                 }
-                None
-            }
-            SoundFormat::Mp3 | SoundFormat::Mp3_8k => Some(
-                gst::Caps::builder("audio/mpeg")
-                    .field("mpegversion", 1i32)
-                    .field("layer", 3i32)
-                    .field(
-                        "rate",
-                        if a.format == SoundFormat::Mp3_8k {
-                            8000
-                        } else {
-                            flv_rate(a.rate)
-                        },
-                    )
-                    .field("channels", channels)
-                    .field("parsed", false)
-                    .build(),
-            ),
-            SoundFormat::G711ALaw => Some(
-                gst::Caps::builder("audio/x-alaw")
-                    .field("rate", 8000i32)
-                    .field("channels", channels)
-                    .build(),
-            ),
-            SoundFormat::G711MuLaw => Some(
-                gst::Caps::builder("audio/x-mulaw")
-                    .field("rate", 8000i32)
-                    .field("channels", channels)
-                    .build(),
-            ),
-            SoundFormat::Speex => Some(speex_caps()),
-            SoundFormat::PcmLittleEndian | SoundFormat::PcmPlatformEndian => Some(
-                gst::Caps::builder("audio/x-raw")
-                    .field("format", if a.sixteen_bit { "S16LE" } else { "U8" })
-                    .field("layout", "interleaved")
-                    .field("rate", flv_rate(a.rate))
-                    .field("channels", channels)
-                    .build(),
-            ),
-            other => {
-                self.warn_unmapped(false, &format!("{other:?}"));
+                self.set_caps(false, b.build());
                 return Ok(gst::FlowSuccess::Ok);
             }
+            SoundFormat::Aac => None,
+            other => match legacy_audio_caps(&a) {
+                Some(c) => Some(c),
+                None => {
+                    self.warn_unmapped(false, &format!("{other:?}"));
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+            },
         };
         if let Some(c) = caps {
             self.set_caps(false, c);
