@@ -21,4 +21,4 @@ RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p rtmp-proto --no-deps
 # The plugin file itself (tests/plugin.rs loads it with gst-inspect-1.0);
 # `cargo test` alone builds only the rlib.
 cargo build --locked
-cargo test --locked
+REQUIRE_PEERS=1 cargo test --locked

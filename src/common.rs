@@ -148,14 +148,50 @@ pub fn string_array(v: &glib::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The signals of a server element: `accept_name` (see [`accept_signal`])
-/// and `request-reconnect` (see [`request_reconnect_signal`]), which
-/// `ask` carries out for the element the signal came on.
-pub fn server_signals<F>(accept_name: &str, ask: F) -> Vec<glib::subclass::Signal>
+/// A bin that can ask its server's clients to reconnect.
+pub trait AsksReconnect {
+    /// Asks every client to reconnect (see [`request_reconnect_signal`]);
+    /// returns how many were asked.
+    fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32;
+}
+
+/// The signals of a server bin `B`: `accept_name` (see [`accept_signal`])
+/// and `request-reconnect` (see [`request_reconnect_signal`]).
+pub fn server_signals<B>(accept_name: &str) -> Vec<glib::subclass::Signal>
 where
-    F: Fn(&glib::Value, Option<String>, String) -> u32 + Send + Sync + 'static,
+    B: AsksReconnect + glib::prelude::IsA<glib::Object>,
 {
+    let ask = |obj: &glib::Value, tc_url, why| {
+        obj.get::<glib::Object>()
+            .ok()
+            .and_then(|o| o.downcast::<B>().ok())
+            .map_or(0, |bin| bin.request_reconnect(tc_url, why))
+    };
     vec![accept_signal(accept_name), request_reconnect_signal(ask)]
+}
+
+/// Shows in `bin`'s `location` where its server listens (the port picked
+/// when the location said 0): `set` writes it into the bin's settings.
+pub fn show_listening<B, S>(bin: &B, handed: &crate::handed::Handed<S>, set: fn(&B, String))
+where
+    B: glib::prelude::IsA<glib::Object> + Send + Sync,
+{
+    let weak = bin.downgrade();
+    handed.on_listening(move |location| {
+        if let Some(bin) = weak.upgrade() {
+            set(&bin, location);
+            bin.notify("location");
+        }
+    });
+}
+
+/// The read-only `stats` property of both bins.
+pub fn stats_property(blurb: &str) -> glib::ParamSpec {
+    glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+        .nick("Statistics")
+        .blurb(blurb)
+        .read_only()
+        .build()
 }
 
 /// The one always pad of a connection element, carrying FLV.

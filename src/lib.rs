@@ -4,6 +4,7 @@
 
 pub mod caps;
 mod common;
+mod handed;
 pub mod mode;
 pub mod net;
 pub mod policy;

@@ -194,3 +194,30 @@ impl SharedSettings {
         }
     }
 }
+
+/// The URI handler both bins have (`rtmp://`, `rtmps://`): the URI is the
+/// `location` in the bin's `settings` (a `Mutex` of settings with a
+/// `shared` field), checked before it is taken.
+macro_rules! impl_uri_handler {
+    ($bin:ty, $kind:ident) => {
+        impl gst::subclass::prelude::URIHandlerImpl for $bin {
+            const URI_TYPE: gst::URIType = gst::URIType::$kind;
+
+            fn protocols() -> &'static [&'static str] {
+                &["rtmp", "rtmps"]
+            }
+
+            fn uri(&self) -> Option<String> {
+                crate::sync::lock(&self.settings).shared.location.clone()
+            }
+
+            fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+                crate::rtmp::url::RtmpUrl::parse(uri)
+                    .map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
+                crate::sync::lock(&self.settings).shared.location = Some(uri.to_owned());
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_uri_handler;

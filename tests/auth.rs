@@ -172,6 +172,7 @@ fn a_wrong_password_fails_once_without_a_reconnect_storm() {
 
 #[test]
 fn ffmpeg5_and_ffmpeg9_publish_with_adobe_auth() {
+    needs!("ffmpeg", "ffmpeg9");
     let dir = TempDir::new("auth-ff");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let want = normalized(ffprobe_frames(media.to_str().unwrap()));
@@ -247,6 +248,7 @@ fn rtmp2sink_publishes_with_username_and_password() {
 
 #[test]
 fn players_log_in_to_rtmpsink_server() {
+    needs!("ffmpeg");
     let dir = TempDir::new("auth-players");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let (p, notes, port) = sink_server(

@@ -98,11 +98,7 @@ fn check_nginx_roundtrip(tracks: Tracks) {
     // nginx does not count the handshake (C0, C1, C2).
     let sent = sent - (1 + 2 * gstrtmp::rtmp::handshake::PACKET_SIZE as u64);
     let want = format!("PUBLISH \"live\" \"core\" {sent} ");
-    let end = Instant::now() + Duration::from_secs(5);
-    while !nginx.access_log().contains(&want) && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = nginx.access_log();
+    let log = nginx.access_log_with(&[&want], Duration::from_secs(5));
     assert!(
         log.contains(&want),
         "nginx did not receive all {sent} bytes we sent:\n{log}"
@@ -111,21 +107,25 @@ fn check_nginx_roundtrip(tracks: Tracks) {
 
 #[test]
 fn nginx_publish_and_play_audio_video() {
+    needs!("nginx", "ffmpeg");
     check_nginx_roundtrip(Tracks::AudioVideo);
 }
 
 #[test]
 fn nginx_publish_and_play_video_only() {
+    needs!("nginx", "ffmpeg");
     check_nginx_roundtrip(Tracks::VideoOnly);
 }
 
 #[test]
 fn nginx_publish_and_play_audio_only() {
+    needs!("nginx", "ffmpeg");
     check_nginx_roundtrip(Tracks::AudioOnly);
 }
 
 #[test]
 fn publish_to_ffmpeg_listen() {
+    needs!("ffmpeg");
     let dir = TempDir::new("ff-listen-in");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let tags = read_flv_tags(&media);
@@ -164,6 +164,7 @@ fn publish_to_ffmpeg_listen() {
 
 #[test]
 fn play_from_ffmpeg_listen() {
+    needs!("ffmpeg");
     let dir = TempDir::new("ff-listen-out");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let port = free_port();
@@ -204,7 +205,16 @@ fn serve_one(listener: &TcpListener, serve: &[flv::FlvTag]) -> Vec<(bool, u32, b
     )
     .unwrap();
     let mut got = Vec::new();
-    while let Some(ev) = conn.next_event().expect("server session") {
+    loop {
+        let ev = match conn.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            // A publisher that closes with our acknowledgements still
+            // unread makes its kernel send a reset instead of a FIN; what
+            // it sent before is compared frame by frame afterwards.
+            Err(e) if e.kind() == gstrtmp::rtmp::error::ErrorKind::Io && !got.is_empty() => break,
+            Err(e) => panic!("server session: {e}"),
+        };
         match ev {
             ServerEvent::ConnectRequest(p) => {
                 assert_eq!(p.app, "live");
@@ -262,6 +272,7 @@ fn serve_one(listener: &TcpListener, serve: &[flv::FlvTag]) -> Vec<(bool, u32, b
 
 #[test]
 fn our_server_session_takes_an_ffmpeg_publisher() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-pub");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -289,6 +300,7 @@ fn our_server_session_takes_an_ffmpeg_publisher() {
 
 #[test]
 fn our_server_session_serves_an_ffmpeg_player() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-play");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let tags = read_flv_tags(&media);
@@ -350,6 +362,7 @@ fn silent_server_times_out() {
 
 #[test]
 fn nginx_denying_publish_is_noticed() {
+    needs!("nginx");
     // nginx answers publish with NetStream.Publish.Start and only then runs
     // its access rules, dropping the connection: the refusal shows as the
     // server closing right after, which the client must notice at once.

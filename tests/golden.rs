@@ -203,6 +203,7 @@ fn dump_seeds(dir: &std::path::Path, name: &str, rec: &Recording, msgs: &[(RawMe
 
 #[test]
 fn ffmpeg_through_nginx_decodes_byte_for_byte() {
+    needs!("nginx", "ffmpeg");
     let dir = TempDir::new("golden");
     let media_path = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let nginx = Nginx::start("");

@@ -41,6 +41,7 @@ fn stat(p: &gst::Pipeline, field: &str) -> u64 {
 
 #[test]
 fn a_lossy_slow_link_delivers_every_frame_with_its_time() {
+    needs!("nginx", "ffmpeg");
     init();
     let Some(mut lab) = NetLab::new() else { return };
     lab.delay_ms(50);
@@ -90,6 +91,7 @@ fn a_lossy_slow_link_delivers_every_frame_with_its_time() {
 
 #[test]
 fn a_blackout_longer_than_the_timeout_reconnects_and_loses_nothing() {
+    needs!("nginx", "ffmpeg");
     init();
     let Some(mut lab) = NetLab::new() else { return };
     // nginx holds a stream name until it notices its publisher is gone;
@@ -130,6 +132,7 @@ fn a_blackout_longer_than_the_timeout_reconnects_and_loses_nothing() {
 
 #[test]
 fn rtmpsrc_rides_out_a_blackout_and_resumes_on_a_keyframe() {
+    needs!("nginx");
     init();
     let Some(mut lab) = NetLab::new() else { return };
     let nginx = Nginx::start_on("wait_key on; drop_idle_publisher 2s;", Some(&lab));

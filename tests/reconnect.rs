@@ -41,12 +41,14 @@ fn nginx_for(tls: Option<&Pki>, app_conf: &str, stream: &str) -> (Nginx, String,
 
 #[test]
 fn reconnects_after_a_server_restart_and_loses_nothing_in_the_backlog() {
+    needs!("nginx", "ffmpeg");
     restart(None);
 }
 
 /// The same over rtmps://: a new TLS session each time.
 #[test]
 fn reconnects_over_rtmps_after_a_server_restart() {
+    needs!("nginx", "ffmpeg");
     restart(Some(&Pki::new()));
 }
 
@@ -98,6 +100,7 @@ fn restart(tls: Option<&Pki>) {
 
 #[test]
 fn gives_up_after_the_attempts_and_says_so() {
+    needs!("nginx");
     init();
     let mut nginx = Nginx::start("");
     let p = gst::parse::launch(&format!(
@@ -121,12 +124,14 @@ fn gives_up_after_the_attempts_and_says_so() {
 
 #[test]
 fn rtmpsrc_reconnects_and_resumes_with_discont() {
+    needs!("nginx");
     both_reconnect(None);
 }
 
 /// Both over rtmps://, each reconnection a new TLS session.
 #[test]
 fn rtmpsrc_and_rtmpsink_reconnect_over_rtmps() {
+    needs!("nginx");
     both_reconnect(Some(&Pki::new()));
 }
 
@@ -197,6 +202,7 @@ fn real_codec_data() -> gst::Buffer {
 
 #[test]
 fn a_server_that_stops_reading_is_left_and_rejoined_once_it_reads_again() {
+    needs!("nginx", "ffmpeg");
     init();
     let nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
     // 100 kB frames at 30 fps (24 Mbit/s): the kernel buffers between us

@@ -117,18 +117,13 @@ fn nginx_recording() -> Nginx {
 /// Waits until nginx has logged the publisher's disconnection (its
 /// recording is then complete) and returns the recording's path.
 fn recorded(nginx: &Nginx, name: &str) -> std::path::PathBuf {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !nginx
-        .access_log()
-        .contains(&format!("PUBLISH \"live\" \"{name}\""))
-    {
-        assert!(
-            Instant::now() < end,
-            "nginx never logged the publish: {}",
-            nginx.error_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let line = format!("PUBLISH \"live\" \"{name}\"");
+    let log = nginx.access_log_with(&[&line], Duration::from_secs(10));
+    assert!(
+        log.contains(&line),
+        "nginx never logged the publish: {}",
+        nginx.error_log()
+    );
     nginx.dir.path("rec").join(format!("{name}.flv"))
 }
 
@@ -157,27 +152,32 @@ fn publish_and_check(name: &str, branches: &str) {
 
 #[test]
 fn audio_video_to_nginx() {
+    needs!("nginx", "ffmpeg");
     publish_and_check("av", &format!("{VIDEO} ! s.video {AUDIO} ! s.audio"));
 }
 
 #[test]
 fn video_only_to_nginx() {
+    needs!("nginx", "ffmpeg");
     publish_and_check("v", &format!("{VIDEO} ! s.video"));
 }
 
 #[test]
 fn audio_only_to_nginx() {
+    needs!("nginx", "ffmpeg");
     publish_and_check("a", &format!("{AUDIO} ! s.audio"));
 }
 
 #[test]
 fn pads_link_without_names() {
+    needs!("nginx", "ffmpeg");
     // "h264parse ! rtmpsink": the video pad is picked by its caps.
     publish_and_check("unnamed", &format!("{VIDEO} ! s."));
 }
 
 #[test]
 fn resolution_change_midstream() {
+    needs!("nginx", "ffmpeg");
     init();
     let nginx = nginx_recording();
     let log = SentLog::default();
@@ -225,6 +225,7 @@ fn resolution_change_midstream() {
 
 #[test]
 fn flvmux_path_keeps_working() {
+    needs!("nginx", "ffmpeg");
     init();
     let nginx = nginx_recording();
     let log = SentLog::default();
@@ -286,6 +287,7 @@ fn flvmux_path_keeps_working() {
 
 #[test]
 fn to_ffmpeg_listen() {
+    needs!("ffmpeg");
     init();
     let dir = TempDir::new("sink-ff");
     let port = free_port();
@@ -329,6 +331,7 @@ fn to_ffmpeg_listen() {
 
 #[test]
 fn rtmp2src_plays_what_we_publish() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("for-rtmp2");
@@ -464,6 +467,7 @@ fn silent_server_times_out() {
 
 #[test]
 fn nginx_denying_publish() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("deny publish all;");
     let p = build(
@@ -492,6 +496,7 @@ fn rtmps_defaults_to_port_443() {
 
 #[test]
 fn audio_pad_requested_after_video_started() {
+    needs!("nginx", "ffmpeg");
     init();
     let nginx = nginx_recording();
     let log = SentLog::default();
@@ -550,6 +555,7 @@ fn audio_pad_requested_after_video_started() {
 
 #[test]
 fn stats_count_what_was_sent() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let log = SentLog::default();
@@ -689,6 +695,7 @@ fn name_not_resolved() {
 
 #[test]
 fn connection_lost_midstream() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let p = build(
@@ -757,6 +764,7 @@ fn no_state_change_waits_past_the_timeout() {
 
 #[test]
 fn mp3_audio_to_nginx() {
+    needs!("nginx", "ffmpeg");
     publish_and_check(
         "mp3",
         "audiotestsrc num-buffers=40 ! audio/x-raw,rate=44100,channels=2 ! lamemp3enc ! mpegaudioparse ! s.audio",

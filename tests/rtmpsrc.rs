@@ -90,16 +90,19 @@ fn from_ffmpeg_through_nginx(tracks: Tracks, name: &str) {
 
 #[test]
 fn ffmpeg_published_audio_video() {
+    needs!("nginx", "ffmpeg");
     from_ffmpeg_through_nginx(Tracks::AudioVideo, "ffav");
 }
 
 #[test]
 fn ffmpeg_published_video_only() {
+    needs!("nginx", "ffmpeg");
     from_ffmpeg_through_nginx(Tracks::VideoOnly, "ffv");
 }
 
 #[test]
 fn ffmpeg_published_audio_only() {
+    needs!("nginx", "ffmpeg");
     from_ffmpeg_through_nginx(Tracks::AudioOnly, "ffa");
 }
 
@@ -121,6 +124,7 @@ const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240
 
 #[test]
 fn rtmpsink_published() {
+    needs!("nginx");
     let (sent, got) = gst_published(
         "ours",
         &format!(
@@ -137,6 +141,7 @@ fn rtmpsink_published() {
 
 #[test]
 fn rtmp2sink_published() {
+    needs!("nginx");
     let desc = AV
         .replace("SINK.video", "m.video")
         .replace("SINK.audio", "m.audio")
@@ -150,6 +155,7 @@ fn rtmp2sink_published() {
 
 #[test]
 fn plays_from_ffmpeg_listen() {
+    needs!("ffmpeg");
     init();
     let dir = TempDir::new("src-fflisten");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
@@ -186,6 +192,7 @@ fn plays_from_ffmpeg_listen() {
 
 #[test]
 fn playbin_plays_rtmp_uris_with_rtmpsrc() {
+    needs!("nginx", "ffmpeg");
     init();
     let dir = TempDir::new("src-playbin");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
@@ -200,6 +207,7 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
 
 #[test]
 fn timestamp_jump_gives_discont_and_no_stall() {
+    needs!("nginx", "ffmpeg");
     use gstrtmp::net::blocking::BlockingClient;
     use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
     use gstrtmp::rtmp::url::RtmpUrl;
@@ -306,6 +314,7 @@ fn uri_handler_picks_rtmpsrc() {
 
 #[test]
 fn stats_answer_while_waiting_for_an_idle_stream() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let (p, _, _) = player(&nginx.url("idle"), "");
@@ -426,6 +435,7 @@ fn legacy_audio(
 
 #[test]
 fn g711_alaw_and_mulaw() {
+    needs!("nginx", "ffmpeg");
     for (codec, name) in [("pcm_alaw", "audio/x-alaw"), ("pcm_mulaw", "audio/x-mulaw")] {
         let (caps, _, _) = legacy_audio(codec, 8000, 1, name);
         let s = caps.structure(0).unwrap();
@@ -442,6 +452,7 @@ fn g711_alaw_and_mulaw() {
 
 #[test]
 fn pcm_and_mp3() {
+    needs!("nginx", "ffmpeg");
     let (caps, _, _) = legacy_audio("pcm_s16le", 22050, 2, "audio/x-raw");
     let s = caps.structure(0).unwrap();
     assert_eq!(s.get::<&str>("format").unwrap(), "S16LE");
@@ -467,6 +478,7 @@ fn pcm_and_mp3() {
 
 #[test]
 fn speex_decodes_with_the_made_headers() {
+    needs!("nginx", "ffmpeg");
     let (caps, _, _) = legacy_audio("libspeex", 16000, 1, "audio/x-speex");
     // The caps must be enough for speexdec: decode them through it.
     let s = caps.structure(0).unwrap();
@@ -501,6 +513,7 @@ fn speex_decodes_with_the_made_headers() {
 
 #[test]
 fn unmapped_codec_is_a_warning_and_its_pad_is_left_out() {
+    needs!("nginx", "ffmpeg");
     init();
     let dir = TempDir::new("src-nelly");
     let media = flv_with_audio(&dir, "nellymoser", 44100, 1);
@@ -548,6 +561,7 @@ fn unmapped_codec_is_a_warning_and_its_pad_is_left_out() {
 
 #[test]
 fn caps_follow_a_midstream_resolution_change() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("resize");
@@ -657,6 +671,7 @@ fn stream_not_found_is_named() {
 /// lost connection is an error.
 #[test]
 fn connection_lost_is_an_error_without_reconnecting() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("lost");
@@ -681,6 +696,7 @@ fn connection_lost_is_an_error_without_reconnecting() {
 
 #[test]
 fn a_lost_connection_is_reconnected_by_default() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("lost");
@@ -706,6 +722,7 @@ fn a_lost_connection_is_reconnected_by_default() {
 
 #[test]
 fn publisher_restart_resumes_with_discont() {
+    needs!("nginx", "ffmpeg");
     init();
     let dir = TempDir::new("src-restart");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
@@ -760,6 +777,7 @@ fn publisher_restart_resumes_with_discont() {
 
 #[test]
 fn stream_eof_ends_the_stream_by_default() {
+    needs!("nginx", "ffmpeg");
     init();
     let dir = TempDir::new("src-eof");
     let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
@@ -779,6 +797,7 @@ fn stream_eof_ends_the_stream_by_default() {
 
 #[test]
 fn live_with_configurable_latency_and_no_growing_delay() {
+    needs!("nginx");
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("live");
@@ -848,6 +867,7 @@ fn live_with_configurable_latency_and_no_growing_delay() {
 
 #[test]
 fn metadata_becomes_tags() {
+    needs!("ffmpeg");
     init();
     let dir = TempDir::new("src-tags");
     let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);

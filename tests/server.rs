@@ -48,16 +48,19 @@ fn publish_into_rtmpsrc_server(ffmpeg: &str, tracks: Tracks, name: &str) {
 
 #[test]
 fn ffmpeg5_publishes_into_rtmpsrc_server() {
+    needs!("ffmpeg");
     publish_into_rtmpsrc_server("ffmpeg", Tracks::AudioVideo, "srv-ff5");
 }
 
 #[test]
 fn ffmpeg9_publishes_into_rtmpsrc_server() {
+    needs!("ffmpeg9");
     publish_into_rtmpsrc_server(&require_ffmpeg9(), Tracks::AudioVideo, "srv-ff9");
 }
 
 #[test]
 fn ffmpeg_publishes_video_only_and_audio_only() {
+    needs!("ffmpeg");
     publish_into_rtmpsrc_server("ffmpeg", Tracks::VideoOnly, "srv-ffv");
     publish_into_rtmpsrc_server("ffmpeg", Tracks::AudioOnly, "srv-ffa");
 }
@@ -101,6 +104,7 @@ fn rtmp2sink_publishes_into_rtmpsrc_server() {
 
 #[test]
 fn wrong_keys_and_second_publishers_are_refused_without_disturbing_the_stream() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-keys");
     let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
     let (p, log, _, notes, port) = src_server("eos-on-unpublish=true stream-keys=<\"other\">");
@@ -158,6 +162,7 @@ fn wrong_keys_and_second_publishers_are_refused_without_disturbing_the_stream() 
 
 #[test]
 fn a_second_publisher_takes_over_when_allowed() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-takeover");
     let media = make_flv(&dir, "in.flv", 6, Tracks::AudioVideo);
     let (p, log, _, notes, port) = src_server("publisher-takeover=true publisher-timeout=2");
@@ -204,6 +209,7 @@ fn a_second_publisher_takes_over_when_allowed() {
 
 #[test]
 fn publisher_reconnect_resumes_with_discont_and_caps() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-reconnect");
     let a = make_flv(&dir, "a.flv", 2, Tracks::AudioVideo);
     let (p, log, caps, notes, port) = src_server("publisher-timeout=2");
@@ -242,6 +248,7 @@ fn publisher_reconnect_resumes_with_discont_and_caps() {
 
 #[test]
 fn accept_publisher_signal_decides_with_app_stream_address_and_query() {
+    needs!("ffmpeg");
     let dir = TempDir::new("srv-signal");
     let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
     init();
@@ -296,6 +303,7 @@ fn no_publisher_within_the_timeout_is_an_error() {
 
 #[test]
 fn listens_on_ipv6() {
+    needs!("ffmpeg");
     init();
     let dir = TempDir::new("srv-ipv6");
     let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
@@ -339,6 +347,7 @@ fn bind_failure_is_a_clear_error() {
 
 #[test]
 fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
+    needs!("ffmpeg");
     players_at_once(None);
 }
 
@@ -346,6 +355,7 @@ fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_from_rtmpsink_server_at_once() {
 /// the test CA; rtmp2src, which takes no CA, checks nothing).
 #[test]
 fn ffmpeg5_ffmpeg9_rtmp2src_and_rtmpsrc_play_over_rtmps_from_rtmpsink_server() {
+    needs!("ffmpeg", "ffmpeg9");
     players_at_once(Some(&common::pki::Pki::new()));
 }
 
@@ -446,6 +456,7 @@ fn players_at_once(tls: Option<&common::pki::Pki>) {
 
 #[test]
 fn a_late_player_starts_at_the_cached_keyframe_with_headers() {
+    needs!("ffmpeg");
     let dir = TempDir::new("sink-srv-late");
     let media = make_flv(&dir, "in.flv", 5, Tracks::AudioVideo);
     let (p, _, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=true");
@@ -601,6 +612,7 @@ fn a_player_that_stops_reading_never_slows_the_pipeline_or_the_others() {
 
 #[test]
 fn accept_player_signal_and_unknown_streams() {
+    needs!("ffmpeg");
     let dir = TempDir::new("sink-srv-signal");
     let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
     let (p, notes, port) = sink_server(&file_source(&media, Tracks::VideoOnly), "sync=false");
@@ -640,6 +652,7 @@ fn accept_player_signal_and_unknown_streams() {
 
 #[test]
 fn hostile_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
+    needs!("ffmpeg");
     use std::io::Write;
     let dir = TempDir::new("srv-hostile");
     let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);

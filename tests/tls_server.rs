@@ -32,6 +32,7 @@ fn server_tls(pki: &Pki) -> String {
 
 #[test]
 fn ffmpeg5_and_ffmpeg9_publish_over_rtmps_into_rtmpsrc_server() {
+    needs!("ffmpeg", "ffmpeg9");
     let pki = Pki::new();
     let dir = TempDir::new("tls-srv-ff");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
@@ -232,6 +233,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 #[test]
 fn hostile_tls_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
+    needs!("ffmpeg");
     let pki = Pki::new();
     let dir = TempDir::new("tls-srv-hostile");
     let media = make_flv(&dir, "in.flv", 5, Tracks::AudioVideo);

@@ -118,6 +118,83 @@ impl Cancel {
     }
 }
 
+/// A connection being opened on a thread of its own, so that the
+/// streaming thread can carry on (or wait for it without holding a lock
+/// that stats and state changes need). Dropped without [`Opening::wait`],
+/// it waits for its thread to end (raise its cancel first): no thread
+/// outlives the element that started it.
+#[derive(Debug)]
+pub struct Opening(Option<JoinHandle<Result<ClientConnection>>>);
+
+impl Opening {
+    /// Starts opening `url` on a thread named `thread`, not before
+    /// `not_before` (a reconnection's backoff); `cancel` ends the wait and
+    /// the attempt.
+    pub fn start(
+        thread: &str,
+        url: RtmpUrl,
+        options: ConnectOptions,
+        cancel: &Cancel,
+        not_before: Option<Instant>,
+    ) -> Opening {
+        let cancel = cancel.clone();
+        let handle = std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || {
+                if let Some(at) = not_before
+                    && !cancel.sleep_until(at)
+                {
+                    return Err(cancelled());
+                }
+                ClientConnection::open(&url, options, &cancel)
+            })
+            .expect("spawn a thread");
+        Opening(Some(handle))
+    }
+
+    /// Whether the outcome is there (`wait` would not block).
+    pub fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// The connection, or why there is none.
+    pub fn wait(mut self) -> Result<ClientConnection> {
+        let handle = self.0.take().expect("waited for once");
+        handle.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "the thread opening the connection panicked",
+            ))
+        })
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.join().ok();
+        }
+    }
+}
+
+/// `unlock` and `unlock_stop` for a base sink or source whose blocking
+/// calls all watch its `cancel` ([`Cancel`]): written inside the
+/// `BaseSinkImpl`/`BaseSrcImpl` block.
+macro_rules! unlock_with_cancel {
+    () => {
+        fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+            self.cancel.cancel();
+            Ok(())
+        }
+
+        fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+            self.cancel.reset();
+            Ok(())
+        }
+    };
+}
+pub(crate) use unlock_with_cancel;
+
 /// The error of a call that gave up because it was asked to.
 pub(crate) fn cancelled() -> Error {
     Error::new(ErrorKind::Cancelled, "cancelled")

@@ -7,7 +7,6 @@ use gst::subclass::prelude::*;
 
 use super::conn::{self, RtmpSinkConn, StopCommands};
 use super::mux::RtmpSinkMux;
-use crate::rtmp::url::RtmpUrl;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
@@ -34,6 +33,8 @@ struct State {
 }
 
 pub struct RtmpSink {
+    /// What the properties say; handed to `conn` when it starts.
+    settings: Mutex<conn::Settings>,
     conn: RtmpSinkConn,
     state: Mutex<State>,
 }
@@ -47,6 +48,7 @@ impl ObjectSubclass for RtmpSink {
 
     fn with_class(_klass: &Self::Class) -> Self {
         RtmpSink {
+            settings: Mutex::default(),
             conn: glib::Object::builder()
                 .property("name", "connection")
                 .build(),
@@ -105,11 +107,9 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Commands sent at end of stream before closing")
                     .default_value(StopCommands::all())
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("bytes and messages out, bitrate, frames per kind, dropped, connection state")
-                    .read_only()
-                    .build(),
+                crate::common::stats_property(
+                    "bytes and messages out, bitrate, frames per kind, dropped, connection state",
+                ),
                 glib::ParamSpecBoolean::builder("sync")
                     .nick("Sync")
                     .blurb("Send each message at its time on the clock (false: as fast as it comes)")
@@ -142,12 +142,8 @@ impl ObjectImpl for RtmpSink {
         // for each player whose app and stream name passed the checks.
         // request-reconnect(tc-url, description) -> guint: server mode, asks
         // the players to move.
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            crate::common::server_signals("accept-player", |obj, tc_url, why| {
-                let obj = obj.get::<super::RtmpSink>().expect("signal on the element");
-                obj.imp().conn.request_reconnect(tc_url, why)
-            })
-        });
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> =
+            LazyLock::new(|| crate::common::server_signals::<super::RtmpSink>("accept-player"));
         SIGNALS.as_ref()
     }
 
@@ -164,7 +160,7 @@ impl ObjectImpl for RtmpSink {
                 }
             }
             _ => {
-                let mut s = self.conn.settings();
+                let mut s = lock(&self.settings);
                 if s.shared.set(name, value, &conn::ROLE) {
                     return;
                 }
@@ -193,7 +189,7 @@ impl ObjectImpl for RtmpSink {
             "sync" | "ts-offset" | "max-lateness" => self.conn.property_value(name),
             "latency" => lock(&self.state).latency.nseconds().to_value(),
             "stats" => {
-                let mut s = self.conn.stats();
+                let mut s = self.conn.imp().stats();
                 if let Some(m) = &lock(&self.state).mux {
                     let (v, a) = m.frame_counts();
                     s.set("video-frames-muxed", v);
@@ -202,7 +198,7 @@ impl ObjectImpl for RtmpSink {
                 s.to_value()
             }
             _ => {
-                let s = self.conn.settings();
+                let s = lock(&self.settings);
                 if let Some(v) = s.shared.get(name) {
                     return v;
                 }
@@ -224,6 +220,15 @@ impl ObjectImpl for RtmpSink {
     fn constructed(&self) {
         self.parent_constructed();
         self.obj().add(&self.conn).expect("add the connection sink");
+        crate::common::show_listening(&*self.obj(), &self.conn.imp().handed, |bin, l| {
+            lock(&bin.imp().settings).shared.location = Some(l)
+        });
+    }
+}
+
+impl crate::common::AsksReconnect for super::RtmpSink {
+    fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32 {
+        self.imp().conn.imp().request_reconnect(tc_url, why)
     }
 }
 
@@ -269,6 +274,16 @@ impl ElementImpl for RtmpSink {
             ]
         });
         T.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        // The connection sink starts at NullToReady.
+        let handed = &self.conn.imp().handed;
+        handed.hand_at(transition, gst::StateChange::NullToReady, &self.settings);
+        self.parent_change_state(transition)
     }
 
     fn request_new_pad(
@@ -345,20 +360,4 @@ impl ElementImpl for RtmpSink {
 
 impl BinImpl for RtmpSink {}
 
-impl URIHandlerImpl for RtmpSink {
-    const URI_TYPE: gst::URIType = gst::URIType::Sink;
-
-    fn protocols() -> &'static [&'static str] {
-        &["rtmp", "rtmps"]
-    }
-
-    fn uri(&self) -> Option<String> {
-        self.conn.settings().shared.location.clone()
-    }
-
-    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
-        self.conn.settings().shared.location = Some(uri.to_owned());
-        Ok(())
-    }
-}
+crate::shared::impl_uri_handler!(RtmpSink, Sink);

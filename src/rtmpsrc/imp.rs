@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::conn::{ROLE, RtmpSrcConn, defaults};
+use super::conn::{ROLE, RtmpSrcConn, Settings, defaults};
 use super::demux::RtmpSrcDemux;
-use crate::rtmp::url::RtmpUrl;
 use crate::shared::SharedSettings;
+use crate::sync::lock;
 
 pub struct RtmpSrc {
+    /// What the properties say; handed to `conn` when it starts.
+    settings: Mutex<Settings>,
     conn: RtmpSrcConn,
     demux: RtmpSrcDemux,
     /// One thread per output pad: with a single streaming thread, a
@@ -28,6 +30,7 @@ impl ObjectSubclass for RtmpSrc {
 
     fn with_class(_klass: &Self::Class) -> Self {
         RtmpSrc {
+            settings: Mutex::default(),
             conn: glib::Object::builder()
                 .property("name", "connection")
                 .build(),
@@ -100,11 +103,9 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("Server mode: end the stream (EOS) when the publisher stops or disconnects, instead of waiting for the next one")
                     .default_value(false)
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("connection state, bytes and messages in, audio/video messages, timestamp resyncs")
-                    .read_only()
-                    .build(),
+                crate::common::stats_property(
+                    "connection state, bytes and messages in, audio/video messages, timestamp resyncs",
+                ),
             ]);
             props
         });
@@ -116,17 +117,13 @@ impl ObjectImpl for RtmpSrc {
         // for each publisher whose app and stream name passed the checks.
         // request-reconnect(tc-url, description) -> guint: server mode, asks
         // the publisher to move.
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            crate::common::server_signals("accept-publisher", |obj, tc_url, why| {
-                let obj = obj.get::<super::RtmpSrc>().expect("signal on the element");
-                obj.imp().conn.request_reconnect(tc_url, why)
-            })
-        });
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> =
+            LazyLock::new(|| crate::common::server_signals::<super::RtmpSrc>("accept-publisher"));
         SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.conn.settings();
+        let mut s = lock(&self.settings);
         if s.shared.set(pspec.name(), value, &ROLE) {
             return;
         }
@@ -149,9 +146,9 @@ impl ObjectImpl for RtmpSrc {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
-            return self.conn.stats().to_value();
+            return self.conn.imp().stats().to_value();
         }
-        let s = self.conn.settings();
+        let s = lock(&self.settings);
         if let Some(v) = s.shared.get(pspec.name()) {
             return v;
         }
@@ -182,6 +179,9 @@ impl ObjectImpl for RtmpSrc {
         self.conn
             .link(&self.demux)
             .expect("link connection to demuxer");
+        crate::common::show_listening(&*obj, &self.conn.imp().handed, |bin, l| {
+            lock(&bin.imp().settings).shared.location = Some(l)
+        });
         let weak = obj.downgrade();
         let queue = self.queue.clone();
         self.demux.connect_pad_added(move |_, pad| {
@@ -224,6 +224,12 @@ impl ObjectImpl for RtmpSrc {
     }
 }
 
+impl crate::common::AsksReconnect for super::RtmpSrc {
+    fn request_reconnect(&self, tc_url: Option<String>, why: String) -> u32 {
+        self.imp().conn.imp().request_reconnect(tc_url, why)
+    }
+}
+
 impl GstObjectImpl for RtmpSrc {}
 
 impl ElementImpl for RtmpSrc {
@@ -237,6 +243,16 @@ impl ElementImpl for RtmpSrc {
             )
         });
         Some(&*META)
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        // The connection source starts at ReadyToPaused.
+        let handed = &self.conn.imp().handed;
+        handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
+        self.parent_change_state(transition)
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
@@ -263,20 +279,4 @@ impl ElementImpl for RtmpSrc {
 
 impl BinImpl for RtmpSrc {}
 
-impl URIHandlerImpl for RtmpSrc {
-    const URI_TYPE: gst::URIType = gst::URIType::Src;
-
-    fn protocols() -> &'static [&'static str] {
-        &["rtmp", "rtmps"]
-    }
-
-    fn uri(&self) -> Option<String> {
-        self.conn.settings().shared.location.clone()
-    }
-
-    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        RtmpUrl::parse(uri).map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
-        self.conn.settings().shared.location = Some(uri.to_owned());
-        Ok(())
-    }
-}
+crate::shared::impl_uri_handler!(RtmpSrc, Src);

@@ -103,14 +103,57 @@ pub fn wait_for_listen(port: u16, timeout: Duration) {
     panic!("nothing listened on port {port} within {timeout:?}");
 }
 
-pub fn require(tool: &str) {
-    let ok = Command::new("sh")
+/// Whether a real peer or tool a test needs is installed: a command on
+/// the PATH, or "ffmpeg9" (FFmpeg 9 from PyPI's imageio-ffmpeg).
+pub fn installed(tool: &str) -> bool {
+    if tool == "ffmpeg9" {
+        return server::ffmpeg9().is_some_and(|p| std::path::Path::new(&p).exists());
+    }
+    Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is not installed: run scripts/setup.sh first");
+        .unwrap_or(false)
+}
+
+pub fn require(tool: &str) {
+    assert!(
+        installed(tool),
+        "{tool} is not installed: run scripts/setup.sh first"
+    );
+}
+
+/// Says a test was skipped and why, past libtest's capture of a passing
+/// test's output (which would hide it).
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "SKIPPED: {why}").ok();
+}
+
+/// Skips the rest of a test, saying so, when a real peer it needs is not
+/// installed: `cargo test` on a machine with GStreamer alone still runs
+/// every test that needs nothing more. (`scripts/test.sh` installs them
+/// all; `REQUIRE_PEERS=1` turns a skip into a failure.)
+#[macro_export]
+macro_rules! needs {
+    ($($tool:literal),+ $(,)?) => {
+        $(
+            if !$crate::common::installed($tool) {
+                assert!(
+                    std::env::var_os("REQUIRE_PEERS").is_none(),
+                    "{} is not installed: run scripts/setup.sh first",
+                    $tool
+                );
+                $crate::common::skipped(&format!(
+                    "{} needs {} (scripts/setup.sh installs it)",
+                    module_path!(),
+                    $tool
+                ));
+                return;
+            }
+        )+
+    };
 }
 
 /// nginx with the RTMP module, on a free loopback port, as a plain process.
@@ -315,6 +358,19 @@ rtmp {{
 
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path("access.log")).unwrap_or_default()
+    }
+
+    /// The access log once it holds every one of `lines` (nginx writes a
+    /// session's line when the session closes), or as it is after `limit`.
+    pub fn access_log_with(&self, lines: &[&str], limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let log = self.access_log();
+            if lines.iter().all(|l| log.contains(l)) || Instant::now() > end {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn error_log(&self) -> String {

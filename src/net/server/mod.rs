@@ -188,6 +188,15 @@ pub struct ServerStats {
     pub gop_bytes: u64,
 }
 
+impl ServerStats {
+    /// Bytes in and out over the peers connected now.
+    pub fn bytes(&self) -> (u64, u64) {
+        self.peers
+            .iter()
+            .fold((0, 0), |(i, o), p| (i + p.bytes_in, o + p.bytes_out))
+    }
+}
+
 /// Which role a server plays.
 pub enum Role {
     /// Take one publisher at a time (rtmpsrc).

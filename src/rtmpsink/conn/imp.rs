@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,8 +9,9 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::backlog::Backlog;
+use crate::handed::Handed;
 use crate::mode::RtmpMode;
-use crate::net::client::{Cancel, ClientConnection, ConnectOptions, is_cancelled};
+use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Opening, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, Role, Server};
 use crate::policy::{Reconnect, ReconnectSettings, Step};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
@@ -83,7 +83,7 @@ impl Default for Settings {
 
 enum Conn {
     Idle,
-    Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
+    Connecting(Opening),
     Connected(Box<ClientConnection>),
     /// The connection was lost: a new one is being made (after a delay).
     Reconnecting(Attempt),
@@ -101,7 +101,7 @@ struct Attempt {
     /// Upstream is live: buffers go to the backlog meanwhile rather than
     /// waiting (a file waits, so nothing is dropped).
     live: bool,
-    handle: JoinHandle<crate::rtmp::Result<ClientConnection>>,
+    handle: Opening,
 }
 
 /// A move the server asked for (Enhanced RTMP reconnect request): the new
@@ -110,7 +110,7 @@ struct Attempt {
 struct Switch {
     url: RtmpUrl,
     tc_url: String,
-    handle: JoinHandle<crate::rtmp::Result<ClientConnection>>,
+    handle: Opening,
 }
 
 struct State {
@@ -172,7 +172,8 @@ impl Default for State {
 
 #[derive(Default)]
 pub struct RtmpSinkConn {
-    settings: Mutex<Settings>,
+    /// What the bin handed over when this element started.
+    pub(crate) handed: Handed<Settings>,
     state: Mutex<State>,
     /// Reached by `unlock` without taking the state lock.
     cancel: Cancel,
@@ -237,8 +238,9 @@ fn queue_on(c: &ClientConnection, kind: u8, ts: u32, parts: &[&[u8]]) -> crate::
 }
 
 impl RtmpSinkConn {
-    pub fn settings(&self) -> MutexGuard<'_, Settings> {
-        lock(&self.settings)
+    /// The settings this run goes by.
+    fn settings(&self) -> Arc<Settings> {
+        self.handed.get()
     }
 
     pub fn stats(&self) -> gst::Structure {
@@ -252,10 +254,9 @@ impl RtmpSinkConn {
             Conn::Serving(s) => {
                 let stats = s.stats();
                 let mut net = st.last_stats;
-                for p in &stats.peers {
-                    net.bytes_out += p.bytes_out;
-                    net.bytes_in += p.bytes_in;
-                }
+                let (bytes_in, bytes_out) = stats.bytes();
+                net.bytes_in += bytes_in;
+                net.bytes_out += bytes_out;
                 server = Some(stats);
                 (net, "serving")
             }
@@ -344,29 +345,21 @@ impl RtmpSinkConn {
                 unreachable!()
             };
             let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-            match h.join() {
-                Ok(Ok(c)) => {
+            match h.wait() {
+                Ok(c) => {
                     gst::info!(CAT, imp = self, "publishing to {url}");
                     st.conn = Conn::Connected(Box::new(c));
                     st.connected_at = Some(Instant::now());
                 }
-                Ok(Err(e)) if is_cancelled(&e) => {
+                Err(e) if is_cancelled(&e) => {
                     st.conn = Conn::Idle;
                     return Err(gst::FlowError::Flushing);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     gst::element_imp_error!(
                         self,
                         crate::common::open_error(&e, gst::ResourceError::OpenWrite),
                         ("Could not publish to {}: {}", url, e)
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-                Err(_) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::LibraryError::Failed,
-                        ("connection thread panicked")
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -411,18 +404,14 @@ impl RtmpSinkConn {
             role,
             "accept-player",
             *CAT,
-            |l| self.settings().shared.location = Some(l),
+            |l| self.handed.listening(l),
         )
     }
 
     fn spawn_connect(&self, st: &mut State) {
         let Some(url) = st.url.clone() else { return };
         let config = self.client_config(&url, st.tc_url.as_deref());
-        let cancel = self.cancel.clone();
-        let h = std::thread::Builder::new()
-            .name("rtmpsink-connect".into())
-            .spawn(move || ClientConnection::open(&url, config, &cancel))
-            .expect("spawn a thread");
+        let h = Opening::start("rtmpsink-connect", url, config, &self.cancel, None);
         st.conn = Conn::Connecting(h);
         st.started = Some(Instant::now());
     }
@@ -560,12 +549,7 @@ impl RtmpSinkConn {
         gst::info!(CAT, imp = self, "{reason}");
         self.post_state("reconnecting", 1, &reason, Duration::ZERO);
         let config = self.client_config(&url, Some(&tc_url));
-        let cancel = self.cancel.clone();
-        let target = url.clone();
-        let handle = std::thread::Builder::new()
-            .name("rtmpsink-switch".into())
-            .spawn(move || ClientConnection::open(&target, config, &cancel))
-            .expect("spawn a thread");
+        let handle = Opening::start("rtmpsink-switch", url.clone(), config, &self.cancel, None);
         st.switch = Some(Switch {
             url,
             tc_url,
@@ -578,9 +562,9 @@ impl RtmpSinkConn {
     /// background. If the new one failed, the stream stays where it was.
     fn switch_now(&self, st: &mut State) -> Result<(), gst::FlowError> {
         let sw = st.switch.take().expect("a switch");
-        let new = match sw.handle.join() {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
+        let new = match sw.handle.wait() {
+            Ok(c) => c,
+            Err(e) => {
                 if is_cancelled(&e) {
                     return Err(gst::FlowError::Flushing);
                 }
@@ -595,14 +579,6 @@ impl RtmpSinkConn {
                 );
                 self.post_state("connected", 1, &e.to_string(), Duration::ZERO);
                 return self.send_newest(st);
-            }
-            Err(_) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::LibraryError::Failed,
-                    ("connection thread panicked")
-                );
-                return Err(gst::FlowError::Error);
             }
         };
         // Headers and this keyframe: nothing the old server has not had.
@@ -793,17 +769,8 @@ impl RtmpSinkConn {
         let Some(url) = st.url.clone() else { return };
         self.post_state("reconnecting", attempt, &reason, delay);
         let config = self.client_config(&url, st.tc_url.as_deref());
-        let cancel = self.cancel.clone();
         let at = Instant::now() + delay;
-        let handle = std::thread::Builder::new()
-            .name("rtmpsink-reconnect".into())
-            .spawn(move || {
-                if !cancel.sleep_until(at) {
-                    return Err(crate::net::client::cancelled());
-                }
-                ClientConnection::open(&url, config, &cancel)
-            })
-            .expect("spawn a thread");
+        let handle = Opening::start("rtmpsink-reconnect", url, config, &self.cancel, Some(at));
         st.conn = Conn::Reconnecting(Attempt {
             attempt,
             delay,
@@ -831,14 +798,14 @@ impl RtmpSinkConn {
             let Conn::Reconnecting(r) = std::mem::replace(&mut st.conn, Conn::Failed) else {
                 unreachable!()
             };
-            match r.handle.join() {
-                Ok(Ok(c)) => return self.resume(st, c, r.attempt),
-                Ok(Err(e)) if is_cancelled(&e) => {
+            match r.handle.wait() {
+                Ok(c) => return self.resume(st, c, r.attempt),
+                Err(e) if is_cancelled(&e) => {
                     // A flush or stop: the same attempt again afterwards.
                     self.start_attempt(st, r.attempt, r.delay, r.reason, r.live);
                     return Err(gst::FlowError::Flushing);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     gst::info!(
                         CAT,
                         imp = self,
@@ -847,14 +814,6 @@ impl RtmpSinkConn {
                     );
                     let step = st.reconnect.on_attempt_failed(&e, Instant::now());
                     self.next_attempt(st, step, r.reason, r.live)?;
-                }
-                Err(_) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::LibraryError::Failed,
-                        ("connection thread panicked")
-                    );
-                    return Err(gst::FlowError::Error);
                 }
             }
         }
@@ -1056,35 +1015,24 @@ impl BaseSinkImpl for RtmpSinkConn {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.cancel.cancel();
         let mut st = lock(&self.state);
+        // A connection still opening is given up as it drops.
         match std::mem::replace(&mut st.conn, Conn::Idle) {
-            Conn::Connecting(h) => {
-                h.join().ok();
-            }
             Conn::Connected(c) => {
                 st.last_stats = c.stats();
                 drop(c);
             }
             Conn::Serving(s) => {
                 s.stop();
-                for p in s.stats().peers {
-                    st.last_stats.bytes_out += p.bytes_out;
-                    st.last_stats.bytes_in += p.bytes_in;
-                }
+                let (bytes_in, bytes_out) = s.stats().bytes();
+                st.last_stats.bytes_in += bytes_in;
+                st.last_stats.bytes_out += bytes_out;
             }
             _ => {}
         }
         Ok(())
     }
 
-    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.cancel.cancel();
-        Ok(())
-    }
-
-    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.cancel.reset();
-        Ok(())
-    }
+    crate::net::client::unlock_with_cancel!();
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -10,8 +9,9 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use crate::handed::Handed;
 use crate::mode::RtmpMode;
-use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, is_cancelled};
+use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, Opening, is_cancelled};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
 use crate::rtmp::chunk::TimestampUnwrapper;
@@ -93,7 +93,7 @@ impl Default for Settings {
 
 enum Conn {
     Idle,
-    Connecting(JoinHandle<crate::rtmp::Result<ClientConnection>>),
+    Connecting(Opening),
     /// The streaming thread is waiting for the connect thread, without the
     /// state lock (so that stats and stop are not held up).
     Joining,
@@ -219,7 +219,8 @@ impl Default for State {
 
 #[derive(Default)]
 pub struct RtmpSrcConn {
-    settings: Mutex<Settings>,
+    /// What the bin handed over when this element started.
+    pub(crate) handed: Handed<Settings>,
     state: Mutex<State>,
     cancel: Cancel,
 }
@@ -255,8 +256,9 @@ impl ElementImpl for RtmpSrcConn {
 }
 
 impl RtmpSrcConn {
-    pub fn settings(&self) -> MutexGuard<'_, Settings> {
-        lock(&self.settings)
+    /// The settings this run goes by.
+    fn settings(&self) -> Arc<Settings> {
+        self.handed.get()
     }
 
     /// Server mode: asks the publisher to reconnect (see the bin's
@@ -284,7 +286,7 @@ impl RtmpSrcConn {
             Conn::Connected(c) => ("playing", c.stats().bytes_in),
             Conn::Serving(s) => {
                 let stats = s.stats();
-                let bytes: u64 = stats.peers.iter().map(|p| p.bytes_in).sum::<u64>() + st.bytes_in;
+                let bytes = stats.bytes().0 + st.bytes_in;
                 let state = if st.policy.publishing() {
                     "receiving"
                 } else {
@@ -334,11 +336,7 @@ impl RtmpSrcConn {
     fn spawn_connect(&self, st: &mut State) {
         let Some(url) = st.url.clone() else { return };
         let config = self.client_config(&url);
-        let cancel = self.cancel.clone();
-        let h = std::thread::Builder::new()
-            .name("rtmpsrc-connect".into())
-            .spawn(move || ClientConnection::open(&url, config, &cancel))
-            .expect("spawn a thread");
+        let h = Opening::start("rtmpsrc-connect", url, config, &self.cancel, None);
         st.conn = Conn::Connecting(h);
     }
 
@@ -363,36 +361,26 @@ impl RtmpSrcConn {
                 Conn::Connecting(h) => {
                     let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
                     drop(st);
-                    let r = h.join();
+                    let r = h.wait();
                     let mut st = lock(&self.state);
                     match r {
-                        Ok(Ok(c)) => {
+                        Ok(c) => {
                             gst::info!(CAT, imp = self, "playing {url}");
                             let c = Arc::new(c);
                             st.conn = Conn::Connected(c.clone());
                             return Ok(Source::Client(c));
                         }
-                        Ok(Err(e)) if is_cancelled(&e) => {
+                        Err(e) if is_cancelled(&e) => {
                             st.conn = Conn::Idle;
                             return Err(gst::FlowError::Flushing);
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             st.conn = Conn::Failed;
                             drop(st);
                             gst::element_imp_error!(
                                 self,
                                 crate::common::open_error(&e, gst::ResourceError::OpenRead),
                                 ("Could not play {}: {}", url, e)
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        Err(_) => {
-                            st.conn = Conn::Failed;
-                            drop(st);
-                            gst::element_imp_error!(
-                                self,
-                                gst::LibraryError::Failed,
-                                ("connection thread panicked")
                             );
                             return Err(gst::FlowError::Error);
                         }
@@ -548,7 +536,7 @@ impl RtmpSrcConn {
             role,
             "accept-publisher",
             *CAT,
-            |l| self.settings().shared.location = Some(l),
+            |l| self.handed.listening(l),
         )
     }
 
@@ -636,10 +624,8 @@ impl BaseSrcImpl for RtmpSrcConn {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.cancel.cancel();
         let mut st = lock(&self.state);
+        // A connection still opening is given up as it drops.
         match std::mem::replace(&mut st.conn, Conn::Idle) {
-            Conn::Connecting(h) => {
-                h.join().ok();
-            }
             Conn::Connected(c) => {
                 st.bytes_in = c.stats().bytes_in;
                 // The streaming thread has let go by now (stop comes after it).
@@ -648,7 +634,7 @@ impl BaseSrcImpl for RtmpSrcConn {
                 }
             }
             Conn::Serving(s) => {
-                st.bytes_in += s.stats().peers.iter().map(|p| p.bytes_in).sum::<u64>();
+                st.bytes_in += s.stats().bytes().0;
                 s.stop();
             }
             _ => {}
@@ -656,15 +642,7 @@ impl BaseSrcImpl for RtmpSrcConn {
         Ok(())
     }
 
-    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.cancel.cancel();
-        Ok(())
-    }
-
-    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.cancel.reset();
-        Ok(())
-    }
+    crate::net::client::unlock_with_cancel!();
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
