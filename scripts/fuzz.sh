@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-75}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(chunk amf0 amf3 flv_tag handshake command client_session server_session auth)
+[ ${#targets[@]} -gt 0 ] || targets=(chunk amf0 amf3 flv_tag handshake command client_session server_session auth codec)
 
 scripts/setup.sh >/dev/null
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

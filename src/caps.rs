@@ -1,7 +1,40 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Caps <-> FLV codec mapping shared by the sink and the source.
+//! Caps <-> FLV codec mapping shared by the sink and the source: what each
+//! codec's caps say, and how it goes on the wire. H.264, AAC, MP3, G.711
+//! and PCM are legacy FLV codecs (every server and player knows them);
+//! H.265, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 are Enhanced RTMP FourCCs,
+//! each with the configuration record its sequence start carries.
 
-/// What `rtmpsink`'s video pad takes.
+use std::str::FromStr;
+
+use gst::prelude::*;
+
+use crate::rtmp::codec::{FLAC_STREAMINFO_SIZE, OpusHead, Vp9Config};
+use crate::rtmp::flv::{AudioFourCc, VideoFourCc};
+
+/// What `rtmpsink`'s video pads take.
+pub fn video_caps() -> gst::Caps {
+    let mut caps = h264_caps();
+    for (name, format, alignment) in [
+        (
+            "video/x-h265",
+            gst::List::new(["hvc1", "hev1"]).to_send_value(),
+            "au",
+        ),
+        ("video/x-av1", "obu-stream".to_send_value(), "tu"),
+    ] {
+        caps.merge(
+            gst::Caps::builder(name)
+                .field("stream-format", format)
+                .field("alignment", alignment)
+                .build(),
+        );
+    }
+    caps.merge(gst::Caps::builder("video/x-vp9").build());
+    caps
+}
+
+/// H.264 as FLV carries it (length-prefixed NAL units, whole access units).
 pub fn h264_caps() -> gst::Caps {
     gst::Caps::builder("video/x-h264")
         .field("stream-format", "avc")
@@ -9,18 +42,47 @@ pub fn h264_caps() -> gst::Caps {
         .build()
 }
 
-/// What `rtmpsink`'s audio pad takes: AAC (raw, with codec_data) or MP3.
+/// What `rtmpsink`'s audio pads take.
 pub fn audio_caps() -> gst::Caps {
     let mut caps = gst::Caps::builder("audio/mpeg")
         .field("mpegversion", 4i32)
         .field("stream-format", "raw")
         .build();
-    caps.merge(
+    let more = [
         gst::Caps::builder("audio/mpeg")
             .field("mpegversion", 1i32)
             .field("layer", 3i32)
             .build(),
-    );
+        gst::Caps::builder("audio/x-opus").build(),
+        gst::Caps::builder("audio/x-flac")
+            .field("framed", true)
+            .build(),
+        gst::Caps::builder("audio/x-ac3")
+            .field("framed", true)
+            .field("alignment", "frame")
+            .build(),
+        gst::Caps::builder("audio/x-eac3")
+            .field("framed", true)
+            .field("alignment", "frame")
+            .build(),
+        gst::Caps::builder("audio/x-alaw")
+            .field("rate", 8000i32)
+            .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
+        gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000i32)
+            .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
+        gst::Caps::builder("audio/x-raw")
+            .field("format", gst::List::new(["S16LE", "U8"]))
+            .field("layout", "interleaved")
+            .field("rate", gst::List::new([5512i32, 11025, 22050, 44100]))
+            .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
+    ];
+    for c in more {
+        caps.merge(c);
+    }
     caps
 }
 
@@ -28,11 +90,46 @@ pub fn flv_caps() -> gst::Caps {
     gst::Caps::builder("video/x-flv").build()
 }
 
+/// The number onMetaData gives an Enhanced RTMP codec: its FourCC read as
+/// a big-endian integer, as FFmpeg writes it.
+fn fourcc_number(f: [u8; 4]) -> f64 {
+    f64::from(u32::from_be_bytes(f))
+}
+
+/// The video codecs rtmpsink sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    H265,
+    Av1,
+    Vp9,
+}
+
+impl VideoCodec {
+    /// Its Enhanced RTMP FourCC; `None` for H.264, sent as legacy FLV.
+    pub fn fourcc(self) -> Option<VideoFourCc> {
+        match self {
+            VideoCodec::H264 => None,
+            VideoCodec::H265 => Some(VideoFourCc::Hevc),
+            VideoCodec::Av1 => Some(VideoFourCc::Av1),
+            VideoCodec::Vp9 => Some(VideoFourCc::Vp9),
+        }
+    }
+
+    /// onMetaData's `videocodecid`.
+    pub fn metadata_id(self) -> f64 {
+        self.fourcc().map_or(7.0, |f| fourcc_number(f.fourcc()))
+    }
+}
+
 /// A video stream as FLV describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoFormat {
-    /// The AVCDecoderConfigurationRecord: the AVC sequence header.
-    pub avcc: gst::Buffer,
+    pub codec: VideoCodec,
+    /// The configuration record the sequence header carries (avcC, hvcC,
+    /// av1C, vpcC). AV1 caps rarely have one: it is then made from the
+    /// stream's sequence header OBU, and this is `None`.
+    pub config: Option<gst::Buffer>,
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub framerate: Option<gst::Fraction>,
@@ -41,21 +138,86 @@ pub struct VideoFormat {
 impl VideoFormat {
     pub fn from_caps(caps: &gst::CapsRef) -> Result<Self, String> {
         let s = caps.structure(0).ok_or("empty caps")?;
-        if s.name() != "video/x-h264" {
-            return Err(format!("unsupported video caps {caps}"));
-        }
-        let avcc = s.get::<gst::Buffer>("codec_data").map_err(|_| {
-            "H.264 caps have no codec_data (avcC): put h264parse before rtmpsink".to_owned()
-        })?;
-        Ok(VideoFormat {
-            avcc,
+        let needs_codec_data = |parser: &str| {
+            s.get::<gst::Buffer>("codec_data").map_err(|_| {
+                format!(
+                    "{} caps have no codec_data: put {parser} before rtmpsink",
+                    s.name()
+                )
+            })
+        };
+        let mut v = VideoFormat {
+            codec: VideoCodec::H264,
+            config: None,
             width: s.get("width").ok(),
             height: s.get("height").ok(),
             framerate: s
                 .get::<gst::Fraction>("framerate")
                 .ok()
                 .filter(|f| f.numer() > 0),
-        })
+        };
+        match s.name().as_str() {
+            "video/x-h264" => v.config = Some(needs_codec_data("h264parse")?),
+            "video/x-h265" => {
+                v.codec = VideoCodec::H265;
+                v.config = Some(needs_codec_data("h265parse")?);
+            }
+            "video/x-av1" => {
+                v.codec = VideoCodec::Av1;
+                v.config = s.get::<gst::Buffer>("codec_data").ok();
+            }
+            "video/x-vp9" => {
+                v.codec = VideoCodec::Vp9;
+                v.config = Some(gst::Buffer::from_mut_slice(v.vp9_config(s).build()));
+            }
+            _ => return Err(format!("unsupported video caps {caps}")),
+        }
+        Ok(v)
+    }
+
+    /// VP9 has no codec_data in caps: its vpcC is made from the caps' fields.
+    fn vp9_config(&self, s: &gst::StructureRef) -> Vp9Config {
+        let profile = s
+            .get::<&str>("profile")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let bit_depth = s.get::<u32>("bit-depth-luma").unwrap_or(8) as u8;
+        let chroma_subsampling = match s.get::<&str>("chroma-format").unwrap_or("4:2:0") {
+            "4:2:2" => 2,
+            "4:4:4" => 3,
+            _ => 1,
+        };
+        let colorimetry = s
+            .get::<&str>("colorimetry")
+            .ok()
+            .and_then(|c| gst_video::VideoColorimetry::from_str(c).ok());
+        let iso = |v: u32| u8::try_from(v).unwrap_or(2);
+        let level = match (self.width, self.height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => {
+                let fps = self
+                    .framerate
+                    .map_or(30.0, |f| f64::from(f.numer()) / f64::from(f.denom()));
+                Vp9Config::level_for(w as u32, h as u32, fps)
+            }
+            _ => 0,
+        };
+        Vp9Config {
+            profile,
+            level,
+            bit_depth,
+            chroma_subsampling,
+            full_range: colorimetry
+                .as_ref()
+                .is_some_and(|c| c.range() == gst_video::VideoColorRange::Range0_255),
+            colour_primaries: colorimetry
+                .as_ref()
+                .map_or(2, |c| iso(c.primaries().to_iso())),
+            transfer_characteristics: colorimetry
+                .as_ref()
+                .map_or(2, |c| iso(c.transfer().to_iso())),
+            matrix_coefficients: colorimetry.as_ref().map_or(2, |c| iso(c.matrix().to_iso())),
+        }
     }
 }
 
@@ -72,74 +234,237 @@ pub enum AudioFormat {
         rate: Option<i32>,
         channels: Option<i32>,
     },
+    /// With its identification header (OpusHead), the sequence start.
+    Opus { head: gst::Buffer, channels: i32 },
+    /// With its STREAMINFO block (34 bytes), the sequence start.
+    Flac {
+        streaminfo: gst::Buffer,
+        rate: Option<i32>,
+        channels: Option<i32>,
+    },
+    Ac3 {
+        eac3: bool,
+        rate: Option<i32>,
+        channels: Option<i32>,
+    },
+    /// G.711 A-law or mu-law, 8 kHz.
+    G711 { alaw: bool, channels: i32 },
+    /// Little-endian PCM, 8 or 16 bits, at one of FLV's four rates.
+    Pcm {
+        rate: i32,
+        channels: i32,
+        sixteen: bool,
+    },
 }
 
 impl AudioFormat {
     pub fn from_caps(caps: &gst::CapsRef) -> Result<Self, String> {
         let s = caps.structure(0).ok_or("empty caps")?;
-        if s.name() != "audio/mpeg" {
-            return Err(format!("unsupported audio caps {caps}"));
-        }
         let rate = s.get::<i32>("rate").ok();
         let channels = s.get::<i32>("channels").ok();
-        match s.get::<i32>("mpegversion") {
-            Ok(4) | Ok(2) => {
-                let asc = s.get::<gst::Buffer>("codec_data").map_err(|_| {
-                    "AAC caps have no codec_data: put aacparse before rtmpsink".to_owned()
-                })?;
-                Ok(AudioFormat::Aac {
-                    asc,
-                    rate,
-                    channels,
-                })
-            }
-            Ok(1) => Ok(AudioFormat::Mp3 { rate, channels }),
-            _ => Err(format!("unsupported audio caps {caps}")),
+        Ok(match s.name().as_str() {
+            "audio/mpeg" => match s.get::<i32>("mpegversion") {
+                Ok(4) | Ok(2) => {
+                    let asc = s.get::<gst::Buffer>("codec_data").map_err(|_| {
+                        "AAC caps have no codec_data: put aacparse before rtmpsink".to_owned()
+                    })?;
+                    AudioFormat::Aac {
+                        asc,
+                        rate,
+                        channels,
+                    }
+                }
+                Ok(1) => AudioFormat::Mp3 { rate, channels },
+                _ => return Err(format!("unsupported audio caps {caps}")),
+            },
+            "audio/x-opus" => AudioFormat::Opus {
+                head: gst::Buffer::from_mut_slice(opus_head(s)?),
+                channels: channels.unwrap_or(2),
+            },
+            "audio/x-flac" => AudioFormat::Flac {
+                streaminfo: gst::Buffer::from_mut_slice(flac_streaminfo(s)?),
+                rate,
+                channels,
+            },
+            "audio/x-ac3" | "audio/x-eac3" => AudioFormat::Ac3 {
+                eac3: s.name() == "audio/x-eac3",
+                rate,
+                channels,
+            },
+            "audio/x-alaw" | "audio/x-mulaw" => AudioFormat::G711 {
+                alaw: s.name() == "audio/x-alaw",
+                channels: channels.unwrap_or(1),
+            },
+            "audio/x-raw" => AudioFormat::Pcm {
+                rate: rate.ok_or("raw audio caps without a rate")?,
+                channels: channels.unwrap_or(1),
+                sixteen: s.get::<&str>("format") == Ok("S16LE"),
+            },
+            _ => return Err(format!("unsupported audio caps {caps}")),
+        })
+    }
+
+    /// Its Enhanced RTMP FourCC; `None` for the legacy FLV codecs.
+    pub fn fourcc(&self) -> Option<AudioFourCc> {
+        match self {
+            AudioFormat::Opus { .. } => Some(AudioFourCc::Opus),
+            AudioFormat::Flac { .. } => Some(AudioFourCc::Flac),
+            AudioFormat::Ac3 { eac3: false, .. } => Some(AudioFourCc::Ac3),
+            AudioFormat::Ac3 { eac3: true, .. } => Some(AudioFourCc::Eac3),
+            _ => None,
         }
     }
 
-    /// The first byte of every audio tag body (FLV AUDIODATA header).
+    /// What the sequence header carries, for codecs that have one.
+    pub fn config(&self) -> Option<&gst::Buffer> {
+        match self {
+            AudioFormat::Aac { asc, .. } => Some(asc),
+            AudioFormat::Opus { head, .. } => Some(head),
+            AudioFormat::Flac { streaminfo, .. } => Some(streaminfo),
+            _ => None,
+        }
+    }
+
+    /// The first byte of every legacy audio tag body (FLV AUDIODATA
+    /// header): format, rate, size and channels.
     pub fn tag_header(&self) -> u8 {
+        let stereo = |c: Option<i32>| u8::from(c.unwrap_or(2) > 1);
         match self {
             // AAC: always 44 kHz, 16-bit, stereo here; the decoder reads
             // the real values from the AudioSpecificConfig.
             AudioFormat::Aac { .. } => 0xAF,
             AudioFormat::Mp3 { rate, channels } => {
-                let stereo = u8::from(channels.unwrap_or(2) > 1);
                 let (format, rate_bits) = match rate.unwrap_or(44_100) {
                     8_000 => (14, 0),
-                    r if r <= 5_512 => (2, 0),
-                    r if r <= 11_025 => (2, 1),
-                    r if r <= 22_050 => (2, 2),
-                    _ => (2, 3),
+                    r => (2, flv_rate_bits(r)),
                 };
-                (format << 4) | (rate_bits << 2) | 0x02 | stereo
+                (format << 4) | (rate_bits << 2) | 0x02 | stereo(*channels)
             }
+            AudioFormat::G711 { alaw, channels } => {
+                let format = if *alaw { 7 } else { 8 };
+                (format << 4) | stereo(Some(*channels))
+            }
+            AudioFormat::Pcm {
+                rate,
+                channels,
+                sixteen,
+            } => {
+                (3 << 4)
+                    | (flv_rate_bits(*rate) << 2)
+                    | (u8::from(*sixteen) << 1)
+                    | stereo(Some(*channels))
+            }
+            // Enhanced RTMP: SoundFormat 9, the packet type below.
+            _ => 0x90,
         }
     }
 
-    /// FLV's audiocodecid for onMetaData.
+    /// onMetaData's `audiocodecid`.
     pub fn codec_id(&self) -> f64 {
-        match self {
-            AudioFormat::Aac { .. } => 10.0,
-            AudioFormat::Mp3 {
-                rate: Some(8_000), ..
-            } => 14.0,
-            AudioFormat::Mp3 { .. } => 2.0,
+        if let Some(f) = self.fourcc() {
+            return fourcc_number(f.fourcc());
         }
+        f64::from(self.tag_header() >> 4)
     }
 
     pub fn rate(&self) -> Option<i32> {
         match self {
-            AudioFormat::Aac { rate, .. } | AudioFormat::Mp3 { rate, .. } => *rate,
+            AudioFormat::Aac { rate, .. }
+            | AudioFormat::Mp3 { rate, .. }
+            | AudioFormat::Flac { rate, .. }
+            | AudioFormat::Ac3 { rate, .. } => *rate,
+            AudioFormat::Opus { .. } => Some(48_000),
+            AudioFormat::G711 { .. } => Some(8_000),
+            AudioFormat::Pcm { rate, .. } => Some(*rate),
         }
     }
 
     pub fn channels(&self) -> Option<i32> {
         match self {
-            AudioFormat::Aac { channels, .. } | AudioFormat::Mp3 { channels, .. } => *channels,
+            AudioFormat::Aac { channels, .. }
+            | AudioFormat::Mp3 { channels, .. }
+            | AudioFormat::Flac { channels, .. }
+            | AudioFormat::Ac3 { channels, .. } => *channels,
+            AudioFormat::Opus { channels, .. }
+            | AudioFormat::G711 { channels, .. }
+            | AudioFormat::Pcm { channels, .. } => Some(*channels),
         }
     }
+}
+
+/// FLV's two rate bits: 5.5, 11, 22 or 44 kHz.
+fn flv_rate_bits(rate: i32) -> u8 {
+    match rate {
+        r if r <= 5_512 => 0,
+        r if r <= 11_025 => 1,
+        r if r <= 22_050 => 2,
+        _ => 3,
+    }
+}
+
+/// The OpusHead of Opus caps: the first streamheader buffer (opusenc and
+/// opusparse give it), or one made from the caps' fields.
+fn opus_head(s: &gst::StructureRef) -> Result<Vec<u8>, String> {
+    if let Ok(headers) = s.get::<gst::ArrayRef>("streamheader")
+        && let Some(first) = headers.first().and_then(|v| v.get::<gst::Buffer>().ok())
+    {
+        let map = first
+            .map_readable()
+            .map_err(|_| "unreadable streamheader")?;
+        OpusHead::parse(&map).map_err(|e| format!("Opus caps: {e}"))?;
+        return Ok(map.to_vec());
+    }
+    let channels = s.get::<i32>("channels").unwrap_or(2);
+    let family = s.get::<i32>("channel-mapping-family").unwrap_or(0);
+    let mapping = if family == 0 {
+        None
+    } else {
+        let map: Vec<u8> = s
+            .get::<gst::ArrayRef>("channel-mapping")
+            .map_err(|_| "Opus caps with a mapping family but no channel-mapping")?
+            .iter()
+            .filter_map(|v| v.get::<i32>().ok())
+            .map(|c| c as u8)
+            .collect();
+        Some((
+            s.get::<i32>("stream-count").unwrap_or(1) as u8,
+            s.get::<i32>("coupled-count").unwrap_or(0) as u8,
+            map,
+        ))
+    };
+    Ok(OpusHead {
+        channels: u8::try_from(channels).map_err(|_| "Opus caps: too many channels")?,
+        pre_skip: 0,
+        input_rate: s.get::<i32>("rate").unwrap_or(48_000) as u32,
+        gain: 0,
+        mapping_family: family as u8,
+        mapping,
+    }
+    .build())
+}
+
+/// The STREAMINFO body of FLAC caps: in the first streamheader buffer,
+/// after the `fLaC` marker and the block's 4-byte header.
+fn flac_streaminfo(s: &gst::StructureRef) -> Result<Vec<u8>, String> {
+    let missing = "FLAC caps have no streamheader: put flacparse before rtmpsink";
+    let first = s
+        .get::<gst::ArrayRef>("streamheader")
+        .map_err(|_| missing)?
+        .first()
+        .and_then(|v| v.get::<gst::Buffer>().ok())
+        .ok_or(missing)?;
+    let map = first
+        .map_readable()
+        .map_err(|_| "unreadable streamheader")?;
+    let at = map
+        .windows(4)
+        .position(|w| w == b"fLaC")
+        .ok_or("the FLAC streamheader has no fLaC marker")?;
+    let block = &map[at + 4..];
+    if block.len() < 4 + FLAC_STREAMINFO_SIZE || block[0] & 0x7F != 0 {
+        return Err("the FLAC streamheader does not start with STREAMINFO".into());
+    }
+    Ok(block[4..4 + FLAC_STREAMINFO_SIZE].to_vec())
 }
 
 #[cfg(test)]
@@ -161,6 +486,7 @@ mod tests {
         let v = VideoFormat::from_caps(&caps).unwrap();
         assert_eq!(v.width, Some(1280));
         assert_eq!(v.framerate, Some(gst::Fraction::new(30000, 1001)));
+        assert_eq!(v.codec.metadata_id(), 7.0);
         let no_cd = gst::Caps::builder("video/x-h264").build();
         assert!(
             VideoFormat::from_caps(&no_cd)
@@ -191,5 +517,81 @@ mod tests {
             channels: Some(1),
         };
         assert_eq!(mp3_8k.tag_header() >> 4, 14);
+    }
+
+    #[test]
+    fn enhanced_formats_from_caps() {
+        gst::init().unwrap();
+        // vp9parse's caps for 4:2:0 8-bit BT.709 at 720p30.
+        let vp9 = gst::Caps::builder("video/x-vp9")
+            .field("profile", "0")
+            .field("width", 1280i32)
+            .field("height", 720i32)
+            .field("framerate", gst::Fraction::new(30, 1))
+            .field("colorimetry", "bt709")
+            .field("chroma-format", "4:2:0")
+            .field("bit-depth-luma", 8u32)
+            .build();
+        let v = VideoFormat::from_caps(&vp9).unwrap();
+        let cfg = v.config.unwrap().map_readable().unwrap().to_vec();
+        assert_eq!(cfg, [1, 0, 0, 0, 0, 31, 0x82, 1, 1, 1, 0, 0]);
+        assert_eq!(
+            v.codec.metadata_id(),
+            f64::from(u32::from_be_bytes(*b"vp09"))
+        );
+        let av1 = gst::Caps::builder("video/x-av1")
+            .field("stream-format", "obu-stream")
+            .build();
+        assert_eq!(VideoFormat::from_caps(&av1).unwrap().config, None);
+        let hevc = gst::Caps::builder("video/x-h265").build();
+        assert!(
+            VideoFormat::from_caps(&hevc)
+                .unwrap_err()
+                .contains("h265parse")
+        );
+
+        // flacparse's first header: the Ogg mapping, fLaC, STREAMINFO.
+        let mut h = b"\x7fFLAC\x01\x00\x00\x02fLaC\x00\x00\x00\x22".to_vec();
+        let si: Vec<u8> = (0..34).collect();
+        h.extend_from_slice(&si);
+        let flac = gst::Caps::builder("audio/x-flac")
+            .field("framed", true)
+            .field(
+                "streamheader",
+                gst::Array::new([gst::Buffer::from_mut_slice(h).to_send_value()]),
+            )
+            .build();
+        let AudioFormat::Flac { streaminfo, .. } = AudioFormat::from_caps(&flac).unwrap() else {
+            panic!("not FLAC")
+        };
+        assert_eq!(streaminfo.map_readable().unwrap().as_slice(), &si[..]);
+        let bare = gst::Caps::builder("audio/x-flac").build();
+        assert!(
+            AudioFormat::from_caps(&bare)
+                .unwrap_err()
+                .contains("flacparse")
+        );
+
+        let opus = gst::Caps::builder("audio/x-opus")
+            .field("rate", 48_000i32)
+            .field("channels", 2i32)
+            .field("channel-mapping-family", 0i32)
+            .build();
+        let a = AudioFormat::from_caps(&opus).unwrap();
+        let head = OpusHead::parse(&a.config().unwrap().map_readable().unwrap()).unwrap();
+        assert_eq!((head.channels, head.mapping_family), (2, 0));
+        assert_eq!(a.tag_header(), 0x90);
+
+        let alaw = gst::Caps::builder("audio/x-alaw")
+            .field("rate", 8000i32)
+            .field("channels", 1i32)
+            .build();
+        assert_eq!(AudioFormat::from_caps(&alaw).unwrap().tag_header(), 0x70);
+        let pcm = gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("rate", 22_050i32)
+            .field("channels", 2i32)
+            .build();
+        assert_eq!(AudioFormat::from_caps(&pcm).unwrap().tag_header(), 0x3B);
     }
 }

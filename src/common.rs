@@ -416,3 +416,82 @@ fn user_facing(element: &gst::Element) -> gst::Element {
         .and_then(|p| p.downcast::<gst::Element>().ok())
         .unwrap_or_else(|| element.clone())
 }
+
+/// Enhanced RTMP FourCcInfoMask: the codec can be decoded.
+const FOURCC_CAN_DECODE: f64 = 1.0;
+/// FourCcInfoMask: the codec can be encoded (sent).
+const FOURCC_CAN_ENCODE: f64 = 2.0;
+/// FourCcInfoMask: the codec can be passed on without decoding.
+const FOURCC_CAN_FORWARD: f64 = 4.0;
+/// capsEx: follows NetConnection.Connect.ReconnectRequest.
+pub const CAPS_EX_RECONNECT: u8 = 0x01;
+/// capsEx: reads ModEx packet extensions.
+pub const CAPS_EX_MODEX: u8 = 0x04;
+
+/// What connect announces in Enhanced RTMP (`fourCcList`, the per-codec
+/// info maps, `capsEx`): the codecs rtmpsink sends (publishing) or
+/// rtmpsrc takes (playing), so that servers that filter or transcode by
+/// capability send them.
+pub fn enhanced_caps(
+    mode: crate::rtmp::session::ClientMode,
+    caps_ex: u8,
+) -> crate::rtmp::session::EnhancedCaps {
+    use crate::rtmp::amf0::Amf0Value;
+    use crate::rtmp::session::ClientMode;
+    let (video, audio, flags): (&[&str], &[&str], f64) = match mode {
+        ClientMode::Publish => (
+            &["avc1", "hvc1", "av01", "vp09"],
+            &["mp4a", ".mp3", "Opus", "fLaC", "ac-3", "ec-3"],
+            FOURCC_CAN_ENCODE,
+        ),
+        ClientMode::Play => (
+            &["avc1", "hvc1", "av01", "vp09", "vp08"],
+            &["mp4a", ".mp3", "Opus", "fLaC", "ac-3", "ec-3"],
+            FOURCC_CAN_DECODE + FOURCC_CAN_FORWARD,
+        ),
+    };
+    let map = |list: &[&str]| {
+        list.iter()
+            .map(|f| ((*f).to_owned(), Amf0Value::Number(flags)))
+            .collect()
+    };
+    crate::rtmp::session::EnhancedCaps {
+        fourcc_list: video.iter().chain(audio).map(|f| (*f).to_owned()).collect(),
+        video_fourcc_info_map: map(video),
+        audio_fourcc_info_map: map(audio),
+        caps_ex: (caps_ex != 0).then_some(f64::from(caps_ex)),
+    }
+}
+
+#[cfg(test)]
+mod enhanced_caps_tests {
+    use super::*;
+    use crate::rtmp::amf0::Amf0Value;
+    use crate::rtmp::session::ClientMode;
+
+    #[test]
+    fn each_side_announces_what_it_handles() {
+        let publish = enhanced_caps(ClientMode::Publish, CAPS_EX_RECONNECT);
+        assert_eq!(
+            publish.fourcc_list,
+            [
+                "avc1", "hvc1", "av01", "vp09", "mp4a", ".mp3", "Opus", "fLaC", "ac-3", "ec-3"
+            ]
+        );
+        assert_eq!(publish.caps_ex, Some(1.0));
+        assert!(
+            publish
+                .video_fourcc_info_map
+                .iter()
+                .all(|(_, v)| *v == Amf0Value::Number(FOURCC_CAN_ENCODE))
+        );
+        let play = enhanced_caps(ClientMode::Play, CAPS_EX_MODEX);
+        assert!(play.fourcc_list.iter().any(|f| f == "vp08"));
+        assert_eq!(play.caps_ex, Some(4.0));
+        assert_eq!(
+            play.audio_fourcc_info_map[2],
+            ("Opus".into(), Amf0Value::Number(5.0))
+        );
+        assert_eq!(enhanced_caps(ClientMode::Publish, 0).caps_ex, None);
+    }
+}

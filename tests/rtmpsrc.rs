@@ -17,14 +17,7 @@ use gst::prelude::*;
 /// Starts `p` playing `stream` on `nginx` and waits until nginx has it as a player.
 fn start_player(p: &gst::Pipeline, nginx: &Nginx, stream: &str) {
     p.set_state(gst::State::Playing).unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while !nginx
-        .error_log()
-        .contains(&format!("play: name='{stream}'"))
-    {
-        assert!(Instant::now() < end, "rtmpsrc never started playing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    nginx.wait_player(stream);
 }
 
 fn ffmpeg_publish(file: &std::path::Path, url: &str) {

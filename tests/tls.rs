@@ -19,18 +19,6 @@ use gst::prelude::*;
 
 const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! s.audio";
 
-/// Waits until nginx has a player on `stream`.
-fn wait_player(nginx: &Nginx, stream: &str) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !nginx
-        .error_log()
-        .contains(&format!("play: name='{stream}'"))
-    {
-        assert!(Instant::now() < end, "rtmpsrc never started playing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn front(cert: &common::pki::Pem) -> TlsFront<'_> {
     TlsFront {
         cert,
@@ -48,7 +36,7 @@ fn publish_and_play_over_rtmps_through_nginx_tls_termination() {
     let ca = pki.ca.display().to_string();
     let (p, log, caps) = player(&url, &format!("tls-ca-file={ca}"));
     p.set_state(gst::State::Playing).unwrap();
-    wait_player(&nginx, "tlskey");
+    nginx.wait_player("tlskey");
     let sent = publish_to_eos(&format!(
         "{AV} rtmpsink name=s sync=false location={url} tls-ca-file={ca}"
     ));
@@ -320,7 +308,7 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
     let ca = pki.ca.display().to_string();
     let (p, source) = playbin_with_source(&uri, move |src| src.set_property("tls-ca-file", &ca));
     p.set_state(gst::State::Playing).unwrap();
-    wait_player(&nginx, "pb");
+    nginx.wait_player("pb");
     let st = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-i"])
         .arg(&media)

@@ -284,11 +284,31 @@ pub fn auth(data: &[u8]) {
     }
 }
 
+/// Codec configuration records from a peer (OpusHead, STREAMINFO, vpcC)
+/// and temporal units from an encoder (AV1): errors, never a panic; what
+/// parses builds back to what was read.
+pub fn codec(data: &[u8]) {
+    use super::codec::{FlacStreamInfo, OpusHead, Vp9Config, av1c_from_temporal_unit};
+    if let Ok(h) = OpusHead::parse(data) {
+        assert_eq!(OpusHead::parse(&h.build()).unwrap(), h);
+    }
+    if let Ok(i) = FlacStreamInfo::parse(data) {
+        assert!(i.rate > 0 && (1..=8).contains(&i.channels));
+    }
+    if let Ok(c) = Vp9Config::parse(data) {
+        assert_eq!(&c.build()[4..10], &data[4..10]);
+    }
+    if let Ok(Some(av1c)) = av1c_from_temporal_unit(data) {
+        assert_eq!(av1c[0], 0x81);
+        assert!(av1c.len() > 4 && av1c.len() <= data.len() + 4);
+    }
+}
+
 /// Every target, by the name its fuzz target and corpus folder use.
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("chunk", chunk),
     ("amf0", amf0),
     ("amf3", amf3),
@@ -298,6 +318,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("client_session", client_session),
     ("server_session", server_session),
     ("auth", auth),
+    ("codec", codec),
 ];
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod amf0;
 pub mod amf3;
 pub mod auth;
 pub mod chunk;
+pub mod codec;
 pub mod error;
 pub mod flv;
 #[cfg(any(test, feature = "fuzzing"))]

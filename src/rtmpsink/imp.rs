@@ -240,7 +240,7 @@ impl ElementImpl for RtmpSink {
             gst::subclass::ElementMetadata::new(
                 "RTMP sink",
                 "Sink/Network/Video/Audio",
-                "Publishes H.264 and AAC/MP3 (or FLV) to an RTMP server",
+                "Publishes H.264, H.265, AV1, VP9 video and AAC, MP3, Opus, FLAC, AC-3, E-AC-3, G.711, PCM audio (or FLV) to an RTMP server, legacy or Enhanced RTMP",
                 "gst-plugin-rtmp developers",
             )
         });
@@ -254,7 +254,7 @@ impl ElementImpl for RtmpSink {
                     "video",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Request,
-                    &crate::caps::h264_caps(),
+                    &crate::caps::video_caps(),
                 )
                 .unwrap(),
                 gst::PadTemplate::new(

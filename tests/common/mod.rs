@@ -360,6 +360,18 @@ rtmp {{
         std::fs::read_to_string(self.dir.path("access.log")).unwrap_or_default()
     }
 
+    /// Waits until nginx has a player on `stream`.
+    pub fn wait_player(&self, stream: &str) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.error_log().contains(&format!("play: name='{stream}'")) {
+            assert!(
+                Instant::now() < end,
+                "the player never started playing {stream}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The access log once it holds every one of `lines` (nginx writes a
     /// session's line when the session closes), or as it is after `limit`.
     pub fn access_log_with(&self, lines: &[&str], limit: Duration) -> String {

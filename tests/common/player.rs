@@ -23,10 +23,8 @@ pub struct Out {
 
 pub type OutLog = Arc<Mutex<Vec<Out>>>;
 
-/// rtmpsrc with a fakesink per pad, recording every buffer; the pipeline
-/// and what it will have recorded.
-pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
-    let p = gst::Pipeline::new();
+/// An rtmpsrc for `url` with more properties (`k=v` words).
+pub fn rtmpsrc(url: &str, extra: &str) -> gst::Element {
     let src = gst::ElementFactory::make("rtmpsrc")
         .property("location", url)
         .build()
@@ -35,6 +33,14 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
         let (k, v) = kv.split_once('=').unwrap();
         src.set_property_from_str(k, v);
     }
+    src
+}
+
+/// rtmpsrc with a fakesink per pad, recording every buffer; the pipeline
+/// and what it will have recorded.
+pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
+    let p = gst::Pipeline::new();
+    let src = rtmpsrc(url, extra);
     p.add(&src).unwrap();
     let log = OutLog::default();
     let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
@@ -49,36 +55,54 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
         p.add(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();
         pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        let video = pad.name() == "video";
-        let (log, caps) = (log2.clone(), caps2.clone());
-        sink.static_pad("sink").unwrap().add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let m = b.map_readable().unwrap();
-                        log.lock().unwrap().push(Out {
-                            video,
-                            dts: b.dts().map(|t| t.nseconds() as i64).unwrap_or(-1),
-                            pts: b.pts().map(|t| t.nseconds() as i64).unwrap_or(-1),
-                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                            discont: b.flags().contains(gst::BufferFlags::DISCONT),
-                            size: m.len(),
-                            crc: crc32(&m),
-                        });
-                    }
-                    Some(gst::PadProbeData::Event(e)) => {
-                        if let gst::EventView::Caps(c) = e.view() {
-                            caps.lock().unwrap().push(c.caps_owned());
-                        }
-                    }
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
+        record(
+            &sink.static_pad("sink").unwrap(),
+            log2.clone(),
+            caps2.clone(),
         );
     });
     (p, log, caps)
+}
+
+/// Records every buffer and caps event that goes through `pad` (of
+/// rtmpsrc's `video` pad when its name or its peer's says so).
+pub fn record(pad: &gst::Pad, log: OutLog, caps: Arc<Mutex<Vec<gst::Caps>>>) {
+    let video = pad.name() == "video" || pad.peer().is_some_and(|p| p.name() == "video");
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let m = b.map_readable().unwrap();
+                    log.lock().unwrap().push(Out {
+                        video,
+                        dts: b.dts().map(|t| t.nseconds() as i64).unwrap_or(-1),
+                        pts: b.pts().map(|t| t.nseconds() as i64).unwrap_or(-1),
+                        key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        discont: b.flags().contains(gst::BufferFlags::DISCONT),
+                        size: m.len(),
+                        crc: crc32(&m),
+                    });
+                }
+                Some(gst::PadProbeData::Event(e)) => {
+                    if let gst::EventView::Caps(c) = e.view() {
+                        caps.lock().unwrap().push(c.caps_owned());
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+/// The names of caps, in order (`video/x-h264`...).
+pub fn caps_names(caps: &Mutex<Vec<gst::Caps>>) -> Vec<String> {
+    caps.lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.structure(0).unwrap().name().to_string())
+        .collect()
 }
 
 /// Frames in milliseconds from the first DTS, as ffprobe counts them.
@@ -125,7 +149,8 @@ pub fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
 }
 
 /// Records what the h264parse and aacparse elements of a publishing
-/// pipeline give downstream, in running time.
+/// pipeline (or elements named sentv and senta) give downstream, in
+/// running time.
 pub fn probe_parsers(pub_p: &gst::Pipeline) -> OutLog {
     let sent: OutLog = Arc::default();
     for e in pub_p.iterate_recurse().into_iter().flatten() {
@@ -133,39 +158,55 @@ pub fn probe_parsers(pub_p: &gst::Pipeline) -> OutLog {
             .factory()
             .map(|f| f.name().to_string())
             .unwrap_or_default();
-        if kind != "h264parse" && kind != "aacparse" {
-            continue;
-        }
-        let video = kind == "h264parse";
+        // h264parse and aacparse, or whatever a test named sentv/senta.
+        let video = match (kind.as_str(), e.name().as_str()) {
+            ("h264parse", _) | (_, "sentv") => true,
+            ("aacparse", _) | (_, "senta") => false,
+            _ => continue,
+        };
         let sent = sent.clone();
+        // Parsers push lists too (the frames held back until caps were
+        // known, say): every buffer of either is recorded.
+        let probe = gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST;
         e.static_pad("src")
             .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                let Some(b) = info.buffer() else {
-                    return gst::PadProbeReturn::Ok;
-                };
+            .add_probe(probe, move |pad, info| {
                 let seg = pad.sticky_event::<gst::event::Segment>(0).unwrap();
                 let seg = seg
                     .segment()
                     .downcast_ref::<gst::ClockTime>()
                     .unwrap()
                     .clone();
-                let rt =
-                    |t: Option<gst::ClockTime>| match t.and_then(|t| seg.to_running_time_full(t)) {
+                let record = |b: &gst::BufferRef| {
+                    // Opus and FLAC headers travel in caps, not as frames
+                    // (a video parser flags the keyframes that carry its
+                    // parameter sets as headers: those are frames).
+                    if !video && b.flags().contains(gst::BufferFlags::HEADER) {
+                        return;
+                    }
+                    let rt = |t: Option<gst::ClockTime>| match t
+                        .and_then(|t| seg.to_running_time_full(t))
+                    {
                         Some(gst::Signed::Positive(v)) => v.nseconds() as i64,
                         Some(gst::Signed::Negative(v)) => -(v.nseconds() as i64),
                         None => -1,
                     };
-                let m = b.map_readable().unwrap();
-                sent.lock().unwrap().push(Out {
-                    video,
-                    dts: rt(b.dts().or(b.pts())),
-                    pts: rt(b.pts().or(b.dts())),
-                    key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                    discont: false,
-                    size: m.len(),
-                    crc: crc32(&m),
-                });
+                    let m = b.map_readable().unwrap();
+                    sent.lock().unwrap().push(Out {
+                        video,
+                        dts: rt(b.dts().or(b.pts())),
+                        pts: rt(b.pts().or(b.dts())),
+                        key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        discont: false,
+                        size: m.len(),
+                        crc: crc32(&m),
+                    });
+                };
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => record(b),
+                    Some(gst::PadProbeData::BufferList(l)) => l.iter().for_each(record),
+                    _ => {}
+                }
                 gst::PadProbeReturn::Ok
             });
     }

@@ -16,7 +16,7 @@ use crate::net::server::{PeerKind, PlayOptions, Role, Server};
 use crate::policy::{Reconnect, ReconnectSettings, Step};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
-use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode, EnhancedCaps};
+use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
@@ -204,9 +204,6 @@ impl ElementImpl for RtmpSinkConn {
 /// A backlog replay is written out each time this much is encoded.
 const REPLAY_SLICE: usize = 256 << 10;
 
-/// Enhanced RTMP `capsEx` bit: the client can reconnect when asked.
-const CAPS_EX_RECONNECT: u8 = 0x01;
-
 /// A connection lost sooner than this after it started publishing was not
 /// really accepted (see `connection_lost`).
 const SHORT_LIVED: Duration = Duration::from_secs(1);
@@ -327,13 +324,14 @@ impl RtmpSinkConn {
         let s = self.settings();
         let mut c = ClientConfig::new(ClientMode::Publish, url);
         s.shared.apply_to(&mut c, tc_url);
-        if s.shared.reconnect.enabled() {
-            // Enhanced RTMP: we follow NetConnection.Connect.ReconnectRequest.
-            c.enhanced = Some(EnhancedCaps {
-                caps_ex: Some(f64::from(CAPS_EX_RECONNECT)),
-                ..Default::default()
-            });
-        }
+        // Enhanced RTMP: the codecs we send; with reconnecting on, we also
+        // follow NetConnection.Connect.ReconnectRequest.
+        let caps_ex = if s.shared.reconnect.enabled() {
+            crate::common::CAPS_EX_RECONNECT
+        } else {
+            0
+        };
+        c.enhanced = Some(crate::common::enhanced_caps(ClientMode::Publish, caps_ex));
         c.chunk_size = s.chunk_size;
         s.shared.security.connect_options(c, url)
     }

@@ -10,7 +10,9 @@ use gst_base::subclass::prelude::*;
 
 use crate::caps::{AudioFormat, VideoFormat};
 use crate::rtmp::amf0::{self, Amf0Value};
-use crate::rtmp::flv::{TAG_HEADER_SIZE, tag_type};
+use crate::rtmp::flv::{
+    AudioPacketType, FrameType, TAG_HEADER_SIZE, VideoFourCc, VideoPacketType, tag_type,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -86,32 +88,142 @@ impl State {
         let ps = self.pads.entry(pad.to_owned()).or_default();
         match format {
             Format::Video(v) => {
-                if ps.config_changed(&v.avcc)? {
-                    out.push(tag(tag_type::VIDEO, ts, &[0x17, 0, 0, 0, 0], Some(&v.avcc)));
+                let frame = VideoFrame {
+                    buf,
+                    key: !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                    ts,
+                    cts,
+                };
+                match v.codec.fourcc() {
+                    None => legacy_video_tags(ps, v, &frame, out)?,
+                    Some(fourcc) => enhanced_video_tags(ps, v, fourcc, &frame, out)?,
                 }
-                let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let c = (cts as u32).to_be_bytes();
-                let head = [if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
-                out.push(tag(tag_type::VIDEO, ts, &head, Some(buf)));
                 ps.frames += 1;
                 self.video_frames += 1;
             }
             Format::Audio(a) => {
-                let h = a.tag_header();
-                if let AudioFormat::Aac { asc, .. } = a {
-                    if ps.config_changed(asc)? {
-                        out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
-                    }
-                    out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(buf)));
-                } else {
-                    out.push(tag(tag_type::AUDIO, ts, &[h], Some(buf)));
-                }
+                audio_tags(ps, a, buf, ts, out)?;
                 ps.frames += 1;
                 self.audio_frames += 1;
             }
         }
         Ok(())
     }
+}
+
+/// One video frame as it goes out: its RTMP time and composition time.
+struct VideoFrame<'a> {
+    buf: &'a gst::Buffer,
+    key: bool,
+    /// RTMP timestamp (DTS, ms).
+    ts: u32,
+    /// PTS - DTS, ms.
+    cts: i32,
+}
+
+/// H.264 as legacy FLV: the avcC sequence header, then AVC NALU tags with
+/// the composition time.
+fn legacy_video_tags(
+    ps: &mut PadState,
+    v: &VideoFormat,
+    f: &VideoFrame,
+    out: &mut Vec<gst::Buffer>,
+) -> Result<(), gst::FlowError> {
+    let avcc = v.config.as_ref().expect("H.264 caps have codec_data");
+    if ps.config_changed(avcc)? {
+        out.push(tag(tag_type::VIDEO, f.ts, &[0x17, 0, 0, 0, 0], Some(avcc)));
+    }
+    let c = (f.cts as u32).to_be_bytes();
+    let head = [if f.key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
+    out.push(tag(tag_type::VIDEO, f.ts, &head, Some(f.buf)));
+    Ok(())
+}
+
+/// Enhanced RTMP's first byte of a video tag: the ExHeader bit, the frame
+/// type and the packet type.
+fn ex_video_byte(key: bool, packet_type: VideoPacketType) -> u8 {
+    let frame_type = if key {
+        FrameType::Key
+    } else {
+        FrameType::Inter
+    };
+    0x80 | (frame_type as u8) << 4 | packet_type as u8
+}
+
+/// H.265, AV1 and VP9 as Enhanced RTMP: SequenceStart with the
+/// configuration record, then CodedFrames (with the composition time for
+/// H.265, CodedFramesX where it is 0) .
+fn enhanced_video_tags(
+    ps: &mut PadState,
+    v: &VideoFormat,
+    fourcc: VideoFourCc,
+    f: &VideoFrame,
+    out: &mut Vec<gst::Buffer>,
+) -> Result<(), gst::FlowError> {
+    let cc = fourcc.fourcc();
+    let config = match &v.config {
+        Some(c) => ps.config_changed(c)?.then(|| c.clone()),
+        // AV1 without codec_data: av1C from the keyframes' sequence headers.
+        None if f.key => ps.av1_config_changed(f.buf)?,
+        None => None,
+    };
+    if let Some(c) = config {
+        let start = ex_video_byte(true, VideoPacketType::SequenceStart);
+        out.push(tag(
+            tag_type::VIDEO,
+            f.ts,
+            &[start, cc[0], cc[1], cc[2], cc[3]],
+            Some(&c),
+        ));
+    }
+    let packet_type = match (fourcc.has_composition_time(), f.cts) {
+        (true, 0) => VideoPacketType::CodedFramesX,
+        _ => VideoPacketType::CodedFrames,
+    };
+    let mut head = Vec::with_capacity(8);
+    head.push(ex_video_byte(f.key, packet_type));
+    head.extend_from_slice(&cc);
+    if packet_type == VideoPacketType::CodedFrames && fourcc.has_composition_time() {
+        head.extend_from_slice(&(f.cts as u32).to_be_bytes()[1..]);
+    }
+    out.push(tag(tag_type::VIDEO, f.ts, &head, Some(f.buf)));
+    Ok(())
+}
+
+/// Audio: AAC's sequence header and raw frames, the other legacy codecs
+/// as they are, the Enhanced RTMP ones with their FourCC (and sequence
+/// start where the codec has a configuration).
+fn audio_tags(
+    ps: &mut PadState,
+    a: &AudioFormat,
+    buf: &gst::Buffer,
+    ts: u32,
+    out: &mut Vec<gst::Buffer>,
+) -> Result<(), gst::FlowError> {
+    let h = a.tag_header();
+    match (a.fourcc(), a) {
+        (None, AudioFormat::Aac { asc, .. }) => {
+            if ps.config_changed(asc)? {
+                out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
+            }
+            out.push(tag(tag_type::AUDIO, ts, &[h, 1], Some(buf)));
+        }
+        (None, _) => out.push(tag(tag_type::AUDIO, ts, &[h], Some(buf))),
+        (Some(fourcc), _) => {
+            let cc = fourcc.fourcc();
+            let ex = |packet_type: AudioPacketType, payload: &gst::Buffer| {
+                let head = [0x90 | packet_type as u8, cc[0], cc[1], cc[2], cc[3]];
+                tag(tag_type::AUDIO, ts, &head, Some(payload))
+            };
+            if let Some(c) = a.config()
+                && ps.config_changed(c)?
+            {
+                out.push(ex(AudioPacketType::SequenceStart, c));
+            }
+            out.push(ex(AudioPacketType::CodedFrames, buf));
+        }
+    }
+    Ok(())
 }
 
 impl PadState {
@@ -128,6 +240,28 @@ impl PadState {
         let changed = self.sent_config.as_ref() != Some(&cfg);
         self.sent_config = Some(cfg);
         Ok(changed)
+    }
+
+    /// AV1 without codec_data in caps: the av1C of this keyframe's
+    /// sequence header OBU, if it differs from the one last sent.
+    fn av1_config_changed(
+        &mut self,
+        buf: &gst::Buffer,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let av1c = match crate::rtmp::codec::av1c_from_temporal_unit(&map) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                gst::warning!(CAT, "AV1 keyframe with an unreadable sequence header: {e}");
+                return Ok(None);
+            }
+        };
+        if self.sent_config.as_ref() == Some(&av1c) {
+            return Ok(None);
+        }
+        self.sent_config = Some(av1c.clone());
+        Ok(Some(gst::Buffer::from_mut_slice(av1c)))
     }
 }
 
@@ -162,7 +296,7 @@ impl ElementImpl for RtmpSinkMux {
                     "video",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Request,
-                    &crate::caps::h264_caps(),
+                    &crate::caps::video_caps(),
                     gst_base::AggregatorPad::static_type(),
                 )
                 .unwrap(),
@@ -292,7 +426,9 @@ impl AggregatorImpl for RtmpSinkMux {
             match self.next_pad(timeout && list.is_empty()) {
                 Next::Pad(pad) => {
                     let Some(buf) = pad.pop_buffer() else { break };
-                    if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
+                    if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0
+                        || self.is_stream_header(&pad, &buf)
+                    {
                         continue;
                     }
                     let l = list.get_mut().expect("new list is writable");
@@ -436,6 +572,21 @@ impl RtmpSinkMux {
         }
     }
 
+    /// An Opus or FLAC header packet (the encoders push them before the
+    /// first frame): what they say goes in the sequence start, from caps.
+    fn is_stream_header(&self, pad: &gst_base::AggregatorPad, buf: &gst::Buffer) -> bool {
+        buf.flags().contains(gst::BufferFlags::HEADER)
+            && matches!(
+                self.lock()
+                    .pads
+                    .get(pad.name().as_str())
+                    .and_then(|p| p.format.as_ref()),
+                Some(Format::Audio(
+                    AudioFormat::Opus { .. } | AudioFormat::Flac { .. }
+                ))
+            )
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -549,7 +700,7 @@ impl RtmpSinkMux {
                             f64::from(f.numer()) / f64::from(f.denom()),
                         );
                     }
-                    num(&mut p, "videocodecid", 7.0);
+                    num(&mut p, "videocodecid", v.codec.metadata_id());
                     if let Some(b) = ps.bitrate {
                         num(&mut p, "videodatarate", f64::from(b) / 1000.0);
                     }

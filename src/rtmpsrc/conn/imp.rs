@@ -330,6 +330,11 @@ impl RtmpSrcConn {
         let mut c = ClientConfig::new(ClientMode::Play, url);
         s.shared.apply_to(&mut c, None);
         c.buffer_ms = s.buffer_length;
+        // Enhanced RTMP: the codecs we take (the first track of each kind).
+        c.enhanced = Some(crate::common::enhanced_caps(
+            ClientMode::Play,
+            crate::common::CAPS_EX_MODEX,
+        ));
         s.shared.security.connect_options(c, url)
     }
 

@@ -7,8 +7,9 @@ use gst::subclass::prelude::*;
 
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
-    AacPacketType, AudioTag, AvcPacketType, FLV_HEADER_SIZE, FlvHeader, FlvReader, SoundFormat,
-    TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag, VideoTrackData, tag_type,
+    AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, ExAudio, FLV_HEADER_SIZE,
+    FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
+    VideoTrackData, tag_type,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -71,6 +72,14 @@ fn video_template_caps() -> gst::Caps {
             .field("alignment", "au")
             .build(),
     );
+    c.merge(
+        gst::Caps::builder("video/x-av1")
+            .field("stream-format", "obu-stream")
+            .field("alignment", "tu")
+            .build(),
+    );
+    c.merge(gst::Caps::builder("video/x-vp9").build());
+    c.merge(gst::Caps::builder("video/x-vp8").build());
     c
 }
 
@@ -89,6 +98,14 @@ fn audio_template_caps() -> gst::Caps {
     c.merge(gst::Caps::builder("audio/x-mulaw").build());
     c.merge(gst::Caps::builder("audio/x-raw").build());
     c.merge(gst::Caps::builder("audio/x-speex").build());
+    for name in [
+        "audio/x-opus",
+        "audio/x-flac",
+        "audio/x-ac3",
+        "audio/x-eac3",
+    ] {
+        c.merge(gst::Caps::builder(name).build());
+    }
     c
 }
 
@@ -675,30 +692,76 @@ impl RtmpSrcDemux {
                 Ok(gst::FlowSuccess::Ok)
             }
             VideoTag::Enhanced(e) => {
-                let Some(track) = e.tracks.first() else {
+                let Some(track) = e.tracks.into_iter().next() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                let name = match track.fourcc {
-                    VideoFourCc::Avc => "video/x-h264",
-                    VideoFourCc::Hevc => "video/x-h265",
-                    other => {
-                        self.warn_unmapped(true, &format!("{other:?} (Enhanced RTMP)"));
-                        return Ok(gst::FlowSuccess::Ok);
-                    }
-                };
-                match &track.data {
+                match track.data {
                     VideoTrackData::SequenceStart(cfg) => {
-                        self.set_caps(true, self.video_caps_extra(config_caps(name, cfg)));
+                        let caps = enhanced_video_caps(track.fourcc, &cfg);
+                        self.set_caps(true, self.video_caps_extra(caps));
                         Ok(gst::FlowSuccess::Ok)
                     }
                     VideoTrackData::CodedFrames {
                         composition_time,
                         data,
                         ..
-                    } if !data.is_empty() => self.push(true, data, dts, *composition_time, key),
+                    } if !data.is_empty() => {
+                        if !self.has_pad(true) {
+                            // No sequence start (VP8, or one that was lost):
+                            // caps without a configuration record.
+                            let caps = enhanced_video_caps(track.fourcc, &[]);
+                            self.set_caps(true, self.video_caps_extra(caps));
+                        }
+                        self.push(true, &data, dts, composition_time, key)
+                    }
                     _ => Ok(gst::FlowSuccess::Ok),
                 }
             }
+        }
+    }
+
+    fn has_pad(&self, video: bool) -> bool {
+        let st = self.lock();
+        if video {
+            st.video.pad.is_some()
+        } else {
+            st.audio.pad.is_some()
+        }
+    }
+
+    /// An Enhanced RTMP audio tag (its first track): the sequence start
+    /// gives the caps, frames go out as they are.
+    fn enhanced_audio(
+        &self,
+        tag: ExAudio,
+        dts: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(track) = tag.tracks.into_iter().next() else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        match track.data {
+            AudioTrackData::SequenceStart(cfg) => {
+                match enhanced_audio_caps(track.fourcc, &cfg) {
+                    Ok(caps) => self.set_caps(false, caps),
+                    Err(e) => self.warn_unmapped(false, &e),
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            AudioTrackData::CodedFrames(data) if !data.is_empty() => {
+                if !self.has_pad(false) {
+                    // AC-3 and E-AC-3 need no sequence start; the others
+                    // cannot be decoded without theirs.
+                    match enhanced_audio_caps(track.fourcc, &[]) {
+                        Ok(caps) => self.set_caps(false, caps),
+                        Err(e) => {
+                            self.warn_unmapped(false, &e);
+                            return Ok(gst::FlowSuccess::Ok);
+                        }
+                    }
+                }
+                self.push(false, &data, dts, 0, true)
+            }
+            _ => Ok(gst::FlowSuccess::Ok),
         }
     }
 
@@ -709,10 +772,7 @@ impl RtmpSrcDemux {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let a = match AudioTag::parse(body) {
             Ok(AudioTag::Legacy(a)) => a,
-            Ok(AudioTag::Enhanced(_)) => {
-                self.warn_unmapped(false, "an Enhanced RTMP audio codec");
-                return Ok(gst::FlowSuccess::Ok);
-            }
+            Ok(AudioTag::Enhanced(e)) => return self.enhanced_audio(e, dts),
             Err(e) => {
                 self.warn_unmapped(false, &e.to_string());
                 return Ok(gst::FlowSuccess::Ok);
@@ -783,6 +843,150 @@ fn speex_caps() -> gst::Caps {
         .field(
             "streamheader",
             gst::Array::new([h.to_send_value(), c.to_send_value()]),
+        )
+        .build()
+}
+
+/// Caps for an Enhanced RTMP video codec from its sequence start (`config`
+/// empty when there was none).
+fn enhanced_video_caps(fourcc: VideoFourCc, config: &[u8]) -> gst::Caps {
+    let with_config = |b: gst::caps::Builder<gst::caps::NoFeature>| {
+        if config.is_empty() {
+            b.build()
+        } else {
+            b.field("codec_data", gst::Buffer::from_slice(config.to_vec()))
+                .build()
+        }
+    };
+    match fourcc {
+        VideoFourCc::Avc => config_caps("video/x-h264", config),
+        VideoFourCc::Hevc => config_caps("video/x-h265", config),
+        VideoFourCc::Av1 => with_config(
+            gst::Caps::builder("video/x-av1")
+                .field("stream-format", "obu-stream")
+                .field("alignment", "tu"),
+        ),
+        VideoFourCc::Vp9 => {
+            // Each tag is one whole super-frame, as in WebM and MP4.
+            let mut b = gst::Caps::builder("video/x-vp9").field("alignment", "super-frame");
+            if let Ok(c) = crate::rtmp::codec::Vp9Config::parse(config) {
+                b = b
+                    .field("profile", c.profile.to_string())
+                    .field("bit-depth-luma", u32::from(c.bit_depth))
+                    .field("bit-depth-chroma", u32::from(c.bit_depth));
+            }
+            b.build()
+        }
+        VideoFourCc::Vp8 => gst::Caps::builder("video/x-vp8").build(),
+    }
+}
+
+/// Caps for an Enhanced RTMP audio codec from its sequence start (`config`
+/// empty when there was none); an error says why it cannot be played.
+fn enhanced_audio_caps(fourcc: AudioFourCc, config: &[u8]) -> Result<gst::Caps, String> {
+    use crate::rtmp::codec::{FlacStreamInfo, OpusHead};
+    Ok(match fourcc {
+        AudioFourCc::Aac => {
+            let mut b = gst::Caps::builder("audio/mpeg")
+                .field("mpegversion", 4i32)
+                .field("stream-format", "raw")
+                .field("codec_data", gst::Buffer::from_slice(config.to_vec()));
+            let (rate, ch) = parse_asc(config).ok_or("AAC without an AudioSpecificConfig")?;
+            b = b.field("rate", rate).field("channels", ch);
+            b.build()
+        }
+        AudioFourCc::Mp3 => gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 1i32)
+            .field("layer", 3i32)
+            .field("parsed", false)
+            .build(),
+        AudioFourCc::Opus => {
+            let head = OpusHead::parse(config).map_err(|e| format!("Opus: {e}"))?;
+            opus_caps(&head, config)
+        }
+        AudioFourCc::Flac => {
+            let info = FlacStreamInfo::parse(config).map_err(|e| format!("FLAC: {e}"))?;
+            flac_caps(&info, config)
+        }
+        AudioFourCc::Ac3 => framed_caps("audio/x-ac3"),
+        AudioFourCc::Eac3 => framed_caps("audio/x-eac3"),
+    })
+}
+
+/// Caps of a codec whose tags each carry whole frames (AC-3, E-AC-3).
+fn framed_caps(name: &str) -> gst::Caps {
+    gst::Caps::builder(name)
+        .field("framed", true)
+        .field("alignment", "frame")
+        .build()
+}
+
+/// A Vorbis comment (as Opus and FLAC headers carry it): our vendor
+/// string and no comments.
+fn vorbis_comment() -> Vec<u8> {
+    let vendor = b"gst-plugin-rtmp";
+    let mut c = Vec::with_capacity(8 + vendor.len());
+    c.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    c.extend_from_slice(vendor);
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c
+}
+
+/// A buffer flagged as a stream header.
+fn header_buffer(data: Vec<u8>) -> glib::SendValue {
+    let mut b = gst::Buffer::from_mut_slice(data);
+    b.get_mut()
+        .expect("new buffer")
+        .set_flags(gst::BufferFlags::HEADER);
+    b.to_send_value()
+}
+
+/// Opus caps as opusparse gives them: the header's fields, and both
+/// header packets (the comment header made here) as streamheader.
+fn opus_caps(head: &crate::rtmp::codec::OpusHead, raw: &[u8]) -> gst::Caps {
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend_from_slice(&vorbis_comment());
+    let mut b = gst::Caps::builder("audio/x-opus")
+        .field("rate", 48_000i32)
+        .field("channels", i32::from(head.channels))
+        .field("channel-mapping-family", i32::from(head.mapping_family));
+    if let Some((streams, coupled, map)) = &head.mapping {
+        b = b
+            .field("stream-count", i32::from(*streams))
+            .field("coupled-count", i32::from(*coupled))
+            .field(
+                "channel-mapping",
+                gst::Array::new(map.iter().map(|&c| i32::from(c))),
+            );
+    } else {
+        b = b
+            .field("stream-count", 1i32)
+            .field("coupled-count", i32::from(head.channels == 2));
+    }
+    b.field(
+        "streamheader",
+        gst::Array::new([header_buffer(raw.to_vec()), header_buffer(tags)]),
+    )
+    .build()
+}
+
+/// FLAC caps as flacparse gives them: the Ogg-mapping first header
+/// (`fLaC` and STREAMINFO) and an empty VORBIS_COMMENT block, as
+/// streamheader.
+fn flac_caps(info: &crate::rtmp::codec::FlacStreamInfo, streaminfo: &[u8]) -> gst::Caps {
+    let mut first = b"\x7fFLAC\x01\x00\x00\x01fLaC\x00\x00\x00\x22".to_vec();
+    first.extend_from_slice(&streaminfo[..crate::rtmp::codec::FLAC_STREAMINFO_SIZE]);
+    let body = vorbis_comment();
+    let mut comment = vec![0x84]; // the last block, VORBIS_COMMENT
+    comment.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    comment.extend_from_slice(&body);
+    gst::Caps::builder("audio/x-flac")
+        .field("framed", true)
+        .field("rate", info.rate as i32)
+        .field("channels", i32::from(info.channels))
+        .field(
+            "streamheader",
+            gst::Array::new([header_buffer(first), header_buffer(comment)]),
         )
         .build()
 }

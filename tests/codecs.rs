@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Every codec rtmpsink takes, from GStreamer's encoders and parsers,
+//! through nginx-rtmp to rtmpsrc: the same frames arrive (payload
+//! checksums, key flags, times), with caps the matching parser and decoder
+//! take (each stream is decoded to the end without an error, every video
+//! frame decoded). nginx's recording of the same stream is decoded by
+//! FFmpeg 9, the reference Enhanced RTMP implementation, frame for frame.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::player::*;
+use common::*;
+use gst::prelude::*;
+
+/// rtmpsrc with `video` and `audio` decoding chains (gst-launch bins) on
+/// its pads; records what rtmpsrc gave, its caps, and how many video
+/// frames the decoder gave.
+struct DecodingPlayer {
+    pipeline: gst::Pipeline,
+    got: OutLog,
+    caps: Arc<Mutex<Vec<gst::Caps>>>,
+    decoded_video: Arc<Mutex<u64>>,
+}
+
+fn decoding_player(url: &str, video: &'static str, audio: &'static str) -> DecodingPlayer {
+    decoding_player_with(url, "", video, audio)
+}
+
+/// `decoding_player` with more rtmpsrc properties (`k=v` words).
+fn decoding_player_with(
+    url: &str,
+    extra: &str,
+    video: &'static str,
+    audio: &'static str,
+) -> DecodingPlayer {
+    let pipeline = gst::Pipeline::new();
+    let src = rtmpsrc(url, extra);
+    pipeline.add(&src).unwrap();
+    let player = DecodingPlayer {
+        pipeline: pipeline.clone(),
+        got: OutLog::default(),
+        caps: Arc::default(),
+        decoded_video: Arc::default(),
+    };
+    let (got, caps, decoded) = (
+        player.got.clone(),
+        player.caps.clone(),
+        player.decoded_video.clone(),
+    );
+    let weak = pipeline.downgrade();
+    src.connect_pad_added(move |_, pad| {
+        let Some(p) = weak.upgrade() else { return };
+        let is_video = pad.name() == "video";
+        let desc = format!(
+            "{} ! fakesink name=out sync=false",
+            if is_video { video } else { audio }
+        );
+        let bin = gst::parse::bin_from_description(&desc, true).unwrap();
+        p.add(&bin).unwrap();
+        bin.sync_state_with_parent().unwrap();
+        if is_video {
+            let decoded = decoded.clone();
+            let out = bin.by_name("out").unwrap();
+            out.static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    *decoded.lock().unwrap() += 1;
+                    gst::PadProbeReturn::Ok
+                });
+        }
+        record(pad, got.clone(), caps.clone());
+        pad.link(&bin.static_pad("sink").unwrap()).unwrap();
+    });
+    player
+}
+
+/// Frames per stream in FFmpeg's framemd5 output: (stream index, frames).
+fn framemd5_counts(out: &str) -> Vec<(u32, usize)> {
+    let mut counts: Vec<(u32, usize)> = Vec::new();
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        let Some(idx) = line.split(',').next().and_then(|s| s.trim().parse().ok()) else {
+            continue;
+        };
+        match counts.iter_mut().find(|(i, _)| *i == idx) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((idx, 1)),
+        }
+    }
+    counts
+}
+
+/// Waits until nginx has `n` players on `stream`.
+/// One codec pair through nginx: `publish` names its last elements before
+/// rtmpsink `sentv`/`senta`; `video`/`audio` decode on the player's side;
+/// `want_caps` are the caps names rtmpsrc must give.
+fn round_trip(
+    name: &str,
+    publish: &str,
+    video: &'static str,
+    audio: &'static str,
+    want_caps: &[&str],
+) {
+    init();
+    // nginx-rtmp waits for a frame of FLV frame type 1 before it relays
+    // video to a player (wait_key, on by default); Enhanced RTMP sets the
+    // type's high bit, so without this nginx never relays its video.
+    let nginx = Nginx::start("wait_key off;");
+    let url = nginx.url(name);
+    let player = decoding_player(&url, video, audio);
+    player.pipeline.set_state(gst::State::Playing).unwrap();
+    nginx.wait_player(name);
+    let sent = publish_to_eos(&format!(
+        "{publish} rtmpsink name=s sync=false location={url}"
+    ));
+    play_to_eos(&player.pipeline, Duration::from_secs(30));
+    let got = player.got.lock().unwrap().clone();
+    same_frames(
+        &format!("{name}: rtmpsink -> nginx -> rtmpsrc"),
+        &sent,
+        &got,
+        true,
+    );
+    let caps = caps_names(&player.caps);
+    for want in want_caps {
+        assert!(
+            caps.iter().any(|c| c == want),
+            "{name}: no {want} caps in {caps:?}"
+        );
+    }
+    let sent_video = sent.iter().filter(|o| o.video).count() as u64;
+    if sent_video > 0 {
+        assert_eq!(
+            *player.decoded_video.lock().unwrap(),
+            sent_video,
+            "{name}: decoded video frames"
+        );
+    }
+    serve_to_ffmpeg9_and_rtmpsrc(name, publish, video, audio);
+}
+
+/// The same stream from rtmpsink mode=server to FFmpeg 9 (the reference
+/// Enhanced RTMP player) and rtmpsrc at once: FFmpeg decodes every frame
+/// sent, rtmpsrc gives the same frames.
+fn serve_to_ffmpeg9_and_rtmpsrc(
+    name: &str,
+    publish: &str,
+    video: &'static str,
+    audio: &'static str,
+) {
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    let server = gst::parse::launch(&format!(
+        "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    // Recording from before the pipeline prerolls, or the first frames
+    // would go by unseen.
+    let sent_log = probe_parsers(&server);
+    let notes = common::server::notices(&server);
+    server.set_state(gst::State::Paused).unwrap();
+    let port = common::server::port_of(&server.by_name("s").unwrap());
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let ff = Command::new(&ffmpeg9)
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-xerror",
+            "-rw_timeout",
+            "20000000",
+        ])
+        .args(["-i", &url, "-map", "0", "-f", "framemd5", "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let player = decoding_player(&url, video, audio);
+    player.pipeline.set_state(gst::State::Playing).unwrap();
+    common::server::wait_notice(&notes, "rtmp-client-connected", 2, Duration::from_secs(15));
+    server.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&server, Duration::from_secs(60));
+    play_to_eos(&player.pipeline, Duration::from_secs(20));
+    let out = ff.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: FFmpeg 9 playing from rtmpsink mode=server: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = sent_log.lock().unwrap().clone();
+    let got = player.got.lock().unwrap().clone();
+    same_frames(
+        &format!("{name}: rtmpsink mode=server -> rtmpsrc"),
+        &sent,
+        &got,
+        true,
+    );
+    let decoded = framemd5_counts(&String::from_utf8_lossy(&out.stdout));
+    let sent_video = sent.iter().filter(|o| o.video).count();
+    let mut want: Vec<usize> = [sent_video, sent.len() - sent_video]
+        .into_iter()
+        .filter(|&n| n > 0)
+        .collect();
+    let mut counts: Vec<usize> = decoded.iter().map(|&(_, n)| n).collect();
+    want.sort();
+    counts.sort();
+    assert_eq!(counts, want, "{name}: frames FFmpeg 9 decoded per stream");
+}
+
+const VIDEO_RAW: &str =
+    "videotestsrc num-buffers=45 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+
+#[test]
+fn hevc_and_opus() {
+    needs!("nginx", "ffmpeg9");
+    round_trip(
+        "hevc-opus",
+        &format!(
+            "{VIDEO_RAW} ! x265enc speed-preset=ultrafast key-int-max=15 option-string=bframes=2 ! h265parse name=sentv ! s.video \
+             audiotestsrc num-buffers=50 ! opusenc ! opusparse name=senta ! s.audio"
+        ),
+        "h265parse ! avdec_h265",
+        "opusparse ! opusdec",
+        &["video/x-h265", "audio/x-opus"],
+    );
+}
+
+#[test]
+fn av1_and_flac() {
+    needs!("nginx", "ffmpeg9");
+    round_trip(
+        "av1-flac",
+        &format!(
+            "{VIDEO_RAW} ! av1enc cpu-used=8 usage-profile=realtime keyframe-max-dist=15 ! av1parse name=sentv ! s.video \
+             audiotestsrc num-buffers=50 ! flacenc ! flacparse name=senta ! s.audio"
+        ),
+        "av1parse ! av1dec",
+        "flacparse ! flacdec",
+        &["video/x-av1", "audio/x-flac"],
+    );
+}
+
+#[test]
+fn vp9_and_ac3() {
+    needs!("nginx", "ffmpeg9");
+    round_trip(
+        "vp9-ac3",
+        &format!(
+            "{VIDEO_RAW} ! vp9enc deadline=1 cpu-used=8 keyframe-max-dist=15 ! vp9parse name=sentv ! s.video \
+             audiotestsrc num-buffers=50 ! avenc_ac3 ! ac3parse name=senta ! s.audio"
+        ),
+        "vp9parse ! vp9dec",
+        "ac3parse ! avdec_ac3",
+        &["video/x-vp9", "audio/x-ac3"],
+    );
+}
+
+#[test]
+fn eac3_audio_only() {
+    needs!("nginx", "ffmpeg9");
+    round_trip(
+        "eac3",
+        "audiotestsrc num-buffers=50 ! avenc_eac3 ! ac3parse name=senta ! s.audio",
+        "fakesink",
+        "ac3parse ! avdec_eac3",
+        &["audio/x-eac3"],
+    );
+}
+
+#[test]
+fn legacy_g711_and_pcm() {
+    needs!("nginx", "ffmpeg9");
+    for (name, enc, dec, caps) in [
+        ("alaw", "alawenc", "alawdec", "audio/x-alaw"),
+        ("mulaw", "mulawenc", "mulawdec", "audio/x-mulaw"),
+    ] {
+        round_trip(
+            name,
+            &format!(
+                "audiotestsrc num-buffers=40 samplesperbuffer=160 ! audio/x-raw,rate=8000,channels=1 ! {enc} name=senta ! s.audio"
+            ),
+            "fakesink",
+            dec,
+            &[caps],
+        );
+    }
+    round_trip(
+        "pcm",
+        "audiotestsrc num-buffers=40 ! audio/x-raw,format=S16LE,rate=22050,channels=2 ! identity name=senta ! s.audio",
+        "fakesink",
+        "audioconvert",
+        &["audio/x-raw"],
+    );
+}
+
+/// FFmpeg 9 (as OBS would) publishes Enhanced RTMP into rtmpsrc
+/// mode=server: every track comes out, with caps its decoder takes, the
+/// same packets as FFmpeg's own reading of the file it sent.
+#[test]
+fn ffmpeg9_publishes_enhanced_codecs_into_rtmpsrc_server() {
+    needs!("ffmpeg9");
+    init();
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    let dir = TempDir::new("ff9-ertmp");
+    for (name, codecs, video, audio, want_caps) in [
+        (
+            "hevc-opus",
+            "-c:v libx265 -preset ultrafast -c:a libopus",
+            "h265parse ! avdec_h265",
+            "opusparse ! opusdec",
+            ["video/x-h265", "audio/x-opus"],
+        ),
+        (
+            "av1-flac",
+            "-c:v libsvtav1 -preset 12 -c:a flac",
+            "av1parse ! av1dec",
+            "flacparse ! flacdec",
+            ["video/x-av1", "audio/x-flac"],
+        ),
+        (
+            "vp9-eac3",
+            "-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -c:a eac3",
+            "vp9parse ! vp9dec",
+            "ac3parse ! avdec_eac3",
+            ["video/x-vp9", "audio/x-eac3"],
+        ),
+    ] {
+        let file = dir.path(&format!("{name}.flv"));
+        let st = Command::new(&ffmpeg9)
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .args([
+                "-i",
+                "testsrc=s=320x240:r=30:d=1.5",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=d=1.5",
+            ])
+            .args(["-pix_fmt", "yuv420p", "-g", "15"])
+            .args(codecs.split_whitespace())
+            .args(["-f", "flv"])
+            .arg(&file)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{name}: FFmpeg 9 could not encode");
+        // FFmpeg's packets of the file, per stream: (stream, size).
+        let want: Vec<(u32, usize)> = common::server::framecrc(&ffmpeg9, file.to_str().unwrap())
+            .iter()
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').map(str::trim).collect();
+                (f[0].parse().unwrap(), f[4].parse().unwrap())
+            })
+            .collect();
+        let player = decoding_player_with(
+            "rtmp://127.0.0.1:0/live/key",
+            "mode=server eos-on-unpublish=true",
+            video,
+            audio,
+        );
+        player.pipeline.set_state(gst::State::Playing).unwrap();
+        let src = player
+            .pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+            .unwrap();
+        let port = common::server::port_of(&src);
+        let (ok, err) = common::server::ffmpeg_push(
+            &ffmpeg9,
+            &file,
+            &format!("rtmp://127.0.0.1:{port}/live/key"),
+            false,
+        );
+        assert!(ok, "{name}: FFmpeg 9 could not publish: {err}");
+        play_to_eos(&player.pipeline, Duration::from_secs(20));
+        let got = player.got.lock().unwrap().clone();
+        for (kind, stream_is_video) in [("video", true), ("audio", false)] {
+            let got_sizes: Vec<usize> = got
+                .iter()
+                .filter(|o| o.video == stream_is_video)
+                .map(|o| o.size)
+                .collect();
+            // Stream 0 is video in FFmpeg's file, 1 audio.
+            let idx = u32::from(!stream_is_video);
+            let want_sizes: Vec<usize> = want
+                .iter()
+                .filter(|(s, _)| *s == idx)
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(got_sizes, want_sizes, "{name}: {kind} packets");
+        }
+        let caps = caps_names(&player.caps);
+        for w in want_caps {
+            assert!(
+                caps.iter().any(|c| c == w),
+                "{name}: no {w} caps in {caps:?}"
+            );
+        }
+        let video_frames = got.iter().filter(|o| o.video).count() as u64;
+        assert_eq!(
+            *player.decoded_video.lock().unwrap(),
+            video_frames,
+            "{name}: decoded"
+        );
+    }
+}
