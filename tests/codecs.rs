@@ -411,3 +411,57 @@ fn ffmpeg9_publishes_enhanced_codecs_into_rtmpsrc_server() {
         );
     }
 }
+
+/// `unannounced-codec=fail`: an Enhanced RTMP codec the server did not
+/// announce is an error naming it (nginx-rtmp announces nothing); legacy
+/// H.264 is never checked; a server that announces the codec (rtmpsrc
+/// mode=server echoes what the client offered) gets the stream, and stats
+/// show what it announced.
+#[test]
+fn unannounced_codecs_fail_only_when_asked() {
+    needs!("nginx");
+    init();
+    let nginx = Nginx::start("wait_key off;");
+    let hevc = format!("{VIDEO_RAW} ! x265enc speed-preset=ultrafast ! h265parse");
+    let p = gst::parse::launch(&format!(
+        "{hevc} ! rtmpsink unannounced-codec=fail sync=false location={}",
+        nginx.url("strict")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = expect_error(&p, Duration::from_secs(20));
+    assert!(
+        msg.contains("did not announce hvc1") && msg.contains("announced no codecs"),
+        "{msg}"
+    );
+    let sent = publish_to_eos(&format!(
+        "videotestsrc num-buffers=10 ! x264enc ! h264parse ! rtmpsink unannounced-codec=fail sync=false location={}",
+        nginx.url("legacy")
+    ));
+    assert_eq!(sent.len(), 10);
+
+    let (server, log, _, _, port) = common::server::src_server("eos-on-unpublish=true");
+    let publisher = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x265enc speed-preset=ultrafast tune=zerolatency ! h265parse ! rtmpsink name=s unannounced-codec=fail location=rtmp://127.0.0.1:{port}/live/key"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    publisher.set_state(gst::State::Playing).unwrap();
+    let sink = publisher.by_name("s").unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let announced = loop {
+        let stats = sink.property::<gst::Structure>("stats");
+        let codecs = stats.get::<String>("server-codecs").unwrap_or_default();
+        if !codecs.is_empty() || std::time::Instant::now() > end {
+            break codecs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(announced.split(',').any(|c| c == "hvc1"), "{announced}");
+    play_to_eos(&publisher, Duration::from_secs(20));
+    play_to_eos(&server, Duration::from_secs(20));
+    assert_eq!(log.lock().unwrap().iter().filter(|o| o.video).count(), 30);
+}

@@ -494,6 +494,24 @@ pub struct ClientConnection {
     url: RtmpUrl,
     /// Over TLS: the protocol version and cipher suite agreed.
     tls_info: Option<String>,
+    /// The codecs the server announced in its connect answer (Enhanced
+    /// RTMP `fourCcList`); `None` if it announced none.
+    server_codecs: Option<Vec<String>>,
+}
+
+/// The `fourCcList` of a connect answer's command object, if it has one.
+fn announced_codecs(events: &VecDeque<ClientEvent>) -> Option<Vec<String>> {
+    events.iter().find_map(|ev| match ev {
+        ClientEvent::Connected { properties, .. } => match properties.get("fourCcList")? {
+            crate::rtmp::amf0::Amf0Value::StrictArray(list) => Some(
+                list.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 impl ClientConnection {
@@ -643,6 +661,7 @@ impl ClientConnection {
         while let Some(ev) = session.poll_event() {
             early.push_back(ev);
         }
+        let server_codecs = announced_codecs(&early);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
             writer: Mutex::new(writer),
@@ -672,6 +691,7 @@ impl ClientConnection {
             reader: Some(reader),
             url: url.clone(),
             tls_info,
+            server_codecs,
         })
     }
 
@@ -682,6 +702,12 @@ impl ClientConnection {
     /// Over TLS, what was agreed ("TLSv1_3 TLS13_AES_256_GCM_SHA384").
     pub fn tls_info(&self) -> Option<&str> {
         self.tls_info.as_deref()
+    }
+
+    /// The codecs the server announced (Enhanced RTMP `fourCcList`), if it
+    /// announced any; "*" means any.
+    pub fn server_codecs(&self) -> Option<&[String]> {
+        self.server_codecs.as_deref()
     }
 
     /// The failure that ended the connection, if one did.

@@ -102,6 +102,11 @@ impl ObjectImpl for RtmpSink {
                     .maximum(crate::rtmp::chunk::MAX_CHUNK_SIZE)
                     .default_value(conn::imp_defaults::CHUNK_SIZE)
                     .build(),
+                glib::ParamSpecEnum::builder::<conn::UnannouncedCodec>("unannounced-codec")
+                    .nick("Unannounced codec")
+                    .blurb("Client mode: what to do when the server's connect answer did not announce (Enhanced RTMP fourCcList) a codec about to be sent: send it anyway, or fail naming it. stats shows what it announced (server-codecs)")
+                    .default_value(conn::UnannouncedCodec::Send)
+                    .build(),
                 glib::ParamSpecFlags::builder::<StopCommands>("stop-commands")
                     .nick("Stop commands")
                     .blurb("Commands sent at end of stream before closing")
@@ -177,6 +182,7 @@ impl ObjectImpl for RtmpSink {
                     "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
                     "stop-commands" => s.stop_commands = value.get().expect("type checked"),
+                    "unannounced-codec" => s.unannounced_codec = value.get().expect("type checked"),
                     _ => unreachable!("unknown property {name}"),
                 }
             }
@@ -211,6 +217,7 @@ impl ObjectImpl for RtmpSink {
                     "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),
                     "stop-commands" => s.stop_commands.to_value(),
+                    "unannounced-codec" => s.unannounced_codec.to_value(),
                     _ => unreachable!("unknown property {name}"),
                 }
             }

@@ -42,6 +42,40 @@ pub enum StopCommands {
     DELETE_STREAM = 1 << 1,
 }
 
+/// What to do with an Enhanced RTMP codec the server did not announce in
+/// its connect answer (`fourCcList`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstRtmpSinkUnannouncedCodec")]
+pub enum UnannouncedCodec {
+    #[default]
+    #[enum_value(
+        name = "Send it anyway: servers such as nginx-rtmp announce nothing and relay it",
+        nick = "send"
+    )]
+    Send,
+    #[enum_value(name = "Fail with an error that names the codec", nick = "fail")]
+    Fail,
+}
+
+/// The FourCC of an Enhanced RTMP audio or video tag body (legacy tags,
+/// and tags whose codec comes per track, have none).
+fn ex_fourcc(kind: u8, body: &[u8]) -> Option<[u8; 4]> {
+    let b0 = *body.first()?;
+    let (enhanced, multitrack) = match kind {
+        tag_type::VIDEO => (b0 & 0x80 != 0, b0 & 0x0F == 6),
+        tag_type::AUDIO => (b0 >> 4 == 9, b0 & 0x0F == 5),
+        _ => (false, false),
+    };
+    let at = match (enhanced, multitrack) {
+        (false, _) => return None,
+        // One codec for all tracks, unless the type says each has its own.
+        (true, true) if body.get(1)? >> 4 == 2 => return None,
+        (true, true) => 2,
+        (true, false) => 1,
+    };
+    body.get(at..at + 4)?.try_into().ok()
+}
+
 /// The element's role in the shared properties' blurbs and defaults.
 pub const ROLE: crate::shared::Role = crate::shared::Role {
     client_verb: "publish to",
@@ -63,6 +97,7 @@ pub struct Settings {
     pub client_queue_bytes: u32,
     pub gop_cache: bool,
     pub backlog_ms: u32,
+    pub unannounced_codec: UnannouncedCodec,
 }
 
 impl Default for Settings {
@@ -77,6 +112,7 @@ impl Default for Settings {
             client_queue_bytes: defaults::CLIENT_QUEUE_BYTES,
             gop_cache: true,
             backlog_ms: defaults::BACKLOG_MS,
+            unannounced_codec: UnannouncedCodec::Send,
         }
     }
 }
@@ -130,6 +166,8 @@ struct State {
     /// Reconnecting is on: every message is kept in the backlog (read from
     /// the settings once, at start, not per message).
     keep_backlog: bool,
+    /// `unannounced-codec=fail` (read once, at start).
+    fail_unannounced: bool,
     /// Bytes the lost connection's server had acknowledged.
     acked: Option<u64>,
     reconnects: u64,
@@ -157,6 +195,7 @@ impl Default for State {
             last_stats: Default::default(),
             backlog: Backlog::new(0),
             keep_backlog: false,
+            fail_unannounced: false,
             acked: None,
             reconnects: 0,
             outage_dropped: 0,
@@ -283,7 +322,10 @@ impl RtmpSinkConn {
             .field("backlog-bytes", st.backlog.bytes() as u64)
             .field("backlog-dropped", st.backlog.dropped);
         if let Conn::Connected(c) = &st.conn {
-            b = b.field("tls", c.tls_info().unwrap_or(""));
+            b = b.field("tls", c.tls_info().unwrap_or("")).field(
+                "server-codecs",
+                c.server_codecs().unwrap_or_default().join(","),
+            );
         }
         if let Some(s) = server {
             let players = s
@@ -425,6 +467,9 @@ impl RtmpSinkConn {
         let parts: Vec<&[u8]> = body.iter().map(|b| &b[..]).collect();
         let parts = &parts[..];
         match &st.conn {
+            Conn::Connected(c) if st.fail_unannounced => {
+                self.check_announced(c, kind, parts.first().copied().unwrap_or_default())?
+            }
             Conn::Connected(_) | Conn::Reconnecting(_) => {}
             Conn::Serving(server) => {
                 // Players get metadata as onMetaData, as it was written.
@@ -475,6 +520,40 @@ impl RtmpSinkConn {
             Ok(()) => Ok(()),
             Err(e) => self.connection_lost(st, e),
         }
+    }
+
+    /// With `unannounced-codec=fail`: an Enhanced RTMP codec the server
+    /// did not announce ends the stream with an error that names it.
+    fn check_announced(
+        &self,
+        c: &ClientConnection,
+        kind: u8,
+        body: &[u8],
+    ) -> Result<(), gst::FlowError> {
+        let Some(fourcc) = ex_fourcc(kind, body) else {
+            return Ok(());
+        };
+        let name = String::from_utf8_lossy(&fourcc);
+        let announced = c.server_codecs().unwrap_or_default();
+        if announced.iter().any(|f| *f == name || f == "*") {
+            return Ok(());
+        }
+        let said = if announced.is_empty() {
+            "no codecs".to_owned()
+        } else {
+            announced.join(", ")
+        };
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::CodecNotFound,
+            (
+                "{} did not announce {} in its connect answer (it announced {}): set unannounced-codec=send to send it anyway",
+                c.url().redacted(),
+                name,
+                said
+            )
+        );
+        Err(gst::FlowError::Error)
     }
 
     fn count(&self, st: &mut State, kind: u8) {
@@ -992,6 +1071,7 @@ impl BaseSinkImpl for RtmpSinkConn {
             let s = self.settings();
             st.backlog = Backlog::new(s.backlog_ms);
             st.keep_backlog = s.shared.reconnect.enabled();
+            st.fail_unannounced = s.unannounced_codec == UnannouncedCodec::Fail;
             st.reconnect = Reconnect::new(s.shared.reconnect);
         }
         self.spawn_connect(&mut st);
@@ -1106,5 +1186,29 @@ impl BaseSinkImpl for RtmpSinkConn {
             }
         }
         self.parent_event(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_tags_name_their_codec() {
+        let v = tag_type::VIDEO;
+        let a = tag_type::AUDIO;
+        assert_eq!(ex_fourcc(v, b"\x90hvc1\x01"), Some(*b"hvc1"));
+        assert_eq!(ex_fourcc(v, b"\xA1av01"), Some(*b"av01"));
+        // Multitrack, one codec: the FourCC after the type byte; each
+        // track its own codec: none to check up front.
+        assert_eq!(ex_fourcc(v, b"\x96\x01vp09\x00"), Some(*b"vp09"));
+        assert_eq!(ex_fourcc(v, b"\x96\x21hvc1\x00"), None);
+        assert_eq!(ex_fourcc(v, &[0x17, 1, 0, 0, 0]), None, "legacy H.264");
+        assert_eq!(ex_fourcc(a, b"\x91Opus\xfc"), Some(*b"Opus"));
+        assert_eq!(ex_fourcc(a, b"\x95\x00fLaC\x00"), Some(*b"fLaC"));
+        assert_eq!(ex_fourcc(a, &[0xAF, 1, 0x21]), None, "legacy AAC");
+        assert_eq!(ex_fourcc(a, b"\x90Op"), None, "cut short");
+        assert_eq!(ex_fourcc(tag_type::SCRIPT, b"\x90hvc1"), None);
+        assert_eq!(ex_fourcc(v, b""), None);
     }
 }

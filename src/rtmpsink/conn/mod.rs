@@ -10,7 +10,7 @@ use gst::glib;
 mod backlog;
 pub(crate) mod imp;
 
-pub use imp::{ROLE, Settings, StopCommands, defaults as imp_defaults};
+pub use imp::{ROLE, Settings, StopCommands, UnannouncedCodec, defaults as imp_defaults};
 
 glib::wrapper! {
     pub struct RtmpSinkConn(ObjectSubclass<imp::RtmpSinkConn>) @extends gst_base::BaseSink, gst::Element, gst::Object;
