@@ -174,6 +174,9 @@ fn serve_to_ffmpeg9_and_rtmpsrc(
             "-rw_timeout",
             "20000000",
         ])
+        // Announced in connect: without it FFmpeg is a legacy player, which
+        // rtmpsink mode=server sends legacy tracks only.
+        .args(["-rtmp_enhanced_codecs", "hvc1,av01,vp09"])
         .args(["-i", &url, "-map", "0", "-f", "framemd5", "-"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -464,4 +467,101 @@ fn unannounced_codecs_fail_only_when_asked() {
     play_to_eos(&publisher, Duration::from_secs(20));
     play_to_eos(&server, Duration::from_secs(20));
     assert_eq!(log.lock().unwrap().iter().filter(|o| o.video).count(), 30);
+}
+
+/// rtmpsink mode=server with H.265 and AAC: legacy players (FFmpeg 5.1,
+/// and FFmpeg 9 when it announces nothing) get the AAC track only, every
+/// frame of it, and no tag they cannot read (FFmpeg 5.1 takes Enhanced RTMP
+/// video for screen video and fails); players that announced Enhanced RTMP
+/// (rtmpsrc, FFmpeg 9 with -rtmp_enhanced_codecs) get both. With
+/// enhanced-to-legacy-players=true, FFmpeg 9 gets both without announcing.
+#[test]
+fn legacy_players_get_the_legacy_tracks_of_an_enhanced_stream() {
+    needs!("ffmpeg", "ffmpeg9");
+    init();
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    let publish = format!(
+        "{VIDEO_RAW} ! x265enc speed-preset=ultrafast key-int-max=15 ! h265parse name=sentv ! s.video \
+         audiotestsrc num-buffers=50 ! avenc_aac ! aacparse name=senta ! s.audio"
+    );
+    for to_legacy in [false, true] {
+        let server = gst::parse::launch(&format!(
+            "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false enhanced-to-legacy-players={to_legacy}"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sent_log = probe_parsers(&server);
+        let notes = common::server::notices(&server);
+        server.set_state(gst::State::Paused).unwrap();
+        let port = common::server::port_of(&server.by_name("s").unwrap());
+        let url = format!("rtmp://127.0.0.1:{port}/live/key");
+        let player = |ffmpeg: &str, extra: &[&str]| {
+            Command::new(ffmpeg)
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-rw_timeout",
+                    "20000000",
+                ])
+                .args(extra)
+                .args(["-i", &url, "-map", "0", "-c", "copy", "-f", "framecrc", "-"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        // (who, player, whether it gets the video)
+        let mut players = vec![
+            (
+                "FFmpeg 9 announcing hvc1",
+                player(&ffmpeg9, &["-rtmp_enhanced_codecs", "hvc1"]),
+                true,
+            ),
+            (
+                "FFmpeg 9 announcing nothing",
+                player(&ffmpeg9, &[]),
+                to_legacy,
+            ),
+        ];
+        if !to_legacy {
+            players.push(("FFmpeg 5.1", player("ffmpeg", &[]), false));
+        }
+        let ours = decoding_player(&url, "h265parse ! avdec_h265", "aacparse ! avdec_aac");
+        ours.pipeline.set_state(gst::State::Playing).unwrap();
+        let n = players.len() + 1;
+        common::server::wait_notice(&notes, "rtmp-client-connected", n, Duration::from_secs(15));
+        server.set_state(gst::State::Playing).unwrap();
+        play_to_eos(&server, Duration::from_secs(60));
+        play_to_eos(&ours.pipeline, Duration::from_secs(20));
+        let sent = sent_log.lock().unwrap().clone();
+        let video = sent.iter().filter(|o| o.video).count();
+        let audio = sent.len() - video;
+        same_frames("rtmpsrc", &sent, &ours.got.lock().unwrap(), true);
+        for (who, child, gets_video) in players {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{who}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut got: Vec<usize> = framemd5_counts(&String::from_utf8_lossy(&out.stdout))
+                .iter()
+                .map(|&(_, n)| n)
+                .collect();
+            got.sort();
+            let mut want = if gets_video {
+                vec![audio, video]
+            } else {
+                vec![audio]
+            };
+            want.sort();
+            assert_eq!(
+                got, want,
+                "{who}, enhanced-to-legacy-players={to_legacy}: packets per stream"
+            );
+        }
+    }
 }

@@ -241,7 +241,7 @@ fn stalled(stall: Duration) -> Error {
     Error::new(
         ErrorKind::Timeout,
         format!(
-            "server stopped reading: nothing could be written for {:.0} s",
+            "timed out writing: nothing could be written for {:.0} s (the server stopped reading, or the route to it is gone)",
             stall.as_secs_f64()
         ),
     )

@@ -90,6 +90,11 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Server mode: a new player starts at the last keyframe (playback starts at once) rather than the next one")
                     .default_value(true)
                     .build(),
+                glib::ParamSpecBoolean::builder("enhanced-to-legacy-players")
+                    .nick("Enhanced RTMP to legacy players")
+                    .blurb("Server mode: send Enhanced RTMP tracks (H.265, AV1, VP9, Opus...) also to players whose connect announced no Enhanced RTMP codecs (FFmpeg reads them but announces them only with -rtmp_enhanced_codecs); false: those players get the legacy FLV tracks (H.264, AAC, MP3) only")
+                    .default_value(false)
+                    .build(),
                 glib::ParamSpecBoolean::builder("async-connect")
                     .nick("Async connect")
                     .blurb("Connect in the background while the pipeline starts; if false, the state change waits for the connection and fails with it")
@@ -178,6 +183,9 @@ impl ObjectImpl for RtmpSink {
                         s.client_queue_bytes = value.get().expect("type checked")
                     }
                     "gop-cache" => s.gop_cache = value.get().expect("type checked"),
+                    "enhanced-to-legacy-players" => {
+                        s.enhanced_to_legacy = value.get().expect("type checked")
+                    }
                     "backlog" => s.backlog_ms = value.get().expect("type checked"),
                     "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
@@ -213,6 +221,7 @@ impl ObjectImpl for RtmpSink {
                     "client-queue-time" => s.client_queue_time_ms.to_value(),
                     "client-queue-bytes" => s.client_queue_bytes.to_value(),
                     "gop-cache" => s.gop_cache.to_value(),
+                    "enhanced-to-legacy-players" => s.enhanced_to_legacy.to_value(),
                     "backlog" => s.backlog_ms.to_value(),
                     "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),

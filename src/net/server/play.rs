@@ -43,6 +43,9 @@ pub struct PlayOptions {
     pub queue_bytes: usize,
     /// Start new players at the last keyframe rather than the next one.
     pub gop_cache: bool,
+    /// Players that announced no Enhanced RTMP codecs in connect get the
+    /// legacy FLV tracks only (Enhanced RTMP tags would be garbage to them).
+    pub legacy_players_get_legacy_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,18 @@ pub(crate) struct Relay {
     /// Metadata and sequence headers keep their payload: a new player gets
     /// them re-sent at its own start time.
     payload: Option<Bytes>,
+    /// An Enhanced RTMP audio or video tag (a legacy player cannot read it).
+    enhanced: bool,
+}
+
+/// Whether an audio or video tag body, from its first byte, is Enhanced
+/// RTMP (the video ExHeader bit, or SoundFormat 9).
+fn is_enhanced(kind: Kind, first: u8) -> bool {
+    match kind {
+        Kind::Video => first & 0x80 != 0,
+        Kind::Audio => first >> 4 == 9,
+        _ => false,
+    }
 }
 
 const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
@@ -118,6 +133,7 @@ impl Relay {
             chunk_size,
             encoded,
             payload,
+            enhanced: head.first().is_some_and(|&b| is_enhanced(kind, b)),
         })
     }
 
@@ -163,6 +179,7 @@ struct Cached {
     encoded: Bytes,
     timestamp: u32,
     ts: i64,
+    enhanced: bool,
 }
 
 /// Per player: where it is in the stream.
@@ -183,6 +200,8 @@ pub(super) struct PlayerState {
     newest_ts: i64,
     /// The stream is over: since when everything queued has been written.
     drained_since: Option<Instant>,
+    /// Announced no Enhanced RTMP codecs in connect: gets legacy tags only.
+    legacy: bool,
 }
 
 impl PlayerState {
@@ -204,6 +223,9 @@ pub(super) struct PlayRole {
     /// False after the GOP outgrew MAX_GOP_BYTES, until the next keyframe.
     gop_valid: bool,
     has_video: bool,
+    /// The newest video tag was Enhanced RTMP: legacy players start at
+    /// audio frames.
+    video_enhanced: bool,
     pub finishing: bool,
 }
 
@@ -220,6 +242,7 @@ impl PlayRole {
             gop_bytes: 0,
             gop_valid: false,
             has_video: false,
+            video_enhanced: false,
             finishing: false,
         }
     }
@@ -231,9 +254,11 @@ impl PlayRole {
     /// Metadata and sequence headers, encoded at `timestamp` for a player
     /// starting there.
     fn queue_prefix(&self, p: &mut Peer, timestamp: u32, ts: i64) {
+        let legacy = p.player.legacy;
         for r in [&self.meta, &self.video_config, &self.audio_config]
             .into_iter()
             .flatten()
+            .filter(|r| !(legacy && r.enhanced))
         {
             p.queue_media(r.encoded_at(timestamp, p.stream_id), ts);
         }
@@ -257,6 +282,7 @@ impl PlayRole {
             encoded: r.encoded.clone(),
             timestamp: r.timestamp,
             ts,
+            enhanced: r.enhanced,
         });
         if self.gop_bytes > MAX_GOP_BYTES {
             self.gop.clear();
@@ -271,17 +297,30 @@ impl PlayRole {
         let config = r.role == RelayRole::Config;
         if r.kind == Kind::Video {
             self.has_video = true;
+            self.video_enhanced = r.enhanced;
         }
         if !config {
             self.cache(&r, ts);
         }
         let start_point = (r.kind == Kind::Video && r.role == RelayRole::Key)
             || (r.kind == Kind::Audio && !self.has_video);
+        // A legacy player cannot start at an Enhanced RTMP keyframe: with
+        // such video it starts at an audio frame.
+        let legacy_start_point = (start_point && !r.enhanced)
+            || (r.kind == Kind::Audio && !r.enhanced && self.video_enhanced);
         let media = matches!(r.kind, Kind::Audio | Kind::Video);
         for p in peers.values_mut() {
             if p.kind != PeerKind::Player || p.closing.is_some() {
                 continue;
             }
+            if p.player.legacy && r.enhanced {
+                continue;
+            }
+            let start_point = if p.player.legacy {
+                legacy_start_point
+            } else {
+                start_point
+            };
             if !p.player.live {
                 if start_point && !config {
                     if p.player.config_gen != self.config_gen {
@@ -403,13 +442,22 @@ impl PlayRole {
         // The session's answers (Play.Start) go before any media.
         p.queue_session_output();
         p.stream_id = stream_id;
+        let announced = p
+            .session
+            .connect_params()
+            .is_some_and(|c| !c.fourcc_list.is_empty() || !c.video_fourcc_info_map.is_empty());
         p.player = PlayerState {
             reset,
+            legacy: self.options.legacy_players_get_legacy_only && !announced,
             ..Default::default()
         };
-        if let (Some(first), Some(last)) = (self.gop.first(), self.gop.last()) {
+        let legacy = p.player.legacy;
+        // A legacy player starts at the cached GOP only if its keyframe is
+        // one it can read.
+        let usable = !(legacy && self.gop.first().is_some_and(|c| c.enhanced));
+        if let (Some(first), Some(last), true) = (self.gop.first(), self.gop.last(), usable) {
             self.queue_prefix(p, first.timestamp, first.ts);
-            for c in &self.gop {
+            for c in self.gop.iter().filter(|c| !(legacy && c.enhanced)) {
                 p.queue_media(for_stream(&c.encoded, stream_id), c.ts);
             }
             p.player.live = true;

@@ -98,6 +98,7 @@ pub struct Settings {
     pub gop_cache: bool,
     pub backlog_ms: u32,
     pub unannounced_codec: UnannouncedCodec,
+    pub enhanced_to_legacy: bool,
 }
 
 impl Default for Settings {
@@ -113,6 +114,7 @@ impl Default for Settings {
             gop_cache: true,
             backlog_ms: defaults::BACKLOG_MS,
             unannounced_codec: UnannouncedCodec::Send,
+            enhanced_to_legacy: false,
         }
     }
 }
@@ -434,6 +436,7 @@ impl RtmpSinkConn {
                 queue_time: Duration::from_millis(u64::from(s.client_queue_time_ms)),
                 queue_bytes: s.client_queue_bytes as usize,
                 gop_cache: s.gop_cache,
+                legacy_players_get_legacy_only: !s.enhanced_to_legacy,
             });
             (options, role)
         };
