@@ -142,6 +142,41 @@ fn round_trip(
     serve_to_ffmpeg9_and_rtmpsrc(name, publish, video, audio);
 }
 
+/// FFmpeg as a player: quiet but for errors, a long read timeout.
+const FFMPEG_PLAYER: [&str; 5] = [
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-rw_timeout",
+    "20000000",
+];
+
+/// `publish` into rtmpsink mode=server (with `extra` properties), paused:
+/// listening, its parsers recorded from before it prerolls (or the first
+/// frames would go by unseen). Returns it, what it sent, its notices and
+/// its URL.
+fn paused_sink_server(
+    publish: &str,
+    extra: &str,
+) -> (gst::Pipeline, OutLog, common::server::Notices, String) {
+    let server = gst::parse::launch(&format!(
+        "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false {extra}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent_log = probe_parsers(&server);
+    let notes = common::server::notices(&server);
+    server.set_state(gst::State::Paused).unwrap();
+    let port = common::server::port_of(&server.by_name("s").unwrap());
+    (
+        server,
+        sent_log,
+        notes,
+        format!("rtmp://127.0.0.1:{port}/live/key"),
+    )
+}
+
 /// The same stream from rtmpsink mode=server to FFmpeg 9 (the reference
 /// Enhanced RTMP player) and rtmpsrc at once: FFmpeg decodes every frame
 /// sent, rtmpsrc gives the same frames.
@@ -152,28 +187,10 @@ fn serve_to_ffmpeg9_and_rtmpsrc(
     audio: &'static str,
 ) {
     let ffmpeg9 = common::server::require_ffmpeg9();
-    let server = gst::parse::launch(&format!(
-        "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    // Recording from before the pipeline prerolls, or the first frames
-    // would go by unseen.
-    let sent_log = probe_parsers(&server);
-    let notes = common::server::notices(&server);
-    server.set_state(gst::State::Paused).unwrap();
-    let port = common::server::port_of(&server.by_name("s").unwrap());
-    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let (server, sent_log, notes, url) = paused_sink_server(publish, "");
     let ff = Command::new(&ffmpeg9)
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-xerror",
-            "-rw_timeout",
-            "20000000",
-        ])
+        .args(FFMPEG_PLAYER)
+        .arg("-xerror")
         // Announced in connect: without it FFmpeg is a legacy player, which
         // rtmpsink mode=server sends legacy tracks only.
         .args(["-rtmp_enhanced_codecs", "hvc1,av01,vp09"])
@@ -485,26 +502,11 @@ fn legacy_players_get_the_legacy_tracks_of_an_enhanced_stream() {
          audiotestsrc num-buffers=50 ! avenc_aac ! aacparse name=senta ! s.audio"
     );
     for to_legacy in [false, true] {
-        let server = gst::parse::launch(&format!(
-            "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false enhanced-to-legacy-players={to_legacy}"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sent_log = probe_parsers(&server);
-        let notes = common::server::notices(&server);
-        server.set_state(gst::State::Paused).unwrap();
-        let port = common::server::port_of(&server.by_name("s").unwrap());
-        let url = format!("rtmp://127.0.0.1:{port}/live/key");
+        let (server, sent_log, notes, url) =
+            paused_sink_server(&publish, &format!("enhanced-to-legacy-players={to_legacy}"));
         let player = |ffmpeg: &str, extra: &[&str]| {
             Command::new(ffmpeg)
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-rw_timeout",
-                    "20000000",
-                ])
+                .args(FFMPEG_PLAYER)
                 .args(extra)
                 .args(["-i", &url, "-map", "0", "-c", "copy", "-f", "framecrc", "-"])
                 .stdin(std::process::Stdio::null())
