@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use gst::prelude::*;
 
-use crate::rtmp::codec::{FLAC_STREAMINFO_SIZE, OpusHead, Vp9Config};
+use crate::rtmp::codec::{ColorInfo, FLAC_STREAMINFO_SIZE, MasteringDisplay, OpusHead, Vp9Config};
 use crate::rtmp::flv::{AudioFourCc, VideoFourCc};
 
 /// What `rtmpsink`'s video pads take.
@@ -133,6 +133,93 @@ pub struct VideoFormat {
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub framerate: Option<gst::Fraction>,
+    /// Enhanced RTMP codecs: the `colorInfo` metadata packet's body, from
+    /// the caps' colorimetry, mastering display and content light level.
+    pub color_info: Option<gst::Buffer>,
+}
+
+/// The colour description of video caps, as Enhanced RTMP's `colorInfo`
+/// says it; `None` if the caps say nothing about colour.
+fn color_info(caps: &gst::CapsRef) -> Option<ColorInfo> {
+    let s = caps.structure(0)?;
+    let colorimetry = s
+        .get::<&str>("colorimetry")
+        .ok()
+        .and_then(|c| gst_video::VideoColorimetry::from_str(c).ok());
+    let known = |v: u32| (v != 2).then_some(v);
+    let mut info = ColorInfo {
+        bit_depth: s.get::<u32>("bit-depth-luma").ok(),
+        primaries: colorimetry
+            .as_ref()
+            .and_then(|c| known(c.primaries().to_iso())),
+        transfer: colorimetry
+            .as_ref()
+            .and_then(|c| known(c.transfer().to_iso())),
+        matrix: colorimetry
+            .as_ref()
+            .and_then(|c| known(c.matrix().to_iso())),
+        ..ColorInfo::default()
+    };
+    if let Ok(l) = gst_video::VideoContentLightLevel::from_caps(caps) {
+        info.light_level = Some((
+            u32::from(l.max_content_light_level()),
+            u32::from(l.max_frame_average_light_level()),
+        ));
+    }
+    if let Ok(m) = gst_video::VideoMasteringDisplayInfo::from_caps(caps) {
+        let xy = |c: gst_video::VideoMasteringDisplayInfoCoordinate| {
+            (f64::from(c.x) / 50_000.0, f64::from(c.y) / 50_000.0)
+        };
+        let [r, g, b] = m.display_primaries();
+        info.mastering = Some(MasteringDisplay {
+            primaries: [xy(r), xy(g), xy(b)],
+            white: xy(m.white_point()),
+            max_luminance: f64::from(m.max_display_mastering_luminance()) / 10_000.0,
+            min_luminance: f64::from(m.min_display_mastering_luminance()) / 10_000.0,
+        });
+    }
+    (info.primaries.is_some() || info.light_level.is_some() || info.mastering.is_some())
+        .then_some(info)
+}
+
+/// Adds what a `colorInfo` says to video caps: colorimetry, mastering
+/// display and content light level.
+pub fn with_color_info(mut caps: gst::Caps, info: &ColorInfo) -> gst::Caps {
+    let c = caps.make_mut();
+    if let (Some(p), Some(t), Some(m)) = (info.primaries, info.transfer, info.matrix) {
+        // colorInfo has no range: video's usual limited range.
+        let colorimetry = gst_video::VideoColorimetry::new(
+            gst_video::VideoColorRange::Range16_235,
+            gst_video::VideoColorMatrix::from_iso(m),
+            gst_video::VideoTransferFunction::from_iso(t),
+            gst_video::VideoColorPrimaries::from_iso(p),
+        );
+        if let Some(s) = c.structure_mut(0) {
+            s.set("colorimetry", colorimetry.to_string());
+        }
+    }
+    if let Some((max_cll, max_fall)) = info.light_level {
+        gst_video::VideoContentLightLevel::new(
+            u16::try_from(max_cll).unwrap_or(u16::MAX),
+            u16::try_from(max_fall).unwrap_or(u16::MAX),
+        )
+        .add_to_caps(c);
+    }
+    if let Some(m) = &info.mastering {
+        // In units of 0.00002, rounded (not truncated: 0.17 stays 8500).
+        let xy = |(x, y): (f64, f64)| gst_video::VideoMasteringDisplayInfoCoordinate {
+            x: (x * 50_000.0).round() as u16,
+            y: (y * 50_000.0).round() as u16,
+        };
+        gst_video::VideoMasteringDisplayInfo::new(
+            [xy(m.primaries[0]), xy(m.primaries[1]), xy(m.primaries[2])],
+            xy(m.white),
+            (m.max_luminance * 10_000.0).round() as u32,
+            (m.min_luminance * 10_000.0).round() as u32,
+        )
+        .add_to_caps(c);
+    }
+    caps
 }
 
 impl VideoFormat {
@@ -155,6 +242,7 @@ impl VideoFormat {
                 .get::<gst::Fraction>("framerate")
                 .ok()
                 .filter(|f| f.numer() > 0),
+            color_info: None,
         };
         match s.name().as_str() {
             "video/x-h264" => v.config = Some(needs_codec_data("h264parse")?),
@@ -171,6 +259,9 @@ impl VideoFormat {
                 v.config = Some(gst::Buffer::from_mut_slice(v.vp9_config(s).build()));
             }
             _ => return Err(format!("unsupported video caps {caps}")),
+        }
+        if v.codec.fourcc().is_some() {
+            v.color_info = color_info(caps).map(|c| gst::Buffer::from_mut_slice(c.to_amf()));
         }
         Ok(v)
     }

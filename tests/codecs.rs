@@ -567,3 +567,38 @@ fn legacy_players_get_the_legacy_tracks_of_an_enhanced_stream() {
         }
     }
 }
+
+/// HDR10 H.265: colorimetry, mastering display and content light level
+/// from the caps go out as Enhanced RTMP colorInfo and come back as the
+/// same caps fields on rtmpsrc's pad (our server, no outside program).
+#[test]
+fn hdr_caps_travel_as_color_info() {
+    init();
+    let mdi = "35400:14600:8500:39850:6550:2300:15635:16450:10000000:50";
+    let cll = "1000:400";
+    let (server, log, caps, _, port) = common::server::src_server("eos-on-unpublish=true");
+    let sent = publish_to_eos(&format!(
+        "videotestsrc num-buffers=10 ! video/x-raw,format=I420_10LE,width=320,height=240,framerate=30/1 \
+         ! x265enc speed-preset=ultrafast ! h265parse \
+         ! capssetter caps=\"video/x-h265,colorimetry=(string)bt2100-pq,mastering-display-info=(string){mdi},content-light-level=(string){cll}\" \
+         ! identity name=sentv ! rtmpsink sync=false location=rtmp://127.0.0.1:{port}/live/key"
+    ));
+    play_to_eos(&server, Duration::from_secs(20));
+    same_frames("HDR10 H.265", &sent, &log.lock().unwrap(), true);
+    let caps = caps.lock().unwrap();
+    let s = caps
+        .iter()
+        .rev()
+        .find(|c| c.structure(0).unwrap().name() == "video/x-h265")
+        .expect("H.265 caps")
+        .structure(0)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.get::<&str>("mastering-display-info").ok(),
+        Some(mdi),
+        "{s}"
+    );
+    assert_eq!(s.get::<&str>("content-light-level").ok(), Some(cll), "{s}");
+    assert_eq!(s.get::<&str>("colorimetry").ok(), Some("bt2100-pq"), "{s}");
+}

@@ -495,6 +495,139 @@ impl FlacStreamInfo {
     }
 }
 
+/// The colour description an Enhanced RTMP `colorInfo` metadata packet
+/// carries (video packet type Metadata): colour config, content light
+/// level (`hdrCll`) and mastering display colour volume (`hdrMdcv`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ColorInfo {
+    /// Bits per sample.
+    pub bit_depth: Option<u32>,
+    /// ISO/IEC 23091-4 colour primaries.
+    pub primaries: Option<u32>,
+    /// ISO/IEC 23091-4 transfer characteristics.
+    pub transfer: Option<u32>,
+    /// ISO/IEC 23091-4 matrix coefficients.
+    pub matrix: Option<u32>,
+    /// Maximum content and frame-average light level (cd/m²).
+    pub light_level: Option<(u32, u32)>,
+    /// The mastering display.
+    pub mastering: Option<MasteringDisplay>,
+}
+
+/// A mastering display colour volume, as `hdrMdcv` writes it: CIE 1931
+/// chromaticities (0 to 1) and luminances in cd/m².
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MasteringDisplay {
+    /// Red, green and blue primaries (x, y).
+    pub primaries: [(f64, f64); 3],
+    /// White point (x, y).
+    pub white: (f64, f64),
+    /// Maximum luminance.
+    pub max_luminance: f64,
+    /// Minimum luminance.
+    pub min_luminance: f64,
+}
+
+impl ColorInfo {
+    /// Whether it says nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == ColorInfo::default()
+    }
+
+    /// The metadata packet's body: the AMF0 string `colorInfo` and the
+    /// object.
+    pub fn to_amf(&self) -> Vec<u8> {
+        use super::amf0::{self, Amf0Value};
+        let num = |k: &str, v: f64| (k.to_owned(), Amf0Value::Number(v));
+        let mut info = Vec::new();
+        let config: Vec<_> = [
+            ("bitDepth", self.bit_depth),
+            ("colorPrimaries", self.primaries),
+            ("transferCharacteristics", self.transfer),
+            ("matrixCoefficients", self.matrix),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| num(k, f64::from(v))))
+        .collect();
+        if !config.is_empty() {
+            info.push(("colorConfig".to_owned(), Amf0Value::Object(config)));
+        }
+        if let Some((max_cll, max_fall)) = self.light_level {
+            info.push((
+                "hdrCll".to_owned(),
+                Amf0Value::Object(vec![
+                    num("maxFall", f64::from(max_fall)),
+                    num("maxCLL", f64::from(max_cll)),
+                ]),
+            ));
+        }
+        if let Some(m) = &self.mastering {
+            let [r, g, b] = m.primaries;
+            info.push((
+                "hdrMdcv".to_owned(),
+                Amf0Value::Object(vec![
+                    num("redX", r.0),
+                    num("redY", r.1),
+                    num("greenX", g.0),
+                    num("greenY", g.1),
+                    num("blueX", b.0),
+                    num("blueY", b.1),
+                    num("whitePointX", m.white.0),
+                    num("whitePointY", m.white.1),
+                    num("maxLuminance", m.max_luminance),
+                    num("minLuminance", m.min_luminance),
+                ]),
+            ));
+        }
+        amf0::encode_all(&[Amf0Value::string("colorInfo"), Amf0Value::Object(info)])
+    }
+
+    /// Reads a metadata packet's body; an error if it is not `colorInfo`.
+    /// Values out of range are left out rather than trusted.
+    pub fn from_amf(body: &[u8]) -> Result<Self> {
+        use super::amf0::{self, Amf0Value};
+        let values = amf0::decode_all(body, &Default::default())?;
+        let (Some(Amf0Value::String(name)), Some(info)) = (values.first(), values.get(1)) else {
+            return Err(Error::malformed(
+                "a video metadata packet without a name and a value",
+            ));
+        };
+        if name != "colorInfo" {
+            return Err(Error::unsupported(format!("video metadata '{name}'")));
+        }
+        let small = |o: Option<&Amf0Value>, k: &str, max: f64| {
+            o.and_then(|o| o.get_f64(k))
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v <= max)
+        };
+        let code = |k: &str| small(info.get("colorConfig"), k, 255.0).map(|v| v as u32);
+        let cll = info.get("hdrCll");
+        let mdcv = info.get("hdrMdcv");
+        let xy = |x: &str, y: &str| Some((small(mdcv, x, 1.0)?, small(mdcv, y, 1.0)?));
+        let mastering = (|| {
+            Some(MasteringDisplay {
+                primaries: [
+                    xy("redX", "redY")?,
+                    xy("greenX", "greenY")?,
+                    xy("blueX", "blueY")?,
+                ],
+                white: xy("whitePointX", "whitePointY")?,
+                max_luminance: small(mdcv, "maxLuminance", 1e6)?,
+                min_luminance: small(mdcv, "minLuminance", 1e6)?,
+            })
+        })();
+        Ok(ColorInfo {
+            bit_depth: small(info.get("colorConfig"), "bitDepth", 32.0).map(|v| v as u32),
+            primaries: code("colorPrimaries"),
+            transfer: code("transferCharacteristics"),
+            matrix: code("matrixCoefficients"),
+            light_level: small(cll, "maxCLL", 65535.0)
+                .zip(small(cll, "maxFall", 65535.0))
+                .map(|(c, f)| (c as u32, f as u32)),
+            mastering,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,5 +709,40 @@ mod tests {
         let i = FlacStreamInfo::parse(&si).unwrap();
         assert_eq!((i.rate, i.channels, i.bits_per_sample), (44_100, 1, 16));
         assert!(FlacStreamInfo::parse(&si[..33]).is_err());
+    }
+
+    #[test]
+    fn color_info_round_trips_and_reads_ffmpegs() {
+        let hdr10 = ColorInfo {
+            bit_depth: Some(10),
+            primaries: Some(9),
+            transfer: Some(16),
+            matrix: Some(9),
+            light_level: Some((1000, 400)),
+            mastering: Some(MasteringDisplay {
+                primaries: [(0.708, 0.292), (0.17, 0.797), (0.131, 0.046)],
+                white: (0.3127, 0.329),
+                max_luminance: 1000.0,
+                min_luminance: 0.005,
+            }),
+        };
+        assert_eq!(ColorInfo::from_amf(&hdr10.to_amf()).unwrap(), hdr10);
+        // FFmpeg 9's for an SDR stream: a colorConfig of "unspecified".
+        let ffmpeg = [
+            0x02, 0x00, 0x09, b'c', b'o', b'l', b'o', b'r', b'I', b'n', b'f', b'o', 0x03, 0x00,
+            0x0b, b'c', b'o', b'l', b'o', b'r', b'C', b'o', b'n', b'f', b'i', b'g', 0x03, 0x00,
+            0x00, 0x09, 0x00, 0x00, 0x09,
+        ];
+        let c = ColorInfo::from_amf(&ffmpeg).unwrap();
+        assert!(c.is_empty(), "{c:?}");
+        // Not colorInfo, or values out of range: refused or left out.
+        let other = super::super::amf0::encode_all(&[
+            super::super::amf0::Amf0Value::string("cuePoint"),
+            super::super::amf0::Amf0Value::Null,
+        ]);
+        assert!(ColorInfo::from_amf(&other).is_err());
+        let mut bad = hdr10.clone();
+        bad.mastering.as_mut().unwrap().white = (7.0, 0.3);
+        assert_eq!(ColorInfo::from_amf(&bad.to_amf()).unwrap().mastering, None);
     }
 }

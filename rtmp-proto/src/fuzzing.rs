@@ -284,11 +284,14 @@ pub fn auth(data: &[u8]) {
     }
 }
 
-/// Codec configuration records from a peer (OpusHead, STREAMINFO, vpcC)
-/// and temporal units from an encoder (AV1): errors, never a panic; what
-/// parses builds back to what was read.
+/// Codec configuration records from a peer (OpusHead, STREAMINFO, vpcC,
+/// colorInfo) and temporal units from an encoder (AV1): errors, never a
+/// panic; what parses builds back to what was read.
 pub fn codec(data: &[u8]) {
-    use super::codec::{FlacStreamInfo, OpusHead, Vp9Config, av1c_from_temporal_unit};
+    use super::codec::{ColorInfo, FlacStreamInfo, OpusHead, Vp9Config, av1c_from_temporal_unit};
+    if let Ok(c) = ColorInfo::from_amf(data) {
+        assert_eq!(ColorInfo::from_amf(&c.to_amf()).unwrap(), c);
+    }
     if let Ok(h) = OpusHead::parse(data) {
         assert_eq!(OpusHead::parse(&h.build()).unwrap(), h);
     }

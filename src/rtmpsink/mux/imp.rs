@@ -36,6 +36,10 @@ struct PadState {
     /// New caps came: look at the codec configuration again (only then,
     /// not on every frame).
     config_dirty: bool,
+    /// The colorInfo last sent (Enhanced RTMP video), and whether new caps
+    /// came since.
+    sent_color: Option<Vec<u8>>,
+    color_dirty: bool,
     frames: u64,
     last_dts: Option<u32>,
     bitrate: Option<u32>,
@@ -168,6 +172,9 @@ fn enhanced_video_tags(
         None => None,
     };
     if let Some(c) = config {
+        // A new sequence start: colorInfo goes again after it.
+        ps.sent_color = None;
+        ps.color_dirty = true;
         let start = ex_video_byte(true, VideoPacketType::SequenceStart);
         out.push(tag(
             tag_type::VIDEO,
@@ -175,6 +182,19 @@ fn enhanced_video_tags(
             &[start, cc[0], cc[1], cc[2], cc[3]],
             Some(&c),
         ));
+    }
+    // colorInfo after the sequence start, again whenever it changes.
+    if let Some(c) = &v.color_info
+        && ps.color_changed(c)?
+    {
+        let head = [
+            0x80 | (FrameType::Command as u8) << 4 | VideoPacketType::Metadata as u8,
+            cc[0],
+            cc[1],
+            cc[2],
+            cc[3],
+        ];
+        out.push(tag(tag_type::VIDEO, f.ts, &head, Some(c)));
     }
     let packet_type = match (fourcc.has_composition_time(), f.cts) {
         (true, 0) => VideoPacketType::CodedFramesX,
@@ -226,20 +246,36 @@ fn audio_tags(
     Ok(())
 }
 
+/// When `dirty` (new caps came), whether `now` differs from what was
+/// `sent`, which it then becomes.
+fn changed_since(
+    dirty: &mut bool,
+    sent: &mut Option<Vec<u8>>,
+    now: &gst::Buffer,
+) -> Result<bool, gst::FlowError> {
+    if !std::mem::take(dirty) {
+        return Ok(false);
+    }
+    let now = now
+        .map_readable()
+        .map_err(|_| gst::FlowError::Error)?
+        .to_vec();
+    let changed = sent.as_ref() != Some(&now);
+    *sent = Some(now);
+    Ok(changed)
+}
+
 impl PadState {
     /// Whether the codec configuration differs from the one last sent
     /// (looked at only after new caps).
     fn config_changed(&mut self, cfg: &gst::Buffer) -> Result<bool, gst::FlowError> {
-        if !std::mem::take(&mut self.config_dirty) {
-            return Ok(false);
-        }
-        let cfg = cfg
-            .map_readable()
-            .map_err(|_| gst::FlowError::Error)?
-            .to_vec();
-        let changed = self.sent_config.as_ref() != Some(&cfg);
-        self.sent_config = Some(cfg);
-        Ok(changed)
+        changed_since(&mut self.config_dirty, &mut self.sent_config, cfg)
+    }
+
+    /// Whether the colorInfo differs from the one last sent (looked at
+    /// only after new caps or a new sequence start).
+    fn color_changed(&mut self, info: &gst::Buffer) -> Result<bool, gst::FlowError> {
+        changed_since(&mut self.color_dirty, &mut self.sent_color, info)
     }
 
     /// AV1 without codec_data in caps: the av1C of this keyframe's
@@ -378,6 +414,7 @@ impl AggregatorImpl for RtmpSinkMux {
                         let ps = st.pads.entry(pad.name().to_string()).or_default();
                         ps.format = Some(f);
                         ps.config_dirty = true;
+                        ps.color_dirty = true;
                     }
                     Err(e) => {
                         gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));

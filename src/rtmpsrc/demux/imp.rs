@@ -116,6 +116,8 @@ struct Track {
     /// Warned once that this codec is not mapped.
     warned: bool,
     discont: bool,
+    /// Video: the last Enhanced RTMP colorInfo, applied to the caps.
+    color: Option<crate::rtmp::codec::ColorInfo>,
 }
 
 #[derive(Default)]
@@ -698,7 +700,11 @@ impl RtmpSrcDemux {
                 match track.data {
                     VideoTrackData::SequenceStart(cfg) => {
                         let caps = enhanced_video_caps(track.fourcc, &cfg);
-                        self.set_caps(true, self.video_caps_extra(caps));
+                        self.set_caps(true, self.with_color(self.video_caps_extra(caps)));
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    VideoTrackData::Metadata(body) => {
+                        self.color_info(&body);
                         Ok(gst::FlowSuccess::Ok)
                     }
                     VideoTrackData::CodedFrames {
@@ -717,6 +723,34 @@ impl RtmpSrcDemux {
                     _ => Ok(gst::FlowSuccess::Ok),
                 }
             }
+        }
+    }
+
+    /// An Enhanced RTMP video metadata packet: colorInfo goes into the
+    /// video caps (now if there are caps, else with the next ones).
+    fn color_info(&self, body: &[u8]) {
+        let info = match crate::rtmp::codec::ColorInfo::from_amf(body) {
+            Ok(i) => i,
+            Err(e) => {
+                gst::debug!(CAT, imp = self, "video metadata left out: {e}");
+                return;
+            }
+        };
+        let caps = {
+            let mut st = self.lock();
+            st.video.color = Some(info);
+            st.video.caps.clone()
+        };
+        if let Some(caps) = caps {
+            self.set_caps(true, self.with_color(caps));
+        }
+    }
+
+    /// `caps` with the last colorInfo's colorimetry and HDR fields.
+    fn with_color(&self, caps: gst::Caps) -> gst::Caps {
+        match self.lock().video.color.clone() {
+            Some(info) if !info.is_empty() => crate::caps::with_color_info(caps, &info),
+            _ => caps,
         }
     }
 
