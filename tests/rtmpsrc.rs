@@ -515,28 +515,7 @@ fn unmapped_codec_is_a_warning_and_its_pad_is_left_out() {
     let (p, log, caps) = player(&url, "");
     start_player(&p, &nginx, "nelly");
     ffmpeg_publish(&media, &url);
-    let bus = p.bus().unwrap();
-    let mut warning = None;
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        let Some(m) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(200),
-            &[
-                gst::MessageType::Warning,
-                gst::MessageType::Eos,
-                gst::MessageType::Error,
-            ],
-        ) else {
-            continue;
-        };
-        match m.view() {
-            gst::MessageView::Warning(w) => warning = Some(format!("{}", w.error())),
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
-            _ => {}
-        }
-    }
-    p.set_state(gst::State::Null).unwrap();
+    let warning = last_warning_until_eos(&p, Duration::from_secs(20));
     let w = warning.expect("a warning about the audio codec");
     assert!(
         w.contains("Nellymoser") && w.contains("leaving it out"),

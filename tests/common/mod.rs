@@ -754,6 +754,33 @@ pub fn assert_same_frames(what: &str, got: &[Frame], want: &[Frame]) {
     }
 }
 
+/// Runs `p` to EOS (or `limit`), then stops it; returns the last warning
+/// it posted, if any. Panics on an error.
+pub fn last_warning_until_eos(p: &gst::Pipeline, limit: Duration) -> Option<String> {
+    use gst::prelude::*;
+    let bus = p.bus().unwrap();
+    let mut warning = None;
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let types = [
+            gst::MessageType::Warning,
+            gst::MessageType::Eos,
+            gst::MessageType::Error,
+        ];
+        let Some(m) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &types) else {
+            continue;
+        };
+        match m.view() {
+            gst::MessageView::Warning(w) => warning = Some(w.error().to_string()),
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            _ => {}
+        }
+    }
+    p.set_state(gst::State::Null).unwrap();
+    warning
+}
+
 /// Waits up to `limit` for the pipeline to fail, then stops it; returns the
 /// error's message and its debug text. Panics if it finished or went on.
 pub fn expect_error(p: &gst::Pipeline, limit: Duration) -> (String, String) {

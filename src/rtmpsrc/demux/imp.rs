@@ -135,6 +135,8 @@ struct State {
     no_more_pads: bool,
     meta: Option<Amf0Value>,
     pending_tags: Option<gst::TagList>,
+    /// Warned once that multitrack tracks other than 0 are left out.
+    warned_tracks: bool,
 }
 
 pub struct RtmpSrcDemux {
@@ -694,7 +696,7 @@ impl RtmpSrcDemux {
                 Ok(gst::FlowSuccess::Ok)
             }
             VideoTag::Enhanced(e) => {
-                let Some(track) = e.tracks.into_iter().next() else {
+                let Some(track) = self.track_zero(true, e.tracks, |t| t.track_id) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 match track.data {
@@ -754,6 +756,34 @@ impl RtmpSrcDemux {
         }
     }
 
+    /// Track 0 of an Enhanced RTMP tag: the `video` and `audio` pads carry
+    /// it alone. Further tracks (a multitrack stream's) are left out, with
+    /// one warning, rather than mixed into the same pad.
+    fn track_zero<T>(&self, video: bool, tracks: Vec<T>, id: impl Fn(&T) -> u8) -> Option<T> {
+        let mut zero = None;
+        let mut other = None;
+        for t in tracks {
+            match id(&t) {
+                0 => zero = Some(t),
+                n => other = Some(n),
+            }
+        }
+        let first_time =
+            other.is_some() && !std::mem::replace(&mut self.lock().warned_tracks, true);
+        if let (Some(n), true) = (other, first_time) {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Demux,
+                (
+                    "The stream is multitrack ({} track {}): rtmpsrc gives track 0 of each kind and leaves the others out",
+                    if video { "video" } else { "audio" },
+                    n
+                )
+            );
+        }
+        zero
+    }
+
     fn has_pad(&self, video: bool) -> bool {
         let st = self.lock();
         if video {
@@ -770,7 +800,7 @@ impl RtmpSrcDemux {
         tag: ExAudio,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let Some(track) = tag.tracks.into_iter().next() else {
+        let Some(track) = self.track_zero(false, tag.tracks, |t| t.track_id) else {
             return Ok(gst::FlowSuccess::Ok);
         };
         match track.data {
