@@ -200,13 +200,21 @@ fn enhanced_video_tags(
         (true, 0) => VideoPacketType::CodedFramesX,
         _ => VideoPacketType::CodedFrames,
     };
-    let mut head = Vec::with_capacity(8);
-    head.push(ex_video_byte(f.key, packet_type));
-    head.extend_from_slice(&cc);
-    if packet_type == VideoPacketType::CodedFrames && fourcc.has_composition_time() {
-        head.extend_from_slice(&(f.cts as u32).to_be_bytes()[1..]);
-    }
-    out.push(tag(tag_type::VIDEO, f.ts, &head, Some(f.buf)));
+    // The header on the stack: no allocation per frame for it.
+    let c = (f.cts as u32).to_be_bytes();
+    let head = [
+        ex_video_byte(f.key, packet_type),
+        cc[0],
+        cc[1],
+        cc[2],
+        cc[3],
+        c[1],
+        c[2],
+        c[3],
+    ];
+    let with_cts = packet_type == VideoPacketType::CodedFrames && fourcc.has_composition_time();
+    let len = if with_cts { 8 } else { 5 };
+    out.push(tag(tag_type::VIDEO, f.ts, &head[..len], Some(f.buf)));
     Ok(())
 }
 

@@ -844,14 +844,7 @@ impl RtmpSrcDemux {
         };
         let caps = match a.format {
             SoundFormat::Aac if a.aac_packet_type == Some(AacPacketType::SequenceHeader) => {
-                let mut b = gst::Caps::builder("audio/mpeg")
-                    .field("mpegversion", 4i32)
-                    .field("stream-format", "raw")
-                    .field("codec_data", gst::Buffer::from_slice(a.data.to_vec()));
-                if let Some((rate, ch)) = parse_asc(&a.data) {
-                    b = b.field("rate", rate).field("channels", ch);
-                }
-                self.set_caps(false, b.build());
+                self.set_caps(false, aac_caps(&a.data));
                 return Ok(gst::FlowSuccess::Ok);
             }
             SoundFormat::Aac => None,
@@ -951,13 +944,8 @@ fn enhanced_audio_caps(fourcc: AudioFourCc, config: &[u8]) -> Result<gst::Caps, 
     use crate::rtmp::codec::{FlacStreamInfo, OpusHead};
     Ok(match fourcc {
         AudioFourCc::Aac => {
-            let mut b = gst::Caps::builder("audio/mpeg")
-                .field("mpegversion", 4i32)
-                .field("stream-format", "raw")
-                .field("codec_data", gst::Buffer::from_slice(config.to_vec()));
-            let (rate, ch) = parse_asc(config).ok_or("AAC without an AudioSpecificConfig")?;
-            b = b.field("rate", rate).field("channels", ch);
-            b.build()
+            parse_asc(config).ok_or("AAC without an AudioSpecificConfig")?;
+            aac_caps(config)
         }
         AudioFourCc::Mp3 => gst::Caps::builder("audio/mpeg")
             .field("mpegversion", 1i32)
@@ -975,6 +963,19 @@ fn enhanced_audio_caps(fourcc: AudioFourCc, config: &[u8]) -> Result<gst::Caps, 
         AudioFourCc::Ac3 => framed_caps("audio/x-ac3"),
         AudioFourCc::Eac3 => framed_caps("audio/x-eac3"),
     })
+}
+
+/// Raw AAC caps from an AudioSpecificConfig (legacy or Enhanced RTMP),
+/// with the rate and channels it gives.
+fn aac_caps(asc: &[u8]) -> gst::Caps {
+    let mut b = gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("codec_data", gst::Buffer::from_slice(asc.to_vec()));
+    if let Some((rate, ch)) = parse_asc(asc) {
+        b = b.field("rate", rate).field("channels", ch);
+    }
+    b.build()
 }
 
 /// Caps of a codec whose tags each carry whole frames (AC-3, E-AC-3).
