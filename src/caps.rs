@@ -116,9 +116,18 @@ impl VideoCodec {
         }
     }
 
-    /// onMetaData's `videocodecid`.
-    pub fn metadata_id(self) -> f64 {
-        self.fourcc().map_or(7.0, |f| fourcc_number(f.fourcc()))
+    /// Its FourCC as an Enhanced RTMP track (H.264 too: tracks other
+    /// than 0 exist only in Enhanced RTMP).
+    pub fn enhanced_fourcc(self) -> VideoFourCc {
+        self.fourcc().unwrap_or(VideoFourCc::Avc)
+    }
+
+    /// onMetaData's `videocodecid` (`track` 0: the legacy id for H.264).
+    pub fn metadata_id(self, track: u8) -> f64 {
+        match (track, self.fourcc()) {
+            (0, None) => 7.0,
+            _ => fourcc_number(self.enhanced_fourcc().fourcc()),
+        }
     }
 }
 
@@ -406,6 +415,16 @@ impl AudioFormat {
         }
     }
 
+    /// Its FourCC as an Enhanced RTMP track; `None` for the codecs
+    /// Enhanced RTMP has none for (G.711, PCM), which can only be track 0.
+    pub fn enhanced_fourcc(&self) -> Option<AudioFourCc> {
+        match self {
+            AudioFormat::Aac { .. } => Some(AudioFourCc::Aac),
+            AudioFormat::Mp3 { .. } => Some(AudioFourCc::Mp3),
+            _ => self.fourcc(),
+        }
+    }
+
     /// What the sequence header carries, for codecs that have one.
     pub fn config(&self) -> Option<&gst::Buffer> {
         match self {
@@ -450,12 +469,17 @@ impl AudioFormat {
         }
     }
 
-    /// onMetaData's `audiocodecid`.
-    pub fn codec_id(&self) -> f64 {
-        if let Some(f) = self.fourcc() {
-            return fourcc_number(f.fourcc());
+    /// onMetaData's `audiocodecid` (`track` 0: the legacy id where there
+    /// is one).
+    pub fn codec_id(&self, track: u8) -> f64 {
+        let fourcc = match track {
+            0 => self.fourcc(),
+            _ => self.enhanced_fourcc(),
+        };
+        match fourcc {
+            Some(f) => fourcc_number(f.fourcc()),
+            None => f64::from(self.tag_header() >> 4),
         }
-        f64::from(self.tag_header() >> 4)
     }
 
     pub fn rate(&self) -> Option<i32> {
@@ -577,7 +601,7 @@ mod tests {
         let v = VideoFormat::from_caps(&caps).unwrap();
         assert_eq!(v.width, Some(1280));
         assert_eq!(v.framerate, Some(gst::Fraction::new(30000, 1001)));
-        assert_eq!(v.codec.metadata_id(), 7.0);
+        assert_eq!(v.codec.metadata_id(0), 7.0);
         let no_cd = gst::Caps::builder("video/x-h264").build();
         assert!(
             VideoFormat::from_caps(&no_cd)
@@ -594,7 +618,13 @@ mod tests {
             .build();
         let a = AudioFormat::from_caps(&caps).unwrap();
         assert_eq!(a.tag_header(), 0xAF);
-        assert_eq!(a.codec_id(), 10.0);
+        assert_eq!(a.codec_id(0), 10.0);
+        // On a multitrack track, AAC and H.264 are their FourCCs.
+        assert_eq!(a.codec_id(1), f64::from(u32::from_be_bytes(*b"mp4a")));
+        assert_eq!(
+            VideoCodec::H264.metadata_id(2),
+            f64::from(u32::from_be_bytes(*b"avc1"))
+        );
         let mp3 = gst::Caps::builder("audio/mpeg")
             .field("mpegversion", 1i32)
             .field("layer", 3i32)
@@ -627,7 +657,7 @@ mod tests {
         let cfg = v.config.unwrap().map_readable().unwrap().to_vec();
         assert_eq!(cfg, [1, 0, 0, 0, 0, 31, 0x82, 1, 1, 1, 0, 0]);
         assert_eq!(
-            v.codec.metadata_id(),
+            v.codec.metadata_id(0),
             f64::from(u32::from_be_bytes(*b"vp09"))
         );
         let av1 = gst::Caps::builder("video/x-av1")

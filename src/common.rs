@@ -495,3 +495,83 @@ mod enhanced_caps_tests {
         assert_eq!(enhanced_caps(ClientMode::Publish, 0).caps_ex, None);
     }
 }
+
+/// A media pad's kind and Enhanced RTMP track id, from its name: `video`
+/// and `audio` are track 0, `video_N` and `audio_N` track N (0 to 255).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PadTrack {
+    pub video: bool,
+    pub track: u8,
+}
+
+impl PadTrack {
+    pub fn from_name(name: &str) -> Option<PadTrack> {
+        let (kind, number) = match name.split_once('_') {
+            Some((k, n)) => (k, Some(n)),
+            None => (name, None),
+        };
+        let video = match kind {
+            "video" => true,
+            "audio" => false,
+            _ => return None,
+        };
+        let track = match number {
+            None => 0,
+            // Digits only: no sign, no spaces.
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok()?,
+            Some(_) => return None,
+        };
+        Some(PadTrack { video, track })
+    }
+
+    /// The pad name: `video`/`audio` for track 0, else `video_N`/`audio_N`.
+    pub fn name(self) -> String {
+        let kind = if self.video { "video" } else { "audio" };
+        match self.track {
+            0 => kind.to_owned(),
+            n => format!("{kind}_{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod pad_track_tests {
+    use super::PadTrack;
+
+    #[test]
+    fn names_and_tracks() {
+        let t = |video, track| Some(PadTrack { video, track });
+        assert_eq!(PadTrack::from_name("video"), t(true, 0));
+        assert_eq!(PadTrack::from_name("audio"), t(false, 0));
+        assert_eq!(PadTrack::from_name("video_0"), t(true, 0));
+        assert_eq!(PadTrack::from_name("audio_7"), t(false, 7));
+        assert_eq!(PadTrack::from_name("video_255"), t(true, 255));
+        for bad in [
+            "video_256",
+            "video_",
+            "video_-1",
+            "video_+1",
+            "sink",
+            "audio_x",
+            "src_1",
+        ] {
+            assert_eq!(PadTrack::from_name(bad), None, "{bad}");
+        }
+        assert_eq!(
+            PadTrack {
+                video: true,
+                track: 0
+            }
+            .name(),
+            "video"
+        );
+        assert_eq!(
+            PadTrack {
+                video: false,
+                track: 3
+            }
+            .name(),
+            "audio_3"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::player::*;
+use common::server::{FFMPEG_PLAYER, framemd5_counts, paused_sink_server};
 use common::*;
 use gst::prelude::*;
 
@@ -78,22 +79,6 @@ fn decoding_player_with(
     player
 }
 
-/// Frames per stream in FFmpeg's framemd5 output: (stream index, frames).
-fn framemd5_counts(out: &str) -> Vec<(u32, usize)> {
-    let mut counts: Vec<(u32, usize)> = Vec::new();
-    for line in out.lines().filter(|l| !l.starts_with('#')) {
-        let Some(idx) = line.split(',').next().and_then(|s| s.trim().parse().ok()) else {
-            continue;
-        };
-        match counts.iter_mut().find(|(i, _)| *i == idx) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((idx, 1)),
-        }
-    }
-    counts
-}
-
-/// Waits until nginx has `n` players on `stream`.
 /// One codec pair through nginx: `publish` names its last elements before
 /// rtmpsink `sentv`/`senta`; `video`/`audio` decode on the player's side;
 /// `want_caps` are the caps names rtmpsrc must give.
@@ -140,41 +125,6 @@ fn round_trip(
         );
     }
     serve_to_ffmpeg9_and_rtmpsrc(name, publish, video, audio);
-}
-
-/// FFmpeg as a player: quiet but for errors, a long read timeout.
-const FFMPEG_PLAYER: [&str; 5] = [
-    "-hide_banner",
-    "-loglevel",
-    "error",
-    "-rw_timeout",
-    "20000000",
-];
-
-/// `publish` into rtmpsink mode=server (with `extra` properties), paused:
-/// listening, its parsers recorded from before it prerolls (or the first
-/// frames would go by unseen). Returns it, what it sent, its notices and
-/// its URL.
-fn paused_sink_server(
-    publish: &str,
-    extra: &str,
-) -> (gst::Pipeline, OutLog, common::server::Notices, String) {
-    let server = gst::parse::launch(&format!(
-        "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false {extra}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sent_log = probe_parsers(&server);
-    let notes = common::server::notices(&server);
-    server.set_state(gst::State::Paused).unwrap();
-    let port = common::server::port_of(&server.by_name("s").unwrap());
-    (
-        server,
-        sent_log,
-        notes,
-        format!("rtmp://127.0.0.1:{port}/live/key"),
-    )
 }
 
 /// The same stream from rtmpsink mode=server to FFmpeg 9 (the reference
@@ -601,78 +551,4 @@ fn hdr_caps_travel_as_color_info() {
     );
     assert_eq!(s.get::<&str>("content-light-level").ok(), Some(cll), "{s}");
     assert_eq!(s.get::<&str>("colorimetry").ok(), Some("bt2100-pq"), "{s}");
-}
-
-/// FFmpeg 9 publishes a multitrack stream (two video and two audio tracks:
-/// track 0 as legacy H.264/AAC, track 1 as Enhanced RTMP Multitrack) into
-/// rtmpsrc mode=server: the `video` and `audio` pads carry track 0 alone,
-/// packet for packet as FFmpeg reads it, and a warning says the other
-/// tracks were left out (before, both video tracks came out interleaved on
-/// one pad).
-#[test]
-fn a_multitrack_stream_gives_track_zero_and_warns() {
-    needs!("ffmpeg9");
-    init();
-    let ffmpeg9 = common::server::require_ffmpeg9();
-    let dir = TempDir::new("ff9-multitrack");
-    let file = dir.path("mt.flv");
-    let st = Command::new(&ffmpeg9)
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc=s=320x240:r=30:d=1"])
-        .args(["-f", "lavfi", "-i", "testsrc2=s=160x120:r=30:d=1"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=d=1",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=880:d=1",
-        ])
-        .args(["-map", "0", "-map", "1", "-map", "2", "-map", "3"])
-        .args([
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
-        ])
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(st.success(), "FFmpeg 9 could not make the multitrack file");
-    let sizes = |map: &str| -> Vec<usize> {
-        let out = Command::new(&ffmpeg9)
-            .args(["-hide_banner", "-loglevel", "error", "-i"])
-            .arg(&file)
-            .args(["-map", map, "-c", "copy", "-f", "framecrc", "-"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| l.split(',').nth(4).unwrap().trim().parse().unwrap())
-            .collect()
-    };
-    let (want_video, want_audio) = (sizes("0:v:0"), sizes("0:a:0"));
-    assert!(want_video.len() >= 30 && !want_audio.is_empty());
-    let (server, log, _, _, port) = common::server::src_server("eos-on-unpublish=true");
-    // Every track (FFmpeg would pick one of each kind by itself).
-    let (ok, err) = common::server::ffmpeg_push_with(
-        &ffmpeg9,
-        &file,
-        &["-map", "0"],
-        &format!("rtmp://127.0.0.1:{port}/live/key"),
-        false,
-    );
-    assert!(ok, "FFmpeg 9 could not publish: {err}");
-    let warning = last_warning_until_eos(&server, Duration::from_secs(20));
-    let got = log.lock().unwrap().clone();
-    let got_sizes = |video: bool| -> Vec<usize> {
-        got.iter()
-            .filter(|o| o.video == video)
-            .map(|o| o.size)
-            .collect()
-    };
-    assert_eq!(got_sizes(true), want_video, "video pad: track 0's packets");
-    assert_eq!(got_sizes(false), want_audio, "audio pad: track 0's packets");
-    let w = warning.expect("a warning about the left-out tracks");
-    assert!(w.contains("multitrack") && w.contains("track 1"), "{w}");
 }

@@ -255,6 +255,7 @@ fn a_server_that_stops_reading_is_left_and_rejoined_once_it_reads_again() {
             let t = gst::ClockTime::from_nseconds(n * 1_000_000_000 / 30);
             sent.push(Out {
                 video: true,
+                track: 0,
                 dts: t.nseconds() as i64,
                 pts: t.nseconds() as i64,
                 key,

@@ -1100,6 +1100,24 @@ pub fn audio_relay_role(body: &[u8]) -> RelayRole {
     }
 }
 
+/// The track a media message belongs to, read from its first bytes: the
+/// track id of an Enhanced RTMP multitrack tag (its first track, where it
+/// carries several), 0 for every other tag. Servers and backlogs keep one
+/// sequence header per track, and start players at keyframes of one track.
+pub fn relay_track(video: bool, body: &[u8]) -> u8 {
+    let multitrack = match body.first() {
+        Some(&b0) if video => b0 & 0x80 != 0 && b0 & 0x0F == VideoPacketType::Multitrack as u8,
+        Some(&b0) => b0 >> 4 == 9 && b0 & 0x0F == AudioPacketType::Multitrack as u8,
+        None => false,
+    };
+    if !multitrack {
+        return 0;
+    }
+    // [first byte][multitrack type | packet type][FourCC][track id]...: the
+    // shared FourCC, or the first track's own, sits at the same place.
+    body.get(6).copied().unwrap_or(0)
+}
+
 fn video_command(c: u8) -> Result<VideoCommand> {
     match c {
         0 => Ok(VideoCommand::StartSeek),
@@ -1287,6 +1305,23 @@ impl FlvReader {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn relay_track_of_multitrack_tags() {
+        // Legacy and single-track Enhanced RTMP tags are track 0.
+        assert_eq!(relay_track(true, &[0x17, 1, 0, 0, 0]), 0);
+        assert_eq!(relay_track(true, b"\x91hvc1\0\0\0"), 0);
+        assert_eq!(relay_track(false, &[0xAF, 1]), 0);
+        assert_eq!(relay_track(false, b"\x91Opus"), 0);
+        // OneTrack, ManyTracks (shared FourCC), ManyTracksManyCodecs.
+        assert_eq!(relay_track(true, b"\x96\x01hvc1\x02\0\0\0"), 2);
+        assert_eq!(relay_track(true, b"\x96\x11avc1\x01\0\0\x05"), 1);
+        assert_eq!(relay_track(true, b"\x96\x21av01\x07\0\0\x01"), 7);
+        assert_eq!(relay_track(false, b"\x95\x01Opus\x03"), 3);
+        // Cut short: track 0, never a panic.
+        assert_eq!(relay_track(true, b"\x96\x01hv"), 0);
+        assert_eq!(relay_track(false, &[]), 0);
+    }
 
     #[test]
     fn relay_roles_from_the_first_bytes() {

@@ -107,6 +107,35 @@ pub fn handshake_random() -> [u8; crate::rtmp::handshake::RANDOM_SIZE] {
     out
 }
 
+/// A set of video track ids (Enhanced RTMP multitrack): the tracks a
+/// player, or a new connection, has had a keyframe of.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TrackSet([u64; 4]);
+
+impl TrackSet {
+    pub fn insert(&mut self, t: u8) {
+        self.0[usize::from(t / 64)] |= 1 << (t % 64);
+    }
+
+    pub fn contains(&self, t: u8) -> bool {
+        self.0[usize::from(t / 64)] & (1 << (t % 64)) != 0
+    }
+
+    /// Whether a video frame goes to a player that has these tracks: every
+    /// keyframe does (and starts its track), other frames only on a track
+    /// started. Everything else always goes.
+    pub fn admits(&mut self, video: Option<(u8, bool)>) -> bool {
+        match video {
+            Some((t, true)) => {
+                self.insert(t);
+                true
+            }
+            Some((t, false)) => self.contains(t),
+            None => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,6 @@ use super::mux::RtmpSinkMux;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
-});
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Input {
     #[default]
@@ -287,6 +283,21 @@ impl ElementImpl for RtmpSink {
                     &crate::caps::flv_caps(),
                 )
                 .unwrap(),
+                // Enhanced RTMP multitrack: the number is the track id.
+                gst::PadTemplate::new(
+                    "video_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::video_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "audio_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::audio_caps(),
+                )
+                .unwrap(),
             ]
         });
         T.as_ref()
@@ -305,8 +316,8 @@ impl ElementImpl for RtmpSink {
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _name: Option<&str>,
-        _caps: Option<&gst::Caps>,
+        req_name: Option<&str>,
+        caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let name = templ.name_template().to_string();
         let mut st = lock(&self.state);
@@ -315,11 +326,7 @@ impl ElementImpl for RtmpSink {
                 st.input = Input::Flv;
                 self.conn.static_pad("sink")?
             }
-            ("video" | "audio", Input::None | Input::Elementary) => {
-                if self.obj().static_pad(&name).is_some() {
-                    gst::warning!(CAT, imp = self, "rtmpsink already has a {name} pad");
-                    return None;
-                }
+            ("video" | "audio" | "video_%u" | "audio_%u", Input::None | Input::Elementary) => {
                 let mux = match &st.mux {
                     Some(m) => m.clone(),
                     None => {
@@ -333,8 +340,11 @@ impl ElementImpl for RtmpSink {
                         m
                     }
                 };
+                // The muxer checks the name and that the track is free.
+                let mux_templ = mux.pad_template(&name)?;
+                let pad = mux.request_pad(&mux_templ, req_name, caps)?;
                 st.input = Input::Elementary;
-                mux.request_pad_simple(&name)?
+                pad
             }
             _ => {
                 gst::element_imp_warning!(
@@ -346,9 +356,15 @@ impl ElementImpl for RtmpSink {
             }
         };
         drop(st);
+        // Named as the muxer's pad ("video", "audio_2"); the FLV pad "sink".
+        let ghost_name = if name == "sink" {
+            name
+        } else {
+            target.name().to_string()
+        };
         let ghost = gst::GhostPad::builder_from_template_with_target(templ, &target)
             .ok()?
-            .name(name.as_str())
+            .name(ghost_name.as_str())
             .build();
         if self.obj().current_state() > gst::State::Null {
             ghost.set_active(true).ok();

@@ -195,7 +195,11 @@ impl ObjectImpl for RtmpSrc {
             let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
                 return;
             };
-            let templ = bin.pad_template(&pad.name()).expect("same template names");
+            // "video", "audio", "video_%u" or "audio_%u": the same names here.
+            let templ = pad
+                .pad_template()
+                .and_then(|t| bin.pad_template(t.name_template()))
+                .expect("same template names");
             let ghost = gst::GhostPad::builder_from_template_with_target(&templ, &src)
                 .expect("ghost")
                 .name(pad.name())
@@ -259,7 +263,7 @@ impl ElementImpl for RtmpSrc {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let d = RtmpSrcDemux::static_type();
             let klass = glib::Class::<gst::Element>::from_type(d).expect("demuxer class");
-            ["video", "audio"]
+            ["video", "audio", "video_%u", "audio_%u"]
                 .iter()
                 .map(|n| {
                     let t = klass.pad_template(n).expect("template");

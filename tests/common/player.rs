@@ -13,6 +13,8 @@ use super::{Frame, assert_same_frames, crc32};
 #[derive(Debug, Clone)]
 pub struct Out {
     pub video: bool,
+    /// Enhanced RTMP track id: 0 for `video`/`audio`, N for `video_N`.
+    pub track: u8,
     pub dts: i64,
     pub pts: i64,
     pub key: bool,
@@ -67,7 +69,11 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
 /// Records every buffer and caps event that goes through `pad` (of
 /// rtmpsrc's `video` pad when its name or its peer's says so).
 pub fn record(pad: &gst::Pad, log: OutLog, caps: Arc<Mutex<Vec<gst::Caps>>>) {
-    let video = pad.name() == "video" || pad.peer().is_some_and(|p| p.name() == "video");
+    let (video, track) = [Some(pad.name()), pad.peer().map(|p| p.name())]
+        .into_iter()
+        .flatten()
+        .find_map(|n| pad_track(&n))
+        .unwrap_or((false, 0));
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
@@ -76,6 +82,7 @@ pub fn record(pad: &gst::Pad, log: OutLog, caps: Arc<Mutex<Vec<gst::Caps>>>) {
                     let m = b.map_readable().unwrap();
                     log.lock().unwrap().push(Out {
                         video,
+                        track,
                         dts: b.dts().map(|t| t.nseconds() as i64).unwrap_or(-1),
                         pts: b.pts().map(|t| t.nseconds() as i64).unwrap_or(-1),
                         key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
@@ -158,12 +165,17 @@ pub fn probe_parsers(pub_p: &gst::Pipeline) -> OutLog {
             .factory()
             .map(|f| f.name().to_string())
             .unwrap_or_default();
-        // h264parse and aacparse, or whatever a test named sentv/senta.
-        let video = match (kind.as_str(), e.name().as_str()) {
-            ("h264parse", _) | (_, "sentv") => true,
-            ("aacparse", _) | (_, "senta") => false,
+        // h264parse and aacparse, or whatever a test named sentv/senta
+        // (sentvN/sentaN: track N).
+        let name = e.name();
+        let video = match (kind.as_str(), name.as_str()) {
+            ("h264parse", _) => true,
+            ("aacparse", _) => false,
+            (_, n) if n.starts_with("sentv") => true,
+            (_, n) if n.starts_with("senta") => false,
             _ => continue,
         };
+        let track: u8 = name.get(5..).and_then(|t| t.parse().ok()).unwrap_or(0);
         let sent = sent.clone();
         // Parsers push lists too (the frames held back until caps were
         // known, say): every buffer of either is recorded.
@@ -194,6 +206,7 @@ pub fn probe_parsers(pub_p: &gst::Pipeline) -> OutLog {
                     let m = b.map_readable().unwrap();
                     sent.lock().unwrap().push(Out {
                         video,
+                        track,
                         dts: rt(b.dts().or(b.pts())),
                         pts: rt(b.pts().or(b.dts())),
                         key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
@@ -423,4 +436,51 @@ pub fn playbin_with_source(
         None
     });
     (playbin.downcast::<gst::Pipeline>().unwrap(), source)
+}
+
+/// (video, track) of a media pad name: `video`, `audio`, `video_N`, `audio_N`.
+pub fn pad_track(name: &str) -> Option<(bool, u8)> {
+    let (kind, n) = name.split_once('_').unwrap_or((name, "0"));
+    let video = match kind {
+        "video" => true,
+        "audio" => false,
+        _ => return None,
+    };
+    Some((video, n.parse().ok()?))
+}
+
+/// The frames of one track.
+pub fn track_frames(log: &[Out], video: bool, track: u8) -> Vec<Out> {
+    log.iter()
+        .filter(|o| o.video == video && o.track == track)
+        .cloned()
+        .collect()
+}
+
+/// `same_frames` for one track of a multitrack stream: times counted from
+/// the start of the whole stream on each side (RTMP time 0 is the first
+/// frame of any track), frames of that track compared.
+pub fn same_track_frames(what: &str, sent: &[Out], got: &[Out], video: bool, track: u8) {
+    let pick = |log: &[Out], round: bool| -> Vec<Frame> {
+        let base = log.iter().map(|o| o.dts).min().unwrap_or(0);
+        let ms = |t: i64| {
+            if round {
+                (t - base + 500_000).div_euclid(1_000_000)
+            } else {
+                (t - base) / 1_000_000
+            }
+        };
+        log.iter()
+            .filter(|o| o.video == video && o.track == track)
+            .map(|o| Frame {
+                video,
+                dts: ms(o.dts),
+                pts: ms(o.pts),
+                key: o.key || !o.video,
+                size: o.size,
+                crc: o.crc,
+            })
+            .collect()
+    };
+    assert_same_frames(what, &pick(got, false), &pick(sent, true));
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use super::player::{OutLog, player};
+use super::player::{OutLog, player, probe_parsers};
 use super::{Tracks, init};
 
 pub type Notices = Arc<Mutex<Vec<gst::Structure>>>;
@@ -273,4 +273,51 @@ pub fn chunk_header(csid: u32, length: u32, type_id: u8) -> Vec<u8> {
     h.push(type_id);
     h.extend_from_slice(&0u32.to_le_bytes());
     h
+}
+
+/// FFmpeg as a player: quiet but for errors, a long read timeout.
+pub const FFMPEG_PLAYER: [&str; 5] = [
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-rw_timeout",
+    "20000000",
+];
+
+/// Frames per stream in FFmpeg's framemd5 output: (stream index, frames).
+pub fn framemd5_counts(out: &str) -> Vec<(u32, usize)> {
+    let mut counts: Vec<(u32, usize)> = Vec::new();
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        let Some(idx) = line.split(',').next().and_then(|s| s.trim().parse().ok()) else {
+            continue;
+        };
+        match counts.iter_mut().find(|(i, _)| *i == idx) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((idx, 1)),
+        }
+    }
+    counts
+}
+
+/// `publish` into rtmpsink mode=server (with `extra` properties), paused:
+/// listening, its parsers recorded from before it prerolls (or the first
+/// frames would go by unseen). Returns it, what it sent, its notices and
+/// its URL.
+pub fn paused_sink_server(publish: &str, extra: &str) -> (gst::Pipeline, OutLog, Notices, String) {
+    let server = gst::parse::launch(&format!(
+        "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false {extra}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent_log = probe_parsers(&server);
+    let notes = notices(&server);
+    server.set_state(gst::State::Paused).unwrap();
+    let port = port_of(&server.by_name("s").unwrap());
+    (
+        server,
+        sent_log,
+        notes,
+        format!("rtmp://127.0.0.1:{port}/live/key"),
+    )
 }

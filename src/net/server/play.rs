@@ -3,7 +3,9 @@
 //! the same bytes go to every player; a new player gets the metadata and
 //! sequence headers, then the cached GOP from its keyframe on; a player that
 //! falls behind skips to the next keyframe, and one that keeps falling
-//! behind is cut off.
+//! behind is cut off. Enhanced RTMP multitrack streams keep a sequence
+//! header per track; players start at keyframes of the lowest video track,
+//! and get each other video track from its own next keyframe.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,9 +14,10 @@ use bytes::{Bytes, BytesMut};
 use mio::Token;
 
 use super::{Out, Peer, PeerKind};
+use crate::net::TrackSet;
 use crate::rtmp::chunk::{TimestampUnwrapper, encode_standalone};
 use crate::rtmp::error::{Error, Result};
-use crate::rtmp::flv::{RelayRole, audio_relay_role, video_relay_role};
+use crate::rtmp::flv::{RelayRole, audio_relay_role, relay_track, video_relay_role};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ServerEvent, csid};
 
@@ -70,6 +73,8 @@ pub(crate) struct Relay {
     payload: Option<Bytes>,
     /// An Enhanced RTMP audio or video tag (a legacy player cannot read it).
     enhanced: bool,
+    /// Its Enhanced RTMP track (0 unless multitrack).
+    track: u8,
 }
 
 /// Whether an audio or video tag body, from its first byte, is Enhanced
@@ -134,7 +139,22 @@ impl Relay {
             encoded,
             payload,
             enhanced: head.first().is_some_and(|&b| is_enhanced(kind, b)),
+            track: match kind {
+                Kind::Audio | Kind::Video => relay_track(kind == Kind::Video, head),
+                _ => 0,
+            },
         })
+    }
+
+    /// For a video frame: its track and whether it is a keyframe.
+    fn video_frame(&self) -> Option<(u8, bool)> {
+        (self.kind == Kind::Video && self.role != RelayRole::Config)
+            .then_some((self.track, self.role == RelayRole::Key))
+    }
+
+    /// A keyframe of video track `track`.
+    fn is_key_of(&self, track: u8) -> bool {
+        self.kind == Kind::Video && self.role == RelayRole::Key && self.track == track
     }
 
     pub fn size(&self) -> usize {
@@ -180,6 +200,8 @@ struct Cached {
     timestamp: u32,
     ts: i64,
     enhanced: bool,
+    /// A video frame: its track and whether it is a keyframe.
+    video: Option<(u8, bool)>,
 }
 
 /// Per player: where it is in the stream.
@@ -202,6 +224,8 @@ pub(super) struct PlayerState {
     drained_since: Option<Instant>,
     /// Announced no Enhanced RTMP codecs in connect: gets legacy tags only.
     legacy: bool,
+    /// The video tracks it has had a keyframe of since it started.
+    tracks: TrackSet,
 }
 
 impl PlayerState {
@@ -215,16 +239,18 @@ pub(super) struct PlayRole {
     options: PlayOptions,
     unwrap: TimestampUnwrapper,
     meta: Option<Relay>,
-    video_config: Option<Relay>,
-    audio_config: Option<Relay>,
+    /// The latest sequence header of each audio and video track.
+    configs: Vec<Relay>,
     config_gen: u64,
     gop: Vec<Cached>,
     gop_bytes: usize,
     /// False after the GOP outgrew MAX_GOP_BYTES, until the next keyframe.
     gop_valid: bool,
     has_video: bool,
-    /// The newest video tag was Enhanced RTMP: legacy players start at
-    /// audio frames.
+    /// The lowest video track seen: its keyframes are where players start.
+    main_track: u8,
+    /// The newest tag of the main video track was Enhanced RTMP: legacy
+    /// players start at audio frames.
     video_enhanced: bool,
     pub finishing: bool,
 }
@@ -235,13 +261,13 @@ impl PlayRole {
             options,
             unwrap: TimestampUnwrapper::new(),
             meta: None,
-            video_config: None,
-            audio_config: None,
+            configs: Vec::new(),
             config_gen: 1,
             gop: Vec::new(),
             gop_bytes: 0,
             gop_valid: false,
             has_video: false,
+            main_track: 0,
             video_enhanced: false,
             finishing: false,
         }
@@ -255,9 +281,10 @@ impl PlayRole {
     /// starting there.
     fn queue_prefix(&self, p: &mut Peer, timestamp: u32, ts: i64) {
         let legacy = p.player.legacy;
-        for r in [&self.meta, &self.video_config, &self.audio_config]
-            .into_iter()
-            .flatten()
+        for r in self
+            .meta
+            .iter()
+            .chain(&self.configs)
             .filter(|r| !(legacy && r.enhanced))
         {
             p.queue_media(r.encoded_at(timestamp, p.stream_id), ts);
@@ -269,7 +296,7 @@ impl PlayRole {
         if !self.options.gop_cache {
             return;
         }
-        if r.kind == Kind::Video && r.role == RelayRole::Key {
+        if r.is_key_of(self.main_track) {
             self.gop.clear();
             self.gop_bytes = 0;
             self.gop_valid = true;
@@ -283,6 +310,7 @@ impl PlayRole {
             timestamp: r.timestamp,
             ts,
             enhanced: r.enhanced,
+            video: r.video_frame(),
         });
         if self.gop_bytes > MAX_GOP_BYTES {
             self.gop.clear();
@@ -296,14 +324,20 @@ impl PlayRole {
         let ts = self.unwrap.unwrap(r.timestamp);
         let config = r.role == RelayRole::Config;
         if r.kind == Kind::Video {
+            if !self.has_video || r.track < self.main_track {
+                self.main_track = r.track;
+            }
             self.has_video = true;
-            self.video_enhanced = r.enhanced;
+            if r.track == self.main_track {
+                self.video_enhanced = r.enhanced;
+            }
         }
         if !config {
             self.cache(&r, ts);
         }
-        let start_point = (r.kind == Kind::Video && r.role == RelayRole::Key)
-            || (r.kind == Kind::Audio && !self.has_video);
+        let video = r.video_frame();
+        let start_point =
+            r.is_key_of(self.main_track) || (r.kind == Kind::Audio && !self.has_video);
         // A legacy player cannot start at an Enhanced RTMP keyframe: with
         // such video it starts at an audio frame.
         let legacy_start_point = (start_point && !r.enhanced)
@@ -328,6 +362,7 @@ impl PlayRole {
                     }
                     p.player.live = true;
                     p.player.skipping = false;
+                    p.player.tracks = TrackSet::default();
                 } else {
                     if p.player.skipping && media {
                         p.player.dropped += 1;
@@ -336,6 +371,10 @@ impl PlayRole {
                 }
             } else if config {
                 p.player.config_gen = self.config_gen + 1;
+            }
+            if !p.player.tracks.admits(video) {
+                // A track it has had no keyframe of yet.
+                continue;
             }
             if p.out.is_empty() {
                 // Caught up: the GOP it started with is behind it.
@@ -348,8 +387,13 @@ impl PlayRole {
             self.config_gen += 1;
             match r.kind {
                 Kind::Meta => self.meta = Some(r),
-                Kind::Video => self.video_config = Some(r),
-                Kind::Audio => self.audio_config = Some(r),
+                Kind::Video | Kind::Audio => {
+                    let same = |c: &Relay| c.kind == r.kind && c.track == r.track;
+                    match self.configs.iter_mut().find(|c| same(c)) {
+                        Some(c) => *c = r,
+                        None => self.configs.push(r),
+                    }
+                }
                 Kind::Data => {}
             }
         }
@@ -458,7 +502,9 @@ impl PlayRole {
         if let (Some(first), Some(last), true) = (self.gop.first(), self.gop.last(), usable) {
             self.queue_prefix(p, first.timestamp, first.ts);
             for c in self.gop.iter().filter(|c| !(legacy && c.enhanced)) {
-                p.queue_media(for_stream(&c.encoded, stream_id), c.ts);
+                if p.player.tracks.admits(c.video) {
+                    p.queue_media(for_stream(&c.encoded, stream_id), c.ts);
+                }
             }
             p.player.live = true;
             p.player.newest_ts = last.ts;

@@ -4,13 +4,17 @@
 //! sequence headers, and how far the server has acknowledged. After a
 //! reconnection, the new connection gets the headers, then everything from
 //! the keyframe before the first message the server did not confirm.
+//! Enhanced RTMP multitrack streams keep a sequence header per track; the
+//! keyframes of the lowest video track are the start points, and each other
+//! video track is replayed from its own first keyframe after the start.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::net::TrackSet;
 use crate::rtmp::chunk::TimestampUnwrapper;
-use crate::rtmp::flv::{RelayRole, audio_relay_role, tag_type, video_relay_role};
+use crate::rtmp::flv::{RelayRole, audio_relay_role, relay_track, tag_type, video_relay_role};
 
 /// One message as it was (or will be) sent.
 #[derive(Debug, Clone)]
@@ -20,6 +24,10 @@ pub struct Item {
     pub body: Bytes,
     /// A point a new connection may start at.
     key: bool,
+    /// Audio and video: the Enhanced RTMP track (0 unless multitrack).
+    track: u8,
+    /// A video frame: its track and whether it is a keyframe.
+    video: Option<(u8, bool)>,
     /// Unwrapped time (ms).
     time: i64,
     /// The connection's byte count once this was written, if it was.
@@ -32,9 +40,11 @@ pub struct Backlog {
     keep_ms: i64,
     unwrap: TimestampUnwrapper,
     meta: Option<Item>,
-    video_config: Option<Item>,
-    audio_config: Option<Item>,
+    /// The latest sequence header of each audio and video track.
+    configs: Vec<Item>,
     has_video: bool,
+    /// The lowest video track seen: its keyframes are the start points.
+    main_track: u8,
     newest: i64,
     /// The last push was a start point (see `newest_is_key`).
     newest_key: bool,
@@ -56,8 +66,15 @@ impl Backlog {
     /// messages fell out of the backlog to make room.
     pub fn push(&mut self, kind: u8, timestamp: u32, body: Bytes) -> u64 {
         let time = self.unwrap.unwrap(timestamp);
+        let track = match kind {
+            tag_type::VIDEO | tag_type::AUDIO => relay_track(kind == tag_type::VIDEO, &body),
+            _ => 0,
+        };
         let role = match kind {
             tag_type::VIDEO => {
+                if !self.has_video || track < self.main_track {
+                    self.main_track = track;
+                }
                 self.has_video = true;
                 video_relay_role(&body)
             }
@@ -66,26 +83,33 @@ impl Backlog {
             _ => RelayRole::Frame,
         };
         let key = match kind {
-            tag_type::VIDEO => role == RelayRole::Key,
+            tag_type::VIDEO => role == RelayRole::Key && track == self.main_track,
             tag_type::AUDIO => !self.has_video,
             _ => false,
         };
+        let video = (kind == tag_type::VIDEO && role != RelayRole::Config)
+            .then_some((track, role == RelayRole::Key));
         let item = Item {
             kind,
             timestamp,
             body,
             key,
+            track,
+            video,
             time,
             written_at: None,
         };
         if role == RelayRole::Config {
             // Kept apart: a new connection gets the latest ones first.
-            let slot = match kind {
-                tag_type::VIDEO => &mut self.video_config,
-                tag_type::AUDIO => &mut self.audio_config,
-                _ => &mut self.meta,
-            };
-            *slot = Some(item);
+            if kind == tag_type::VIDEO || kind == tag_type::AUDIO {
+                let same = |c: &Item| c.kind == kind && c.track == track;
+                match self.configs.iter_mut().find(|c| same(c)) {
+                    Some(c) => *c = item,
+                    None => self.configs.push(item),
+                }
+            } else {
+                self.meta = Some(item);
+            }
             self.newest_key = false;
             return 0;
         }
@@ -172,15 +196,20 @@ impl Backlog {
             return out;
         };
         let at = self.items[start].timestamp;
-        for c in [&self.meta, &self.video_config, &self.audio_config]
-            .into_iter()
-            .flatten()
-        {
+        for c in self.meta.iter().chain(&self.configs) {
             let mut c = c.clone();
             c.timestamp = if c.kind == tag_type::SCRIPT { 0 } else { at };
             out.push(c);
         }
-        out.extend(self.items.iter().skip(start).cloned());
+        // Each video track from its first keyframe on.
+        let mut tracks = TrackSet::default();
+        out.extend(
+            self.items
+                .iter()
+                .skip(start)
+                .filter(|i| tracks.admits(i.video))
+                .cloned(),
+        );
         out
     }
 

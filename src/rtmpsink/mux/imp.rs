@@ -9,9 +9,11 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::caps::{AudioFormat, VideoFormat};
+use crate::common::PadTrack;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
-    AudioPacketType, FrameType, TAG_HEADER_SIZE, VideoFourCc, VideoPacketType, tag_type,
+    AudioPacketType, AvMultitrackType, FrameType, TAG_HEADER_SIZE, VideoFourCc, VideoPacketType,
+    tag_type,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -30,6 +32,8 @@ enum Format {
 
 #[derive(Debug, Default)]
 struct PadState {
+    /// Kind and track id, from the pad's name.
+    id: PadTrack,
     format: Option<Format>,
     /// The codec configuration last sent as a sequence header.
     sent_config: Option<Vec<u8>>,
@@ -43,6 +47,9 @@ struct PadState {
     frames: u64,
     last_dts: Option<u32>,
     bitrate: Option<u32>,
+    /// From the pad's tags, for the track maps of onMetaData.
+    language: Option<String>,
+    title: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -98,9 +105,11 @@ impl State {
                     ts,
                     cts,
                 };
-                match v.codec.fourcc() {
-                    None => legacy_video_tags(ps, v, &frame, out)?,
-                    Some(fourcc) => enhanced_video_tags(ps, v, fourcc, &frame, out)?,
+                // H.264 on track 0 as legacy FLV, every other track and
+                // codec as Enhanced RTMP.
+                match (ps.id.track, v.codec.fourcc()) {
+                    (0, None) => legacy_video_tags(ps, v, &frame, out)?,
+                    _ => enhanced_video_tags(ps, v, v.codec.enhanced_fourcc(), &frame, out)?,
                 }
                 ps.frames += 1;
                 self.video_frames += 1;
@@ -143,20 +152,60 @@ fn legacy_video_tags(
     Ok(())
 }
 
-/// Enhanced RTMP's first byte of a video tag: the ExHeader bit, the frame
-/// type and the packet type.
-fn ex_video_byte(key: bool, packet_type: VideoPacketType) -> u8 {
-    let frame_type = if key {
-        FrameType::Key
-    } else {
-        FrameType::Inter
-    };
-    0x80 | (frame_type as u8) << 4 | packet_type as u8
+/// The first bytes of an Enhanced RTMP tag, built on the stack: `first`
+/// (the audio or video ExHeader bits, with the frame type for video), the
+/// packet type and the FourCC; for a track other than 0, a one-track
+/// Multitrack packet (`multitrack` is its packet type code) with the track
+/// id. Room is left for a composition time.
+struct ExHead {
+    bytes: [u8; 10],
+    len: usize,
 }
 
-/// H.265, AV1 and VP9 as Enhanced RTMP: SequenceStart with the
-/// configuration record, then CodedFrames (with the composition time for
-/// H.265, CodedFramesX where it is 0) .
+impl ExHead {
+    fn new(first: u8, multitrack: u8, packet_type: u8, cc: [u8; 4], track: u8) -> ExHead {
+        let mut bytes = [0u8; 10];
+        let len = if track == 0 {
+            bytes[0] = first | packet_type;
+            bytes[1..5].copy_from_slice(&cc);
+            5
+        } else {
+            bytes[0] = first | multitrack;
+            bytes[1] = (AvMultitrackType::OneTrack as u8) << 4 | packet_type;
+            bytes[2..6].copy_from_slice(&cc);
+            bytes[6] = track;
+            7
+        };
+        ExHead { bytes, len }
+    }
+
+    fn video(frame_type: FrameType, packet_type: VideoPacketType, cc: [u8; 4], track: u8) -> Self {
+        let first = 0x80 | (frame_type as u8) << 4;
+        let multitrack = VideoPacketType::Multitrack as u8;
+        ExHead::new(first, multitrack, packet_type as u8, cc, track)
+    }
+
+    fn audio(packet_type: AudioPacketType, cc: [u8; 4], track: u8) -> Self {
+        let multitrack = AudioPacketType::Multitrack as u8;
+        ExHead::new(0x90, multitrack, packet_type as u8, cc, track)
+    }
+
+    /// The SI24 composition time after the header.
+    fn with_cts(mut self, cts: i32) -> Self {
+        let c = (cts as u32).to_be_bytes();
+        self.bytes[self.len..self.len + 3].copy_from_slice(&c[1..]);
+        self.len += 3;
+        self
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// H.265, AV1 and VP9 (and H.264 on tracks other than 0) as Enhanced RTMP:
+/// SequenceStart with the configuration record, then CodedFrames (with the
+/// composition time for H.264 and H.265, CodedFramesX where it is 0).
 fn enhanced_video_tags(
     ps: &mut PadState,
     v: &VideoFormat,
@@ -165,6 +214,7 @@ fn enhanced_video_tags(
     out: &mut Vec<gst::Buffer>,
 ) -> Result<(), gst::FlowError> {
     let cc = fourcc.fourcc();
+    let track = ps.id.track;
     let config = match &v.config {
         Some(c) => ps.config_changed(c)?.then(|| c.clone()),
         // AV1 without codec_data: av1C from the keyframes' sequence headers.
@@ -175,52 +225,37 @@ fn enhanced_video_tags(
         // A new sequence start: colorInfo goes again after it.
         ps.sent_color = None;
         ps.color_dirty = true;
-        let start = ex_video_byte(true, VideoPacketType::SequenceStart);
-        out.push(tag(
-            tag_type::VIDEO,
-            f.ts,
-            &[start, cc[0], cc[1], cc[2], cc[3]],
-            Some(&c),
-        ));
+        let head = ExHead::video(FrameType::Key, VideoPacketType::SequenceStart, cc, track);
+        out.push(tag(tag_type::VIDEO, f.ts, head.as_slice(), Some(&c)));
     }
     // colorInfo after the sequence start, again whenever it changes.
     if let Some(c) = &v.color_info
         && ps.color_changed(c)?
     {
-        let head = [
-            0x80 | (FrameType::Command as u8) << 4 | VideoPacketType::Metadata as u8,
-            cc[0],
-            cc[1],
-            cc[2],
-            cc[3],
-        ];
-        out.push(tag(tag_type::VIDEO, f.ts, &head, Some(c)));
+        let head = ExHead::video(FrameType::Command, VideoPacketType::Metadata, cc, track);
+        out.push(tag(tag_type::VIDEO, f.ts, head.as_slice(), Some(c)));
     }
     let packet_type = match (fourcc.has_composition_time(), f.cts) {
         (true, 0) => VideoPacketType::CodedFramesX,
         _ => VideoPacketType::CodedFrames,
     };
-    // The header on the stack: no allocation per frame for it.
-    let c = (f.cts as u32).to_be_bytes();
-    let head = [
-        ex_video_byte(f.key, packet_type),
-        cc[0],
-        cc[1],
-        cc[2],
-        cc[3],
-        c[1],
-        c[2],
-        c[3],
-    ];
-    let with_cts = packet_type == VideoPacketType::CodedFrames && fourcc.has_composition_time();
-    let len = if with_cts { 8 } else { 5 };
-    out.push(tag(tag_type::VIDEO, f.ts, &head[..len], Some(f.buf)));
+    let frame_type = if f.key {
+        FrameType::Key
+    } else {
+        FrameType::Inter
+    };
+    let mut head = ExHead::video(frame_type, packet_type, cc, track);
+    if packet_type == VideoPacketType::CodedFrames && fourcc.has_composition_time() {
+        head = head.with_cts(f.cts);
+    }
+    out.push(tag(tag_type::VIDEO, f.ts, head.as_slice(), Some(f.buf)));
     Ok(())
 }
 
 /// Audio: AAC's sequence header and raw frames, the other legacy codecs
-/// as they are, the Enhanced RTMP ones with their FourCC (and sequence
-/// start where the codec has a configuration).
+/// as they are, the Enhanced RTMP ones (and every codec on a track other
+/// than 0) with their FourCC and sequence start where the codec has a
+/// configuration.
 fn audio_tags(
     ps: &mut PadState,
     a: &AudioFormat,
@@ -229,7 +264,13 @@ fn audio_tags(
     out: &mut Vec<gst::Buffer>,
 ) -> Result<(), gst::FlowError> {
     let h = a.tag_header();
-    match (a.fourcc(), a) {
+    let track = ps.id.track;
+    let fourcc = match track {
+        0 => a.fourcc(),
+        // Checked with the caps: every format on these tracks has one.
+        _ => Some(a.enhanced_fourcc().ok_or(gst::FlowError::NotNegotiated)?),
+    };
+    match (fourcc, a) {
         (None, AudioFormat::Aac { asc, .. }) => {
             if ps.config_changed(asc)? {
                 out.push(tag(tag_type::AUDIO, ts, &[h, 0], Some(asc)));
@@ -240,8 +281,8 @@ fn audio_tags(
         (Some(fourcc), _) => {
             let cc = fourcc.fourcc();
             let ex = |packet_type: AudioPacketType, payload: &gst::Buffer| {
-                let head = [0x90 | packet_type as u8, cc[0], cc[1], cc[2], cc[3]];
-                tag(tag_type::AUDIO, ts, &head, Some(payload))
+                let head = ExHead::audio(packet_type, cc, track);
+                tag(tag_type::AUDIO, ts, head.as_slice(), Some(payload))
             };
             if let Some(c) = a.config()
                 && ps.config_changed(c)?
@@ -352,6 +393,22 @@ impl ElementImpl for RtmpSinkMux {
                     gst_base::AggregatorPad::static_type(),
                 )
                 .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "video_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::video_caps(),
+                    gst_base::AggregatorPad::static_type(),
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "audio_%u",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &crate::caps::audio_caps(),
+                    gst_base::AggregatorPad::static_type(),
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
@@ -360,18 +417,31 @@ impl ElementImpl for RtmpSinkMux {
     fn request_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _name: Option<&str>,
+        name: Option<&str>,
         caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
-        let name = templ.name_template();
-        if self.obj().static_pad(name).is_some() {
-            gst::warning!(CAT, imp = self, "there is already a {name} pad");
-            return None;
-        }
-        let pad = self.parent_request_new_pad(templ, Some(name), caps)?;
-        self.lock()
-            .pads
-            .insert(name.to_string(), PadState::default());
+        let id = {
+            let st = self.lock();
+            let taken: Vec<PadTrack> = st.pads.values().map(|p| p.id).collect();
+            match pick_track(templ.name_template(), name, &taken) {
+                Ok(id) => id,
+                Err(e) => {
+                    drop(st);
+                    gst::element_imp_warning!(self, gst::CoreError::Pad, ("{}", e));
+                    return None;
+                }
+            }
+        };
+        // `video_0` stays `video_0`; the name is what the user asked for.
+        let name = name.map_or_else(|| id.name(), str::to_owned);
+        let pad = self.parent_request_new_pad(templ, Some(&name), caps)?;
+        self.lock().pads.insert(
+            name,
+            PadState {
+                id,
+                ..Default::default()
+            },
+        );
         Some(pad)
     }
 
@@ -386,7 +456,16 @@ impl AggregatorImpl for RtmpSinkMux {
         let mut st = self.lock();
         let pads = std::mem::take(&mut st.pads);
         *st = State::default();
-        st.pads = pads.into_keys().map(|k| (k, PadState::default())).collect();
+        st.pads = pads
+            .into_iter()
+            .map(|(k, p)| {
+                let fresh = PadState {
+                    id: p.id,
+                    ..Default::default()
+                };
+                (k, fresh)
+            })
+            .collect();
         drop(st);
         self.parent_start()
     }
@@ -394,13 +473,13 @@ impl AggregatorImpl for RtmpSinkMux {
     fn create_new_pad(
         &self,
         templ: &gst::PadTemplate,
-        _req_name: Option<&str>,
+        req_name: Option<&str>,
         _caps: Option<&gst::Caps>,
     ) -> Option<gst_base::AggregatorPad> {
-        // Named after the template ("video", "audio"), not "sink_%u".
+        // Named as requested ("video", "audio_2"), not "sink_%u".
         Some(
             gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ)
-                .name(templ.name_template())
+                .name(req_name.unwrap_or(templ.name_template()))
                 .build(),
         )
     }
@@ -409,10 +488,22 @@ impl AggregatorImpl for RtmpSinkMux {
         match event.view() {
             gst::EventView::Caps(c) => {
                 let caps = c.caps();
-                let format = if pad.name() == "video" {
+                let id = self.lock().pads.get(pad.name().as_str()).map(|p| p.id);
+                let id = id.unwrap_or_default();
+                let format = if id.video {
                     VideoFormat::from_caps(caps).map(Format::Video)
                 } else {
-                    AudioFormat::from_caps(caps).map(Format::Audio)
+                    AudioFormat::from_caps(caps).and_then(|a| {
+                        if id.track != 0 && a.enhanced_fourcc().is_none() {
+                            return Err(format!(
+                                "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the audio pad (track 0) takes it",
+                                caps.structure(0).map_or("?", |s| s.name().as_str()),
+                                id.track,
+                                pad.name()
+                            ));
+                        }
+                        Ok(a)
+                    }).map(Format::Audio)
                 };
                 match format {
                     Ok(f) => {
@@ -448,12 +539,26 @@ impl AggregatorImpl for RtmpSinkMux {
                     }
                     None => None,
                 };
+                let mut changed = false;
                 if let Some(b) = bitrate
                     && ps.bitrate != Some(b)
                 {
                     ps.bitrate = Some(b);
-                    st.meta_dirty = true;
+                    changed = true;
                 }
+                let language = tags
+                    .get::<gst::tags::LanguageCode>()
+                    .map(|l| l.get().to_owned());
+                if language.is_some() && ps.language != language {
+                    ps.language = language;
+                    changed = true;
+                }
+                let title = tags.get::<gst::tags::Title>().map(|t| t.get().to_owned());
+                if title.is_some() && ps.title != title {
+                    ps.title = title;
+                    changed = true;
+                }
+                st.meta_dirty |= changed;
             }
             _ => {}
         }
@@ -704,10 +809,15 @@ impl RtmpSinkMux {
         }
         let obj = self.obj();
         obj.set_src_caps(&crate::caps::flv_caps());
+        let (has_video, has_audio) = {
+            let st = self.lock();
+            let has = |video| st.pads.values().any(|p| p.id.video == video);
+            (has(true), has(false))
+        };
         let mut h = Vec::with_capacity(13);
         crate::rtmp::flv::FlvHeader {
-            has_audio: obj.static_pad("audio").is_some(),
-            has_video: obj.static_pad("video").is_some(),
+            has_audio,
+            has_video,
         }
         .write(&mut h);
         let mut hb = gst::Buffer::from_mut_slice(h);
@@ -717,58 +827,34 @@ impl RtmpSinkMux {
         Some(hb)
     }
 
-    /// onMetaData as FLV players expect it, from the caps and tags known.
+    /// onMetaData as FLV players expect it, from the caps and tags known:
+    /// track 0's fields at the top, the other tracks' in Enhanced RTMP's
+    /// `videoTrackIdInfoMap` and `audioTrackIdInfoMap`.
     fn metadata(&self, st: &State) -> Option<Vec<u8>> {
+        let mut pads: Vec<&PadState> = st.pads.values().filter(|p| p.format.is_some()).collect();
+        if pads.is_empty() {
+            return None;
+        }
+        // Video first, then audio, each by track: the same bytes for the
+        // same streams.
+        pads.sort_by_key(|p| (!p.id.video, p.id.track));
         let mut p: Vec<(String, Amf0Value)> = vec![("duration".into(), Amf0Value::Number(0.0))];
-        let num = |p: &mut Vec<(String, Amf0Value)>, k: &str, v: f64| {
-            p.push((k.into(), Amf0Value::Number(v)))
-        };
-        let mut any = false;
-        // Video first, then audio: the same bytes for the same streams.
-        for name in ["video", "audio"] {
-            let Some(ps) = st.pads.get(name) else {
-                continue;
-            };
-            match &ps.format {
-                Some(Format::Video(v)) => {
-                    any = true;
-                    if let Some(w) = v.width {
-                        num(&mut p, "width", f64::from(w));
-                    }
-                    if let Some(h) = v.height {
-                        num(&mut p, "height", f64::from(h));
-                    }
-                    if let Some(f) = v.framerate {
-                        num(
-                            &mut p,
-                            "framerate",
-                            f64::from(f.numer()) / f64::from(f.denom()),
-                        );
-                    }
-                    num(&mut p, "videocodecid", v.codec.metadata_id());
-                    if let Some(b) = ps.bitrate {
-                        num(&mut p, "videodatarate", f64::from(b) / 1000.0);
-                    }
-                }
-                Some(Format::Audio(a)) => {
-                    any = true;
-                    num(&mut p, "audiocodecid", a.codec_id());
-                    if let Some(r) = a.rate() {
-                        num(&mut p, "audiosamplerate", f64::from(r));
-                    }
-                    num(&mut p, "audiosamplesize", 16.0);
-                    if let Some(c) = a.channels() {
-                        p.push(("stereo".into(), Amf0Value::Boolean(c > 1)));
-                    }
-                    if let Some(b) = ps.bitrate {
-                        num(&mut p, "audiodatarate", f64::from(b) / 1000.0);
-                    }
-                }
-                None => gst::trace!(CAT, imp = self, "{name} has no caps yet"),
+        let (mut video_map, mut audio_map) = (Vec::new(), Vec::new());
+        for ps in pads {
+            let fields = track_fields(ps);
+            match (ps.id.track, ps.id.video) {
+                (0, _) => p.extend(fields),
+                (n, true) => video_map.push((n.to_string(), Amf0Value::Object(fields))),
+                (n, false) => audio_map.push((n.to_string(), Amf0Value::Object(fields))),
             }
         }
-        if !any {
-            return None;
+        for (key, map) in [
+            ("videoTrackIdInfoMap", video_map),
+            ("audioTrackIdInfoMap", audio_map),
+        ] {
+            if !map.is_empty() {
+                p.push((key.into(), Amf0Value::Object(map)));
+            }
         }
         let encoder = st
             .encoder
@@ -780,4 +866,86 @@ impl RtmpSinkMux {
             Amf0Value::EcmaArray(p),
         ]))
     }
+}
+
+/// One track's onMetaData fields, named as for the top level; tracks other
+/// than 0 also carry their language and title tags.
+fn track_fields(ps: &PadState) -> Vec<(String, Amf0Value)> {
+    let mut p = Vec::new();
+    let mut num = |k: &str, v: f64| p.push((k.to_owned(), Amf0Value::Number(v)));
+    let track = ps.id.track;
+    match &ps.format {
+        Some(Format::Video(v)) => {
+            if let Some(w) = v.width {
+                num("width", f64::from(w));
+            }
+            if let Some(h) = v.height {
+                num("height", f64::from(h));
+            }
+            if let Some(f) = v.framerate {
+                num("framerate", f64::from(f.numer()) / f64::from(f.denom()));
+            }
+            num("videocodecid", v.codec.metadata_id(track));
+            if let Some(b) = ps.bitrate {
+                num("videodatarate", f64::from(b) / 1000.0);
+            }
+        }
+        Some(Format::Audio(a)) => {
+            num("audiocodecid", a.codec_id(track));
+            if let Some(r) = a.rate() {
+                num("audiosamplerate", f64::from(r));
+            }
+            num("audiosamplesize", 16.0);
+            if let Some(b) = ps.bitrate {
+                num("audiodatarate", f64::from(b) / 1000.0);
+            }
+            if let Some(c) = a.channels() {
+                p.push(("stereo".into(), Amf0Value::Boolean(c > 1)));
+                if track != 0 {
+                    p.push(("channels".into(), Amf0Value::Number(f64::from(c))));
+                }
+            }
+        }
+        None => {}
+    }
+    if track != 0 {
+        for (k, v) in [("language", &ps.language), ("title", &ps.title)] {
+            if let Some(v) = v {
+                p.push((k.to_owned(), Amf0Value::String(v.clone())));
+            }
+        }
+    }
+    p
+}
+
+/// The track a requested pad gets: `video`/`audio` are track 0, a name
+/// like `audio_2` track 2, and a template request without a name the
+/// lowest free track from 1. A track already taken (`video` and `video_0`
+/// are the same track) or out of Enhanced RTMP's 0-255 is an error.
+fn pick_track(template: &str, name: Option<&str>, taken: &[PadTrack]) -> Result<PadTrack, String> {
+    let video = template.starts_with("video");
+    let id = match name {
+        Some(n) => match PadTrack::from_name(n) {
+            Some(id) if id.video == video => id,
+            _ => {
+                return Err(format!(
+                    "pad name {n} does not fit template {template} (video, audio, video_N or audio_N with N from 0 to 255)"
+                ));
+            }
+        },
+        None if !template.contains('%') => PadTrack { video, track: 0 },
+        None => {
+            let free = (1..=255u8).find(|&t| !taken.contains(&PadTrack { video, track: t }));
+            let track = free.ok_or("all 255 tracks are taken")?;
+            PadTrack { video, track }
+        }
+    };
+    if taken.contains(&id) {
+        let kind = if video { "video" } else { "audio" };
+        return Err(format!(
+            "there is already a pad for {kind} track {} (video and video_0, audio and audio_0, are the same track)",
+            id.track
+        ));
+    }
+    Ok(id)
 }

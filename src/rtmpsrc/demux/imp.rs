@@ -5,9 +5,10 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use crate::common::PadTrack;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
-    AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, ExAudio, FLV_HEADER_SIZE,
+    AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, FLV_HEADER_SIZE,
     FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
     VideoTrackData, tag_type,
 };
@@ -125,18 +126,65 @@ struct State {
     /// Only for input that is not one tag per buffer.
     flv: Option<FlvReader>,
     header_seen: bool,
-    video: Track,
-    audio: Track,
+    /// Audio and video tracks by kind and Enhanced RTMP track id; track 0
+    /// is the `video`/`audio` pad, track N `video_N`/`audio_N`.
+    tracks: Vec<(PadTrack, Track)>,
     segment: Option<gst::Event>,
     stream_id: String,
-    /// From onMetaData: whether the stream says it has video / audio.
-    expect: Option<(bool, bool)>,
+    /// From onMetaData: the tracks the stream says it has.
+    expect: Option<Vec<PadTrack>>,
     first_ts: Option<u32>,
     no_more_pads: bool,
     meta: Option<Amf0Value>,
+    /// The stream's tags (encoder, title, bitrate), for the first pad.
     pending_tags: Option<gst::TagList>,
-    /// Warned once that multitrack tracks other than 0 are left out.
-    warned_tracks: bool,
+    /// Tags of tracks other than 0 from the metadata's track maps
+    /// (language, title, bitrate), each for its track's pad.
+    track_tags: Vec<(PadTrack, gst::TagList)>,
+}
+
+impl State {
+    fn track(&mut self, id: PadTrack) -> &mut Track {
+        match self.tracks.iter().position(|(t, _)| *t == id) {
+            Some(i) => &mut self.tracks[i].1,
+            None => {
+                self.tracks.push((id, Track::default()));
+                &mut self.tracks.last_mut().expect("just pushed").1
+            }
+        }
+    }
+
+    fn pad(&self, id: PadTrack) -> Option<&gst::Pad> {
+        self.tracks
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, tr)| tr.pad.as_ref())
+    }
+
+    fn pads(&self) -> Vec<gst::Pad> {
+        self.tracks
+            .iter()
+            .filter_map(|(_, t)| t.pad.clone())
+            .collect()
+    }
+
+    /// The metadata's fields for a track: the top level for track 0, its
+    /// entry in `videoTrackIdInfoMap`/`audioTrackIdInfoMap` for the others.
+    fn track_meta(&self, id: PadTrack) -> Option<&Amf0Value> {
+        let m = self.meta.as_ref()?;
+        match id.track {
+            0 => Some(m),
+            n => m.get(track_map_key(id.video))?.get(&n.to_string()),
+        }
+    }
+}
+
+fn track_map_key(video: bool) -> &'static str {
+    if video {
+        "videoTrackIdInfoMap"
+    } else {
+        "audioTrackIdInfoMap"
+    }
 }
 
 pub struct RtmpSrcDemux {
@@ -211,6 +259,21 @@ impl ElementImpl for RtmpSrcDemux {
                     &audio_template_caps(),
                 )
                 .unwrap(),
+                // Enhanced RTMP multitrack: the number is the track id.
+                gst::PadTemplate::new(
+                    "video_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &video_template_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "audio_%u",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Sometimes,
+                    &audio_template_caps(),
+                )
+                .unwrap(),
             ]
         });
         T.as_ref()
@@ -224,10 +287,7 @@ impl ElementImpl for RtmpSrcDemux {
         if t == gst::StateChange::PausedToReady {
             let pads: Vec<gst::Pad> = {
                 let mut st = self.lock();
-                let p = [st.video.pad.take(), st.audio.pad.take()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let p = st.pads();
                 *st = State::default();
                 p
             };
@@ -365,24 +425,16 @@ impl RtmpSrcDemux {
                 let pads = {
                     let mut st = self.lock();
                     st.segment = Some(event.clone());
-                    [st.video.pad.clone(), st.audio.pad.clone()]
+                    st.pads()
                 };
-                for p in pads.into_iter().flatten() {
+                for p in pads {
                     p.push_event(event.clone());
                 }
                 true
             }
             gst::EventView::Eos(_) => {
-                let (pads, none) = {
-                    let st = self.lock();
-                    let pads: Vec<gst::Pad> = [st.video.pad.clone(), st.audio.pad.clone()]
-                        .into_iter()
-                        .flatten()
-                        .collect();
-                    let none = pads.is_empty();
-                    (pads, none)
-                };
-                if none {
+                let pads = self.lock().pads();
+                if pads.is_empty() {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
@@ -399,14 +451,12 @@ impl RtmpSrcDemux {
                 if let gst::EventView::FlushStop(_) = event.view() {
                     let mut st = self.lock();
                     st.flv = None;
-                    st.video.discont = true;
-                    st.audio.discont = true;
+                    for (_, t) in &mut st.tracks {
+                        t.discont = true;
+                    }
                 }
-                let pads = {
-                    let st = self.lock();
-                    [st.video.pad.clone(), st.audio.pad.clone()]
-                };
-                for p in pads.into_iter().flatten() {
+                let pads = self.lock().pads();
+                for p in pads {
                     p.push_event(event.clone());
                 }
                 true
@@ -425,12 +475,12 @@ impl RtmpSrcDemux {
         let tags = {
             let mut st = self.lock();
             if discont {
-                st.video.discont = true;
-                st.audio.discont = true;
                 // After a jump (a new publisher, most often) the next
                 // sequence headers go downstream again even if unchanged.
-                st.video.caps = None;
-                st.audio.caps = None;
+                for (_, t) in &mut st.tracks {
+                    t.discont = true;
+                    t.caps = None;
+                }
             }
             match self.one_tag(&mut st, &buffer) {
                 Some(t) => vec![t],
@@ -467,9 +517,14 @@ impl RtmpSrcDemux {
                 return;
             }
             let first = *st.first_ts.get_or_insert(ts);
-            let (has_v, has_a) = (st.video.pad.is_some(), st.audio.pad.is_some());
-            let done = match st.expect {
-                Some((v, a)) => (!v || has_v) && (!a || has_a) && (has_v || has_a),
+            let has = |video| {
+                st.tracks
+                    .iter()
+                    .any(|(t, tr)| t.video == video && tr.pad.is_some())
+            };
+            let (has_v, has_a) = (has(true), has(false));
+            let done = match &st.expect {
+                Some(tracks) => tracks.iter().all(|t| st.pad(*t).is_some()) && (has_v || has_a),
                 None => {
                     (has_v && has_a)
                         || (i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS
@@ -513,21 +568,45 @@ impl RtmpSrcDemux {
                 t.add::<gst::tags::Bitrate>(&((rate * 1000.0) as u32), gst::TagMergeMode::Replace);
             }
         }
+        let mut expect = Vec::new();
+        for (video, has) in [(true, has_v), (false, has_a)] {
+            if has {
+                expect.push(PadTrack { video, track: 0 });
+            }
+        }
+        let mut track_tags = Vec::new();
+        for video in [true, false] {
+            let Some(map) = m.get(track_map_key(video)).and_then(Amf0Value::properties) else {
+                continue;
+            };
+            for (key, info) in map {
+                let Ok(track) = key.parse::<u8>() else {
+                    continue;
+                };
+                let id = PadTrack { video, track };
+                if track != 0 {
+                    expect.push(id);
+                }
+                track_tags.push((id, map_tags(video, info)));
+            }
+        }
         let mut st = self.lock();
-        if has_v || has_a {
-            st.expect = Some((has_v, has_a));
+        if !expect.is_empty() {
+            st.expect = Some(expect);
         }
         st.meta = Some(m);
         st.pending_tags = Some(tags);
+        st.track_tags = track_tags;
     }
 
     /// Creates the pad for a track, or changes its caps.
-    fn set_caps(&self, video: bool, caps: gst::Caps) {
+    fn set_caps(&self, id: PadTrack, caps: gst::Caps) {
         let (new_pad, push) = {
             let mut st = self.lock();
             let segment = st.segment.clone();
-            let stream_id = format!("{}/{}", st.stream_id, if video { "video" } else { "audio" });
-            let track = if video { &mut st.video } else { &mut st.audio };
+            let name = id.name();
+            let stream_id = format!("{}/{}", st.stream_id, name);
+            let track = st.track(id);
             if track.caps.as_ref() == Some(&caps) {
                 return;
             }
@@ -535,11 +614,16 @@ impl RtmpSrcDemux {
             match &track.pad {
                 Some(p) => (None, Some((p.clone(), caps))),
                 None => {
-                    let templ = self
-                        .obj()
-                        .pad_template(if video { "video" } else { "audio" })
-                        .expect("template");
-                    let pad = gst::Pad::builder_from_template(&templ).build();
+                    let templ = match (id.video, id.track) {
+                        (true, 0) => "video",
+                        (false, 0) => "audio",
+                        (true, _) => "video_%u",
+                        (false, _) => "audio_%u",
+                    };
+                    let templ = self.obj().pad_template(templ).expect("template");
+                    let pad = gst::Pad::builder_from_template(&templ)
+                        .name(name.as_str())
+                        .build();
                     pad.set_active(true).ok();
                     pad.push_event(gst::event::StreamStart::builder(&stream_id).build());
                     pad.push_event(gst::event::Caps::new(&caps));
@@ -576,7 +660,7 @@ impl RtmpSrcDemux {
 
     fn push(
         &self,
-        video: bool,
+        id: PadTrack,
         data: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
         cts: i32,
@@ -584,12 +668,20 @@ impl RtmpSrcDemux {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (pad, tags, discont) = {
             let mut st = self.lock();
-            let tags = st.pending_tags.take();
-            let track = if video { &mut st.video } else { &mut st.audio };
-            let Some(pad) = track.pad.clone() else {
+            let Some(pad) = st.pad(id).cloned() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            (pad, tags, std::mem::take(&mut track.discont))
+            // The stream's tags go with the first frame out; a track's own
+            // (from the metadata's track maps) with its first frame.
+            let mut tags = st.pending_tags.take();
+            if let Some(i) = st.track_tags.iter().position(|(t, _)| *t == id) {
+                let (_, own) = st.track_tags.swap_remove(i);
+                tags = Some(match tags {
+                    Some(t) => t.merge(&own, gst::TagMergeMode::Replace),
+                    None => own,
+                });
+            }
+            (pad, tags, std::mem::take(&mut st.track(id).discont))
         };
         if let Some(t) = tags {
             pad.push_event(gst::event::Tag::new(t));
@@ -617,9 +709,9 @@ impl RtmpSrcDemux {
         self.flow.lock().unwrap().update_pad_flow(&pad, r)
     }
 
-    fn warn_unmapped(&self, video: bool, what: &str) {
+    fn warn_unmapped(&self, id: PadTrack, what: &str) {
         let mut st = self.lock();
-        let track = if video { &mut st.video } else { &mut st.audio };
+        let track = st.track(id);
         if !track.warned && track.pad.is_none() {
             track.warned = true;
             drop(st);
@@ -628,16 +720,23 @@ impl RtmpSrcDemux {
                 gst::StreamError::CodecNotFound,
                 (
                     "The stream's {} is {}, which rtmpsrc does not map: leaving it out",
-                    if video { "video" } else { "audio" },
+                    match (id.video, id.track) {
+                        (true, 0) => "video".to_owned(),
+                        (false, 0) => "audio".to_owned(),
+                        (true, n) => format!("video track {n}"),
+                        (false, n) => format!("audio track {n}"),
+                    },
                     what
                 )
             );
         }
     }
 
-    fn video_caps_extra(&self, mut caps: gst::Caps) -> gst::Caps {
+    /// Size and frame rate from the metadata (the track's own entry for
+    /// tracks other than 0).
+    fn video_caps_extra(&self, id: PadTrack, mut caps: gst::Caps) -> gst::Caps {
         let st = self.lock();
-        if let Some(m) = &st.meta {
+        if let Some(m) = st.track_meta(id) {
             let c = caps.make_mut();
             let s = c.structure_mut(0).expect("one structure");
             if let (Some(w), Some(h)) = (m.get_f64("width"), m.get_f64("height"))
@@ -665,10 +764,14 @@ impl RtmpSrcDemux {
         body: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let zero = PadTrack {
+            video: true,
+            track: 0,
+        };
         let tag = match VideoTag::parse(body) {
             Ok(t) => t,
             Err(e) => {
-                self.warn_unmapped(true, &e.to_string());
+                self.warn_unmapped(zero, &e.to_string());
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
@@ -682,55 +785,77 @@ impl RtmpSrcDemux {
                 };
                 match v.avc {
                     Some((AvcPacketType::SequenceHeader, _)) => {
-                        self.set_caps(true, self.video_caps_extra(config_caps(name, &v.data)));
+                        let caps = config_caps(name, &v.data);
+                        self.set_caps(zero, self.video_caps_extra(zero, caps));
                         Ok(gst::FlowSuccess::Ok)
                     }
                     Some((AvcPacketType::Nalu, cts)) if !v.data.is_empty() => {
-                        self.push(true, &v.data, dts, cts, key)
+                        self.push(zero, &v.data, dts, cts, key)
                     }
                     _ => Ok(gst::FlowSuccess::Ok),
                 }
             }
             VideoTag::Legacy(v) => {
-                self.warn_unmapped(true, &format!("{:?}", v.codec));
+                self.warn_unmapped(zero, &format!("{:?}", v.codec));
                 Ok(gst::FlowSuccess::Ok)
             }
             VideoTag::Enhanced(e) => {
-                let Some(track) = self.track_zero(true, e.tracks, |t| t.track_id) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                match track.data {
-                    VideoTrackData::SequenceStart(cfg) => {
-                        let caps = enhanced_video_caps(track.fourcc, &cfg);
-                        self.set_caps(true, self.with_color(self.video_caps_extra(caps)));
-                        Ok(gst::FlowSuccess::Ok)
+                // Every track of the tag (one unless multitrack) on its pad.
+                let mut ret = Ok(gst::FlowSuccess::Ok);
+                for track in e.tracks {
+                    let id = PadTrack {
+                        video: true,
+                        track: track.track_id,
+                    };
+                    ret = self.enhanced_video(id, track.fourcc, track.data, dts, key);
+                    if ret.is_err() {
+                        break;
                     }
-                    VideoTrackData::Metadata(body) => {
-                        self.color_info(&body);
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                    VideoTrackData::CodedFrames {
-                        composition_time,
-                        data,
-                        ..
-                    } if !data.is_empty() => {
-                        if !self.has_pad(true) {
-                            // No sequence start (VP8, or one that was lost):
-                            // caps without a configuration record.
-                            let caps = enhanced_video_caps(track.fourcc, &[]);
-                            self.set_caps(true, self.video_caps_extra(caps));
-                        }
-                        self.push(true, &data, dts, composition_time, key)
-                    }
-                    _ => Ok(gst::FlowSuccess::Ok),
                 }
+                ret
             }
         }
     }
 
+    /// One track of an Enhanced RTMP video tag.
+    fn enhanced_video(
+        &self,
+        id: PadTrack,
+        fourcc: VideoFourCc,
+        data: VideoTrackData,
+        dts: Option<gst::ClockTime>,
+        key: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match data {
+            VideoTrackData::SequenceStart(cfg) => {
+                let caps = enhanced_video_caps(fourcc, &cfg);
+                self.set_caps(id, self.with_color(id, self.video_caps_extra(id, caps)));
+                Ok(gst::FlowSuccess::Ok)
+            }
+            VideoTrackData::Metadata(body) => {
+                self.color_info(id, &body);
+                Ok(gst::FlowSuccess::Ok)
+            }
+            VideoTrackData::CodedFrames {
+                composition_time,
+                data,
+                ..
+            } if !data.is_empty() => {
+                if !self.has_pad(id) {
+                    // No sequence start (VP8, or one that was lost):
+                    // caps without a configuration record.
+                    let caps = enhanced_video_caps(fourcc, &[]);
+                    self.set_caps(id, self.video_caps_extra(id, caps));
+                }
+                self.push(id, &data, dts, composition_time, key)
+            }
+            _ => Ok(gst::FlowSuccess::Ok),
+        }
+    }
+
     /// An Enhanced RTMP video metadata packet: colorInfo goes into the
-    /// video caps (now if there are caps, else with the next ones).
-    fn color_info(&self, body: &[u8]) {
+    /// track's caps (now if there are caps, else with the next ones).
+    fn color_info(&self, id: PadTrack, body: &[u8]) {
         let info = match crate::rtmp::codec::ColorInfo::from_amf(body) {
             Ok(i) => i,
             Err(e) => {
@@ -740,90 +865,57 @@ impl RtmpSrcDemux {
         };
         let caps = {
             let mut st = self.lock();
-            st.video.color = Some(info);
-            st.video.caps.clone()
+            let track = st.track(id);
+            track.color = Some(info);
+            track.caps.clone()
         };
         if let Some(caps) = caps {
-            self.set_caps(true, self.with_color(caps));
+            self.set_caps(id, self.with_color(id, caps));
         }
     }
 
-    /// `caps` with the last colorInfo's colorimetry and HDR fields.
-    fn with_color(&self, caps: gst::Caps) -> gst::Caps {
-        match self.lock().video.color.clone() {
+    /// `caps` with the track's last colorInfo's colorimetry and HDR fields.
+    fn with_color(&self, id: PadTrack, caps: gst::Caps) -> gst::Caps {
+        match self.lock().track(id).color.clone() {
             Some(info) if !info.is_empty() => crate::caps::with_color_info(caps, &info),
             _ => caps,
         }
     }
 
-    /// Track 0 of an Enhanced RTMP tag: the `video` and `audio` pads carry
-    /// it alone. Further tracks (a multitrack stream's) are left out, with
-    /// one warning, rather than mixed into the same pad.
-    fn track_zero<T>(&self, video: bool, tracks: Vec<T>, id: impl Fn(&T) -> u8) -> Option<T> {
-        let mut zero = None;
-        let mut other = None;
-        for t in tracks {
-            match id(&t) {
-                0 => zero = Some(t),
-                n => other = Some(n),
-            }
-        }
-        let first_time =
-            other.is_some() && !std::mem::replace(&mut self.lock().warned_tracks, true);
-        if let (Some(n), true) = (other, first_time) {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Demux,
-                (
-                    "The stream is multitrack ({} track {}): rtmpsrc gives track 0 of each kind and leaves the others out",
-                    if video { "video" } else { "audio" },
-                    n
-                )
-            );
-        }
-        zero
+    fn has_pad(&self, id: PadTrack) -> bool {
+        self.lock().pad(id).is_some()
     }
 
-    fn has_pad(&self, video: bool) -> bool {
-        let st = self.lock();
-        if video {
-            st.video.pad.is_some()
-        } else {
-            st.audio.pad.is_some()
-        }
-    }
-
-    /// An Enhanced RTMP audio tag (its first track): the sequence start
-    /// gives the caps, frames go out as they are.
+    /// One track of an Enhanced RTMP audio tag: the sequence start gives
+    /// the caps, frames go out as they are.
     fn enhanced_audio(
         &self,
-        tag: ExAudio,
+        id: PadTrack,
+        fourcc: AudioFourCc,
+        data: AudioTrackData,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let Some(track) = self.track_zero(false, tag.tracks, |t| t.track_id) else {
-            return Ok(gst::FlowSuccess::Ok);
-        };
-        match track.data {
+        match data {
             AudioTrackData::SequenceStart(cfg) => {
-                match enhanced_audio_caps(track.fourcc, &cfg) {
-                    Ok(caps) => self.set_caps(false, caps),
-                    Err(e) => self.warn_unmapped(false, &e),
+                match enhanced_audio_caps(fourcc, &cfg) {
+                    Ok(caps) => self.set_caps(id, caps),
+                    Err(e) => self.warn_unmapped(id, &e),
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
             AudioTrackData::CodedFrames(data) if !data.is_empty() => {
-                if !self.has_pad(false) {
+                if !self.has_pad(id) {
                     // AC-3 and E-AC-3 need no sequence start; the others
                     // cannot be decoded without theirs.
-                    match enhanced_audio_caps(track.fourcc, &[]) {
-                        Ok(caps) => self.set_caps(false, caps),
+                    match enhanced_audio_caps(fourcc, &[]) {
+                        Ok(caps) => self.set_caps(id, caps),
                         Err(e) => {
-                            self.warn_unmapped(false, &e);
+                            self.warn_unmapped(id, &e);
                             return Ok(gst::FlowSuccess::Ok);
                         }
                     }
                 }
-                self.push(false, &data, dts, 0, true)
+                self.push(id, &data, dts, 0, true)
             }
             _ => Ok(gst::FlowSuccess::Ok),
         }
@@ -834,35 +926,53 @@ impl RtmpSrcDemux {
         body: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let zero = PadTrack {
+            video: false,
+            track: 0,
+        };
         let a = match AudioTag::parse(body) {
             Ok(AudioTag::Legacy(a)) => a,
-            Ok(AudioTag::Enhanced(e)) => return self.enhanced_audio(e, dts),
+            Ok(AudioTag::Enhanced(e)) => {
+                // Every track of the tag (one unless multitrack) on its pad.
+                let mut ret = Ok(gst::FlowSuccess::Ok);
+                for track in e.tracks {
+                    let id = PadTrack {
+                        video: false,
+                        track: track.track_id,
+                    };
+                    ret = self.enhanced_audio(id, track.fourcc, track.data, dts);
+                    if ret.is_err() {
+                        break;
+                    }
+                }
+                return ret;
+            }
             Err(e) => {
-                self.warn_unmapped(false, &e.to_string());
+                self.warn_unmapped(zero, &e.to_string());
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
         let caps = match a.format {
             SoundFormat::Aac if a.aac_packet_type == Some(AacPacketType::SequenceHeader) => {
-                self.set_caps(false, aac_caps(&a.data));
+                self.set_caps(zero, aac_caps(&a.data));
                 return Ok(gst::FlowSuccess::Ok);
             }
             SoundFormat::Aac => None,
             other => match legacy_audio_caps(&a) {
                 Some(c) => Some(c),
                 None => {
-                    self.warn_unmapped(false, &format!("{other:?}"));
+                    self.warn_unmapped(zero, &format!("{other:?}"));
                     return Ok(gst::FlowSuccess::Ok);
                 }
             },
         };
         if let Some(c) = caps {
-            self.set_caps(false, c);
+            self.set_caps(zero, c);
         }
         if a.data.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
-        self.push(false, &a.data, dts, 0, true)
+        self.push(zero, &a.data, dts, 0, true)
     }
 }
 
@@ -902,6 +1012,28 @@ fn speex_caps() -> gst::Caps {
             gst::Array::new([h.to_send_value(), c.to_send_value()]),
         )
         .build()
+}
+
+/// A track's tags from its entry in a metadata track map: language,
+/// title and bitrate.
+fn map_tags(video: bool, info: &Amf0Value) -> gst::TagList {
+    let mut tags = gst::TagList::new();
+    let t = tags.get_mut().expect("new tag list");
+    if let Some(l) = info.get_str("language") {
+        t.add::<gst::tags::LanguageCode>(&l, gst::TagMergeMode::Replace);
+    }
+    if let Some(title) = info.get_str("title") {
+        t.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
+    }
+    let rate = info.get_f64(if video {
+        "videodatarate"
+    } else {
+        "audiodatarate"
+    });
+    if let Some(r) = rate.filter(|r| *r > 0.0) {
+        t.add::<gst::tags::Bitrate>(&((r * 1000.0) as u32), gst::TagMergeMode::Replace);
+    }
+    tags
 }
 
 /// Caps for an Enhanced RTMP video codec from its sequence start (`config`

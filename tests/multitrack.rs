@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Enhanced RTMP multitrack: rtmpsink's `video_N`/`audio_N` pads go out as
+//! Multitrack packets, and rtmpsrc gives every track of a stream on its own
+//! pad (`video`/`audio` for track 0, `video_N`/`audio_N` for track N).
+//! Checked frame by frame (sizes, checksums, times) against what was sent,
+//! with FFmpeg 9 (the reference Enhanced RTMP implementation) on the other
+//! side both ways, FFmpeg 5.1 as a legacy player (track 0 only), and
+//! nginx-rtmp relaying.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::player::*;
+use common::server::{FFMPEG_PLAYER, framemd5_counts, paused_sink_server};
+use common::*;
+use gst::prelude::*;
+
+/// What arrived, by (video, track).
+fn by_track(log: &[Out]) -> BTreeMap<(bool, u8), Vec<Out>> {
+    let mut m: BTreeMap<(bool, u8), Vec<Out>> = BTreeMap::new();
+    for o in log {
+        m.entry((o.video, o.track)).or_default().push(o.clone());
+    }
+    m
+}
+
+/// Sizes of the packets FFmpeg 9 reads from `file` for stream `map`
+/// ("0:v:1": the second video stream).
+fn ffmpeg_sizes(ffmpeg9: &str, file: &std::path::Path, map: &str) -> Vec<usize> {
+    let out = Command::new(ffmpeg9)
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args(["-map", map, "-c", "copy", "-f", "framecrc", "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').nth(4).unwrap().trim().parse().unwrap())
+        .collect()
+}
+
+/// Tag events seen on each of an rtmpsrc's pads, by pad name.
+type PadTags = Arc<Mutex<BTreeMap<String, gst::TagList>>>;
+
+fn record_tags(src: &gst::Element) -> PadTags {
+    let tags = PadTags::default();
+    let t = tags.clone();
+    src.connect_pad_added(move |_, pad| {
+        let t = t.clone();
+        let name = pad.name().to_string();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Tag(tag) = e.view()
+            {
+                let mut m = t.lock().unwrap();
+                let merged = match m.remove(&name) {
+                    Some(old) => old.merge(&tag.tag_owned(), gst::TagMergeMode::Replace),
+                    None => tag.tag_owned(),
+                };
+                m.insert(name.clone(), merged);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    tags
+}
+
+/// FFmpeg 9 publishes two video tracks (H.264 320x240 as track 0, H.265
+/// 160x120 as track 1) and two audio tracks (AAC, Opus): rtmpsrc gives
+/// `video`, `video_1`, `audio` and `audio_1`, each with exactly the packets
+/// FFmpeg reads from the file for that stream, as a server and as a client
+/// through nginx-rtmp. (Before, both video tracks came out interleaved on
+/// one pad and the second audio track was dropped.)
+#[test]
+fn ffmpeg9_multitrack_gives_a_pad_per_track() {
+    needs!("nginx", "ffmpeg9");
+    init();
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    let dir = TempDir::new("ff9-multitrack");
+    let file = dir.path("mt.flv");
+    let st = Command::new(&ffmpeg9)
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=s=320x240:r=30:d=2"])
+        .args(["-f", "lavfi", "-i", "testsrc2=s=160x120:r=30:d=2"])
+        .args(["-f", "lavfi", "-i", "sine=d=2"])
+        .args(["-f", "lavfi", "-i", "sine=f=880:d=2"])
+        .args(["-map", "0", "-map", "1", "-map", "2", "-map", "3"])
+        .args([
+            "-c:v:0", "libx264", "-c:v:1", "libx265", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-x265-params", "log-level=error"])
+        .args(["-c:a:0", "aac", "-c:a:1", "libopus", "-f", "flv"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "FFmpeg 9 could not make the multitrack file");
+    let tracks = [
+        ((true, 0), "0:v:0", "video/x-h264"),
+        ((true, 1), "0:v:1", "video/x-h265"),
+        ((false, 0), "0:a:0", "audio/mpeg"),
+        ((false, 1), "0:a:1", "audio/x-opus"),
+    ];
+    let want: Vec<Vec<usize>> = tracks
+        .iter()
+        .map(|(_, map, _)| ffmpeg_sizes(&ffmpeg9, &file, map))
+        .collect();
+    assert!(want.iter().all(|w| w.len() >= 50), "{want:?}");
+    let check = |what: &str, log: &OutLog, caps: &Arc<Mutex<Vec<gst::Caps>>>| {
+        let got = by_track(&log.lock().unwrap());
+        let keys: Vec<(bool, u8)> = got.keys().copied().collect();
+        assert_eq!(keys.len(), 4, "{what}: tracks {keys:?}");
+        for ((id, map, _), want) in tracks.iter().zip(&want) {
+            let sizes: Vec<usize> = got
+                .get(id)
+                .map_or(vec![], |o| o.iter().map(|o| o.size).collect());
+            assert_eq!(&sizes, want, "{what}: track {id:?} ({map})");
+        }
+        let names = caps_names(caps);
+        for (_, _, c) in tracks {
+            assert!(names.iter().any(|n| n == c), "{what}: no {c} in {names:?}");
+        }
+    };
+
+    // FFmpeg 9 straight into rtmpsrc mode=server.
+    let (server, log, caps, _, port) = common::server::src_server("eos-on-unpublish=true");
+    let (ok, err) = common::server::ffmpeg_push_with(
+        &ffmpeg9,
+        &file,
+        &["-map", "0"],
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(ok, "FFmpeg 9 could not publish: {err}");
+    let warning = last_warning_until_eos(&server, Duration::from_secs(20));
+    assert_eq!(warning, None, "no track is left out");
+    check("FFmpeg 9 -> rtmpsrc mode=server", &log, &caps);
+    server.set_state(gst::State::Null).unwrap();
+
+    // Through nginx-rtmp (which relays Enhanced RTMP video only with
+    // wait_key off).
+    let nginx = Nginx::start("wait_key off;");
+    let url = nginx.url("mt");
+    let (player, log, caps) = player(&url, "");
+    player.set_state(gst::State::Playing).unwrap();
+    nginx.wait_player("mt");
+    let (ok, err) = common::server::ffmpeg_push_with(&ffmpeg9, &file, &["-map", "0"], &url, false);
+    assert!(ok, "FFmpeg 9 could not publish to nginx: {err}");
+    play_to_eos(&player, Duration::from_secs(30));
+    check("FFmpeg 9 -> nginx -> rtmpsrc", &log, &caps);
+}
+
+/// The publishing side of the tests below: H.264 as track 0 and H.265 as
+/// video track 1, AAC as track 0 and Opus as audio track 2 (tagged with a
+/// language and a title). Parsers named sentv/sentv1/senta/senta2.
+const MULTITRACK_PUBLISH: &str = "\
+    videotestsrc num-buffers=60 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+      ! x264enc key-int-max=15 ! h264parse name=sentv ! s.video \
+    videotestsrc num-buffers=60 pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+      ! x265enc speed-preset=ultrafast key-int-max=15 ! h265parse name=sentv1 ! s.video_1 \
+    audiotestsrc num-buffers=60 ! avenc_aac ! aacparse name=senta ! s.audio \
+    audiotestsrc num-buffers=60 freq=880 ! opusenc ! opusparse name=senta2 \
+      ! taginject tags=\"language-code=fra,title=Commentary\" ! s.audio_2";
+
+/// rtmpsink with `video`, `video_1`, `audio` and `audio_2` pads, serving:
+/// rtmpsrc gets each track on its own pad, frame for frame (checksums,
+/// times), and audio_2's language and title from the metadata's track
+/// map; FFmpeg 9 (announcing Enhanced RTMP) decodes all four tracks,
+/// every frame; FFmpeg 5.1 (a legacy player) gets track 0's H.264 and AAC
+/// intact.
+#[test]
+fn rtmpsink_multitrack_pads_serve_every_player() {
+    needs!("ffmpeg", "ffmpeg9");
+    init();
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    let (server, sent_log, notes, url) = paused_sink_server(MULTITRACK_PUBLISH, "");
+    let ffmpeg = |exe: &str, extra: &[&str]| {
+        Command::new(exe)
+            .args(FFMPEG_PLAYER)
+            .args(extra)
+            .args(["-i", &url, "-map", "0", "-f", "framemd5", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let ff9 = ffmpeg(&ffmpeg9, &["-rtmp_enhanced_codecs", "hvc1,Opus"]);
+    let ff5 = ffmpeg("ffmpeg", &[]);
+    let (player, got_log, caps) = player(&url, "");
+    let src = player
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+        .unwrap();
+    let tags = record_tags(&src);
+    player.set_state(gst::State::Playing).unwrap();
+    common::server::wait_notice(&notes, "rtmp-client-connected", 3, Duration::from_secs(15));
+    server.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&server, Duration::from_secs(60));
+    play_to_eos(&player, Duration::from_secs(20));
+
+    let sent_all = sent_log.lock().unwrap().clone();
+    let got_all = got_log.lock().unwrap().clone();
+    let sent = by_track(&sent_all);
+    let ids: Vec<(bool, u8)> = sent.keys().copied().collect();
+    assert_eq!(ids, [(false, 0), (false, 2), (true, 0), (true, 1)]);
+    assert_eq!(by_track(&got_all).len(), 4, "a pad per track");
+    for (video, track) in ids {
+        same_track_frames(
+            &format!("track {track} (video {video}): rtmpsink mode=server -> rtmpsrc"),
+            &sent_all,
+            &got_all,
+            video,
+            track,
+        );
+    }
+    let names = caps_names(&caps);
+    for c in ["video/x-h264", "video/x-h265", "audio/mpeg", "audio/x-opus"] {
+        assert!(names.iter().any(|n| n == c), "no {c} in {names:?}");
+    }
+    let tags = tags.lock().unwrap();
+    let t = tags.get("audio_2").expect("tags on audio_2");
+    assert_eq!(
+        t.get::<gst::tags::LanguageCode>()
+            .map(|l| l.get().to_owned()),
+        Some("fra".to_owned()),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.get::<gst::tags::Title>().map(|l| l.get().to_owned()),
+        Some("Commentary".to_owned()),
+        "{t:?}"
+    );
+
+    let count = |id: (bool, u8)| sent[&id].len();
+    for (who, child, want) in [
+        (
+            "FFmpeg 9",
+            ff9,
+            vec![
+                count((true, 0)),
+                count((true, 1)),
+                count((false, 0)),
+                count((false, 2)),
+            ],
+        ),
+        ("FFmpeg 5.1", ff5, vec![count((true, 0)), count((false, 0))]),
+    ] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut counts: Vec<usize> = framemd5_counts(&String::from_utf8_lossy(&out.stdout))
+            .iter()
+            .map(|&(_, n)| n)
+            .collect();
+        let mut want = want;
+        counts.sort();
+        want.sort();
+        assert_eq!(counts, want, "{who}: frames decoded per stream");
+    }
+}
+
+/// The same four pads published through nginx-rtmp: every track arrives
+/// at rtmpsrc on its own pad, frame for frame.
+#[test]
+fn rtmpsink_multitrack_through_nginx() {
+    needs!("nginx");
+    init();
+    let nginx = Nginx::start("wait_key off;");
+    let url = nginx.url("mt");
+    let (player, got_log, _) = player(&url, "");
+    player.set_state(gst::State::Playing).unwrap();
+    nginx.wait_player("mt");
+    let sent = publish_to_eos(&format!(
+        "{MULTITRACK_PUBLISH} rtmpsink name=s sync=false location={url}"
+    ));
+    play_to_eos(&player, Duration::from_secs(30));
+    let got = got_log.lock().unwrap().clone();
+    let ids: Vec<(bool, u8)> = by_track(&sent).keys().copied().collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(by_track(&got).len(), 4, "a pad per track");
+    for (video, track) in ids {
+        same_track_frames(
+            &format!("track {track} (video {video}): rtmpsink -> nginx -> rtmpsrc"),
+            &sent,
+            &got,
+            video,
+            track,
+        );
+    }
+}
+
+/// Pads that cannot be: a second track 0 (`video` and `video_0`), a track
+/// past 255, and G.711 on a track other than 0 (Enhanced RTMP has no FourCC
+/// for it), which fails with an error naming the pad.
+#[test]
+fn multitrack_pad_requests_are_checked() {
+    init();
+    let sink = gst::ElementFactory::make("rtmpsink").build().unwrap();
+    let video = sink.request_pad_simple("video").unwrap();
+    assert_eq!(video.name(), "video");
+    assert!(sink.request_pad_simple("video_0").is_none());
+    assert!(sink.request_pad_simple("video_256").is_none());
+    let v1 = sink.request_pad_simple("video_%u").unwrap();
+    assert_eq!(v1.name(), "video_1");
+    let v7 = sink.request_pad_simple("video_7").unwrap();
+    assert_eq!(v7.name(), "video_7");
+    assert_eq!(
+        sink.request_pad_simple("video_%u").unwrap().name(),
+        "video_2"
+    );
+    let a0 = sink.request_pad_simple("audio_0").unwrap();
+    assert_eq!(a0.name(), "audio_0");
+    assert!(sink.request_pad_simple("audio").is_none(), "track 0 taken");
+    sink.release_request_pad(&a0);
+    assert_eq!(sink.request_pad_simple("audio").unwrap().name(), "audio");
+
+    let p = gst::Pipeline::new();
+    let src =
+        gst::parse::bin_from_description("audiotestsrc num-buffers=10 ! alawenc", true).unwrap();
+    let sink = gst::ElementFactory::make("rtmpsink")
+        .property("location", "rtmp://127.0.0.1:9/live/x")
+        .build()
+        .unwrap();
+    p.add_many([src.upcast_ref::<gst::Element>(), &sink])
+        .unwrap();
+    let pad = sink.request_pad_simple("audio_3").unwrap();
+    src.static_pad("src").unwrap().link(&pad).unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = expect_error(&p, Duration::from_secs(10));
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        msg.contains("audio/x-alaw") && msg.contains("track 3") && msg.contains("audio_3"),
+        "{msg}"
+    );
+}
