@@ -108,26 +108,46 @@ fn buffer(f: &Frame) -> gst::Buffer {
 /// and gives the FLV tags it wrote, in order.
 fn mux(video: &[Frame], audio: &[Frame]) -> Vec<FlvTag> {
     init();
+    mux_pads(vec![
+        ("video", h264_caps(), video.to_vec()),
+        ("audio", aac_caps(), audio.to_vec()),
+    ])
+}
+
+/// Runs frames through the muxer on the pads named (with their caps) and
+/// gives the FLV tags it wrote, in order.
+fn mux_pads(pads: Vec<(&str, gst::Caps, Vec<Frame>)>) -> Vec<FlvTag> {
+    init();
     let mux = gst::glib::Object::new::<RtmpSinkMux>();
     let el = mux.upcast_ref::<gst::Element>();
-    let mut hv = Harness::with_element(el, Some("video"), Some("src"));
-    let mut ha = Harness::with_element(el, Some("audio"), None);
-    hv.set_src_caps(h264_caps());
-    ha.set_src_caps(aac_caps());
-    // Each pad from a thread of its own, as upstream streaming threads do
-    // (the aggregator holds one pad back until the other has data).
-    let feed = |pad: gst::Pad, frames: Vec<Frame>| {
-        std::thread::spawn(move || {
-            for f in &frames {
-                assert_eq!(pad.push(buffer(f)), Ok(gst::FlowSuccess::Ok));
-            }
-            assert!(pad.push_event(gst::event::Eos::new()));
+    let mut harnesses: Vec<Harness> = pads
+        .iter()
+        .enumerate()
+        .map(|(i, (name, caps, _))| {
+            let mut h = Harness::with_element(el, Some(name), (i == 0).then_some("src"));
+            h.set_src_caps(caps.clone());
+            h
         })
-    };
-    let tv = feed(hv.srcpad().expect("video src pad"), video.to_vec());
-    let ta = feed(ha.srcpad().expect("audio src pad"), audio.to_vec());
-    tv.join().expect("video thread");
-    ta.join().expect("audio thread");
+        .collect();
+    // Each pad from a thread of its own, as upstream streaming threads do
+    // (the aggregator holds one pad back until the others have data).
+    let threads: Vec<_> = harnesses
+        .iter()
+        .zip(pads)
+        .map(|(h, (_, _, frames))| {
+            let pad = h.srcpad().expect("harness src pad");
+            std::thread::spawn(move || {
+                for f in &frames {
+                    assert_eq!(pad.push(buffer(f)), Ok(gst::FlowSuccess::Ok));
+                }
+                assert!(pad.push_event(gst::event::Eos::new()));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("feeding thread");
+    }
+    let hv = &mut harnesses[0];
     // An FLV stream: the file header, then one tag a buffer.
     let mut reader = FlvReader::new(16 << 20);
     // The aggregator writes from its own thread: everything up to EOS.
@@ -355,4 +375,92 @@ fn the_demuxer_refuses_garbage_with_an_error_not_a_panic() {
     junk.extend((0..4096).map(|i| (i * 13) as u8));
     let r = h.push(gst::Buffer::from_slice(junk));
     assert!(matches!(r, Ok(_) | Err(gst::FlowError::Error)), "{r:?}");
+}
+
+/// `video_1` and `audio_2` beside `video`: their tags are one-track
+/// Multitrack packets (H.264 and AAC as avc1 and mp4a there, byte for
+/// byte as the Enhanced RTMP spec lays them out), onMetaData describes them
+/// in its track maps, and the demuxer gives each on a pad of its own.
+#[test]
+fn multitrack_pads_round_trip_through_muxer_and_demuxer() {
+    init();
+    let (video, audio) = (video_frames(), audio_frames());
+    let second: Vec<Frame> = video_frames()
+        .into_iter()
+        .map(|mut f| {
+            f.data.push(0xEE);
+            f
+        })
+        .collect();
+    let tags = mux_pads(vec![
+        ("video", h264_caps(), video.clone()),
+        ("video_1", h264_caps(), second.clone()),
+        ("audio_2", aac_caps(), audio.clone()),
+    ]);
+    let meta = crate::rtmp::amf0::decode_all(&tags[0].data, &Default::default()).unwrap();
+    let m = &meta[1];
+    let v1 = m
+        .get("videoTrackIdInfoMap")
+        .and_then(|t| t.get("1"))
+        .expect("track 1");
+    let avc1 = f64::from(u32::from_be_bytes(*b"avc1"));
+    assert_eq!(v1.get_f64("videocodecid"), Some(avc1));
+    assert_eq!(v1.get_f64("width"), Some(320.0));
+    let a2 = m
+        .get("audioTrackIdInfoMap")
+        .and_then(|t| t.get("2"))
+        .expect("track 2");
+    assert_eq!(
+        a2.get_f64("audiocodecid"),
+        Some(f64::from(u32::from_be_bytes(*b"mp4a")))
+    );
+    assert_eq!(a2.get_f64("channels"), Some(2.0));
+    // Track 0 stays at the top (legacy H.264), and there is no top-level audio.
+    assert_eq!(m.get_f64("videocodecid"), Some(7.0));
+    assert_eq!(m.get_f64("audiocodecid"), None);
+
+    // The first tags of each new track: the sequence start.
+    let first = |lead: &[u8]| {
+        tags.iter()
+            .find(|t| t.data.starts_with(lead))
+            .unwrap_or_else(|| panic!("no tag starting {lead:x?}"))
+    };
+    let seq = first(b"\x96\x00avc1\x01");
+    assert_eq!(&seq.data[7..], AVCC);
+    let seq = first(b"\x95\x00mp4a\x02");
+    assert_eq!(&seq.data[7..], ASC);
+    // A keyframe of track 1: CodedFrames with its composition time (40 ms).
+    let key = first(b"\x96\x01avc1\x01");
+    assert_eq!(&key.data[7..10], &[0, 0, 40]);
+    assert_eq!(&key.data[10..], &second[0].data[..]);
+    let frame = first(b"\x95\x01mp4a\x02");
+    assert_eq!(&frame.data[7..], &audio[0].data[..]);
+
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let el = demux.upcast_ref::<gst::Element>();
+    let outs = collect_pads(el);
+    let mut h = Harness::with_element(el, Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    for b in as_connection_gives(&tags) {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let outs = outs.lock().unwrap();
+    let mut names: Vec<&String> = outs.keys().collect();
+    names.sort();
+    assert_eq!(names, ["audio_2", "video", "video_1"]);
+    assert_eq!(outs["video"].frames, video);
+    assert_eq!(outs["video_1"].frames, second);
+    assert_eq!(outs["audio_2"].frames, audio);
+    let caps = outs["video_1"].caps.as_ref().expect("video_1 caps");
+    let s = caps.structure(0).expect("structure");
+    assert_eq!(s.name(), "video/x-h264");
+    assert_eq!(s.get::<i32>("width").ok(), Some(320), "from the track map");
+    let caps = outs["audio_2"].caps.as_ref().expect("audio_2 caps");
+    let cd = caps
+        .structure(0)
+        .unwrap()
+        .get::<gst::Buffer>("codec_data")
+        .unwrap();
+    assert_eq!(&cd.map_readable().unwrap()[..], ASC);
 }

@@ -343,3 +343,47 @@ fn multitrack_pad_requests_are_checked() {
         "{msg}"
     );
 }
+
+/// A player that joins a live multitrack stream late (rtmpsink
+/// mode=server's GOP cache): it starts at a keyframe of track 0, gets
+/// track 0's and track 1's sequence headers both, and track 1 from its own
+/// next keyframe (its GOPs are not aligned with track 0's); from there every
+/// track arrives whole to the end of the stream.
+#[test]
+fn late_player_starts_every_video_track_at_its_own_keyframe() {
+    init();
+    let publish = "\
+        videotestsrc is-live=true num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+          ! x264enc tune=zerolatency key-int-max=30 ! h264parse name=sentv ! s.video \
+        videotestsrc is-live=true num-buffers=90 pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 \
+          ! x264enc tune=zerolatency key-int-max=20 ! h264parse name=sentv1 ! s.video_1 \
+        audiotestsrc is-live=true samplesperbuffer=1024 num-buffers=130 ! avenc_aac ! aacparse name=senta ! s.audio";
+    let (server, sent_log, notes, url) = paused_sink_server(publish, "sync=true");
+    server.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(1400));
+    let (player, got_log, _) = player(&url, "");
+    player.set_state(gst::State::Playing).unwrap();
+    common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
+    play_to_eos(&server, Duration::from_secs(30));
+    play_to_eos(&player, Duration::from_secs(20));
+    let sent = by_track(&sent_log.lock().unwrap());
+    let got = by_track(&got_log.lock().unwrap());
+    assert_eq!(got.len(), 3, "a pad per track: {:?}", got.keys());
+    for (id, want) in &sent {
+        let got = &got[id];
+        if id.0 {
+            assert!(got[0].key, "track {id:?} starts at a keyframe");
+        }
+        // What arrived is the end of what was sent, without a gap.
+        let crcs = |v: &[Out]| v.iter().map(|o| o.crc).collect::<Vec<_>>();
+        let tail = &crcs(want)[want.len() - got.len()..];
+        assert_eq!(
+            crcs(got),
+            tail,
+            "track {id:?}: the stream from where it joined"
+        );
+        assert!(got.len() < want.len(), "track {id:?}: joined late");
+    }
+    // Track 1 starts at its own keyframe, after track 0's.
+    assert!(got[&(true, 1)][0].dts >= got[&(true, 0)][0].dts);
+}

@@ -279,6 +279,50 @@ mod tests {
         assert_eq!(b.dropped, 10, "the GOP at 5000 was never written");
     }
 
+    /// A one-track Multitrack H.265 tag of `track`.
+    fn track_video(track: u8, packet: u8, key: bool) -> Bytes {
+        let first = if key { 0x96 } else { 0xA6 };
+        Bytes::from([&[first, packet][..], b"hvc1", &[track, 0, 0, 0, 7]].concat())
+    }
+
+    #[test]
+    fn multitrack_keeps_each_tracks_header_and_replays_each_track_from_its_keyframe() {
+        let mut b = Backlog::new(10_000);
+        b.push(
+            tag_type::VIDEO,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+        );
+        b.push(tag_type::VIDEO, 0, track_video(1, 0, true));
+        b.push(
+            tag_type::AUDIO,
+            0,
+            Bytes::from_static(&[0xAF, 0, 0x12, 0x10]),
+        );
+        // Track 1's sequence start does not replace track 0's.
+        b.push(tag_type::VIDEO, 0, track_video(1, 0, true));
+        // Track 1 keyframes every 300 ms from 200, track 0 every 500 ms.
+        for n in 0..10u32 {
+            b.push(tag_type::VIDEO, n * 100, video(n % 5 == 0));
+            b.push(tag_type::VIDEO, n * 100, track_video(1, 1, n % 3 == 2));
+        }
+        let r = b.replay(None);
+        let headers: Vec<u8> = r[..3].iter().map(|i| i.track).collect();
+        assert_eq!(headers, [0, 1, 0], "both video headers and the audio one");
+        assert_eq!(r[1].body[1] & 0x0F, 0, "track 1's sequence start");
+        // From track 0's keyframe at 0; track 1 from its keyframe at 200.
+        let media: Vec<(u32, u8)> = r[3..].iter().map(|i| (i.timestamp, i.track)).collect();
+        assert_eq!(media[0], (0, 0));
+        let first_t1 = media.iter().find(|(_, t)| *t == 1).unwrap();
+        assert_eq!(*first_t1, (200, 1));
+        assert_eq!(media.len(), 10 + 8);
+        // Only track 0's keyframes are start points.
+        b.push(tag_type::VIDEO, 1100, track_video(1, 1, true));
+        assert!(!b.newest_is_key());
+        b.push(tag_type::VIDEO, 1000, video(true));
+        assert!(b.newest_is_key());
+    }
+
     #[test]
     fn audio_only_starts_anywhere() {
         let mut b = Backlog::new(1000);
