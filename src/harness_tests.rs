@@ -464,3 +464,51 @@ fn multitrack_pads_round_trip_through_muxer_and_demuxer() {
         .unwrap();
     assert_eq!(&cd.map_readable().unwrap()[..], ASC);
 }
+
+/// An Enhanced RTMP frame with a ModEx nanosecond offset: the demuxer's
+/// DTS has the part below the millisecond.
+#[test]
+fn the_demuxer_applies_modex_nanosecond_offsets() {
+    init();
+    let hvcc = [
+        1u8, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5d, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0,
+        0x0f, 0,
+    ];
+    let mut start = b"\x90hvc1".to_vec();
+    start.extend_from_slice(&hvcc);
+    // Key frame, ModEx (size 3: offset 500 000 ns), then CodedFramesX.
+    let mut frame = vec![0x97, 2, 0x07, 0xa1, 0x20, 0x03];
+    frame.extend_from_slice(b"hvc1\x00\x00\x00\x02\x26\x01");
+    let tags = vec![
+        FlvTag {
+            tag_type: tag_type::VIDEO,
+            timestamp: 0,
+            data: start.into(),
+        },
+        FlvTag {
+            tag_type: tag_type::VIDEO,
+            timestamp: 40,
+            data: frame.into(),
+        },
+    ];
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let el = demux.upcast_ref::<gst::Element>();
+    let dts: std::sync::Arc<std::sync::Mutex<Vec<u64>>> = Default::default();
+    let d = dts.clone();
+    el.connect_pad_added(move |_, src| {
+        let d = d.clone();
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                d.lock().unwrap().push(b.dts().unwrap().nseconds());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let _outs = collect_pads(el);
+    let mut h = Harness::with_element(el, Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    for b in as_connection_gives(&tags) {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert_eq!(*dts.lock().unwrap(), [40_500_000]);
+}

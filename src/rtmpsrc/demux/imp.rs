@@ -800,6 +800,7 @@ impl RtmpSrcDemux {
                 Ok(gst::FlowSuccess::Ok)
             }
             VideoTag::Enhanced(e) => {
+                let dts = with_nano_offset(dts, &e.mod_ex);
                 // Every track of the tag (one unless multitrack) on its pad.
                 let mut ret = Ok(gst::FlowSuccess::Ok);
                 for track in e.tracks {
@@ -933,6 +934,7 @@ impl RtmpSrcDemux {
         let a = match AudioTag::parse(body) {
             Ok(AudioTag::Legacy(a)) => a,
             Ok(AudioTag::Enhanced(e)) => {
+                let dts = with_nano_offset(dts, &e.mod_ex);
                 // Every track of the tag (one unless multitrack) on its pad.
                 let mut ret = Ok(gst::FlowSuccess::Ok);
                 for track in e.tracks {
@@ -1012,6 +1014,22 @@ fn speex_caps() -> gst::Caps {
             gst::Array::new([h.to_send_value(), c.to_send_value()]),
         )
         .build()
+}
+
+/// The DTS of an Enhanced RTMP tag with its ModEx nanosecond offset (the
+/// part of the time below the millisecond the RTMP timestamp has).
+fn with_nano_offset(
+    dts: Option<gst::ClockTime>,
+    mod_ex: &[crate::rtmp::flv::ModEx],
+) -> Option<gst::ClockTime> {
+    let offset: u64 = mod_ex
+        .iter()
+        .map(|m| match m {
+            crate::rtmp::flv::ModEx::TimestampOffsetNano(n) => u64::from(*n),
+        })
+        .sum();
+    // Below a millisecond, as the spec has it: more is not trusted.
+    dts.map(|d| d + gst::ClockTime::from_nseconds(offset.min(999_999)))
 }
 
 /// A track's tags from its entry in a metadata track map: language,
