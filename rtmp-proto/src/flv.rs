@@ -1053,14 +1053,16 @@ pub fn video_relay_role(body: &[u8]) -> RelayRole {
         RelayRole::Frame
     };
     if b0 & 0x80 != 0 {
-        // Enhanced RTMP: the packet type is the low nibble; a multitrack
-        // packet has the tracks' packet type in the next byte's.
-        let mut packet = b0 & 0x0F;
-        if packet == VideoPacketType::Multitrack as u8 {
-            packet = body
-                .get(1)
-                .map_or(VideoPacketType::CodedFrames as u8, |b| b & 0x0F);
-        }
+        // Enhanced RTMP: the packet type is the low nibble (past any ModEx
+        // blocks); a multitrack packet has the tracks' packet type in the
+        // next byte's.
+        let coded = VideoPacketType::CodedFrames as u8;
+        let packet = inner_packet_type(
+            body,
+            VideoPacketType::ModEx as u8,
+            VideoPacketType::Multitrack as u8,
+        )
+        .unwrap_or(coded);
         if packet == VideoPacketType::SequenceStart as u8
             || packet == VideoPacketType::Mpeg2TsSequenceStart as u8
         {
@@ -1086,11 +1088,12 @@ pub fn audio_relay_role(body: &[u8]) -> RelayRole {
     match b0 >> 4 {
         10 if body.get(1) == Some(&0) => RelayRole::Config,
         9 => {
-            let mut packet = b0 & 0x0F;
-            if packet == AudioPacketType::Multitrack as u8 {
-                packet = body.get(1).map_or(1, |b| b & 0x0F);
-            }
-            if packet == AudioPacketType::SequenceStart as u8 {
+            let packet = inner_packet_type(
+                body,
+                AudioPacketType::ModEx as u8,
+                AudioPacketType::Multitrack as u8,
+            );
+            if packet == Some(AudioPacketType::SequenceStart as u8) {
                 RelayRole::Config
             } else {
                 RelayRole::Frame
@@ -1105,17 +1108,58 @@ pub fn audio_relay_role(body: &[u8]) -> RelayRole {
 /// carries several), 0 for every other tag. Servers and backlogs keep one
 /// sequence header per track, and start players at keyframes of one track.
 pub fn relay_track(video: bool, body: &[u8]) -> u8 {
-    let multitrack = match body.first() {
-        Some(&b0) if video => b0 & 0x80 != 0 && b0 & 0x0F == VideoPacketType::Multitrack as u8,
-        Some(&b0) => b0 >> 4 == 9 && b0 & 0x0F == AudioPacketType::Multitrack as u8,
-        None => false,
+    let (mod_ex, multitrack) = match body.first() {
+        Some(&b0) if video && b0 & 0x80 != 0 => (
+            VideoPacketType::ModEx as u8,
+            VideoPacketType::Multitrack as u8,
+        ),
+        Some(&b0) if !video && b0 >> 4 == 9 => (
+            AudioPacketType::ModEx as u8,
+            AudioPacketType::Multitrack as u8,
+        ),
+        _ => return 0,
     };
-    if !multitrack {
-        return 0;
+    let at = match packet_type_past_mod_ex(body, mod_ex) {
+        Some((packet, at)) if packet == multitrack => at,
+        _ => return 0,
+    };
+    // [multitrack type | packet type][FourCC][track id]...: the shared
+    // FourCC, or the first track's own, sits at the same place.
+    body.get(at + 5).copied().unwrap_or(0)
+}
+
+/// An Enhanced RTMP tag's packet type past its ModEx blocks, and where what
+/// follows it starts; read without allocating. `None` if it is cut short.
+fn packet_type_past_mod_ex(body: &[u8], mod_ex_code: u8) -> Option<(u8, usize)> {
+    let mut packet = body.first()? & 0x0F;
+    let mut at = 1;
+    let mut blocks = 0;
+    while packet == mod_ex_code {
+        let mut size = usize::from(*body.get(at)?) + 1;
+        at += 1;
+        if size == 256 {
+            size = usize::from(u16::from_be_bytes([*body.get(at)?, *body.get(at + 1)?])) + 1;
+            at += 2;
+        }
+        at += size;
+        packet = body.get(at)? & 0x0F;
+        at += 1;
+        blocks += 1;
+        if blocks > 16 {
+            return None;
+        }
     }
-    // [first byte][multitrack type | packet type][FourCC][track id]...: the
-    // shared FourCC, or the first track's own, sits at the same place.
-    body.get(6).copied().unwrap_or(0)
+    Some((packet, at))
+}
+
+/// The packet type of an Enhanced RTMP tag's tracks: past ModEx blocks,
+/// and inside a multitrack packet.
+fn inner_packet_type(body: &[u8], mod_ex: u8, multitrack: u8) -> Option<u8> {
+    let (packet, at) = packet_type_past_mod_ex(body, mod_ex)?;
+    if packet == multitrack {
+        return body.get(at).map(|b| b & 0x0F);
+    }
+    Some(packet)
 }
 
 fn video_command(c: u8) -> Result<VideoCommand> {
@@ -1318,8 +1362,26 @@ mod tests {
         assert_eq!(relay_track(true, b"\x96\x11avc1\x01\0\0\x05"), 1);
         assert_eq!(relay_track(true, b"\x96\x21av01\x07\0\0\x01"), 7);
         assert_eq!(relay_track(false, b"\x95\x01Opus\x03"), 3);
+        // Past a ModEx block (TimestampOffsetNano, then Multitrack).
+        assert_eq!(
+            relay_track(true, b"\x97\x02\x00\x00\x01\x06\x01hvc1\x04"),
+            4
+        );
+        assert_eq!(
+            video_relay_role(b"\x97\x02\x00\x00\x01\x06\x00hvc1\x04"),
+            RelayRole::Config
+        );
+        assert_eq!(
+            video_relay_role(b"\x97\x02\x00\x00\x01\x00hvc1"),
+            RelayRole::Config
+        );
+        assert_eq!(
+            audio_relay_role(b"\x97\x02\x00\x00\x01\x00Opus"),
+            RelayRole::Config
+        );
         // Cut short: track 0, never a panic.
         assert_eq!(relay_track(true, b"\x96\x01hv"), 0);
+        assert_eq!(relay_track(true, b"\x97\x02\x00"), 0);
         assert_eq!(relay_track(false, &[]), 0);
     }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::amf0;
 use super::amf3;
 use super::chunk::{ChunkDecoder, RawMessage};
-use super::flv::{AudioTag, VideoTag};
+use super::flv::{AudioTag, VideoTag, relay_track};
 use super::handshake::{Handshake, RANDOM_SIZE};
 use super::limits::Limits;
 use super::message::{Message, NetCommand, type_id};
@@ -92,18 +92,33 @@ pub fn flv_tag(data: &[u8]) {
         return;
     };
     let body = Bytes::copy_from_slice(body);
-    if kind == type_id::AUDIO {
+    let video = kind != type_id::AUDIO;
+    // What a server reads from the first bytes agrees with the parse: the
+    // first track of a multitrack tag, 0 for every other.
+    let track = relay_track(video, &body);
+    if !video {
         if let Ok(t) = AudioTag::parse(&body) {
             assert_eq!(
                 AudioTag::parse(&t.build()).expect("built audio tag parses"),
                 t
             );
+            if let AudioTag::Enhanced(e) = &t
+                && e.multitrack.is_some()
+            {
+                assert_eq!(Some(track), e.tracks.first().map(|t| t.track_id));
+            }
         }
     } else if let Ok(t) = VideoTag::parse(&body) {
         assert_eq!(
             VideoTag::parse(&t.build()).expect("built video tag parses"),
             t
         );
+        if let VideoTag::Enhanced(e) = &t
+            && e.multitrack.is_some()
+            && e.command.is_none()
+        {
+            assert_eq!(Some(track), e.tracks.first().map(|t| t.track_id));
+        }
     }
 }
 
