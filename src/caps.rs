@@ -195,13 +195,24 @@ fn color_info(caps: &gst::CapsRef) -> Option<ColorInfo> {
 /// display and content light level.
 pub fn with_color_info(mut caps: gst::Caps, info: &ColorInfo) -> gst::Caps {
     let c = caps.make_mut();
-    if let (Some(p), Some(t), Some(m)) = (info.primaries, info.transfer, info.matrix) {
-        // colorInfo has no range: video's usual limited range.
+    let (p, t, m) = (info.primaries, info.transfer, info.matrix);
+    if p.is_some() || t.is_some() || m.is_some() {
+        // colorInfo has no range: video's usual limited range. What it
+        // leaves out stays unknown (FFmpeg 9 sends only the matrix).
         let colorimetry = gst_video::VideoColorimetry::new(
             gst_video::VideoColorRange::Range16_235,
-            gst_video::VideoColorMatrix::from_iso(m),
-            gst_video::VideoTransferFunction::from_iso(t),
-            gst_video::VideoColorPrimaries::from_iso(p),
+            m.map_or(
+                gst_video::VideoColorMatrix::Unknown,
+                gst_video::VideoColorMatrix::from_iso,
+            ),
+            t.map_or(
+                gst_video::VideoTransferFunction::Unknown,
+                gst_video::VideoTransferFunction::from_iso,
+            ),
+            p.map_or(
+                gst_video::VideoColorPrimaries::Unknown,
+                gst_video::VideoColorPrimaries::from_iso,
+            ),
         );
         if let Some(s) = c.structure_mut(0) {
             s.set("colorimetry", colorimetry.to_string());

@@ -552,3 +552,82 @@ fn hdr_caps_travel_as_color_info() {
     assert_eq!(s.get::<&str>("content-light-level").ok(), Some(cll), "{s}");
     assert_eq!(s.get::<&str>("colorimetry").ok(), Some("bt2100-pq"), "{s}");
 }
+
+/// HDR with FFmpeg 9 on the other side, both ways. FFmpeg 9 playing
+/// rtmpsink mode=server takes the colour description of its stream from
+/// our colorInfo alone (x265enc writes none into the bitstream here: caps
+/// saying BT.709 come out BT.709, caps saying HDR10 come out
+/// bt2020nc/bt2020/smpte2084). FFmpeg 9 publishing 10-bit H.265 tagged
+/// BT.2020 PQ into rtmpsrc mode=server sends a colorInfo with the matrix
+/// only: the caps get the BT.2020 matrix, the rest unknown (h265parse
+/// fills it from the bitstream).
+#[test]
+fn ffmpeg9_reads_and_writes_color_info() {
+    needs!("ffmpeg9");
+    init();
+    let ffmpeg9 = common::server::require_ffmpeg9();
+    for (caps, want) in [
+        (
+            "colorimetry=(string)bt2100-pq,mastering-display-info=(string)35400:14600:8500:39850:6550:2300:15635:16450:10000000:50,content-light-level=(string)1000:400",
+            "bt2020nc/bt2020/smpte2084",
+        ),
+        ("colorimetry=(string)bt709", "tv, bt709"),
+    ] {
+        let publish = format!(
+            "videotestsrc num-buffers=10 ! video/x-raw,format=I420_10LE,width=320,height=240,framerate=30/1 \
+             ! x265enc speed-preset=ultrafast ! h265parse ! capssetter caps=\"video/x-h265,{caps}\" ! identity name=sentv ! s.video"
+        );
+        let (server, _, notes, url) = paused_sink_server(&publish, "");
+        let ff = Command::new(&ffmpeg9)
+            .args(["-hide_banner", "-rw_timeout", "20000000"])
+            .args(["-rtmp_enhanced_codecs", "hvc1"])
+            .args(["-i", &url, "-c", "copy", "-f", "null", "-"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
+        server.set_state(gst::State::Playing).unwrap();
+        play_to_eos(&server, Duration::from_secs(30));
+        let out = ff.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let stream = err
+            .lines()
+            .find(|l| l.contains("Stream #0:0: Video: hevc"))
+            .unwrap_or_else(|| panic!("no video stream in FFmpeg's output: {err}"));
+        assert!(stream.contains(want), "{caps}: {stream}");
+    }
+
+    let dir = TempDir::new("ff9-hdr");
+    let file = dir.path("hdr.flv");
+    let st = Command::new(&ffmpeg9)
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=s=320x240:r=30:d=1"])
+        .args(["-c:v", "libx265", "-pix_fmt", "yuv420p10le"])
+        .args(["-x265-params", "log-level=error"])
+        .args(["-color_primaries", "bt2020", "-color_trc", "smpte2084"])
+        .args(["-colorspace", "bt2020nc", "-color_range", "tv", "-f", "flv"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (server, log, caps, _, port) = common::server::src_server("eos-on-unpublish=true");
+    let (ok, err) = common::server::ffmpeg_push(
+        &ffmpeg9,
+        &file,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(ok, "FFmpeg 9 could not publish: {err}");
+    play_to_eos(&server, Duration::from_secs(20));
+    assert_eq!(log.lock().unwrap().len(), 30);
+    let caps = caps.lock().unwrap();
+    let s = caps.last().expect("caps").structure(0).unwrap().to_owned();
+    let c: gst_video::VideoColorimetry = s
+        .get::<&str>("colorimetry")
+        .unwrap_or_else(|_| panic!("no colorimetry in {s}"))
+        .parse()
+        .unwrap();
+    assert_eq!(c.matrix(), gst_video::VideoColorMatrix::Bt2020, "{s}");
+}
