@@ -147,20 +147,24 @@ fn mux_pads(pads: Vec<(&str, gst::Caps, Vec<Frame>)>) -> Vec<FlvTag> {
     for t in threads {
         t.join().expect("feeding thread");
     }
-    let hv = &mut harnesses[0];
+    muxed_tags(&mut harnesses[0])
+}
+
+/// The FLV tags a muxer's harness (the one on its src pad) gives, up to EOS.
+fn muxed_tags(h: &mut Harness) -> Vec<FlvTag> {
     // An FLV stream: the file header, then one tag a buffer.
     let mut reader = FlvReader::new(16 << 20);
     // The aggregator writes from its own thread: everything up to EOS.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut eos = false;
     loop {
-        while let Some(b) = hv.try_pull() {
+        while let Some(b) = h.try_pull() {
             reader.feed(&b.map_readable().expect("readable"));
         }
         if eos {
             break;
         }
-        while let Some(e) = hv.try_pull_event() {
+        while let Some(e) = h.try_pull_event() {
             eos |= e.type_() == gst::EventType::Eos;
         }
         assert!(std::time::Instant::now() < end, "no EOS from the muxer");
@@ -282,7 +286,16 @@ fn collect_pads(el: &gst::Element) -> Outs {
     el.connect_pad_added(move |_, src| {
         let name = src.name().to_string();
         let (o1, o2, n1, n2) = (o.clone(), o.clone(), name.clone(), name.clone());
-        let sink = gst::Pad::builder(gst::PadDirection::Sink)
+        // With a template of ANY caps: a pad without one takes no caps but
+        // its first (its caps query answers its current caps).
+        let any = gst::PadTemplate::new(
+            "sink",
+            gst::PadDirection::Sink,
+            gst::PadPresence::Always,
+            &gst::Caps::new_any(),
+        )
+        .expect("template");
+        let sink = gst::Pad::builder_from_template(&any)
             .chain_function(move |_, _, b| {
                 let frame = Frame {
                     data: b.map_readable().expect("readable").to_vec(),
@@ -511,4 +524,114 @@ fn the_demuxer_applies_modex_nanosecond_offsets() {
         assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
     }
     assert_eq!(*dts.lock().unwrap(), [40_500_000]);
+}
+
+/// A codec configuration that changes mid-stream (a new resolution, then
+/// another codec): a new sequence header goes out before the first frame
+/// it applies to, and the demuxer gives new caps with it, every frame kept.
+#[test]
+fn codec_changes_mid_stream_give_new_sequence_headers_and_caps() {
+    init();
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let el = mux.upcast_ref::<gst::Element>();
+    let mut h = Harness::with_element(el, Some("video"), Some("src"));
+    let mut avcc2 = AVCC.to_vec();
+    avcc2[9] = 0x1f; // another level in the SPS: another configuration
+    let hvcc = [
+        1u8, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5d, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0,
+        0x0f, 0,
+    ];
+    let h264 = |cd: &[u8], w: i32| {
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("width", w)
+            .field("height", 240i32)
+            .field("codec_data", gst::Buffer::from_slice(cd.to_vec()))
+            .build()
+    };
+    let h265 = gst::Caps::builder("video/x-h265")
+        .field("stream-format", "hvc1")
+        .field("alignment", "au")
+        .field("codec_data", gst::Buffer::from_slice(hvcc))
+        .build();
+    let frames = video_frames();
+    let mut sent = Vec::new();
+    for (i, caps) in [h264(AVCC, 320), h264(&avcc2, 640), h265]
+        .into_iter()
+        .enumerate()
+    {
+        h.set_src_caps(caps);
+        for f in &frames[i * 3..i * 3 + 3] {
+            // Each segment starts at a keyframe.
+            let mut f = f.clone();
+            f.key = f.dts % 120 == 0;
+            assert_eq!(h.push(buffer(&f)), Ok(gst::FlowSuccess::Ok));
+            sent.push(f);
+        }
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let tags = muxed_tags(&mut h);
+    // Three sequence headers, each right before the first frame it is for.
+    let headers: Vec<usize> = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.tag_type == tag_type::VIDEO
+                && crate::rtmp::flv::video_relay_role(&t.data)
+                    == crate::rtmp::flv::RelayRole::Config
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(headers.len(), 3, "{headers:?}");
+    assert_eq!(&tags[headers[1]].data[5..], &avcc2[..]);
+    assert_eq!(&tags[headers[2]].data[..5], b"\x90hvc1");
+    let frames_before = |i: usize| {
+        tags[..headers[i]]
+            .iter()
+            .filter(|t| t.tag_type == tag_type::VIDEO)
+            .count()
+            - i
+    };
+    assert_eq!((frames_before(1), frames_before(2)), (3, 6));
+
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let el = demux.upcast_ref::<gst::Element>();
+    let caps_seen: std::sync::Arc<std::sync::Mutex<Vec<gst::Caps>>> = Default::default();
+    let c = caps_seen.clone();
+    el.connect_pad_added(move |_, src| {
+        let c = c.clone();
+        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Caps(caps) = e.view()
+            {
+                c.lock().unwrap().push(caps.caps_owned());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let outs = collect_pads(el);
+    let mut d = Harness::with_element(el, Some("sink"), None);
+    d.set_src_caps(crate::caps::flv_caps());
+    for b in as_connection_gives(&tags) {
+        assert_eq!(d.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    let names: Vec<String> = caps_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = c.structure(0).unwrap();
+            format!("{} {:?}", s.name(), s.get::<i32>("width").ok())
+        })
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].starts_with("video/x-h264") && names[2].starts_with("video/x-h265"));
+    let cd = caps_seen.lock().unwrap()[1]
+        .structure(0)
+        .unwrap()
+        .get::<gst::Buffer>("codec_data")
+        .unwrap();
+    assert_eq!(&cd.map_readable().unwrap()[..], &avcc2[..]);
+    assert_eq!(outs.lock().unwrap()["video"].frames, sent);
 }
