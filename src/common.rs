@@ -205,6 +205,33 @@ pub fn flv_pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTem
     .expect("a valid pad template")
 }
 
+/// The media pad templates of an element: `video` and `audio` (track 0)
+/// and `video_%u`/`audio_%u` (Enhanced RTMP multitrack), with the caps of
+/// each kind; `gtype` for pads of a subclass (an aggregator's).
+pub fn track_pad_templates(
+    direction: gst::PadDirection,
+    presence: gst::PadPresence,
+    video: &gst::Caps,
+    audio: &gst::Caps,
+    gtype: Option<glib::Type>,
+) -> Vec<gst::PadTemplate> {
+    [
+        ("video", video),
+        ("audio", audio),
+        ("video_%u", video),
+        ("audio_%u", audio),
+    ]
+    .into_iter()
+    .map(|(name, caps)| {
+        match gtype {
+            Some(t) => gst::PadTemplate::with_gtype(name, direction, presence, caps, t),
+            None => gst::PadTemplate::new(name, direction, presence, caps),
+        }
+        .expect("a valid pad template")
+    })
+    .collect()
+}
+
 /// A signal `name(app, stream, address, query, user) -> bool` that decides
 /// on each publisher or player (`user`: who logged in, empty without a
 /// login): handlers run first, the first `false` wins, no handler accepts.

@@ -261,21 +261,16 @@ impl ElementImpl for RtmpSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "video",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::video_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "audio",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::audio_caps(),
-                )
-                .unwrap(),
+            // video/audio (track 0), video_%u/audio_%u (Enhanced RTMP
+            // multitrack: the number is the track id), and sink for FLV.
+            let mut t = crate::common::track_pad_templates(
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                &crate::caps::video_caps(),
+                &crate::caps::audio_caps(),
+                None,
+            );
+            t.push(
                 gst::PadTemplate::new(
                     "sink",
                     gst::PadDirection::Sink,
@@ -283,22 +278,8 @@ impl ElementImpl for RtmpSink {
                     &crate::caps::flv_caps(),
                 )
                 .unwrap(),
-                // Enhanced RTMP multitrack: the number is the track id.
-                gst::PadTemplate::new(
-                    "video_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::video_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "audio_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::audio_caps(),
-                )
-                .unwrap(),
-            ]
+            );
+            t
         });
         T.as_ref()
     }

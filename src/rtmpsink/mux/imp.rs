@@ -368,48 +368,25 @@ impl GstObjectImpl for RtmpSinkMux {}
 impl ElementImpl for RtmpSinkMux {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
+            let pad_type = gst_base::AggregatorPad::static_type();
+            let mut t = vec![
                 gst::PadTemplate::with_gtype(
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
                     &crate::caps::flv_caps(),
-                    gst_base::AggregatorPad::static_type(),
+                    pad_type,
                 )
                 .unwrap(),
-                gst::PadTemplate::with_gtype(
-                    "video",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::video_caps(),
-                    gst_base::AggregatorPad::static_type(),
-                )
-                .unwrap(),
-                gst::PadTemplate::with_gtype(
-                    "audio",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::audio_caps(),
-                    gst_base::AggregatorPad::static_type(),
-                )
-                .unwrap(),
-                gst::PadTemplate::with_gtype(
-                    "video_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::video_caps(),
-                    gst_base::AggregatorPad::static_type(),
-                )
-                .unwrap(),
-                gst::PadTemplate::with_gtype(
-                    "audio_%u",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Request,
-                    &crate::caps::audio_caps(),
-                    gst_base::AggregatorPad::static_type(),
-                )
-                .unwrap(),
-            ]
+            ];
+            t.extend(crate::common::track_pad_templates(
+                gst::PadDirection::Sink,
+                gst::PadPresence::Request,
+                &crate::caps::video_caps(),
+                &crate::caps::audio_caps(),
+                Some(pad_type),
+            ));
+            t
         });
         TEMPLATES.as_ref()
     }

@@ -237,44 +237,19 @@ impl GstObjectImpl for RtmpSrcDemux {}
 impl ElementImpl for RtmpSrcDemux {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &crate::caps::flv_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "video",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &video_template_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "audio",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &audio_template_caps(),
-                )
-                .unwrap(),
-                // Enhanced RTMP multitrack: the number is the track id.
-                gst::PadTemplate::new(
-                    "video_%u",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &video_template_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "audio_%u",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Sometimes,
-                    &audio_template_caps(),
-                )
-                .unwrap(),
-            ]
+            let mut t = vec![crate::common::flv_pad_template(
+                "sink",
+                gst::PadDirection::Sink,
+            )];
+            // video/audio for track 0, video_%u/audio_%u for the others.
+            t.extend(crate::common::track_pad_templates(
+                gst::PadDirection::Src,
+                gst::PadPresence::Sometimes,
+                &video_template_caps(),
+                &audio_template_caps(),
+                None,
+            ));
+            t
         });
         T.as_ref()
     }
