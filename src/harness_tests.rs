@@ -273,7 +273,11 @@ fn as_connection_gives(tags: &[FlvTag]) -> Vec<gst::Buffer> {
 #[derive(Default)]
 struct Out {
     frames: Vec<Frame>,
+    /// Each frame's DTS in ns (`frames` has ms).
+    dts_ns: Vec<u64>,
+    /// The last caps, and every caps event in order.
     caps: Option<gst::Caps>,
+    all_caps: Vec<gst::Caps>,
 }
 
 type Outs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Out>>>;
@@ -303,17 +307,18 @@ fn collect_pads(el: &gst::Element) -> Outs {
                     pts: b.pts().expect("PTS").nseconds() / MS,
                     key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
                 };
-                o1.lock()
-                    .unwrap()
-                    .entry(n1.clone())
-                    .or_default()
-                    .frames
-                    .push(frame);
+                let mut o = o1.lock().unwrap();
+                let out = o.entry(n1.clone()).or_default();
+                out.frames.push(frame);
+                out.dts_ns.push(b.dts().expect("DTS").nseconds());
                 Ok(gst::FlowSuccess::Ok)
             })
             .event_function(move |_, _, e| {
                 if let gst::EventView::Caps(c) = e.view() {
-                    o2.lock().unwrap().entry(n2.clone()).or_default().caps = Some(c.caps_owned());
+                    let mut o = o2.lock().unwrap();
+                    let out = o.entry(n2.clone()).or_default();
+                    out.caps = Some(c.caps_owned());
+                    out.all_caps.push(c.caps_owned());
                 }
                 true
             })
@@ -326,19 +331,26 @@ fn collect_pads(el: &gst::Element) -> Outs {
     outs
 }
 
-#[test]
-fn the_demuxer_gives_back_what_the_muxer_took() {
-    let (video, audio) = (video_frames(), audio_frames());
-    let tags = mux(&video, &audio);
+/// Runs `tags` through a demuxer as the connection gives them, then EOS:
+/// what came out of each pad.
+fn demux(tags: &[FlvTag]) -> Outs {
     let demux = gst::glib::Object::new::<RtmpSrcDemux>();
     let el = demux.upcast_ref::<gst::Element>();
     let outs = collect_pads(el);
     let mut h = Harness::with_element(el, Some("sink"), None);
     h.set_src_caps(crate::caps::flv_caps());
-    for b in as_connection_gives(&tags) {
+    for b in as_connection_gives(tags) {
         assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
     }
     assert!(h.push_event(gst::event::Eos::new()));
+    outs
+}
+
+#[test]
+fn the_demuxer_gives_back_what_the_muxer_took() {
+    let (video, audio) = (video_frames(), audio_frames());
+    let tags = mux(&video, &audio);
+    let outs = demux(&tags);
     let outs = outs.lock().unwrap();
     let v = outs.get("video").expect("a video pad");
     let a = outs.get("audio").expect("an audio pad");
@@ -449,15 +461,7 @@ fn multitrack_pads_round_trip_through_muxer_and_demuxer() {
     let frame = first(b"\x95\x01mp4a\x02");
     assert_eq!(&frame.data[7..], &audio[0].data[..]);
 
-    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
-    let el = demux.upcast_ref::<gst::Element>();
-    let outs = collect_pads(el);
-    let mut h = Harness::with_element(el, Some("sink"), None);
-    h.set_src_caps(crate::caps::flv_caps());
-    for b in as_connection_gives(&tags) {
-        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
-    }
-    assert!(h.push_event(gst::event::Eos::new()));
+    let outs = demux(&tags);
     let outs = outs.lock().unwrap();
     let mut names: Vec<&String> = outs.keys().collect();
     names.sort();
@@ -504,26 +508,8 @@ fn the_demuxer_applies_modex_nanosecond_offsets() {
             data: frame.into(),
         },
     ];
-    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
-    let el = demux.upcast_ref::<gst::Element>();
-    let dts: std::sync::Arc<std::sync::Mutex<Vec<u64>>> = Default::default();
-    let d = dts.clone();
-    el.connect_pad_added(move |_, src| {
-        let d = d.clone();
-        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
-                d.lock().unwrap().push(b.dts().unwrap().nseconds());
-            }
-            gst::PadProbeReturn::Ok
-        });
-    });
-    let _outs = collect_pads(el);
-    let mut h = Harness::with_element(el, Some("sink"), None);
-    h.set_src_caps(crate::caps::flv_caps());
-    for b in as_connection_gives(&tags) {
-        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
-    }
-    assert_eq!(*dts.lock().unwrap(), [40_500_000]);
+    let outs = demux(&tags);
+    assert_eq!(outs.lock().unwrap()["video"].dts_ns, [40_500_000]);
 }
 
 /// A codec configuration that changes mid-stream (a new resolution, then
@@ -595,30 +581,10 @@ fn codec_changes_mid_stream_give_new_sequence_headers_and_caps() {
     };
     assert_eq!((frames_before(1), frames_before(2)), (3, 6));
 
-    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
-    let el = demux.upcast_ref::<gst::Element>();
-    let caps_seen: std::sync::Arc<std::sync::Mutex<Vec<gst::Caps>>> = Default::default();
-    let c = caps_seen.clone();
-    el.connect_pad_added(move |_, src| {
-        let c = c.clone();
-        src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data
-                && let gst::EventView::Caps(caps) = e.view()
-            {
-                c.lock().unwrap().push(caps.caps_owned());
-            }
-            gst::PadProbeReturn::Ok
-        });
-    });
-    let outs = collect_pads(el);
-    let mut d = Harness::with_element(el, Some("sink"), None);
-    d.set_src_caps(crate::caps::flv_caps());
-    for b in as_connection_gives(&tags) {
-        assert_eq!(d.push(b), Ok(gst::FlowSuccess::Ok));
-    }
-    let names: Vec<String> = caps_seen
-        .lock()
-        .unwrap()
+    let outs = demux(&tags);
+    let outs = outs.lock().unwrap();
+    let all_caps = &outs["video"].all_caps;
+    let names: Vec<String> = all_caps
         .iter()
         .map(|c| {
             let s = c.structure(0).unwrap();
@@ -627,11 +593,11 @@ fn codec_changes_mid_stream_give_new_sequence_headers_and_caps() {
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names[0].starts_with("video/x-h264") && names[2].starts_with("video/x-h265"));
-    let cd = caps_seen.lock().unwrap()[1]
+    let cd = all_caps[1]
         .structure(0)
         .unwrap()
         .get::<gst::Buffer>("codec_data")
         .unwrap();
     assert_eq!(&cd.map_readable().unwrap()[..], &avcc2[..]);
-    assert_eq!(outs.lock().unwrap()["video"].frames, sent);
+    assert_eq!(outs["video"].frames, sent);
 }
