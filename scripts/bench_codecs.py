@@ -16,14 +16,22 @@ CPU (user+sys) divided by the bytes nginx counted for the stream, printed
 as ratios to H.264. Each run is checked: nginx must have received (sent)
 at least 90 % of the file.
 
+With --instructions, the same work counted in CPU instructions instead
+(valgrind's callgrind: the same figure on every run, whatever else the
+machine does): our process alone, publishing into and playing from our own
+server (no nginx), the cost of a 1 s cut of the file taken off so that
+start-up does not count, per MB of the rest. About 8 minutes.
+
   scripts/bench_codecs.py [runs]
+  scripts/bench_codecs.py --instructions
 """
-import os, statistics, subprocess, sys
+import os, re, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import Nginx, cpu_of, ffmpeg9, media_60s_8mbit, plugin_env, setup_and_build, ROOT  # noqa: E402
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+INSTRUCTIONS = "--instructions" in sys.argv[1:]
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 and not INSTRUCTIONS else 5
 
 
 def transcoded(h264, name, args):
@@ -40,6 +48,85 @@ def transcoded(h264, name, args):
     return path
 
 
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    return port
+
+
+def wait_port(port):
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("bench: the server never listened")
+
+
+def src_server(port, prefix=()):
+    return [*prefix, "gst-launch-1.0", "-q", "rtmpsrc", "mode=server", f"location=rtmp://127.0.0.1:{port}/live/key",
+            "eos-on-unpublish=true", "name=s", "s.video", "!", "fakesink", "sync=false",
+            "s.audio", "!", "fakesink", "sync=false"]
+
+
+def callgrind(cmd, env):
+    """Runs `cmd` under callgrind; the instructions it executed."""
+    p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    m = re.search(rb"Collected : (\d+)", p.stderr)
+    if p.returncode != 0 or not m:
+        sys.exit(f"bench: {' '.join(cmd)} failed: {p.stderr.decode(errors='replace')[-2000:]}")
+    return int(m.group(1))
+
+
+def publish_instructions(path, env):
+    port = free_port()
+    server = subprocess.Popen(src_server(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    n = callgrind(["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!", "qtdemux", "name=d",
+                   "d.video_0", "!", "queue", "!", "s.video", "d.audio_0", "!", "queue", "!", "s.audio",
+                   "rtmpsink", "name=s", "sync=false", f"location=rtmp://127.0.0.1:{port}/live/key"], env)
+    server.wait(timeout=60)
+    return n
+
+
+def play_instructions(path, env):
+    port = free_port()
+    out = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *src_server(port)],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port)
+    subprocess.run([ffmpeg9(), "-hide_banner", "-loglevel", "error", "-i", path, "-c", "copy", "-f", "flv",
+                    f"rtmp://127.0.0.1:{port}/live/key"], check=True)
+    err = out.communicate(timeout=600)[1]
+    m = re.search(rb"Collected : (\d+)", err)
+    if out.returncode != 0 or not m:
+        sys.exit(f"bench: rtmpsrc under callgrind failed: {err.decode(errors='replace')[-2000:]}")
+    return int(m.group(1))
+
+
+def cut(path):
+    """The first second of `path` (made once): start-up costs alone."""
+    short = path.replace(".mp4", "-1s.mp4")
+    if not os.path.exists(short):
+        subprocess.run([ffmpeg9(), "-hide_banner", "-loglevel", "error", "-y", "-i", path, "-t", "1",
+                        "-c", "copy", short], check=True)
+    return short
+
+
+def instructions(media, env):
+    print("\ninstructions (callgrind), our process alone, per MB beyond the first second:")
+    for what, run in [("publish (qtdemux ! rtmpsink)", publish_instructions),
+                      ("play (rtmpsrc ! fakesink)", play_instructions)]:
+        per_mb = {}
+        for codec, path in media.items():
+            short = cut(path)
+            n = run(path, env) - run(short, env)
+            per_mb[codec] = n / ((os.path.getsize(path) - os.path.getsize(short)) / 1e6)
+        print(f"  {what}")
+        for k, v in per_mb.items():
+            print(f"    {k:<6} {v / 1e6:7.3f} M instructions/MB   {v / per_mb['H.264']:.2f}x H.264")
+
+
 def main():
     setup_and_build()
     h264 = media_60s_8mbit()
@@ -50,6 +137,11 @@ def main():
                              "-maxrate", "8M", "-bufsize", "8M", "-x265-params", "log-level=error"]),
         "AV1": transcoded(h264, "60s-8mbit-av1.mp4", ["-c:v", "libsvtav1", "-preset", "12"]),
     }
+    if INSTRUCTIONS:
+        if subprocess.run(["sh", "-c", "command -v valgrind"], stdout=subprocess.DEVNULL).returncode != 0:
+            sys.exit("bench: --instructions needs valgrind (apt-get install -y valgrind)")
+        instructions(media, plugin_env())
+        return
     nginx = Nginx(log_level="info", app_conf="wait_key off;")
     env = plugin_env()
     publish = {k: [] for k in media}
