@@ -4,7 +4,7 @@
 //! received is compared frame by frame, per pad, and the end-to-end latency
 //! (entering rtmpsink to leaving rtmpsrc) shown.
 //!
-//! cargo run --release --example rtmp_demo -- rtmp://127.0.0.1:1935/live/demo [seconds]
+//! cargo run --release --example rtmp_demo -- rtmp://127.0.0.1:1935/live/demo [seconds] [rtmpsink properties]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +35,8 @@ fn main() {
         fail("usage: rtmpsink_demo rtmp://host[:port]/app/stream [seconds]")
     };
     let secs: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    // More rtmpsink properties, as gst-launch takes them ("sync=false").
+    let sink_props = args.get(3).map_or("", String::as_str);
     let url = RtmpUrl::parse(location).unwrap_or_else(|e| fail(e));
     gst::init().unwrap_or_else(|e| fail(e));
     gstrtmp::plugin_register_static().unwrap_or_else(|e| fail(e));
@@ -89,7 +91,7 @@ fn main() {
         "videotestsrc is-live=true pattern=ball num-buffers={} ! video/x-raw,width=1280,height=720,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=veryfast bitrate=3000 key-int-max=60 ! h264parse ! s.video \
          audiotestsrc is-live=true wave=ticks num-buffers={} ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! s.audio \
-         rtmpsink name=s location={location}",
+         rtmpsink name=s location={location} {sink_props}",
         secs * 30,
         secs * 48_000 / 1024
     );
@@ -142,15 +144,21 @@ fn main() {
     let (rv, ra) = (received[0].len(), received[1].len());
     let mut identical = 0;
     let mut lat: Vec<f64> = Vec::new();
+    let mut per_kind: [Vec<f64>; 2] = Default::default();
     for k in 0..2 {
         for ((fs, t0), (fr, t1)) in sent[k].iter().zip(&received[k]) {
             if fs == fr {
                 identical += 1;
-                lat.push(t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0);
+                let ms = t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0;
+                lat.push(ms);
+                per_kind[k].push(ms);
             }
         }
     }
     lat.sort_by(f64::total_cmp);
+    for l in &mut per_kind {
+        l.sort_by(f64::total_cmp);
+    }
     println!(
         "rtmpsink:  sent {sv} video and {sa} audio frames ({} bytes on the wire)",
         stats.get::<u64>("bytes-out").unwrap_or(0)
@@ -163,6 +171,18 @@ fn main() {
         println!(
             "latency:   entering rtmpsink -> leaving rtmpsrc: median {:.1} ms, min {first:.1} ms, max {last:.1} ms",
             lat[lat.len() / 2]
+        );
+        let p = |l: &[f64], q: f64| {
+            l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        println!(
+            "           video p50 {:.1} ms, p99 {:.1} ms; audio p50 {:.1} ms, p99 {:.1} ms",
+            p(&per_kind[0], 0.5),
+            p(&per_kind[0], 0.99),
+            p(&per_kind[1], 0.5),
+            p(&per_kind[1], 0.99)
         );
     }
     if (rv, ra) != (sv, sa) || identical != sv + sa {

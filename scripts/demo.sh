@@ -28,4 +28,5 @@ mkdir -p "$work/logs"
 nginx -p "$work" -c "$work/nginx.conf"
 
 cargo build --release --quiet --example rtmp_demo
-target/release/examples/rtmp_demo "rtmp://127.0.0.1:$port/live/demo" 10
+# Any arguments are more rtmpsink properties: scripts/demo.sh sync=false
+target/release/examples/rtmp_demo "rtmp://127.0.0.1:$port/live/demo" 10 "$*"

@@ -601,3 +601,56 @@ fn codec_changes_mid_stream_give_new_sequence_headers_and_caps() {
     assert_eq!(&cd.map_readable().unwrap()[..], &avcc2[..]);
     assert_eq!(outs["video"].frames, sent);
 }
+
+/// Interleaving waits no longer than it must: once the audio taken so far
+/// reaches a video frame's time (an audio frame's DTS plus its duration),
+/// the video frame goes out without waiting for the next audio frame (which
+/// a live AAC encoder gives some 20 ms later). Order by DTS is kept.
+#[test]
+fn video_goes_out_once_audio_has_reached_its_time() {
+    init();
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let el = mux.upcast_ref::<gst::Element>();
+    let mut hv = Harness::with_element(el, Some("video"), Some("src"));
+    let mut ha = Harness::with_element(el, Some("audio"), None);
+    hv.set_src_caps(h264_caps());
+    ha.set_src_caps(aac_caps());
+    let frame = |data: Vec<u8>, ms: u64, dur: u64| {
+        let mut b = gst::Buffer::from_mut_slice(data);
+        let bm = b.get_mut().unwrap();
+        bm.set_dts(gst::ClockTime::from_mseconds(ms));
+        bm.set_pts(gst::ClockTime::from_mseconds(ms));
+        bm.set_duration(gst::ClockTime::from_mseconds(dur));
+        b
+    };
+    let video = frame(vec![0, 0, 0, 2, 0x65, 1], 10, 33);
+    // Audio 0-23 ms, then video at 10 ms: the video may go, as no audio
+    // before 23 ms can come any more.
+    assert_eq!(
+        ha.push(frame(vec![0x21, 1], 0, 23)),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    let pad = hv.srcpad().unwrap();
+    let t = std::thread::spawn(move || pad.push(video));
+    let mut reader = FlvReader::new(1 << 20);
+    let mut kinds = Vec::new();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !kinds.contains(&(tag_type::VIDEO, 10)) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the video frame waited for more audio: {kinds:?}"
+        );
+        if let Some(b) = hv.try_pull() {
+            reader.feed(&b.map_readable().unwrap());
+            while let Some(t) = reader.poll_tag().unwrap() {
+                if t.tag_type != tag_type::SCRIPT && !t.data[1..].starts_with(&[0]) {
+                    kinds.push((t.tag_type, t.timestamp));
+                }
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert_eq!(kinds, [(tag_type::AUDIO, 0), (tag_type::VIDEO, 10)]);
+    assert_eq!(t.join().unwrap(), Ok(gst::FlowSuccess::Ok));
+}

@@ -46,6 +46,9 @@ struct PadState {
     color_dirty: bool,
     frames: u64,
     last_dts: Option<u32>,
+    /// Running time (ns) where the last buffer taken from this pad ends
+    /// (DTS + duration): nothing earlier can come from it any more.
+    taken_until: Option<i64>,
     bitrate: Option<u32>,
     /// From the pad's tags, for the track maps of onMetaData.
     language: Option<String>,
@@ -645,11 +648,18 @@ fn tag(kind: u8, ts: u32, prefix: &[u8], payload: Option<&gst::BufferRef>) -> gs
 }
 
 impl RtmpSinkMux {
-    /// The pad whose next buffer goes out first. Without `timeout`, every
-    /// pad not at its end must have a buffer, or an earlier one might come.
+    /// The pad whose next buffer goes out first. Without `timeout`, a pad
+    /// not at its end and without a buffer holds everything back that
+    /// might come after what it brings next: what starts after the end of
+    /// the last buffer taken from it (its next one cannot start earlier:
+    /// DTS only goes forward, and audio frames follow one another).
+    /// Video then waits for audio up to its own time, not the next audio
+    /// frame's.
     fn next_pad(&self, timeout: bool) -> Next {
         let mut best: Option<(gst_base::AggregatorPad, i64)> = None;
         let mut all_eos = true;
+        // The earliest time a pad without a buffer could still bring.
+        let mut hold: Option<i64> = None;
         for pad in self.obj().sink_pads() {
             let pad = pad
                 .downcast::<gst_base::AggregatorPad>()
@@ -666,12 +676,20 @@ impl RtmpSinkMux {
                 None => {
                     all_eos = false;
                     if !timeout {
-                        return Next::Wait;
+                        let until = self
+                            .lock()
+                            .pads
+                            .get(pad.name().as_str())
+                            .and_then(|p| p.taken_until);
+                        // Nothing taken from it yet: anything may come.
+                        let until = until.unwrap_or(i64::MIN);
+                        hold = Some(hold.map_or(until, |h| h.min(until)));
                     }
                 }
             }
         }
         match best {
+            Some((_, rt)) if hold.is_some_and(|h| rt > h) => Next::Wait,
             Some((pad, _)) => Next::Pad(pad),
             None if all_eos => Next::Eos,
             None => Next::Wait,
@@ -745,6 +763,10 @@ impl RtmpSinkMux {
         let mut out = Vec::with_capacity(4);
         out.extend(self.flv_header_once());
         let mut st = self.lock();
+        if let Some(ps) = st.pads.get_mut(name.as_str()) {
+            let duration = buf.duration().map_or(0, |d| d.nseconds() as i64);
+            ps.taken_until = Some(rt_dts + duration);
+        }
         let (ts, cts) = st.stamp(&name, rt_dts, rt_pts);
         let Some(format) = st.pads.get(name.as_str()).and_then(|p| p.format.clone()) else {
             drop(st);
