@@ -77,7 +77,7 @@ fn rtmpsink_and_rtmp2sink_publish_over_rtmps_into_rtmpsrc_server() {
     let pki = Pki::new();
     let ca = pki.ca.display().to_string();
     // Ours checks the certificate against the test CA.
-    let (p, log, _, _, port) = src_server_at(
+    let (p, log, _, notes, port) = src_server_at(
         LISTEN,
         &format!("eos-on-unpublish=true {}", server_tls(&pki)),
     );
@@ -92,6 +92,16 @@ fn rtmpsink_and_rtmp2sink_publish_over_rtmps_into_rtmpsrc_server() {
         &log.lock().unwrap(),
         true,
     );
+    // Its FCUnpublish and deleteStream came through, before TLS's
+    // close_notify (sent after them, they would be lost).
+    let left = wait_notice(
+        &notes,
+        "rtmp-client-disconnected",
+        1,
+        Duration::from_secs(5),
+    );
+    let why = left[0].get::<String>("reason").unwrap();
+    assert!(why.contains("stopped publishing"), "{why}");
     // rtmp2sink (GIO) cannot be given a CA: it checks nothing here.
     let (p, log, _, _, port) = src_server_at(
         LISTEN,

@@ -861,10 +861,13 @@ impl ClientConnection {
                 w.queue.push_back(out);
             }
         }
+        // Everything queued goes out before TLS's close_notify: a peer
+        // stops reading at that alert, and what came after it is lost.
+        w.flush(Some(cancel), self.shared.timeout)?;
         if let Some(t) = &w.tls {
             lock(t).send_close_notify();
+            w.flush(Some(cancel), self.shared.timeout)?;
         }
-        w.flush(Some(cancel), self.shared.timeout)?;
         w.stream.shutdown(Shutdown::Write).ok();
         drop(w);
         // The server closes once it has read everything: wait for that

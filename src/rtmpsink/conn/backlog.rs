@@ -16,12 +16,48 @@ use crate::net::TrackSet;
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::{RelayRole, audio_relay_role, relay_track, tag_type, video_relay_role};
 
+/// A message body as the pieces it came in (the muxer's tag header, then
+/// the payload's own memories), shared, never copied together.
+#[derive(Debug, Clone, Default)]
+pub struct Body(Vec<Bytes>);
+
+impl Body {
+    pub fn new(pieces: Vec<Bytes>) -> Self {
+        Body(pieces)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// The pieces as slices, for the chunk encoder.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.0.iter().map(|b| &b[..]).collect()
+    }
+
+    /// Its first bytes (up to 32, across pieces), enough for the roles
+    /// and tracks read from a tag's start.
+    pub fn head(&self) -> ([u8; 32], usize) {
+        let mut out = [0u8; 32];
+        let mut n = 0;
+        for b in &self.0 {
+            let k = (out.len() - n).min(b.len());
+            out[n..n + k].copy_from_slice(&b[..k]);
+            n += k;
+            if n == out.len() {
+                break;
+            }
+        }
+        (out, n)
+    }
+}
+
 /// One message as it was (or will be) sent.
 #[derive(Debug, Clone)]
 pub struct Item {
     pub kind: u8,
     pub timestamp: u32,
-    pub body: Bytes,
+    pub body: Body,
     /// A point a new connection may start at.
     key: bool,
     /// Audio and video: the Enhanced RTMP track (0 unless multitrack).
@@ -64,10 +100,12 @@ impl Backlog {
 
     /// Records a message about to be sent; returns how many unwritten
     /// messages fell out of the backlog to make room.
-    pub fn push(&mut self, kind: u8, timestamp: u32, body: Bytes) -> u64 {
+    pub fn push(&mut self, kind: u8, timestamp: u32, body: Body) -> u64 {
         let time = self.unwrap.unwrap(timestamp);
+        let (head, n) = body.head();
+        let head = &head[..n];
         let track = match kind {
-            tag_type::VIDEO | tag_type::AUDIO => relay_track(kind == tag_type::VIDEO, &body),
+            tag_type::VIDEO | tag_type::AUDIO => relay_track(kind == tag_type::VIDEO, head),
             _ => 0,
         };
         let role = match kind {
@@ -76,10 +114,10 @@ impl Backlog {
                     self.main_track = track;
                 }
                 self.has_video = true;
-                video_relay_role(&body)
+                video_relay_role(head)
             }
-            tag_type::AUDIO => audio_relay_role(&body),
-            _ if body.starts_with(ON_METADATA) => RelayRole::Config,
+            tag_type::AUDIO => audio_relay_role(head),
+            _ if head.starts_with(ON_METADATA) => RelayRole::Config,
             _ => RelayRole::Frame,
         };
         let key = match kind {
@@ -191,17 +229,30 @@ impl Backlog {
             .take(first_unconfirmed + 1)
             .rposition(|i| i.key)
             .or_else(|| self.items.iter().position(|i| i.key));
+        start.map_or_else(Vec::new, |s| self.starting_at(s))
+    }
+
+    /// For a move to another server at the keyframe just pushed: the
+    /// headers, then that keyframe (what came before it went to the old
+    /// server, written or still queued there).
+    pub fn move_at_newest_key(&self) -> Vec<Item> {
+        match self.items.iter().rposition(|i| i.key) {
+            Some(s) => self.starting_at(s),
+            None => Vec::new(),
+        }
+    }
+
+    /// The metadata and sequence headers (stamped with item `start`'s
+    /// time), then the items from `start` on, each video track from its
+    /// first keyframe.
+    fn starting_at(&self, start: usize) -> Vec<Item> {
         let mut out = Vec::new();
-        let Some(start) = start else {
-            return out;
-        };
         let at = self.items[start].timestamp;
         for c in self.meta.iter().chain(&self.configs) {
             let mut c = c.clone();
             c.timestamp = if c.kind == tag_type::SCRIPT { 0 } else { at };
             out.push(c);
         }
-        // Each video track from its first keyframe on.
         let mut tracks = TrackSet::default();
         out.extend(
             self.items
@@ -237,23 +288,21 @@ impl Backlog {
 mod tests {
     use super::*;
 
-    fn video(key: bool) -> Bytes {
-        Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 9])
+    /// A legacy H.264 tag body, in two pieces as the muxer gives them.
+    fn video(key: bool) -> Body {
+        let head = Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
+        Body::new(vec![head, Bytes::from_static(&[9])])
+    }
+
+    fn one(b: &'static [u8]) -> Body {
+        Body::new(vec![Bytes::from_static(b)])
     }
 
     #[test]
     fn keeps_whole_gops_and_replays_from_the_unconfirmed_keyframe() {
         let mut b = Backlog::new(2000);
-        b.push(
-            tag_type::VIDEO,
-            0,
-            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
-        );
-        b.push(
-            tag_type::SCRIPT,
-            0,
-            Bytes::from_static(b"\x02\x00\x0aonMetaData\x08"),
-        );
+        b.push(tag_type::VIDEO, 0, one(&[0x17, 0, 0, 0, 0, 1]));
+        b.push(tag_type::SCRIPT, 0, one(b"\x02\x00\x0aonMetaData\x08"));
         // 1 s GOPs at 10 fps for 5 s.
         for n in 0..50u32 {
             assert_eq!(b.push(tag_type::VIDEO, n * 100, video(n % 10 == 0)), 0);
@@ -267,7 +316,7 @@ mod tests {
         assert_eq!(r[0].kind, tag_type::SCRIPT);
         assert_eq!(r[0].timestamp, 0);
         assert_eq!((r[1].kind, r[1].timestamp), (tag_type::VIDEO, 4000));
-        assert_eq!(r[1].body[1], 0, "the sequence header comes first");
+        assert_eq!(r[1].body.head().0[1], 0, "the sequence header comes first");
         assert_eq!(r[2].timestamp, 4000);
         assert_eq!(r.len(), 2 + 10);
         // No acknowledgement at all: from the first keyframe held.
@@ -280,25 +329,18 @@ mod tests {
     }
 
     /// A one-track Multitrack H.265 tag of `track`.
-    fn track_video(track: u8, packet: u8, key: bool) -> Bytes {
+    fn track_video(track: u8, packet: u8, key: bool) -> Body {
         let first = if key { 0x96 } else { 0xA6 };
-        Bytes::from([&[first, packet][..], b"hvc1", &[track, 0, 0, 0, 7]].concat())
+        let head = Bytes::from([&[first, packet][..], b"hvc1", &[track, 0, 0, 0]].concat());
+        Body::new(vec![head, Bytes::from_static(&[7])])
     }
 
     #[test]
     fn multitrack_keeps_each_tracks_header_and_replays_each_track_from_its_keyframe() {
         let mut b = Backlog::new(10_000);
-        b.push(
-            tag_type::VIDEO,
-            0,
-            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
-        );
+        b.push(tag_type::VIDEO, 0, one(&[0x17, 0, 0, 0, 0, 1]));
         b.push(tag_type::VIDEO, 0, track_video(1, 0, true));
-        b.push(
-            tag_type::AUDIO,
-            0,
-            Bytes::from_static(&[0xAF, 0, 0x12, 0x10]),
-        );
+        b.push(tag_type::AUDIO, 0, one(&[0xAF, 0, 0x12, 0x10]));
         // Track 1's sequence start does not replace track 0's.
         b.push(tag_type::VIDEO, 0, track_video(1, 0, true));
         // Track 1 keyframes every 300 ms from 200, track 0 every 500 ms.
@@ -309,7 +351,7 @@ mod tests {
         let r = b.replay(None);
         let headers: Vec<u8> = r[..3].iter().map(|i| i.track).collect();
         assert_eq!(headers, [0, 1, 0], "both video headers and the audio one");
-        assert_eq!(r[1].body[1] & 0x0F, 0, "track 1's sequence start");
+        assert_eq!(r[1].body.head().0[1] & 0x0F, 0, "track 1's sequence start");
         // From track 0's keyframe at 0; track 1 from its keyframe at 200.
         let media: Vec<(u32, u8)> = r[3..].iter().map(|i| (i.timestamp, i.track)).collect();
         assert_eq!(media[0], (0, 0));
@@ -327,7 +369,7 @@ mod tests {
     fn audio_only_starts_anywhere() {
         let mut b = Backlog::new(1000);
         for n in 0..100u32 {
-            b.push(tag_type::AUDIO, n * 23, Bytes::from_static(&[0xAF, 1, 2]));
+            b.push(tag_type::AUDIO, n * 23, one(&[0xAF, 1, 2]));
         }
         let r = b.replay(None);
         assert!(r.len() <= 45 && r.len() >= 43, "{}", r.len());

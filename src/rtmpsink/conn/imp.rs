@@ -8,7 +8,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Body};
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Opening, is_cancelled};
@@ -460,14 +460,8 @@ impl RtmpSinkConn {
     }
 
     /// One FLV tag body (in one or more pieces) to the server or players.
-    fn send(
-        &self,
-        st: &mut State,
-        kind: u8,
-        ts: u32,
-        body: &[Bytes],
-    ) -> Result<(), gst::FlowError> {
-        let parts: Vec<&[u8]> = body.iter().map(|b| &b[..]).collect();
+    fn send(&self, st: &mut State, kind: u8, ts: u32, body: Body) -> Result<(), gst::FlowError> {
+        let parts = body.slices();
         let parts = &parts[..];
         match &st.conn {
             Conn::Connected(c) if st.fail_unannounced => {
@@ -498,12 +492,8 @@ impl RtmpSinkConn {
             _ => return Err(gst::FlowError::Error),
         }
         if st.keep_backlog {
-            // Kept by reference: one piece (the usual case) costs no copy.
-            let whole = match body {
-                [one] => one.clone(),
-                _ => Bytes::from(parts.concat()),
-            };
-            let dropped = st.backlog.push(kind, ts, whole);
+            // Kept by reference, in its pieces: no copy.
+            let dropped = st.backlog.push(kind, ts, body.clone());
             st.outage_dropped += dropped;
             self.poll_server_requests(st);
             if st.backlog.newest_is_key()
@@ -661,11 +651,11 @@ impl RtmpSinkConn {
                 return self.send_newest(st);
             }
         };
-        // Headers and this keyframe: nothing the old server has not had.
-        let items = st.backlog.replay(Some(u64::MAX));
+        // Headers and this keyframe: nothing the old server has had.
+        let items = st.backlog.move_at_newest_key();
         let mut result = Ok(());
         for i in &items {
-            if let Err(e) = queue_on(&new, i.kind, i.timestamp, &[&i.body]) {
+            if let Err(e) = queue_on(&new, i.kind, i.timestamp, &i.body.slices()) {
                 result = Err(e);
                 break;
             }
@@ -713,7 +703,7 @@ impl RtmpSinkConn {
         let Some(i) = st.backlog.newest() else {
             return Ok(());
         };
-        match queue_on(c, i.kind, i.timestamp, &[&i.body]) {
+        match queue_on(c, i.kind, i.timestamp, &i.body.slices()) {
             Ok(()) => Ok(()),
             Err(e) => self.connection_lost(st, e),
         }
@@ -935,7 +925,7 @@ impl RtmpSinkConn {
         let mut result = Ok(());
         let mut queued = 0;
         for i in &items {
-            result = queue_on(&c, i.kind, i.timestamp, &[&i.body]);
+            result = queue_on(&c, i.kind, i.timestamp, &i.body.slices());
             queued += i.body.len();
             if result.is_ok() && queued >= REPLAY_SLICE {
                 queued = 0;
@@ -994,7 +984,7 @@ impl RtmpSinkConn {
         loop {
             match st.flv.poll_tag() {
                 Ok(Some(t)) => {
-                    self.send(st, t.tag_type, t.timestamp, &[t.data])?;
+                    self.send(st, t.tag_type, t.timestamp, Body::new(vec![t.data]))?;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -1051,7 +1041,7 @@ impl RtmpSinkConn {
                 want -= n;
             }
         }
-        Some(self.send(st, h[0] & 0x1F, ts, &parts))
+        Some(self.send(st, h[0] & 0x1F, ts, Body::new(parts)))
     }
 }
 
