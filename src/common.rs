@@ -316,6 +316,10 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
                     .field("user", user.unwrap_or_default())
                     .build()
             }
+            Notice::Trouble(what) => {
+                gst::element_warning!(bin, gst::ResourceError::OpenReadWrite, ("{}", what));
+                return;
+            }
             Notice::Rejected { addr, reason } => {
                 gst::info!(cat, obj = bin, "refused {addr}: {reason}");
                 gst::Structure::builder("rtmp-client-rejected")
@@ -399,6 +403,7 @@ pub fn start_server(
     } else {
         "players"
     };
+    check_open_files(&bin, options.max_clients, cat);
     let hooks = server_hooks(&bin, signal, cat);
     let server = crate::net::server::Server::start(options, role, hooks).map_err(|e| {
         gst::error_msg!(
@@ -413,6 +418,35 @@ pub fn start_server(
         bin.notify("location");
     }
     Ok(server)
+}
+
+/// Descriptors a server needs beside its clients: the listener, the poll,
+/// the pipeline's own.
+const SPARE_FILES: u64 = 64;
+
+/// Makes room for `max_clients` connections in the process's open-file
+/// limit, as far as its hard limit allows; says so when it does not (the
+/// connections past it would be refused by the system).
+fn check_open_files(bin: &gst::Element, max_clients: usize, cat: gst::DebugCategory) {
+    use crate::net::fdlimit::{OpenFiles, ensure_open_files};
+    let needed = max_clients as u64 + SPARE_FILES;
+    match ensure_open_files(needed) {
+        Ok(OpenFiles::Enough) => {}
+        Ok(OpenFiles::Raised { from, to }) => {
+            gst::info!(cat, obj = bin, "open-file limit raised from {from} to {to}");
+        }
+        Ok(OpenFiles::TooLow { limit }) => gst::element_warning!(
+            bin,
+            gst::ResourceError::Settings,
+            (
+                "max-clients={} needs about {} open files, but this process may open {}: connections past that are refused. Raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit)",
+                max_clients,
+                needed,
+                limit
+            )
+        ),
+        Err(e) => gst::debug!(cat, obj = bin, "could not read the open-file limit: {e}"),
+    }
 }
 
 /// A `rtmp-connection-state` element message (connecting, connected,

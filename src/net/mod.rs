@@ -23,6 +23,7 @@
 
 pub mod blocking;
 pub mod client;
+pub mod fdlimit;
 pub mod server;
 pub mod tls;
 

@@ -133,6 +133,9 @@ pub enum Notice {
         addr: SocketAddr,
         reason: String,
     },
+    /// Something the user should hear about (as a warning), such as being
+    /// out of file descriptors.
+    Trouble(String),
     Closed {
         id: u64,
         kind: PeerKind,
@@ -307,6 +310,8 @@ impl Server {
             role,
             shared: shared.clone(),
             stats: ServerStats::default(),
+            accept_blocked: false,
+            told_out_of_files: None,
         };
         let thread = std::thread::Builder::new()
             .name("rtmp-server".into())
@@ -683,7 +688,14 @@ struct Loop {
     role: RoleState,
     shared: Arc<Shared>,
     stats: ServerStats,
+    /// Out of file descriptors: connections wait in the listen queue until
+    /// one closes (then they are accepted), and when it was last said.
+    accept_blocked: bool,
+    told_out_of_files: Option<Instant>,
 }
+
+/// How often being out of file descriptors is said again.
+const OUT_OF_FILES_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
@@ -889,10 +901,28 @@ impl Loop {
                         },
                     );
                 }
-                Err(e) if e.kind() == IoKind::WouldBlock => return,
+                Err(e) if e.kind() == IoKind::WouldBlock => {
+                    self.accept_blocked = false;
+                    return;
+                }
                 Err(e) if e.kind() == IoKind::Interrupted => {}
-                // Out of file descriptors and the like: try again later.
-                Err(_) => return,
+                Err(e) => {
+                    // Out of file descriptors (or kernel memory): the
+                    // connection stays queued and is taken when one closes.
+                    self.accept_blocked = true;
+                    let quiet = self
+                        .told_out_of_files
+                        .is_some_and(|t| now.duration_since(t) < OUT_OF_FILES_WARNING_EVERY);
+                    if !quiet {
+                        self.told_out_of_files = Some(now);
+                        (self.hooks.notice)(Notice::Trouble(format!(
+                            "cannot take new connections: {e} ({} open, max-clients {}); raise the open-file limit (ulimit -n)",
+                            self.peers.len(),
+                            self.options.max_clients
+                        )));
+                    }
+                    return;
+                }
             }
         }
     }
@@ -1251,10 +1281,14 @@ impl Loop {
         for t in ended {
             self.ended(t, now);
         }
+        let freed = !gone.is_empty();
         for t in gone {
             if let Some(mut p) = self.peers.remove(&t) {
                 self.poll.registry().deregister(&mut p.sock).ok();
             }
+        }
+        if freed && self.accept_blocked {
+            self.accept(now);
         }
         // The stream's end is done once every player has been sent all
         // and shut (lingering ones only wait for their peer).
