@@ -229,8 +229,12 @@ fn report(players: &HashMap<Token, Player>, elapsed: Duration) {
     }
     first.sort_by(|a, b| a.total_cmp(b));
     let median_first = first.get(first.len() / 2).copied().unwrap_or(0.0);
+    let p99_first = first
+        .get((first.len() * 99 / 100).min(first.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
     println!(
-        "{{\"players\": {}, \"started\": {started}, \"ended\": {ended}, \"failed\": {failed}, \"bytes\": {bytes}, \"video_frames\": {video}, \"audio_frames\": {audio}, \"frames_lost\": {lost}, \"players_with_loss\": {lossy}, \"frame_interval_ms\": {interval}, \"first_frame_ms_median\": {median_first:.1}, \"seconds\": {:.3}}}",
+        "{{\"players\": {}, \"started\": {started}, \"ended\": {ended}, \"failed\": {failed}, \"bytes\": {bytes}, \"video_frames\": {video}, \"audio_frames\": {audio}, \"frames_lost\": {lost}, \"players_with_loss\": {lossy}, \"frame_interval_ms\": {interval}, \"first_frame_ms_median\": {median_first:.1}, \"first_frame_ms_p99\": {p99_first:.1}, \"seconds\": {:.3}}}",
         players.len(),
         elapsed.as_secs_f64()
     );

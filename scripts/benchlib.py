@@ -14,19 +14,19 @@ def plugin_env():
     return dict(os.environ, GST_PLUGIN_PATH=os.path.join(ROOT, "target", "release"))
 
 
-def media_4mbit(secs=20):
-    """A 4 Mbit/s H.264 (2 s GOPs, no B-frames, as live encoders send) +
-    AAC FLV of `secs` seconds, made once and kept."""
+def media_4mbit(secs=20, mbit=4):
+    """A `mbit` Mbit/s (4 unless told) H.264 (2 s GOPs, no B-frames, as
+    live encoders send) + AAC FLV of `secs` seconds, made once and kept."""
     d = os.path.join(ROOT, "target", "bench-media")
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, f"{secs}s-4mbit.flv")
+    path = os.path.join(d, f"{secs}s-{mbit}mbit.flv")
     if not os.path.exists(path):
-        print(f"bench: making the {secs} s 4 Mbit/s test file (once)", flush=True)
+        print(f"bench: making the {secs} s {mbit} Mbit/s test file (once)", flush=True)
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
                         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
                         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
                         "-t", str(secs), "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "60",
-                        "-b:v", "4M", "-maxrate", "4M", "-bufsize", "4M", "-pix_fmt", "yuv420p",
+                        "-b:v", f"{mbit}M", "-maxrate", f"{mbit}M", "-bufsize", f"{mbit}M", "-pix_fmt", "yuv420p",
                         "-c:a", "aac", "-b:a", "128k", "-f", "flv", path], check=True)
     return path
 
