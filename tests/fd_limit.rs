@@ -3,17 +3,12 @@
 //! for: rtmpsink mode=server says so at start, says so again when it runs
 //! out, and takes the connections that waited once others close.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn build_dir() -> PathBuf {
-    // target/<profile>/deps/fd_limit-<hash> -> target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 /// Sends the RTMP handshake's C0+C1 and waits up to `wait` for S0: whether
 /// the server has taken the connection.
@@ -31,21 +26,10 @@ fn hello(c: &mut TcpStream) {
 
 #[test]
 fn a_server_past_the_open_file_limit_says_so_and_takes_waiting_clients_later() {
-    let plugin = build_dir().join("libgstrtmp.so");
-    if !plugin.exists() {
-        assert!(
-            std::env::var_os("REQUIRE_PEERS").is_none(),
-            "{} was not built: run `cargo build` first",
-            plugin.display()
-        );
-        eprintln!("SKIPPED: {} was not built", plugin.display());
+    let Some(dir) = common::built_plugin_dir() else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    };
+    let port = common::free_port();
     // 80 files in all for the server's process: GStreamer and the pipeline
     // take some, max-clients=200 would need far more.
     let mut server = Command::new("prlimit")
@@ -66,7 +50,7 @@ fn a_server_past_the_open_file_limit_says_so_and_takes_waiting_clients_later() {
             "max-clients=200",
         ])
         .arg(format!("location=rtmp://127.0.0.1:{port}/live/key"))
-        .env("GST_PLUGIN_PATH", build_dir())
+        .env("GST_PLUGIN_PATH", &dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,19 +1,15 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The plugin file: named so that it shadows Debian's librtmp plugin.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn build_dir() -> PathBuf {
-    // target/<profile>/deps/plugin-<hash> -> target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn inspect(args: &[&str], registry: &std::path::Path) -> String {
+fn inspect(args: &[&str], dir: &Path, registry: &Path) -> String {
     let out = Command::new("gst-inspect-1.0")
         .args(args)
-        .env("GST_PLUGIN_PATH", build_dir())
+        .env("GST_PLUGIN_PATH", dir)
         .env("GST_REGISTRY", registry)
         .env_remove("GST_PLUGIN_SYSTEM_PATH")
         .output()
@@ -33,24 +29,10 @@ fn registers_statically_as_rtmp() {
 
 #[test]
 fn our_file_shadows_the_librtmp_plugin() {
-    let ours = build_dir().join("libgstrtmp.so");
-    if !ours.exists() {
-        // `cargo test` builds only the rlib; scripts/test.sh builds the
-        // plugin file first.
-        assert!(
-            std::env::var_os("REQUIRE_PEERS").is_none(),
-            "{} was not built: run `cargo build` first",
-            ours.display()
-        );
-        use std::io::Write;
-        writeln!(
-            std::io::stderr(),
-            "SKIPPED: {} was not built (`cargo build` makes it; scripts/test.sh does)",
-            ours.display()
-        )
-        .ok();
+    let Some(dir) = common::built_plugin_dir() else {
         return;
-    }
+    };
+    let ours = dir.join("libgstrtmp.so");
     let system = "/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtmp.so";
     assert!(
         std::path::Path::new(system).exists(),
@@ -58,7 +40,7 @@ fn our_file_shadows_the_librtmp_plugin() {
     );
     let registry = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("registry-{}.bin", std::process::id()));
-    let out = inspect(&["rtmp"], &registry);
+    let out = inspect(&["rtmp"], &dir, &registry);
     let filename = out
         .lines()
         .find(|l| l.trim_start().starts_with("Filename"))
@@ -71,7 +53,7 @@ fn our_file_shadows_the_librtmp_plugin() {
     // The librtmp elements are gone with the file they lived in; ours take
     // their names as they land.
     for element in ["rtmpsink", "rtmpsrc"] {
-        let out = inspect(&[element], &registry);
+        let out = inspect(&[element], &dir, &registry);
         let shadowed = out.contains(&format!("No such element or plugin '{element}'"));
         let ours = out.lines().any(|l| {
             l.trim_start().starts_with("Filename") && l.ends_with(&ours.display().to_string())

@@ -59,6 +59,29 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Where cargo put the plugin file (`target/<profile>`, above the test
+/// binary's `deps`), if `cargo build` made it: `cargo test` alone builds
+/// only the rlib. Without it a test is skipped, or fails under
+/// `REQUIRE_PEERS` (scripts/test.sh builds it first).
+pub fn built_plugin_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let file = dir.join("libgstrtmp.so");
+    if file.exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("REQUIRE_PEERS").is_none(),
+        "{} was not built: run `cargo build` first",
+        file.display()
+    );
+    skipped(&format!(
+        "{} was not built (`cargo build` makes it; scripts/test.sh does)",
+        file.display()
+    ));
+    None
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
