@@ -72,18 +72,17 @@ struct State {
     live_checked: bool,
 }
 
-impl State {
-    /// The RTMP time (ms from the first DTS, never back in time on a
-    /// track) and the composition time (PTS - DTS, ms) of a buffer.
-    fn stamp(&mut self, pad: &str, rt_dts: i64, rt_pts: i64) -> (u32, i32) {
-        let base = *self.base.get_or_insert(rt_dts);
+impl PadState {
+    /// The RTMP time (ms from `base`, the stream's first DTS; never back
+    /// in time on a track) and the composition time (PTS - DTS, ms) of a
+    /// buffer.
+    fn stamp(&mut self, base: i64, rt_dts: i64, rt_pts: i64) -> (u32, i32) {
         let mut dts = round_ms(rt_dts - base).max(0);
         let pts = round_ms(rt_pts - base);
-        let ps = self.pads.entry(pad.to_owned()).or_default();
-        if let Some(last) = ps.last_dts {
+        if let Some(last) = self.last_dts {
             dts = dts.max(i64::from(last));
         }
-        ps.last_dts = Some(dts as u32);
+        self.last_dts = Some(dts as u32);
         let cts = (pts - dts).clamp(-(1 << 23), (1 << 23) - 1) as i32;
         (dts as u32, cts)
     }
@@ -92,14 +91,12 @@ impl State {
     /// configuration changed, then the frame.
     fn frame_tags(
         &mut self,
-        pad: &str,
         format: &Format,
         buf: &gst::Buffer,
         ts: u32,
         cts: i32,
         out: &mut Vec<gst::Buffer>,
     ) -> Result<(), gst::FlowError> {
-        let ps = self.pads.entry(pad.to_owned()).or_default();
         match format {
             Format::Video(v) => {
                 let frame = VideoFrame {
@@ -110,19 +107,14 @@ impl State {
                 };
                 // H.264 on track 0 as legacy FLV, every other track and
                 // codec as Enhanced RTMP.
-                match (ps.id.track, v.codec.fourcc()) {
-                    (0, None) => legacy_video_tags(ps, v, &frame, out)?,
-                    _ => enhanced_video_tags(ps, v, v.codec.enhanced_fourcc(), &frame, out)?,
+                match (self.id.track, v.codec.fourcc()) {
+                    (0, None) => legacy_video_tags(self, v, &frame, out)?,
+                    _ => enhanced_video_tags(self, v, v.codec.enhanced_fourcc(), &frame, out)?,
                 }
-                ps.frames += 1;
-                self.video_frames += 1;
             }
-            Format::Audio(a) => {
-                audio_tags(ps, a, buf, ts, out)?;
-                ps.frames += 1;
-                self.audio_frames += 1;
-            }
+            Format::Audio(a) => audio_tags(self, a, buf, ts, out)?,
         }
+        self.frames += 1;
         Ok(())
     }
 }
@@ -763,12 +755,15 @@ impl RtmpSinkMux {
         let mut out = Vec::with_capacity(4);
         out.extend(self.flv_header_once());
         let mut st = self.lock();
-        if let Some(ps) = st.pads.get_mut(name.as_str()) {
+        let base = *st.base.get_or_insert(rt_dts);
+        // Every pad has its state from the moment it was requested.
+        let Some((format, ts, cts)) = st.pads.get_mut(name.as_str()).and_then(|ps| {
+            let format = ps.format.clone()?;
             let duration = buf.duration().map_or(0, |d| d.nseconds() as i64);
             ps.taken_until = Some(rt_dts + duration);
-        }
-        let (ts, cts) = st.stamp(&name, rt_dts, rt_pts);
-        let Some(format) = st.pads.get(name.as_str()).and_then(|p| p.format.clone()) else {
+            let (ts, cts) = ps.stamp(base, rt_dts, rt_pts);
+            Some((format, ts, cts))
+        }) else {
             drop(st);
             gst::element_imp_error!(
                 self,
@@ -785,7 +780,12 @@ impl RtmpSinkMux {
             out.push(tag(tag_type::SCRIPT, ts, &meta, None));
             st.sent_meta = Some(meta);
         }
-        st.frame_tags(&name, &format, &buf, ts, cts, &mut out)?;
+        let ps = st.pads.get_mut(name.as_str()).expect("looked up above");
+        ps.frame_tags(&format, &buf, ts, cts, &mut out)?;
+        match format {
+            Format::Video(_) => st.video_frames += 1,
+            Format::Audio(_) => st.audio_frames += 1,
+        }
         drop(st);
         let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
         let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);

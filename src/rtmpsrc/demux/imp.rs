@@ -643,7 +643,11 @@ impl RtmpSrcDemux {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (pad, tags, discont) = {
             let mut st = self.lock();
-            let Some(pad) = st.pad(id).cloned() else {
+            let track = st.tracks.iter_mut().find(|(t, _)| *t == id);
+            let Some((pad, discont)) = track.and_then(|(_, tr)| {
+                let pad = tr.pad.clone()?;
+                Some((pad, std::mem::take(&mut tr.discont)))
+            }) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
             // The stream's tags go with the first frame out; a track's own
@@ -656,7 +660,7 @@ impl RtmpSrcDemux {
                     None => own,
                 });
             }
-            (pad, tags, std::mem::take(&mut st.track(id).discont))
+            (pad, tags, discont)
         };
         if let Some(t) = tags {
             pad.push_event(gst::event::Tag::new(t));
@@ -777,18 +781,13 @@ impl RtmpSrcDemux {
             VideoTag::Enhanced(e) => {
                 let dts = with_nano_offset(dts, &e.mod_ex);
                 // Every track of the tag (one unless multitrack) on its pad.
-                let mut ret = Ok(gst::FlowSuccess::Ok);
-                for track in e.tracks {
+                until_error(e.tracks.into_iter().map(|t| {
                     let id = PadTrack {
                         video: true,
-                        track: track.track_id,
+                        track: t.track_id,
                     };
-                    ret = self.enhanced_video(id, track.fourcc, track.data, dts, key);
-                    if ret.is_err() {
-                        break;
-                    }
-                }
-                ret
+                    self.enhanced_video(id, t.fourcc, t.data, dts, key)
+                }))
             }
         }
     }
@@ -911,18 +910,13 @@ impl RtmpSrcDemux {
             Ok(AudioTag::Enhanced(e)) => {
                 let dts = with_nano_offset(dts, &e.mod_ex);
                 // Every track of the tag (one unless multitrack) on its pad.
-                let mut ret = Ok(gst::FlowSuccess::Ok);
-                for track in e.tracks {
+                return until_error(e.tracks.into_iter().map(|t| {
                     let id = PadTrack {
                         video: false,
-                        track: track.track_id,
+                        track: t.track_id,
                     };
-                    ret = self.enhanced_audio(id, track.fourcc, track.data, dts);
-                    if ret.is_err() {
-                        break;
-                    }
-                }
-                return ret;
+                    self.enhanced_audio(id, t.fourcc, t.data, dts)
+                }));
             }
             Err(e) => {
                 self.warn_unmapped(zero, &e.to_string());
@@ -989,6 +983,15 @@ fn speex_caps() -> gst::Caps {
             gst::Array::new([h.to_send_value(), c.to_send_value()]),
         )
         .build()
+}
+
+/// Pushes one after another until one fails: that failure, else Ok.
+fn until_error(
+    mut pushes: impl Iterator<Item = Result<gst::FlowSuccess, gst::FlowError>>,
+) -> Result<gst::FlowSuccess, gst::FlowError> {
+    pushes
+        .find(Result::is_err)
+        .unwrap_or(Ok(gst::FlowSuccess::Ok))
 }
 
 /// The DTS of an Enhanced RTMP tag with its ModEx nanosecond offset (the
