@@ -278,6 +278,11 @@ impl Server {
         let addr = std_listener
             .local_addr()
             .map_err(|e| Error::new(ErrorKind::Io, format!("listening socket: {e}")))?;
+        // A listen queue for a crowd connecting at once (the kernel caps it
+        // at net.core.somaxconn): with the default 128, the rest of a burst
+        // of players has its SYNs dropped and retries seconds later.
+        let backlog = options.max_clients.clamp(128, 65_535) as i32;
+        socket2::SockRef::from(&std_listener).listen(backlog).ok();
         std_listener.set_nonblocking(true).ok();
         let mut listener = TcpListener::from_std(std_listener);
         let poll = Poll::new().map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?;
