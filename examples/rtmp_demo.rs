@@ -133,6 +133,7 @@ fn main() {
         gst::ClockTime::from_seconds(10),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
+    let src_stats: gst::Structure = src.property("stats");
     player.set_state(gst::State::Null).ok();
     if let Some(gst::MessageView::Error(e)) = msg.as_ref().map(|m| m.view()) {
         fail(format!("rtmpsrc: {} ({:?})", e.error(), e.debug()));
@@ -185,6 +186,26 @@ fn main() {
             p(&per_kind[1], 0.99)
         );
     }
+    // Each element's own share, from its stats (the last 1024 frames of
+    // each kind).
+    let inside = |s: &gst::Structure, kind: &str| {
+        let ms = |q: &str| {
+            s.get::<u64>(format!("{kind}-latency-{q}").as_str())
+                .unwrap_or(0) as f64
+                / 1e6
+        };
+        format!("{kind} p50 {:.2} ms, p99 {:.2} ms", ms("p50"), ms("p99"))
+    };
+    println!(
+        "inside:    rtmpsink (pad -> socket) {}; {}",
+        inside(&stats, "video"),
+        inside(&stats, "audio")
+    );
+    println!(
+        "           rtmpsrc (socket -> pad)  {}; {}",
+        inside(&src_stats, "video"),
+        inside(&src_stats, "audio")
+    );
     if (rv, ra) != (sv, sa) || identical != sv + sa {
         fail("not everything sent arrived");
     }

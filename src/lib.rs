@@ -5,6 +5,7 @@
 pub mod caps;
 mod common;
 mod handed;
+mod latency;
 pub mod mode;
 pub mod net;
 pub mod policy;
@@ -22,6 +23,7 @@ mod sync;
 // Debian's librtmp plugin of the same basename (see the README, "Using
 // the plugin").
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    latency::init();
     rtmpsink::register(plugin)?;
     rtmpsrc::register(plugin)?;
     Ok(())

@@ -858,3 +858,127 @@ fn a_reconnect_request_to_a_dead_server_leaves_the_stream_where_it_was() {
     let got = a_got.lock().unwrap().clone();
     same_frames("stayed on the first server", &sent, &got, false);
 }
+
+/// A gate a probe waits at until another opens it.
+#[derive(Default)]
+struct Gate(Mutex<bool>, std::sync::Condvar);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0.lock().unwrap();
+        while !*open {
+            open = self.1.wait(open).unwrap();
+        }
+    }
+}
+
+fn latency_ms(stats: &gst::Structure, field: &str) -> f64 {
+    stats
+        .get::<u64>(field)
+        .unwrap_or_else(|_| panic!("{field} in {stats}")) as f64
+        / 1e6
+}
+
+/// The latency figures in stats time what they say: rtmpsink from a
+/// frame entering its pad to the socket (a video frame held for audio
+/// counts the wait), rtmpsrc from the socket to its pad (a frame queued
+/// behind a blocked downstream counts the wait); and the arrival stamps
+/// they carry inside never reach the user's buffers.
+#[test]
+fn stats_time_frames_inside_rtmpsink_and_rtmpsrc() {
+    const HOLD: Duration = Duration::from_millis(400);
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let src = element(&p, "rtmpsrc");
+    let zero: gst::Structure = src.property("stats");
+    assert_eq!(latency_ms(&zero, "video-latency-p99"), 0.0, "{zero}");
+
+    // rtmpsrc: the first video frame out waits until ten more were read,
+    // then HOLD longer; those ten wait in the element meanwhile.
+    let offsets: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (weak, offs) = (src.downgrade(), offsets.clone());
+    src.connect_pad_added(move |_, pad| {
+        let (weak, offs) = (weak.clone(), offs.clone());
+        let video = pad.name() == "video";
+        let first = std::sync::atomic::AtomicBool::new(video);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            offs.lock().unwrap().push(info.buffer().unwrap().offset());
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let Some(src) = weak.upgrade() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let end = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < end {
+                    let s: gst::Structure = src.property("stats");
+                    if s.get::<u64>("video-messages").unwrap() >= 12 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(HOLD);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+
+    // rtmpsink: audio enters HOLD after the first video frame, which
+    // cannot leave before it (the muxer interleaves by DTS).
+    let desc = AV
+        .replace("SINK", "s")
+        .replace("num-buffers=60", "num-buffers=90")
+        + &format!(" rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/key");
+    let publisher = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = publisher.by_name("s").unwrap();
+    let video_in = Arc::new(Gate::default());
+    let gate = video_in.clone();
+    sink.static_pad("video")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            gate.open();
+            gst::PadProbeReturn::Ok
+        });
+    let first = std::sync::atomic::AtomicBool::new(true);
+    sink.static_pad("audio")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                video_in.wait();
+                std::thread::sleep(HOLD);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    publisher.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&publisher, Duration::from_secs(60));
+    let sink_stats: gst::Structure = sink.property("stats");
+    publisher.set_state(gst::State::Null).unwrap();
+    play_to_eos(&p, Duration::from_secs(30));
+    let src_stats: gst::Structure = src.property("stats");
+    p.set_state(gst::State::Null).unwrap();
+
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.iter().filter(|o| o.video).count(), 90);
+    let hold = HOLD.as_secs_f64() * 1000.0;
+    // Nearest rank: with 90 video frames, p99 is the slowest.
+    let sink_v99 = latency_ms(&sink_stats, "video-latency-p99");
+    assert!(sink_v99 >= hold * 0.95, "{sink_stats}");
+    let src_v99 = latency_ms(&src_stats, "video-latency-p99");
+    assert!(src_v99 >= hold * 0.95, "{src_stats}");
+    for (stats, what) in [(&sink_stats, "rtmpsink"), (&src_stats, "rtmpsrc")] {
+        for kind in ["video", "audio"] {
+            let p50 = latency_ms(stats, &format!("{kind}-latency-p50"));
+            let p99 = latency_ms(stats, &format!("{kind}-latency-p99"));
+            assert!(p50 > 0.0 && p50 <= p99, "{what} {kind}: {stats}");
+        }
+    }
+    // The stamps stay inside: every buffer out has no offset.
+    let offsets = offsets.lock().unwrap();
+    assert_eq!(offsets.len(), got.len());
+    assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
+}

@@ -60,7 +60,8 @@ const MAX_LOGIN_CONNECTS: usize = 4;
 /// What waiting for the next event gave.
 #[derive(Debug)]
 pub enum Next {
-    Event(ClientEvent),
+    /// An event, and when it was read from the socket.
+    Event(ClientEvent, Instant),
     /// Nothing came within the wait.
     Idle,
     /// The server closed the connection and every event was taken.
@@ -666,10 +667,7 @@ impl ClientConnection {
             session: Mutex::new(session),
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
-            events: Mutex::new(EventQueue {
-                bytes: early.iter().map(super::event_size).sum(),
-                events: early,
-            }),
+            events: Mutex::new(EventQueue::with(early, Instant::now())),
             events_changed: Condvar::new(),
             server_closed: AtomicBool::new(false),
             stop_reader: AtomicBool::new(false),
@@ -720,7 +718,7 @@ impl ClientConnection {
     }
 
     pub fn poll_event(&self) -> Option<ClientEvent> {
-        let e = lock(&self.shared.events).pop();
+        let e = lock(&self.shared.events).pop().map(|(e, _)| e);
         // Only when there was one: a notify is a syscall even with no one
         // waiting, and a publisher asks after every message.
         if e.is_some() {
@@ -736,9 +734,9 @@ impl ClientConnection {
         let end = Instant::now() + wait;
         let mut q = lock(&self.shared.events);
         loop {
-            if let Some(e) = q.pop() {
+            if let Some((e, at)) = q.pop() {
                 self.shared.events_changed.notify_all();
-                return Ok(Next::Event(e));
+                return Ok(Next::Event(e, at));
             }
             if let Some(e) = self.failure() {
                 return Err(e);
@@ -944,8 +942,9 @@ fn read_loop(mut reader: Reader, shared: &Shared) {
                         return;
                     }
                     let mut evs = lock(&shared.events);
+                    let read_at = Instant::now();
                     while let Some(ev) = s.poll_event() {
-                        evs.push(ev);
+                        evs.push(ev, read_at);
                     }
                     drop(evs);
                     shared.events_changed.notify_all();

@@ -28,6 +28,7 @@ pub mod server;
 pub mod tls;
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use crate::rtmp::error::{Error, ErrorKind};
 use crate::rtmp::session::ClientEvent;
@@ -54,10 +55,11 @@ pub fn worth_retrying(e: &Error) -> bool {
 /// TCP instead of filling memory.
 const MAX_QUEUED_BYTES: usize = 32 << 20;
 
-/// Received events waiting for the element, counted in bytes.
+/// Received events waiting for the element, counted in bytes, each with
+/// the time it was read (for the latency in rtmpsrc's stats).
 #[derive(Default)]
 struct EventQueue {
-    events: VecDeque<ClientEvent>,
+    events: VecDeque<(ClientEvent, Instant)>,
     bytes: usize,
 }
 
@@ -71,14 +73,23 @@ fn event_size(e: &ClientEvent) -> usize {
 }
 
 impl EventQueue {
-    fn push(&mut self, e: ClientEvent) {
-        self.bytes += event_size(&e);
-        self.events.push_back(e);
+    /// Events read at `at`.
+    fn with(events: impl IntoIterator<Item = ClientEvent>, at: Instant) -> Self {
+        let mut q = EventQueue::default();
+        for e in events {
+            q.push(e, at);
+        }
+        q
     }
 
-    fn pop(&mut self) -> Option<ClientEvent> {
+    fn push(&mut self, e: ClientEvent, at: Instant) {
+        self.bytes += event_size(&e);
+        self.events.push_back((e, at));
+    }
+
+    fn pop(&mut self) -> Option<(ClientEvent, Instant)> {
         let e = self.events.pop_front()?;
-        self.bytes -= event_size(&e);
+        self.bytes -= event_size(&e.0);
         Some(e)
     }
 }

@@ -204,6 +204,7 @@ impl ObjectImpl for RtmpSink {
                     let (v, a) = m.frame_counts();
                     s.set("video-frames-muxed", v);
                     s.set("audio-frames-muxed", a);
+                    m.write_latencies(&mut s);
                 }
                 s.to_value()
             }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -7,6 +8,7 @@ use gst::subclass::prelude::*;
 
 use super::conn::{ROLE, RtmpSrcConn, Settings, defaults};
 use super::demux::RtmpSrcDemux;
+use crate::latency::Latencies;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
@@ -19,6 +21,9 @@ pub struct RtmpSrc {
     /// downstream that holds one pad until the other has data (decodebin
     /// inside uridecodebin and playbin does) would deadlock.
     queue: gst::Element,
+    /// Socket to pad, per kind (see crate::latency); measured where
+    /// buffers leave the queue.
+    latency: Arc<Mutex<Latencies>>,
 }
 
 #[glib::object_subclass]
@@ -43,6 +48,7 @@ impl ObjectSubclass for RtmpSrc {
                 .property("max-size-time", 2_000_000_000u64)
                 .build()
                 .expect("multiqueue (coreelements) is available"),
+            latency: Arc::default(),
         }
     }
 }
@@ -146,7 +152,9 @@ impl ObjectImpl for RtmpSrc {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
-            return self.conn.imp().stats().to_value();
+            let mut s = self.conn.imp().stats();
+            lock(&self.latency).write_to(&mut s);
+            return s.to_value();
         }
         let s = lock(&self.settings);
         if let Some(v) = s.shared.get(pspec.name()) {
@@ -184,6 +192,7 @@ impl ObjectImpl for RtmpSrc {
         });
         let weak = obj.downgrade();
         let queue = self.queue.clone();
+        let latency = self.latency.clone();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
             let Some(sink) = queue.request_pad_simple("sink_%u") else {
@@ -195,6 +204,23 @@ impl ObjectImpl for RtmpSrc {
             let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
                 return;
             };
+            let video = pad.name().starts_with("video");
+            let latency = latency.clone();
+            src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data
+                    && let Some(ns) = crate::latency::since(b.offset(), Instant::now())
+                {
+                    let mut l = lock(&latency);
+                    match video {
+                        true => l.video.record(ns),
+                        false => l.audio.record(ns),
+                    }
+                    drop(l);
+                    // The arrival stamp stays inside the bin.
+                    b.make_mut().set_offset(crate::latency::NONE);
+                }
+                gst::PadProbeReturn::Ok
+            });
             // "video", "audio", "video_%u" or "audio_%u": the same names here.
             let templ = pad
                 .pad_template()
@@ -256,6 +282,9 @@ impl ElementImpl for RtmpSrc {
         // The connection source starts at ReadyToPaused.
         let handed = &self.conn.imp().handed;
         handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
+        if transition == gst::StateChange::ReadyToPaused {
+            lock(&self.latency).clear();
+        }
         self.parent_change_state(transition)
     }
 

@@ -422,13 +422,13 @@ impl Server {
         let end = Instant::now() + wait;
         let mut inner = lock(&self.shared.inner);
         loop {
-            if let Some(e) = inner.events.pop() {
+            if let Some((e, at)) = inner.events.pop() {
                 if inner.events.bytes < super::MAX_QUEUED_BYTES / 2 && !inner.resume_reading {
                     inner.resume_reading = true;
                     drop(inner);
                     self.wake();
                 }
-                return Ok(Next::Event(e));
+                return Ok(Next::Event(e, at));
             }
             if let Some(e) = &inner.failure {
                 return Err(e.clone());

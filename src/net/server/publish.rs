@@ -27,7 +27,7 @@ pub(super) struct PublishRole {
 
 fn push(shared: &Shared, e: ClientEvent) -> usize {
     let mut inner = lock(&shared.inner);
-    inner.events.push(e);
+    inner.events.push(e, std::time::Instant::now());
     let bytes = inner.events.bytes;
     drop(inner);
     shared.changed.notify_all();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -70,6 +71,11 @@ struct State {
     audio_frames: u64,
     /// Whether upstream liveness has been looked at (on the first aggregate).
     live_checked: bool,
+    /// Frames of the batch being sent: whether video, and when each came
+    /// in (a [`crate::latency::stamp`], from the buffer's offset).
+    in_flight: Vec<(bool, u64)>,
+    /// Pad to socket, per kind, over the last frames.
+    latency: crate::latency::Latencies,
 }
 
 impl PadState {
@@ -407,6 +413,27 @@ impl ElementImpl for RtmpSinkMux {
         // `video_0` stays `video_0`; the name is what the user asked for.
         let name = name.map_or_else(|| id.name(), str::to_owned);
         let pad = self.parent_request_new_pad(templ, Some(&name), caps)?;
+        // Each buffer's arrival, for the latency in stats (see
+        // crate::latency); the offset field means nothing here otherwise.
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            |_, info| {
+                let at = crate::latency::stamp(Instant::now());
+                match &mut info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => b.make_mut().set_offset(at),
+                    Some(gst::PadProbeData::BufferList(l)) => {
+                        let l = l.make_mut();
+                        for i in 0..l.len() {
+                            if let Some(b) = l.get_mut(i) {
+                                b.set_offset(at);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
         self.lock().pads.insert(
             name,
             PadState {
@@ -566,7 +593,21 @@ impl AggregatorImpl for RtmpSinkMux {
             }
         }
         if !list.is_empty() {
-            self.obj().finish_buffer_list(list)?;
+            let sent = self.obj().finish_buffer_list(list);
+            // Downstream is the connection: when the list returns, it is in
+            // the socket (client mode) or in the players' queues (server).
+            let now = Instant::now();
+            let mut st = self.lock();
+            let st = &mut *st;
+            for (video, at) in st.in_flight.drain(..) {
+                if let (Ok(_), Some(ns)) = (sent, crate::latency::since(at, now)) {
+                    match video {
+                        true => st.latency.video.record(ns),
+                        false => st.latency.audio.record(ns),
+                    }
+                }
+            }
+            sent?;
         } else if eos {
             return Err(gst::FlowError::Eos);
         } else if !timeout {
@@ -728,6 +769,11 @@ impl RtmpSinkMux {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The latency figures (see crate::latency) on a stats structure.
+    pub fn write_latencies(&self, s: &mut gst::StructureRef) {
+        self.lock().latency.write_to(s)
+    }
+
     pub fn frame_counts(&self) -> (u64, u64) {
         let st = self.lock();
         (st.video_frames, st.audio_frames)
@@ -782,10 +828,12 @@ impl RtmpSinkMux {
         }
         let ps = st.pads.get_mut(name.as_str()).expect("looked up above");
         ps.frame_tags(&format, &buf, ts, cts, &mut out)?;
-        match format {
-            Format::Video(_) => st.video_frames += 1,
-            Format::Audio(_) => st.audio_frames += 1,
+        let video = matches!(format, Format::Video(_));
+        match video {
+            true => st.video_frames += 1,
+            false => st.audio_frames += 1,
         }
+        st.in_flight.push((video, buf.offset()));
         drop(st);
         let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
         let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);

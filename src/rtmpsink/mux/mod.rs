@@ -16,4 +16,11 @@ impl RtmpSinkMux {
         use gst::subclass::prelude::ObjectSubclassIsExt;
         self.imp().frame_counts()
     }
+
+    /// Pad to socket, per kind: `video-latency-p50` and so on (see
+    /// crate::latency).
+    pub fn write_latencies(&self, s: &mut gst::StructureRef) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().write_latencies(s)
+    }
 }

@@ -666,7 +666,13 @@ impl BaseSrcImpl for RtmpSrcConn {
 impl RtmpSrcConn {
     /// One event from the connection, as the policy says: a buffer to give,
     /// nothing, or the end.
-    fn on_event(&self, ev: ClientEvent) -> Result<Option<gst::Buffer>, gst::FlowError> {
+    /// `read_at`: when it came from the socket, carried in the buffer's
+    /// offset to the bin's pads (see crate::latency).
+    fn on_event(
+        &self,
+        ev: ClientEvent,
+        read_at: Instant,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
         let mut st = lock(&self.state);
         match st.policy.on_event(&ev, Instant::now()) {
             OnEvent::Skip => return Ok(None),
@@ -717,7 +723,9 @@ impl RtmpSrcConn {
         if body.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.tag_buffer(&mut st, kind, ts, body)))
+        let mut b = self.tag_buffer(&mut st, kind, ts, body);
+        b.make_mut().set_offset(crate::latency::stamp(read_at));
+        Ok(Some(b))
     }
 
     /// The stream cannot go on: the error says why, for a user.
@@ -750,7 +758,7 @@ impl PushSrcImpl for RtmpSrcConn {
             let wait = lock(&self.state).policy.wait(Instant::now());
             let next = source.next_event(wait, &self.cancel);
             let quiet = match next {
-                Ok(Next::Event(ev)) => match self.on_event(ev)? {
+                Ok(Next::Event(ev, at)) => match self.on_event(ev, at)? {
                     Some(b) => return Ok(CreateSuccess::NewBuffer(b)),
                     None => continue,
                 },

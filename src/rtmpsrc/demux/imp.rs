@@ -141,6 +141,9 @@ struct State {
     /// Tags of tracks other than 0 from the metadata's track maps
     /// (language, title, bitrate), each for its track's pad.
     track_tags: Vec<(PadTrack, gst::TagList)>,
+    /// The offset of the buffer being demuxed: when it was read from the
+    /// socket (see crate::latency), passed on to what comes out of it.
+    arrival: u64,
 }
 
 impl State {
@@ -449,6 +452,7 @@ impl RtmpSrcDemux {
         let discont = buffer.flags().contains(gst::BufferFlags::DISCONT);
         let tags = {
             let mut st = self.lock();
+            st.arrival = buffer.offset();
             if discont {
                 // After a jump (a new publisher, most often) the next
                 // sequence headers go downstream again even if unchanged.
@@ -641,8 +645,9 @@ impl RtmpSrcDemux {
         cts: i32,
         key: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (pad, tags, discont) = {
+        let (pad, tags, discont, arrival) = {
             let mut st = self.lock();
+            let arrival = st.arrival;
             let track = st.tracks.iter_mut().find(|(t, _)| *t == id);
             let Some((pad, discont)) = track.and_then(|(_, tr)| {
                 let pad = tr.pad.clone()?;
@@ -660,7 +665,7 @@ impl RtmpSrcDemux {
                     None => own,
                 });
             }
-            (pad, tags, discont)
+            (pad, tags, discont, arrival)
         };
         if let Some(t) = tags {
             pad.push_event(gst::event::Tag::new(t));
@@ -670,6 +675,7 @@ impl RtmpSrcDemux {
         {
             let b = b.get_mut().expect("new buffer is writable");
             b.set_dts(dts);
+            b.set_offset(arrival);
             let pts = dts.map(|d| {
                 let p = d.nseconds() as i64 + i64::from(cts) * 1_000_000;
                 gst::ClockTime::from_nseconds(p.max(0) as u64)
