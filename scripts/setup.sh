@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on Debian 12: GStreamer development files
-# and plugins, nginx with the RTMP module, FFmpeg, and the Rust components
+# and plugins, nginx with the RTMP module, FFmpeg, Chromium with its driver
+# and Selenium (the web studio's browser tests), and the Rust components
 # the checks use. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ packages=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   nginx libnginx-mod-rtmp libnginx-mod-stream ffmpeg procps iproute2 ethtool
   glib-networking openssl ca-certificates
+  chromium chromium-driver
 )
 
 missing=()
@@ -34,6 +36,13 @@ if ! python3 -c 'import imageio_ffmpeg' >/dev/null 2>&1; then
   echo "setup: installing imageio-ffmpeg (FFmpeg 9) from PyPI"
   python3 -m pip install -q imageio-ffmpeg 2>/dev/null \
     || python3 -m pip install -q --break-system-packages imageio-ffmpeg
+fi
+
+# Selenium (from PyPI): the web studio's browser tests drive Chromium with it.
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+  echo "setup: installing selenium from PyPI"
+  python3 -m pip install -q selenium 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages selenium
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -28,7 +28,7 @@ pub mod server;
 pub mod tls;
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::rtmp::error::{Error, ErrorKind};
 use crate::rtmp::session::ClientEvent;
@@ -92,6 +92,57 @@ impl EventQueue {
         self.bytes -= event_size(&e.0);
         Some(e)
     }
+}
+
+/// Bytes written to `stream` that its peer has not acknowledged yet, where
+/// the system tells (Linux: `SIOCOUTQ`).
+fn unacknowledged(stream: &std::net::TcpStream) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer.
+        let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        (r == 0).then(|| usize::try_from(n).unwrap_or(0))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        None
+    }
+}
+
+/// Waits until the peer has acknowledged everything written to `stream`,
+/// for as long as it keeps taking bytes: an error when nothing moved for
+/// `stall` (what is left would be lost), `cancelled` when asked.
+fn wait_sent(
+    stream: &std::net::TcpStream,
+    stall: Duration,
+    cancel: &client::Cancel,
+) -> crate::rtmp::Result<()> {
+    let mut last = usize::MAX;
+    let mut moved = Instant::now();
+    while let Some(left) = unacknowledged(stream) {
+        if left == 0 {
+            break;
+        }
+        if left < last {
+            last = left;
+            moved = Instant::now();
+        } else if moved.elapsed() >= stall {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the server took none of the last {left} bytes for {:.0} s: they are lost",
+                    stall.as_secs_f64()
+                ),
+            ));
+        }
+        if !cancel.sleep_until(Instant::now() + Duration::from_millis(5)) {
+            return Err(client::cancelled());
+        }
+    }
+    Ok(())
 }
 
 /// Bytes for the handshake's random field. They need not be secret, only

@@ -127,10 +127,19 @@ pub fn wait_for_listen(port: u16, timeout: Duration) {
 }
 
 /// Whether a real peer or tool a test needs is installed: a command on
-/// the PATH, or "ffmpeg9" (FFmpeg 9 from PyPI's imageio-ffmpeg).
+/// the PATH, "ffmpeg9" (FFmpeg 9 from PyPI's imageio-ffmpeg) or
+/// "selenium" (Python's, from PyPI).
 pub fn installed(tool: &str) -> bool {
     if tool == "ffmpeg9" {
         return server::ffmpeg9().is_some_and(|p| std::path::Path::new(&p).exists());
+    }
+    if tool == "selenium" {
+        return Command::new("python3")
+            .args(["-c", "import selenium"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
     }
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
