@@ -341,14 +341,21 @@ impl Studio {
             id: random_id(),
             out: tx,
             broadcast: Mutex::new(None),
+            replaced: AtomicBool::new(false),
         });
         {
             let mut cur = lock(&self.current);
-            if cur.is_some() {
-                let busy = json!({"type": "error", "message": "This studio is in use by another page: stop there first, or close it."});
-                ws.send(Message::text(busy.to_string())).ok();
-                ws.close(None).ok();
-                return Ok(());
+            // A page that is not live gives way (a reload, another tab);
+            // a live one keeps the studio.
+            if let Some(old) = cur.as_ref() {
+                if old.broadcast().is_some() {
+                    let busy = json!({"type": "error", "message": "This studio is live from another page: stop there first."});
+                    ws.send(Message::text(busy.to_string())).ok();
+                    ws.close(None).ok();
+                    return Ok(());
+                }
+                old.fail_page("Another page took over the studio.");
+                old.replaced.store(true, Ordering::SeqCst);
             }
             *cur = Some(session.clone());
         }
@@ -373,12 +380,24 @@ impl Studio {
                     break 'page;
                 }
             }
+            if session.replaced.load(Ordering::SeqCst) {
+                // What was said before it went (the reason) first.
+                while let Ok(v) = rx.try_recv() {
+                    ws.send(Message::text(v.to_string())).ok();
+                }
+                ws.close(None).ok();
+                break;
+            }
         }
         // The page went away: so does its broadcast.
         if let Some(b) = session.broadcast() {
             b.finish(Duration::from_secs(5));
         }
-        *lock(&self.current) = None;
+        let mut cur = lock(&self.current);
+        if cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, &session)) {
+            *cur = None;
+        }
+        drop(cur);
         println!("studio: the page left");
         Ok(())
     }
@@ -464,6 +483,8 @@ struct Session {
     /// To the page, in order.
     out: mpsc::Sender<Value>,
     broadcast: Mutex<Option<Arc<Broadcast>>>,
+    /// Another page took over (this one was not live).
+    replaced: AtomicBool,
 }
 
 impl Session {

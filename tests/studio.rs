@@ -416,14 +416,30 @@ fn get(port: u16, target: &str, host: &str) -> (String, String) {
     )
 }
 
-fn upgrade(port: u16, target: &str, host: &str, origin: &str) -> String {
-    request(
-        port,
-        &format!(
-            "GET {target} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ),
+fn upgrade_head(target: &str, host: &str, origin: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
-    .0
+}
+
+fn upgrade(port: u16, target: &str, host: &str, origin: &str) -> String {
+    request(port, &upgrade_head(target, host, origin)).0
+}
+
+/// A WebSocket handshake whose connection stays open: the status line and
+/// the connection, past the handshake's answer.
+fn upgrade_open(port: u16, target: &str, host: &str, origin: &str) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(upgrade_head(target, host, origin).as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|n| n == 1) {
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    (head.lines().next().unwrap_or("").to_owned(), s)
 }
 
 #[test]
@@ -455,9 +471,20 @@ fn the_studio_serves_its_own_page_only() {
         upgrade(p, "/media?session=0123", &host, &own),
         "HTTP/1.1 403 Forbidden"
     );
+    // A page that is not live gives way to the next (a reload, another
+    // tab), and is told why.
+    let (first, mut first_conn) = upgrade_open(p, "/control", &host, &own);
+    assert_eq!(first, "HTTP/1.1 101 Switching Protocols");
     assert_eq!(
         upgrade(p, "/control", &host, &own),
         "HTTP/1.1 101 Switching Protocols"
+    );
+    let mut said = Vec::new();
+    first_conn.read_to_end(&mut said).ok();
+    assert!(
+        String::from_utf8_lossy(&said).contains("Another page took over the studio."),
+        "{}",
+        String::from_utf8_lossy(&said)
     );
 
     // With a token, every request carries it.
