@@ -199,4 +199,5 @@ def main():
     print(f"  ours / nginx publishers per core = {theirs / ours:.2f}")
 
 
-main()
+if __name__ == "__main__":
+    main()

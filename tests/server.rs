@@ -982,3 +982,60 @@ fn stats_time_frames_inside_rtmpsink_and_rtmpsrc() {
     assert_eq!(offsets.len(), got.len());
     assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
 }
+
+/// A pipeline that stops taking frames makes the server stop reading the
+/// publisher once 32 MiB wait for it (TCP then holds the publisher back),
+/// and read on when the pipeline takes them again: nothing lost, nothing
+/// stuck, memory bounded.
+#[test]
+fn a_blocked_pipeline_holds_the_publisher_back_then_reads_on() {
+    const BLOCK: Duration = Duration::from_secs(3);
+    let dir = TempDir::new("srv-paused");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    let header = read_flv_tags(&media)
+        .into_iter()
+        .find(|t| t.tag_type == gstrtmp::rtmp::flv::tag_type::VIDEO)
+        .expect("a sequence header first");
+    // 80 frames of 1 MiB, 100 ms apart: more than the pads' queues (2 s)
+    // and the server's 32 MiB hold together.
+    let mut tags = vec![header];
+    for i in 0..80u32 {
+        let mut body = vec![if i == 0 { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        body.extend((0..1u32 << 20).map(|b| (b.wrapping_mul(i + 7) >> 3) as u8));
+        tags.push(gstrtmp::rtmp::flv::FlvTag {
+            tag_type: gstrtmp::rtmp::flv::tag_type::VIDEO,
+            timestamp: i * 100,
+            data: body.into(),
+        });
+    }
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let src = element(&p, "rtmpsrc");
+    src.connect_pad_added(|_, pad| {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(BLOCK);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let t0 = Instant::now();
+    publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).unwrap();
+    let took = t0.elapsed();
+    play_to_eos(&p, Duration::from_secs(30));
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.len(), 80);
+    for (i, (o, t)) in got.iter().zip(&tags[1..]).enumerate() {
+        assert_eq!(
+            (o.size, o.crc),
+            (t.data.len() - 5, crc32(&t.data[5..])),
+            "frame {i}"
+        );
+    }
+    // The publisher could not finish before the pipeline took frames
+    // again: it was held back, not buffered without bound.
+    assert!(
+        took >= BLOCK - Duration::from_millis(500),
+        "published in {took:?}"
+    );
+}

@@ -227,6 +227,9 @@ struct Inner {
     finished: bool,
     // Publish: what the publisher sent, for the element.
     events: EventQueue,
+    /// The publisher is not being read (the queue was full) ...
+    reading_paused: bool,
+    /// ... and the element has taken enough to read on: the loop's cue.
     resume_reading: bool,
     /// Reconnect requests to send (Enhanced RTMP): where to, and why.
     reconnect_requests: Vec<(Option<String>, String)>,
@@ -423,7 +426,9 @@ impl Server {
         let mut inner = lock(&self.shared.inner);
         loop {
             if let Some((e, at)) = inner.events.pop() {
-                if inner.events.bytes < super::MAX_QUEUED_BYTES / 2 && !inner.resume_reading {
+                // Only a paused publisher needs the loop woken (once).
+                if inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2 {
+                    inner.reading_paused = false;
                     inner.resume_reading = true;
                     drop(inner);
                     self.wake();

@@ -29,6 +29,9 @@ fn push(shared: &Shared, e: ClientEvent) -> usize {
     let mut inner = lock(&shared.inner);
     inner.events.push(e, std::time::Instant::now());
     let bytes = inner.events.bytes;
+    if bytes > crate::net::MAX_QUEUED_BYTES {
+        inner.reading_paused = true;
+    }
     drop(inner);
     shared.changed.notify_all();
     bytes
