@@ -267,8 +267,20 @@ fn a_browser_goes_live_through_the_studio_into_nginx() {
     let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.port);
     let shown = go_live(&nginx, &server, &[], 10, "studio-live.png");
-    // The fake camera at 1280x720: nothing to drop on loopback.
+    // The fake camera at 1280x720: nothing to drop on loopback, and the
+    // encoder keeps its bitrate.
     assert_eq!(text(&shown, "dropped"), "0", "{shown}");
+    assert_eq!(text(&shown, "encoder"), "H.264 1280x720, 2500 kbit/s");
+}
+
+/// The encoder's bitrate the page shows ("H.264 1280x720, 875 kbit/s").
+fn encoder_kbps(shown: &Value) -> u64 {
+    let t = text(shown, "encoder");
+    t.rsplit(", ")
+        .next()
+        .and_then(|r| r.strip_suffix(" kbit/s"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("encoder: {t}"))
 }
 
 /// A TCP relay to `port` carrying at most `rate` bytes/s towards it, with
@@ -338,6 +350,8 @@ fn a_slow_uplink_costs_frames_not_delay() {
     // (a keyframe alone takes a second here), more so on a loaded machine.
     let queued = shown["max_queued_ms"].as_u64().unwrap();
     assert!(queued <= 5000, "{shown}");
+    // And the page turned its encoder down.
+    assert!(encoder_kbps(&shown) < 1000, "{shown}");
 }
 
 #[test]

@@ -72,6 +72,7 @@ def main():
                 out["frames_live"] = el("frames").text
                 out["latency"] = el("latency").text
                 out["bitrate"] = el("bitrate").text
+                out["encoder"] = el("encoder").text
                 el("stop").click()
                 wait(lambda: el("state").text == "stopped", 40, "stopped")
         out["state"] = el("state").text
