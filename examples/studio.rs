@@ -46,6 +46,9 @@ const MAX_QUEUED: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 /// keep the two interleaved (the WebSocket and the encoders add jitter).
 const INTERLEAVE_WAIT: Duration = Duration::from_millis(200);
 
+/// Connections at once; more are refused.
+const MAX_CONNECTIONS: u64 = 32;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -111,13 +114,22 @@ fn main() {
         opts,
         current: Mutex::new(None),
     });
+    // A thread per connection, and only so many of them: a page needs
+    // three (itself, control, media).
+    let open = Arc::new(AtomicU64::new(0));
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        let studio = studio.clone();
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            // Closed at once: answering would mean reading it first.
+            open.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let (studio, open) = (studio.clone(), open.clone());
         std::thread::spawn(move || {
             if let Err(e) = studio.serve(conn) {
                 eprintln!("studio: {e}");
             }
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

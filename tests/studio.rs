@@ -402,7 +402,8 @@ fn a_wrong_server_shows_the_error_on_the_page() {
 fn request(port: u16, head: &str) -> (String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
+    // A connection the studio refuses may be gone already.
+    s.write_all(head.as_bytes()).ok();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     // To the end, or what a WebSocket handshake answers (it stays open).
@@ -525,4 +526,27 @@ fn the_studio_serves_its_own_page_only() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("give --token"), "{err}");
+}
+
+#[test]
+fn the_studio_bounds_its_connections() {
+    let studio = Studio::start(&[]);
+    let p = studio.port;
+    let host = format!("127.0.0.1:{p}");
+    // Connections that say nothing hold a thread each for a while.
+    let idle: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(("127.0.0.1", p)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(p, "/", &host).0, "", "a connection past the 32");
+    drop(idle);
+    // They close; the studio serves again.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(p, "/", &host).0 == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
