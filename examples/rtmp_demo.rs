@@ -46,6 +46,7 @@ fn main() {
     let player = gst::Pipeline::new();
     let src = gst::ElementFactory::make("rtmpsrc")
         .property("location", location.as_str())
+        .property("measure-latency", true)
         .build()
         .unwrap_or_else(|e| fail(e));
     player.add(&src).unwrap();
@@ -91,7 +92,7 @@ fn main() {
         "videotestsrc is-live=true pattern=ball num-buffers={} ! video/x-raw,width=1280,height=720,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=veryfast bitrate=3000 key-int-max=60 ! h264parse ! s.video \
          audiotestsrc is-live=true wave=ticks num-buffers={} ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! s.audio \
-         rtmpsink name=s location={location} {sink_props}",
+         rtmpsink name=s measure-latency=true location={location} {sink_props}",
         secs * 30,
         secs * 48_000 / 1024
     );

@@ -658,6 +658,8 @@ impl Broadcast {
             .property("location", &location)
             // The page paces the stream: frames go out as they come.
             .property("sync", false)
+            // The page shows how long frames wait inside.
+            .property("measure-latency", true)
             .property(
                 "latency",
                 gst::ClockTime::try_from(INTERLEAVE_WAIT)

@@ -37,6 +37,8 @@ pub struct Role {
     pub flash_version: &'static str,
     /// What `timeout` covers besides connecting, in this element.
     pub timeout_blurb: &'static str,
+    /// From where to where `measure-latency` times a frame.
+    pub latency_span: &'static str,
 }
 
 /// What the shared properties say.
@@ -51,6 +53,8 @@ pub struct SharedSettings {
     pub extra_connect_args: Option<gst::Structure>,
     pub reconnect: ReconnectSettings,
     pub security: Security,
+    /// Time frames inside the element for `stats` (see crate::latency).
+    pub measure_latency: bool,
 }
 
 impl SharedSettings {
@@ -69,6 +73,7 @@ impl SharedSettings {
                 max_delay: Duration::from_millis(u64::from(DEFAULT_RECONNECT_MAX_DELAY_MS)),
             },
             security: Security::default(),
+            measure_latency: false,
         }
     }
 
@@ -132,6 +137,14 @@ impl SharedSettings {
                 .blurb("Client mode: the longest wait between reconnection attempts, in milliseconds")
                 .default_value(DEFAULT_RECONNECT_MAX_DELAY_MS)
                 .build(),
+            glib::ParamSpecBoolean::builder("measure-latency")
+                .nick("Measure latency")
+                .blurb(&format!(
+                    "Time how long each frame spends inside the element ({}), for stats: video/audio-latency-p50/p99 in ns over the last 1024 frames of each kind. Costs a pad probe per frame; set it before the pipeline starts",
+                    role.latency_span
+                ))
+                .default_value(false)
+                .build(),
         ];
         v.extend(Security::properties());
         v
@@ -158,6 +171,7 @@ impl SharedSettings {
             "reconnect-attempts" => self.reconnect.attempts = value.get().expect("type checked"),
             "reconnect-delay" => self.reconnect.first_delay = ms(value),
             "reconnect-max-delay" => self.reconnect.max_delay = ms(value),
+            "measure-latency" => self.measure_latency = value.get().expect("type checked"),
             _ => return self.security.set(name, value),
         }
         true
@@ -176,6 +190,7 @@ impl SharedSettings {
             "reconnect-attempts" => self.reconnect.attempts.to_value(),
             "reconnect-delay" => ms(self.reconnect.first_delay),
             "reconnect-max-delay" => ms(self.reconnect.max_delay),
+            "measure-latency" => self.measure_latency.to_value(),
             _ => return self.security.get(name),
         })
     }

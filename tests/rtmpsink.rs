@@ -598,6 +598,8 @@ fn stats_count_what_was_sent() {
     let payload: u64 = sent.iter().map(|s| s.size as u64).sum();
     assert!(stats.get::<u64>("bytes-out").unwrap() > payload, "{stats}");
     assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
+    // Latency is timed only when asked (measure-latency).
+    assert!(!stats.has_field("video-latency-p50"), "{stats}");
 }
 
 /// Runs our server session on `listener` for one client, answering connect

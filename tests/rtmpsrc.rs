@@ -328,6 +328,8 @@ fn stats_answer_while_waiting_for_an_idle_stream() {
             "stats took {:?}",
             t.elapsed()
         );
+        // Latency is timed only when asked (measure-latency).
+        assert!(!s.has_field("video-latency-p50"), "{s}");
         if s.get::<&str>("connection-state").unwrap() == "playing" {
             break;
         }

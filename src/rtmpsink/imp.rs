@@ -204,7 +204,9 @@ impl ObjectImpl for RtmpSink {
                     let (v, a) = m.frame_counts();
                     s.set("video-frames-muxed", v);
                     s.set("audio-frames-muxed", a);
-                    m.write_latencies(&mut s);
+                    if lock(&self.settings).shared.measure_latency {
+                        m.write_latencies(&mut s);
+                    }
                 }
                 s.to_value()
             }
@@ -292,6 +294,11 @@ impl ElementImpl for RtmpSink {
         // The connection sink starts at NullToReady.
         let handed = &self.conn.imp().handed;
         handed.hand_at(transition, gst::StateChange::NullToReady, &self.settings);
+        if transition == gst::StateChange::ReadyToPaused
+            && let Some(m) = &lock(&self.state).mux
+        {
+            m.set_measure_latency(lock(&self.settings).shared.measure_latency);
+        }
         self.parent_change_state(transition)
     }
 
@@ -315,6 +322,7 @@ impl ElementImpl for RtmpSink {
                         let m: RtmpSinkMux =
                             glib::Object::builder().property("name", "mux").build();
                         m.set_property("latency", st.latency);
+                        m.set_measure_latency(lock(&self.settings).shared.measure_latency);
                         self.obj().add(&m).ok()?;
                         m.link(&self.conn).ok()?;
                         m.sync_state_with_parent().ok();

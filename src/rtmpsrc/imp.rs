@@ -153,7 +153,9 @@ impl ObjectImpl for RtmpSrc {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
             let mut s = self.conn.imp().stats();
-            lock(&self.latency).write_to(&mut s);
+            if lock(&self.settings).shared.measure_latency {
+                lock(&self.latency).write_to(&mut s);
+            }
             return s.to_value();
         }
         let s = lock(&self.settings);
@@ -192,7 +194,6 @@ impl ObjectImpl for RtmpSrc {
         });
         let weak = obj.downgrade();
         let queue = self.queue.clone();
-        let latency = self.latency.clone();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
             let Some(sink) = queue.request_pad_simple("sink_%u") else {
@@ -204,23 +205,10 @@ impl ObjectImpl for RtmpSrc {
             let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
                 return;
             };
-            let video = pad.name().starts_with("video");
-            let latency = latency.clone();
-            src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data
-                    && let Some(ns) = crate::latency::since(b.offset(), Instant::now())
-                {
-                    let mut l = lock(&latency);
-                    match video {
-                        true => l.video.record(ns),
-                        false => l.audio.record(ns),
-                    }
-                    drop(l);
-                    // The arrival stamp stays inside the bin.
-                    b.make_mut().set_offset(crate::latency::NONE);
-                }
-                gst::PadProbeReturn::Ok
-            });
+            if lock(&bin.imp().settings).shared.measure_latency {
+                bin.imp()
+                    .measure_latency(&src, pad.name().starts_with("video"));
+            }
             // "video", "audio", "video_%u" or "audio_%u": the same names here.
             let templ = pad
                 .pad_template()
@@ -250,6 +238,29 @@ impl ObjectImpl for RtmpSrc {
                 pad.unlink(&sink).ok();
                 queue.release_request_pad(&sink);
             }
+        });
+    }
+}
+
+impl RtmpSrc {
+    /// Times frames leaving `src` (a queue's pad) from the arrival the
+    /// connection stamped them with, and takes the stamp off.
+    fn measure_latency(&self, src: &gst::Pad, video: bool) {
+        let latency = self.latency.clone();
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data
+                && let Some(ns) = crate::latency::since(b.offset(), Instant::now())
+            {
+                let mut l = lock(&latency);
+                match video {
+                    true => l.video.record(ns),
+                    false => l.audio.record(ns),
+                }
+                drop(l);
+                // The arrival stamp stays inside the bin.
+                b.make_mut().set_offset(crate::latency::NONE);
+            }
+            gst::PadProbeReturn::Ok
         });
     }
 }

@@ -82,6 +82,7 @@ pub const ROLE: crate::shared::Role = crate::shared::Role {
     server_verb: "serve players such as ffplay",
     flash_version: defaults::FLASH_VERSION,
     timeout_blurb: "a write that makes no progress and data the server does not acknowledge (a dead route); server mode: a client's handshake, connect and play, a player that reads nothing, and players draining at EOS",
+    latency_span: "from entering a video/audio pad until its bytes are in the socket; server mode: in the players' queues",
 };
 
 /// What the `rtmpsink` bin's properties set.

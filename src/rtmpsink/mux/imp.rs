@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -54,6 +55,8 @@ struct PadState {
     /// From the pad's tags, for the track maps of onMetaData.
     language: Option<String>,
     title: Option<String>,
+    /// The arrival stamps' probe, while latency is measured.
+    probe: Option<gst::PadProbeId>,
 }
 
 #[derive(Debug, Default)]
@@ -354,6 +357,32 @@ impl PadState {
 #[derive(Default)]
 pub struct RtmpSinkMux {
     state: Mutex<State>,
+    /// `measure-latency`: stamp arrivals on the pads, time them out.
+    measure: AtomicBool,
+}
+
+/// Stamps each buffer entering `pad` with its arrival (see crate::latency;
+/// the offset field means nothing to the muxer otherwise).
+fn stamp_arrivals(pad: &gst::Pad) -> Option<gst::PadProbeId> {
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        |_, info| {
+            let at = crate::latency::stamp(Instant::now());
+            match &mut info.data {
+                Some(gst::PadProbeData::Buffer(b)) => b.make_mut().set_offset(at),
+                Some(gst::PadProbeData::BufferList(l)) => {
+                    let l = l.make_mut();
+                    for i in 0..l.len() {
+                        if let Some(b) = l.get_mut(i) {
+                            b.set_offset(at);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    )
 }
 
 #[glib::object_subclass]
@@ -413,31 +442,16 @@ impl ElementImpl for RtmpSinkMux {
         // `video_0` stays `video_0`; the name is what the user asked for.
         let name = name.map_or_else(|| id.name(), str::to_owned);
         let pad = self.parent_request_new_pad(templ, Some(&name), caps)?;
-        // Each buffer's arrival, for the latency in stats (see
-        // crate::latency); the offset field means nothing here otherwise.
-        pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-            |_, info| {
-                let at = crate::latency::stamp(Instant::now());
-                match &mut info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => b.make_mut().set_offset(at),
-                    Some(gst::PadProbeData::BufferList(l)) => {
-                        let l = l.make_mut();
-                        for i in 0..l.len() {
-                            if let Some(b) = l.get_mut(i) {
-                                b.set_offset(at);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
+        let probe = self
+            .measure
+            .load(Ordering::SeqCst)
+            .then(|| stamp_arrivals(&pad))
+            .flatten();
         self.lock().pads.insert(
             name,
             PadState {
                 id,
+                probe,
                 ..Default::default()
             },
         );
@@ -460,6 +474,7 @@ impl AggregatorImpl for RtmpSinkMux {
             .map(|(k, p)| {
                 let fresh = PadState {
                     id: p.id,
+                    probe: p.probe,
                     ..Default::default()
                 };
                 (k, fresh)
@@ -774,6 +789,25 @@ impl RtmpSinkMux {
         self.lock().latency.write_to(s)
     }
 
+    /// Measures latency or stops; before data flows (at start), so that
+    /// every frame timed carries a stamp.
+    pub fn set_measure_latency(&self, on: bool) {
+        self.measure.store(on, Ordering::SeqCst);
+        let pads = self.obj().sink_pads();
+        let mut st = self.lock();
+        for pad in pads {
+            let Some(ps) = st.pads.get_mut(pad.name().as_str()) else {
+                continue;
+            };
+            match (on, ps.probe.take()) {
+                (true, None) => ps.probe = stamp_arrivals(&pad),
+                (true, Some(p)) => ps.probe = Some(p),
+                (false, Some(p)) => pad.remove_probe(p),
+                (false, None) => {}
+            }
+        }
+    }
+
     pub fn frame_counts(&self) -> (u64, u64) {
         let st = self.lock();
         (st.video_frames, st.audio_frames)
@@ -833,7 +867,9 @@ impl RtmpSinkMux {
             true => st.video_frames += 1,
             false => st.audio_frames += 1,
         }
-        st.in_flight.push((video, buf.offset()));
+        if self.measure.load(Ordering::Relaxed) {
+            st.in_flight.push((video, buf.offset()));
+        }
         drop(st);
         let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
         let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);

@@ -23,4 +23,10 @@ impl RtmpSinkMux {
         use gst::subclass::prelude::ObjectSubclassIsExt;
         self.imp().write_latencies(s)
     }
+
+    /// `measure-latency`: stamps arrivals on the pads, and times them.
+    pub fn set_measure_latency(&self, on: bool) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_measure_latency(on)
+    }
 }

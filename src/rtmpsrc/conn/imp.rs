@@ -54,6 +54,7 @@ pub const ROLE: crate::shared::Role = crate::shared::Role {
     server_verb: "take a publisher such as OBS or FFmpeg",
     flash_version: defaults::FLASH_VERSION,
     timeout_blurb: "and (server mode) a client's handshake, connect and publish, and a publisher that goes silent",
+    latency_span: "from the read that brought it until it leaves its pad",
 };
 
 /// What the `rtmpsrc` bin's properties set.
@@ -172,6 +173,8 @@ impl TimeMap {
 struct State {
     conn: Conn,
     url: Option<RtmpUrl>,
+    /// `measure-latency`: stamp each buffer's arrival (crate::latency).
+    measure_latency: bool,
     header_sent: bool,
     time: TimeMap,
     discont: bool,
@@ -190,6 +193,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             conn: Conn::Idle,
+            measure_latency: false,
             url: None,
             header_sent: false,
             time: TimeMap::default(),
@@ -615,6 +619,7 @@ impl BaseSrcImpl for RtmpSrcConn {
         let mut st = lock(&self.state);
         *st = State::default();
         st.url = Some(url);
+        st.measure_latency = self.settings().shared.measure_latency;
         match mode {
             RtmpMode::Client => self.spawn_connect(&mut st),
             RtmpMode::Server => {
@@ -724,7 +729,9 @@ impl RtmpSrcConn {
             return Ok(None);
         }
         let mut b = self.tag_buffer(&mut st, kind, ts, body);
-        b.make_mut().set_offset(crate::latency::stamp(read_at));
+        if st.measure_latency {
+            b.make_mut().set_offset(crate::latency::stamp(read_at));
+        }
         Ok(Some(b))
     }
 
