@@ -25,14 +25,8 @@ struct Studio {
 }
 
 fn studio_exe() -> PathBuf {
-    // `cargo test` builds the examples beside the test binaries' `deps`.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/studio");
+    // `cargo test` builds the examples too.
+    let path = profile_dir().join("examples/studio");
     assert!(
         path.exists(),
         "{} was not built (cargo test builds the examples)",

@@ -59,13 +59,19 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// `target/<profile>`: above the test binary's `deps`, where cargo puts
+/// the plugin file and, under `examples/`, the examples.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
 /// Where cargo put the plugin file (`target/<profile>`, above the test
 /// binary's `deps`), if `cargo build` made it: `cargo test` alone builds
 /// only the rlib. Without it a test is skipped, or fails under
 /// `REQUIRE_PEERS` (scripts/test.sh builds it first).
 pub fn built_plugin_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let dir = profile_dir();
     let file = dir.join("libgstrtmp.so");
     if file.exists() {
         return Some(dir);

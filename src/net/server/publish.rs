@@ -25,16 +25,16 @@ pub(super) struct PublishRole {
     active: Option<(Token, u32)>,
 }
 
-fn push(shared: &Shared, e: ClientEvent) -> usize {
+/// Hands `e` to the element; true when so much waits for it that the
+/// publisher must not be read until it catches up (see `next_event`).
+fn push(shared: &Shared, e: ClientEvent) -> bool {
     let mut inner = lock(&shared.inner);
     inner.events.push(e, std::time::Instant::now());
-    let bytes = inner.events.bytes;
-    if bytes > crate::net::MAX_QUEUED_BYTES {
-        inner.reading_paused = true;
-    }
+    let pause = inner.events.bytes > crate::net::MAX_QUEUED_BYTES;
+    inner.reading_paused |= pause;
     drop(inner);
     shared.changed.notify_all();
-    bytes
+    pause
 }
 
 impl PublishRole {
@@ -138,7 +138,7 @@ impl PublishRole {
             }
             _ => return,
         };
-        if push(shared, e) > crate::net::MAX_QUEUED_BYTES
+        if push(shared, e)
             && let Some(p) = peers.get_mut(&token)
         {
             // The pipeline is behind: stop reading until it catches up,

@@ -609,18 +609,8 @@ impl AggregatorImpl for RtmpSinkMux {
         }
         if !list.is_empty() {
             let sent = self.obj().finish_buffer_list(list);
-            // Downstream is the connection: when the list returns, it is in
-            // the socket (client mode) or in the players' queues (server).
-            let now = Instant::now();
-            let mut st = self.lock();
-            let st = &mut *st;
-            for (video, at) in st.in_flight.drain(..) {
-                if let (Ok(_), Some(ns)) = (sent, crate::latency::since(at, now)) {
-                    match video {
-                        true => st.latency.video.record(ns),
-                        false => st.latency.audio.record(ns),
-                    }
-                }
+            if self.measure.load(Ordering::Relaxed) {
+                self.record_latencies(sent.is_ok());
             }
             sent?;
         } else if eos {
@@ -782,6 +772,23 @@ impl RtmpSinkMux {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Times the frames of the batch just pushed: downstream is the
+    /// connection, so when the push returns they are in the socket (client
+    /// mode) or in the players' queues (server mode).
+    fn record_latencies(&self, sent: bool) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        for (video, at) in st.in_flight.drain(..) {
+            if let (true, Some(ns)) = (sent, crate::latency::since(at, now)) {
+                match video {
+                    true => st.latency.video.record(ns),
+                    false => st.latency.audio.record(ns),
+                }
+            }
+        }
     }
 
     /// The latency figures (see crate::latency) on a stats structure.
