@@ -25,6 +25,7 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 COUNTS = [int(a) for a in sys.argv[2:]] or [200, 1000]
 SECS = 20
 MBIT = int(os.environ.get("BENCH_MBIT", "4"))
+EXTRA = os.environ.get("INGEST_EXTRA", "")
 LOAD = os.path.join(ROOT, "target", "release", "examples", "rtmp_load")
 
 
@@ -127,7 +128,7 @@ def run_nginx(media, players):
 def ingest(media, k, env):
     """K publishers at once; returns (our CPU, nginx CPU) in seconds."""
     ports = [free_port() for _ in range(k)]
-    desc = " ".join(f"rtmpsrc name=s{i} mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:{p}/live/key s{i}.video ! fakesink sync=false s{i}.audio ! fakesink sync=false" for i, p in enumerate(ports))
+    desc = " ".join(f"rtmpsrc name=s{i} mode=server eos-on-unpublish=true {EXTRA} location=rtmp://127.0.0.1:{p}/live/key s{i}.video ! fakesink sync=false async=false s{i}.audio ! fakesink sync=false async=false" for i, p in enumerate(ports))
     srv = subprocess.Popen(["gst-launch-1.0", "-q", *desc.split()], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for p in ports:
         wait_listen(p)

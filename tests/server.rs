@@ -70,9 +70,31 @@ const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240
 /// Publishes with a GStreamer pipeline into rtmpsrc mode=server; returns
 /// what the publisher's parsers gave and what rtmpsrc gave.
 fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
-    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    gst_into_server_with(publish, "")
+}
+
+/// Like `gst_into_server`, with more of rtmpsrc's properties.
+fn gst_into_server_with(publish: &str, extra: &str) -> (Vec<Out>, Vec<Out>) {
+    let (p, log, _, _, port) = src_server(&format!("eos-on-unpublish=true {extra}"));
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
     let sent = publish_to_eos(&publish.replace("URL", &url));
+    // What feeds the video pad: the internal queue's thread, or (without
+    // pad queues) the demuxer, on the streaming thread.
+    let target = element(&p, "rtmpsrc")
+        .static_pad("video")
+        .and_then(|g| g.downcast::<gst::GhostPad>().ok())
+        .and_then(|g| g.target())
+        .and_then(|t| t.parent())
+        .map(|e| e.name().to_string());
+    let want = match extra.contains("pad-queues=false") {
+        true => "demux",
+        false => "queue",
+    };
+    assert_eq!(
+        target.as_deref(),
+        Some(want),
+        "what feeds rtmpsrc's video pad"
+    );
     play_to_eos(&p, Duration::from_secs(20));
     let got = log.lock().unwrap().clone();
     (sent, got)
@@ -85,6 +107,25 @@ fn rtmpsink_publishes_into_rtmpsrc_server() {
         AV.replace("SINK", "s")
     ));
     same_frames("rtmpsink -> rtmpsrc mode=server", &sent, &got, true);
+}
+
+/// Without the pad queues, the streaming thread that runs the server's
+/// loop pushes on both pads itself: the same frames, times and flags.
+#[test]
+fn rtmpsrc_server_without_pad_queues_gives_the_same_frames() {
+    let (sent, got) = gst_into_server_with(
+        &format!(
+            "{} rtmpsink name=s sync=false location=URL",
+            AV.replace("SINK", "s")
+        ),
+        "pad-queues=false",
+    );
+    same_frames(
+        "rtmpsink -> rtmpsrc mode=server pad-queues=false",
+        &sent,
+        &got,
+        true,
+    );
 }
 
 #[test]

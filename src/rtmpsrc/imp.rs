@@ -109,6 +109,12 @@ impl ObjectImpl for RtmpSrc {
                     .blurb("Server mode: end the stream (EOS) when the publisher stops or disconnects, instead of waiting for the next one")
                     .default_value(false)
                     .build(),
+                glib::ParamSpecBoolean::builder("pad-queues")
+                    .nick("Pad queues")
+                    .blurb("A queue and a thread behind each output pad, so that any downstream works (decodebin, muxers, syncing sinks). Off: the connection's thread pushes on every pad itself, one thread hand-off fewer per message (less CPU, less latency); a downstream that waits on one pad for another's data then needs its own queue after each pad")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
                 crate::common::stats_property(
                     "connection state, bytes and messages in, audio/video messages, timestamp resyncs",
                 ),
@@ -139,6 +145,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-takeover" => s.publisher_takeover = value.get().expect("type checked"),
             "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
             "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
+            "pad-queues" => s.pad_queues = value.get().expect("type checked"),
             "idle-timeout" => s.idle_timeout = value.get().expect("type checked"),
             "buffer-length" => s.buffer_length = value.get().expect("type checked"),
             "latency" => s.latency_ms = value.get().expect("type checked"),
@@ -168,6 +175,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-takeover" => s.publisher_takeover.to_value(),
             "publisher-timeout" => s.publisher_timeout.to_value(),
             "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
+            "pad-queues" => s.pad_queues.to_value(),
             "idle-timeout" => s.idle_timeout.to_value(),
             "buffer-length" => s.buffer_length.to_value(),
             "latency" => s.latency_ms.to_value(),
@@ -196,16 +204,24 @@ impl ObjectImpl for RtmpSrc {
         let queue = self.queue.clone();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
-            let Some(sink) = queue.request_pad_simple("sink_%u") else {
-                return;
+            let settings = lock(&bin.imp().settings).clone();
+            // What the ghost pad shows: the queue's pad for this one, or
+            // the demuxer's own.
+            let src = if settings.pad_queues {
+                let Some(sink) = queue.request_pad_simple("sink_%u") else {
+                    return;
+                };
+                if pad.link(&sink).is_err() {
+                    return;
+                }
+                let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
+                    return;
+                };
+                src
+            } else {
+                pad.clone()
             };
-            if pad.link(&sink).is_err() {
-                return;
-            }
-            let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
-                return;
-            };
-            if lock(&bin.imp().settings).shared.measure_latency {
+            if settings.shared.measure_latency {
                 bin.imp()
                     .measure_latency(&src, pad.name().starts_with("video"));
             }
@@ -234,7 +250,9 @@ impl ObjectImpl for RtmpSrc {
             if let Some(g) = bin.static_pad(&pad.name()) {
                 bin.remove_pad(&g).ok();
             }
-            if let Some(sink) = pad.peer() {
+            if let Some(sink) = pad.peer()
+                && sink.parent().as_ref() == Some(queue.upcast_ref())
+            {
                 pad.unlink(&sink).ok();
                 queue.release_request_pad(&sink);
             }

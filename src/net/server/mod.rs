@@ -1,8 +1,16 @@
 // SPDX-License-Identifier: MPL-2.0
-//! RTMP servers for the elements. One thread per element runs an event loop
-//! (mio, non-blocking sockets) over the listening socket and every
-//! connection, so that no peer, however slow or hostile, holds up a
-//! streaming thread, and a thousand players cost one thread.
+//! RTMP servers for the elements. An event loop (mio, non-blocking sockets)
+//! runs over the listening socket and every connection, so that no peer,
+//! however slow or hostile, holds up a streaming thread, and a thousand
+//! players cost one thread.
+//!
+//! Who runs the loop depends on the role. Serving players (rtmpsink), a
+//! thread of its own, always. Taking a publisher (rtmpsrc), the streaming
+//! thread runs it itself while it waits for the next message, so that a
+//! message goes from the socket to the pad with no thread hand-off; the
+//! server's thread takes the loop over only while the streaming thread has
+//! been away for [`HANDOVER`] (the pipeline paused or blocked downstream),
+//! so that handshakes, pings and deadlines never wait on the pipeline.
 //!
 //! The loop accepts connections up to a limit, runs a [`ServerSession`] for
 //! each, checks the application and stream name (and the application's own
@@ -16,6 +24,7 @@ mod publish;
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,6 +50,9 @@ const WAKER: Token = Token(1);
 const FIRST_PEER: usize = 2;
 /// How often deadlines are checked and the stats snapshot refreshed.
 const TICK: Duration = Duration::from_millis(100);
+/// Publish role: how long the streaming thread may be away from the loop
+/// before the server's thread runs it, and how often that thread looks.
+const HANDOVER: Duration = Duration::from_millis(200);
 /// How long a closed connection may take to read what was sent last
 /// before the socket goes (so that a reset cannot discard it).
 const LINGER: Duration = Duration::from_secs(2);
@@ -148,7 +160,8 @@ pub enum Notice {
 }
 
 /// The element's side of the loop: told what happens, asked what to accept.
-/// Both run on the loop's thread and must not block for long.
+/// Both run on whichever thread runs the loop (the publish role's is often
+/// the streaming thread) and must not block for long.
 pub struct Hooks {
     pub notice: Box<dyn Fn(Notice) + Send + Sync>,
     pub accept: Box<dyn Fn(&StreamRequest) -> bool + Send + Sync>,
@@ -212,6 +225,17 @@ pub enum Role {
 struct Shared {
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Wakes the server's thread when it waits for the loop to be free
+    /// (publish role); apart from `changed`, which every message notifies.
+    handover: Condvar,
+}
+
+/// The loop, for whichever thread runs it (see the module's notes).
+struct Driver {
+    lp: Mutex<Loop>,
+    /// The streaming thread waits for the loop: the server's thread lets
+    /// go of it after its current step.
+    wanted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -233,11 +257,17 @@ struct Inner {
     resume_reading: bool,
     /// Reconnect requests to send (Enhanced RTMP): where to, and why.
     reconnect_requests: Vec<(Option<String>, String)>,
+    /// Publish: the streaming thread is in `next_event` (it runs the loop
+    /// or is about to), or when it last left.
+    streaming_in: bool,
+    streaming_left: Option<Instant>,
 }
 
 /// A running server; dropping it stops the loop and closes every connection.
 pub struct Server {
     shared: Arc<Shared>,
+    /// Publish role: the loop, which `next_event` runs itself.
+    driver: Option<Arc<Driver>>,
     waker: Arc<Waker>,
     thread: Mutex<Option<JoinHandle<()>>>,
     addr: SocketAddr,
@@ -299,14 +329,18 @@ impl Server {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            handover: Condvar::new(),
         });
         let chunk_size = options.session.chunk_size;
         let role = match role {
             Role::Publish(o) => RoleState::Publish(publish::PublishRole::new(o)),
             Role::Play(o) => RoleState::Play(Box::new(play::PlayRole::new(o))),
         };
-        let mut lp = Loop {
+        let inline = matches!(role, RoleState::Publish(_));
+        let lp = Loop {
             poll,
+            events: Events::with_capacity(1024),
+            last_tick: Instant::now(),
             listener,
             peers: HashMap::new(),
             next_token: FIRST_PEER,
@@ -321,14 +355,23 @@ impl Server {
             accept_blocked: false,
             told_out_of_files: None,
         };
+        let driver = Arc::new(Driver {
+            lp: Mutex::new(lp),
+            wanted: AtomicBool::new(false),
+        });
+        let d = driver.clone();
         let thread = std::thread::Builder::new()
             .name("rtmp-server".into())
             .spawn(move || {
-                let r = lp.run();
+                let r = match inline {
+                    true => d.serve_when_idle(),
+                    false => lock(&d.lp).run(),
+                };
+                let mut lp = lock(&d.lp);
                 lp.close_all("server stopped");
                 let mut inner = lock(&lp.shared.inner);
                 if let Err(e) = r {
-                    inner.failure = Some(e);
+                    inner.failure.get_or_insert(e);
                 }
                 inner.finished = true;
                 drop(inner);
@@ -337,6 +380,7 @@ impl Server {
             .map_err(|e| Error::new(ErrorKind::Io, format!("could not start a thread: {e}")))?;
         Ok(Server {
             shared,
+            driver: inline.then_some(driver),
             waker,
             thread: Mutex::new(Some(thread)),
             addr,
@@ -420,33 +464,77 @@ impl Server {
 
     /// Publish role: the next thing the publisher did, waiting up to `wait`.
     /// `StreamBegin` starts a publisher, `StreamEnded` ends one; media and
-    /// metadata come in between.
+    /// metadata come in between. While nothing is queued, the calling
+    /// thread runs the loop itself (see the module's notes).
     pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
         let end = Instant::now() + wait;
         let mut inner = lock(&self.shared.inner);
-        loop {
-            if let Some((e, at)) = inner.events.pop() {
-                // Only a paused publisher needs the loop woken (once).
-                if inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2 {
-                    inner.reading_paused = false;
-                    inner.resume_reading = true;
-                    drop(inner);
-                    self.wake();
-                }
-                return Ok(Next::Event(e, at));
-            }
-            if let Some(e) = &inner.failure {
-                return Err(e.clone());
-            }
-            if cancel.is_cancelled() {
-                return Err(super::client::cancelled());
-            }
-            let now = Instant::now();
-            if now >= end {
-                return Ok(Next::Idle);
-            }
-            inner = wait_at_most(&self.shared.changed, inner, (end - now).min(TICK));
+        if let Some(next) = self.take_event(&mut inner, cancel, end) {
+            inner.streaming_left = Some(Instant::now());
+            return next;
         }
+        let Some(driver) = &self.driver else {
+            unreachable!("next_event is for the publish role")
+        };
+        inner.streaming_in = true;
+        drop(inner);
+        let mut lp = match driver.lp.try_lock() {
+            Ok(lp) => lp,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The server's thread has it: it lets go after this step.
+                driver.wanted.store(true, Ordering::SeqCst);
+                self.wake();
+                let lp = lock(&driver.lp);
+                driver.wanted.store(false, Ordering::SeqCst);
+                lp
+            }
+        };
+        let next = loop {
+            let mut inner = lock(&self.shared.inner);
+            if let Some(next) = self.take_event(&mut inner, cancel, end) {
+                break next;
+            }
+            drop(inner);
+            let now = Instant::now();
+            match lp.step((end - now).min(TICK)) {
+                Ok(false) => {}
+                Ok(true) => break Ok(Next::Closed),
+                Err(e) => {
+                    lock(&self.shared.inner).failure.get_or_insert(e.clone());
+                    break Err(e);
+                }
+            }
+        };
+        drop(lp);
+        let mut inner = lock(&self.shared.inner);
+        inner.streaming_in = false;
+        inner.streaming_left = Some(Instant::now());
+        next
+    }
+
+    /// What `next_event` returns without waiting, if anything: an event,
+    /// the loop's failure, a cancel, or the end of the wait.
+    fn take_event(&self, inner: &mut Inner, cancel: &Cancel, end: Instant) -> Option<Result<Next>> {
+        if let Some((e, at)) = inner.events.pop() {
+            // Only a paused publisher needs the loop woken (once).
+            if inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2 {
+                inner.reading_paused = false;
+                inner.resume_reading = true;
+                self.wake();
+            }
+            return Some(Ok(Next::Event(e, at)));
+        }
+        if let Some(e) = &inner.failure {
+            return Some(Err(e.clone()));
+        }
+        if cancel.is_cancelled() {
+            return Some(Err(super::client::cancelled()));
+        }
+        if Instant::now() >= end {
+            return Some(Ok(Next::Idle));
+        }
+        None
     }
 
     /// Asks every publisher and player to reconnect (Enhanced RTMP
@@ -470,6 +558,7 @@ impl Server {
     /// Stops the loop and closes every connection.
     pub fn stop(&self) {
         lock(&self.shared.inner).stop = true;
+        self.shared.handover.notify_all();
         self.wake();
         let t = lock(&self.thread).take();
         if let Some(t) = t {
@@ -684,8 +773,46 @@ enum RoleState {
     Play(Box<play::PlayRole>),
 }
 
+impl Driver {
+    /// Publish role, the server's thread: runs the loop while the
+    /// streaming thread has been away from it for `HANDOVER`, and gives it
+    /// back as soon as that thread wants it. Returns when told to stop.
+    fn serve_when_idle(&self) -> Result<()> {
+        let shared = lock(&self.lp).shared.clone();
+        loop {
+            let mut inner = lock(&shared.inner);
+            loop {
+                if inner.stop {
+                    return Ok(());
+                }
+                let away = !inner.streaming_in
+                    && inner.streaming_left.is_none_or(|t| t.elapsed() >= HANDOVER);
+                if away {
+                    break;
+                }
+                inner = wait_at_most(&shared.handover, inner, HANDOVER);
+            }
+            drop(inner);
+            let mut lp = lock(&self.lp);
+            while !self.wanted.load(Ordering::SeqCst) {
+                if lp.step(TICK)? {
+                    return Ok(());
+                }
+                let inner = lock(&shared.inner);
+                if inner.streaming_in {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 struct Loop {
     poll: Poll,
+    /// Reused by every step, whichever thread runs it.
+    events: Events,
+    /// When deadlines were last checked.
+    last_tick: Instant,
     listener: TcpListener,
     peers: HashMap<Token, Peer>,
     next_token: usize,
@@ -716,23 +843,35 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 impl Loop {
+    /// Runs until told to stop.
     fn run(&mut self) -> Result<()> {
-        let mut events = Events::with_capacity(1024);
-        let mut last_tick = Instant::now();
-        loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
-                && e.kind() != IoKind::Interrupted
-            {
-                return Err(Error::new(ErrorKind::Io, format!("poll failed: {e}")));
-            }
-            let now = Instant::now();
+        while !self.step(TICK)? {}
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the sockets and does what they and the
+    /// element ask. Returns true when told to stop.
+    fn step(&mut self, timeout: Duration) -> Result<bool> {
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let polled = self.poll.poll(&mut events, Some(timeout));
+        if let Err(e) = polled
+            && e.kind() != IoKind::Interrupted
+        {
+            self.events = events;
+            return Err(Error::new(ErrorKind::Io, format!("poll failed: {e}")));
+        }
+        let now = Instant::now();
+        {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
                     WAKER => {}
                     t => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read_peer(t, now);
+                        if ev.is_read_closed() || ev.is_error() {
+                            // The end is queued behind the data: read to it.
+                            self.read_peer(t, now, true);
+                        } else if ev.is_readable() {
+                            self.read_peer(t, now, false);
                         }
                         if ev.is_writable()
                             && let Some(p) = self.peers.get_mut(&t)
@@ -744,19 +883,21 @@ impl Loop {
                     }
                 }
             }
-            if self.take_requests(now) {
-                return Ok(());
-            }
-            if let RoleState::Play(play) = &self.role {
-                play.end_drained_players(&mut self.peers, now);
-            }
-            if now.duration_since(last_tick) >= TICK {
-                last_tick = now;
-                self.sweep(now);
-                self.publish_stats();
-            }
-            self.reap(now);
         }
+        self.events = events;
+        if self.take_requests(now) {
+            return Ok(true);
+        }
+        if let RoleState::Play(play) = &self.role {
+            play.end_drained_players(&mut self.peers, now);
+        }
+        if now.duration_since(self.last_tick) >= TICK {
+            self.last_tick = now;
+            self.sweep(now);
+            self.publish_stats();
+        }
+        self.reap(now);
+        Ok(false)
     }
 
     /// Takes what the element asked for. Returns true when told to stop.
@@ -810,7 +951,7 @@ impl Loop {
                 if let Some(p) = self.peers.get_mut(&t) {
                     p.read_paused = false;
                 }
-                self.read_peer(t, now);
+                self.read_peer(t, now, true);
             }
         }
         // Anything relayed goes out now; edge-triggered writability only
@@ -937,7 +1078,9 @@ impl Loop {
         }
     }
 
-    fn read_peer(&mut self, token: Token, now: Instant) {
+    /// Reads what a connection sent and acts on it, until the socket is
+    /// empty (`to_the_end`: until it says so, or ends).
+    fn read_peer(&mut self, token: Token, now: Instant, to_the_end: bool) {
         loop {
             let Some(p) = self.peers.get_mut(&token) else {
                 return;
@@ -961,8 +1104,15 @@ impl Loop {
                 }
                 Ok(n) => {
                     p.last_in = now;
+                    // Less than asked for: the socket is empty now, and
+                    // (edge-triggered) says so again when more comes; no
+                    // read just to hear it would block.
+                    let drained = !to_the_end && n < self.scratch.len();
                     if p.closing.is_some() {
                         // Ending: what the peer still says does not matter.
+                        if drained {
+                            return;
+                        }
                         continue;
                     }
                     let fed = match p.tls.as_mut() {
@@ -1001,6 +1151,9 @@ impl Loop {
                     {
                         p.close_with(io_reason(&e), now);
                         p.drop_output();
+                        return;
+                    }
+                    if drained {
                         return;
                     }
                 }

@@ -72,6 +72,8 @@ pub struct Settings {
     pub publisher_takeover: bool,
     pub publisher_timeout: u32,
     pub eos_on_unpublish: bool,
+    /// A queue and a thread behind each output pad (read by the bin).
+    pub pad_queues: bool,
 }
 
 impl Default for Settings {
@@ -88,6 +90,7 @@ impl Default for Settings {
             publisher_takeover: false,
             publisher_timeout: 0,
             eos_on_unpublish: false,
+            pad_queues: true,
         }
     }
 }
