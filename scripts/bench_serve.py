@@ -13,6 +13,7 @@ K publishers at once into K `rtmpsrc mode=server` in one process against
 nginx-rtmp taking the same K streams, as publishers per CPU core.
 
   scripts/bench_serve.py [runs] [players...]     (default: 3 runs, 200 and 1000)
+  scripts/bench_serve.py 5 0                      (the ingest side only)
   BENCH_MBIT=1 scripts/bench_serve.py 1 5000      (a 1 Mbit/s stream instead of 4)
 """
 import json, os, socket, statistics, subprocess, sys, time
@@ -25,8 +26,11 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 COUNTS = [int(a) for a in sys.argv[2:]] or [200, 1000]
 SECS = 20
 MBIT = int(os.environ.get("BENCH_MBIT", "4"))
-EXTRA = os.environ.get("INGEST_EXTRA", "")
 LOAD = os.path.join(ROOT, "target", "release", "examples", "rtmp_load")
+INGEST = os.path.join(ROOT, "target", "release", "examples", "rtmp_ingest")
+# The ingest side, as a user would set rtmpsrc up: the defaults, and without
+# the internal queue per pad (the streaming thread pushes on both pads).
+INGEST_SETUPS = {"ours": "", "ours, pad-queues=false": "pad-queues=false"}
 
 
 def free_port():
@@ -125,31 +129,52 @@ def run_nginx(media, players):
         nginx.stop()
 
 
-def ingest(media, k, env):
-    """K publishers at once; returns (our CPU, nginx CPU) in seconds."""
+def frames_in(media):
+    """(video, audio) frames in a file, as FFmpeg counts its packets."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=codec_type,nb_read_packets",
+                          "-of", "csv=p=0", media], capture_output=True, text=True, check=True).stdout.split()
+    n = dict(line.split(",") for line in out)
+    return int(n.get("video", 0)), int(n.get("audio", 0))
+
+
+def publish_all(urls, media):
+    """K FFmpeg publishers of `media` in real time at once, to the end."""
+    pubs = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", u]) for u in urls]
+    for p in pubs:
+        if p.wait() != 0:
+            sys.exit("bench: an FFmpeg publisher failed")
+
+
+def ingest_ours(media, k, props, frames):
+    """K publishers into K rtmpsrc mode=server in one process
+    (examples/rtmp_ingest.rs); its CPU seconds, after checking that every
+    publisher's frames all came out."""
     ports = [free_port() for _ in range(k)]
-    desc = " ".join(f"rtmpsrc name=s{i} mode=server eos-on-unpublish=true {EXTRA} location=rtmp://127.0.0.1:{p}/live/key s{i}.video ! fakesink sync=false async=false s{i}.audio ! fakesink sync=false async=false" for i, p in enumerate(ports))
-    srv = subprocess.Popen(["gst-launch-1.0", "-q", *desc.split()], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    srv = subprocess.Popen([INGEST, "--props", props, *map(str, ports)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for p in ports:
         wait_listen(p)
     cpu0 = proc_cpu(srv.pid)
-    pubs = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{p}/live/key"]) for p in ports]
-    for p in pubs:
-        p.wait()
-    ours = wait_cpu(srv) - cpu0
+    publish_all([f"rtmp://127.0.0.1:{p}/live/key" for p in ports], media)
+    out = srv.stdout.read().decode()
+    cpu = wait_cpu(srv) - cpu0
     if srv.returncode != 0:
-        sys.exit(f"bench: rtmpsrc servers failed: {srv.stderr.read().decode(errors='replace')[-2000:]}")
+        sys.exit(f"bench: rtmp_ingest failed: {srv.stderr.read().decode(errors='replace')[-2000:]}")
+    for pub in json.loads(out)["publishers"]:
+        if (pub["video"], pub["audio"]) != frames:
+            sys.exit(f"bench: a publisher's frames were not all delivered ({props or 'defaults'}): {pub}, sent {frames}")
+    return cpu
+
+
+def ingest_nginx(media, k):
+    """The same K publishers into nginx-rtmp; its workers' CPU seconds."""
     nginx = Nginx(connections=k + 64)
     try:
         pids = [int(x) for x in subprocess.run(["pgrep", "-P", str(nginx.proc.pid)], capture_output=True, text=True).stdout.split()] or [nginx.proc.pid]
         cpu0 = sum(proc_cpu(p) for p in pids)
-        pubs = [subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", nginx.url(f"k{i}")]) for i in range(k)]
-        for p in pubs:
-            p.wait()
-        theirs = sum(proc_cpu(p) for p in pids) - cpu0
+        publish_all([nginx.url(f"k{i}") for i in range(k)], media)
+        return sum(proc_cpu(p) for p in pids) - cpu0
     finally:
         nginx.stop()
-    return ours, theirs
 
 
 def wait_cpu(proc):
@@ -161,7 +186,7 @@ def wait_cpu(proc):
 
 def main():
     setup_and_build()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "rtmp_load"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "rtmp_load", "--example", "rtmp_ingest"], cwd=ROOT, check=True)
     hard = raise_fd_limit()
     if hard < max(COUNTS) * 2 + 100:
         sys.exit(f"bench: the file descriptor limit ({hard}) is too low for {max(COUNTS)} players")
@@ -169,7 +194,7 @@ def main():
     gop = max_gop_bytes(media)
     env = plugin_env()
     print(f"\nserve {os.path.basename(media)} ({os.path.getsize(media) / 1e6:.1f} MB, largest GOP {gop / 1024:.0f} KiB) to loopback players, {RUNS} runs, medians:")
-    for n in COUNTS:
+    for n in (n for n in COUNTS if n > 0):
         res = {"ours": [], "nginx": []}
         for _ in range(RUNS):
             res["ours"].append(run_ours(media, n, env))
@@ -192,12 +217,22 @@ def main():
         print(f"  {n:5d} players  CPU per MB, ours / nginx = {per_mb['ours'] / per_mb['nginx']:.2f}   (target <= 1.00)")
 
     k = 8
-    ours, theirs = ingest(media, k, env)
+    frames = frames_in(media)
+    cpu = {name: [] for name in [*INGEST_SETUPS, "nginx"]}
+    for _ in range(RUNS):
+        for name, props in INGEST_SETUPS.items():
+            cpu[name].append(ingest_ours(media, k, props, frames))
+        cpu["nginx"].append(ingest_nginx(media, k))
     pub_secs = k * SECS
-    print(f"\ningest: {k} publishers of the {MBIT} Mbit/s file at once, CPU (user+sys):")
-    print(f"  ours  (8 rtmpsrc mode=server ! fakesinks, one process) {ours:6.3f} s -> {pub_secs / ours:6.0f} publishers per core")
-    print(f"  nginx (8 streams, no players)                        {theirs:6.3f} s -> {pub_secs / theirs:6.0f} publishers per core")
-    print(f"  ours / nginx publishers per core = {theirs / ours:.2f}")
+    per_core = {name: statistics.median(pub_secs / c for c in runs) for name, runs in cpu.items()}
+    print(f"\ningest: {k} publishers of the {MBIT} Mbit/s file at once (FFmpeg -re), {RUNS} runs, medians of CPU (user+sys):")
+    for name in INGEST_SETUPS:
+        print(f"  {name:<24} {k} rtmpsrc mode=server ! fakesinks in one process: {per_core[name]:5.0f} publishers per core, "
+              f"every publisher's {frames[0]} video + {frames[1]} audio frames delivered")
+    print(f"  {'nginx':<24} {k} streams, no players:                          {per_core['nginx']:5.0f} publishers per core")
+    for name in INGEST_SETUPS:
+        ratios = sorted(n / o for n, o in zip(cpu["nginx"], cpu[name]))
+        print(f"  {name} / nginx publishers per core = {statistics.median(ratios):.2f} (runs: {', '.join(f'{r:.2f}' for r in ratios)})   (target >= 1.00)")
 
 
 if __name__ == "__main__":
