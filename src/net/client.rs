@@ -28,6 +28,9 @@ use crate::sync::{lock, wait_at_most};
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
+/// Playing: how long the streaming thread may be away from the socket
+/// before the reader thread reads for it, and how often that thread looks.
+const HANDOVER: Duration = Duration::from_millis(200);
 /// Unsent bytes a client socket may hold (see `TCP_NOTSENT_LOWAT` where it
 /// is set): some 65 ms of an 8 Mbit/s stream, 0.25 s of 2 Mbit/s.
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -490,6 +493,36 @@ struct Shared {
     stop_reader: AtomicBool,
     timeout: Duration,
     opened: Instant,
+    /// The socket's reading side. The reader thread has it, except while
+    /// a player's streaming thread waits in `next_event`: that thread
+    /// reads itself then, so that a message goes from the socket to the
+    /// pad with no thread hand-off (a publisher never calls it, and its
+    /// reader thread reads all along).
+    reader: Mutex<Reader>,
+    turns: Mutex<Turns>,
+    /// Wakes the reader thread waiting for its turn (to stop).
+    turn_changed: Condvar,
+    /// The streaming thread waits for the reader thread to let go.
+    wanted: AtomicBool,
+}
+
+/// Who reads a player's socket (see `Shared::reader`).
+#[derive(Default)]
+struct Turns {
+    /// The streaming thread has read itself: it is a player.
+    streaming_reads: bool,
+    /// It is in `next_event` now, or when it last left.
+    inside: bool,
+    left: Option<Instant>,
+}
+
+impl Turns {
+    /// Whether the reader thread reads now: for a publisher always, for a
+    /// player while its streaming thread has been away for `HANDOVER`.
+    fn reader_thread_reads(&self) -> bool {
+        !self.streaming_reads
+            || (!self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER))
+    }
 }
 
 /// An open client connection, publishing or playing.
@@ -682,11 +715,15 @@ impl ClientConnection {
             stop_reader: AtomicBool::new(false),
             timeout,
             opened: Instant::now(),
+            reader: Mutex::new(reader),
+            turns: Mutex::default(),
+            turn_changed: Condvar::new(),
+            wanted: AtomicBool::new(false),
         });
         let s2 = shared.clone();
         let reader = std::thread::Builder::new()
             .name("rtmp-reader".into())
-            .spawn(move || read_loop(reader, &s2))
+            .spawn(move || read_loop(&s2))
             .map_err(|e| {
                 Error::new(
                     ErrorKind::Io,
@@ -738,30 +775,74 @@ impl ClientConnection {
 
     /// Waits up to `wait` for the next event. A failure of the connection
     /// comes as an error once the events before it are taken; `cancel`
-    /// ends the wait early with a `cancelled` error.
+    /// ends the wait early with a `cancelled` error. While nothing is
+    /// queued, the calling thread reads the socket itself (see
+    /// `Shared::reader`).
     pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
+        let shared = &*self.shared;
         let end = Instant::now() + wait;
-        let mut q = lock(&self.shared.events);
-        loop {
-            if let Some((e, at)) = q.pop() {
-                self.shared.events_changed.notify_all();
-                return Ok(Next::Event(e, at));
-            }
-            if let Some(e) = self.failure() {
-                return Err(e);
-            }
-            if self.shared.server_closed.load(Ordering::SeqCst) {
-                return Ok(Next::Closed);
-            }
-            if cancel.is_cancelled() {
-                return Err(cancelled());
-            }
-            let now = Instant::now();
-            if now >= end {
-                return Ok(Next::Idle);
-            }
-            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
+        if let Some(next) = self.take_event(cancel, end) {
+            lock(&shared.turns).left = Some(Instant::now());
+            return next;
         }
+        {
+            let mut t = lock(&shared.turns);
+            t.streaming_reads = true;
+            t.inside = true;
+        }
+        let mut reader = match shared.reader.try_lock() {
+            Ok(r) => r,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The reader thread lets go after its current read.
+                shared.wanted.store(true, Ordering::SeqCst);
+                let r = lock(&shared.reader);
+                shared.wanted.store(false, Ordering::SeqCst);
+                r
+            }
+        };
+        let next = loop {
+            if let Some(next) = self.take_event(cancel, end) {
+                break next;
+            }
+            if !read_step(&mut reader, shared) && self.take_event(cancel, end).is_none() {
+                break Ok(Next::Closed);
+            }
+        };
+        drop(reader);
+        let mut t = lock(&shared.turns);
+        t.inside = false;
+        t.left = Some(Instant::now());
+        next
+    }
+
+    /// What `next_event` returns without waiting, if anything: an event,
+    /// the end of the connection, a cancel, or the end of the wait.
+    fn take_event(&self, cancel: &Cancel, end: Instant) -> Option<Result<Next>> {
+        let mut q = lock(&self.shared.events);
+        let full = q.bytes > MAX_QUEUED_BYTES;
+        if let Some((e, at)) = q.pop() {
+            drop(q);
+            if full {
+                // The reader thread waits for room.
+                self.shared.events_changed.notify_all();
+            }
+            return Some(Ok(Next::Event(e, at)));
+        }
+        drop(q);
+        if let Some(e) = self.failure() {
+            return Some(Err(e));
+        }
+        if self.shared.server_closed.load(Ordering::SeqCst) {
+            return Some(Ok(Next::Closed));
+        }
+        if cancel.is_cancelled() {
+            return Some(Err(cancelled()));
+        }
+        if Instant::now() >= end {
+            return Some(Ok(Next::Idle));
+        }
+        None
     }
 
     fn check(&self) -> Result<()> {
@@ -898,6 +979,10 @@ impl ClientConnection {
 
     fn close(&mut self) {
         self.shared.stop_reader.store(true, Ordering::SeqCst);
+        {
+            let _t = lock(&self.shared.turns);
+            self.shared.turn_changed.notify_all();
+        }
         if let Ok(w) = self.shared.writer.try_lock() {
             w.stream.shutdown(Shutdown::Both).ok();
         }
@@ -924,7 +1009,35 @@ fn stage_name(s: ClientState) -> &'static str {
     }
 }
 
-fn read_loop(mut reader: Reader, shared: &Shared) {
+fn read_loop(shared: &Shared) {
+    loop {
+        // A player's streaming thread reads itself while it is around.
+        let mut t = lock(&shared.turns);
+        loop {
+            if shared.stop_reader.load(Ordering::SeqCst) {
+                return;
+            }
+            if t.reader_thread_reads() {
+                break;
+            }
+            t = wait_at_most(&shared.turn_changed, t, HANDOVER);
+        }
+        drop(t);
+        let mut reader = lock(&shared.reader);
+        loop {
+            if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared) {
+                return;
+            }
+            if shared.wanted.load(Ordering::SeqCst) || !lock(&shared.turns).reader_thread_reads() {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads once and hands what came to the session and the event queue;
+/// false once the connection is over (closed, or failed: `failure` says).
+fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
     let fail = |e: Error| {
         let mut f = lock(&shared.failure);
         if f.is_none() {
@@ -933,65 +1046,70 @@ fn read_loop(mut reader: Reader, shared: &Shared) {
         drop(f);
         shared.events_changed.notify_all();
     };
-    while !shared.stop_reader.load(Ordering::SeqCst) {
-        match reader.read_once() {
-            Ok(Ok(Read1::Closed)) => {
-                shared.server_closed.store(true, Ordering::SeqCst);
-                shared.events_changed.notify_all();
-                return;
-            }
-            Ok(Ok(Read1::Data)) => {
-                // A full queue: wait for the owner before reading more.
-                {
-                    let mut q = lock(&shared.events);
-                    while q.bytes > MAX_QUEUED_BYTES && !shared.stop_reader.load(Ordering::SeqCst) {
-                        q = wait_at_most(&shared.events_changed, q, SLICE);
-                    }
+    match reader.read_once() {
+        Ok(Ok(Read1::Closed)) => {
+            shared.server_closed.store(true, Ordering::SeqCst);
+            shared.events_changed.notify_all();
+            false
+        }
+        Ok(Ok(Read1::Data)) => {
+            // A full queue: wait for the owner before reading more (only
+            // the reader thread gets here with one: the streaming thread
+            // reads when the queue is empty).
+            {
+                let mut q = lock(&shared.events);
+                while q.bytes > MAX_QUEUED_BYTES && !shared.stop_reader.load(Ordering::SeqCst) {
+                    q = wait_at_most(&shared.events_changed, q, SLICE);
                 }
-                let pending = {
-                    let mut s = lock(&shared.session);
-                    if let Err(e) = s.feed(reader.data(), Instant::now()) {
-                        drop(s);
-                        fail(e);
-                        return;
-                    }
-                    let mut evs = lock(&shared.events);
-                    let read_at = Instant::now();
-                    while let Some(ev) = s.poll_event() {
-                        evs.push(ev, read_at);
-                    }
-                    drop(evs);
+            }
+            let pending = {
+                let mut s = lock(&shared.session);
+                if let Err(e) = s.feed(reader.data(), Instant::now()) {
+                    drop(s);
+                    fail(e);
+                    return false;
+                }
+                let mut evs = lock(&shared.events);
+                let read_at = Instant::now();
+                let mut any = false;
+                while let Some(ev) = s.poll_event() {
+                    evs.push(ev, read_at);
+                    any = true;
+                }
+                drop(evs);
+                if any {
                     shared.events_changed.notify_all();
-                    s.pending_bytes() > 0
-                };
-                // Acknowledgements, ping answers and TLS's own records go
-                // out now unless the streaming thread is writing (it will
-                // take them along).
-                if (pending || reader.tls_wants_write())
-                    && let Ok(mut w) = shared.writer.try_lock()
-                {
-                    let out = lock(&shared.session).take_send_buf();
-                    if !out.is_empty() {
-                        w.queue.push_back(out);
-                    }
-                    if let Err(e) = w.flush(None, shared.timeout) {
-                        drop(w);
-                        fail(e);
-                        return;
-                    }
+                }
+                s.pending_bytes() > 0
+            };
+            // Acknowledgements, ping answers and TLS's own records go
+            // out now unless the streaming thread is writing (it will
+            // take them along).
+            if (pending || reader.tls_wants_write())
+                && let Ok(mut w) = shared.writer.try_lock()
+            {
+                let out = lock(&shared.session).take_send_buf();
+                if !out.is_empty() {
+                    w.queue.push_back(out);
+                }
+                if let Err(e) = w.flush(None, shared.timeout) {
+                    drop(w);
+                    fail(e);
+                    return false;
                 }
             }
-            Ok(Ok(Read1::Idle)) => {}
-            Ok(Err(e)) => {
-                fail(e);
-                return;
+            true
+        }
+        Ok(Ok(Read1::Idle)) => true,
+        Ok(Err(e)) => {
+            fail(e);
+            false
+        }
+        Err(e) => {
+            if !shared.stop_reader.load(Ordering::SeqCst) {
+                fail(io_err("connection lost", e));
             }
-            Err(e) => {
-                if !shared.stop_reader.load(Ordering::SeqCst) {
-                    fail(io_err("connection lost", e));
-                }
-                return;
-            }
+            false
         }
     }
 }
