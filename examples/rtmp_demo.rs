@@ -35,8 +35,14 @@ fn main() {
         fail("usage: rtmpsink_demo rtmp://host[:port]/app/stream [seconds]")
     };
     let secs: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    // More rtmpsink properties, as gst-launch takes them ("sync=false").
-    let sink_props = args.get(3).map_or("", String::as_str);
+    // More properties, as gst-launch takes them: rtmpsink's ("sync=false"),
+    // and rtmpsrc's with a prefix ("rtmpsrc.pad-queues=false").
+    let (src_props, sink_props): (Vec<&str>, Vec<&str>) = args
+        .get(3)
+        .map_or("", String::as_str)
+        .split_whitespace()
+        .partition(|p| p.starts_with("rtmpsrc."));
+    let sink_props = sink_props.join(" ");
     let url = RtmpUrl::parse(location).unwrap_or_else(|e| fail(e));
     gst::init().unwrap_or_else(|e| fail(e));
     gstrtmp::plugin_register_static().unwrap_or_else(|e| fail(e));
@@ -49,6 +55,15 @@ fn main() {
         .property("measure-latency", true)
         .build()
         .unwrap_or_else(|e| fail(e));
+    for p in src_props {
+        let Some((name, value)) = p.trim_start_matches("rtmpsrc.").split_once('=') else {
+            fail(format!("not a property setting: {p}"))
+        };
+        if src.find_property(name).is_none() {
+            fail(format!("rtmpsrc has no property '{name}'"));
+        }
+        src.set_property_from_str(name, value);
+    }
     player.add(&src).unwrap();
     {
         let (pw, received) = (player.downgrade(), received.clone());

@@ -7,6 +7,8 @@ and AAC, 10 s) run several times, with `sync=false` and with the default
 `sync=true`. The figures inside the elements are the p50 and p99 the
 elements' `stats` give (their last 1024 frames of each kind); the end to
 end ones the demo measures between probes on rtmpsink's and rtmpsrc's pads.
+A third set of runs has rtmpsrc push on its pads from its streaming thread
+(`pad-queues=false`).
 Medians over the runs.
 
   scripts/bench_latency.py [runs]     (5 unless told; about 30 s a run)
@@ -44,15 +46,18 @@ def run(props):
     return got
 
 
+SETUPS = ["sync=false", "sync=true", "sync=false rtmpsrc.pad-queues=false"]
+
+
 def main():
     print(f"bench: the demo {RUNS} times each way, every frame checked by the demo; medians (ms)")
     results = {}
-    for props in ["sync=false", "sync=true"]:
+    for props in SETUPS:
         runs = [run(props) for _ in range(RUNS)]
         results[props] = {n: statistics.median(r[n] for r in runs) for n, _ in FIGURES}
-    print(f"{'':24}{'sync=false':>12}{'sync=true':>12}")
+    print(f"{'':24}{'sync=false':>12}{'sync=true':>12}{'sync=false, rtmpsrc pad-queues=false':>38}")
     for name, _ in FIGURES:
-        print(f"{name:24}{results['sync=false'][name]:12.2f}{results['sync=true'][name]:12.2f}")
+        print(f"{name:24}" + "".join(f"{results[p][name]:12.2f}" for p in SETUPS[:2]) + f"{results[SETUPS[2]][name]:38.2f}")
 
 
 if __name__ == "__main__":

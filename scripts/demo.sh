@@ -28,5 +28,6 @@ mkdir -p "$work/logs"
 nginx -p "$work" -c "$work/nginx.conf"
 
 cargo build --release --quiet --example rtmp_demo
-# Any arguments are more rtmpsink properties: scripts/demo.sh sync=false
+# Any arguments are more rtmpsink properties (scripts/demo.sh sync=false),
+# or rtmpsrc's with a prefix (rtmpsrc.pad-queues=false).
 target/release/examples/rtmp_demo "rtmp://127.0.0.1:$port/live/demo" 10 "$*"

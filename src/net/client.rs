@@ -520,8 +520,7 @@ impl Turns {
     /// Whether the reader thread reads now: for a publisher always, for a
     /// player while its streaming thread has been away for `HANDOVER`.
     fn reader_thread_reads(&self) -> bool {
-        !self.streaming_reads
-            || (!self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER))
+        !self.streaming_reads || (!self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER))
     }
 }
 
