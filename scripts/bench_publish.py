@@ -7,14 +7,17 @@
   ffmpeg ffmpeg -i file -c copy -f flv rtmp://...
 
 in one run, median of several runs each, printed as ratios. Each run is
-checked: nginx must log the whole stream as received.
+checked: nginx must log the whole stream as received. Also measured: the
+floor every GStreamer publisher of this file pays before any RTMP, the same
+qtdemux and parsers into fakesinks.
 
   scripts/bench_publish.py [runs]
 """
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Nginx, media_60s_8mbit, plugin_env, publish_runs, report_publishes, setup_and_build  # noqa: E402
+import statistics  # noqa: E402
+from benchlib import Nginx, cpu_of, media_60s_8mbit, plugin_env, publish_runs, report_publishes, setup_and_build  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 
@@ -35,6 +38,9 @@ def main():
     finally:
         nginx.stop()
     report_publishes(f"nginx-rtmp, {RUNS} runs each", media, med, wall, received)
+    floor_cmd = ["gst-launch-1.0", "-q", *f"{demux} d.video_0 ! queue ! h264parse ! fakesink d.audio_0 ! queue ! aacparse ! fakesink".split()]
+    floor = statistics.median(cpu_of(floor_cmd, env)[0] for _ in range(RUNS))
+    print(f"  floor        cpu {floor:6.3f} s   (qtdemux ! parsers ! fakesinks, no RTMP: {floor / med['ffmpeg']:.2f}x FFmpeg's whole publish)")
     print(f"\n  ours / rtmp2   = {med['ours'] / med['rtmp2']:.2f}   (target <= 0.30)")
     print(f"  ours / ffmpeg  = {med['ours'] / med['ffmpeg']:.2f}   (target <= 1.00)")
     print(f"  rtmp2 / ffmpeg = {med['rtmp2'] / med['ffmpeg']:.2f}")
