@@ -1083,3 +1083,57 @@ fn a_blocked_pipeline_holds_the_publisher_back_then_reads_on() {
         "published in {took:?}"
     );
 }
+
+/// rtmpsrc's streaming thread runs the server's loop while it waits for a
+/// message. While the pipeline holds that thread (here in a pad probe,
+/// without pad queues), the server's own thread takes the loop over: a
+/// second publisher is refused while the thread is still held, not left
+/// waiting until the pipeline comes back; and the first publisher's
+/// frames all arrive after.
+#[test]
+fn while_the_pipeline_holds_its_thread_the_server_still_answers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    needs!("ffmpeg");
+    let dir = TempDir::new("srv-away");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::VideoOnly);
+    let tags = read_flv_tags(&media);
+    let frames = tags
+        .iter()
+        .filter(|t| t.tag_type == gstrtmp::rtmp::flv::tag_type::VIDEO && t.data.get(1) == Some(&1))
+        .count();
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true pad-queues=false");
+    let held = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let h = held.clone();
+    element(&p, "rtmpsrc").connect_pad_added(move |_, pad| {
+        let (h, tx) = (h.clone(), tx.lock().unwrap().clone());
+        let first = AtomicBool::new(true);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if first.swap(false, Ordering::SeqCst) {
+                h.store(true, Ordering::SeqCst);
+                tx.send(()).ok();
+                std::thread::sleep(Duration::from_secs(3));
+                h.store(false, Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    // In real time: live all through the pipeline's hold.
+    let first = {
+        let (media, url) = (media.clone(), url.clone());
+        std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+    };
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("a first frame reached the pad");
+    let second = publish_tags(&url, &tags[..1]);
+    let still_held = held.load(Ordering::SeqCst);
+    let err = second.expect_err("a second publisher was accepted");
+    assert!(err.to_string().contains("BadName"), "{err}");
+    assert!(still_held, "the refusal waited for the pipeline");
+    let (ok, why) = first.join().unwrap();
+    assert!(ok, "the first publisher: {why}");
+    play_to_eos(&p, Duration::from_secs(30));
+    assert_eq!(log.lock().unwrap().len(), frames);
+}
