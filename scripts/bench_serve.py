@@ -9,8 +9,10 @@ thread, counting frames, bytes and frames lost). Reported per run: server
 CPU (user+sys) per delivered megabyte, frames lost, and server memory per
 player (peak RSS with the players, less the RSS before them, less the
 largest GOP, which our server caches once for all). Then the ingest side:
-K publishers at once into K `rtmpsrc mode=server` in one process against
-nginx-rtmp taking the same K streams, as publishers per CPU core.
+K publishers at once into K `rtmpsrc mode=server` in one process
+(examples/rtmp_ingest.rs; with the defaults and with pad-queues=false, and
+every publisher's frames counted) against nginx-rtmp taking the same K
+streams, as publishers per CPU core.
 
   scripts/bench_serve.py [runs] [players...]     (default: 3 runs, 200 and 1000)
   scripts/bench_serve.py 5 0                      (the ingest side only)
