@@ -111,7 +111,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecBoolean::builder("pad-queues")
                     .nick("Pad queues")
-                    .blurb("A queue and a thread behind each output pad, so that any downstream works (decodebin, muxers, syncing sinks). Off: the connection's thread pushes on every pad itself, one thread hand-off fewer per message (less CPU, less latency); a downstream that waits on one pad for another's data then needs its own queue after each pad")
+                    .blurb("A queue and a thread behind each output pad, so that any downstream works (decodebin, muxers, sinks that preroll). Off: the streaming thread, which reads the socket, pushes on every pad itself: no thread hand-off from socket to pad (less CPU, less latency); a downstream that waits on one pad for another's data then needs its own queue after each pad (or sinks with async=false)")
                     .default_value(true)
                     .mutable_ready()
                     .build(),
