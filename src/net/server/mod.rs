@@ -224,9 +224,10 @@ pub enum Role {
 /// What the element and the loop share.
 struct Shared {
     inner: Mutex<Inner>,
+    /// Play role: room in the inbox, the stream's end done, the loop gone.
     changed: Condvar,
     /// Wakes the server's thread when it waits for the loop to be free
-    /// (publish role); apart from `changed`, which every message notifies.
+    /// (publish role), to stop.
     handover: Condvar,
 }
 

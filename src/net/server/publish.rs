@@ -27,13 +27,13 @@ pub(super) struct PublishRole {
 
 /// Hands `e` to the element; true when so much waits for it that the
 /// publisher must not be read until it catches up (see `next_event`).
+/// Nobody is woken: the streaming thread takes events between the loop's
+/// steps, whichever thread runs them.
 fn push(shared: &Shared, e: ClientEvent) -> bool {
     let mut inner = lock(&shared.inner);
     inner.events.push(e, std::time::Instant::now());
     let pause = inner.events.bytes > crate::net::MAX_QUEUED_BYTES;
     inner.reading_paused |= pause;
-    drop(inner);
-    shared.changed.notify_all();
     pause
 }
 
