@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::EventQueue;
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
+use super::{EventQueue, HANDOVER, Presence};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -28,9 +28,6 @@ use crate::sync::{lock, wait_at_most};
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
-/// Playing: how long the streaming thread may be away from the socket
-/// before the reader thread reads for it, and how often that thread looks.
-const HANDOVER: Duration = Duration::from_millis(200);
 /// Unsent bytes a client socket may hold (see `TCP_NOTSENT_LOWAT` where it
 /// is set): some 65 ms of an 8 Mbit/s stream, 0.25 s of 2 Mbit/s.
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -511,16 +508,14 @@ struct Shared {
 struct Turns {
     /// The streaming thread has read itself: it is a player.
     streaming_reads: bool,
-    /// It is in `next_event` now, or when it last left.
-    inside: bool,
-    left: Option<Instant>,
+    streaming: Presence,
 }
 
 impl Turns {
     /// Whether the reader thread reads now: for a publisher always, for a
-    /// player while its streaming thread has been away for `HANDOVER`.
+    /// player while its streaming thread is away.
     fn reader_thread_reads(&self) -> bool {
-        !self.streaming_reads || (!self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER))
+        !self.streaming_reads || self.streaming.away()
     }
 }
 
@@ -781,13 +776,13 @@ impl ClientConnection {
         let shared = &*self.shared;
         let end = Instant::now() + wait;
         if let Some(next) = self.take_event(cancel, end) {
-            lock(&shared.turns).left = Some(Instant::now());
+            lock(&shared.turns).streaming.leave();
             return next;
         }
         {
             let mut t = lock(&shared.turns);
             t.streaming_reads = true;
-            t.inside = true;
+            t.streaming.enter();
         }
         let mut reader = match shared.reader.try_lock() {
             Ok(r) => r,
@@ -809,9 +804,7 @@ impl ClientConnection {
             }
         };
         drop(reader);
-        let mut t = lock(&shared.turns);
-        t.inside = false;
-        t.left = Some(Instant::now());
+        lock(&shared.turns).streaming.leave();
         next
     }
 
@@ -1027,7 +1020,7 @@ fn read_loop(shared: &Shared) {
             if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared) {
                 return;
             }
-            if shared.wanted.load(Ordering::SeqCst) || !lock(&shared.turns).reader_thread_reads() {
+            if shared.wanted.load(Ordering::SeqCst) {
                 break;
             }
         }

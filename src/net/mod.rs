@@ -50,6 +50,35 @@ pub fn worth_retrying(e: &Error) -> bool {
     }
 }
 
+/// How long a streaming thread that reads its own socket (rtmpsrc, both
+/// modes) may be away from it before a thread of the connection reads for
+/// it, and how often that thread looks.
+const HANDOVER: Duration = Duration::from_millis(200);
+
+/// Where that streaming thread is: in its wait for the next message (it
+/// reads, or is about to), or when it last left it.
+#[derive(Default)]
+struct Presence {
+    inside: bool,
+    left: Option<Instant>,
+}
+
+impl Presence {
+    fn enter(&mut self) {
+        self.inside = true;
+    }
+
+    fn leave(&mut self) {
+        self.inside = false;
+        self.left = Some(Instant::now());
+    }
+
+    /// Away for `HANDOVER` (or never came): the connection's thread reads.
+    fn away(&self) -> bool {
+        !self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER)
+    }
+}
+
 /// Bytes of received media a connection may hold for its element: a full
 /// queue stops reading, so a stalled pipeline slows the peer down through
 /// TCP instead of filling memory.

@@ -9,7 +9,7 @@
 //! thread runs it itself while it waits for the next message, so that a
 //! message goes from the socket to the pad with no thread hand-off; the
 //! server's thread takes the loop over only while the streaming thread has
-//! been away for [`HANDOVER`] (the pipeline paused or blocked downstream),
+//! been away for `HANDOVER` (the pipeline paused or blocked downstream),
 //! so that handshakes, pings and deadlines never wait on the pipeline.
 //!
 //! The loop accepts connections up to a limit, runs a [`ServerSession`] for
@@ -42,17 +42,14 @@ use crate::sync::{lock, wait_at_most};
 pub use play::PlayOptions;
 pub use publish::PublishOptions;
 
-use super::EventQueue;
 use super::client::{Cancel, Next};
+use super::{EventQueue, HANDOVER, Presence};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_PEER: usize = 2;
 /// How often deadlines are checked and the stats snapshot refreshed.
 const TICK: Duration = Duration::from_millis(100);
-/// Publish role: how long the streaming thread may be away from the loop
-/// before the server's thread runs it, and how often that thread looks.
-const HANDOVER: Duration = Duration::from_millis(200);
 /// How long a closed connection may take to read what was sent last
 /// before the socket goes (so that a reset cannot discard it).
 const LINGER: Duration = Duration::from_secs(2);
@@ -260,8 +257,7 @@ struct Inner {
     reconnect_requests: Vec<(Option<String>, String)>,
     /// Publish: the streaming thread is in `next_event` (it runs the loop
     /// or is about to), or when it last left.
-    streaming_in: bool,
-    streaming_left: Option<Instant>,
+    streaming: Presence,
 }
 
 /// A running server; dropping it stops the loop and closes every connection.
@@ -471,13 +467,13 @@ impl Server {
         let end = Instant::now() + wait;
         let mut inner = lock(&self.shared.inner);
         if let Some(next) = self.take_event(&mut inner, cancel, end) {
-            inner.streaming_left = Some(Instant::now());
+            inner.streaming.leave();
             return next;
         }
         let Some(driver) = &self.driver else {
             unreachable!("next_event is for the publish role")
         };
-        inner.streaming_in = true;
+        inner.streaming.enter();
         drop(inner);
         let mut lp = match driver.lp.try_lock() {
             Ok(lp) => lp,
@@ -509,8 +505,7 @@ impl Server {
         };
         drop(lp);
         let mut inner = lock(&self.shared.inner);
-        inner.streaming_in = false;
-        inner.streaming_left = Some(Instant::now());
+        inner.streaming.leave();
         next
     }
 
@@ -786,9 +781,7 @@ impl Driver {
                 if inner.stop {
                     return Ok(());
                 }
-                let away = !inner.streaming_in
-                    && inner.streaming_left.is_none_or(|t| t.elapsed() >= HANDOVER);
-                if away {
+                if inner.streaming.away() {
                     break;
                 }
                 inner = wait_at_most(&shared.handover, inner, HANDOVER);
@@ -798,10 +791,6 @@ impl Driver {
             while !self.wanted.load(Ordering::SeqCst) {
                 if lp.step(TICK)? {
                     return Ok(());
-                }
-                let inner = lock(&shared.inner);
-                if inner.streaming_in {
-                    break;
                 }
             }
         }
