@@ -1137,3 +1137,131 @@ fn while_the_pipeline_holds_its_thread_the_server_still_answers() {
     play_to_eos(&p, Duration::from_secs(30));
     assert_eq!(log.lock().unwrap().len(), frames);
 }
+
+/// The names of the threads that pushed buffers on `src`'s pads.
+fn pushing_threads(src: &gst::Element) -> Arc<Mutex<std::collections::BTreeSet<String>>> {
+    let names: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    let n = names.clone();
+    src.connect_pad_added(move |_, pad| {
+        let n = n.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let me = std::thread::current().name().unwrap_or("").to_owned();
+            n.lock().unwrap().insert(me);
+            gst::PadProbeReturn::Ok
+        });
+    });
+    names
+}
+
+/// Two rtmpsrc mode=server in one context, throttled: one shared thread
+/// reads both publishers and pushes both streams (the names of the threads
+/// that pushed say so), and each gives its own publisher's frames, times
+/// and flags, and ends on its own.
+#[test]
+fn two_servers_in_one_context_each_give_their_own_frames() {
+    let extra = "eos-on-unpublish=true pad-queues=false context=two context-wait=10";
+    let servers: Vec<_> = (0..2).map(|_| src_server(extra)).collect();
+    let threads: Vec<_> = servers
+        .iter()
+        .map(|s| pushing_threads(&element(&s.0, "rtmpsrc")))
+        .collect();
+    let publishers: Vec<_> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            // Different pictures: a mix-up would not pass for the same frames.
+            let av = AV.replace("videotestsrc", &format!("videotestsrc pattern={}", i * 18));
+            let desc = format!(
+                "{} rtmpsink name=s sync=false location=rtmp://127.0.0.1:{}/live/key",
+                av.replace("SINK", "s"),
+                s.4
+            );
+            std::thread::spawn(move || publish_to_eos(&desc))
+        })
+        .collect();
+    let sent: Vec<_> = publishers.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, (s, sent)) in servers.iter().zip(&sent).enumerate() {
+        play_to_eos(&s.0, Duration::from_secs(20));
+        same_frames(
+            &format!("publisher {i} -> rtmpsrc in a context"),
+            sent,
+            &s.1.lock().unwrap(),
+            true,
+        );
+    }
+    for t in threads {
+        let t = t.lock().unwrap();
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            ["rtmp-ctx-two"],
+            "threads that pushed"
+        );
+    }
+}
+
+/// In a context, the deadlines still hold: no publisher within
+/// publisher-timeout is an error that says so.
+#[test]
+fn in_a_context_publisher_timeout_is_an_error() {
+    let (p, _, _, _, _) = src_server("context=lonely context-wait=20 publisher-timeout=1");
+    let start = Instant::now();
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error]);
+    p.set_state(gst::State::Null).unwrap();
+    let msg = msg.expect("an error within 10 s");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    assert!(
+        e.error()
+            .to_string()
+            .contains("No publisher came within 1 s"),
+        "{}",
+        e.error()
+    );
+    assert!(start.elapsed() >= Duration::from_secs(1), "too early");
+}
+
+/// A pipeline paused and resumed while a live publisher sends: in a
+/// context the element leaves the shared thread while paused (the server's
+/// thread keeps the publisher's data) and comes back; every frame arrives.
+#[test]
+fn in_a_context_pausing_loses_nothing() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("ctx-pause");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
+    let (p, log, _, _, port) =
+        src_server("eos-on-unpublish=true pad-queues=false context=pausing context-wait=5");
+    let threads = pushing_threads(&element(&p, "rtmpsrc"));
+    let publisher = {
+        let (media, url) = (media.clone(), format!("rtmp://127.0.0.1:{port}/live/key"));
+        std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no frame came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.set_state(gst::State::Paused).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let while_paused = log.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        log.lock().unwrap().len() <= while_paused + 2,
+        "frames went on while paused"
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let (ok, why) = publisher.join().unwrap();
+    assert!(ok, "the publisher: {why}");
+    play_to_eos(&p, Duration::from_secs(20));
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    assert_same_frames(
+        "rtmpsrc in a context, paused and resumed",
+        &frames(&log.lock().unwrap()),
+        &want,
+    );
+    let t = threads.lock().unwrap();
+    assert_eq!(t.iter().collect::<Vec<_>>(), ["rtmp-ctx-pausing"]);
+}

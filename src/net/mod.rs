@@ -12,6 +12,9 @@
 //!   element runs every connection (non-blocking sockets), so no peer can
 //!   hold up a streaming thread and a thousand players cost one thread; the
 //!   streaming thread only hands messages over (bounded) and takes events.
+//! - [`context`]: many rtmpsrc mode=server sharing one thread (the
+//!   `context` property): that thread runs each one's loop when its poll
+//!   is ready and pushes its buffers, in place of a streaming thread each.
 //! - [`blocking`]: not the elements'. One thread, one socket, `rtmp://`
 //!   only: what tests, examples and tools use to reach a server in a few
 //!   lines. It stays because it is the shortest way to drive a session
@@ -23,6 +26,7 @@
 
 pub mod blocking;
 pub mod client;
+pub mod context;
 pub mod fdlimit;
 pub mod server;
 pub mod tls;

@@ -11,6 +11,9 @@
 //! server's thread takes the loop over only while the streaming thread has
 //! been away for `HANDOVER` (the pipeline paused or blocked downstream),
 //! so that handshakes, pings and deadlines never wait on the pipeline.
+//! In a context (super::context), the context's thread stands in for the
+//! streaming thread: it runs the loop a step at a time (`try_event`)
+//! whenever the loop's poll (`poll_fd`) is ready.
 //!
 //! The loop accepts connections up to a limit, runs a [`ServerSession`] for
 //! each, checks the application and stream name (and the application's own
@@ -24,8 +27,9 @@ mod publish;
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -269,6 +273,7 @@ pub struct Server {
     thread: Mutex<Option<JoinHandle<()>>>,
     addr: SocketAddr,
     chunk_size: u32,
+    poll_fd: RawFd,
 }
 
 fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
@@ -316,6 +321,7 @@ impl Server {
         std_listener.set_nonblocking(true).ok();
         let mut listener = TcpListener::from_std(std_listener);
         let poll = Poll::new().map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?;
+        let poll_fd = poll.as_raw_fd();
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| Error::new(ErrorKind::Io, format!("poll: {e}")))?;
@@ -382,6 +388,7 @@ impl Server {
             thread: Mutex::new(Some(thread)),
             addr,
             chunk_size,
+            poll_fd,
         })
     }
 
@@ -466,41 +473,22 @@ impl Server {
     pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
         let end = Instant::now() + wait;
         let mut inner = lock(&self.shared.inner);
-        if let Some(next) = self.take_event(&mut inner, cancel, end) {
+        if let Some(next) = self.take_event(&mut inner, cancel, Some(end)) {
             inner.streaming.leave();
             return next;
         }
-        let Some(driver) = &self.driver else {
-            unreachable!("next_event is for the publish role")
-        };
         inner.streaming.enter();
         drop(inner);
-        let mut lp = match driver.lp.try_lock() {
-            Ok(lp) => lp,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                // The server's thread has it: it lets go after this step.
-                driver.wanted.store(true, Ordering::SeqCst);
-                self.wake();
-                let lp = lock(&driver.lp);
-                driver.wanted.store(false, Ordering::SeqCst);
-                lp
-            }
-        };
+        let mut lp = self.take_loop();
         let next = loop {
             let mut inner = lock(&self.shared.inner);
-            if let Some(next) = self.take_event(&mut inner, cancel, end) {
+            if let Some(next) = self.take_event(&mut inner, cancel, Some(end)) {
                 break next;
             }
             drop(inner);
             let now = Instant::now();
-            match lp.step((end - now).min(TICK)) {
-                Ok(false) => {}
-                Ok(true) => break Ok(Next::Closed),
-                Err(e) => {
-                    lock(&self.shared.inner).failure.get_or_insert(e.clone());
-                    break Err(e);
-                }
+            if let Some(end) = self.step(&mut lp, (end - now).min(TICK)) {
+                break end;
             }
         };
         drop(lp);
@@ -509,9 +497,74 @@ impl Server {
         next
     }
 
+    /// Publish role, for a thread that serves many servers (a context, see
+    /// super::context): the next event without waiting, after one step of
+    /// the loop if none is queued; None if there is none.
+    pub fn try_event(&self, cancel: &Cancel) -> Result<Option<Next>> {
+        let mut inner = lock(&self.shared.inner);
+        if let Some(next) = self.take_event(&mut inner, cancel, None) {
+            inner.streaming.leave();
+            return next.map(Some);
+        }
+        inner.streaming.enter();
+        drop(inner);
+        let mut lp = self.take_loop();
+        let ended = self.step(&mut lp, Duration::ZERO);
+        drop(lp);
+        let mut inner = lock(&self.shared.inner);
+        inner.streaming.leave();
+        match ended {
+            Some(end) => end.map(Some),
+            None => self.take_event(&mut inner, cancel, None).transpose(),
+        }
+    }
+
+    /// The descriptor of the loop's poll, readable when the loop has
+    /// something to do (publish role: what a context waits on).
+    pub fn poll_fd(&self) -> RawFd {
+        self.poll_fd
+    }
+
+    /// The loop, for the streaming thread (publish role): the server's
+    /// thread, if it has it, lets go after its current step.
+    fn take_loop(&self) -> MutexGuard<'_, Loop> {
+        let Some(driver) = &self.driver else {
+            unreachable!("the streaming thread runs the loop in the publish role only")
+        };
+        match driver.lp.try_lock() {
+            Ok(lp) => lp,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                driver.wanted.store(true, Ordering::SeqCst);
+                self.wake();
+                let lp = lock(&driver.lp);
+                driver.wanted.store(false, Ordering::SeqCst);
+                lp
+            }
+        }
+    }
+
+    /// One step of the loop for the streaming thread; what it ends with,
+    /// if it ended (told to stop, or failed).
+    fn step(&self, lp: &mut Loop, timeout: Duration) -> Option<Result<Next>> {
+        match lp.step(timeout) {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(Next::Closed)),
+            Err(e) => {
+                lock(&self.shared.inner).failure.get_or_insert(e.clone());
+                Some(Err(e))
+            }
+        }
+    }
+
     /// What `next_event` returns without waiting, if anything: an event,
-    /// the loop's failure, a cancel, or the end of the wait.
-    fn take_event(&self, inner: &mut Inner, cancel: &Cancel, end: Instant) -> Option<Result<Next>> {
+    /// the loop's failure, a cancel, or the end of the wait (if any).
+    fn take_event(
+        &self,
+        inner: &mut Inner,
+        cancel: &Cancel,
+        end: Option<Instant>,
+    ) -> Option<Result<Next>> {
         if let Some((e, at)) = inner.events.pop() {
             // Only a paused publisher needs the loop woken (once).
             if inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2 {
@@ -527,7 +580,7 @@ impl Server {
         if cancel.is_cancelled() {
             return Some(Err(super::client::cancelled()));
         }
-        if Instant::now() >= end {
+        if end.is_some_and(|end| Instant::now() >= end) {
             return Some(Ok(Next::Idle));
         }
         None

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -12,6 +12,7 @@ use gst_base::subclass::prelude::*;
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, Opening, is_cancelled};
+use crate::net::context::{Context, Member};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
 use crate::rtmp::chunk::TimestampUnwrapper;
@@ -44,6 +45,11 @@ pub mod defaults {
 /// servers that keep a GOP cache, and publishers faster than real time,
 /// send seconds ahead at the start, which is no jump.
 const RESYNC_AHEAD_NS: i64 = 10_000_000_000;
+/// Context mode: how often a member is served even when nothing is ready,
+/// so that the server's own deadlines (handshakes, a silent publisher) are
+/// looked at as often as its thread would.
+const SERVICE_EVERY: Duration = Duration::from_millis(100);
+
 /// How far behind the clock: a timestamp reset, or data that comes this
 /// late, starts the mapping again rather than being played in a burst.
 const RESYNC_BEHIND_NS: i64 = 3_000_000_000;
@@ -74,6 +80,10 @@ pub struct Settings {
     pub eos_on_unpublish: bool,
     /// A queue and a thread behind each output pad (read by the bin).
     pub pad_queues: bool,
+    /// Server mode: the shared thread's name (empty: a thread of our own).
+    pub context: String,
+    /// Server mode, with a context: the shared thread's wait, in ms.
+    pub context_wait: u32,
 }
 
 impl Default for Settings {
@@ -91,6 +101,8 @@ impl Default for Settings {
             publisher_timeout: 0,
             eos_on_unpublish: false,
             pad_queues: true,
+            context: String::new(),
+            context_wait: 0,
         }
     }
 }
@@ -190,6 +202,11 @@ struct State {
     /// What to do with events, silences and losses (set at start).
     policy: SourcePolicy,
     reconnects: u64,
+    /// Context mode: the segment went out (the base class sends its own
+    /// only with a buffer it made).
+    segment_pushed: bool,
+    /// Context mode: when the silence so far is next looked at.
+    quiet_due: Option<Instant>,
 }
 
 impl Default for State {
@@ -220,6 +237,67 @@ impl Default for State {
                 Instant::now(),
             ),
             reconnects: 0,
+            segment_pushed: false,
+            quiet_due: None,
+        }
+    }
+}
+
+/// Context mode: where the streaming thread waits while the context's
+/// thread does its work, and the flow it then returns with.
+#[derive(Default)]
+struct Park {
+    outcome: Mutex<Option<gst::FlowError>>,
+    woken: Condvar,
+}
+
+impl Park {
+    /// The first outcome stands.
+    fn finish(&self, flow: gst::FlowError) {
+        lock(&self.outcome).get_or_insert(flow);
+        self.woken.notify_all();
+    }
+
+    fn done(&self) -> bool {
+        lock(&self.outcome).is_some()
+    }
+
+    fn wait(&self) -> gst::FlowError {
+        let mut o = lock(&self.outcome);
+        loop {
+            if let Some(flow) = *o {
+                return flow;
+            }
+            o = self.woken.wait(o).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// An rtmpsrc in a context: what the context's thread serves.
+struct InContext {
+    conn: glib::WeakRef<super::RtmpSrcConn>,
+    server: Arc<Server>,
+    /// The demuxer's sink pad, which the context's thread chains into.
+    peer: gst::Pad,
+    park: Arc<Park>,
+    /// Held while the context's thread serves this member: `stop` waits on
+    /// it before the server goes.
+    serving: Mutex<()>,
+}
+
+impl Member for InContext {
+    fn service(&self, _now: Instant) -> Option<Instant> {
+        let _serving = lock(&self.serving);
+        if self.park.done() {
+            return None;
+        }
+        let conn = self.conn.upgrade()?;
+        conn.imp().service(&self.server, &self.peer, &self.park)
+    }
+
+    fn failed(&self, why: &str) {
+        if let Some(conn) = self.conn.upgrade() {
+            self.park.finish(conn.imp().fail(why, true));
         }
     }
 }
@@ -230,6 +308,11 @@ pub struct RtmpSrcConn {
     pub(crate) handed: Handed<Settings>,
     state: Mutex<State>,
     cancel: Cancel,
+    /// Server mode with a context: the shared thread (from start to stop).
+    context: Mutex<Option<Arc<Context>>>,
+    /// Context mode: what the context's thread serves, for `unlock` and
+    /// `stop`.
+    member: Mutex<Option<Arc<InContext>>>,
 }
 
 #[glib::object_subclass]
@@ -624,10 +707,16 @@ impl BaseSrcImpl for RtmpSrcConn {
         st.url = Some(url);
         st.measure_latency = self.settings().shared.measure_latency;
         match mode {
-            RtmpMode::Client => self.spawn_connect(&mut st),
+            RtmpMode::Client => {
+                if !self.settings().context.is_empty() {
+                    gst::warning!(CAT, imp = self, "context is for mode=server: not used");
+                }
+                self.spawn_connect(&mut st)
+            }
             RtmpMode::Server => {
                 let server = self.start_server(st.url.as_ref().expect("set above"))?;
                 st.conn = Conn::Serving(Arc::new(server));
+                *lock(&self.context) = self.join_context()?;
             }
         }
         st.policy = SourcePolicy::new(self.source_settings(), Instant::now());
@@ -636,6 +725,12 @@ impl BaseSrcImpl for RtmpSrcConn {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.cancel.cancel();
+        if let Some(m) = lock(&self.member).take() {
+            // The context's thread is done with us once it lets go of this.
+            m.park.finish(gst::FlowError::Flushing);
+            drop(lock(&m.serving));
+        }
+        *lock(&self.context) = None;
         let mut st = lock(&self.state);
         // A connection still opening is given up as it drops.
         match std::mem::replace(&mut st.conn, Conn::Idle) {
@@ -655,7 +750,18 @@ impl BaseSrcImpl for RtmpSrcConn {
         Ok(())
     }
 
-    crate::net::client::unlock_with_cancel!();
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.cancel();
+        if let Some(m) = &*lock(&self.member) {
+            m.park.finish(gst::FlowError::Flushing);
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel.reset();
+        Ok(())
+    }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
@@ -738,6 +844,128 @@ impl RtmpSrcConn {
         Ok(Some(b))
     }
 
+    /// Server mode: the context named in the settings, if any.
+    fn join_context(&self) -> Result<Option<Arc<Context>>, gst::ErrorMessage> {
+        let s = self.settings();
+        if s.context.is_empty() {
+            return Ok(None);
+        }
+        let wait = Duration::from_millis(u64::from(s.context_wait));
+        let ctx = Context::get(&s.context, wait)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Failed, ("{}", e)))?;
+        if ctx.wait() != wait {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "context {} already runs with a context-wait of {} ms, not {} ms",
+                ctx.name(),
+                ctx.wait().as_millis(),
+                wait.as_millis()
+            );
+        }
+        gst::info!(CAT, imp = self, "served by context {}", ctx.name());
+        Ok(Some(ctx))
+    }
+
+    /// Context mode, the streaming thread: the context's thread does what
+    /// `create` would (see `service`) and pushes into the demuxer itself;
+    /// this thread waits until the stream stops there (EOS, an error) or
+    /// here (unlock), and returns the flow that says why.
+    fn run_in_context(&self, ctx: &Context, server: &Arc<Server>) -> gst::FlowError {
+        let src = self.obj().static_pad("src").expect("a source has its pad");
+        let Some(peer) = src.peer() else {
+            return gst::FlowError::NotLinked;
+        };
+        if !std::mem::replace(&mut lock(&self.state).segment_pushed, true) {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            src.push_event(gst::event::Segment::new(&segment));
+        }
+        let member = Arc::new(InContext {
+            conn: self.obj().downgrade(),
+            server: server.clone(),
+            peer,
+            park: Arc::default(),
+            serving: Mutex::new(()),
+        });
+        *lock(&self.member) = Some(member.clone());
+        // An unlock before the member was there.
+        if self.cancel.is_cancelled() {
+            return gst::FlowError::Flushing;
+        }
+        let registration = match ctx.add(member.clone(), server.poll_fd()) {
+            Ok(r) => r,
+            Err(e) => return self.fail(&e.to_string(), false),
+        };
+        let flow = member.park.wait();
+        drop(registration);
+        flow
+    }
+
+    /// Context mode, the context's thread: what `create` does, without
+    /// waiting. Every event the server has goes through the policy into
+    /// the demuxer; a silence is looked at when due. Returns when to be
+    /// served again for deadlines; stops the parked streaming thread when
+    /// the stream stops.
+    fn service(&self, server: &Server, peer: &gst::Pad, park: &Park) -> Option<Instant> {
+        loop {
+            if park.done() {
+                return None;
+            }
+            let quiet = match server.try_event(&self.cancel) {
+                Ok(Some(Next::Event(ev, at))) => {
+                    lock(&self.state).quiet_due = None;
+                    match self.on_event(ev, at).and_then(|b| match b {
+                        Some(b) => peer.chain(b).map(Some),
+                        None => Ok(None),
+                    }) {
+                        Ok(_) => continue,
+                        Err(flow) => {
+                            park.finish(flow);
+                            return None;
+                        }
+                    }
+                }
+                Ok(Some(Next::Closed)) => lock(&self.state).policy.on_lost(None),
+                Ok(Some(Next::Idle) | None) => {
+                    let now = Instant::now();
+                    let mut st = lock(&self.state);
+                    let wait = st.policy.wait(now);
+                    let due = *st.quiet_due.get_or_insert(now + wait);
+                    if now < due {
+                        return Some(due.min(now + SERVICE_EVERY));
+                    }
+                    st.quiet_due = None;
+                    st.policy.on_idle(now)
+                }
+                Err(e) if is_cancelled(&e) => {
+                    park.finish(gst::FlowError::Flushing);
+                    return None;
+                }
+                Err(e) => lock(&self.state).policy.on_lost(Some(&e)),
+            };
+            if park.done() {
+                return None;
+            }
+            match quiet {
+                // Pings and reconnections are client mode's.
+                OnQuiet::Wait | OnQuiet::Ping | OnQuiet::Reconnect(_) => {}
+                OnQuiet::Eos(why) => {
+                    gst::info!(CAT, imp = self, "{why}: EOS");
+                    park.finish(gst::FlowError::Eos);
+                    return None;
+                }
+                OnQuiet::Lost(why) => {
+                    park.finish(self.fail(&why, true));
+                    return None;
+                }
+                OnQuiet::TimedOut(why) => {
+                    park.finish(self.fail(&why, false));
+                    return None;
+                }
+            }
+        }
+    }
+
     /// The stream cannot go on: the error says why, for a user.
     fn fail(&self, why: &str, lost: bool) -> gst::FlowError {
         let mut st = lock(&self.state);
@@ -764,6 +992,11 @@ impl PushSrcImpl for RtmpSrcConn {
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
         let mut source = self.ensure_connected()?;
+        if let Source::Server(server) = &source
+            && let Some(ctx) = lock(&self.context).clone()
+        {
+            return Err(self.run_in_context(&ctx, server));
+        }
         loop {
             let wait = lock(&self.state).policy.wait(Instant::now());
             let next = source.next_event(wait, &self.cancel);
