@@ -498,14 +498,20 @@ impl Server {
     }
 
     /// Publish role, for a thread that serves many servers (a context, see
-    /// super::context): the next event without waiting, after one step of
-    /// the loop if none is queued; None if there is none.
-    pub fn try_event(&self, cancel: &Cancel) -> Result<Option<Next>> {
+    /// super::context): the next event without waiting, after a step of
+    /// the loop if none is queued and `steps` allows one (it counts them
+    /// down); None if there is none.
+    pub fn try_event(&self, cancel: &Cancel, steps: &mut u32) -> Result<Option<Next>> {
         let mut inner = lock(&self.shared.inner);
         if let Some(next) = self.take_event(&mut inner, cancel, None) {
             inner.streaming.leave();
             return next.map(Some);
         }
+        if *steps == 0 {
+            inner.streaming.leave();
+            return Ok(None);
+        }
+        *steps -= 1;
         inner.streaming.enter();
         drop(inner);
         let mut lp = self.take_loop();

@@ -20,6 +20,7 @@ use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
+use crate::rtmpsrc::demux::{RtmpSrcDemux, Tag};
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
@@ -277,12 +278,27 @@ impl Park {
 struct InContext {
     conn: glib::WeakRef<super::RtmpSrcConn>,
     server: Arc<Server>,
-    /// The demuxer's sink pad, which the context's thread chains into.
+    /// The demuxer, which the context's thread hands tags to, and its
+    /// sink pad.
+    demux: RtmpSrcDemux,
     peer: gst::Pad,
     park: Arc<Park>,
     /// Held while the context's thread serves this member: `stop` waits on
     /// it before the server goes.
     serving: Mutex<()>,
+}
+
+impl InContext {
+    /// A tag to the demuxer, straight (no buffer, no pad in between) but
+    /// as a chain call would: under its sink pad's stream lock, and not
+    /// while that pad is flushing.
+    fn hand_over(&self, tag: Tag) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let _stream = self.peer.stream_lock();
+        if self.peer.pad_flags().contains(gst::PadFlags::FLUSHING) {
+            return Err(gst::FlowError::Flushing);
+        }
+        self.demux.imp().take_tag(tag)
+    }
 }
 
 impl Member for InContext {
@@ -292,7 +308,7 @@ impl Member for InContext {
             return None;
         }
         let conn = self.conn.upgrade()?;
-        conn.imp().service(&self.server, &self.peer, &self.park)
+        conn.imp().service(self)
     }
 
     fn failed(&self, why: &str) {
@@ -643,8 +659,15 @@ impl RtmpSrcConn {
         }
     }
 
-    /// One FLV tag as a buffer, time stamped.
-    fn tag_buffer(&self, st: &mut State, kind: u8, ts: u32, body: bytes::Bytes) -> gst::Buffer {
+    /// A message's running time and flags, for the demuxer.
+    fn stamp(
+        &self,
+        st: &mut State,
+        kind: u8,
+        ts: u32,
+        body: bytes::Bytes,
+        read_at: Instant,
+    ) -> Tag {
         let now = self.running_time_now();
         let (rt, resync) = if kind == tag_type::SCRIPT {
             (st.time.current(now), false)
@@ -665,34 +688,51 @@ impl RtmpSrcConn {
                 "RTMP time jumped or reset: resynchronising (DISCONT)"
             );
         }
+        st.messages += 1;
+        Tag {
+            kind,
+            ts,
+            body,
+            running_time: rt,
+            discont: resync || std::mem::take(&mut st.discont),
+            arrival: match st.measure_latency {
+                true => crate::latency::stamp(read_at),
+                false => crate::latency::NONE,
+            },
+        }
+    }
+
+    /// A tag as the demuxer's sink pad takes it: one FLV tag per buffer
+    /// (the FLV header before the first), time stamped.
+    fn flv_buffer(&self, tag: Tag) -> gst::Buffer {
         // Header bytes in one small memory, the message's own bytes as the
         // next (no copy), the back pointer last.
         let mut head = Vec::with_capacity(TAG_HEADER_SIZE + 13);
-        if !st.header_sent {
+        if !std::mem::replace(&mut lock(&self.state).header_sent, true) {
             FlvHeader {
                 has_audio: true,
                 has_video: true,
             }
             .write(&mut head);
-            st.header_sent = true;
         }
-        head.push(kind);
-        head.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        let (ts, len) = (tag.ts, tag.body.len());
+        head.push(tag.kind);
+        head.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
         head.extend_from_slice(&ts.to_be_bytes()[1..]);
         head.extend_from_slice(&[(ts >> 24) as u8, 0, 0, 0]);
-        let back = ((body.len() + TAG_HEADER_SIZE) as u32).to_be_bytes();
+        let back = ((len + TAG_HEADER_SIZE) as u32).to_be_bytes();
         let mut b = gst::Buffer::from_mut_slice(head);
         {
             let b = b.get_mut().expect("new buffer is writable");
-            b.append_memory(gst::Memory::from_slice(body));
+            b.append_memory(gst::Memory::from_slice(tag.body));
             b.append_memory(gst::Memory::from_slice(back));
-            b.set_dts(gst::ClockTime::from_nseconds(rt));
-            b.set_pts(gst::ClockTime::from_nseconds(rt));
-            if resync || std::mem::take(&mut st.discont) {
+            b.set_dts(gst::ClockTime::from_nseconds(tag.running_time));
+            b.set_pts(gst::ClockTime::from_nseconds(tag.running_time));
+            b.set_offset(tag.arrival);
+            if tag.discont {
                 b.set_flags(gst::BufferFlags::DISCONT);
             }
         }
-        st.messages += 1;
         b
     }
 }
@@ -778,15 +818,11 @@ impl BaseSrcImpl for RtmpSrcConn {
 }
 
 impl RtmpSrcConn {
-    /// One event from the connection, as the policy says: a buffer to give,
+    /// One event from the connection, as the policy says: a tag to give,
     /// nothing, or the end.
     /// `read_at`: when it came from the socket, carried in the buffer's
     /// offset to the bin's pads (see crate::latency).
-    fn on_event(
-        &self,
-        ev: ClientEvent,
-        read_at: Instant,
-    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+    fn on_event(&self, ev: ClientEvent, read_at: Instant) -> Result<Option<Tag>, gst::FlowError> {
         let mut st = lock(&self.state);
         match st.policy.on_event(&ev, Instant::now()) {
             OnEvent::Skip => return Ok(None),
@@ -837,11 +873,7 @@ impl RtmpSrcConn {
         if body.is_empty() {
             return Ok(None);
         }
-        let mut b = self.tag_buffer(&mut st, kind, ts, body);
-        if st.measure_latency {
-            b.make_mut().set_offset(crate::latency::stamp(read_at));
-        }
-        Ok(Some(b))
+        Ok(Some(self.stamp(&mut st, kind, ts, body, read_at)))
     }
 
     /// Server mode: the context named in the settings, if any.
@@ -873,7 +905,10 @@ impl RtmpSrcConn {
     /// here (unlock), and returns the flow that says why.
     fn run_in_context(&self, ctx: &Context, server: &Arc<Server>) -> gst::FlowError {
         let src = self.obj().static_pad("src").expect("a source has its pad");
-        let Some(peer) = src.peer() else {
+        let Some((peer, demux)) = src
+            .peer()
+            .and_then(|p| Some((p.clone(), p.parent_element()?.downcast().ok()?)))
+        else {
             return gst::FlowError::NotLinked;
         };
         if !std::mem::replace(&mut lock(&self.state).segment_pushed, true) {
@@ -883,6 +918,7 @@ impl RtmpSrcConn {
         let member = Arc::new(InContext {
             conn: self.obj().downgrade(),
             server: server.clone(),
+            demux,
             peer,
             park: Arc::default(),
             serving: Mutex::new(()),
@@ -906,16 +942,20 @@ impl RtmpSrcConn {
     /// the demuxer; a silence is looked at when due. Returns when to be
     /// served again for deadlines; stops the parked streaming thread when
     /// the stream stops.
-    fn service(&self, server: &Server, peer: &gst::Pad, park: &Park) -> Option<Instant> {
+    fn service(&self, member: &InContext) -> Option<Instant> {
+        let (server, park) = (&member.server, &member.park);
+        // One step of the loop reads what is there; the context hears of
+        // what comes after (the loop's poll becomes ready again).
+        let mut steps = 1;
         loop {
             if park.done() {
                 return None;
             }
-            let quiet = match server.try_event(&self.cancel) {
+            let quiet = match server.try_event(&self.cancel, &mut steps) {
                 Ok(Some(Next::Event(ev, at))) => {
                     lock(&self.state).quiet_due = None;
-                    match self.on_event(ev, at).and_then(|b| match b {
-                        Some(b) => peer.chain(b).map(Some),
+                    match self.on_event(ev, at).and_then(|tag| match tag {
+                        Some(tag) => member.hand_over(tag).map(Some),
                         None => Ok(None),
                     }) {
                         Ok(_) => continue,
@@ -1002,7 +1042,7 @@ impl PushSrcImpl for RtmpSrcConn {
             let next = source.next_event(wait, &self.cancel);
             let quiet = match next {
                 Ok(Next::Event(ev, at)) => match self.on_event(ev, at)? {
-                    Some(b) => return Ok(CreateSuccess::NewBuffer(b)),
+                    Some(tag) => return Ok(CreateSuccess::NewBuffer(self.flv_buffer(tag))),
                     None => continue,
                 },
                 Ok(Next::Idle) => lock(&self.state).policy.on_idle(Instant::now()),

@@ -110,6 +110,19 @@ fn audio_template_caps() -> gst::Caps {
     c
 }
 
+/// One FLV tag with what the connection knows of it, handed over without a
+/// buffer (see `take_tag`).
+pub struct Tag {
+    pub kind: u8,
+    pub ts: u32,
+    pub body: bytes::Bytes,
+    /// The running time of its DTS.
+    pub running_time: u64,
+    pub discont: bool,
+    /// When it was read (crate::latency), or crate::latency::NONE.
+    pub arrival: u64,
+}
+
 #[derive(Default)]
 struct Track {
     pad: Option<gst::Pad>,
@@ -147,6 +160,15 @@ struct State {
 }
 
 impl State {
+    /// After a jump (a new publisher, most often) the next sequence
+    /// headers go downstream again even if unchanged.
+    fn discont(&mut self) {
+        for (_, t) in &mut self.tracks {
+            t.discont = true;
+            t.caps = None;
+        }
+    }
+
     fn track(&mut self, id: PadTrack) -> &mut Track {
         match self.tracks.iter().position(|(t, _)| *t == id) {
             Some(i) => &mut self.tracks[i].1,
@@ -448,18 +470,14 @@ impl RtmpSrcDemux {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let base_dts = buffer.dts();
-        let discont = buffer.flags().contains(gst::BufferFlags::DISCONT);
+        // The connection stamped the buffer with the running time of this
+        // (one) tag's DTS.
+        let dts = buffer.dts();
         let tags = {
             let mut st = self.lock();
             st.arrival = buffer.offset();
-            if discont {
-                // After a jump (a new publisher, most often) the next
-                // sequence headers go downstream again even if unchanged.
-                for (_, t) in &mut st.tracks {
-                    t.discont = true;
-                    t.caps = None;
-                }
+            if buffer.flags().contains(gst::BufferFlags::DISCONT) {
+                st.discont();
             }
             match self.one_tag(&mut st, &buffer) {
                 Some(t) => vec![t],
@@ -468,25 +486,47 @@ impl RtmpSrcDemux {
         };
         let mut ret = Ok(gst::FlowSuccess::Ok);
         for (kind, ts, data) in tags {
-            // The connection stamped the buffer with the running time of
-            // this (one) tag's DTS.
-            let dts = base_dts;
-            let r = match kind {
-                tag_type::VIDEO => self.video(&data, dts),
-                tag_type::AUDIO => self.audio(&data, dts),
-                tag_type::SCRIPT => {
-                    self.metadata(&data);
-                    Ok(gst::FlowSuccess::Ok)
-                }
-                _ => Ok(gst::FlowSuccess::Ok),
-            };
-            self.check_no_more_pads(ts);
-            ret = r;
+            ret = self.demux_tag(kind, ts, &data, dts);
             if ret.is_err() {
                 break;
             }
         }
         ret
+    }
+
+    /// One tag handed over by the connection element without a buffer
+    /// (what its context's thread does, see conn's `service`). The caller
+    /// holds the sink pad's stream lock, as a chain call would.
+    pub fn take_tag(&self, tag: Tag) -> Result<gst::FlowSuccess, gst::FlowError> {
+        {
+            let mut st = self.lock();
+            st.arrival = tag.arrival;
+            if tag.discont {
+                st.discont();
+            }
+        }
+        let dts = Some(gst::ClockTime::from_nseconds(tag.running_time));
+        self.demux_tag(tag.kind, tag.ts, &tag.body, dts)
+    }
+
+    fn demux_tag(
+        &self,
+        kind: u8,
+        ts: u32,
+        data: &bytes::Bytes,
+        dts: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let r = match kind {
+            tag_type::VIDEO => self.video(data, dts),
+            tag_type::AUDIO => self.audio(data, dts),
+            tag_type::SCRIPT => {
+                self.metadata(data);
+                Ok(gst::FlowSuccess::Ok)
+            }
+            _ => Ok(gst::FlowSuccess::Ok),
+        };
+        self.check_no_more_pads(ts);
+        r
     }
 
     fn check_no_more_pads(&self, ts: u32) {

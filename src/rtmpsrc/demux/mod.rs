@@ -6,6 +6,8 @@ use gst::glib;
 
 mod imp;
 
+pub use imp::Tag;
+
 glib::wrapper! {
     pub struct RtmpSrcDemux(ObjectSubclass<imp::RtmpSrcDemux>) @extends gst::Element, gst::Object;
 }
