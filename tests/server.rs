@@ -1155,12 +1155,16 @@ fn pushing_threads(src: &gst::Element) -> Arc<Mutex<std::collections::BTreeSet<S
 
 /// Two rtmpsrc mode=server in one context, throttled: one shared thread
 /// reads both publishers and pushes both streams (the names of the threads
-/// that pushed say so), and each gives its own publisher's frames, times
-/// and flags, and ends on its own.
+/// that pushed say so: the context's without pad queues, the queues' own
+/// with them), and each gives its own publisher's frames, times and flags,
+/// and ends on its own.
 #[test]
 fn two_servers_in_one_context_each_give_their_own_frames() {
-    let extra = "eos-on-unpublish=true pad-queues=false context=two context-wait=10";
-    let servers: Vec<_> = (0..2).map(|_| src_server(extra)).collect();
+    let extra = "eos-on-unpublish=true context=two context-wait=10";
+    let servers: Vec<_> = ["pad-queues=false", "pad-queues=true"]
+        .iter()
+        .map(|q| src_server(&format!("{extra} {q}")))
+        .collect();
     let threads: Vec<_> = servers
         .iter()
         .map(|s| pushing_threads(&element(&s.0, "rtmpsrc")))
@@ -1189,14 +1193,17 @@ fn two_servers_in_one_context_each_give_their_own_frames() {
             true,
         );
     }
-    for t in threads {
-        let t = t.lock().unwrap();
-        assert_eq!(
-            t.iter().collect::<Vec<_>>(),
-            ["rtmp-ctx-two"],
-            "threads that pushed"
-        );
-    }
+    let without_queues = threads[0].lock().unwrap();
+    assert_eq!(
+        without_queues.iter().collect::<Vec<_>>(),
+        ["rtmp-ctx-two"],
+        "threads that pushed without pad queues"
+    );
+    let with_queues = threads[1].lock().unwrap();
+    assert!(
+        !with_queues.is_empty() && !with_queues.contains("rtmp-ctx-two"),
+        "threads that pushed with pad queues: {with_queues:?}"
+    );
 }
 
 /// In a context, the deadlines still hold: no publisher within

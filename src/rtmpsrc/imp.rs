@@ -12,6 +12,12 @@ use crate::latency::Latencies;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
+/// The longest `context-wait`: well under the 200 ms after which an
+/// element's own thread takes its server's loop over from a pipeline that
+/// stopped asking (crate::net), so that between two rounds of the context
+/// the loop stays the context's.
+const MAX_CONTEXT_WAIT_MS: u32 = 100;
+
 pub struct RtmpSrc {
     /// What the properties say; handed to `conn` when it starts.
     settings: Mutex<Settings>,
@@ -123,7 +129,7 @@ impl ObjectImpl for RtmpSrc {
                 glib::ParamSpecUInt::builder("context-wait")
                     .nick("Context wait")
                     .blurb("Server mode, with a context: the shared thread wakes at most once per this many milliseconds and takes everything that came meanwhile (fewer wake-ups, less CPU, up to this much more latency). 0: it wakes for every message. The first element of a context sets it for all")
-                    .maximum(1000)
+                    .maximum(MAX_CONTEXT_WAIT_MS)
                     .default_value(0)
                     .mutable_ready()
                     .build(),
