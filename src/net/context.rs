@@ -34,7 +34,7 @@ pub trait Member: Send + Sync {
     /// Does what is ready, without waiting for anything but downstream.
     /// Returns when to be called again even if nothing becomes ready (for
     /// deadlines), or None for "only when ready".
-    fn service(&self, now: Instant) -> Option<Instant>;
+    fn service(&self) -> Option<Instant>;
 
     /// The context's thread cannot go on (its poll failed): the member
     /// will not be served again.
@@ -232,7 +232,7 @@ impl Inner {
                 else {
                     continue;
                 };
-                let due = member.service(Instant::now());
+                let due = member.service();
                 if let Some(e) = lock(&self.members).entries.get_mut(t) {
                     e.due = due;
                 }

@@ -46,14 +46,14 @@ pub mod defaults {
 /// servers that keep a GOP cache, and publishers faster than real time,
 /// send seconds ahead at the start, which is no jump.
 const RESYNC_AHEAD_NS: i64 = 10_000_000_000;
+/// How far behind the clock: a timestamp reset, or data that comes this
+/// late, starts the mapping again rather than being played in a burst.
+const RESYNC_BEHIND_NS: i64 = 3_000_000_000;
+
 /// Context mode: how often a member is served even when nothing is ready,
 /// so that the server's own deadlines (handshakes, a silent publisher) are
 /// looked at as often as its thread would.
 const SERVICE_EVERY: Duration = Duration::from_millis(100);
-
-/// How far behind the clock: a timestamp reset, or data that comes this
-/// late, starts the mapping again rather than being played in a burst.
-const RESYNC_BEHIND_NS: i64 = 3_000_000_000;
 
 /// The element's role in the shared properties' blurbs and defaults.
 pub const ROLE: crate::shared::Role = crate::shared::Role {
@@ -282,7 +282,7 @@ struct InContext {
     /// sink pad.
     demux: RtmpSrcDemux,
     peer: gst::Pad,
-    park: Arc<Park>,
+    park: Park,
     /// Held while the context's thread serves this member: `stop` waits on
     /// it before the server goes.
     serving: Mutex<()>,
@@ -302,7 +302,7 @@ impl InContext {
 }
 
 impl Member for InContext {
-    fn service(&self, _now: Instant) -> Option<Instant> {
+    fn service(&self) -> Option<Instant> {
         let _serving = lock(&self.serving);
         if self.park.done() {
             return None;
@@ -920,7 +920,7 @@ impl RtmpSrcConn {
             server: server.clone(),
             demux,
             peer,
-            park: Arc::default(),
+            park: Park::default(),
             serving: Mutex::new(()),
         });
         *lock(&self.member) = Some(member.clone());
