@@ -219,14 +219,16 @@ impl Inner {
             let round = Instant::now();
             ready.clear();
             ready.extend(events.iter().map(|e| e.token()).filter(|t| *t != WAKER));
-            {
-                let m = lock(&self.members);
-                for (t, e) in &m.entries {
-                    if e.due.is_some_and(|d| d <= round + SLACK) && !ready.contains(t) {
-                        ready.push(*t);
-                    }
-                }
-            }
+            ready.extend(
+                lock(&self.members)
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.due.is_some_and(|d| d <= round + SLACK))
+                    .map(|(t, _)| *t),
+            );
+            // Ready and due: served once (sorted, not searched, for many).
+            ready.sort_unstable();
+            ready.dedup();
             for t in &ready {
                 let Some(member) = lock(&self.members).entries.get(t).map(|e| e.member.clone())
                 else {

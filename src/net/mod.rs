@@ -57,7 +57,7 @@ pub fn worth_retrying(e: &Error) -> bool {
 /// How long a streaming thread that reads its own socket (rtmpsrc, both
 /// modes) may be away from it before a thread of the connection reads for
 /// it, and how often that thread looks.
-const HANDOVER: Duration = Duration::from_millis(200);
+pub(crate) const HANDOVER: Duration = Duration::from_millis(200);
 
 /// Where that streaming thread is: in its wait for the next message (it
 /// reads, or is about to), or when it last left it.

@@ -12,11 +12,11 @@ use crate::latency::Latencies;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
-/// The longest `context-wait`: well under the 200 ms after which an
-/// element's own thread takes its server's loop over from a pipeline that
-/// stopped asking (crate::net), so that between two rounds of the context
-/// the loop stays the context's.
-const MAX_CONTEXT_WAIT_MS: u32 = 100;
+/// The longest `context-wait`: half the time after which an element's own
+/// thread takes its server's loop over from a pipeline that stopped asking
+/// (crate::net::HANDOVER), so that between two rounds of the context the
+/// loop stays the context's.
+const MAX_CONTEXT_WAIT_MS: u32 = (crate::net::HANDOVER.as_millis() / 2) as u32;
 
 pub struct RtmpSrc {
     /// What the properties say; handed to `conn` when it starts.

@@ -824,6 +824,8 @@ impl RtmpSrcConn {
     /// offset to the bin's pads (see crate::latency).
     fn on_event(&self, ev: ClientEvent, read_at: Instant) -> Result<Option<Tag>, gst::FlowError> {
         let mut st = lock(&self.state);
+        // Context mode: a silence counts from here.
+        st.quiet_due = None;
         match st.policy.on_event(&ev, Instant::now()) {
             OnEvent::Skip => return Ok(None),
             OnEvent::Eos(why) => {
@@ -953,7 +955,6 @@ impl RtmpSrcConn {
             }
             let quiet = match server.try_event(&self.cancel, &mut steps) {
                 Ok(Some(Next::Event(ev, at))) => {
-                    lock(&self.state).quiet_due = None;
                     match self.on_event(ev, at).and_then(|tag| match tag {
                         Some(tag) => member.hand_over(tag).map(Some),
                         None => Ok(None),
