@@ -267,10 +267,19 @@ fn a_browser_goes_live_through_the_studio_into_nginx() {
     let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.port);
     let shown = go_live(&nginx, &server, &[], 10, "studio-live.png");
-    // The fake camera at 1280x720: nothing to drop on loopback, and the
-    // encoder keeps its bitrate.
+    // The fake camera at 1280x720: nothing to drop on loopback. The
+    // encoder starts at 2500 kbit/s; the page lowers it when frames wait
+    // over 250 ms in the studio, which on loopback only CPU starvation
+    // causes (two cores, Chromium encoding 720p in software, seen in CI):
+    // its adaptation doing its job (a_slow_uplink_costs_frames_not_delay
+    // tests it), so any bitrate between the page's floor and the start.
     assert_eq!(text(&shown, "dropped"), "0", "{shown}");
-    assert_eq!(text(&shown, "encoder"), "H.264 1280x720, 2500 kbit/s");
+    assert!(
+        text(&shown, "encoder").starts_with("H.264 1280x720, "),
+        "{shown}"
+    );
+    let kbps = encoder_kbps(&shown);
+    assert!((250..=2500).contains(&kbps), "encoder at {kbps} kbit/s");
 }
 
 /// The encoder's bitrate the page shows ("H.264 1280x720, 875 kbit/s").
