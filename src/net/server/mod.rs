@@ -305,6 +305,14 @@ fn bind(host: &str, port: u16) -> Result<std::net::TcpListener> {
         .unwrap_or_else(|| Error::new(ErrorKind::Io, format!("'{host}' resolved to no address"))))
 }
 
+/// Messages encoded for players and not yet handed to the loop (see
+/// `Server::stage`).
+#[derive(Default)]
+pub struct RelayBatch {
+    relays: Vec<play::Relay>,
+    bytes: usize,
+}
+
 impl Server {
     /// Binds and starts the loop. Binding errors come back here, so that
     /// the element's state change fails with them.
@@ -410,18 +418,29 @@ impl Server {
         self.waker.wake().ok();
     }
 
-    /// Play role: hands one message to every player. Never waits on a
-    /// socket; it waits only if the loop has fallen far behind (bounded
-    /// memory), and `cancel` ends that wait.
-    pub fn relay(
+    /// Play role: encodes one message for every player into `batch`;
+    /// `hand_over` gives the batch to the loop.
+    pub fn stage(
         &self,
+        batch: &mut RelayBatch,
         type_id: u8,
         timestamp: u32,
         parts: &[&[u8]],
-        cancel: &Cancel,
     ) -> Result<()> {
         let r = play::Relay::new(type_id, timestamp, parts, self.chunk_size)?;
-        let size = r.size();
+        batch.bytes += r.size();
+        batch.relays.push(r);
+        Ok(())
+    }
+
+    /// Play role: hands what `batch` holds to the loop at once, so that the
+    /// loop wakes once and writes each player once for all of it (not once
+    /// per message). Never waits on a socket; it waits only if the loop has
+    /// fallen far behind (bounded memory), and `cancel` ends that wait.
+    pub fn hand_over(&self, batch: &mut RelayBatch, cancel: &Cancel) -> Result<()> {
+        if batch.relays.is_empty() {
+            return Ok(());
+        }
         let mut inner = lock(&self.shared.inner);
         while inner.inbox_bytes > play::MAX_INBOX_BYTES {
             if let Some(e) = &inner.failure {
@@ -435,8 +454,8 @@ impl Server {
         if let Some(e) = &inner.failure {
             return Err(e.clone());
         }
-        inner.inbox_bytes += size;
-        inner.inbox.push_back(r);
+        inner.inbox_bytes += std::mem::take(&mut batch.bytes);
+        inner.inbox.extend(batch.relays.drain(..));
         drop(inner);
         self.wake();
         Ok(())

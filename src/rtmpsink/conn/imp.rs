@@ -12,7 +12,7 @@ use super::backlog::{Backlog, Body};
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Opening, is_cancelled};
-use crate::net::server::{PeerKind, PlayOptions, Role, Server};
+use crate::net::server::{PeerKind, PlayOptions, RelayBatch, Role, Server};
 use crate::policy::{Reconnect, ReconnectSettings, Step};
 use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
@@ -181,6 +181,9 @@ struct State {
     connected_at: Option<Instant>,
     /// When to reconnect and when to give up (attempts count from a loss).
     reconnect: Reconnect,
+    /// Server mode: messages of this render for the players, handed to the
+    /// server's loop together by `flush`.
+    staged: RelayBatch,
 }
 
 impl Default for State {
@@ -208,6 +211,7 @@ impl Default for State {
                 first_delay: Duration::ZERO,
                 max_delay: Duration::ZERO,
             }),
+            staged: RelayBatch::default(),
         }
     }
 }
@@ -477,7 +481,7 @@ impl RtmpSinkConn {
                     tag_type::SCRIPT => type_id::DATA_AMF0,
                     _ => return Ok(()),
                 };
-                return match server.relay(type_id, ts, parts, &self.cancel) {
+                return match server.stage(&mut st.staged, type_id, ts, parts) {
                     Ok(()) => {
                         st.messages += 1;
                         match kind {
@@ -715,7 +719,17 @@ impl RtmpSinkConn {
         let c = match &st.conn {
             Conn::Connected(c) => c,
             // The server's loop writes to players itself.
-            Conn::Serving(_) | Conn::Reconnecting(_) => return Ok(()),
+            Conn::Serving(server) => {
+                return match server.hand_over(&mut st.staged, &self.cancel) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // Flushing or failed: none of it is to go out.
+                        st.staged = RelayBatch::default();
+                        Err(self.lost(st, e))
+                    }
+                };
+            }
+            Conn::Reconnecting(_) => return Ok(()),
             _ => return Err(gst::FlowError::Error),
         };
         match c.flush(&self.cancel) {
@@ -1109,19 +1123,23 @@ impl BaseSinkImpl for RtmpSinkConn {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);
         self.ensure_connected(&mut st)?;
-        self.render_buffer(&mut st, buffer)?;
-        self.flush(&mut st)?;
+        let rendered = self.render_buffer(&mut st, buffer);
+        // What was encoded before a failure still goes out.
+        let flushed = self.flush(&mut st);
+        rendered.and(flushed)?;
         Ok(gst::FlowSuccess::Ok)
     }
 
     fn render_list(&self, list: &gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // One write for the whole list.
+        // One write for the whole list (server mode: one hand-over to the
+        // server's loop, which then writes each player once).
         let mut st = lock(&self.state);
         self.ensure_connected(&mut st)?;
-        for buffer in list.iter() {
-            self.render_buffer(&mut st, buffer)?;
-        }
-        self.flush(&mut st)?;
+        let rendered = list
+            .iter()
+            .try_for_each(|buffer| self.render_buffer(&mut st, buffer));
+        let flushed = self.flush(&mut st);
+        rendered.and(flushed)?;
         Ok(gst::FlowSuccess::Ok)
     }
 
