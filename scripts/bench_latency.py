@@ -8,7 +8,8 @@ and AAC, 10 s) run several times, with `sync=false` and with the default
 elements' `stats` give (their last 1024 frames of each kind); the end to
 end ones the demo measures between probes on rtmpsink's and rtmpsrc's pads.
 A third set of runs has rtmpsrc push on its pads from its streaming thread
-(`pad-queues=false`).
+(`pad-queues=false`), a fourth also has rtmpsink send each frame as it
+comes (`interleave=false`: audio does not wait for the video of its time).
 Medians over the runs.
 
   scripts/bench_latency.py [runs]     (5 unless told; about 30 s a run)
@@ -46,18 +47,25 @@ def run(props):
     return got
 
 
-SETUPS = ["sync=false", "sync=true", "sync=false rtmpsrc.pad-queues=false"]
+SETUPS = [
+    ("sync=false", "sync=false"),
+    ("sync=true", "sync=true (default)"),
+    ("sync=false rtmpsrc.pad-queues=false", "sync=false, rtmpsrc pad-queues=false"),
+    ("sync=false interleave=false rtmpsrc.pad-queues=false", "the same and interleave=false"),
+]
 
 
 def main():
     print(f"bench: the demo {RUNS} times each way, every frame checked by the demo; medians (ms)")
     results = {}
-    for props in SETUPS:
+    for props, _ in SETUPS:
         runs = [run(props) for _ in range(RUNS)]
         results[props] = {n: statistics.median(r[n] for r in runs) for n, _ in FIGURES}
-    print(f"{'':24}{'sync=false':>12}{'sync=true':>12}{'sync=false, rtmpsrc pad-queues=false':>38}")
+    for n, (_, title) in enumerate(SETUPS):
+        print(f"  ({n + 1}) {title}")
+    print(f"{'':24}" + "".join(f"{f'({n + 1})':>10}" for n in range(len(SETUPS))))
     for name, _ in FIGURES:
-        print(f"{name:24}" + "".join(f"{results[p][name]:12.2f}" for p in SETUPS[:2]) + f"{results[SETUPS[2]][name]:38.2f}")
+        print(f"{name:24}" + "".join(f"{results[p][name]:10.2f}" for p, _ in SETUPS))
 
 
 if __name__ == "__main__":

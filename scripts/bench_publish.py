@@ -2,14 +2,15 @@
 """Publish benchmark: CPU time (user+sys) to push a 60 s, 8 Mbit/s H.264
 (B-frames) + AAC file into nginx-rtmp as fast as possible, for
 
-  ours   qtdemux ! h264parse/aacparse ! rtmpsink
-  rtmp2  qtdemux ! h264parse/aacparse ! flvmux ! rtmp2sink   (defaults)
-  ffmpeg ffmpeg -i file -c copy -f flv rtmp://...
+  ours        qtdemux ! h264parse/aacparse ! rtmpsink
+  ours-bare   qtdemux ! rtmpsink   (qtdemux gives what rtmpsink takes: no parser needed)
+  rtmp2       qtdemux ! h264parse/aacparse ! flvmux ! rtmp2sink   (defaults)
+  ffmpeg      ffmpeg -i file -c copy -f flv rtmp://...
 
 in one run, median of several runs each, printed as ratios. Each run is
 checked: nginx must log the whole stream as received. Also measured: the
 floor every GStreamer publisher of this file pays before any RTMP, the same
-qtdemux and parsers into fakesinks.
+qtdemux (and parsers) into fakesinks.
 
   scripts/bench_publish.py [runs]
 """
@@ -30,6 +31,7 @@ def main():
     demux = f"filesrc location={media} ! qtdemux name=d"
     contenders = {
         "ours": lambda n: ["gst-launch-1.0", "-q", "-e", *f"{demux} d.video_0 ! queue ! h264parse ! s.video d.audio_0 ! queue ! aacparse ! s.audio rtmpsink name=s sync=false location={nginx.url(n)}".split()],
+        "ours-bare": lambda n: ["gst-launch-1.0", "-q", "-e", *f"{demux} d.video_0 ! queue ! s.video d.audio_0 ! queue ! s.audio rtmpsink name=s sync=false location={nginx.url(n)}".split()],
         "rtmp2": lambda n: ["gst-launch-1.0", "-q", "-e", *f"{demux} d.video_0 ! queue ! h264parse ! m.video d.audio_0 ! queue ! aacparse ! m.audio flvmux name=m ! rtmp2sink sync=false location={nginx.url(n)}".split()],
         "ffmpeg": lambda n: ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", media, "-c", "copy", "-f", "flv", nginx.url(n)],
     }
@@ -38,13 +40,19 @@ def main():
     finally:
         nginx.stop()
     report_publishes(f"nginx-rtmp, {RUNS} runs each", media, med, wall, received)
-    floor_cmd = ["gst-launch-1.0", "-q", *f"{demux} d.video_0 ! queue ! h264parse ! fakesink d.audio_0 ! queue ! aacparse ! fakesink".split()]
-    floor = statistics.median(cpu_of(floor_cmd, env)[0] for _ in range(RUNS))
-    print(f"  floor        cpu {floor:6.3f} s   (qtdemux ! parsers ! fakesinks, no RTMP: {floor / med['ffmpeg']:.2f}x FFmpeg's whole publish)")
-    print(f"\n  ours / rtmp2   = {med['ours'] / med['rtmp2']:.2f}   (target <= 0.30)")
-    print(f"  ours / ffmpeg  = {med['ours'] / med['ffmpeg']:.2f}   (target <= 1.00)")
-    print(f"  rtmp2 / ffmpeg = {med['rtmp2'] / med['ffmpeg']:.2f}")
-
+    floors = {
+        "floor": f"{demux} d.video_0 ! queue ! h264parse ! fakesink d.audio_0 ! queue ! aacparse ! fakesink",
+        "floor-bare": f"{demux} d.video_0 ! queue ! fakesink d.audio_0 ! queue ! fakesink",
+    }
+    for name, desc in floors.items():
+        cmd = ["gst-launch-1.0", "-q", *desc.split()]
+        floor = statistics.median(cpu_of(cmd, env)[0] for _ in range(RUNS))
+        what = "qtdemux ! parsers ! fakesinks" if name == "floor" else "qtdemux ! fakesinks"
+        print(f"  {name:<12} cpu {floor:6.3f} s   ({what}, no RTMP: {floor / med['ffmpeg']:.2f}x FFmpeg's whole publish)")
+    print(f"\n  ours / rtmp2       = {med['ours'] / med['rtmp2']:.2f}   (target <= 0.25)")
+    print(f"  ours / ffmpeg      = {med['ours'] / med['ffmpeg']:.2f}   (target <= 0.70)")
+    print(f"  ours-bare / ffmpeg = {med['ours-bare'] / med['ffmpeg']:.2f}")
+    print(f"  rtmp2 / ffmpeg     = {med['rtmp2'] / med['ffmpeg']:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -130,7 +130,7 @@ fn mux_pads(pads: Vec<(&str, gst::Caps, Vec<Frame>)>) -> Vec<FlvTag> {
         })
         .collect();
     // Each pad from a thread of its own, as upstream streaming threads do
-    // (the aggregator holds one pad back until the others have data).
+    // (a pad whose queue is full waits until the others have brought data).
     let threads: Vec<_> = harnesses
         .iter()
         .zip(pads)
@@ -154,7 +154,7 @@ fn mux_pads(pads: Vec<(&str, gst::Caps, Vec<Frame>)>) -> Vec<FlvTag> {
 fn muxed_tags(h: &mut Harness) -> Vec<FlvTag> {
     // An FLV stream: the file header, then one tag a buffer.
     let mut reader = FlvReader::new(16 << 20);
-    // The aggregator writes from its own thread: everything up to EOS.
+    // Whichever feeding thread sends writes: everything up to EOS.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut eos = false;
     loop {
@@ -608,28 +608,11 @@ fn codec_changes_mid_stream_give_new_sequence_headers_and_caps() {
 /// a live AAC encoder gives some 20 ms later). Order by DTS is kept.
 #[test]
 fn video_goes_out_once_audio_has_reached_its_time() {
-    init();
-    let mux = gst::glib::Object::new::<RtmpSinkMux>();
-    let el = mux.upcast_ref::<gst::Element>();
-    let mut hv = Harness::with_element(el, Some("video"), Some("src"));
-    let mut ha = Harness::with_element(el, Some("audio"), None);
-    hv.set_src_caps(h264_caps());
-    ha.set_src_caps(aac_caps());
-    let frame = |data: Vec<u8>, ms: u64, dur: u64| {
-        let mut b = gst::Buffer::from_mut_slice(data);
-        let bm = b.get_mut().unwrap();
-        bm.set_dts(gst::ClockTime::from_mseconds(ms));
-        bm.set_pts(gst::ClockTime::from_mseconds(ms));
-        bm.set_duration(gst::ClockTime::from_mseconds(dur));
-        b
-    };
-    let video = frame(vec![0, 0, 0, 2, 0x65, 1], 10, 33);
+    let (_mux, mut hv, mut ha) = two_pad_mux();
+    let video = timed(&[0, 0, 0, 2, 0x65, 1], 10, 33);
     // Audio 0-23 ms, then video at 10 ms: the video may go, as no audio
     // before 23 ms can come any more.
-    assert_eq!(
-        ha.push(frame(vec![0x21, 1], 0, 23)),
-        Ok(gst::FlowSuccess::Ok)
-    );
+    assert_eq!(ha.push(timed(&[0x21, 1], 0, 23)), Ok(gst::FlowSuccess::Ok));
     let pad = hv.srcpad().unwrap();
     let t = std::thread::spawn(move || pad.push(video));
     let mut reader = FlvReader::new(1 << 20);
@@ -653,4 +636,117 @@ fn video_goes_out_once_audio_has_reached_its_time() {
     }
     assert_eq!(kinds, [(tag_type::AUDIO, 0), (tag_type::VIDEO, 10)]);
     assert_eq!(t.join().unwrap(), Ok(gst::FlowSuccess::Ok));
+}
+
+/// The tags (type, RTMP time) of the frames a muxer harness gave so far,
+/// sequence headers and metadata left out.
+fn frames_out(h: &mut Harness, reader: &mut FlvReader) -> Vec<(u8, u32)> {
+    let mut out = Vec::new();
+    while let Some(b) = h.try_pull() {
+        reader.feed(&b.map_readable().unwrap());
+        while let Some(t) = reader.poll_tag().unwrap() {
+            if t.tag_type != tag_type::SCRIPT && !t.data[1..].starts_with(&[0]) {
+                out.push((t.tag_type, t.timestamp));
+            }
+        }
+    }
+    out
+}
+
+/// A muxer with an H.264 `video` harness (on its src pad too) and an AAC
+/// `audio` harness.
+fn two_pad_mux() -> (RtmpSinkMux, Harness, Harness) {
+    init();
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let el = mux.upcast_ref::<gst::Element>();
+    let mut hv = Harness::with_element(el, Some("video"), Some("src"));
+    let mut ha = Harness::with_element(el, Some("audio"), None);
+    hv.set_src_caps(h264_caps());
+    ha.set_src_caps(aac_caps());
+    (mux, hv, ha)
+}
+
+/// `two_pad_mux` with live upstream declaring `upstream` of latency, on
+/// the harness's test clock.
+fn live_mux(upstream: gst::ClockTime) -> (RtmpSinkMux, Harness, Harness) {
+    let (mux, mut hv, mut ha) = two_pad_mux();
+    hv.set_upstream_latency(upstream);
+    ha.set_upstream_latency(upstream);
+    (mux, hv, ha)
+}
+
+/// A timed frame of `dur` ms at `ms`.
+fn timed(data: &[u8], ms: u64, dur: u64) -> gst::Buffer {
+    let mut b = gst::Buffer::from_mut_slice(data.to_vec());
+    let bm = b.get_mut().unwrap();
+    bm.set_dts(gst::ClockTime::from_mseconds(ms));
+    bm.set_pts(gst::ClockTime::from_mseconds(ms));
+    bm.set_duration(gst::ClockTime::from_mseconds(dur));
+    b
+}
+
+/// Live, a pad that has brought nothing yet, or stops bringing data, holds
+/// the others however late the clock is (the stream's time 0 is the
+/// earliest first frame; order by DTS is kept through stalls), until it
+/// comes back.
+#[test]
+fn live_a_stalled_pad_holds_the_others_however_late_the_clock() {
+    let (_mux, mut hv, mut ha) = live_mux(gst::ClockTime::from_mseconds(100));
+    let key = [0u8, 0, 0, 2, 0x65, 1];
+    let mut reader = FlvReader::new(1 << 20);
+    // Video at 10 ms with the clock at 300 ms: audio has not started.
+    hv.set_time(gst::ClockTime::from_mseconds(300)).unwrap();
+    assert_eq!(hv.push(timed(&key, 10, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), []);
+    // Audio at 0 starts the stream: audio 0, then video 10 (audio's frame
+    // reaches 23 ms).
+    assert_eq!(ha.push(timed(&[0x21, 1], 0, 23)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(
+        frames_out(&mut hv, &mut reader),
+        [(tag_type::AUDIO, 0), (tag_type::VIDEO, 10)]
+    );
+    // Audio stalls; video at 43 and 76 ms waits, even with the clock 5 s on.
+    hv.set_time(gst::ClockTime::from_seconds(5)).unwrap();
+    assert_eq!(hv.push(timed(&key, 43, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(hv.push(timed(&key, 76, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), []);
+    // Audio coming back releases what it has reached, in DTS order.
+    assert_eq!(ha.push(timed(&[0x21, 2], 23, 23)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(ha.push(timed(&[0x21, 3], 46, 23)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(
+        frames_out(&mut hv, &mut reader),
+        [
+            (tag_type::AUDIO, 23),
+            (tag_type::VIDEO, 43),
+            (tag_type::AUDIO, 46)
+        ]
+    );
+}
+
+/// `interleave=false`: once every pad has brought its first frame (time 0
+/// is the earliest of them), every frame goes as soon as it comes, in
+/// order within its track, whatever the other pads do.
+#[test]
+fn without_interleaving_nothing_waits_for_another_pad() {
+    let (mux, mut hv, mut ha) = live_mux(gst::ClockTime::from_mseconds(100));
+    mux.set_interleave(false);
+    let key = [0u8, 0, 0, 2, 0x65, 1];
+    let mut reader = FlvReader::new(1 << 20);
+    // Audio waits for video's first frame, then both go (at the same
+    // time, the pad requested first goes first).
+    assert_eq!(ha.push(timed(&[0x21, 1], 0, 23)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), []);
+    assert_eq!(hv.push(timed(&key, 0, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(
+        frames_out(&mut hv, &mut reader),
+        [(tag_type::VIDEO, 0), (tag_type::AUDIO, 0)]
+    );
+    // Video past the audio taken so far goes at once (interleaved, it
+    // would wait for audio to reach 33 ms), and audio after it.
+    assert_eq!(hv.push(timed(&key, 33, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), [(tag_type::VIDEO, 33)]);
+    assert_eq!(hv.push(timed(&key, 66, 33)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), [(tag_type::VIDEO, 66)]);
+    assert_eq!(ha.push(timed(&[0x21, 2], 23, 23)), Ok(gst::FlowSuccess::Ok));
+    assert_eq!(frames_out(&mut hv, &mut reader), [(tag_type::AUDIO, 23)]);
 }

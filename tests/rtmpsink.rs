@@ -128,12 +128,17 @@ fn recorded(nginx: &Nginx, name: &str) -> std::path::PathBuf {
 }
 
 fn publish_and_check(name: &str, branches: &str) {
+    publish_with_and_check(name, branches, "")
+}
+
+/// As `publish_and_check`, with more rtmpsink properties.
+fn publish_with_and_check(name: &str, branches: &str, props: &str) {
     init();
     let nginx = nginx_recording();
     let log = SentLog::default();
     let p = build(
         &format!(
-            "{branches} rtmpsink name=s sync=false location={}",
+            "{branches} rtmpsink name=s sync=false {props} location={}",
             nginx.url(name)
         ),
         &log,
@@ -154,6 +159,19 @@ fn publish_and_check(name: &str, branches: &str) {
 fn audio_video_to_nginx() {
     needs!("nginx", "ffmpeg");
     publish_and_check("av", &format!("{VIDEO} ! s.video {AUDIO} ! s.audio"));
+}
+
+/// Live sources, each frame sent as it comes (`interleave=false`): nginx
+/// records every frame with its times, and FFmpeg reads the recording.
+#[test]
+fn live_audio_video_without_interleaving_to_nginx() {
+    needs!("nginx", "ffmpeg");
+    let live = |b: &str| b.replacen("testsrc ", "testsrc is-live=true ", 1);
+    publish_with_and_check(
+        "live-noninterleaved",
+        &format!("{} ! s.video {} ! s.audio", live(VIDEO), live(AUDIO)),
+        "interleave=false",
+    );
 }
 
 #[test]

@@ -20,12 +20,23 @@ enum Input {
     Flv,
 }
 
-#[derive(Default)]
 struct State {
     input: Input,
     mux: Option<RtmpSinkMux>,
-    /// The muxer's extra latency, applied when it is made.
+    /// The muxer's extra latency and interleaving, applied when it is made.
     latency: gst::ClockTime,
+    interleave: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            input: Input::None,
+            mux: None,
+            latency: gst::ClockTime::ZERO,
+            interleave: true,
+        }
+    }
 }
 
 pub struct RtmpSink {
@@ -134,8 +145,14 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecUInt64::builder("latency")
                     .nick("Latency")
-                    .blurb("Extra nanoseconds to wait, in live pipelines, for a late audio or video buffer before interleaving without it")
+                    .blurb("Extra nanoseconds of latency reported to the pipeline (with sync, each message waits that much longer on the clock) and queued per pad in live pipelines")
                     .default_value(0)
+                    .build(),
+                glib::ParamSpecBoolean::builder("interleave")
+                    .nick("Interleave")
+                    .blurb("Send audio and video frames in DTS order, each waiting until the other pads have reached its time (false: each frame as soon as it comes, in order within its own track only: the lowest latency)")
+                    .default_value(true)
+                    .mutable_playing()
                     .build(),
             ]);
             props
@@ -162,7 +179,15 @@ impl ObjectImpl for RtmpSink {
                 let mut st = lock(&self.state);
                 st.latency = l;
                 if let Some(m) = &st.mux {
-                    m.set_property("latency", l);
+                    m.set_latency(l);
+                }
+            }
+            "interleave" => {
+                let on = value.get().expect("type checked");
+                let mut st = lock(&self.state);
+                st.interleave = on;
+                if let Some(m) = &st.mux {
+                    m.set_interleave(on);
                 }
             }
             _ => {
@@ -198,6 +223,7 @@ impl ObjectImpl for RtmpSink {
         match name {
             "sync" | "ts-offset" | "max-lateness" => self.conn.property_value(name),
             "latency" => lock(&self.state).latency.nseconds().to_value(),
+            "interleave" => lock(&self.state).interleave.to_value(),
             "stats" => {
                 let mut s = self.conn.imp().stats();
                 if let Some(m) = &lock(&self.state).mux {
@@ -321,7 +347,8 @@ impl ElementImpl for RtmpSink {
                     None => {
                         let m: RtmpSinkMux =
                             glib::Object::builder().property("name", "mux").build();
-                        m.set_property("latency", st.latency);
+                        m.set_latency(st.latency);
+                        m.set_interleave(st.interleave);
                         m.set_measure_latency(lock(&self.settings).shared.measure_latency);
                         self.obj().add(&m).ok()?;
                         m.link(&self.conn).ok()?;

@@ -1,14 +1,12 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use gst_base::prelude::*;
-use gst_base::subclass::prelude::*;
 
 use crate::caps::{AudioFormat, VideoFormat};
 use crate::common::PadTrack;
@@ -59,12 +57,64 @@ struct PadState {
     probe: Option<gst::PadProbeId>,
 }
 
-#[derive(Debug, Default)]
+/// One sink pad: what interleaving needs to know of it, and what it holds.
+#[derive(Debug)]
+struct Input {
+    pad: gst::Pad,
+    tags: PadState,
+    /// Buffers waiting for their turn, in arrival (DTS) order.
+    queue: VecDeque<gst::Buffer>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    eos: bool,
+    flushing: bool,
+    /// Upstream's latency was asked since this pad's first buffer.
+    asked: bool,
+}
+
+impl Input {
+    fn new(pad: gst::Pad, tags: PadState) -> Self {
+        Input {
+            pad,
+            tags,
+            queue: VecDeque::new(),
+            segment: gst::FormattedSegment::new(),
+            eos: false,
+            flushing: false,
+            asked: false,
+        }
+    }
+
+    /// The running time (ns, signed) of a buffer's DTS (or PTS) here.
+    fn dts_of(&self, buf: &gst::BufferRef) -> Option<i64> {
+        running_time(&self.segment, buf.dts().or(buf.pts()))
+    }
+
+    /// The running time of the buffer next in line, if one is queued.
+    fn head(&self) -> Option<i64> {
+        self.queue
+            .front()
+            .map(|b| self.dts_of(b).unwrap_or(i64::MIN))
+    }
+
+    /// Whether the queue holds more than `span` ns (or a count no stream
+    /// needs): its thread then waits until it drains.
+    fn full(&self, span: i64) -> bool {
+        if self.queue.len() >= MAX_QUEUED {
+            return true;
+        }
+        match (self.head(), self.queue.back().and_then(|b| self.dts_of(b))) {
+            (Some(first), Some(last)) => last.saturating_sub(first) > span,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct State {
     header_sent: bool,
     /// Running time (ns) of the first DTS written: RTMP time 0.
     base: Option<i64>,
-    pads: HashMap<String, PadState>,
+    pads: Vec<Input>,
     /// The metadata last sent, to send it again only when it changes.
     sent_meta: Option<Vec<u8>>,
     /// Caps or tags changed since the metadata was last made.
@@ -72,13 +122,80 @@ struct State {
     encoder: Option<String>,
     video_frames: u64,
     audio_frames: u64,
-    /// Whether upstream liveness has been looked at (on the first aggregate).
-    live_checked: bool,
     /// Frames of the batch being sent: whether video, and when each came
     /// in (a [`crate::latency::stamp`], from the buffer's offset).
     in_flight: Vec<(bool, u64)>,
     /// Pad to socket, per kind, over the last frames.
     latency: crate::latency::Latencies,
+    /// Between READY->PAUSED and PAUSED->READY; a waiting thread leaves
+    /// when it turns false.
+    running: bool,
+    /// A thread is pushing downstream: the others queue and return, and it
+    /// sends what they queued before it stops.
+    pushing: bool,
+    /// What the last push downstream gave, returned to every pad.
+    flow: Result<gst::FlowSuccess, gst::FlowError>,
+    /// Stream-start, caps and segment went out on the src pad.
+    src_started: bool,
+    eos_sent: bool,
+    /// Threads waiting for their pad's queue to drain (wake-ups cost a
+    /// system call: none when nobody waits).
+    waiting: usize,
+    /// The `latency` property: added to the latency reported, and to what
+    /// a live pad may queue.
+    extra_latency: gst::ClockTime,
+    /// The `interleave` property: false, nothing waits for another pad.
+    interleave: bool,
+    /// Upstream's latency (live, min in ns), asked on the first buffer of
+    /// each pad.
+    upstream: Option<(bool, i64)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            header_sent: false,
+            base: None,
+            pads: Vec::new(),
+            sent_meta: None,
+            meta_dirty: false,
+            encoder: None,
+            video_frames: 0,
+            audio_frames: 0,
+            in_flight: Vec::new(),
+            latency: Default::default(),
+            running: false,
+            pushing: false,
+            flow: Ok(gst::FlowSuccess::Ok),
+            src_started: false,
+            eos_sent: false,
+            waiting: 0,
+            extra_latency: gst::ClockTime::ZERO,
+            interleave: true,
+            upstream: None,
+        }
+    }
+}
+
+impl State {
+    fn input(&self, pad: &gst::Pad) -> Option<&Input> {
+        self.pads.iter().find(|i| &i.pad == pad)
+    }
+
+    fn input_mut(&mut self, pad: &gst::Pad) -> Option<&mut Input> {
+        self.pads.iter_mut().find(|i| &i.pad == pad)
+    }
+
+    /// How long a pad's queue may get before its thread waits: half a
+    /// second (so that the pushing thread works in batches when the input
+    /// is a file), or more when live upstream needs it.
+    fn queue_span(&self) -> i64 {
+        let live = match self.upstream {
+            Some((true, min)) => min.saturating_add(self.extra_latency.nseconds() as i64),
+            _ => 0,
+        };
+        live.max(NON_LIVE_QUEUE.nseconds() as i64)
+    }
 }
 
 impl PadState {
@@ -354,9 +471,18 @@ impl PadState {
     }
 }
 
-#[derive(Default)]
+/// The muxer: requested sink pads, one src pad. No thread of its own: each
+/// buffer is queued on its pad, and the thread that brought it sends
+/// downstream whatever may go in DTS order (a buffer of one pad waits only
+/// while another pad could still bring an earlier one). One thread sends
+/// at a time; the others queue and return, and the sending thread takes
+/// what they queued before it stops. A pad whose queue spans more than
+/// half a second (or what live upstream needs) waits until it drains.
 pub struct RtmpSinkMux {
+    srcpad: gst::Pad,
     state: Mutex<State>,
+    /// Signalled when queues shrink, pads flush or the element stops.
+    drained: Condvar,
     /// `measure-latency`: stamp arrivals on the pads, time them out.
     measure: AtomicBool,
 }
@@ -389,23 +515,44 @@ fn stamp_arrivals(pad: &gst::Pad) -> Option<gst::PadProbeId> {
 impl ObjectSubclass for RtmpSinkMux {
     const NAME: &'static str = "GstRtmpSinkMux";
     type Type = super::RtmpSinkMux;
-    type ParentType = gst_base::Aggregator;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("src").expect("src template");
+        let srcpad = gst::Pad::builder_from_template(&templ)
+            .query_function(|pad, parent, query| {
+                RtmpSinkMux::catch_panic_pad_function(parent, || false, |m| m.src_query(pad, query))
+            })
+            .build();
+        RtmpSinkMux {
+            srcpad,
+            state: Mutex::default(),
+            drained: Condvar::new(),
+            measure: AtomicBool::new(false),
+        }
+    }
 }
 
-impl ObjectImpl for RtmpSinkMux {}
+impl ObjectImpl for RtmpSinkMux {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj()
+            .add_pad(&self.srcpad)
+            .expect("a new element takes its src pad");
+    }
+}
+
 impl GstObjectImpl for RtmpSinkMux {}
 
 impl ElementImpl for RtmpSinkMux {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let pad_type = gst_base::AggregatorPad::static_type();
             let mut t = vec![
-                gst::PadTemplate::with_gtype(
+                gst::PadTemplate::new(
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
                     &crate::caps::flv_caps(),
-                    pad_type,
                 )
                 .unwrap(),
             ];
@@ -414,7 +561,7 @@ impl ElementImpl for RtmpSinkMux {
                 gst::PadPresence::Request,
                 &crate::caps::video_caps(),
                 &crate::caps::audio_caps(),
-                Some(pad_type),
+                None,
             ));
             t
         });
@@ -425,227 +572,133 @@ impl ElementImpl for RtmpSinkMux {
         &self,
         templ: &gst::PadTemplate,
         name: Option<&str>,
-        caps: Option<&gst::Caps>,
+        _caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
-        let id = {
-            let st = self.lock();
-            let taken: Vec<PadTrack> = st.pads.values().map(|p| p.id).collect();
-            match pick_track(templ.name_template(), name, &taken) {
-                Ok(id) => id,
-                Err(e) => {
-                    drop(st);
-                    gst::element_imp_warning!(self, gst::CoreError::Pad, ("{}", e));
-                    return None;
-                }
+        let mut st = self.lock();
+        let taken: Vec<PadTrack> = st.pads.iter().map(|i| i.tags.id).collect();
+        let id = match pick_track(templ.name_template(), name, &taken) {
+            Ok(id) => id,
+            Err(e) => {
+                drop(st);
+                gst::element_imp_warning!(self, gst::CoreError::Pad, ("{}", e));
+                return None;
             }
         };
         // `video_0` stays `video_0`; the name is what the user asked for.
         let name = name.map_or_else(|| id.name(), str::to_owned);
-        let pad = self.parent_request_new_pad(templ, Some(&name), caps)?;
+        let pad = gst::Pad::builder_from_template(templ)
+            .name(name.as_str())
+            .chain_function(|pad, parent, buffer| {
+                RtmpSinkMux::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |m| m.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                RtmpSinkMux::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |m| m.sink_event(pad, event),
+                )
+            })
+            .build();
         let probe = self
             .measure
             .load(Ordering::SeqCst)
             .then(|| stamp_arrivals(&pad))
             .flatten();
-        self.lock().pads.insert(
-            name,
-            PadState {
-                id,
-                probe,
-                ..Default::default()
-            },
-        );
+        let tags = PadState {
+            id,
+            probe,
+            ..Default::default()
+        };
+        st.pads.push(Input::new(pad.clone(), tags));
+        // A new pad may bring anything: no EOS until it has ended too.
+        st.eos_sent = false;
+        drop(st);
+        self.obj().add_pad(&pad).ok()?;
         Some(pad)
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
-        self.lock().pads.remove(pad.name().as_str());
-        self.parent_release_pad(pad);
-    }
-}
-
-impl AggregatorImpl for RtmpSinkMux {
-    fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let mut st = self.lock();
-        let pads = std::mem::take(&mut st.pads);
-        *st = State::default();
-        st.pads = pads
-            .into_iter()
-            .map(|(k, p)| {
-                let fresh = PadState {
-                    id: p.id,
-                    probe: p.probe,
-                    ..Default::default()
-                };
-                (k, fresh)
-            })
-            .collect();
-        drop(st);
-        self.parent_start()
+        let st = {
+            let mut st = self.lock();
+            st.pads.retain(|i| &i.pad != pad);
+            self.drained.notify_all();
+            st
+        };
+        self.obj().remove_pad(pad).ok();
+        // It may have held the others back.
+        drop(self.send(st));
     }
 
-    fn create_new_pad(
+    fn change_state(
         &self,
-        templ: &gst::PadTemplate,
-        req_name: Option<&str>,
-        _caps: Option<&gst::Caps>,
-    ) -> Option<gst_base::AggregatorPad> {
-        // Named as requested ("video", "audio_2"), not "sink_%u".
-        Some(
-            gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ)
-                .name(req_name.unwrap_or(templ.name_template()))
-                .build(),
-        )
-    }
-
-    fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
-        match event.view() {
-            gst::EventView::Caps(c) => {
-                let caps = c.caps();
-                let id = self.lock().pads.get(pad.name().as_str()).map(|p| p.id);
-                let id = id.unwrap_or_default();
-                let format = if id.video {
-                    VideoFormat::from_caps(caps).map(Format::Video)
-                } else {
-                    AudioFormat::from_caps(caps).and_then(|a| {
-                        if id.track != 0 && a.enhanced_fourcc().is_none() {
-                            return Err(format!(
-                                "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the audio pad (track 0) takes it",
-                                caps.structure(0).map_or("?", |s| s.name().as_str()),
-                                id.track,
-                                pad.name()
-                            ));
-                        }
-                        Ok(a)
-                    }).map(Format::Audio)
-                };
-                match format {
-                    Ok(f) => {
-                        gst::debug!(CAT, obj = pad, "format {f:?}");
-                        let mut st = self.lock();
-                        st.meta_dirty = true;
-                        let ps = st.pads.entry(pad.name().to_string()).or_default();
-                        ps.format = Some(f);
-                        ps.config_dirty = true;
-                        ps.color_dirty = true;
-                    }
-                    Err(e) => {
-                        gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
-                        return false;
-                    }
-                }
-            }
-            gst::EventView::Tag(t) => {
-                let tags = t.tag();
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        match transition {
+            gst::StateChange::ReadyToPaused => {
                 let mut st = self.lock();
-                if let Some(e) = tags.get::<gst::tags::Encoder>() {
-                    st.encoder = Some(e.get().to_owned());
-                    st.meta_dirty = true;
-                }
-                // The nominal bitrate when told; otherwise the first measured
-                // one only: parsers update a running bitrate every few
-                // frames, and each change would send metadata again.
-                let ps = st.pads.entry(pad.name().to_string()).or_default();
-                let bitrate = match tags.get::<gst::tags::NominalBitrate>() {
-                    Some(b) => Some(b.get()),
-                    None if ps.bitrate.is_none() => {
-                        tags.get::<gst::tags::Bitrate>().map(|b| b.get())
-                    }
-                    None => None,
+                let pads = std::mem::take(&mut st.pads);
+                *st = State {
+                    running: true,
+                    extra_latency: st.extra_latency,
+                    interleave: st.interleave,
+                    ..State::default()
                 };
-                let mut changed = false;
-                if let Some(b) = bitrate
-                    && ps.bitrate != Some(b)
-                {
-                    ps.bitrate = Some(b);
-                    changed = true;
-                }
-                let language = tags
-                    .get::<gst::tags::LanguageCode>()
-                    .map(|l| l.get().to_owned());
-                if language.is_some() && ps.language != language {
-                    ps.language = language;
-                    changed = true;
-                }
-                let title = tags.get::<gst::tags::Title>().map(|t| t.get().to_owned());
-                if title.is_some() && ps.title != title {
-                    ps.title = title;
-                    changed = true;
-                }
-                st.meta_dirty |= changed;
+                st.pads = pads
+                    .into_iter()
+                    .map(|i| {
+                        let fresh = PadState {
+                            id: i.tags.id,
+                            probe: i.tags.probe,
+                            ..Default::default()
+                        };
+                        Input::new(i.pad, fresh)
+                    })
+                    .collect();
+            }
+            gst::StateChange::PausedToReady => {
+                // Threads waiting for their queue to drain leave now.
+                self.lock().running = false;
+                self.drained.notify_all();
             }
             _ => {}
         }
-        self.parent_sink_event(pad, event)
-    }
-
-    fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.check_liveness();
-        // Every buffer that can go out in DTS order goes out now, as one
-        // list: one wake-up of this thread and one socket write per batch
-        // rather than per frame.
-        let mut list = gst::BufferList::new();
-        let mut eos = false;
-        while list.len() < MAX_BATCH {
-            match self.next_pad(timeout && list.is_empty()) {
-                Next::Pad(pad) => {
-                    let Some(buf) = pad.pop_buffer() else { break };
-                    if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0
-                        || self.is_stream_header(&pad, &buf)
-                    {
-                        continue;
-                    }
-                    let l = list.get_mut().expect("new list is writable");
-                    for t in self.tags_for(&pad, buf)? {
-                        l.add(t);
-                    }
-                }
-                Next::Wait => break,
-                Next::Eos => {
-                    eos = true;
-                    break;
-                }
+        let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            for i in &mut self.lock().pads {
+                i.queue.clear();
             }
         }
-        if !list.is_empty() {
-            let sent = self.obj().finish_buffer_list(list);
-            if self.measure.load(Ordering::Relaxed) {
-                self.record_latencies(sent.is_ok());
-            }
-            sent?;
-        } else if eos {
-            return Err(gst::FlowError::Eos);
-        } else if !timeout {
-            return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
-        }
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    fn negotiate(&self) -> bool {
-        // The output caps never change; they are set before the first tag.
-        true
+        Ok(ret)
     }
 }
 
-/// Buffers handled in one `aggregate` call at most.
+/// Buffers sent downstream in one list at most.
 const MAX_BATCH: usize = 64;
-/// How much a pad may queue when upstream is not live, so that this
-/// thread works in batches. Live pipelines keep the `latency` they set.
+/// Buffers a pad may queue at most, whatever their times.
+const MAX_QUEUED: usize = 4096;
+/// How much a pad may queue before its thread waits (more when live
+/// upstream declares more latency): the thread sending then works in
+/// batches.
 const NON_LIVE_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
 
 enum Next {
-    /// This pad's buffer has the earliest DTS.
-    Pad(gst_base::AggregatorPad),
+    /// This pad's buffer has the earliest DTS and may go.
+    Pad(usize),
     /// A pad without data could still bring an earlier buffer.
     Wait,
-    /// Every pad is at its end.
+    /// Every pad is at its end, with nothing queued.
     Eos,
 }
 
-/// The running time of `t` in the pad's segment, signed, in ns.
-fn running_time(pad: &gst_base::AggregatorPad, t: Option<gst::ClockTime>) -> Option<i64> {
-    let seg = pad.segment();
-    let seg = seg.downcast_ref::<gst::ClockTime>()?;
+/// The running time of `t` in `seg`, signed, in ns.
+fn running_time(
+    seg: &gst::FormattedSegment<gst::ClockTime>,
+    t: Option<gst::ClockTime>,
+) -> Option<i64> {
     match seg.to_running_time_full(t?)? {
         gst::Signed::Positive(v) => Some(v.nseconds() as i64),
         gst::Signed::Negative(v) => Some(-(v.nseconds() as i64)),
@@ -685,93 +738,426 @@ fn tag(kind: u8, ts: u32, prefix: &[u8], payload: Option<&gst::BufferRef>) -> gs
     out
 }
 
-impl RtmpSinkMux {
-    /// The pad whose next buffer goes out first. Without `timeout`, a pad
-    /// not at its end and without a buffer holds everything back that
-    /// might come after what it brings next: what starts after the end of
-    /// the last buffer taken from it (its next one cannot start earlier:
-    /// DTS only goes forward, and audio frames follow one another).
-    /// Video then waits for audio up to its own time, not the next audio
-    /// frame's.
-    fn next_pad(&self, timeout: bool) -> Next {
-        let mut best: Option<(gst_base::AggregatorPad, i64)> = None;
-        let mut all_eos = true;
-        // The earliest time a pad without a buffer could still bring.
-        let mut hold: Option<i64> = None;
-        for pad in self.obj().sink_pads() {
-            let pad = pad
-                .downcast::<gst_base::AggregatorPad>()
-                .expect("aggregator pad");
-            match pad.peek_buffer() {
-                Some(buf) => {
-                    all_eos = false;
-                    let rt = running_time(&pad, buf.dts().or(buf.pts())).unwrap_or(i64::MIN);
-                    if best.as_ref().is_none_or(|(_, b)| rt < *b) {
-                        best = Some((pad, rt));
-                    }
-                }
-                None if pad.is_eos() => {}
-                None => {
-                    all_eos = false;
-                    if !timeout {
-                        let until = self
-                            .lock()
-                            .pads
-                            .get(pad.name().as_str())
-                            .and_then(|p| p.taken_until);
-                        // Nothing taken from it yet: anything may come.
-                        let until = until.unwrap_or(i64::MIN);
-                        hold = Some(hold.map_or(until, |h| h.min(until)));
-                    }
+/// The input whose next buffer goes out first. A pad not at its end and
+/// without a buffer holds everything back that might come after what it
+/// brings next: what starts after the end of the last buffer taken from it
+/// (its next one cannot start earlier: DTS only goes forward, and audio
+/// frames follow one another). Video then waits for audio up to its own
+/// time, not the next audio frame's. A pad that stops bringing data holds
+/// the others until their queues are full (no timeout on the clock: after
+/// downstream stalled it would fire for every pad and break the order
+/// while the stream catches up). Without interleaving, once every pad has
+/// brought its first buffer (the stream's time 0 is the earliest of them),
+/// the earliest buffer queued goes at once.
+fn next(st: &State) -> Next {
+    let mut best: Option<(usize, i64)> = None;
+    let mut all_eos = true;
+    // The earliest time a pad without a buffer could still bring.
+    let mut hold: Option<i64> = None;
+    let mut starting = false;
+    for (n, i) in st.pads.iter().enumerate() {
+        match i.head() {
+            Some(rt) => {
+                all_eos = false;
+                if best.is_none_or(|(_, b)| rt < b) {
+                    best = Some((n, rt));
                 }
             }
+            None if i.eos => {}
+            None => {
+                all_eos = false;
+                starting |= i.tags.taken_until.is_none();
+                let until = i.tags.taken_until.unwrap_or(i64::MIN);
+                hold = Some(hold.map_or(until, |h| h.min(until)));
+            }
         }
-        match best {
-            Some((_, rt)) if hold.is_some_and(|h| rt > h) => Next::Wait,
-            Some((pad, _)) => Next::Pad(pad),
-            None if all_eos => Next::Eos,
-            None => Next::Wait,
+    }
+    match best {
+        Some((n, rt)) => match hold {
+            Some(h) if rt > h && (starting || st.interleave) => Next::Wait,
+            _ => Next::Pad(n),
+        },
+        None if all_eos => Next::Eos,
+        None => Next::Wait,
+    }
+}
+
+impl RtmpSinkMux {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_waiting(&self, st: &State) {
+        if st.waiting > 0 {
+            self.drained.notify_all();
         }
     }
 
-    /// On the first aggregate: when no upstream is live, let pads queue
-    /// more (see NON_LIVE_QUEUE). A user's larger latency is kept.
-    fn check_liveness(&self) {
-        if std::mem::replace(&mut self.lock().live_checked, true) {
-            return;
-        }
-        let live = self.obj().sink_pads().iter().any(|p| {
-            let mut q = gst::query::Latency::new();
-            p.peer_query(&mut q) && q.result().0
-        });
-        let current: gst::ClockTime = self.obj().property("latency");
-        if !live && current < NON_LIVE_QUEUE {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "upstream is not live: pads may queue {NON_LIVE_QUEUE}"
-            );
-            self.obj().set_property("latency", NON_LIVE_QUEUE);
-        }
+    /// The `interleave` property of rtmpsink; what waits goes now when it
+    /// turns false (on the next buffer).
+    pub fn set_interleave(&self, on: bool) {
+        self.lock().interleave = on;
     }
 
-    /// An Opus or FLAC header packet (the encoders push them before the
-    /// first frame): what they say goes in the sequence start, from caps.
-    fn is_stream_header(&self, pad: &gst_base::AggregatorPad, buf: &gst::Buffer) -> bool {
-        buf.flags().contains(gst::BufferFlags::HEADER)
+    /// The `latency` property of rtmpsink.
+    pub fn set_latency(&self, latency: gst::ClockTime) {
+        self.lock().extra_latency = latency;
+    }
+
+    fn sink_chain(
+        &self,
+        pad: &gst::Pad,
+        buf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let ask = {
+            let st = self.lock();
+            st.input(pad).is_some_and(|i| !i.asked)
+        };
+        if ask {
+            // Whether upstream is live (frames then go as soon as they
+            // may, not in batches) and its latency (how much a pad may
+            // queue); asked again as pads start (outside the lock:
+            // upstream answers on this thread).
+            let upstream = self.upstream_latency();
+            let mut st = self.lock();
+            st.upstream = Some((upstream.0, upstream.1.nseconds() as i64));
+            if let Some(i) = st.input_mut(pad) {
+                i.asked = true;
+            }
+        }
+        let mut st = self.lock();
+        if !st.running {
+            return Err(gst::FlowError::Flushing);
+        }
+        st.flow?;
+        let Some(i) = st.input_mut(pad) else {
+            return Err(gst::FlowError::NotLinked);
+        };
+        if i.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        if i.eos {
+            return Err(gst::FlowError::Eos);
+        }
+        let header = buf.flags().contains(gst::BufferFlags::HEADER)
             && matches!(
-                self.lock()
-                    .pads
-                    .get(pad.name().as_str())
-                    .and_then(|p| p.format.as_ref()),
+                i.tags.format,
                 Some(Format::Audio(
                     AudioFormat::Opus { .. } | AudioFormat::Flac { .. }
                 ))
-            )
+            );
+        if header {
+            // An Opus or FLAC header packet (the encoders push them before
+            // the first frame): what they say goes in the sequence start,
+            // from caps.
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
+            let end = buf
+                .pts()
+                .or(buf.dts())
+                .map(|t| t + buf.duration().unwrap_or_default());
+            if let Some(end) = running_time(&i.segment, end) {
+                i.tags.taken_until = Some(i.tags.taken_until.map_or(end, |t| t.max(end)));
+            }
+        } else {
+            i.queue.push_back(buf);
+        }
+        // Live, everything goes as soon as it may. Otherwise (a file) the
+        // pads queue until one is full (or a thread waits for its queue to
+        // drain), and the thread then sends the lot: a socket write per
+        // batch rather than per frame.
+        let span = st.queue_span();
+        let batch = matches!(st.upstream, Some((false, _))) && st.waiting == 0;
+        let mut st = match batch && !st.input(pad).is_some_and(|i| i.full(span)) {
+            true => st,
+            false => self.send(st),
+        };
+        // Wait while this pad's queue is too long for the others to catch
+        // up (a thread sending downstream takes from it meanwhile).
+        loop {
+            let span = st.queue_span();
+            let Some(i) = st.input(pad) else {
+                return Err(gst::FlowError::NotLinked);
+            };
+            if i.flushing || !st.running {
+                return Err(gst::FlowError::Flushing);
+            }
+            st.flow?;
+            if !i.full(span) {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            st.waiting += 1;
+            st = self.drained.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.waiting -= 1;
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Sends downstream, in DTS order, every buffer that may go now, unless
+    /// another thread is doing it (it then takes what was just queued
+    /// before it stops). Gives the lock back.
+    fn send<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if st.pushing || !st.running || st.flow.is_err() {
+            return st;
+        }
+        st.pushing = true;
+        loop {
+            let (list, eos) = match self.take_batch(&mut st) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    st.flow = Err(e);
+                    break;
+                }
+            };
+            if list.is_empty() && !eos {
+                break;
+            }
+            self.wake_waiting(&st);
+            let start = !std::mem::replace(&mut st.src_started, true);
+            drop(st);
+            if start {
+                self.start_src();
+            }
+            let mut ret = Ok(gst::FlowSuccess::Ok);
+            if !list.is_empty() {
+                ret = self.srcpad.push_list(list);
+                if self.measure.load(Ordering::Relaxed) {
+                    self.record_latencies(ret.is_ok());
+                }
+            }
+            if ret.is_ok() && eos {
+                self.srcpad.push_event(gst::event::Eos::new());
+            }
+            st = self.lock();
+            if let Err(e) = ret {
+                gst::debug!(CAT, imp = self, "downstream gave {e:?}");
+                st.flow = Err(e);
+                break;
+            }
+            if eos {
+                break;
+            }
+        }
+        st.pushing = false;
+        self.wake_waiting(&st);
+        st
+    }
+
+    /// Takes the buffers that may go now, as FLV tags (at most a batch),
+    /// or says that every pad has ended (once).
+    fn take_batch(&self, st: &mut State) -> Result<(gst::BufferList, bool), gst::FlowError> {
+        let mut list = gst::BufferList::new();
+        while list.len() < MAX_BATCH {
+            match next(st) {
+                Next::Pad(n) => {
+                    let buf = st.pads[n].queue.pop_front().expect("next() saw a head");
+                    let l = list.get_mut().expect("new list is writable");
+                    for t in self.tags_for(st, n, buf)? {
+                        l.add(t);
+                    }
+                }
+                Next::Wait => break,
+                Next::Eos => {
+                    let first = !std::mem::replace(&mut st.eos_sent, true);
+                    return Ok((list, first));
+                }
+            }
+        }
+        Ok((list, false))
+    }
+
+    /// Stream-start, caps and segment before the first tag.
+    fn start_src(&self) {
+        let id = format!("{}/flv", self.obj().name());
+        self.srcpad
+            .push_event(gst::event::StreamStart::builder(&id).build());
+        self.srcpad
+            .push_event(gst::event::Caps::new(&crate::caps::flv_caps()));
+        self.srcpad
+            .push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                gst::ClockTime,
+            >::new()));
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) => self.set_caps(pad, c.caps()),
+            gst::EventView::Tag(t) => {
+                self.take_tags(pad, t.tag());
+                true
+            }
+            gst::EventView::Segment(s) => {
+                let Some(seg) = s.segment().downcast_ref::<gst::ClockTime>() else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("{} got a segment not in time", pad.name())
+                    );
+                    return false;
+                };
+                if let Some(i) = self.lock().input_mut(pad) {
+                    i.segment = seg.clone();
+                }
+                true
+            }
+            gst::EventView::Gap(g) => {
+                // Nothing comes from this pad until the gap's end.
+                let (ts, duration) = g.get();
+                let mut st = self.lock();
+                if let Some(i) = st.input_mut(pad)
+                    && let Some(end) =
+                        running_time(&i.segment, Some(ts + duration.unwrap_or_default()))
+                {
+                    i.tags.taken_until = Some(i.tags.taken_until.map_or(end, |t| t.max(end)));
+                }
+                drop(self.send(st));
+                true
+            }
+            gst::EventView::Eos(_) => {
+                let mut st = self.lock();
+                if let Some(i) = st.input_mut(pad) {
+                    i.eos = true;
+                }
+                drop(self.send(st));
+                true
+            }
+            gst::EventView::FlushStart(_) => {
+                // This pad only (as a muxer does outside a seek): what it
+                // queued goes, its thread stops waiting.
+                if let Some(i) = self.lock().input_mut(pad) {
+                    i.flushing = true;
+                    i.queue.clear();
+                }
+                self.drained.notify_all();
+                true
+            }
+            gst::EventView::FlushStop(_) => {
+                let mut st = self.lock();
+                if let Some(i) = st.input_mut(pad) {
+                    i.flushing = false;
+                    i.eos = false;
+                    i.segment = gst::FormattedSegment::new();
+                }
+                st.eos_sent = false;
+                true
+            }
+            // Stream-start and the rest stay here: the src pad has its own.
+            _ => true,
+        }
+    }
+
+    /// New caps on a pad: the codec and its configuration, looked at again
+    /// before the next frame.
+    fn set_caps(&self, pad: &gst::Pad, caps: &gst::CapsRef) -> bool {
+        let id = self.lock().input(pad).map(|i| i.tags.id);
+        let id = id.unwrap_or_default();
+        let format = if id.video {
+            VideoFormat::from_caps(caps).map(Format::Video)
+        } else {
+            AudioFormat::from_caps(caps)
+                .and_then(|a| {
+                    if id.track != 0 && a.enhanced_fourcc().is_none() {
+                        return Err(format!(
+                            "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the audio pad (track 0) takes it",
+                            caps.structure(0).map_or("?", |s| s.name().as_str()),
+                            id.track,
+                            pad.name()
+                        ));
+                    }
+                    Ok(a)
+                })
+                .map(Format::Audio)
+        };
+        match format {
+            Ok(f) => {
+                gst::debug!(CAT, obj = pad, "format {f:?}");
+                let mut st = self.lock();
+                st.meta_dirty = true;
+                if let Some(i) = st.input_mut(pad) {
+                    i.tags.format = Some(f);
+                    i.tags.config_dirty = true;
+                    i.tags.color_dirty = true;
+                }
+                true
+            }
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                false
+            }
+        }
+    }
+
+    /// The encoder, bitrates, languages and titles, for onMetaData.
+    fn take_tags(&self, pad: &gst::Pad, tags: &gst::TagListRef) {
+        let mut st = self.lock();
+        if let Some(e) = tags.get::<gst::tags::Encoder>() {
+            st.encoder = Some(e.get().to_owned());
+            st.meta_dirty = true;
+        }
+        let Some(i) = st.input_mut(pad) else { return };
+        let ps = &mut i.tags;
+        // The nominal bitrate when told; otherwise the first measured one
+        // only: parsers update a running bitrate every few frames, and each
+        // change would send metadata again.
+        let bitrate = match tags.get::<gst::tags::NominalBitrate>() {
+            Some(b) => Some(b.get()),
+            None if ps.bitrate.is_none() => tags.get::<gst::tags::Bitrate>().map(|b| b.get()),
+            None => None,
+        };
+        let mut changed = false;
+        if let Some(b) = bitrate
+            && ps.bitrate != Some(b)
+        {
+            ps.bitrate = Some(b);
+            changed = true;
+        }
+        let language = tags
+            .get::<gst::tags::LanguageCode>()
+            .map(|l| l.get().to_owned());
+        if language.is_some() && ps.language != language {
+            ps.language = language;
+            changed = true;
+        }
+        let title = tags.get::<gst::tags::Title>().map(|t| t.get().to_owned());
+        if title.is_some() && ps.title != title {
+            ps.title = title;
+            changed = true;
+        }
+        st.meta_dirty |= changed;
+    }
+
+    /// Upstream's latency over every pad: live if any pad is, the largest
+    /// minimum, the smallest maximum.
+    fn upstream_latency(&self) -> (bool, gst::ClockTime, Option<gst::ClockTime>) {
+        let pads: Vec<gst::Pad> = self.lock().pads.iter().map(|i| i.pad.clone()).collect();
+        let (mut live, mut min, mut max) = (false, gst::ClockTime::ZERO, None::<gst::ClockTime>);
+        for pad in pads {
+            let mut q = gst::query::Latency::new();
+            if pad.peer_query(&mut q) {
+                let (l, lo, hi) = q.result();
+                if l {
+                    live = true;
+                    min = min.max(lo);
+                    max = match (max, hi) {
+                        (Some(m), Some(h)) => Some(m.min(h)),
+                        (m, h) => m.or(h),
+                    };
+                }
+            }
+        }
+        (live, min, max)
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                let (live, min, max) = self.upstream_latency();
+                let extra = self.lock().extra_latency;
+                q.set(live, min + extra, max.map(|m| m + extra));
+                true
+            }
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
     }
 
     /// Times the frames of the batch just pushed: downstream is the
@@ -800,16 +1186,12 @@ impl RtmpSinkMux {
     /// every frame timed carries a stamp.
     pub fn set_measure_latency(&self, on: bool) {
         self.measure.store(on, Ordering::SeqCst);
-        let pads = self.obj().sink_pads();
         let mut st = self.lock();
-        for pad in pads {
-            let Some(ps) = st.pads.get_mut(pad.name().as_str()) else {
-                continue;
-            };
-            match (on, ps.probe.take()) {
-                (true, None) => ps.probe = stamp_arrivals(&pad),
-                (true, Some(p)) => ps.probe = Some(p),
-                (false, Some(p)) => pad.remove_probe(p),
+        for i in &mut st.pads {
+            match (on, i.tags.probe.take()) {
+                (true, None) => i.tags.probe = stamp_arrivals(&i.pad),
+                (true, Some(p)) => i.tags.probe = Some(p),
+                (false, Some(p)) => i.pad.remove_probe(p),
                 (false, None) => {}
             }
         }
@@ -825,12 +1207,14 @@ impl RtmpSinkMux {
     /// then the frame.
     fn tags_for(
         &self,
-        pad: &gst_base::AggregatorPad,
+        st: &mut State,
+        n: usize,
         buf: gst::Buffer,
     ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
-        let name = pad.name();
-        let rt_dts = running_time(pad, buf.dts().or(buf.pts()));
-        let rt_pts = running_time(pad, buf.pts().or(buf.dts()));
+        let input = &st.pads[n];
+        let name = input.pad.name();
+        let rt_dts = running_time(&input.segment, buf.dts().or(buf.pts()));
+        let rt_pts = running_time(&input.segment, buf.pts().or(buf.dts()));
         let (Some(rt_dts), Some(rt_pts)) = (rt_dts, rt_pts) else {
             gst::element_imp_error!(
                 self,
@@ -839,19 +1223,7 @@ impl RtmpSinkMux {
             );
             return Err(gst::FlowError::Error);
         };
-        let mut out = Vec::with_capacity(4);
-        out.extend(self.flv_header_once());
-        let mut st = self.lock();
-        let base = *st.base.get_or_insert(rt_dts);
-        // Every pad has its state from the moment it was requested.
-        let Some((format, ts, cts)) = st.pads.get_mut(name.as_str()).and_then(|ps| {
-            let format = ps.format.clone()?;
-            let duration = buf.duration().map_or(0, |d| d.nseconds() as i64);
-            ps.taken_until = Some(rt_dts + duration);
-            let (ts, cts) = ps.stamp(base, rt_dts, rt_pts);
-            Some((format, ts, cts))
-        }) else {
-            drop(st);
+        let Some(format) = input.tags.format.clone() else {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -859,16 +1231,24 @@ impl RtmpSinkMux {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        let mut out = Vec::with_capacity(4);
+        out.extend(flv_header_once(st));
+        let base = *st.base.get_or_insert(rt_dts);
+        let ps = &mut st.pads[n].tags;
+        let duration = buf.duration().map_or(0, |d| d.nseconds() as i64);
+        ps.taken_until = Some(rt_dts + duration);
+        let (ts, cts) = ps.stamp(base, rt_dts, rt_pts);
         // Made again only when caps or tags changed, sent only if it differs.
         if std::mem::take(&mut st.meta_dirty)
-            && let Some(meta) = self.metadata(&st)
+            && let Some(meta) = metadata(st)
             && st.sent_meta.as_ref() != Some(&meta)
         {
             out.push(tag(tag_type::SCRIPT, ts, &meta, None));
             st.sent_meta = Some(meta);
         }
-        let ps = st.pads.get_mut(name.as_str()).expect("looked up above");
-        ps.frame_tags(&format, &buf, ts, cts, &mut out)?;
+        st.pads[n]
+            .tags
+            .frame_tags(&format, &buf, ts, cts, &mut out)?;
         let video = matches!(format, Format::Video(_));
         match video {
             true => st.video_frames += 1,
@@ -877,7 +1257,6 @@ impl RtmpSinkMux {
         if self.measure.load(Ordering::Relaxed) {
             st.in_flight.push((video, buf.offset()));
         }
-        drop(st);
         let dts_out = gst::ClockTime::from_nseconds(rt_dts.max(0) as u64);
         let pts_out = gst::ClockTime::from_nseconds(rt_pts.max(0) as u64);
         for t in &mut out {
@@ -887,75 +1266,71 @@ impl RtmpSinkMux {
         }
         Ok(out)
     }
+}
 
-    /// The FLV file header, before the first tag only (its flags say which
-    /// pads exist then).
-    fn flv_header_once(&self) -> Option<gst::Buffer> {
-        {
-            let mut st = self.lock();
-            if std::mem::replace(&mut st.header_sent, true) {
-                return None;
-            }
-        }
-        let obj = self.obj();
-        obj.set_src_caps(&crate::caps::flv_caps());
-        let (has_video, has_audio) = {
-            let st = self.lock();
-            let has = |video| st.pads.values().any(|p| p.id.video == video);
-            (has(true), has(false))
-        };
-        let mut h = Vec::with_capacity(13);
-        crate::rtmp::flv::FlvHeader {
-            has_audio,
-            has_video,
-        }
-        .write(&mut h);
-        let mut hb = gst::Buffer::from_mut_slice(h);
-        hb.get_mut()
-            .expect("writable")
-            .set_flags(gst::BufferFlags::HEADER);
-        Some(hb)
+/// The FLV file header, before the first tag only (its flags say which
+/// pads exist then).
+fn flv_header_once(st: &mut State) -> Option<gst::Buffer> {
+    if std::mem::replace(&mut st.header_sent, true) {
+        return None;
     }
+    let has = |video| st.pads.iter().any(|i| i.tags.id.video == video);
+    let mut h = Vec::with_capacity(13);
+    crate::rtmp::flv::FlvHeader {
+        has_audio: has(false),
+        has_video: has(true),
+    }
+    .write(&mut h);
+    let mut hb = gst::Buffer::from_mut_slice(h);
+    hb.get_mut()
+        .expect("writable")
+        .set_flags(gst::BufferFlags::HEADER);
+    Some(hb)
+}
 
-    /// onMetaData as FLV players expect it, from the caps and tags known:
-    /// track 0's fields at the top, the other tracks' in Enhanced RTMP's
-    /// `videoTrackIdInfoMap` and `audioTrackIdInfoMap`.
-    fn metadata(&self, st: &State) -> Option<Vec<u8>> {
-        let mut pads: Vec<&PadState> = st.pads.values().filter(|p| p.format.is_some()).collect();
-        if pads.is_empty() {
-            return None;
-        }
-        // Video first, then audio, each by track: the same bytes for the
-        // same streams.
-        pads.sort_by_key(|p| (!p.id.video, p.id.track));
-        let mut p: Vec<(String, Amf0Value)> = vec![("duration".into(), Amf0Value::Number(0.0))];
-        let (mut video_map, mut audio_map) = (Vec::new(), Vec::new());
-        for ps in pads {
-            let fields = track_fields(ps);
-            match (ps.id.track, ps.id.video) {
-                (0, _) => p.extend(fields),
-                (n, true) => video_map.push((n.to_string(), Amf0Value::Object(fields))),
-                (n, false) => audio_map.push((n.to_string(), Amf0Value::Object(fields))),
-            }
-        }
-        for (key, map) in [
-            ("videoTrackIdInfoMap", video_map),
-            ("audioTrackIdInfoMap", audio_map),
-        ] {
-            if !map.is_empty() {
-                p.push((key.into(), Amf0Value::Object(map)));
-            }
-        }
-        let encoder = st
-            .encoder
-            .clone()
-            .unwrap_or_else(|| format!("GStreamer rtmpsink {}", env!("CARGO_PKG_VERSION")));
-        p.push(("encoder".into(), Amf0Value::String(encoder)));
-        Some(amf0::encode_all(&[
-            Amf0Value::string("onMetaData"),
-            Amf0Value::EcmaArray(p),
-        ]))
+/// onMetaData as FLV players expect it, from the caps and tags known:
+/// track 0's fields at the top, the other tracks' in Enhanced RTMP's
+/// `videoTrackIdInfoMap` and `audioTrackIdInfoMap`.
+fn metadata(st: &State) -> Option<Vec<u8>> {
+    let mut pads: Vec<&PadState> = st
+        .pads
+        .iter()
+        .map(|i| &i.tags)
+        .filter(|p| p.format.is_some())
+        .collect();
+    if pads.is_empty() {
+        return None;
     }
+    // Video first, then audio, each by track: the same bytes for the
+    // same streams.
+    pads.sort_by_key(|p| (!p.id.video, p.id.track));
+    let mut p: Vec<(String, Amf0Value)> = vec![("duration".into(), Amf0Value::Number(0.0))];
+    let (mut video_map, mut audio_map) = (Vec::new(), Vec::new());
+    for ps in pads {
+        let fields = track_fields(ps);
+        match (ps.id.track, ps.id.video) {
+            (0, _) => p.extend(fields),
+            (n, true) => video_map.push((n.to_string(), Amf0Value::Object(fields))),
+            (n, false) => audio_map.push((n.to_string(), Amf0Value::Object(fields))),
+        }
+    }
+    for (key, map) in [
+        ("videoTrackIdInfoMap", video_map),
+        ("audioTrackIdInfoMap", audio_map),
+    ] {
+        if !map.is_empty() {
+            p.push((key.into(), Amf0Value::Object(map)));
+        }
+    }
+    let encoder = st
+        .encoder
+        .clone()
+        .unwrap_or_else(|| format!("GStreamer rtmpsink {}", env!("CARGO_PKG_VERSION")));
+    p.push(("encoder".into(), Amf0Value::String(encoder)));
+    Some(amf0::encode_all(&[
+        Amf0Value::string("onMetaData"),
+        Amf0Value::EcmaArray(p),
+    ]))
 }
 
 /// One track's onMetaData fields, named as for the top level; tracks other

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The muxer inside `rtmpsink`: H.264, AAC and MP3 buffers in, FLV tags
-//! out, interleaved by DTS. Not registered as an element of its own.
+//! out, interleaved by DTS on the threads that bring the frames (no thread
+//! of its own). Not registered as an element of its own.
 
 use gst::glib;
 
 mod imp;
 
 glib::wrapper! {
-    pub struct RtmpSinkMux(ObjectSubclass<imp::RtmpSinkMux>) @extends gst_base::Aggregator, gst::Element, gst::Object;
+    pub struct RtmpSinkMux(ObjectSubclass<imp::RtmpSinkMux>) @extends gst::Element, gst::Object;
 }
 
 impl RtmpSinkMux {
@@ -22,6 +23,18 @@ impl RtmpSinkMux {
     pub fn write_latencies(&self, s: &mut gst::StructureRef) {
         use gst::subclass::prelude::ObjectSubclassIsExt;
         self.imp().write_latencies(s)
+    }
+
+    /// rtmpsink's `latency`: added to the latency reported downstream.
+    pub fn set_latency(&self, latency: gst::ClockTime) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_latency(latency)
+    }
+
+    /// rtmpsink's `interleave`: false sends each frame as soon as it comes.
+    pub fn set_interleave(&self, on: bool) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_interleave(on)
     }
 
     /// `measure-latency`: stamps arrivals on the pads, and times them.
