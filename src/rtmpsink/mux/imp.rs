@@ -863,18 +863,19 @@ impl RtmpSinkMux {
         } else {
             i.queue.push_back(buf);
         }
-        // Live, everything goes as soon as it may. Otherwise (a file) the
-        // pads queue until one is full (or a thread waits for its queue to
-        // drain), and the thread then sends the lot: a socket write per
-        // batch rather than per frame.
-        let span = st.queue_span();
-        let batch = matches!(st.upstream, Some((false, _))) && st.waiting == 0;
-        let mut st = match batch && !st.input(pad).is_some_and(|i| i.full(span)) {
-            true => st,
-            false => self.send(st),
-        };
-        // Wait while this pad's queue is too long for the others to catch
-        // up (a thread sending downstream takes from it meanwhile).
+        // Live, everything goes as soon as it may. Otherwise (a file) a
+        // pad's thread sends only once its queue is full (it would wait
+        // anyway), and the others only queue, so that they keep bringing
+        // frames while it is held downstream (by the clock when the sink
+        // syncs): it then takes what they brought in one list, a socket
+        // write per batch rather than per frame. A frame that may let a
+        // full pad's frames go wakes its thread.
+        let batch = matches!(st.upstream, Some((false, _)));
+        if batch {
+            self.wake_waiting(&st);
+        } else {
+            st = self.send(st);
+        }
         loop {
             let span = st.queue_span();
             let Some(i) = st.input(pad) else {
@@ -886,6 +887,13 @@ impl RtmpSinkMux {
             st.flow?;
             if !i.full(span) {
                 return Ok(gst::FlowSuccess::Ok);
+            }
+            // Full: send what may go (unless another thread is at it), and
+            // wait while the queue is still too long for the others to
+            // catch up.
+            st = self.send(st);
+            if st.input(pad).is_some_and(|i| !i.full(span)) || st.flow.is_err() {
+                continue;
             }
             st.waiting += 1;
             st = self.drained.wait(st).unwrap_or_else(|p| p.into_inner());
