@@ -42,8 +42,9 @@ const MEDIA_HEADER: usize = 16;
 /// delay growing. The WebSocket is read on regardless: a queue in its
 /// socket would be delay too.
 const MAX_QUEUED: gst::ClockTime = gst::ClockTime::from_mseconds(500);
-/// How long rtmpsink's muxer waits for a late audio or video frame to
-/// keep the two interleaved (the WebSocket and the encoders add jitter).
+/// rtmpsink's `latency`: how much more each of its pads may queue while
+/// the other kind is late, to keep the two interleaved (the WebSocket and
+/// the encoders add jitter).
 const INTERLEAVE_WAIT: Duration = Duration::from_millis(200);
 
 /// Connections at once; more are refused.
