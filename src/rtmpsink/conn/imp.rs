@@ -483,12 +483,7 @@ impl RtmpSinkConn {
                 };
                 return match server.stage(&mut st.staged, type_id, ts, parts) {
                     Ok(()) => {
-                        st.messages += 1;
-                        match kind {
-                            tag_type::AUDIO => st.audio += 1,
-                            tag_type::VIDEO => st.video += 1,
-                            _ => {}
-                        }
+                        self.count(st, kind);
                         Ok(())
                     }
                     Err(e) => Err(self.lost(st, e)),

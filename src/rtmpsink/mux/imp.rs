@@ -809,23 +809,20 @@ impl RtmpSinkMux {
         pad: &gst::Pad,
         buf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let ask = {
-            let st = self.lock();
-            st.input(pad).is_some_and(|i| !i.asked)
-        };
-        if ask {
+        let mut st = self.lock();
+        if st.input(pad).is_some_and(|i| !i.asked) {
             // Whether upstream is live (frames then go as soon as they
             // may, not in batches) and its latency (how much a pad may
             // queue); asked again as pads start (outside the lock:
             // upstream answers on this thread).
+            drop(st);
             let upstream = self.upstream_latency();
-            let mut st = self.lock();
+            st = self.lock();
             st.upstream = Some((upstream.0, upstream.1.nseconds() as i64));
             if let Some(i) = st.input_mut(pad) {
                 i.asked = true;
             }
         }
-        let mut st = self.lock();
         if !st.running {
             return Err(gst::FlowError::Flushing);
         }
@@ -1220,14 +1217,14 @@ impl RtmpSinkMux {
         buf: gst::Buffer,
     ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
         let input = &st.pads[n];
-        let name = input.pad.name();
+        let name = || input.pad.name();
         let rt_dts = running_time(&input.segment, buf.dts().or(buf.pts()));
         let rt_pts = running_time(&input.segment, buf.pts().or(buf.dts()));
         let (Some(rt_dts), Some(rt_pts)) = (rt_dts, rt_pts) else {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ("{} buffer without a timestamp", name)
+                ("{} buffer without a timestamp", name())
             );
             return Err(gst::FlowError::Error);
         };
@@ -1235,7 +1232,7 @@ impl RtmpSinkMux {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("{} buffer before caps", name)
+                ("{} buffer before caps", name())
             );
             return Err(gst::FlowError::NotNegotiated);
         };
