@@ -98,6 +98,65 @@ fn restart(tls: Option<&Pki>) {
     assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
 }
 
+/// `backlog=0` keeps only the GOP in progress: what the outage cost is
+/// lost (and counted), and the new connection starts cleanly, with the
+/// headers and a keyframe, and then has everything.
+#[test]
+fn with_a_backlog_of_zero_resumes_at_a_keyframe() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
+    let p = gst::parse::launch(&format!(
+        "{LIVE} rtmpsink name=s backlog=0 reconnect-delay=500 location={}",
+        nginx.url("zero")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent = probe_parsers(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    nginx.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.start_again();
+    play_to_eos(&p, Duration::from_secs(30));
+
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1, "{stats}");
+    assert!(stats.get::<u64>("backlog-dropped").unwrap() > 0, "{stats}");
+    let recs = nginx.recordings();
+    assert_eq!(recs.len(), 2, "recordings: {recs:?}");
+    let after = ffprobe_frames(recs[1].to_str().unwrap());
+    let first = after
+        .iter()
+        .find(|f| f.video)
+        .expect("video after the outage");
+    assert!(first.key, "the new connection starts on a keyframe");
+    // From that keyframe on, every frame sent is there.
+    let sent = sent.lock().unwrap();
+    let from = sent
+        .iter()
+        .position(|o| o.video && o.crc == first.crc)
+        .expect("the first frame after the outage was sent");
+    let got: std::collections::HashSet<_> = after.iter().map(|f| (f.video, f.crc)).collect();
+    let tail: Vec<_> = sent[from..].iter().filter(|o| o.video).collect();
+    assert!(
+        tail.len() > 60,
+        "{} video frames after the outage",
+        tail.len()
+    );
+    let missing = tail
+        .iter()
+        .filter(|o| !got.contains(&(true, o.crc)))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "of {} video frames after the outage",
+        tail.len()
+    );
+}
+
 #[test]
 fn gives_up_after_the_attempts_and_says_so() {
     needs!("nginx");

@@ -168,8 +168,9 @@ impl Backlog {
                 Some(k) if self.items[k].time <= cutoff => k,
                 // Nothing to start at yet, or it is recent: keep it all,
                 // unless the front is older than twice the backlog (a
-                // stream without keyframes for that long).
-                _ if self.keep_ms == 0 => self.items.len(),
+                // stream without keyframes for that long). With a backlog
+                // of 0 that keeps the GOP in progress: the least a new
+                // connection can start from (headers, then a keyframe).
                 _ => {
                     let Some(front) = self.items.front() else {
                         break;
@@ -363,6 +364,28 @@ mod tests {
         assert!(!b.newest_is_key());
         b.push(tag_type::VIDEO, 1000, video(true));
         assert!(b.newest_is_key());
+    }
+
+    #[test]
+    fn a_backlog_of_zero_keeps_the_gop_in_progress() {
+        let mut b = Backlog::new(0);
+        b.push(tag_type::VIDEO, 0, one(&[0x17, 0, 0, 0, 0, 1]));
+        for n in 0..25u32 {
+            b.push(tag_type::VIDEO, n * 100, video(n % 10 == 0));
+        }
+        assert_eq!(b.len(), 5, "from the keyframe at 2000");
+        let r = b.replay(None);
+        assert_eq!(r[0].body.head().0[1], 0, "the sequence header first");
+        let times: Vec<u32> = r[1..].iter().map(|i| i.timestamp).collect();
+        assert_eq!(times, [2000, 2100, 2200, 2300, 2400]);
+        // A keyframe alone is kept alone.
+        b.push(tag_type::VIDEO, 2500, video(true));
+        assert_eq!(b.len(), 1);
+        let mut a = Backlog::new(0);
+        for n in 0..10u32 {
+            a.push(tag_type::AUDIO, n * 23, one(&[0xAF, 1, 2]));
+        }
+        assert_eq!(a.len(), 1, "audio alone: the newest frame");
     }
 
     #[test]
