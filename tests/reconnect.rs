@@ -98,6 +98,49 @@ fn restart(tls: Option<&Pki>) {
     assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
 }
 
+/// While nginx acknowledges (every megabyte, as rtmpsink asks), the backlog
+/// lets go of what it confirmed: it holds the unconfirmed tail and the GOP
+/// it starts in, not 10 s of stream; a restart still loses nothing.
+#[test]
+fn the_backlog_lets_go_of_what_the_server_confirmed() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
+    // Snow at 4 Mbit/s: some 0.5 MB a second, 1 s GOPs.
+    let p = gst::parse::launch(&format!(
+        "videotestsrc is-live=true pattern=snow num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=4000 ! h264parse ! s.video \
+         audiotestsrc is-live=true num-buffers=430 ! avenc_aac ! aacparse ! s.audio \
+         rtmpsink name=s reconnect-delay=500 location={}",
+        nginx.url("acked")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sent = probe_parsers(&p);
+    p.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    let out = stats.get::<u64>("bytes-out").unwrap();
+    let held = stats.get::<u64>("backlog-bytes").unwrap();
+    assert!(
+        stats.get::<u64>("peer-acknowledged").unwrap() > 0,
+        "{stats}"
+    );
+    assert!(out > 1_500_000, "{stats}");
+    // At most the 1 MB window, what was sent since, and a GOP (~0.5 MB).
+    assert!(held < 1_800_000 && held < out * 3 / 4, "{stats}");
+    nginx.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.start_again();
+    play_to_eos(&p, Duration::from_secs(30));
+    let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
+    let recs = nginx.recordings();
+    assert!(recs.len() >= 2, "recordings: {recs:?}");
+    assert_all_recorded(&recs, &sent.lock().unwrap());
+}
+
 /// `backlog=0` keeps only the GOP in progress: what the outage cost is
 /// lost (and counted), and the new connection starts cleanly, with the
 /// headers and a keyframe, and then has everything.

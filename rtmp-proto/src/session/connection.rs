@@ -29,6 +29,24 @@ pub struct ConnectionStats {
     pub peer_acked: u32,
 }
 
+/// The most bytes we ask a peer to receive from us before it acknowledges
+/// them. Servers' own windows are several megabytes (nginx-rtmp: 5 MB); a
+/// sender that keeps what is not yet confirmed, to send it again on a new
+/// connection, can let go of it sooner when told every megabyte. An
+/// acknowledgement is a 4-byte message: at 8 Mbit/s, one a second.
+pub const MAX_ACK_WINDOW: u32 = 1 << 20;
+
+impl ConnectionStats {
+    /// The peer's last acknowledgement as a count of all the bytes sent
+    /// (it is sent mod 2^32; taken as the nearest count at or below
+    /// `bytes_out`), or `None` before the first one.
+    pub fn peer_acked_total(&self) -> Option<u64> {
+        (self.peer_acked > 0).then(|| {
+            self.bytes_out - u64::from((self.bytes_out as u32).wrapping_sub(self.peer_acked))
+        })
+    }
+}
+
 /// What a client and a server session share: the handshake, the chunk
 /// stream both ways, acknowledgements, pings and the peer's bandwidth.
 #[derive(Debug)]
@@ -155,7 +173,9 @@ impl Connection {
     }
 
     /// Applies Set Peer Bandwidth (RTMP spec 5.4.5) and, when the window
-    /// changes, tells the peer with Window Acknowledgement Size.
+    /// changes, tells the peer with Window Acknowledgement Size how often to
+    /// acknowledge: as often as that window, or every [`MAX_ACK_WINDOW`]
+    /// bytes if that is sooner.
     fn on_peer_bandwidth(&mut self, size: u32, limit: BandwidthLimit) -> Result<()> {
         let current = self.peer_bandwidth;
         let new = match (limit, current) {
@@ -172,7 +192,8 @@ impl Connection {
             let changed = current.map(|(c, _)| c) != Some(w);
             self.peer_bandwidth = Some((w, l));
             if changed {
-                self.send_message(csid::CONTROL, 0, 0, &Message::WindowAckSize(w))?;
+                let ack_every = w.min(MAX_ACK_WINDOW);
+                self.send_message(csid::CONTROL, 0, 0, &Message::WindowAckSize(ack_every))?;
             }
         }
         Ok(())

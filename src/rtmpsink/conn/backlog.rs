@@ -203,6 +203,37 @@ impl Backlog {
         }
     }
 
+    /// The server confirmed `acked` bytes of this connection: whatever comes
+    /// before the keyframe a replay would start at (see `replay`) is never
+    /// needed again, and goes. While the server acknowledges, the backlog
+    /// holds the unconfirmed messages and the GOP they start in, not all of
+    /// `keep`; `keep` bounds it when it does not (an outage, a server that
+    /// never acknowledges).
+    pub fn confirmed(&mut self, acked: u64) {
+        let Some(start) = self.start_after(Some(acked)) else {
+            return;
+        };
+        self.items.drain(..start);
+    }
+
+    /// Where a replay after `acked` confirmed bytes starts: the keyframe
+    /// before the first message not confirmed, or the first keyframe held.
+    fn start_after(&self, acked: Option<u64>) -> Option<usize> {
+        let first_unconfirmed = self
+            .items
+            .iter()
+            .position(|i| match (i.written_at, acked) {
+                (Some(w), Some(a)) => w > a,
+                _ => true,
+            })
+            .unwrap_or(self.items.len());
+        self.items
+            .iter()
+            .take(first_unconfirmed + 1)
+            .rposition(|i| i.key)
+            .or_else(|| self.items.iter().position(|i| i.key))
+    }
+
     /// A new connection: every message counts as not yet written.
     pub fn reset_written(&mut self) {
         for i in &mut self.items {
@@ -216,21 +247,8 @@ impl Backlog {
     /// server had not acknowledged (`acked`: bytes it confirmed), or from
     /// the first keyframe held.
     pub fn replay(&self, acked: Option<u64>) -> Vec<Item> {
-        let first_unconfirmed = self
-            .items
-            .iter()
-            .position(|i| match (i.written_at, acked) {
-                (Some(w), Some(a)) => w > a,
-                _ => true,
-            })
-            .unwrap_or(self.items.len());
-        let start = self
-            .items
-            .iter()
-            .take(first_unconfirmed + 1)
-            .rposition(|i| i.key)
-            .or_else(|| self.items.iter().position(|i| i.key));
-        start.map_or_else(Vec::new, |s| self.starting_at(s))
+        self.start_after(acked)
+            .map_or_else(Vec::new, |s| self.starting_at(s))
     }
 
     /// For a move to another server at the keyframe just pushed: the
@@ -364,6 +382,41 @@ mod tests {
         assert!(!b.newest_is_key());
         b.push(tag_type::VIDEO, 1000, video(true));
         assert!(b.newest_is_key());
+    }
+
+    #[test]
+    fn what_the_server_confirmed_goes_from_the_keyframe_before_the_rest() {
+        let mut b = Backlog::new(10_000);
+        b.push(tag_type::VIDEO, 0, one(&[0x17, 0, 0, 0, 0, 1]));
+        // 1 s GOPs at 10 fps for 3 s, 1000 bytes each, all written.
+        for n in 0..30u32 {
+            b.push(tag_type::VIDEO, n * 100, video(n % 10 == 0));
+            b.written(u64::from(n + 1) * 1000);
+        }
+        // Confirmed up to message 14 (15000 bytes): the first GOP goes,
+        // message 15 is in the GOP from 1000.
+        b.confirmed(15_000);
+        assert_eq!(b.len(), 20);
+        let r = b.replay(Some(15_000));
+        assert_eq!(
+            r[0].body.head().0[1],
+            0,
+            "the sequence header is kept apart"
+        );
+        assert_eq!(r[1].timestamp, 1000);
+        // Everything confirmed: the GOP in progress stays, a new
+        // connection's starting point.
+        b.confirmed(30_000);
+        assert_eq!(b.len(), 10);
+        assert_eq!(b.replay(None)[1].timestamp, 2000);
+        // A keyframe not yet written: a replay would start there, all
+        // before it is confirmed.
+        b.push(tag_type::VIDEO, 3000, video(true));
+        b.push(tag_type::VIDEO, 3100, video(false));
+        b.confirmed(30_000);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.replay(Some(30_000))[1].timestamp, 3000);
+        assert_eq!(b.dropped, 0, "confirmed is not dropped");
     }
 
     #[test]

@@ -173,6 +173,9 @@ struct State {
     fail_unannounced: bool,
     /// Bytes the lost connection's server had acknowledged.
     acked: Option<u64>,
+    /// The server's last acknowledgement (mod 2^32) the backlog was
+    /// trimmed by.
+    seen_ack: u32,
     reconnects: u64,
     /// Messages dropped from the backlog in the current outage, reported
     /// once it is over.
@@ -203,6 +206,7 @@ impl Default for State {
             keep_backlog: false,
             fail_unannounced: false,
             acked: None,
+            seen_ack: 0,
             reconnects: 0,
             outage_dropped: 0,
             connected_at: None,
@@ -685,6 +689,7 @@ impl RtmpSinkConn {
         st.url = Some(sw.url);
         st.tc_url = Some(sw.tc_url);
         st.backlog.reset_written();
+        st.seen_ack = 0;
         st.reconnects += 1;
         st.connected_at = Some(Instant::now());
         self.post_state("connected", 1, "", Duration::ZERO);
@@ -730,8 +735,14 @@ impl RtmpSinkConn {
         match c.flush(&self.cancel) {
             Ok(()) => {
                 if st.keep_backlog {
-                    let out = c.stats().bytes_out;
-                    st.backlog.written(out);
+                    let net = c.stats();
+                    st.backlog.written(net.bytes_out);
+                    if net.peer_acked != st.seen_ack {
+                        st.seen_ack = net.peer_acked;
+                        if let Some(acked) = net.peer_acked_total() {
+                            st.backlog.confirmed(acked);
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -760,9 +771,8 @@ impl RtmpSinkConn {
         let net = c.stats();
         st.last_stats = net;
         // The acknowledged count is the low 32 bits of what the server got.
-        st.acked = (net.peer_acked > 0).then(|| {
-            net.bytes_out - u64::from((net.bytes_out as u32).wrapping_sub(net.peer_acked))
-        });
+        st.acked = net.peer_acked_total();
+        st.seen_ack = 0;
         drop(c);
         let url = st.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
         gst::warning!(
