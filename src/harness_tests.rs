@@ -750,3 +750,63 @@ fn without_interleaving_nothing_waits_for_another_pad() {
     assert_eq!(ha.push(timed(&[0x21, 2], 23, 23)), Ok(gst::FlowSuccess::Ok));
     assert_eq!(frames_out(&mut hv, &mut reader), [(tag_type::AUDIO, 23)]);
 }
+
+/// One thread feeding both pads (a demuxer linked without queues) that
+/// interleaves more coarsely than a pad's queue is long: the pad it fills
+/// does not wait for the other (only this thread could feed it: that would
+/// never end) but queues on, and everything goes out in DTS order once the
+/// other pad's frames come.
+#[test]
+fn one_thread_feeding_both_pads_coarsely_does_not_wait_on_itself() {
+    let (_mux, mut hv, ha) = two_pad_mux();
+    let (vpad, apad) = (hv.srcpad().unwrap(), ha.srcpad().unwrap());
+    let key = [0u8, 0, 0, 2, 0x65, 1];
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut flows = vec![apad.push(timed(&[0x21, 0], 0, 20))];
+        // 2 s of video, then the 2 s of audio that goes with it.
+        flows.extend((0..50).map(|n| vpad.push(timed(&key, n * 40, 40))));
+        flows.extend((1..100).map(|n| apad.push(timed(&[0x21, 1], n * 20, 20))));
+        done.send(flows).unwrap();
+    });
+    let flows = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the thread feeding both pads is stuck waiting on itself");
+    assert!(
+        flows.iter().all(|f| *f == Ok(gst::FlowSuccess::Ok)),
+        "{flows:?}"
+    );
+    let mut reader = FlvReader::new(1 << 20);
+    let out = frames_out(&mut hv, &mut reader);
+    let times: Vec<u32> = out.iter().map(|(_, t)| *t).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{out:?}");
+    let video = out.iter().filter(|(k, _)| *k == tag_type::VIDEO).count();
+    // All but what the last audio frame has not reached yet.
+    assert!(video >= 49, "{video} video frames out: {out:?}");
+}
+
+/// The same with the other pad silent for good: an error after 10 s of
+/// stream queued, not memory without end.
+#[test]
+fn one_thread_feeding_one_pad_only_fails_after_ten_seconds() {
+    let (_mux, hv, ha) = two_pad_mux();
+    let (vpad, apad) = (hv.srcpad().unwrap(), ha.srcpad().unwrap());
+    let key = [0u8, 0, 0, 2, 0x65, 1];
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        assert_eq!(
+            apad.push(timed(&[0x21, 0], 0, 20)),
+            Ok(gst::FlowSuccess::Ok)
+        );
+        let failed = (0..400).find(|n| vpad.push(timed(&key, n * 40, 40)).is_err());
+        done.send(failed).unwrap();
+    });
+    let failed = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the thread feeding both pads is stuck waiting on itself");
+    // The frame past 10 s of queue (the first at 20 ms may go).
+    assert!(
+        matches!(failed, Some(n) if (250..=253).contains(&n)),
+        "{failed:?}"
+    );
+}

@@ -174,6 +174,33 @@ fn live_audio_video_without_interleaving_to_nginx() {
     );
 }
 
+/// A file straight from qtdemux, no queues (qtdemux reading by time gives
+/// audio and video interleaved from one thread; the muxer has no thread of
+/// its own to wait for): every frame reaches nginx with its times.
+#[test]
+fn mp4_from_qtdemux_without_queues_to_nginx() {
+    needs!("nginx", "ffmpeg");
+    let dir = TempDir::new("qtdemux-noqueue");
+    let mp4 = dir.path("in.mp4");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "6", "-c:v", "libx264", "-bf", "2", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-preset", "veryfast", "-c:a", "aac"])
+        .arg(&mp4)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg could not make the test media");
+    publish_and_check(
+        "mp4-noqueue",
+        &format!(
+            "filesrc location={} ! qtdemux name=d d.video_0 ! h264parse ! s.video d.audio_0 ! aacparse ! s.audio",
+            mp4.display()
+        ),
+    );
+}
+
 #[test]
 fn video_only_to_nginx() {
     needs!("nginx", "ffmpeg");

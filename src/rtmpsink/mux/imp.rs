@@ -69,6 +69,8 @@ struct Input {
     flushing: bool,
     /// Upstream's latency was asked since this pad's first buffer.
     asked: bool,
+    /// The thread that brought the last buffer.
+    fed_by: Option<std::thread::ThreadId>,
 }
 
 impl Input {
@@ -81,6 +83,7 @@ impl Input {
             eos: false,
             flushing: false,
             asked: false,
+            fed_by: None,
         }
     }
 
@@ -106,6 +109,32 @@ impl Input {
             (Some(first), Some(last)) => last.saturating_sub(first) > span,
             _ => false,
         }
+    }
+}
+
+impl State {
+    /// A pad's thread that would wait for its queue to drain, when each pad
+    /// holding it back (interleaving: nothing queued, not at its end) was
+    /// last fed by that same thread (a demuxer linked without queues): the
+    /// wait would never end. The name of one such pad, if so.
+    fn waiting_on_itself(&self, me: std::thread::ThreadId) -> Option<String> {
+        if !self.interleave {
+            return None;
+        }
+        let mut holders = self
+            .pads
+            .iter()
+            .filter(|i| i.queue.is_empty() && !i.eos)
+            .peekable();
+        holders.peek()?;
+        let mut name = None;
+        for i in holders {
+            if i.fed_by != Some(me) {
+                return None;
+            }
+            name.get_or_insert_with(|| i.pad.name().to_string());
+        }
+        name
     }
 }
 
@@ -684,6 +713,9 @@ const MAX_QUEUED: usize = 4096;
 /// upstream declares more latency): the thread sending then works in
 /// batches.
 const NON_LIVE_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+/// How much (ns) a pad may queue when the thread that feeds it also feeds
+/// the pads it waits for (see `State::waiting_on_itself`).
+const ONE_THREAD_QUEUE: i64 = 10_000_000_000;
 
 enum Next {
     /// This pad's buffer has the earliest DTS and may go.
@@ -860,6 +892,7 @@ impl RtmpSinkMux {
         } else {
             i.queue.push_back(buf);
         }
+        i.fed_by = Some(std::thread::current().id());
         // Live, everything goes as soon as it may. Otherwise (a file) a
         // pad's thread sends only once its queue is full (it would wait
         // anyway), and the others only queue, so that they keep bringing
@@ -891,6 +924,26 @@ impl RtmpSinkMux {
             st = self.send(st);
             if st.input(pad).is_some_and(|i| !i.full(span)) || st.flow.is_err() {
                 continue;
+            }
+            if let Some(other) = st.waiting_on_itself(std::thread::current().id()) {
+                // Only this thread can bring what the others wait for:
+                // queue on (upstream interleaves, just more coarsely than
+                // this queue's length), up to a bound.
+                if st.input(pad).is_some_and(|i| !i.full(ONE_THREAD_QUEUE)) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                drop(st);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Mux,
+                    (
+                        "Pad {} has brought nothing in {} s of {}, and the same thread feeds both: upstream does not interleave them (put a queue before each of rtmpsink's pads)",
+                        other,
+                        ONE_THREAD_QUEUE / 1_000_000_000,
+                        pad.name()
+                    )
+                );
+                return Err(gst::FlowError::Error);
             }
             st.waiting += 1;
             st = self.drained.wait(st).unwrap_or_else(|p| p.into_inner());
