@@ -71,7 +71,7 @@ impl ObjectImpl for RtmpSink {
             props.extend([
                 glib::ParamSpecUInt::builder("backlog")
                     .nick("Backlog")
-                    .blurb("Client mode: milliseconds of stream kept to re-send after a reconnection (whole GOPs; 0 keeps the GOP in progress only); what falls out while disconnected is counted in stats and reported")
+                    .blurb("Client mode: milliseconds of stream kept at most to re-send after a reconnection (whole GOPs; what the server acknowledged goes sooner; 0 keeps the GOP in progress only); what falls out while disconnected is counted in stats and reported")
                     .default_value(conn::imp_defaults::BACKLOG_MS)
                     .build(),
                 glib::ParamSpecUInt::builder("max-clients")
