@@ -11,7 +11,7 @@
 //! [`ChunkEncoder`] cuts messages into chunks with the smallest header that
 //! says the same thing, and never lets a chunk stream's timestamp go back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -479,11 +479,21 @@ pub struct EncoderStats {
     pub clamped_timestamps: u64,
 }
 
+/// Pieces of a shared payload at least this long go out by reference
+/// ([`ChunkEncoder::write_message_shared`]); shorter ones are copied, as a
+/// copy of a few hundred bytes costs less than another piece to write.
+pub const SHARE_MIN: usize = 1024;
+
 /// Cuts messages into chunks, choosing the shortest header each time.
+///
+/// The encoded bytes wait in order: first `done` (pieces already cut off,
+/// some of them payloads referenced rather than copied), then `out`.
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
     streams: CsidTable<OutStream>,
+    done: VecDeque<Bytes>,
+    done_len: usize,
     out: BytesMut,
     stats: EncoderStats,
 }
@@ -500,6 +510,8 @@ impl ChunkEncoder {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: CsidTable::new(),
+            done: VecDeque::new(),
+            done_len: 0,
             out: BytesMut::with_capacity(64 * 1024),
             stats: EncoderStats::default(),
         }
@@ -528,24 +540,73 @@ impl ChunkEncoder {
         self.stats
     }
 
-    /// The bytes waiting to be sent.
+    /// The next bytes to send: all of them, unless
+    /// [`write_message_shared`](Self::write_message_shared) left them in
+    /// pieces, then the first piece (send it, `advance`, and ask again).
     pub fn send_buf(&self) -> &[u8] {
-        &self.out
+        match self.done.front() {
+            Some(b) => b,
+            None => &self.out,
+        }
     }
 
     /// Marks `n` bytes of [`send_buf`](Self::send_buf) as sent.
     pub fn advance(&mut self, n: usize) {
-        self.out.advance(n.min(self.out.len()));
+        match self.done.front_mut() {
+            Some(b) => {
+                let n = n.min(b.len());
+                b.advance(n);
+                self.done_len -= n;
+                if b.is_empty() {
+                    self.done.pop_front();
+                }
+            }
+            None => self.out.advance(n.min(self.out.len())),
+        }
     }
 
-    /// Takes all pending bytes at once (for drivers that queue `Bytes`).
+    /// Takes all pending bytes at once, as one buffer (for drivers that
+    /// queue `Bytes`). Pieces left by `write_message_shared` are joined,
+    /// a copy: such drivers take [`take_send_pieces`](Self::take_send_pieces).
     pub fn take_send_buf(&mut self) -> Bytes {
-        self.out.split().freeze()
+        if self.done.is_empty() {
+            return self.out.split().freeze();
+        }
+        let mut all = BytesMut::with_capacity(self.pending());
+        for b in self.done.drain(..) {
+            all.extend_from_slice(&b);
+        }
+        self.done_len = 0;
+        all.extend_from_slice(&self.out);
+        self.out.clear();
+        all.freeze()
+    }
+
+    /// Takes all pending bytes, in the pieces they are in (for a vectored
+    /// write); returns how many bytes that was.
+    pub fn take_send_pieces(&mut self, into: &mut impl Extend<Bytes>) -> usize {
+        let n = self.pending();
+        into.extend(self.done.drain(..));
+        self.done_len = 0;
+        if !self.out.is_empty() {
+            into.extend(std::iter::once(self.out.split().freeze()));
+        }
+        n
     }
 
     /// Bytes waiting to be sent.
     pub fn pending(&self) -> usize {
-        self.out.len()
+        self.done_len + self.out.len()
+    }
+
+    /// Ends the piece `out` is writing, so that a referenced payload can
+    /// follow it.
+    fn cut(&mut self) {
+        if !self.out.is_empty() {
+            let b = self.out.split().freeze();
+            self.done_len += b.len();
+            self.done.push_back(b);
+        }
     }
 
     /// The timestamp last written on a chunk stream.
@@ -576,7 +637,35 @@ impl ChunkEncoder {
         stream_id: u32,
         parts: &[&[u8]],
     ) -> Result<()> {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        self.write_pieces(csid, timestamp, type_id, stream_id, parts)
+    }
+
+    /// Like [`write_message_parts`](Self::write_message_parts), but the
+    /// pieces of at least [`SHARE_MIN`] bytes are not copied: the chunks
+    /// refer to them, and [`take_send_pieces`](Self::take_send_pieces)
+    /// hands them on with the headers between them, for a vectored write.
+    pub fn write_message_shared(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        parts: &[Bytes],
+    ) -> Result<()> {
+        self.write_pieces(csid, timestamp, type_id, stream_id, parts)
+    }
+
+    /// Writes the headers and the payload, referencing the pieces that
+    /// can be and are big enough.
+    fn write_pieces<P: Piece>(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        parts: &[P],
+    ) -> Result<()> {
+        let total: usize = parts.iter().map(|p| p.bytes().len()).sum();
         if !(MIN_CSID..=MAX_CSID).contains(&csid) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -631,8 +720,14 @@ impl ChunkEncoder {
         let chunk = self.chunk_size as usize;
         let chunks = total.div_ceil(chunk).max(1);
         let ext_len = if extended { 4 } else { 0 };
-        self.out.reserve(total + 18 + (chunks - 1) * (3 + ext_len));
-        let start = self.out.len();
+        let referenced: usize = parts
+            .iter()
+            .filter_map(|p| p.shared())
+            .map(Bytes::len)
+            .sum();
+        self.out
+            .reserve(total - referenced + 18 + (chunks - 1) * (3 + ext_len));
+        let start = self.pending();
         put_basic_header(&mut self.out, fmt, csid);
         let ts24 = if extended { EXTENDED } else { field };
         let ts_bytes = ts24.to_be_bytes();
@@ -649,12 +744,14 @@ impl ChunkEncoder {
         if extended {
             self.out.extend_from_slice(&field.to_be_bytes());
         }
-        // Copy the parts in, starting a type-3 chunk every `chunk` bytes.
+        // The parts, a type-3 chunk header every `chunk` bytes.
         let mut room = chunk;
         let mut left = total;
-        for part in parts {
-            let mut rest = *part;
-            while !rest.is_empty() {
+        for piece in parts {
+            let part = piece.bytes();
+            let by_ref = piece.shared();
+            let mut at = 0;
+            while at < part.len() {
                 if room == 0 {
                     put_basic_header(&mut self.out, 3, csid);
                     if extended {
@@ -662,17 +759,52 @@ impl ChunkEncoder {
                     }
                     room = chunk;
                 }
-                let n = rest.len().min(room);
-                self.out.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
+                let n = (part.len() - at).min(room);
+                match by_ref {
+                    Some(b) => {
+                        self.cut();
+                        self.done_len += n;
+                        self.done.push_back(b.slice(at..at + n));
+                    }
+                    None => self.out.extend_from_slice(&part[at..at + n]),
+                }
+                at += n;
                 room -= n;
                 left -= n;
             }
         }
         debug_assert_eq!(left, 0);
-        self.stats.bytes += (self.out.len() - start) as u64;
+        self.stats.bytes += (self.pending() - start) as u64;
         self.stats.messages += 1;
         Ok(())
+    }
+}
+
+/// A piece of a message's payload: borrowed (always copied), or shared
+/// (referenced when at least [`SHARE_MIN`] long).
+trait Piece {
+    fn bytes(&self) -> &[u8];
+    /// The piece to reference instead of copying it, if it is to be.
+    fn shared(&self) -> Option<&Bytes>;
+}
+
+impl Piece for &[u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn shared(&self) -> Option<&Bytes> {
+        None
+    }
+}
+
+impl Piece for Bytes {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn shared(&self) -> Option<&Bytes> {
+        (self.len() >= SHARE_MIN).then_some(self)
     }
 }
 
@@ -691,6 +823,8 @@ pub fn encode_standalone(
     let mut e = ChunkEncoder {
         chunk_size: DEFAULT_CHUNK_SIZE,
         streams: CsidTable::new(),
+        done: VecDeque::new(),
+        done_len: 0,
         out: BytesMut::new(),
         stats: EncoderStats::default(),
     };
@@ -934,6 +1068,80 @@ mod tests {
             b.write_message_parts(4, 0x0100_0000, 8, 1, &parts).unwrap();
             assert_eq!(a.send_buf(), b.send_buf(), "{split:?}");
         }
+    }
+
+    #[test]
+    fn shared_pieces_chunk_like_copied_ones_and_are_not_copied() {
+        let payload = Bytes::from((0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+        let within = |b: &Bytes| {
+            let p = payload.as_ptr() as usize;
+            (p..p + payload.len()).contains(&(b.as_ptr() as usize))
+        };
+        for chunk_size in [128u32, 4096, 65_536] {
+            for split in [
+                &[0usize, 20_000][..],
+                &[0, 5, 1029, 1030, 2053, 20_000],
+                &[0, 1023, 2047, 20_000],
+                &[0, 0, 4096, 4096, 8192, 20_000],
+            ] {
+                let parts: Vec<Bytes> = split
+                    .windows(2)
+                    .map(|w| payload.slice(w[0]..w[1]))
+                    .collect();
+                let slices: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+                let mut a = ChunkEncoder::new();
+                let mut b = ChunkEncoder::new();
+                let mut c = ChunkEncoder::new();
+                for e in [&mut a, &mut b, &mut c] {
+                    e.set_chunk_size(chunk_size).unwrap();
+                    // Something before and after, in the same buffers.
+                    e.write_message(3, 0, 20, 0, b"before").unwrap();
+                }
+                a.write_message_parts(6, 0x0100_0000, 9, 1, &slices)
+                    .unwrap();
+                b.write_message_shared(6, 0x0100_0000, 9, 1, &parts)
+                    .unwrap();
+                c.write_message_shared(6, 0x0100_0000, 9, 1, &parts)
+                    .unwrap();
+                for e in [&mut a, &mut b, &mut c] {
+                    e.write_message(3, 40, 20, 0, b"after").unwrap();
+                }
+                assert_eq!(a.stats(), b.stats());
+                let want = a.send_buf().to_vec();
+                assert_eq!(b.pending(), want.len());
+
+                let mut pieces = VecDeque::new();
+                assert_eq!(b.take_send_pieces(&mut pieces), want.len());
+                assert_eq!(b.pending(), 0);
+                let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+                assert_eq!(joined, want, "{chunk_size} {split:?}");
+                let big: usize = parts
+                    .iter()
+                    .map(Bytes::len)
+                    .filter(|n| *n >= SHARE_MIN)
+                    .sum();
+                let by_ref: usize = pieces.iter().filter(|p| within(p)).map(Bytes::len).sum();
+                assert_eq!(by_ref, big, "{chunk_size} {split:?}");
+
+                // The same through send_buf and advance, a few bytes at a time.
+                let mut got = Vec::new();
+                while c.pending() > 0 {
+                    let n = c.send_buf().len().min(1000);
+                    assert!(n > 0);
+                    got.extend_from_slice(&c.send_buf()[..n]);
+                    c.advance(n);
+                }
+                assert_eq!(got, want, "{chunk_size} {split:?}");
+            }
+        }
+        // Joined back into one buffer for a driver that wants that.
+        let mut d = ChunkEncoder::new();
+        d.write_message_shared(6, 0, 9, 1, std::slice::from_ref(&payload))
+            .unwrap();
+        let mut e = ChunkEncoder::new();
+        e.write_message(6, 0, 9, 1, &payload).unwrap();
+        assert_eq!(d.take_send_buf(), e.take_send_buf());
+        assert_eq!(d.pending(), 0);
     }
 
     #[test]

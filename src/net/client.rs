@@ -6,14 +6,14 @@
 //! the reader decrypts what it reads, the writer encrypts what it sends.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind as IoKind, Read, Write};
+use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
@@ -40,6 +40,9 @@ const READER_GRACE: Duration = Duration::from_millis(200);
 /// Plaintext handed to TLS at a time: rustls holds what it encrypted until
 /// the socket takes it, so this bounds that buffer too.
 const TLS_BATCH: usize = 64 * 1024;
+/// The most pieces one vectored write takes (a 4096-byte chunk is two:
+/// its header and its payload), well under the system's IOV_MAX.
+const WRITE_PIECES: usize = 64;
 
 /// The TLS connection the reader and the writer share. Lock order: the
 /// writer, then this; the reader takes this alone.
@@ -319,23 +322,39 @@ impl Writer {
 
     fn flush_plain(&mut self, cancel: Option<&Cancel>, stall: Duration) -> Result<()> {
         let mut last_progress = Instant::now();
-        while let Some(front) = self.queue.front_mut() {
+        while !self.queue.is_empty() {
             if cancel.is_some_and(Cancel::is_cancelled) {
                 return Err(cancelled());
             }
-            match self.stream.write(front) {
+            // The pieces (chunk headers, payloads written from where they
+            // are) go out in one write; the kernel takes what fits.
+            let r = {
+                let mut iov = [IoSlice::new(&[]); WRITE_PIECES];
+                let mut k = 0;
+                for (slot, b) in iov.iter_mut().zip(&self.queue) {
+                    *slot = IoSlice::new(b);
+                    k += 1;
+                }
+                self.stream.write_vectored(&iov[..k])
+            };
+            match r {
                 Ok(0) => {
                     return Err(Error::new(
                         ErrorKind::Closed,
                         "connection closed by the server",
                     ));
                 }
-                Ok(n) => {
+                Ok(mut n) => {
                     last_progress = Instant::now();
-                    if n == front.len() {
-                        self.queue.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
+                    while n > 0 {
+                        let front = self.queue.front_mut().expect("written from the queue");
+                        if n >= front.len() {
+                            n -= front.len();
+                            self.queue.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
                     }
                 }
                 Err(e) if slice_ended(&e) => {
@@ -478,6 +497,8 @@ fn tls_handshake(
 struct Shared {
     session: Mutex<ClientSession>,
     writer: Mutex<Writer>,
+    /// Over TLS (the writer's, known without its lock).
+    tls: bool,
     /// The first failure the reader saw: the connection cannot go on.
     failure: Mutex<Option<Error>>,
     /// Events for the owner (the play side reads these; a publisher may
@@ -654,10 +675,7 @@ impl ClientConnection {
         };
         let mut early = VecDeque::new();
         loop {
-            let out = session.take_send_buf();
-            if !out.is_empty() {
-                writer.queue.push_back(out);
-            }
+            session.take_send_pieces(&mut writer.queue);
             writer.flush(Some(cancel), timeout)?;
             if matches!(
                 session.state(),
@@ -701,6 +719,7 @@ impl ClientConnection {
         let server_codecs = announced_codecs(&early);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
+            tls: writer.tls.is_some(),
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
             events: Mutex::new(EventQueue::with(early, Instant::now())),
@@ -868,15 +887,28 @@ impl ClientConnection {
         lock(&self.shared.session).send_media_parts(type_id, timestamp, parts)
     }
 
+    /// Like [`queue_media_parts`](Self::queue_media_parts), with pieces
+    /// the connection may keep: over plain TCP the big ones are not copied
+    /// but written from where they are, between the chunk headers, in one
+    /// vectored write. Over TLS they are copied (rustls takes one
+    /// contiguous piece per record).
+    pub fn queue_media_shared(&self, type_id: u8, timestamp: u32, parts: &[Bytes]) -> Result<()> {
+        self.check()?;
+        let mut s = lock(&self.shared.session);
+        if self.shared.tls {
+            let slices: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
+            s.send_media_parts(type_id, timestamp, &slices)
+        } else {
+            s.send_media_shared(type_id, timestamp, parts)
+        }
+    }
+
     /// Writes out everything encoded so far. On `cancelled` the bytes stay
     /// queued and go out first next time, so the stream stays whole.
     pub fn flush(&self, cancel: &Cancel) -> Result<()> {
         self.check()?;
         let mut w = lock(&self.shared.writer);
-        let out = lock(&self.shared.session).take_send_buf();
-        if !out.is_empty() {
-            w.queue.push_back(out);
-        }
+        lock(&self.shared.session).take_send_pieces(&mut w.queue);
         match w.flush(Some(cancel), self.shared.timeout) {
             Err(e) if !is_cancelled(&e) => {
                 drop(w);
@@ -936,10 +968,7 @@ impl ClientConnection {
         {
             let mut s = lock(&self.shared.session);
             s.stop_with(fc_unpublish, delete_stream)?;
-            let out = s.take_send_buf();
-            if !out.is_empty() {
-                w.queue.push_back(out);
-            }
+            s.take_send_pieces(&mut w.queue);
         }
         // Everything queued goes out before TLS's close_notify: a peer
         // stops reading at that alert, and what came after it is lost.
@@ -1080,10 +1109,7 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
             if (pending || reader.tls_wants_write())
                 && let Ok(mut w) = shared.writer.try_lock()
             {
-                let out = lock(&shared.session).take_send_buf();
-                if !out.is_empty() {
-                    w.queue.push_back(out);
-                }
+                lock(&shared.session).take_send_pieces(&mut w.queue);
                 if let Err(e) = w.flush(None, shared.timeout) {
                     drop(w);
                     fail(e);
@@ -1103,5 +1129,52 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Many pieces, some of a byte, through a socket that takes a little
+    /// at a time: every byte arrives, in order, and the queue empties.
+    #[test]
+    fn vectored_writes_keep_pieces_whole_and_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&stream)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        stream.set_write_timeout(Some(SLICE)).unwrap();
+        let mut want = Vec::new();
+        let mut queue = VecDeque::new();
+        for i in 0..300usize {
+            let len = [1, 3, 4096, 12, 777, 65_536][i % 6];
+            let piece: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            want.extend_from_slice(&piece);
+            queue.push_back(Bytes::from(piece));
+        }
+        let total = want.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::with_capacity(total);
+            let mut buf = [0u8; 5000];
+            while got.len() < total {
+                let n = peer.read(&mut buf).unwrap();
+                assert!(n > 0, "closed after {} of {total} bytes", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let mut w = Writer {
+            stream,
+            queue,
+            tls: None,
+        };
+        w.flush(None, Duration::from_secs(30)).unwrap();
+        assert!(w.queue.is_empty());
+        assert!(reader.join().unwrap() == want);
     }
 }

@@ -721,6 +721,27 @@ impl ClientSession {
     /// Sends an audio (8), video (9) or AMF0 data (18) message whose body is
     /// the concatenation of `parts`.
     pub fn send_media_parts(&mut self, type_id: u8, timestamp: u32, parts: &[&[u8]]) -> Result<()> {
+        let (cs, sid) = self.media_route(type_id)?;
+        self.conn.send_raw_parts(cs, timestamp, type_id, sid, parts)
+    }
+
+    /// Like [`send_media_parts`](Self::send_media_parts), the big pieces
+    /// referenced instead of copied: for a driver that takes what is to be
+    /// sent with [`take_send_pieces`](Self::take_send_pieces) and writes
+    /// it vectored.
+    pub fn send_media_shared(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        parts: &[Bytes],
+    ) -> Result<()> {
+        let (cs, sid) = self.media_route(type_id)?;
+        self.conn
+            .send_raw_shared(cs, timestamp, type_id, sid, parts)
+    }
+
+    /// The chunk stream and message stream a media message goes on.
+    fn media_route(&self, type_id: u8) -> Result<(u32, u32)> {
         let sid = self.publishing_stream()?;
         let cs = match type_id {
             type_id::AUDIO => csid::AUDIO,
@@ -728,12 +749,18 @@ impl ClientSession {
             type_id::DATA_AMF0 => csid::DATA,
             t => return Err(Error::unsupported(format!("message type {t} is not media"))),
         };
-        self.conn.send_raw_parts(cs, timestamp, type_id, sid, parts)
+        Ok((cs, sid))
     }
 
     /// Takes every byte waiting to be sent (instead of `send_buf`/`advance`).
     pub fn take_send_buf(&mut self) -> Bytes {
         self.conn.take_send_buf()
+    }
+
+    /// Takes every byte waiting to be sent in the pieces they are in (for
+    /// a vectored write); returns how many bytes that was.
+    pub fn take_send_pieces(&mut self, into: &mut impl Extend<Bytes>) -> usize {
+        self.conn.take_send_pieces(into)
     }
 
     /// Sends a data message such as `@setDataFrame onMetaData`.

@@ -251,6 +251,39 @@ impl Connection {
         Ok(())
     }
 
+    /// Like [`send_raw_parts`](Self::send_raw_parts), the big pieces
+    /// referenced rather than copied (see
+    /// [`ChunkEncoder::write_message_shared`](crate::chunk::ChunkEncoder::write_message_shared)).
+    pub fn send_raw_shared(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        parts: &[Bytes],
+    ) -> Result<()> {
+        self.encoder
+            .write_message_shared(csid, timestamp, type_id, stream_id, parts)?;
+        self.stats.messages_out += 1;
+        Ok(())
+    }
+
+    /// Takes every byte waiting to be sent, in the pieces they are in, for
+    /// drivers that write them vectored; returns how many bytes that was.
+    pub fn take_send_pieces(&mut self, into: &mut impl Extend<Bytes>) -> usize {
+        let hs = self.handshake.send_buf();
+        let mut n = 0;
+        if !hs.is_empty() {
+            let b = Bytes::copy_from_slice(hs);
+            n = b.len();
+            self.handshake.advance(n);
+            into.extend(std::iter::once(b));
+        }
+        let m = self.encoder.take_send_pieces(into);
+        self.stats.bytes_out += (n + m) as u64;
+        n + m
+    }
+
     /// Takes every byte waiting to be sent, for drivers that queue them.
     pub fn take_send_buf(&mut self) -> Bytes {
         let hs = self.handshake.send_buf();

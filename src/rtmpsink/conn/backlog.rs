@@ -30,6 +30,11 @@ impl Body {
         self.0.iter().map(Bytes::len).sum()
     }
 
+    /// The pieces, shared.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.0
+    }
+
     /// The pieces as slices, for the chunk encoder.
     pub fn slices(&self) -> Vec<&[u8]> {
         self.0.iter().map(|b| &b[..]).collect()

@@ -262,8 +262,10 @@ const SHORT_LIVED: Duration = Duration::from_secs(1);
 const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
 
 /// Encodes one FLV tag body as the message a publisher sends (metadata as
-/// `@setDataFrame onMetaData`), not yet written.
-fn queue_on(c: &ClientConnection, kind: u8, ts: u32, parts: &[&[u8]]) -> crate::rtmp::Result<()> {
+/// `@setDataFrame onMetaData`), not yet written. The connection keeps
+/// references to the body's big pieces until they are written.
+fn queue_on(c: &ClientConnection, kind: u8, ts: u32, body: &Body) -> crate::rtmp::Result<()> {
+    let parts = body.pieces();
     let type_id = match kind {
         tag_type::AUDIO => type_id::AUDIO,
         tag_type::VIDEO => type_id::VIDEO,
@@ -273,15 +275,15 @@ fn queue_on(c: &ClientConnection, kind: u8, ts: u32, parts: &[&[u8]]) -> crate::
                 .is_some_and(|p| p.starts_with(b"\x02\x00\x0aonMetaData"));
             if is_meta {
                 let mut v = Vec::with_capacity(parts.len() + 1);
-                v.push(SET_DATA_FRAME);
+                v.push(Bytes::from_static(SET_DATA_FRAME));
                 v.extend_from_slice(parts);
-                return c.queue_media_parts(type_id::DATA_AMF0, ts, &v);
+                return c.queue_media_shared(type_id::DATA_AMF0, ts, &v);
             }
             type_id::DATA_AMF0
         }
         _ => return Ok(()),
     };
-    c.queue_media_parts(type_id, ts, parts)
+    c.queue_media_shared(type_id, ts, parts)
 }
 
 impl RtmpSinkConn {
@@ -470,11 +472,10 @@ impl RtmpSinkConn {
 
     /// One FLV tag body (in one or more pieces) to the server or players.
     fn send(&self, st: &mut State, kind: u8, ts: u32, body: Body) -> Result<(), gst::FlowError> {
-        let parts = body.slices();
-        let parts = &parts[..];
         match &st.conn {
             Conn::Connected(c) if st.fail_unannounced => {
-                self.check_announced(c, kind, parts.first().copied().unwrap_or_default())?
+                let first = body.pieces().first().map(|b| &b[..]);
+                self.check_announced(c, kind, first.unwrap_or_default())?
             }
             Conn::Connected(_) | Conn::Reconnecting(_) => {}
             Conn::Serving(server) => {
@@ -485,7 +486,7 @@ impl RtmpSinkConn {
                     tag_type::SCRIPT => type_id::DATA_AMF0,
                     _ => return Ok(()),
                 };
-                return match server.stage(&mut st.staged, type_id, ts, parts) {
+                return match server.stage(&mut st.staged, type_id, ts, &body.slices()) {
                     Ok(()) => {
                         self.count(st, kind);
                         Ok(())
@@ -513,7 +514,7 @@ impl RtmpSinkConn {
             // Reconnecting: the backlog has it.
             return Ok(());
         };
-        match queue_on(c, kind, ts, parts) {
+        match queue_on(c, kind, ts, &body) {
             Ok(()) => Ok(()),
             Err(e) => self.connection_lost(st, e),
         }
@@ -659,7 +660,7 @@ impl RtmpSinkConn {
         let items = st.backlog.move_at_newest_key();
         let mut result = Ok(());
         for i in &items {
-            if let Err(e) = queue_on(&new, i.kind, i.timestamp, &i.body.slices()) {
+            if let Err(e) = queue_on(&new, i.kind, i.timestamp, &i.body) {
                 result = Err(e);
                 break;
             }
@@ -708,7 +709,7 @@ impl RtmpSinkConn {
         let Some(i) = st.backlog.newest() else {
             return Ok(());
         };
-        match queue_on(c, i.kind, i.timestamp, &i.body.slices()) {
+        match queue_on(c, i.kind, i.timestamp, &i.body) {
             Ok(()) => Ok(()),
             Err(e) => self.connection_lost(st, e),
         }
@@ -945,7 +946,7 @@ impl RtmpSinkConn {
         let mut result = Ok(());
         let mut queued = 0;
         for i in &items {
-            result = queue_on(&c, i.kind, i.timestamp, &i.body.slices());
+            result = queue_on(&c, i.kind, i.timestamp, &i.body);
             queued += i.body.len();
             if result.is_ok() && queued >= REPLAY_SLICE {
                 queued = 0;
