@@ -10,6 +10,9 @@
 //!
 //! [`ChunkEncoder`] cuts messages into chunks with the smallest header that
 //! says the same thing, and never lets a chunk stream's timestamp go back.
+//! It copies payloads into its send buffer, or, given them as shared
+//! `Bytes` ([`ChunkEncoder::write_message_shared`]), puts references to
+//! their big pieces between the chunk headers, for a vectored write.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -282,23 +282,32 @@ impl Writer {
             }
             let mut t = lock(tls);
             if !t.wants_write() {
-                let Some(front) = self.queue.front_mut() else {
+                if self.queue.is_empty() {
                     return Ok(());
+                }
+                // The pieces (chunk headers between payloads) in one call:
+                // rustls cuts records from them as from one buffer.
+                let n = {
+                    let mut iov = [IoSlice::new(&[]); WRITE_PIECES];
+                    let (mut k, mut room) = (0, TLS_BATCH);
+                    for (slot, b) in iov.iter_mut().zip(&self.queue) {
+                        if room == 0 {
+                            break;
+                        }
+                        let take = b.len().min(room);
+                        *slot = IoSlice::new(&b[..take]);
+                        room -= take;
+                        k += 1;
+                    }
+                    t.writer()
+                        .write_vectored(&iov[..k])
+                        .map_err(|e| io_err("TLS", e))?
                 };
-                let piece = front.len().min(TLS_BATCH);
-                let n = t
-                    .writer()
-                    .write(&front[..piece])
-                    .map_err(|e| io_err("TLS", e))?;
                 if n == 0 {
                     // rustls takes nothing after close_notify.
                     return Err(Error::new(ErrorKind::Closed, "the TLS session has ended"));
                 }
-                if n == front.len() {
-                    self.queue.pop_front();
-                } else {
-                    let _ = front.split_to(n);
-                }
+                self.consumed(n);
                 continue;
             }
             match t.write_tls(&mut self.stream) {
@@ -316,6 +325,20 @@ impl Writer {
                     }
                 }
                 Err(e) => return Err(io_err("write failed", e)),
+            }
+        }
+    }
+
+    /// Takes `n` written bytes off the front of the queue.
+    fn consumed(&mut self, mut n: usize) {
+        while n > 0 {
+            let front = self.queue.front_mut().expect("written from the queue");
+            if n >= front.len() {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
             }
         }
     }
@@ -344,18 +367,9 @@ impl Writer {
                         "connection closed by the server",
                     ));
                 }
-                Ok(mut n) => {
+                Ok(n) => {
                     last_progress = Instant::now();
-                    while n > 0 {
-                        let front = self.queue.front_mut().expect("written from the queue");
-                        if n >= front.len() {
-                            n -= front.len();
-                            self.queue.pop_front();
-                        } else {
-                            front.advance(n);
-                            n = 0;
-                        }
-                    }
+                    self.consumed(n);
                 }
                 Err(e) if slice_ended(&e) => {
                     if last_progress.elapsed() >= stall {
@@ -497,8 +511,6 @@ fn tls_handshake(
 struct Shared {
     session: Mutex<ClientSession>,
     writer: Mutex<Writer>,
-    /// Over TLS (the writer's, known without its lock).
-    tls: bool,
     /// The first failure the reader saw: the connection cannot go on.
     failure: Mutex<Option<Error>>,
     /// Events for the owner (the play side reads these; a publisher may
@@ -719,7 +731,6 @@ impl ClientConnection {
         let server_codecs = announced_codecs(&early);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
-            tls: writer.tls.is_some(),
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
             events: Mutex::new(EventQueue::with(early, Instant::now())),
@@ -888,19 +899,13 @@ impl ClientConnection {
     }
 
     /// Like [`queue_media_parts`](Self::queue_media_parts), with pieces
-    /// the connection may keep: over plain TCP the big ones are not copied
-    /// but written from where they are, between the chunk headers, in one
-    /// vectored write. Over TLS they are copied (rustls takes one
-    /// contiguous piece per record).
+    /// the connection may keep: the big ones are not copied but written
+    /// from where they are, between the chunk headers, in one vectored
+    /// write (to the socket, or to TLS, which cuts its records from them
+    /// as from one buffer).
     pub fn queue_media_shared(&self, type_id: u8, timestamp: u32, parts: &[Bytes]) -> Result<()> {
         self.check()?;
-        let mut s = lock(&self.shared.session);
-        if self.shared.tls {
-            let slices: Vec<&[u8]> = parts.iter().map(|b| &b[..]).collect();
-            s.send_media_parts(type_id, timestamp, &slices)
-        } else {
-            s.send_media_shared(type_id, timestamp, parts)
-        }
+        lock(&self.shared.session).send_media_shared(type_id, timestamp, parts)
     }
 
     /// Writes out everything encoded so far. On `cancelled` the bytes stay

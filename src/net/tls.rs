@@ -839,6 +839,60 @@ mod tests {
         assert_eq!(plain, msg);
     }
 
+    /// What the client's writer counts on: pieces handed over in one
+    /// vectored write (chunk headers of a byte between payloads) become
+    /// full records, not a record per piece.
+    #[test]
+    fn vectored_pieces_make_full_records() {
+        let (mut cc, mut sc, _) = pair();
+        let mut want = Vec::new();
+        let mut pieces = Vec::new();
+        for i in 0..32u32 {
+            pieces.push(vec![0xC6]);
+            pieces.push((0..4096u32).map(|j| (i * 7 + j) as u8).collect::<Vec<u8>>());
+        }
+        for p in &pieces {
+            want.extend_from_slice(p);
+        }
+        // rustls takes up to its buffer limit at a time, as the writer
+        // does: the rest again after the records went out.
+        let mut wire = Vec::new();
+        let mut done = 0;
+        while done < want.len() {
+            let mut skip = done;
+            let iov: Vec<std::io::IoSlice<'_>> = pieces
+                .iter()
+                .filter_map(|p| {
+                    let k = skip.min(p.len());
+                    skip -= k;
+                    (k < p.len()).then(|| std::io::IoSlice::new(&p[k..]))
+                })
+                .collect();
+            let n = cc.writer().write_vectored(&iov).unwrap();
+            assert!(n > 0);
+            done += n;
+            while cc.wants_write() {
+                cc.write_tls(&mut wire).unwrap();
+            }
+        }
+        // Records: a 5-byte header each, with its length.
+        let mut records = 0;
+        let mut at = 0;
+        while at < wire.len() {
+            let len = u16::from_be_bytes([wire[at + 3], wire[at + 4]]) as usize;
+            at += 5 + len;
+            records += 1;
+        }
+        // Full records but where a batch ended.
+        assert!(
+            records <= want.len().div_ceil(16 * 1024) + 2,
+            "{records} records"
+        );
+        let mut plain = Vec::new();
+        decrypt(&mut sc, &wire, &mut plain).unwrap();
+        assert_eq!(plain, want);
+    }
+
     #[test]
     fn garbage_and_oversized_records_are_errors() {
         let (_, mut sc, config) = pair();
