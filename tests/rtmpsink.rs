@@ -201,6 +201,92 @@ fn mp4_from_qtdemux_without_queues_to_nginx() {
     );
 }
 
+/// A TCP proxy in front of `backend`, for one client: what the server
+/// sends goes straight through, what the client sends slowly (16 KiB every
+/// 20 ms); when the client closes its side, the proxy drops what it has
+/// not forwarded and resets both connections at once. That is what a TLS
+/// terminator in front of an RTMP server can do to bytes the server has not
+/// read yet when the client goes. Returns the port and how many bytes the
+/// proxy dropped.
+fn dropping_proxy(backend: u16) -> (u16, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", backend)).unwrap();
+        let (mut from_server, mut to_client) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+        // The client's bytes, read as fast as they come.
+        let held = Arc::new(Mutex::new((std::collections::VecDeque::new(), false)));
+        let (h, mut from_client) = (held.clone(), client.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            loop {
+                let n = from_client.read(&mut buf).unwrap_or(0);
+                let mut h = h.lock().unwrap();
+                if n == 0 {
+                    h.1 = true;
+                    return;
+                }
+                h.0.extend(&buf[..n]);
+            }
+        });
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let mut h = held.lock().unwrap();
+            if h.1 {
+                let dropped = h.0.len();
+                for s in [&server, &client] {
+                    socket2::SockRef::from(s)
+                        .set_linger(Some(Duration::ZERO))
+                        .ok();
+                    s.shutdown(std::net::Shutdown::Both).ok();
+                }
+                return dropped;
+            }
+            let n = h.0.len().min(16 << 10);
+            let piece: Vec<u8> = h.0.drain(..n).collect();
+            drop(h);
+            if server.write_all(&piece).is_err() {
+                return 0;
+            }
+        }
+    });
+    (port, handle)
+}
+
+/// rtmpsink ends a publish only when the server has read all of it (its
+/// answer to a ping sent after the last message says so): a proxy in front
+/// of the server that drops what it holds when the client leaves loses
+/// nothing, and nginx records every frame.
+#[test]
+fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = nginx_recording();
+    let (port, proxy) = dropping_proxy(nginx.port);
+    let log = SentLog::default();
+    let p = build(
+        &format!(
+            "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/proxied"
+        ),
+        &log,
+    );
+    run(&p, Duration::from_secs(60));
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(proxy.join().unwrap(), 0, "the proxy dropped bytes");
+    let rec = recorded(&nginx, "proxied");
+    let got = ffprobe_frames(rec.to_str().unwrap());
+    let sent = log.lock().unwrap().clone();
+    assert_same_frames(
+        "nginx's recording, through a proxy that drops what it holds at the end",
+        &got,
+        &expected(&sent),
+    );
+}
+
 #[test]
 fn video_only_to_nginx() {
     needs!("nginx", "ffmpeg");

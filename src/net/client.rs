@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,12 @@ const READER_GRACE: Duration = Duration::from_millis(200);
 /// Plaintext handed to TLS at a time: rustls holds what it encrypted until
 /// the socket takes it, so this bounds that buffer too.
 const TLS_BATCH: usize = 64 * 1024;
+/// The pings a publisher sends: one when the publish starts (does the
+/// server answer them?) and one after its last message (see `finish`).
+const PROBE_PING: u32 = 1;
+const FINAL_PING: u32 = 2;
+/// Marks `Shared::ping_answer` as holding an answer.
+const ANSWERED: u64 = 1 << 32;
 /// The most pieces one vectored write takes (a 4096-byte chunk is two:
 /// its header and its payload), well under the system's IOV_MAX.
 const WRITE_PIECES: usize = 64;
@@ -520,6 +526,9 @@ struct Shared {
     events: Mutex<EventQueue>,
     events_changed: Condvar,
     server_closed: AtomicBool,
+    /// The value the server's last PingResponse carried, with ANSWERED
+    /// set; 0 before the first.
+    ping_answer: AtomicU64,
     stop_reader: AtomicBool,
     timeout: Duration,
     opened: Instant,
@@ -728,6 +737,13 @@ impl ClientConnection {
         while let Some(ev) = session.poll_event() {
             early.push_back(ev);
         }
+        if matches!(session.state(), ClientState::Publishing { .. }) {
+            // Whether the server answers pings: then the end of the stream
+            // waits for its answer to one (see `finish`).
+            session.ping(PROBE_PING)?;
+            session.take_send_pieces(&mut writer.queue);
+            writer.flush(Some(cancel), timeout)?;
+        }
         let server_codecs = announced_codecs(&early);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
@@ -736,6 +752,7 @@ impl ClientConnection {
             events: Mutex::new(EventQueue::with(early, Instant::now())),
             events_changed: Condvar::new(),
             server_closed: AtomicBool::new(false),
+            ping_answer: AtomicU64::new(0),
             stop_reader: AtomicBool::new(false),
             timeout,
             opened: Instant::now(),
@@ -967,17 +984,54 @@ impl ClientConnection {
         r.map(|_| self.stats())
     }
 
+    /// Waits (at most the connection's timeout) until the server answers
+    /// the ping `value`, closes, or the connection fails.
+    fn wait_for_ping_answer(&self, value: u32, cancel: &Cancel) {
+        let end = Instant::now() + self.shared.timeout;
+        let mut q = lock(&self.shared.events);
+        loop {
+            if self.shared.ping_answer.load(Ordering::SeqCst) == ANSWERED | u64::from(value)
+                || self.shared.server_closed.load(Ordering::SeqCst)
+                || self.failure().is_some()
+                || cancel.is_cancelled()
+            {
+                return;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
+        }
+    }
+
     fn finish_inner(&self, fc_unpublish: bool, delete_stream: bool, cancel: &Cancel) -> Result<()> {
         self.check()?;
         let mut w = lock(&self.shared.writer);
-        {
+        let confirm = {
             let mut s = lock(&self.shared.session);
             s.stop_with(fc_unpublish, delete_stream)?;
+            // A ping after the last message, if the server answers them.
+            let confirm = s.pings_answered() > 0;
+            if confirm {
+                s.ping(FINAL_PING)?;
+            }
             s.take_send_pieces(&mut w.queue);
-        }
+            confirm
+        };
         // Everything queued goes out before TLS's close_notify: a peer
         // stops reading at that alert, and what came after it is lost.
         w.flush(Some(cancel), self.shared.timeout)?;
+        if confirm {
+            // Closing our side may end the connection before the server
+            // has read all that is on its way: a proxy in front of it (an
+            // RTMPS terminator such as nginx's stream module) closes its
+            // own connection to the server when we close ours, and what
+            // the server had not read yet is lost in the reset. The
+            // server's answer to the last ping says that it has read
+            // everything before it.
+            self.wait_for_ping_answer(FINAL_PING, cancel);
+        }
         if let Some(t) = &w.tls {
             lock(t).send_close_notify();
             w.flush(Some(cancel), self.shared.timeout)?;
@@ -1090,6 +1144,7 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
             }
             let pending = {
                 let mut s = lock(&shared.session);
+                let answered = s.pings_answered();
                 if let Err(e) = s.feed(reader.data(), Instant::now()) {
                     drop(s);
                     fail(e);
@@ -1097,7 +1152,14 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
                 }
                 let mut evs = lock(&shared.events);
                 let read_at = Instant::now();
-                let mut any = false;
+                // `finish` waits for a ping's answer on the condition (set
+                // under its lock, so that the waiter cannot miss it).
+                let mut any = s.pings_answered() != answered;
+                if any && let Some(v) = s.last_ping_answer() {
+                    shared
+                        .ping_answer
+                        .store(ANSWERED | u64::from(v), Ordering::SeqCst);
+                }
                 while let Some(ev) = s.poll_event() {
                     evs.push(ev, read_at);
                     any = true;

@@ -248,6 +248,9 @@ pub struct ClientSession {
     next_txn: u64,
     deadline: Option<Instant>,
     failure: Option<Error>,
+    /// PingResponses the server sent, and the value of the last one.
+    pings_answered: u64,
+    last_ping_answer: Option<u32>,
 }
 
 impl ClientSession {
@@ -263,6 +266,8 @@ impl ClientSession {
             pending: HashMap::new(),
             next_txn: 1,
             failure: None,
+            pings_answered: 0,
+            last_ping_answer: None,
         }
     }
 
@@ -479,6 +484,10 @@ impl ClientSession {
                 UserControl::StreamIsRecorded(s) => {
                     self.events.push_back(ClientEvent::StreamIsRecorded(s))
                 }
+                UserControl::PingResponse(t) => {
+                    self.pings_answered += 1;
+                    self.last_ping_answer = Some(t);
+                }
                 _ => {}
             },
             Message::Audio(payload) if on_our_stream => self.events.push_back(ClientEvent::Audio {
@@ -627,6 +636,18 @@ impl ClientSession {
             0,
             &Message::UserControl(UserControl::PingRequest(timestamp)),
         )
+    }
+
+    /// How many of our pings the server has answered. A server answers
+    /// in order, after what came before the ping: an answer to a ping sent
+    /// after the last message says that the server has read everything.
+    pub fn pings_answered(&self) -> u64 {
+        self.pings_answered
+    }
+
+    /// The value the server's last PingResponse carried back.
+    pub fn last_ping_answer(&self) -> Option<u32> {
+        self.last_ping_answer
     }
 
     fn on_status(&mut self, s: Status, _now: Instant) -> Result<()> {

@@ -309,6 +309,31 @@ fn acknowledgements_and_pings() {
 }
 
 #[test]
+fn the_server_answers_a_clients_ping_after_what_came_before() {
+    let mut p = Pair::new(
+        ClientMode::Publish,
+        "rtmp://h:1935/live/key",
+        ServerConfig::default(),
+    );
+    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+        panic!()
+    };
+    p.s.accept_publish(stream_id).unwrap();
+    p.pump().unwrap();
+    assert_eq!(p.c.pings_answered(), 0);
+    assert_eq!(p.c.last_ping_answer(), None);
+    p.c.send_video(0, &[0x17; 3000]).unwrap();
+    p.c.ping(77).unwrap();
+    p.pump().unwrap();
+    assert_eq!(p.c.pings_answered(), 1);
+    assert_eq!(p.c.last_ping_answer(), Some(77));
+    p.c.ping(78).unwrap();
+    p.pump().unwrap();
+    assert_eq!(p.c.pings_answered(), 2);
+    assert_eq!(p.c.last_ping_answer(), Some(78));
+}
+
+#[test]
 fn client_acknowledges_at_the_window() {
     let cfg = ServerConfig {
         window_ack_size: 4_000,
