@@ -971,8 +971,9 @@ impl ClientConnection {
         }
     }
 
-    /// Ends politely: the chosen stop commands, everything written, our
-    /// side shut, then a bounded wait for the server to close.
+    /// Ends politely: the chosen stop commands, everything written, the
+    /// server's answer to a last ping awaited (when it answers pings),
+    /// our side shut, then a bounded wait for the server to close.
     pub fn finish(
         mut self,
         fc_unpublish: bool,
