@@ -213,7 +213,7 @@ fn dropping_proxy(backend: u16) -> (u16, std::thread::JoinHandle<usize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
-        let (mut client, _) = listener.accept().unwrap();
+        let (client, _) = listener.accept().unwrap();
         let mut server = std::net::TcpStream::connect(("127.0.0.1", backend)).unwrap();
         let (mut from_server, mut to_client) =
             (server.try_clone().unwrap(), client.try_clone().unwrap());
