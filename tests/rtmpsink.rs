@@ -203,12 +203,12 @@ fn mp4_from_qtdemux_without_queues_to_nginx() {
 
 /// A TCP proxy in front of `backend`, for one client: what the server
 /// sends goes straight through, what the client sends slowly (16 KiB every
-/// 20 ms); when the client closes its side, the proxy drops what it has
-/// not forwarded and resets both connections at once. That is what a TLS
-/// terminator in front of an RTMP server can do to bytes the server has not
-/// read yet when the client goes. Returns the port and how many bytes the
-/// proxy dropped.
-fn dropping_proxy(backend: u16) -> (u16, std::thread::JoinHandle<usize>) {
+/// 20 ms), and none of it past `forward_limit` bytes; when the client
+/// closes its side, the proxy drops what it has not forwarded and resets
+/// both connections at once. That is what a TLS terminator in front of an
+/// RTMP server can do to bytes the server has not read yet when the client
+/// goes. Returns the port and how many bytes the proxy dropped.
+fn dropping_proxy(backend: u16, forward_limit: usize) -> (u16, std::thread::JoinHandle<usize>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -233,6 +233,7 @@ fn dropping_proxy(backend: u16) -> (u16, std::thread::JoinHandle<usize>) {
                 h.0.extend(&buf[..n]);
             }
         });
+        let mut forwarded = 0;
         loop {
             std::thread::sleep(Duration::from_millis(20));
             let mut h = held.lock().unwrap();
@@ -246,9 +247,10 @@ fn dropping_proxy(backend: u16) -> (u16, std::thread::JoinHandle<usize>) {
                 }
                 return dropped;
             }
-            let n = h.0.len().min(16 << 10);
+            let n = h.0.len().min(16 << 10).min(forward_limit - forwarded);
             let piece: Vec<u8> = h.0.drain(..n).collect();
             drop(h);
+            forwarded += n;
             if server.write_all(&piece).is_err() {
                 return 0;
             }
@@ -266,7 +268,7 @@ fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
     needs!("nginx", "ffmpeg");
     init();
     let nginx = nginx_recording();
-    let (port, proxy) = dropping_proxy(nginx.port);
+    let (port, proxy) = dropping_proxy(nginx.port, usize::MAX);
     let log = SentLog::default();
     let p = build(
         &format!(
@@ -285,6 +287,29 @@ fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
         &got,
         &expected(&sent),
     );
+}
+
+/// A server that answered the ping at the start but never sees the one
+/// after the last frame (the proxy stops forwarding halfway): the publish
+/// still ends, after `timeout`, with a warning that says what may be lost.
+#[test]
+fn an_unconfirmed_end_is_a_warning() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = nginx_recording();
+    let (port, proxy) = dropping_proxy(nginx.port, 60_000);
+    let p = gst::parse::launch(&format!(
+        "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false timeout=2 location=rtmp://127.0.0.1:{port}/live/unconfirmed"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let warning = last_warning_until_eos(&p, Duration::from_secs(30));
+    let dropped = proxy.join().unwrap();
+    assert!(dropped > 0, "the proxy forwarded everything");
+    let w = warning.expect("a warning");
+    assert!(w.contains("did not confirm within 2 s"), "{w}");
 }
 
 #[test]

@@ -40,6 +40,15 @@ const READER_GRACE: Duration = Duration::from_millis(200);
 /// Plaintext handed to TLS at a time: rustls holds what it encrypted until
 /// the socket takes it, so this bounds that buffer too.
 const TLS_BATCH: usize = 64 * 1024;
+/// How a connection ended (`ClientConnection::finish`).
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub stats: ConnectionStats,
+    /// The server answers pings but did not answer the one sent after the
+    /// last message within the timeout: it may not have read the end.
+    pub unconfirmed: bool,
+}
+
 /// The pings a publisher sends: one when the publish starts (does the
 /// server answer them?) and one after its last message (see `finish`).
 const PROBE_PING: u32 = 1;
@@ -979,15 +988,19 @@ impl ClientConnection {
         fc_unpublish: bool,
         delete_stream: bool,
         cancel: &Cancel,
-    ) -> Result<ConnectionStats> {
+    ) -> Result<Finished> {
         let r = self.finish_inner(fc_unpublish, delete_stream, cancel);
         self.close();
-        r.map(|_| self.stats())
+        r.map(|unconfirmed| Finished {
+            stats: self.stats(),
+            unconfirmed,
+        })
     }
 
     /// Waits (at most the connection's timeout) until the server answers
-    /// the ping `value`, closes, or the connection fails.
-    fn wait_for_ping_answer(&self, value: u32, cancel: &Cancel) {
+    /// the ping `value`, closes, or the connection fails or is cancelled;
+    /// false when the time ran out first.
+    fn wait_for_ping_answer(&self, value: u32, cancel: &Cancel) -> bool {
         let end = Instant::now() + self.shared.timeout;
         let mut q = lock(&self.shared.events);
         loop {
@@ -996,17 +1009,24 @@ impl ClientConnection {
                 || self.failure().is_some()
                 || cancel.is_cancelled()
             {
-                return;
+                return true;
             }
             let now = Instant::now();
             if now >= end {
-                return;
+                return false;
             }
             q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
         }
     }
 
-    fn finish_inner(&self, fc_unpublish: bool, delete_stream: bool, cancel: &Cancel) -> Result<()> {
+    /// Returns whether the server, which answers pings, left the last one
+    /// unanswered for the whole timeout (so may not have read everything).
+    fn finish_inner(
+        &self,
+        fc_unpublish: bool,
+        delete_stream: bool,
+        cancel: &Cancel,
+    ) -> Result<bool> {
         self.check()?;
         let mut w = lock(&self.shared.writer);
         let confirm = {
@@ -1023,6 +1043,7 @@ impl ClientConnection {
         // Everything queued goes out before TLS's close_notify: a peer
         // stops reading at that alert, and what came after it is lost.
         w.flush(Some(cancel), self.shared.timeout)?;
+        let mut unconfirmed = false;
         if confirm {
             // Closing our side may end the connection before the server
             // has read all that is on its way: a proxy in front of it (an
@@ -1031,7 +1052,7 @@ impl ClientConnection {
             // the server had not read yet is lost in the reset. The
             // server's answer to the last ping says that it has read
             // everything before it.
-            self.wait_for_ping_answer(FINAL_PING, cancel);
+            unconfirmed = !self.wait_for_ping_answer(FINAL_PING, cancel);
         }
         if let Some(t) = &w.tls {
             lock(t).send_close_notify();
@@ -1055,7 +1076,7 @@ impl ClientConnection {
             }
             q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
         }
-        Ok(())
+        Ok(unconfirmed)
     }
 
     fn close(&mut self) {

@@ -1182,14 +1182,24 @@ impl BaseSinkImpl for RtmpSinkConn {
                     cmds.contains(StopCommands::DELETE_STREAM),
                 );
                 match c.finish(fc, delete, &self.cancel) {
-                    Ok(stats) => {
-                        st.last_stats = stats;
+                    Ok(end) => {
+                        st.last_stats = end.stats;
                         gst::info!(
                             CAT,
                             imp = self,
                             "stream finished: {} bytes sent",
-                            stats.bytes_out
+                            end.stats.bytes_out
                         );
+                        if end.unconfirmed {
+                            gst::element_imp_warning!(
+                                self,
+                                gst::ResourceError::Write,
+                                (
+                                    "The server did not confirm within {} s that it read the end of the stream (it answers pings, but not the one sent after the last frame): what it had not read may be lost",
+                                    self.settings().shared.timeout
+                                )
+                            );
+                        }
                     }
                     Err(e) if is_cancelled(&e) => {}
                     Err(e) => {
