@@ -142,6 +142,12 @@ pub fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
         gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
+    // Without an EOS: where each sink and rtmpsrc were, for the failure.
+    let state = if msg.is_none() {
+        pipeline_state(p)
+    } else {
+        String::new()
+    };
     p.set_state(gst::State::Null).unwrap();
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}
@@ -151,8 +157,30 @@ pub fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
             e.error(),
             e.debug()
         ),
-        _ => panic!("no EOS within {limit:?}"),
+        _ => panic!("no EOS within {limit:?}: {state}"),
     }
+}
+
+/// Each element's state, whether each sink has seen EOS, and the stats of
+/// any element that has them (rtmpsrc, rtmpsink).
+fn pipeline_state(p: &gst::Pipeline) -> String {
+    let mut out = Vec::new();
+    for e in p.iterate_recurse().into_iter().flatten() {
+        let (_, cur, pending) = e.state(gst::ClockTime::ZERO);
+        let mut line = format!("{} {cur:?}/{pending:?}", e.name());
+        if e.is::<gst_base::BaseSink>() {
+            let eos = e
+                .static_pad("sink")
+                .and_then(|pad| pad.sticky_event::<gst::event::Eos>(0))
+                .is_some();
+            line.push_str(&format!(" eos={eos}"));
+        }
+        if e.find_property("stats").is_some() {
+            line.push_str(&format!(" {}", e.property::<gst::Structure>("stats")));
+        }
+        out.push(line);
+    }
+    out.join("; ")
 }
 
 /// Records what the h264parse and aacparse elements of a publishing
