@@ -302,22 +302,11 @@ impl Writer {
                 }
                 // The pieces (chunk headers between payloads) in one call:
                 // rustls cuts records from them as from one buffer.
-                let n = {
-                    let mut iov = [IoSlice::new(&[]); WRITE_PIECES];
-                    let (mut k, mut room) = (0, TLS_BATCH);
-                    for (slot, b) in iov.iter_mut().zip(&self.queue) {
-                        if room == 0 {
-                            break;
-                        }
-                        let take = b.len().min(room);
-                        *slot = IoSlice::new(&b[..take]);
-                        room -= take;
-                        k += 1;
-                    }
-                    t.writer()
-                        .write_vectored(&iov[..k])
-                        .map_err(|e| io_err("TLS", e))?
-                };
+                let (iov, k) = front_slices(&self.queue, TLS_BATCH);
+                let n = t
+                    .writer()
+                    .write_vectored(&iov[..k])
+                    .map_err(|e| io_err("TLS", e))?;
                 if n == 0 {
                     // rustls takes nothing after close_notify.
                     return Err(Error::new(ErrorKind::Closed, "the TLS session has ended"));
@@ -366,16 +355,8 @@ impl Writer {
             }
             // The pieces (chunk headers, payloads written from where they
             // are) go out in one write; the kernel takes what fits.
-            let r = {
-                let mut iov = [IoSlice::new(&[]); WRITE_PIECES];
-                let mut k = 0;
-                for (slot, b) in iov.iter_mut().zip(&self.queue) {
-                    *slot = IoSlice::new(b);
-                    k += 1;
-                }
-                self.stream.write_vectored(&iov[..k])
-            };
-            match r {
+            let (iov, k) = front_slices(&self.queue, usize::MAX);
+            match self.stream.write_vectored(&iov[..k]) {
                 Ok(0) => {
                     return Err(Error::new(
                         ErrorKind::Closed,
@@ -396,6 +377,23 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The first pieces of `queue` (at most WRITE_PIECES of them, and at most
+/// `limit` bytes), for one vectored write.
+fn front_slices(queue: &VecDeque<Bytes>, limit: usize) -> ([IoSlice<'_>; WRITE_PIECES], usize) {
+    let mut iov = [IoSlice::new(&[]); WRITE_PIECES];
+    let (mut k, mut room) = (0, limit);
+    for (slot, b) in iov.iter_mut().zip(queue) {
+        if room == 0 {
+            break;
+        }
+        let take = b.len().min(room);
+        *slot = IoSlice::new(&b[..take]);
+        room -= take;
+        k += 1;
+    }
+    (iov, k)
 }
 
 /// The reading side of a connection: the socket, and the TLS stage when
@@ -1001,14 +999,21 @@ impl ClientConnection {
     /// the ping `value`, closes, or the connection fails or is cancelled;
     /// false when the time ran out first.
     fn wait_for_ping_answer(&self, value: u32, cancel: &Cancel) -> bool {
-        let end = Instant::now() + self.shared.timeout;
-        let mut q = lock(&self.shared.events);
-        loop {
-            if self.shared.ping_answer.load(Ordering::SeqCst) == ANSWERED | u64::from(value)
+        self.wait_until(self.shared.timeout, || {
+            self.shared.ping_answer.load(Ordering::SeqCst) == ANSWERED | u64::from(value)
                 || self.shared.server_closed.load(Ordering::SeqCst)
                 || self.failure().is_some()
                 || cancel.is_cancelled()
-            {
+        })
+    }
+
+    /// Waits until `done` (looked at whenever the reader signals the
+    /// condition, and every SLICE) or for `limit`; whether `done` came.
+    fn wait_until(&self, limit: Duration, done: impl Fn() -> bool) -> bool {
+        let end = Instant::now() + limit;
+        let mut q = lock(&self.shared.events);
+        loop {
+            if done() {
                 return true;
             }
             let now = Instant::now();
@@ -1067,15 +1072,9 @@ impl ClientConnection {
         sent?;
         // The server closes once it has read everything: wait for that
         // (the reader says so on the condition).
-        let end = Instant::now() + self.shared.timeout.min(Duration::from_secs(3));
-        let mut q = lock(&self.shared.events);
-        while !self.shared.server_closed.load(Ordering::SeqCst) && !cancel.is_cancelled() {
-            let now = Instant::now();
-            if now >= end {
-                break;
-            }
-            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
-        }
+        self.wait_until(self.shared.timeout.min(Duration::from_secs(3)), || {
+            self.shared.server_closed.load(Ordering::SeqCst) || cancel.is_cancelled()
+        });
         Ok(unconfirmed)
     }
 
