@@ -6,6 +6,7 @@
 //! again.
 
 use gst::prelude::*;
+use gst::subclass::prelude::ObjectSubclassIsExt;
 use gst_check::Harness;
 
 use crate::rtmp::flv::{
@@ -808,5 +809,252 @@ fn one_thread_feeding_one_pad_only_fails_after_ten_seconds() {
     assert!(
         matches!(failed, Some(n) if (250..=253).contains(&n)),
         "{failed:?}"
+    );
+}
+
+/// What came out of one pad of a demuxer with pad queues, and on which
+/// threads.
+#[derive(Default)]
+struct QueuedOut {
+    frames: Vec<Frame>,
+    threads: std::collections::HashSet<std::thread::ThreadId>,
+    eos: bool,
+}
+
+type QueuedOuts = std::sync::Arc<(
+    std::sync::Mutex<std::collections::HashMap<String, QueuedOut>>,
+    std::sync::Condvar,
+)>;
+
+/// A gate the video pad's downstream waits at while it is shut, and what
+/// it answers each buffer with.
+#[derive(Default)]
+struct Gate {
+    shut: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    answer: std::sync::Mutex<Option<gst::FlowError>>,
+}
+
+/// A demuxer with pad queues (rtmpsrc's default), a collecting pad linked
+/// to each pad it adds; the video one waits at `gate`.
+fn queued_demux(gate: std::sync::Arc<Gate>) -> (Harness, QueuedOuts) {
+    init();
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    demux.imp().set_pad_queues(true);
+    let el = demux.upcast_ref::<gst::Element>();
+    let outs = QueuedOuts::default();
+    let o = outs.clone();
+    el.connect_pad_added(move |_, src| {
+        let name = src.name().to_string();
+        let (o1, o2, n1, n2, g) = (
+            o.clone(),
+            o.clone(),
+            name.clone(),
+            name.clone(),
+            gate.clone(),
+        );
+        let any = gst::PadTemplate::new(
+            "sink",
+            gst::PadDirection::Sink,
+            gst::PadPresence::Always,
+            &gst::Caps::new_any(),
+        )
+        .expect("template");
+        let sink = gst::Pad::builder_from_template(&any)
+            .chain_function(move |_, _, b| {
+                if n1 == "video" {
+                    let mut shut = g.shut.lock().unwrap();
+                    while *shut {
+                        shut = g.opened.wait(shut).unwrap();
+                    }
+                }
+                let (lock, changed) = &*o1;
+                let mut o = lock.lock().unwrap();
+                let out = o.entry(n1.clone()).or_default();
+                out.frames.push(Frame {
+                    data: b.map_readable().expect("readable").to_vec(),
+                    dts: b.dts().expect("DTS").nseconds() / MS,
+                    pts: b.pts().expect("PTS").nseconds() / MS,
+                    key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                });
+                out.threads.insert(std::thread::current().id());
+                changed.notify_all();
+                match (n1 == "video").then(|| *g.answer.lock().unwrap()).flatten() {
+                    Some(e) => Err(e),
+                    None => Ok(gst::FlowSuccess::Ok),
+                }
+            })
+            .event_function(move |_, _, e| {
+                if let gst::EventView::Eos(_) = e.view() {
+                    let (lock, changed) = &*o2;
+                    lock.lock().unwrap().entry(n2.clone()).or_default().eos = true;
+                    changed.notify_all();
+                }
+                true
+            })
+            .build();
+        sink.set_active(true).expect("active");
+        src.link(&sink).expect("link");
+        std::mem::forget(sink);
+    });
+    let mut h = Harness::with_element(el, Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    (h, outs)
+}
+
+/// Waits (10 s at most) until `done` says so of what came out.
+fn wait_for(
+    outs: &QueuedOuts,
+    what: &str,
+    done: impl Fn(&std::collections::HashMap<String, QueuedOut>) -> bool,
+) {
+    let (lock, changed) = &**outs;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut o = lock.lock().unwrap();
+    while !done(&o) {
+        let now = std::time::Instant::now();
+        assert!(now < end, "never came: {what}");
+        o = changed.wait_timeout(o, end - now).unwrap().0;
+    }
+}
+
+/// `n` video frames 40 ms apart, each telling itself apart.
+fn many_video_frames(n: u64) -> Vec<Frame> {
+    (0..n)
+        .map(|i| {
+            let mut data = 64u32.to_be_bytes().to_vec();
+            data.push(if i % 25 == 0 { 0x65 } else { 0x41 });
+            data.extend((0..63).map(|b| (b + i * 3) as u8));
+            Frame {
+                data,
+                dts: i * 40,
+                pts: i * 40,
+                key: i % 25 == 0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pad_queues_give_back_what_the_muxer_took_on_threads_of_their_own() {
+    let (video, audio) = (video_frames(), audio_frames());
+    let (mut h, outs) = queued_demux(Default::default());
+    for b in as_connection_gives(&mux(&video, &audio)) {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    wait_for(&outs, "EOS on both pads", |o| {
+        o.len() == 2 && o.values().all(|p| p.eos)
+    });
+    let o = outs.0.lock().unwrap();
+    assert_eq!(
+        o["video"].frames, video,
+        "video: bytes, DTS, PTS, key flags"
+    );
+    assert_eq!(o["audio"].frames, audio, "audio");
+    let me = std::thread::current().id();
+    for (name, p) in o.iter() {
+        assert_eq!(p.threads.len(), 1, "{name}: one thread pushes each pad");
+        assert!(
+            !p.threads.contains(&me),
+            "{name}: not the thread that fed the demuxer"
+        );
+    }
+    assert_ne!(o["video"].threads, o["audio"].threads, "a thread per pad");
+}
+
+/// A pad whose downstream holds its buffers (a sink prerolling, a muxer
+/// waiting) holds neither the other pad nor the reader, until its queue
+/// holds two seconds: then the reader waits (TCP slows the peer down),
+/// and nothing is lost when the pad moves again.
+#[test]
+fn a_held_pad_holds_neither_the_other_nor_the_reader_until_its_queue_is_full() {
+    let (video, audio) = (many_video_frames(150), audio_frames());
+    let gate = std::sync::Arc::new(Gate::default());
+    *gate.shut.lock().unwrap() = true;
+    let (h, outs) = queued_demux(gate.clone());
+    let buffers = as_connection_gives(&mux(&video, &audio));
+    let total = buffers.len();
+    let pushed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = pushed.clone();
+    let h = std::sync::Arc::new(std::sync::Mutex::new(h));
+    let feeder = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let mut h = h.lock().unwrap();
+            for b in buffers {
+                assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+                p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            assert!(h.push_event(gst::event::Eos::new()));
+        })
+    };
+    wait_for(&outs, "all audio while video is held", |o| {
+        o.get("audio")
+            .is_some_and(|a| a.frames.len() == audio.len())
+    });
+    // The reader stops: the count stays put while video is held.
+    let mut last = usize::MAX;
+    loop {
+        let now = pushed.load(std::sync::atomic::Ordering::SeqCst);
+        if now == last {
+            break;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        last < total - 40,
+        "the reader went on ({last} of {total} buffers) with a held pad's queue full"
+    );
+    let held = outs.0.lock().unwrap().get("video").map(|v| v.frames.len());
+    assert_eq!(held, None, "video went through a shut gate");
+    *gate.shut.lock().unwrap() = false;
+    gate.opened.notify_all();
+    feeder.join().expect("feeder");
+    wait_for(&outs, "EOS on both pads", |o| {
+        o.len() == 2 && o.values().all(|p| p.eos)
+    });
+    let o = outs.0.lock().unwrap();
+    assert_eq!(o["video"].frames, video, "every video frame, in order");
+    assert_eq!(o["audio"].frames, audio);
+}
+
+/// What downstream answers a pad's buffer reaches the reader with its
+/// next buffer for that pad, as a direct push would have.
+#[test]
+fn a_downstream_error_behind_a_pad_queue_reaches_the_reader() {
+    let gate = std::sync::Arc::new(Gate::default());
+    *gate.answer.lock().unwrap() = Some(gst::FlowError::Error);
+    let (mut h, outs) = queued_demux(gate);
+    let video = many_video_frames(4);
+    let buffers = as_connection_gives(&mux(&video, &[]));
+    // The last four are the frames: up to the first, then its answer.
+    let (first, rest) = buffers.split_at(buffers.len() - 3);
+    for b in first {
+        assert_eq!(h.push(b.clone()), Ok(gst::FlowSuccess::Ok));
+    }
+    let seen = |n: usize| {
+        wait_for(&outs, "a video frame", |o| {
+            o.get("video").is_some_and(|v| v.frames.len() >= n)
+        })
+    };
+    seen(1);
+    // The pad's thread records the answer right after downstream gave it:
+    // the next push may still beat it, the one after it cannot (its frame
+    // went through downstream, after the answer was recorded).
+    let mut results = Vec::new();
+    for (i, b) in rest.iter().take(2).enumerate() {
+        let r = h.push(b.clone());
+        results.push(r);
+        if r.is_err() {
+            break;
+        }
+        seen(i + 2);
+    }
+    assert_eq!(
+        results.last(),
+        Some(&Err(gst::FlowError::Error)),
+        "{results:?}"
     );
 }

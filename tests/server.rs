@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,26 +77,34 @@ fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
 /// Like `gst_into_server`, with more of rtmpsrc's properties.
 fn gst_into_server_with(publish: &str, extra: &str) -> (Vec<Out>, Vec<Out>) {
     let (p, log, _, _, port) = src_server(&format!("eos-on-unpublish=true {extra}"));
+    // Which threads push on each of rtmpsrc's pads.
+    let threads: Arc<Mutex<HashMap<String, HashSet<std::thread::ThreadId>>>> = Arc::default();
+    let t = threads.clone();
+    element(&p, "rtmpsrc").connect_pad_added(move |_, pad| {
+        let (t, name) = (t.clone(), pad.name().to_string());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut t = t.lock().unwrap();
+            t.entry(name.clone())
+                .or_default()
+                .insert(std::thread::current().id());
+            gst::PadProbeReturn::Ok
+        });
+    });
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
     let sent = publish_to_eos(&publish.replace("URL", &url));
-    // What feeds the video pad: the internal queue's thread, or (without
-    // pad queues) the demuxer, on the streaming thread.
-    let target = element(&p, "rtmpsrc")
-        .static_pad("video")
-        .and_then(|g| g.downcast::<gst::GhostPad>().ok())
-        .and_then(|g| g.target())
-        .and_then(|t| t.parent())
-        .map(|e| e.name().to_string());
-    let want = match extra.contains("pad-queues=false") {
-        true => "demux",
-        false => "queue",
-    };
-    assert_eq!(
-        target.as_deref(),
-        Some(want),
-        "what feeds rtmpsrc's video pad"
-    );
     play_to_eos(&p, Duration::from_secs(20));
+    // With pad queues, a thread of its own behind each pad; without, the
+    // streaming thread (which runs the server's loop) pushes on both.
+    let t = threads.lock().unwrap();
+    let (v, a) = (&t["video"], &t["audio"]);
+    match extra.contains("pad-queues=false") {
+        true => assert!(v.len() == 1 && v == a, "one thread pushes both: {t:?}"),
+        false => assert!(
+            v.len() == 1 && a.len() == 1 && v != a,
+            "a thread per pad: {t:?}"
+        ),
+    }
+    drop(t);
     let got = log.lock().unwrap().clone();
     (sent, got)
 }

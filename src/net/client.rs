@@ -862,6 +862,11 @@ impl ClientConnection {
         next
     }
 
+    /// Whether an event is queued: the next `next_event` returns at once.
+    pub fn has_event(&self) -> bool {
+        !lock(&self.shared.events).is_empty()
+    }
+
     /// What `next_event` returns without waiting, if anything: an event,
     /// the end of the connection, a cancel, or the end of the wait.
     fn take_event(&self, cancel: &Cancel, end: Instant) -> Option<Result<Next>> {

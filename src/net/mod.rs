@@ -120,6 +120,10 @@ impl EventQueue {
         self.events.push_back((e, at));
     }
 
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
     fn pop(&mut self) -> Option<(ClientEvent, Instant)> {
         let e = self.events.pop_front()?;
         self.bytes -= event_size(&e.0);

@@ -22,13 +22,13 @@ pub struct RtmpSrc {
     /// What the properties say; handed to `conn` when it starts.
     settings: Mutex<Settings>,
     conn: RtmpSrcConn,
+    /// With pad-queues, a thread per output pad (the demuxer's queues): with
+    /// a single streaming thread, a downstream that holds one pad until the
+    /// other has data (decodebin inside uridecodebin and playbin does) would
+    /// deadlock.
     demux: RtmpSrcDemux,
-    /// One thread per output pad: with a single streaming thread, a
-    /// downstream that holds one pad until the other has data (decodebin
-    /// inside uridecodebin and playbin does) would deadlock.
-    queue: gst::Element,
     /// Socket to pad, per kind (see crate::latency); measured where
-    /// buffers leave the queue.
+    /// buffers leave the demuxer (its queues, with pad-queues).
     latency: Arc<Mutex<Latencies>>,
 }
 
@@ -46,14 +46,6 @@ impl ObjectSubclass for RtmpSrc {
                 .property("name", "connection")
                 .build(),
             demux: glib::Object::builder().property("name", "demux").build(),
-            queue: gst::ElementFactory::make("multiqueue")
-                .name("queue")
-                // Bounded in time only: a live stream's rate decides the rest.
-                .property("max-size-buffers", 0u32)
-                .property("max-size-bytes", 0u32)
-                .property("max-size-time", 2_000_000_000u64)
-                .build()
-                .expect("multiqueue (coreelements) is available"),
             latency: Arc::default(),
         }
     }
@@ -218,7 +210,6 @@ impl ObjectImpl for RtmpSrc {
         obj.add_many([
             self.conn.upcast_ref::<gst::Element>(),
             self.demux.upcast_ref(),
-            &self.queue,
         ])
         .expect("add children");
         self.conn
@@ -228,36 +219,18 @@ impl ObjectImpl for RtmpSrc {
             lock(&bin.imp().settings).shared.location = Some(l)
         });
         let weak = obj.downgrade();
-        let queue = self.queue.clone();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
-            let settings = lock(&bin.imp().settings).clone();
-            // What the ghost pad shows: the queue's pad for this one, or
-            // the demuxer's own.
-            let src = if settings.pad_queues {
-                let Some(sink) = queue.request_pad_simple("sink_%u") else {
-                    return;
-                };
-                if pad.link(&sink).is_err() {
-                    return;
-                }
-                let Some(src) = queue.static_pad(&sink.name().replace("sink", "src")) else {
-                    return;
-                };
-                src
-            } else {
-                pad.clone()
-            };
-            if settings.shared.measure_latency {
+            if lock(&bin.imp().settings).shared.measure_latency {
                 bin.imp()
-                    .measure_latency(&src, pad.name().starts_with("video"));
+                    .measure_latency(pad, pad.name().starts_with("video"));
             }
             // "video", "audio", "video_%u" or "audio_%u": the same names here.
             let templ = pad
                 .pad_template()
                 .and_then(|t| bin.pad_template(t.name_template()))
                 .expect("same template names");
-            let ghost = gst::GhostPad::builder_from_template_with_target(&templ, &src)
+            let ghost = gst::GhostPad::builder_from_template_with_target(&templ, pad)
                 .expect("ghost")
                 .name(pad.name())
                 .build();
@@ -271,24 +244,17 @@ impl ObjectImpl for RtmpSrc {
             }
         });
         let weak = obj.downgrade();
-        let queue = self.queue.clone();
         self.demux.connect_pad_removed(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
             if let Some(g) = bin.static_pad(&pad.name()) {
                 bin.remove_pad(&g).ok();
-            }
-            if let Some(sink) = pad.peer()
-                && sink.parent().as_ref() == Some(queue.upcast_ref())
-            {
-                pad.unlink(&sink).ok();
-                queue.release_request_pad(&sink);
             }
         });
     }
 }
 
 impl RtmpSrc {
-    /// Times frames leaving `src` (a queue's pad) from the arrival the
+    /// Times frames leaving `src` (the demuxer's pad) from the arrival the
     /// connection stamped them with, and takes the stamp off.
     fn measure_latency(&self, src: &gst::Pad, video: bool) {
         let latency = self.latency.clone();
@@ -340,6 +306,8 @@ impl ElementImpl for RtmpSrc {
         handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
         if transition == gst::StateChange::ReadyToPaused {
             lock(&self.latency).clear();
+            let queues = lock(&self.settings).pad_queues;
+            self.demux.imp().set_pad_queues(queues);
         }
         self.parent_change_state(transition)
     }

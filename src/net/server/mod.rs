@@ -516,6 +516,12 @@ impl Server {
         next
     }
 
+    /// Publish role: whether an event is queued (the next `next_event` or
+    /// `try_event` returns it at once).
+    pub fn has_event(&self) -> bool {
+        !lock(&self.shared.inner).events.is_empty()
+    }
+
     /// Publish role, for a thread that serves many servers (a context, see
     /// super::context): the next event without waiting, after a step of
     /// the loop if none is queued and `steps` allows one (it counts them

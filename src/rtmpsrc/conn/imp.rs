@@ -137,6 +137,13 @@ impl Source {
             Source::Server(s) => s.next_event(wait, cancel),
         }
     }
+
+    fn has_event(&self) -> bool {
+        match self {
+            Source::Client(c) => c.has_event(),
+            Source::Server(s) => s.has_event(),
+        }
+    }
 }
 
 /// RTMP milliseconds onto running time: fixed at the first message, started
@@ -699,6 +706,7 @@ impl RtmpSrcConn {
                 true => crate::latency::stamp(read_at),
                 false => crate::latency::NONE,
             },
+            more: false,
         }
     }
 
@@ -729,6 +737,7 @@ impl RtmpSrcConn {
             b.set_dts(gst::ClockTime::from_nseconds(tag.running_time));
             b.set_pts(gst::ClockTime::from_nseconds(tag.running_time));
             b.set_offset(tag.arrival);
+            b.set_offset_end(tag.more as u64);
             if tag.discont {
                 b.set_flags(gst::BufferFlags::DISCONT);
             }
@@ -901,6 +910,19 @@ impl RtmpSrcConn {
         Ok(Some(ctx))
     }
 
+    /// Wakes the demuxer's pad threads for what it queued (see `Tag::more`).
+    fn wake_demuxer(&self) {
+        let demux = self
+            .obj()
+            .static_pad("src")
+            .and_then(|p| p.peer())
+            .and_then(|p| p.parent_element())
+            .and_then(|e| e.downcast::<RtmpSrcDemux>().ok());
+        if let Some(d) = demux {
+            d.imp().wake_lanes();
+        }
+    }
+
     /// Context mode, the streaming thread: the context's thread does what
     /// `create` would (see `service`) and pushes into the demuxer itself;
     /// this thread waits until the stream stops there (EOS, an error) or
@@ -956,8 +978,16 @@ impl RtmpSrcConn {
             let quiet = match server.try_event(&self.cancel, &mut steps) {
                 Ok(Some(Next::Event(ev, at))) => {
                     match self.on_event(ev, at).and_then(|tag| match tag {
-                        Some(tag) => member.hand_over(tag).map(Some),
-                        None => Ok(None),
+                        Some(mut tag) => {
+                            tag.more = server.has_event();
+                            member.hand_over(tag).map(Some)
+                        }
+                        None => {
+                            if !server.has_event() {
+                                member.demux.imp().wake_lanes();
+                            }
+                            Ok(None)
+                        }
                     }) {
                         Ok(_) => continue,
                         Err(flow) => {
@@ -1043,8 +1073,19 @@ impl PushSrcImpl for RtmpSrcConn {
             let next = source.next_event(wait, &self.cancel);
             let quiet = match next {
                 Ok(Next::Event(ev, at)) => match self.on_event(ev, at)? {
-                    Some(tag) => return Ok(CreateSuccess::NewBuffer(self.flv_buffer(tag))),
-                    None => continue,
+                    Some(mut tag) => {
+                        tag.more = source.has_event();
+                        return Ok(CreateSuccess::NewBuffer(self.flv_buffer(tag)));
+                    }
+                    None => {
+                        // The last tag said more would follow, and this
+                        // was it: the demuxer's pads must not wait for
+                        // the next read.
+                        if !source.has_event() {
+                            self.wake_demuxer();
+                        }
+                        continue;
+                    }
                 },
                 Ok(Next::Idle) => lock(&self.state).policy.on_idle(Instant::now()),
                 Ok(Next::Closed) => lock(&self.state).policy.on_lost(None),

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::lanes::{Item, Lanes};
 use crate::common::PadTrack;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
@@ -121,6 +123,11 @@ pub struct Tag {
     pub discont: bool,
     /// When it was read (crate::latency), or crate::latency::NONE.
     pub arrival: u64,
+    /// More messages are queued right behind this one (what one read of
+    /// the socket brought): the pads' threads are woken after the last
+    /// (see `wake_lanes`). A buffer from the connection says so with an
+    /// `offset_end` of 1.
+    pub more: bool,
 }
 
 #[derive(Default)]
@@ -216,6 +223,11 @@ pub struct RtmpSrcDemux {
     sinkpad: gst::Pad,
     state: Mutex<State>,
     flow: Mutex<gst_base::UniqueFlowCombiner>,
+    /// rtmpsrc's pad-queues: what goes out on a pad goes through its queue
+    /// in `lanes` and its own thread; otherwise the streaming thread
+    /// pushes it.
+    pad_queues: AtomicBool,
+    lanes: Arc<Lanes>,
 }
 
 #[glib::object_subclass]
@@ -246,6 +258,8 @@ impl ObjectSubclass for RtmpSrcDemux {
             sinkpad,
             state: Mutex::default(),
             flow: Mutex::default(),
+            pad_queues: AtomicBool::new(false),
+            lanes: Arc::default(),
         }
     }
 }
@@ -296,6 +310,7 @@ impl ElementImpl for RtmpSrcDemux {
                 flow.remove_pad(&p);
                 self.obj().remove_pad(&p).ok();
             }
+            self.lanes.clear();
         }
         Ok(r)
     }
@@ -414,6 +429,38 @@ impl RtmpSrcDemux {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// rtmpsrc's pad-queues (see `pad_queues`), for the pads made from now.
+    pub fn set_pad_queues(&self, on: bool) {
+        self.pad_queues.store(on, Ordering::Relaxed);
+    }
+
+    /// A serialized event out on `pad`, in order with its buffers.
+    fn send_event(&self, pad: &gst::Pad, event: gst::Event) {
+        if self.lanes_for(pad) {
+            self.lanes.push(pad, Item::Event(event), false).ok();
+        } else {
+            pad.push_event(event);
+        }
+    }
+
+    fn send_buffer(
+        &self,
+        pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.lanes_for(pad) {
+            self.lanes.push(pad, Item::Buffer(buffer), true)
+        } else {
+            pad.push(buffer)
+        }
+    }
+
+    /// Whether the pads have queues (they are made anew at each start,
+    /// with the setting of that start).
+    fn lanes_for(&self, _pad: &gst::Pad) -> bool {
+        self.pad_queues.load(Ordering::Relaxed)
+    }
+
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::StreamStart(s) => {
@@ -428,7 +475,7 @@ impl RtmpSrcDemux {
                     st.pads()
                 };
                 for p in pads {
-                    p.push_event(event.clone());
+                    self.send_event(&p, event.clone());
                 }
                 true
             }
@@ -443,21 +490,29 @@ impl RtmpSrcDemux {
                     return false;
                 }
                 for p in pads {
-                    p.push_event(event.clone());
+                    self.send_event(&p, event.clone());
                 }
                 true
             }
             gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_) => {
-                if let gst::EventView::FlushStop(_) = event.view() {
+                let stop = matches!(event.view(), gst::EventView::FlushStop(_));
+                if stop {
                     let mut st = self.lock();
                     st.flv = None;
                     for (_, t) in &mut st.tracks {
                         t.discont = true;
                     }
                 }
-                let pads = self.lock().pads();
-                for p in pads {
-                    p.push_event(event.clone());
+                if self.pad_queues.load(Ordering::Relaxed) {
+                    match stop {
+                        true => self.lanes.flush_stop(&event),
+                        false => self.lanes.flush_start(&event),
+                    }
+                } else {
+                    let pads = self.lock().pads();
+                    for p in pads {
+                        p.push_event(event.clone());
+                    }
                 }
                 true
             }
@@ -491,7 +546,19 @@ impl RtmpSrcDemux {
                 break;
             }
         }
+        if buffer.offset_end() != 1 {
+            self.wake_lanes();
+        }
         ret
+    }
+
+    /// Wakes the pads' threads for what was queued since they last ran:
+    /// once per read of the socket rather than once per frame (the frames
+    /// of one read are demuxed within microseconds of each other).
+    pub fn wake_lanes(&self) {
+        if self.pad_queues.load(Ordering::Relaxed) {
+            self.lanes.wake();
+        }
     }
 
     /// One tag handed over by the connection element without a buffer
@@ -506,7 +573,11 @@ impl RtmpSrcDemux {
             }
         }
         let dts = Some(gst::ClockTime::from_nseconds(tag.running_time));
-        self.demux_tag(tag.kind, tag.ts, &tag.body, dts)
+        let r = self.demux_tag(tag.kind, tag.ts, &tag.body, dts);
+        if !tag.more {
+            self.wake_lanes();
+        }
+        r
     }
 
     fn demux_tag(
@@ -640,9 +711,21 @@ impl RtmpSrcDemux {
                         (false, _) => "audio_%u",
                     };
                     let templ = self.obj().pad_template(templ).expect("template");
-                    let pad = gst::Pad::builder_from_template(&templ)
-                        .name(name.as_str())
-                        .build();
+                    let mut builder = gst::Pad::builder_from_template(&templ).name(name.as_str());
+                    if self.pad_queues.load(Ordering::Relaxed) {
+                        let lanes = self.lanes.clone();
+                        builder =
+                            builder.activatemode_function(move |pad, _, mode, active| match mode {
+                                gst::PadMode::Push => lanes.activate(pad, active),
+                                _ => Err(gst::loggable_error!(CAT, "push mode only")),
+                            });
+                    }
+                    let pad = builder.build();
+                    if self.pad_queues.load(Ordering::Relaxed) {
+                        self.lanes.add(&pad);
+                    }
+                    // With a queue, its thread waits for the first buffer
+                    // while the first sticky events go straight to the pad.
                     pad.set_active(true).ok();
                     pad.push_event(gst::event::StreamStart::builder(&stream_id).build());
                     pad.push_event(gst::event::Caps::new(&caps));
@@ -673,7 +756,7 @@ impl RtmpSrcDemux {
         }
         if let Some((p, caps)) = push {
             gst::info!(CAT, imp = self, "{} caps change: {caps}", p.name());
-            p.push_event(gst::event::Caps::new(&caps));
+            self.send_event(&p, gst::event::Caps::new(&caps));
         }
     }
 
@@ -708,7 +791,7 @@ impl RtmpSrcDemux {
             (pad, tags, discont, arrival)
         };
         if let Some(t) = tags {
-            pad.push_event(gst::event::Tag::new(t));
+            self.send_event(&pad, gst::event::Tag::new(t));
         }
         // A slice of the tag body, which holds the connection's buffer: no copy.
         let mut b = gst::Buffer::from_slice(data.clone());
@@ -730,7 +813,7 @@ impl RtmpSrcDemux {
             }
             b.set_flags(flags);
         }
-        let r = pad.push(b);
+        let r = self.send_buffer(&pad, b);
         self.flow.lock().unwrap().update_pad_flow(&pad, r)
     }
 

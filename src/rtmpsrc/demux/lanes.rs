@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The demuxer's output queues (rtmpsrc `pad-queues=true`, the default):
+//! a thread per output pad pushes what the streaming thread queued for it,
+//! so that a downstream holding one pad (a sink prerolling or waiting for
+//! its clock, a muxer waiting for the other pad) holds neither the reader
+//! of the socket nor the other pads.
+//!
+//! What a frame costs on the way matters here (every publisher of an
+//! ingest server and every player pays it per frame), so this does less
+//! than a multiqueue: the streaming thread queues, and wakes a pad's
+//! thread (if it sleeps) once it has demuxed everything one read of the
+//! socket brought, not for each frame; that thread takes everything queued
+//! in one go. A player reading a few frames per read wakes each pad's
+//! thread once per read; a publisher sending a frame at a time, once per
+//! frame; no level bookkeeping across pads.
+//!
+//! Bounded like the multiqueue it replaces: a pad's queue holds at most
+//! `MAX_TIME` of stream time or `MAX_BYTES`; beyond that the streaming
+//! thread waits (and TCP slows the peer down) until the pad's downstream
+//! takes some.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+
+use gst::prelude::*;
+
+use crate::sync::lock;
+
+/// What one pad's queue holds at most before the streaming thread waits:
+/// this much stream time between the newest buffer in and the last out...
+const MAX_TIME: gst::ClockTime = gst::ClockTime::from_seconds(2);
+/// ...or this many bytes (timestamps that do not move must not make the
+/// time bound useless).
+const MAX_BYTES: usize = 32 << 20;
+/// A pad's thread is woken when this many buffers wait for it, even if
+/// the streaming thread has more of the same read to demux.
+const WAKE_AFTER: usize = 32;
+
+pub enum Item {
+    Buffer(gst::Buffer),
+    /// Serialized events (caps, segment, tags, EOS): in order with the
+    /// buffers.
+    Event(gst::Event),
+}
+
+struct Lane {
+    pad: gst::Pad,
+    items: VecDeque<Item>,
+    /// Bytes of the buffers queued or being pushed.
+    bytes: usize,
+    /// DTS of the newest buffer queued and of the last one pushed out
+    /// (the first queued while nothing went out yet).
+    newest: Option<gst::ClockTime>,
+    last_out: Option<gst::ClockTime>,
+    /// What downstream said to the last buffer; the streaming thread gets
+    /// it back for its next one (flow combining, errors, flushing).
+    flow: Result<gst::FlowSuccess, gst::FlowError>,
+    flushing: bool,
+    /// The pad's thread sleeps on `wake` and must be woken for new items.
+    parked: bool,
+    wake: Arc<Condvar>,
+}
+
+impl Lane {
+    fn full(&self) -> bool {
+        let span = match (self.newest, self.last_out) {
+            (Some(n), Some(o)) => n.saturating_sub(o),
+            _ => gst::ClockTime::ZERO,
+        };
+        self.bytes >= MAX_BYTES || span >= MAX_TIME
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.newest = None;
+        self.last_out = None;
+    }
+}
+
+#[derive(Default)]
+struct State {
+    lanes: Vec<Lane>,
+    /// The streaming thread waits on `space` for a full queue.
+    producer_waits: bool,
+}
+
+impl State {
+    fn lane(&mut self, pad: &gst::Pad) -> Option<&mut Lane> {
+        self.lanes.iter_mut().find(|l| l.pad == *pad)
+    }
+}
+
+/// The queues of one demuxer's output pads.
+#[derive(Default)]
+pub struct Lanes {
+    state: Mutex<State>,
+    space: Condvar,
+}
+
+impl Lanes {
+    /// A queue for `pad`, whose activation (see `activate`) starts and stops
+    /// its thread.
+    pub fn add(&self, pad: &gst::Pad) {
+        let mut st = lock(&self.state);
+        if st.lane(pad).is_none() {
+            st.lanes.push(Lane {
+                pad: pad.clone(),
+                items: VecDeque::new(),
+                bytes: 0,
+                newest: None,
+                last_out: None,
+                flow: Ok(gst::FlowSuccess::Ok),
+                flushing: true,
+                parked: false,
+                wake: Arc::default(),
+            });
+        }
+    }
+
+    /// Forgets every queue (their pads are gone, their threads stopped).
+    pub fn clear(&self) {
+        lock(&self.state).lanes.clear();
+    }
+
+    /// The pad's activation function: active, its thread starts; inactive,
+    /// what is queued is dropped and the thread stops.
+    pub fn activate(
+        self: &Arc<Self>,
+        pad: &gst::Pad,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if active {
+            self.resume(pad);
+            Ok(())
+        } else {
+            self.set_flushing(pad, true);
+            pad.stop_task()
+                .map_err(|e| gst::loggable_error!(gst::CAT_RUST, "{e}"))
+        }
+    }
+
+    /// Flush start on every pad: the queues are dropped, the streaming
+    /// thread stops waiting for room, downstream is told before the
+    /// threads pause (it may be what holds them).
+    pub fn flush_start(&self, event: &gst::Event) {
+        let pads: Vec<gst::Pad> = lock(&self.state)
+            .lanes
+            .iter()
+            .map(|l| l.pad.clone())
+            .collect();
+        for p in &pads {
+            self.set_flushing(p, true);
+        }
+        for p in &pads {
+            p.push_event(event.clone());
+            p.pause_task().ok();
+        }
+    }
+
+    /// Flush stop on every pad: downstream first, then the threads resume
+    /// with empty queues.
+    pub fn flush_stop(self: &Arc<Self>, event: &gst::Event) {
+        let pads: Vec<gst::Pad> = lock(&self.state)
+            .lanes
+            .iter()
+            .map(|l| l.pad.clone())
+            .collect();
+        for p in &pads {
+            p.push_event(event.clone());
+            self.resume(p);
+        }
+    }
+
+    fn set_flushing(&self, pad: &gst::Pad, flushing: bool) {
+        let mut st = lock(&self.state);
+        if let Some(lane) = st.lane(pad) {
+            lane.flushing = flushing;
+            if flushing {
+                lane.clear();
+                lane.wake.notify_one();
+            }
+        }
+        if flushing {
+            self.space.notify_all();
+        }
+    }
+
+    fn resume(self: &Arc<Self>, pad: &gst::Pad) {
+        {
+            let mut st = lock(&self.state);
+            let Some(lane) = st.lane(pad) else { return };
+            lane.clear();
+            lane.flushing = false;
+            lane.flow = Ok(gst::FlowSuccess::Ok);
+        }
+        let lanes = Arc::downgrade(self);
+        let weak = pad.downgrade();
+        pad.start_task(move || {
+            if let (Some(lanes), Some(pad)) = (lanes.upgrade(), weak.upgrade()) {
+                lanes.run(&pad);
+            }
+        })
+        .ok();
+    }
+
+    /// Queues `item` for `pad`'s thread; for a buffer, what downstream
+    /// said to the pad's last one (an error stops the streaming thread the
+    /// way a direct push would). Waits while the pad's queue is full.
+    /// `later`: the pad's thread need not be woken before `wake` (more of
+    /// the same read follows).
+    pub fn push(
+        &self,
+        pad: &gst::Pad,
+        item: Item,
+        later: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut st = lock(&self.state);
+        loop {
+            let Some(lane) = st.lane(pad) else {
+                return Err(gst::FlowError::Flushing);
+            };
+            if lane.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            let Item::Buffer(b) = &item else { break };
+            match lane.flow {
+                Ok(_) | Err(gst::FlowError::NotLinked) => {}
+                Err(e) => return Err(e),
+            }
+            if !lane.full() {
+                lane.bytes += b.size();
+                if let Some(dts) = b.dts_or_pts() {
+                    lane.newest = Some(dts);
+                    lane.last_out.get_or_insert(dts);
+                }
+                break;
+            }
+            // Full: whatever waits to be woken must run now, or nothing
+            // would ever make room.
+            let wake = Self::take_parked(&mut st);
+            st.producer_waits = true;
+            drop(st);
+            wake.iter().for_each(|w| w.notify_one());
+            st = lock(&self.state);
+            if !st.producer_waits {
+                // The room came meanwhile; the wakeup is gone with it.
+                continue;
+            }
+            st = self.space.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let lane = st.lane(pad).expect("checked above");
+        let flow = lane.flow;
+        lane.items.push_back(item);
+        let wake = (lane.parked && (!later || lane.items.len() >= WAKE_AFTER)).then(|| {
+            lane.parked = false;
+            lane.wake.clone()
+        });
+        // Woken after the lock is let go, or the woken thread would find
+        // it held and sleep again on it.
+        drop(st);
+        if let Some(w) = wake {
+            w.notify_one();
+        }
+        flow
+    }
+
+    /// Wakes the pads' threads that sleep with something queued for them.
+    pub fn wake(&self) {
+        let wake = Self::take_parked(&mut lock(&self.state));
+        wake.iter().for_each(|w| w.notify_one());
+    }
+
+    /// The sleeping threads with something queued, marked awake.
+    fn take_parked(st: &mut State) -> Vec<Arc<Condvar>> {
+        st.lanes
+            .iter_mut()
+            .filter(|l| l.parked && !l.items.is_empty())
+            .map(|l| {
+                l.parked = false;
+                l.wake.clone()
+            })
+            .collect()
+    }
+
+    /// One round of a pad's thread: waits for items, pushes all of them.
+    fn run(&self, pad: &gst::Pad) {
+        let batch = {
+            let mut st = lock(&self.state);
+            loop {
+                let Some(lane) = st.lane(pad) else {
+                    drop(st);
+                    pad.pause_task().ok();
+                    return;
+                };
+                if lane.flushing {
+                    drop(st);
+                    pad.pause_task().ok();
+                    return;
+                }
+                if !lane.items.is_empty() {
+                    lane.parked = false;
+                    break std::mem::take(&mut lane.items);
+                }
+                lane.parked = true;
+                let wake = lane.wake.clone();
+                st = wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let mut failed = false;
+        for item in batch {
+            match item {
+                Item::Event(e) => {
+                    pad.push_event(e);
+                }
+                Item::Buffer(b) => {
+                    let (size, dts) = (b.size(), b.dts_or_pts());
+                    // After an error, the rest of this round is dropped:
+                    // the streaming thread hears of it with its next push.
+                    let r = match failed {
+                        true => None,
+                        false => Some(pad.push(b)),
+                    };
+                    let mut st = lock(&self.state);
+                    let wake_producer = std::mem::take(&mut st.producer_waits);
+                    if let Some(lane) = st.lane(pad)
+                        && !lane.flushing
+                    {
+                        lane.bytes = lane.bytes.saturating_sub(size);
+                        if dts.is_some() {
+                            lane.last_out = dts;
+                        }
+                        if let Some(r) = r {
+                            failed = !matches!(r, Ok(_) | Err(gst::FlowError::NotLinked));
+                            lane.flow = r;
+                        }
+                    }
+                    drop(st);
+                    if wake_producer {
+                        self.space.notify_all();
+                    }
+                }
+            }
+        }
+    }
+}
