@@ -144,11 +144,7 @@ impl Lanes {
     /// thread stops waiting for room, downstream is told before the
     /// threads pause (it may be what holds them).
     pub fn flush_start(&self, event: &gst::Event) {
-        let pads: Vec<gst::Pad> = lock(&self.state)
-            .lanes
-            .iter()
-            .map(|l| l.pad.clone())
-            .collect();
+        let pads = self.pads();
         for p in &pads {
             self.set_flushing(p, true);
         }
@@ -161,15 +157,19 @@ impl Lanes {
     /// Flush stop on every pad: downstream first, then the threads resume
     /// with empty queues.
     pub fn flush_stop(self: &Arc<Self>, event: &gst::Event) {
-        let pads: Vec<gst::Pad> = lock(&self.state)
-            .lanes
-            .iter()
-            .map(|l| l.pad.clone())
-            .collect();
+        let pads = self.pads();
         for p in &pads {
             p.push_event(event.clone());
             self.resume(p);
         }
+    }
+
+    fn pads(&self) -> Vec<gst::Pad> {
+        lock(&self.state)
+            .lanes
+            .iter()
+            .map(|l| l.pad.clone())
+            .collect()
     }
 
     fn set_flushing(&self, pad: &gst::Pad, flushing: bool) {
