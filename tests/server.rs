@@ -1281,3 +1281,82 @@ fn in_a_context_pausing_loses_nothing() {
     let t = threads.lock().unwrap();
     assert_eq!(t.iter().collect::<Vec<_>>(), ["rtmp-ctx-pausing"]);
 }
+
+/// A pad whose downstream holds its frames lets its queue fill until the
+/// streaming thread waits for room: pausing then neither hangs (that wait
+/// gives way to the pause) nor loses a frame once the pad moves again.
+/// (Sinks with async=false: with prerolling ones, a held pad keeps the
+/// pipeline from PLAYING and a pause would change nothing upstream.)
+#[test]
+fn pausing_with_a_full_pad_queue_neither_hangs_nor_loses_a_frame() {
+    needs!("ffmpeg");
+    init();
+    let dir = TempDir::new("full-pause");
+    let media = make_flv(&dir, "in.flv", 6, Tracks::AudioVideo);
+    let p = gst::parse::launch(
+        "rtmpsrc name=src mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
+         src.video ! fakesink sync=false async=false src.audio ! fakesink sync=false async=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let log = OutLog::default();
+    // Holds whatever reaches rtmpsrc's video pad until removed.
+    let held: Arc<Mutex<Option<(gst::Pad, gst::PadProbeId)>>> = Arc::default();
+    let (h, l) = (held.clone(), log.clone());
+    element(&p, "rtmpsrc").connect_pad_added(move |_, pad| {
+        // After the launch line's own handler linked it.
+        if let Some(sink) = pad.peer() {
+            record(&sink, l.clone(), Arc::default());
+        }
+        if pad.name() == "video" {
+            let id = pad
+                .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| {
+                    gst::PadProbeReturn::Ok
+                })
+                .expect("a probe");
+            *h.lock().unwrap() = Some((pad.clone(), id));
+        }
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    let url = format!(
+        "rtmp://127.0.0.1:{}/live/key",
+        port_of(&element(&p, "rtmpsrc"))
+    );
+    let (ok, why) = ffmpeg_push("ffmpeg", &media, &url, false);
+    assert!(ok, "the publisher: {why}");
+    // The reader stops once the video queue is full: audio stops too.
+    let audio = || log.lock().unwrap().iter().filter(|o| !o.video).count();
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while audio() != last {
+        assert!(Instant::now() < deadline, "audio never settled");
+        last = audio();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want_audio = want.iter().filter(|f| !f.video).count();
+    assert!(
+        last > 0 && last < want_audio,
+        "{last} of {want_audio} audio frames came while video was held: the queue never filled"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipeline = p.clone();
+    std::thread::spawn(move || {
+        tx.send(pipeline.set_state(gst::State::Paused)).ok();
+    });
+    let paused = rx.recv_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(paused, Ok(Ok(_))),
+        "PAUSED did not come (or failed) with a pad's queue full: {paused:?}"
+    );
+    let (pad, id) = held.lock().unwrap().take().expect("a video pad");
+    pad.remove_probe(id);
+    p.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_same_frames(
+        "rtmpsrc paused with a full pad queue",
+        &frames(&log.lock().unwrap()),
+        &want,
+    );
+}

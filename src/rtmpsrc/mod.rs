@@ -2,9 +2,9 @@
 //! `rtmpsrc`: plays an RTMP stream and gives H.264 and AAC (and the legacy
 //! FLV audio codecs) on `video` and `audio` sometimes pads.
 //!
-//! A bin: an internal live source owns the connection and gives FLV tags in
-//! running time; an internal demuxer adds the pads when the stream tells
-//! what it carries.
+//! A bin: an internal live source owns the connection and hands FLV tags in
+//! running time to an internal demuxer, which adds the pads when the stream
+//! tells what it carries.
 
 use gst::glib;
 use gst::prelude::*;

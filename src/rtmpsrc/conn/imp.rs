@@ -16,7 +16,7 @@ use crate::net::context::{Context, Member};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
 use crate::rtmp::chunk::TimestampUnwrapper;
-use crate::rtmp::flv::{FlvHeader, TAG_HEADER_SIZE, tag_type};
+use crate::rtmp::flv::tag_type;
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
@@ -198,7 +198,6 @@ struct State {
     url: Option<RtmpUrl>,
     /// `measure-latency`: stamp each buffer's arrival (crate::latency).
     measure_latency: bool,
-    header_sent: bool,
     time: TimeMap,
     discont: bool,
     messages: u64,
@@ -210,8 +209,8 @@ struct State {
     /// What to do with events, silences and losses (set at start).
     policy: SourcePolicy,
     reconnects: u64,
-    /// Context mode: the segment went out (the base class sends its own
-    /// only with a buffer it made).
+    /// The segment went out (the base class sends its own only with a
+    /// buffer it made, and tags go to the demuxer without one).
     segment_pushed: bool,
     /// Context mode: when the silence so far is next looked at.
     quiet_due: Option<Instant>,
@@ -223,7 +222,6 @@ impl Default for State {
             conn: Conn::Idle,
             measure_latency: false,
             url: None,
-            header_sent: false,
             time: TimeMap::default(),
             discont: false,
             messages: 0,
@@ -281,24 +279,24 @@ impl Park {
     }
 }
 
-/// An rtmpsrc in a context: what the context's thread serves.
-struct InContext {
-    conn: glib::WeakRef<super::RtmpSrcConn>,
-    server: Arc<Server>,
-    /// The demuxer, which the context's thread hands tags to, and its
-    /// sink pad.
+/// The demuxer behind the source pad, and its sink pad: tags are handed to
+/// it straight, with no buffer and no pad push in between (no FLV framing
+/// made here for the demuxer to parse back), by the streaming thread or a
+/// context's.
+struct Direct {
     demux: RtmpSrcDemux,
     peer: gst::Pad,
-    park: Park,
-    /// Held while the context's thread serves this member: `stop` waits on
-    /// it before the server goes.
-    serving: Mutex<()>,
 }
 
-impl InContext {
-    /// A tag to the demuxer, straight (no buffer, no pad in between) but
-    /// as a chain call would: under its sink pad's stream lock, and not
-    /// while that pad is flushing.
+impl Direct {
+    fn of(src: &gst::Pad) -> Option<Direct> {
+        let peer = src.peer()?;
+        let demux = peer.parent_element()?.downcast().ok()?;
+        Some(Direct { demux, peer })
+    }
+
+    /// A tag to the demuxer as a chain call would give it: under its sink
+    /// pad's stream lock, and not while that pad is flushing.
     fn hand_over(&self, tag: Tag) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _stream = self.peer.stream_lock();
         if self.peer.pad_flags().contains(gst::PadFlags::FLUSHING) {
@@ -306,6 +304,22 @@ impl InContext {
         }
         self.demux.imp().take_tag(tag)
     }
+
+    /// Wakes the demuxer's pad threads for what it queued (see `Tag::more`).
+    fn wake(&self) {
+        self.demux.imp().wake_lanes();
+    }
+}
+
+/// An rtmpsrc in a context: what the context's thread serves.
+struct InContext {
+    conn: glib::WeakRef<super::RtmpSrcConn>,
+    server: Arc<Server>,
+    direct: Direct,
+    park: Park,
+    /// Held while the context's thread serves this member: `stop` waits on
+    /// it before the server goes.
+    serving: Mutex<()>,
 }
 
 impl Member for InContext {
@@ -709,41 +723,6 @@ impl RtmpSrcConn {
             more: false,
         }
     }
-
-    /// A tag as the demuxer's sink pad takes it: one FLV tag per buffer
-    /// (the FLV header before the first), time stamped.
-    fn flv_buffer(&self, tag: Tag) -> gst::Buffer {
-        // Header bytes in one small memory, the message's own bytes as the
-        // next (no copy), the back pointer last.
-        let mut head = Vec::with_capacity(TAG_HEADER_SIZE + 13);
-        if !std::mem::replace(&mut lock(&self.state).header_sent, true) {
-            FlvHeader {
-                has_audio: true,
-                has_video: true,
-            }
-            .write(&mut head);
-        }
-        let (ts, len) = (tag.ts, tag.body.len());
-        head.push(tag.kind);
-        head.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-        head.extend_from_slice(&ts.to_be_bytes()[1..]);
-        head.extend_from_slice(&[(ts >> 24) as u8, 0, 0, 0]);
-        let back = ((len + TAG_HEADER_SIZE) as u32).to_be_bytes();
-        let mut b = gst::Buffer::from_mut_slice(head);
-        {
-            let b = b.get_mut().expect("new buffer is writable");
-            b.append_memory(gst::Memory::from_slice(tag.body));
-            b.append_memory(gst::Memory::from_slice(back));
-            b.set_dts(gst::ClockTime::from_nseconds(tag.running_time));
-            b.set_pts(gst::ClockTime::from_nseconds(tag.running_time));
-            b.set_offset(tag.arrival);
-            b.set_offset_end(tag.more as u64);
-            if tag.discont {
-                b.set_flags(gst::BufferFlags::DISCONT);
-            }
-        }
-        b
-    }
 }
 
 impl BaseSrcImpl for RtmpSrcConn {
@@ -910,17 +889,15 @@ impl RtmpSrcConn {
         Ok(Some(ctx))
     }
 
-    /// Wakes the demuxer's pad threads for what it queued (see `Tag::more`).
-    fn wake_demuxer(&self) {
-        let demux = self
-            .obj()
-            .static_pad("src")
-            .and_then(|p| p.peer())
-            .and_then(|p| p.parent_element())
-            .and_then(|e| e.downcast::<RtmpSrcDemux>().ok());
-        if let Some(d) = demux {
-            d.imp().wake_lanes();
+    /// The demuxer to hand tags to, after the segment they belong to.
+    fn direct(&self) -> Result<Direct, gst::FlowError> {
+        let src = self.obj().static_pad("src").expect("a source has its pad");
+        let direct = Direct::of(&src).ok_or(gst::FlowError::NotLinked)?;
+        if !std::mem::replace(&mut lock(&self.state).segment_pushed, true) {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            src.push_event(gst::event::Segment::new(&segment));
         }
+        Ok(direct)
     }
 
     /// Context mode, the streaming thread: the context's thread does what
@@ -928,22 +905,14 @@ impl RtmpSrcConn {
     /// this thread waits until the stream stops there (EOS, an error) or
     /// here (unlock), and returns the flow that says why.
     fn run_in_context(&self, ctx: &Context, server: &Arc<Server>) -> gst::FlowError {
-        let src = self.obj().static_pad("src").expect("a source has its pad");
-        let Some((peer, demux)) = src
-            .peer()
-            .and_then(|p| Some((p.clone(), p.parent_element()?.downcast().ok()?)))
-        else {
-            return gst::FlowError::NotLinked;
+        let direct = match self.direct() {
+            Ok(d) => d,
+            Err(flow) => return flow,
         };
-        if !std::mem::replace(&mut lock(&self.state).segment_pushed, true) {
-            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-            src.push_event(gst::event::Segment::new(&segment));
-        }
         let member = Arc::new(InContext {
             conn: self.obj().downgrade(),
             server: server.clone(),
-            demux,
-            peer,
+            direct,
             park: Park::default(),
             serving: Mutex::new(()),
         });
@@ -980,11 +949,11 @@ impl RtmpSrcConn {
                     match self.on_event(ev, at).and_then(|tag| match tag {
                         Some(mut tag) => {
                             tag.more = server.has_event();
-                            member.hand_over(tag).map(Some)
+                            member.direct.hand_over(tag).map(Some)
                         }
                         None => {
                             if !server.has_event() {
-                                member.demux.imp().wake_lanes();
+                                member.direct.wake();
                             }
                             Ok(None)
                         }
@@ -1055,9 +1024,10 @@ impl RtmpSrcConn {
 }
 
 impl PushSrcImpl for RtmpSrcConn {
-    /// Waits for the next message (without the state lock, so stats and
-    /// stop stay responsive) and does what the policy says with it, or
-    /// with a silence or a loss.
+    /// Waits for each message (without the state lock, so stats and stop
+    /// stay responsive) and does what the policy says with it (a tag to
+    /// the demuxer, see `Direct`), or with a silence or a loss; returns
+    /// only when the stream stops, with why.
     fn create(
         &self,
         _buffer: Option<&mut gst::BufferRef>,
@@ -1068,25 +1038,31 @@ impl PushSrcImpl for RtmpSrcConn {
         {
             return Err(self.run_in_context(&ctx, server));
         }
+        // Tags go to the demuxer straight; this returns only when the
+        // stream stops (EOS, an error, a flush, a pause). The base class
+        // holds no lock of its own around this call (GstBaseSrc of 1.22
+        // lets go of its live lock around `create`), so a downstream that
+        // holds a hand-over holds up a pause no more than it would the base
+        // class's own push (tests/server.rs pauses with a pad held).
+        let direct = self.direct()?;
         loop {
             let wait = lock(&self.state).policy.wait(Instant::now());
             let next = source.next_event(wait, &self.cancel);
             let quiet = match next {
-                Ok(Next::Event(ev, at)) => match self.on_event(ev, at)? {
-                    Some(mut tag) => {
-                        tag.more = source.has_event();
-                        return Ok(CreateSuccess::NewBuffer(self.flv_buffer(tag)));
-                    }
-                    None => {
+                Ok(Next::Event(ev, at)) => {
+                    match self.on_event(ev, at)? {
+                        Some(mut tag) => {
+                            tag.more = source.has_event();
+                            direct.hand_over(tag)?;
+                        }
                         // The last tag said more would follow, and this
                         // was it: the demuxer's pads must not wait for
                         // the next read.
-                        if !source.has_event() {
-                            self.wake_demuxer();
-                        }
-                        continue;
+                        None if !source.has_event() => direct.wake(),
+                        None => {}
                     }
-                },
+                    continue;
+                }
                 Ok(Next::Idle) => lock(&self.state).policy.on_idle(Instant::now()),
                 Ok(Next::Closed) => lock(&self.state).policy.on_lost(None),
                 Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),

@@ -125,8 +125,7 @@ pub struct Tag {
     pub arrival: u64,
     /// More messages are queued right behind this one (what one read of
     /// the socket brought): the pads' threads are woken after the last
-    /// (see `wake_lanes`). A buffer from the connection says so with an
-    /// `offset_end` of 1.
+    /// (see `wake_lanes`).
     pub more: bool,
 }
 
@@ -546,9 +545,7 @@ impl RtmpSrcDemux {
                 break;
             }
         }
-        if buffer.offset_end() != 1 {
-            self.wake_lanes();
-        }
+        self.wake_lanes();
         ret
     }
 
