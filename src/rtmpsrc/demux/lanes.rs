@@ -134,7 +134,7 @@ impl Lanes {
             self.resume(pad);
             Ok(())
         } else {
-            self.set_flushing(pad, true);
+            self.flush(pad);
             pad.stop_task()
                 .map_err(|e| gst::loggable_error!(gst::CAT_RUST, "{e}"))
         }
@@ -146,7 +146,7 @@ impl Lanes {
     pub fn flush_start(&self, event: &gst::Event) {
         let pads = self.pads();
         for p in &pads {
-            self.set_flushing(p, true);
+            self.flush(p);
         }
         for p in &pads {
             p.push_event(event.clone());
@@ -172,18 +172,16 @@ impl Lanes {
             .collect()
     }
 
-    fn set_flushing(&self, pad: &gst::Pad, flushing: bool) {
+    /// Drops what `pad` has queued and stops its thread and the streaming
+    /// thread from waiting on it, until `resume`.
+    fn flush(&self, pad: &gst::Pad) {
         let mut st = lock(&self.state);
         if let Some(lane) = st.lane(pad) {
-            lane.flushing = flushing;
-            if flushing {
-                lane.clear();
-                lane.wake.notify_one();
-            }
+            lane.flushing = true;
+            lane.clear();
+            lane.wake.notify_one();
         }
-        if flushing {
-            self.space.notify_all();
-        }
+        self.space.notify_all();
     }
 
     fn resume(self: &Arc<Self>, pad: &gst::Pad) {
