@@ -283,6 +283,19 @@ struct Out {
 
 type Outs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Out>>>;
 
+/// A sink pad template of ANY caps, for collecting pads: a pad without a
+/// template takes no caps but its first (its caps query answers its
+/// current caps).
+fn any_sink_template() -> gst::PadTemplate {
+    gst::PadTemplate::new(
+        "sink",
+        gst::PadDirection::Sink,
+        gst::PadPresence::Always,
+        &gst::Caps::new_any(),
+    )
+    .expect("template")
+}
+
 /// Links a collecting pad to each pad the demuxer adds (GstHarness of
 /// GStreamer 1.22 takes no sometimes pads).
 fn collect_pads(el: &gst::Element) -> Outs {
@@ -291,16 +304,7 @@ fn collect_pads(el: &gst::Element) -> Outs {
     el.connect_pad_added(move |_, src| {
         let name = src.name().to_string();
         let (o1, o2, n1, n2) = (o.clone(), o.clone(), name.clone(), name.clone());
-        // With a template of ANY caps: a pad without one takes no caps but
-        // its first (its caps query answers its current caps).
-        let any = gst::PadTemplate::new(
-            "sink",
-            gst::PadDirection::Sink,
-            gst::PadPresence::Always,
-            &gst::Caps::new_any(),
-        )
-        .expect("template");
-        let sink = gst::Pad::builder_from_template(&any)
+        let sink = gst::Pad::builder_from_template(&any_sink_template())
             .chain_function(move |_, _, b| {
                 let frame = Frame {
                     data: b.map_readable().expect("readable").to_vec(),
@@ -853,14 +857,7 @@ fn queued_demux(gate: std::sync::Arc<Gate>) -> (Harness, QueuedOuts) {
             name.clone(),
             gate.clone(),
         );
-        let any = gst::PadTemplate::new(
-            "sink",
-            gst::PadDirection::Sink,
-            gst::PadPresence::Always,
-            &gst::Caps::new_any(),
-        )
-        .expect("template");
-        let sink = gst::Pad::builder_from_template(&any)
+        let sink = gst::Pad::builder_from_template(&any_sink_template())
             .chain_function(move |_, _, b| {
                 if n1 == "video" {
                     let mut shut = g.shut.lock().unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,19 +77,7 @@ fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
 /// Like `gst_into_server`, with more of rtmpsrc's properties.
 fn gst_into_server_with(publish: &str, extra: &str) -> (Vec<Out>, Vec<Out>) {
     let (p, log, _, _, port) = src_server(&format!("eos-on-unpublish=true {extra}"));
-    // Which threads push on each of rtmpsrc's pads.
-    let threads: Arc<Mutex<HashMap<String, HashSet<std::thread::ThreadId>>>> = Arc::default();
-    let t = threads.clone();
-    element(&p, "rtmpsrc").connect_pad_added(move |_, pad| {
-        let (t, name) = (t.clone(), pad.name().to_string());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let mut t = t.lock().unwrap();
-            t.entry(name.clone())
-                .or_default()
-                .insert(std::thread::current().id());
-            gst::PadProbeReturn::Ok
-        });
-    });
+    let threads = pushing_threads(&element(&p, "rtmpsrc"));
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
     let sent = publish_to_eos(&publish.replace("URL", &url));
     play_to_eos(&p, Duration::from_secs(20));
@@ -1147,19 +1135,43 @@ fn while_the_pipeline_holds_its_thread_the_server_still_answers() {
     assert_eq!(log.lock().unwrap().len(), frames);
 }
 
-/// The names of the threads that pushed buffers on `src`'s pads.
-fn pushing_threads(src: &gst::Element) -> Arc<Mutex<std::collections::BTreeSet<String>>> {
-    let names: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+/// The threads that pushed buffers on each of `src`'s pads, by pad name:
+/// a thread's name where Rust knows it (a context's), else its id (the
+/// GStreamer task threads).
+type PadThreads = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
+
+/// Records `PadThreads` for `src` from now on.
+fn pushing_threads(src: &gst::Element) -> PadThreads {
+    let names = PadThreads::default();
     let n = names.clone();
     src.connect_pad_added(move |_, pad| {
-        let n = n.clone();
+        let (n, pad_name) = (n.clone(), pad.name().to_string());
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let me = std::thread::current().name().unwrap_or("").to_owned();
-            n.lock().unwrap().insert(me);
+            let me = std::thread::current();
+            let me = me
+                .name()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{:?}", me.id()));
+            n.lock()
+                .unwrap()
+                .entry(pad_name.clone())
+                .or_default()
+                .insert(me);
             gst::PadProbeReturn::Ok
         });
     });
     names
+}
+
+/// The threads that pushed on any of the pads.
+fn on_any_pad(threads: &PadThreads) -> BTreeSet<String> {
+    threads
+        .lock()
+        .unwrap()
+        .values()
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 /// Two rtmpsrc mode=server in one context, throttled: one shared thread
@@ -1202,13 +1214,13 @@ fn two_servers_in_one_context_each_give_their_own_frames() {
             true,
         );
     }
-    let without_queues = threads[0].lock().unwrap();
+    let without_queues = on_any_pad(&threads[0]);
     assert_eq!(
         without_queues.iter().collect::<Vec<_>>(),
         ["rtmp-ctx-two"],
         "threads that pushed without pad queues"
     );
-    let with_queues = threads[1].lock().unwrap();
+    let with_queues = on_any_pad(&threads[1]);
     assert!(
         !with_queues.is_empty() && !with_queues.contains("rtmp-ctx-two"),
         "threads that pushed with pad queues: {with_queues:?}"
@@ -1278,7 +1290,7 @@ fn in_a_context_pausing_loses_nothing() {
         &frames(&log.lock().unwrap()),
         &want,
     );
-    let t = threads.lock().unwrap();
+    let t = on_any_pad(&threads);
     assert_eq!(t.iter().collect::<Vec<_>>(), ["rtmp-ctx-pausing"]);
 }
 
