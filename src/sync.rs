@@ -2,6 +2,7 @@
 //! Locks that survive a panicked holder, and bounded condition waits: what
 //! every thread-sharing part of the plugin needs the same way.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,4 +20,66 @@ pub(crate) fn wait_at_most<'a, T>(
     cv.wait_timeout(guard, wait)
         .unwrap_or_else(|p| p.into_inner())
         .0
+}
+
+/// A condition variable that knows whether anyone waits on it, so that a
+/// notification nobody waits for costs no system call (std's makes one
+/// each time). A waiter counts itself before it lets go of the lock, so a
+/// notifier that changed the state under that same lock and then finds
+/// no waiter cannot have missed one.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    cv: Condvar,
+    waiters: AtomicUsize,
+}
+
+impl Signal {
+    /// [`wait_at_most`] on this signal.
+    pub(crate) fn wait_at_most<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        wait: Duration,
+    ) -> MutexGuard<'a, T> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let guard = wait_at_most(&self.cv, guard, wait);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Wakes every waiter, if there is one.
+    pub(crate) fn notify_all(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.cv.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A waiter that counted itself is woken by the change it waits for,
+    /// long before its timeout.
+    #[test]
+    fn a_signal_wakes_a_counted_waiter() {
+        let state = Arc::new((Mutex::new(false), Signal::default()));
+        let s = state.clone();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut done = lock(&s.0);
+            while !*done {
+                done = s.1.wait_at_most(done, Duration::from_secs(30));
+            }
+            start.elapsed()
+        });
+        while state.1.waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        *lock(&state.0) = true;
+        state.1.notify_all();
+        assert!(waiter.join().unwrap() < Duration::from_secs(30));
+        assert_eq!(state.1.waiters.load(Ordering::SeqCst), 0);
+    }
 }

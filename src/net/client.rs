@@ -24,7 +24,7 @@ use crate::rtmp::session::{
     ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
 };
 use crate::rtmp::url::{RtmpUrl, Scheme};
-use crate::sync::{lock, wait_at_most};
+use crate::sync::{Signal, lock, wait_at_most};
 
 /// How often blocked socket calls look at the cancel flag.
 const SLICE: Duration = Duration::from_millis(100);
@@ -407,6 +407,8 @@ struct Reader {
     plain: Vec<u8>,
     /// Without TLS: how much of `raw` the last read filled.
     raw_len: usize,
+    /// The last read filled `raw`: the socket most likely holds more.
+    full: bool,
 }
 
 /// What one read gave.
@@ -421,16 +423,24 @@ enum Read1 {
 }
 
 impl Reader {
-    /// Reads once from the socket and, over TLS, decrypts it.
-    fn read_once(&mut self) -> std::io::Result<Result<Read1>> {
+    /// Reads once from the socket (waiting up to its time slice, or, with
+    /// `wait` false, not at all) and, over TLS, decrypts it.
+    fn read_once(&mut self, wait: bool) -> std::io::Result<Result<Read1>> {
         self.plain.clear();
         self.raw_len = 0;
-        let n = match self.stream.read(&mut self.raw) {
+        self.full = false;
+        let got = if wait {
+            self.stream.read(&mut self.raw)
+        } else {
+            recv_now(&self.stream, &mut self.raw)
+        };
+        let n = match got {
             Ok(0) => return Ok(Ok(Read1::Closed)),
             Ok(n) => n,
             Err(e) if slice_ended(&e) => return Ok(Ok(Read1::Idle)),
             Err(e) => return Err(e),
         };
+        self.full = n == self.raw.len();
         let Some(t) = &self.tls else {
             // Plain TCP: the bytes read are the data, not copied again.
             self.raw_len = n;
@@ -456,6 +466,36 @@ impl Reader {
     /// Whether TLS has records of its own to send (an alert, a key update).
     fn tls_wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| lock(t).wants_write())
+    }
+}
+
+/// Reads what the socket holds into `buf` without waiting for more
+/// (`WouldBlock` when it holds nothing, or where the system cannot say),
+/// whatever its read timeout.
+fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which
+        // is borrowed mutably for the call; the descriptor is the
+        // stream's, open while it is borrowed.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (stream, buf);
+        Err(IoKind::WouldBlock.into())
     }
 }
 
@@ -531,7 +571,7 @@ struct Shared {
     /// stalled pipeline slows the server down through TCP instead of
     /// filling memory.
     events: Mutex<EventQueue>,
-    events_changed: Condvar,
+    events_changed: Signal,
     server_closed: AtomicBool,
     /// The value the server's last PingResponse carried, with ANSWERED
     /// set; 0 before the first.
@@ -695,6 +735,7 @@ impl ClientConnection {
             raw: vec![0u8; 64 * 1024],
             plain: Vec::with_capacity(64 * 1024),
             raw_len: 0,
+            full: false,
         };
         let mut writer = Writer {
             stream,
@@ -711,7 +752,10 @@ impl ClientConnection {
             ) {
                 break;
             }
-            match reader.read_once().map_err(|e| io_err("read failed", e))?? {
+            match reader
+                .read_once(true)
+                .map_err(|e| io_err("read failed", e))??
+            {
                 Read1::Closed => {
                     // A TLS server that wants a client certificate (or
                     // another one) takes the TLS handshake, then hangs up.
@@ -757,7 +801,7 @@ impl ClientConnection {
             writer: Mutex::new(writer),
             failure: Mutex::new(None),
             events: Mutex::new(EventQueue::with(early, Instant::now())),
-            events_changed: Condvar::new(),
+            events_changed: Signal::default(),
             server_closed: AtomicBool::new(false),
             ping_answer: AtomicU64::new(0),
             stop_reader: AtomicBool::new(false),
@@ -853,7 +897,7 @@ impl ClientConnection {
             if let Some(next) = self.take_event(cancel, end) {
                 break next;
             }
-            if !read_step(&mut reader, shared) && self.take_event(cancel, end).is_none() {
+            if !read_step(&mut reader, shared, true) && self.take_event(cancel, end).is_none() {
                 break Ok(Next::Closed);
             }
         };
@@ -862,9 +906,23 @@ impl ClientConnection {
         next
     }
 
-    /// Whether an event is queued: the next `next_event` returns at once.
+    /// Whether the next `next_event` returns at once: an event is queued,
+    /// or the last read filled the read buffer and the socket, read now
+    /// without waiting, held more. A stream coming faster than it is
+    /// played (a backlog, a file served as fast as it is read) is then
+    /// demuxed a buffer or several at a time before the pads' threads are
+    /// woken, and a live one, read a frame at a time, wakes them at once.
     pub fn has_event(&self) -> bool {
-        !lock(&self.shared.events).is_empty()
+        if !lock(&self.shared.events).is_empty() {
+            return true;
+        }
+        // The reader thread may be reading: then it is not for us to.
+        let Ok(mut reader) = self.shared.reader.try_lock() else {
+            return false;
+        };
+        reader.full
+            && read_step(&mut reader, &self.shared, false)
+            && !lock(&self.shared.events).is_empty()
     }
 
     /// What `next_event` returns without waiting, if anything: an event,
@@ -956,7 +1014,7 @@ impl ClientConnection {
                         && !self.shared.server_closed.load(Ordering::SeqCst)
                         && Instant::now() < end
                     {
-                        q = wait_at_most(&self.shared.events_changed, q, READER_GRACE);
+                        q = self.shared.events_changed.wait_at_most(q, READER_GRACE);
                     }
                 }
                 self.fail(e.clone());
@@ -1025,7 +1083,10 @@ impl ClientConnection {
             if now >= end {
                 return false;
             }
-            q = wait_at_most(&self.shared.events_changed, q, (end - now).min(SLICE));
+            q = self
+                .shared
+                .events_changed
+                .wait_at_most(q, (end - now).min(SLICE));
         }
     }
 
@@ -1131,7 +1192,7 @@ fn read_loop(shared: &Shared) {
         drop(t);
         let mut reader = lock(&shared.reader);
         loop {
-            if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared) {
+            if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared, true) {
                 return;
             }
             if shared.wanted.load(Ordering::SeqCst) {
@@ -1141,9 +1202,10 @@ fn read_loop(shared: &Shared) {
     }
 }
 
-/// Reads once and hands what came to the session and the event queue;
-/// false once the connection is over (closed, or failed: `failure` says).
-fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
+/// Reads once (`wait`: see `Reader::read_once`) and hands what came to the
+/// session and the event queue; false once the connection is over (closed,
+/// or failed: `failure` says).
+fn read_step(reader: &mut Reader, shared: &Shared, wait: bool) -> bool {
     let fail = |e: Error| {
         let mut f = lock(&shared.failure);
         if f.is_none() {
@@ -1152,7 +1214,7 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
         drop(f);
         shared.events_changed.notify_all();
     };
-    match reader.read_once() {
+    match reader.read_once(wait) {
         Ok(Ok(Read1::Closed)) => {
             shared.server_closed.store(true, Ordering::SeqCst);
             shared.events_changed.notify_all();
@@ -1165,7 +1227,7 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
             {
                 let mut q = lock(&shared.events);
                 while q.bytes > MAX_QUEUED_BYTES && !shared.stop_reader.load(Ordering::SeqCst) {
-                    q = wait_at_most(&shared.events_changed, q, SLICE);
+                    q = shared.events_changed.wait_at_most(q, SLICE);
                 }
             }
             let pending = {
@@ -1229,6 +1291,42 @@ fn read_step(reader: &mut Reader, shared: &Shared) -> bool {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// `recv_now` never waits, whatever the socket's read timeout: it says
+    /// WouldBlock on an empty socket at once, then gives what came, then
+    /// sees the end.
+    #[test]
+    fn recv_now_does_not_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let start = Instant::now();
+        let e = recv_now(&stream, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), IoKind::WouldBlock);
+        assert!(start.elapsed() < Duration::from_secs(30));
+        peer.write_all(b"0123456789").unwrap();
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            match recv_now(&stream, &mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == IoKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, b"0123456789");
+        drop(peer);
+        loop {
+            match recv_now(&stream, &mut buf) {
+                Ok(0) => break,
+                Err(e) if e.kind() == IoKind::WouldBlock => std::thread::yield_now(),
+                r => panic!("{r:?}"),
+            }
+        }
+    }
 
     /// Many pieces, some of a byte, through a socket that takes a little
     /// at a time: every byte arrives, in order, and the queue empties.
