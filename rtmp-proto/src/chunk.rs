@@ -6,7 +6,9 @@
 //! Chunk Size and Abort itself, the moment they complete, because they change
 //! how the very next chunk is read. Memory is bounded before it is reserved:
 //! message size, chunk streams with a partial message, and the bytes all
-//! partial messages may hold together ([`Limits`]).
+//! partial messages may hold together ([`Limits`]). The buffers it
+//! reassembles video frames in come back to it for reuse when the last
+//! reference to them goes, on whatever thread (see `Recycler`).
 //!
 //! [`ChunkEncoder`] cuts messages into chunks with the smallest header that
 //! says the same thing, and never lets a chunk stream's timestamp go back.
@@ -15,6 +17,7 @@
 //! their big pieces between the chunk headers, for a vectored write.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -102,7 +105,7 @@ struct InStream {
     /// it had one: type-3 chunks then repeat it (or, from some peers, omit
     /// it, which is why it is peeked and compared rather than assumed).
     ext_field: Option<u32>,
-    partial: Option<BytesMut>,
+    partial: Option<Vec<u8>>,
 }
 
 /// Counters a caller may show in stats or logs.
@@ -133,6 +136,7 @@ pub struct ChunkDecoder {
     reserved: u64,
     limits: Limits,
     stats: DecoderStats,
+    recycler: Recycler,
 }
 
 impl ChunkDecoder {
@@ -147,6 +151,7 @@ impl ChunkDecoder {
             reserved: 0,
             limits,
             stats: DecoderStats::default(),
+            recycler: Recycler::default(),
         }
     }
 
@@ -208,8 +213,9 @@ impl ChunkDecoder {
                     && let Some(p) = s.partial.take()
                 {
                     self.in_flight -= 1;
-                    self.reserved -= p.capacity() as u64;
+                    self.reserved -= u64::from(s.length);
                     self.stats.aborted += 1;
+                    self.recycler.keep(p);
                 }
             }
             _ => {}
@@ -352,8 +358,9 @@ impl ChunkDecoder {
             if let Some(p) = stream.partial.take() {
                 // A new header mid-message: the old message is abandoned.
                 self.in_flight -= 1;
-                self.reserved -= p.capacity() as u64;
+                self.reserved -= u64::from(stream.length);
                 self.stats.aborted += 1;
+                self.recycler.keep(p);
             }
             let field = ext_value.unwrap_or(ts_field);
             match fmt {
@@ -420,7 +427,7 @@ impl ChunkDecoder {
                 self.reserved += len;
                 stream
                     .partial
-                    .insert(BytesMut::with_capacity(stream.length as usize))
+                    .insert(self.recycler.take(stream.length as usize))
             }
         };
         partial.extend_from_slice(&self.buf[..n]);
@@ -436,8 +443,105 @@ impl ChunkDecoder {
             timestamp: stream.timestamp,
             type_id: stream.type_id,
             stream_id: stream.stream_id,
-            payload: done.freeze(),
+            payload: self.recycler.share(done),
         }))
+    }
+}
+
+/// The buffers the decoder reassembles big messages in (video frames),
+/// back for reuse once the last reference to the message goes, on
+/// whatever thread that is.
+///
+/// A player's frames are read on one thread and let go on others (a pad's
+/// thread, a sink's): freeing memory on another thread than the one that
+/// allocated it takes the allocator's lock for that thread's memory
+/// (glibc's arenas), against the reader's next allocation; recycled, a
+/// stream of frames takes neither. Small messages (audio, commands) are
+/// not worth it: an allocation of their size is cheaper than the
+/// recycler's bookkeeping. Kept: up to `KEEP` buffers, none over
+/// `KEEP_MAX`; a buffer is reused only for a message of at least half its
+/// size, so that a keyframe's buffer is not tied up by a small frame.
+#[derive(Debug, Default)]
+struct Recycler {
+    kept: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Messages up to this size are not recycled.
+const RECYCLE_MIN: usize = 4096;
+/// Buffers kept for reuse, per decoder.
+const KEEP: usize = 4;
+/// The largest buffer kept.
+const KEEP_MAX: usize = 256 * 1024;
+
+impl Recycler {
+    /// An empty buffer with room for `len` bytes.
+    fn take(&self, len: usize) -> Vec<u8> {
+        // Never wait: whoever holds the lock is a moment away from letting
+        // go, and an allocation costs no more than that.
+        if len > RECYCLE_MIN
+            && let Ok(mut kept) = self.kept.try_lock()
+            && let Some(i) = kept
+                .iter()
+                .position(|b| b.capacity() >= len && b.capacity() / 2 <= len)
+        {
+            return kept.swap_remove(i);
+        }
+        Vec::with_capacity(len)
+    }
+
+    /// Keeps `buf` for reuse, if it is worth it and there is room.
+    fn keep(&self, buf: Vec<u8>) {
+        put_back(&self.kept, buf);
+    }
+
+    /// `buf` as a message's payload, coming back here when let go if it
+    /// is worth it.
+    fn share(&self, buf: Vec<u8>) -> Bytes {
+        if !worth_keeping(&buf) {
+            return Bytes::from(buf);
+        }
+        Bytes::from_owner(Recycled {
+            buf,
+            home: Arc::downgrade(&self.kept),
+        })
+    }
+}
+
+fn worth_keeping(buf: &Vec<u8>) -> bool {
+    (RECYCLE_MIN + 1..=KEEP_MAX).contains(&buf.capacity())
+}
+
+fn put_back(kept: &Mutex<Vec<Vec<u8>>>, mut buf: Vec<u8>) {
+    if !worth_keeping(&buf) {
+        return;
+    }
+    // A buffer not kept is freed as any other.
+    if let Ok(mut kept) = kept.try_lock()
+        && kept.len() < KEEP
+    {
+        buf.clear();
+        kept.push(buf);
+    }
+}
+
+/// A message's buffer, on its way back to its decoder (freed instead if
+/// the decoder has gone).
+struct Recycled {
+    buf: Vec<u8>,
+    home: Weak<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Some(kept) = self.home.upgrade() {
+            put_back(&kept, std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -928,6 +1032,49 @@ mod tests {
         let out = enc.send_buf().to_vec();
         enc.advance(out.len());
         out
+    }
+
+    /// A message's buffer is reused for a later one of about its size once
+    /// the message is let go, never while it is held, and a message may
+    /// outlive its decoder.
+    #[test]
+    fn message_buffers_come_back_once_let_go() {
+        let mut enc = ChunkEncoder::new();
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let mut next = |dec: &mut ChunkDecoder, len: usize| {
+            dec.feed(&encode(&mut enc, &[msg(6, 0, 9, 1, len)]));
+            let m = dec.poll_message().unwrap().unwrap();
+            assert_eq!(m.payload, msg(6, 0, 9, 1, len).payload);
+            m.payload
+        };
+        // Video frames, reassembled from chunks; small messages are not
+        // recycled.
+        for len in [20_000, 9_000] {
+            let a = next(&mut dec, len);
+            let held = a.as_ptr();
+            let b = next(&mut dec, len);
+            assert_ne!(b.as_ptr(), held, "a held buffer was reused");
+            let freed = b.as_ptr();
+            drop(b);
+            let c = next(&mut dec, len - 10);
+            assert_eq!(c.as_ptr(), freed, "a let-go buffer was not reused");
+            // Much smaller: a fresh buffer, not the big one.
+            drop(c);
+            let d = next(&mut dec, len / 4);
+            assert_ne!(d.as_ptr(), freed);
+            drop((a, d));
+        }
+        // Bounded: however many are let go at once, a few are kept.
+        let many: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 20_000)).collect();
+        drop(many);
+        assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
+        let small: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 300)).collect();
+        drop(small);
+        assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
+        // Outliving the decoder.
+        let last = next(&mut dec, 20_000);
+        drop(dec);
+        assert_eq!(last, msg(6, 0, 9, 1, 20_000).payload);
     }
 
     #[test]
