@@ -920,7 +920,14 @@ impl Broadcast {
             if Instant::now() >= next_stats {
                 next_stats = Instant::now() + Duration::from_millis(250);
                 let stats = self.stats();
-                let state = stats["state"].as_str().unwrap_or("").to_owned();
+                let state = match stats["state"].as_str().unwrap_or("") {
+                    // Ending, rtmpsink has unpublished; but the broadcast
+                    // is over only once its last figures are out:
+                    // `teardown` says "stopped" after them.
+                    "stopped" if self.eos_sent.load(Ordering::SeqCst) => "stopping",
+                    s => s,
+                }
+                .to_owned();
                 if state != last_state {
                     self.session.say(json!({"type": "state", "state": state}));
                     last_state = state;
