@@ -33,6 +33,9 @@ pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 pub const MIN_CSID: u32 = 2;
 /// The highest chunk stream id the 3-byte form can carry.
 pub const MAX_CSID: u32 = 65_599;
+/// The most the decoder sets aside for an unfinished chunk before its
+/// bytes have come.
+const HOLD_AHEAD_MAX: usize = 1 << 20;
 /// The 24-bit timestamp value that says "look in the extended field".
 const EXTENDED: u32 = 0xFF_FFFF;
 /// Single-chunk messages at least this big are handed on without a copy;
@@ -127,7 +130,13 @@ pub struct DecoderStats {
 /// streams, per-message size and reassembly memory (see [`Limits`]).
 #[derive(Debug)]
 pub struct ChunkDecoder {
+    /// The start of a chunk the bytes fed so far did not finish (whole
+    /// chunks are decoded straight from what is fed, never copied here).
     buf: BytesMut,
+    /// Messages decoded, not yet taken.
+    ready: VecDeque<RawMessage>,
+    /// What stopped the decoding, once the messages before it are taken.
+    failed: Option<Error>,
     chunk_size: u32,
     streams: CsidTable<InStream>,
     /// Chunk streams opened so far (bounded, see `next_chunk`).
@@ -143,7 +152,9 @@ impl ChunkDecoder {
     /// A decoder at the default chunk size, within `limits`.
     pub fn new(limits: Limits) -> Self {
         ChunkDecoder {
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::new(),
+            ready: VecDeque::new(),
+            failed: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: CsidTable::new(),
             opened: 0,
@@ -165,7 +176,7 @@ impl ChunkDecoder {
         self.stats
     }
 
-    /// Bytes fed and not yet consumed as chunks.
+    /// Bytes fed and not yet decoded: the start of an unfinished chunk.
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
@@ -175,24 +186,69 @@ impl ChunkDecoder {
         self.reserved
     }
 
-    /// Adds received bytes; [`poll_message`](Self::poll_message) takes them.
+    /// Decodes received bytes; [`poll_message`](Self::poll_message) gives
+    /// the messages they finished. The chunks are read where `data` is: of
+    /// its bytes, only a chunk it leaves unfinished is copied (to be
+    /// finished by the next feed), and the payloads once, into the
+    /// messages. After an error, nothing more is decoded.
     pub fn feed(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        let mut input = data;
+        // First the chunk an earlier feed began, with just the bytes it
+        // still needs.
+        while !self.buf.is_empty() && self.failed.is_none() {
+            let mut held = std::mem::take(&mut self.buf);
+            let step = self.next_chunk(&mut held);
+            self.buf = held;
+            match step {
+                Ok(Chunk::NeedMore(need)) => {
+                    if input.is_empty() {
+                        return;
+                    }
+                    let take = need.saturating_sub(self.buf.len()).clamp(1, input.len());
+                    self.buf.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                }
+                step => self.accept(step),
+            }
+        }
+        while self.failed.is_none() {
+            match self.next_chunk(&mut input) {
+                Ok(Chunk::NeedMore(need)) => {
+                    // Room for all of the chunk known so far at once (up
+                    // to a point: a header alone does not get 16 MiB).
+                    self.buf.reserve(need.min(HOLD_AHEAD_MAX).max(input.len()));
+                    self.buf.extend_from_slice(input);
+                    return;
+                }
+                step => self.accept(step),
+            }
+        }
+    }
+
+    fn accept(&mut self, step: Result<Chunk>) {
+        match step {
+            Ok(Chunk::Message(m)) => {
+                self.stats.messages += 1;
+                match self.apply_control(&m) {
+                    Ok(()) => self.ready.push_back(m),
+                    Err(e) => self.failed = Some(e),
+                }
+            }
+            Ok(Chunk::Partial | Chunk::NeedMore(_)) => {}
+            Err(e) => self.failed = Some(e),
+        }
     }
 
     /// Gives the next whole message, `Ok(None)` when more bytes are needed.
-    /// After an error the connection cannot go on: the stream is out of step.
+    /// After an error the connection cannot go on: the stream is out of
+    /// step (the messages before it come first).
     pub fn poll_message(&mut self) -> Result<Option<RawMessage>> {
-        loop {
-            match self.next_chunk()? {
-                Chunk::NeedMore => return Ok(None),
-                Chunk::Partial => continue,
-                Chunk::Message(m) => {
-                    self.stats.messages += 1;
-                    self.apply_control(&m)?;
-                    return Ok(Some(m));
-                }
-            }
+        if let Some(m) = self.ready.pop_front() {
+            return Ok(Some(m));
+        }
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(None),
         }
     }
 
@@ -223,36 +279,36 @@ impl ChunkDecoder {
         Ok(())
     }
 
-    fn next_chunk(&mut self) -> Result<Chunk> {
-        let avail = self.buf.len();
+    /// Decodes the chunk at the start of `src`, or says how many bytes it
+    /// needs to (at least: the count grows as its header is read).
+    fn next_chunk(&mut self, src: &mut impl Input) -> Result<Chunk> {
+        let buf = src.peek();
+        let avail = buf.len();
         if avail == 0 {
-            return Ok(Chunk::NeedMore);
+            return Ok(Chunk::NeedMore(1));
         }
-        let b0 = self.buf[0];
+        let b0 = buf[0];
         let fmt = b0 >> 6;
         let (csid, mut pos) = match b0 & 0x3F {
             0 => {
                 if avail < 2 {
-                    return Ok(Chunk::NeedMore);
+                    return Ok(Chunk::NeedMore(2));
                 }
-                (u32::from(self.buf[1]) + 64, 2)
+                (u32::from(buf[1]) + 64, 2)
             }
             1 => {
                 if avail < 3 {
-                    return Ok(Chunk::NeedMore);
+                    return Ok(Chunk::NeedMore(3));
                 }
-                (
-                    u32::from(self.buf[1]) + (u32::from(self.buf[2]) << 8) + 64,
-                    3,
-                )
+                (u32::from(buf[1]) + (u32::from(buf[2]) << 8) + 64, 3)
             }
             c => (u32::from(c), 1),
         };
         let header_len = [11, 7, 3, 0][usize::from(fmt)];
         if avail < pos + header_len {
-            return Ok(Chunk::NeedMore);
+            return Ok(Chunk::NeedMore(pos + header_len));
         }
-        let h = &self.buf[pos..pos + header_len];
+        let h = &buf[pos..pos + header_len];
         let ts_field = if fmt <= 2 {
             u32::from_be_bytes([0, h[0], h[1], h[2]])
         } else {
@@ -296,17 +352,17 @@ impl ChunkDecoder {
         if fmt <= 2 {
             if ts_field == EXTENDED {
                 if avail < pos + 4 {
-                    return Ok(Chunk::NeedMore);
+                    return Ok(Chunk::NeedMore(pos + 4));
                 }
-                let b = &self.buf[pos..pos + 4];
+                let b = &buf[pos..pos + 4];
                 ext_value = Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 pos += 4;
             }
         } else if let Some(expected) = stream.ext_field {
             if avail < pos + 4 {
-                return Ok(Chunk::NeedMore);
+                return Ok(Chunk::NeedMore(pos + 4));
             }
-            let b = &self.buf[pos..pos + 4];
+            let b = &buf[pos..pos + 4];
             let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
             let abs = if continuing {
                 stream.timestamp
@@ -348,7 +404,7 @@ impl ChunkDecoder {
         };
         let n = remaining.min(self.chunk_size) as usize;
         if avail < pos + n {
-            return Ok(Chunk::NeedMore);
+            return Ok(Chunk::NeedMore(pos + n));
         }
 
         // Commit the header.
@@ -387,17 +443,11 @@ impl ChunkDecoder {
                 stream.stream_id = s;
             }
         }
-        self.buf.advance(pos);
+        src.skip(pos);
 
         let starts_message = fmt != 3 || !continuing;
         if starts_message && n == stream.length as usize {
-            let payload = if n >= ZERO_COPY_MIN {
-                self.buf.split_to(n).freeze()
-            } else {
-                let p = Bytes::copy_from_slice(&self.buf[..n]);
-                self.buf.advance(n);
-                p
-            };
+            let payload = src.payload(n, &self.recycler);
             return Ok(Chunk::Message(RawMessage {
                 csid,
                 timestamp: stream.timestamp,
@@ -430,8 +480,8 @@ impl ChunkDecoder {
                     .insert(self.recycler.take(stream.length as usize))
             }
         };
-        partial.extend_from_slice(&self.buf[..n]);
-        self.buf.advance(n);
+        partial.extend_from_slice(&src.peek()[..n]);
+        src.skip(n);
         if partial.len() < stream.length as usize {
             return Ok(Chunk::Partial);
         }
@@ -545,8 +595,57 @@ impl Drop for Recycled {
     }
 }
 
+/// Where the decoder reads a chunk from: what is being fed, or its own
+/// buffer (a chunk an earlier feed began).
+trait Input {
+    fn peek(&self) -> &[u8];
+    fn skip(&mut self, n: usize);
+    /// The next `n` bytes, as a message's payload.
+    fn payload(&mut self, n: usize, recycler: &Recycler) -> Bytes;
+}
+
+impl Input for &[u8] {
+    fn peek(&self) -> &[u8] {
+        self
+    }
+
+    fn skip(&mut self, n: usize) {
+        *self = &self[n..];
+    }
+
+    fn payload(&mut self, n: usize, recycler: &Recycler) -> Bytes {
+        let mut p = recycler.take(n);
+        p.extend_from_slice(&self[..n]);
+        *self = &self[n..];
+        recycler.share(p)
+    }
+}
+
+impl Input for BytesMut {
+    fn peek(&self) -> &[u8] {
+        self
+    }
+
+    fn skip(&mut self, n: usize) {
+        Buf::advance(self, n);
+    }
+
+    fn payload(&mut self, n: usize, _: &Recycler) -> Bytes {
+        // A big message that came in one chunk is handed on where it is;
+        // a small one is copied, not to pin the whole block.
+        if n >= ZERO_COPY_MIN {
+            self.split_to(n).freeze()
+        } else {
+            let p = Bytes::copy_from_slice(&self[..n]);
+            Buf::advance(self, n);
+            p
+        }
+    }
+}
+
 enum Chunk {
-    NeedMore,
+    /// At least this many bytes from the chunk's start are needed.
+    NeedMore(usize),
     Partial,
     Message(RawMessage),
 }
@@ -1032,6 +1131,47 @@ mod tests {
         let out = enc.send_buf().to_vec();
         enc.advance(out.len());
         out
+    }
+
+    /// Fed bytes are decoded where they are: what the decoder holds on to
+    /// is only the start of a chunk they leave unfinished, however they
+    /// are cut; and a message is the same whichever way it came.
+    #[test]
+    fn only_an_unfinished_chunk_is_held() {
+        let mut enc = ChunkEncoder::new();
+        let msgs: Vec<RawMessage> = (0..6).map(|i| msg(6, i * 40, 9, 1, 1000)).collect();
+        let bytes = encode(&mut enc, &msgs);
+        for cut in [1, 5, 12, 100, 140, bytes.len() - 1] {
+            let mut dec = ChunkDecoder::new(Limits::default());
+            let mut got = Vec::new();
+            for piece in bytes.chunks(cut) {
+                dec.feed(piece);
+                // A chunk is at most a 12-byte header and 128 bytes.
+                assert!(dec.buffered() < 12 + 128, "cut {cut}: {}", dec.buffered());
+                while let Some(m) = dec.poll_message().unwrap() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got, msgs, "cut {cut}");
+            assert_eq!(dec.buffered(), 0);
+        }
+    }
+
+    /// An error in the middle of what was fed comes after the messages
+    /// before it, and stays.
+    #[test]
+    fn an_error_comes_after_the_messages_before_it() {
+        let mut enc = ChunkEncoder::new();
+        let mut bytes = encode(&mut enc, &[msg(6, 0, 9, 1, 300), msg(4, 0, 8, 1, 20)]);
+        // A type-1 header on a chunk stream never opened.
+        bytes.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 1, 9, 0]);
+        let mut dec = ChunkDecoder::new(Limits::default());
+        dec.feed(&bytes);
+        assert_eq!(dec.poll_message().unwrap().unwrap().payload.len(), 300);
+        assert_eq!(dec.poll_message().unwrap().unwrap().payload.len(), 20);
+        assert_eq!(dec.poll_message().unwrap_err().kind(), ErrorKind::Protocol);
+        dec.feed(&encode(&mut enc, &[msg(6, 40, 9, 1, 10)]));
+        assert_eq!(dec.poll_message().unwrap_err().kind(), ErrorKind::Protocol);
     }
 
     /// A message's buffer is reused for a later one of about its size once
