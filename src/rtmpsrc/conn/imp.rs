@@ -350,7 +350,23 @@ pub struct RtmpSrcConn {
     /// Context mode: what the context's thread serves, for `unlock` and
     /// `stop`.
     member: Mutex<Option<Arc<InContext>>>,
+    /// The pipeline's clock and base time, for the running time of every
+    /// message (see `running_time_now`).
+    clock: Mutex<Option<ClockCache>>,
 }
+
+/// The clock and base time as last looked up: a lookup takes the
+/// element's lock twice and a reference on the clock, which a message's
+/// running time does not need to pay each time. Forgotten when the clock
+/// or the state changes, and looked up again at least every
+/// `CLOCK_RECHECK` (an application may move the base time while playing).
+struct ClockCache {
+    clock: gst::Clock,
+    base: gst::ClockTime,
+    at: Instant,
+}
+
+const CLOCK_RECHECK: Duration = Duration::from_secs(1);
 
 #[glib::object_subclass]
 impl ObjectSubclass for RtmpSrcConn {
@@ -379,6 +395,19 @@ impl ElementImpl for RtmpSrcConn {
             )]
         });
         T.as_ref()
+    }
+
+    fn set_clock(&self, clock: Option<&gst::Clock>) -> bool {
+        *lock(&self.clock) = None;
+        self.parent_set_clock(clock)
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        *lock(&self.clock) = None;
+        self.parent_change_state(transition)
     }
 }
 
@@ -673,11 +702,24 @@ impl RtmpSrcConn {
     }
 
     fn running_time_now(&self) -> i64 {
-        let obj = self.obj();
-        match (obj.clock(), obj.base_time()) {
-            (Some(c), Some(b)) => c.time().saturating_sub(b).nseconds() as i64,
-            _ => 0,
+        let mut cache = lock(&self.clock);
+        if cache
+            .as_ref()
+            .is_none_or(|c| c.at.elapsed() >= CLOCK_RECHECK)
+        {
+            let obj = self.obj();
+            *cache = match (obj.clock(), obj.base_time()) {
+                (Some(clock), Some(base)) => Some(ClockCache {
+                    clock,
+                    base,
+                    at: Instant::now(),
+                }),
+                _ => None,
+            };
         }
+        cache.as_ref().map_or(0, |c| {
+            c.clock.time().saturating_sub(c.base).nseconds() as i64
+        })
     }
 
     /// A message's running time and flags, for the demuxer.
