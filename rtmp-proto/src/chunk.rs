@@ -447,7 +447,8 @@ impl ChunkDecoder {
 
         let starts_message = fmt != 3 || !continuing;
         if starts_message && n == stream.length as usize {
-            let payload = src.payload(n, &self.recycler);
+            let media = matches!(stream.type_id, type_id::AUDIO | type_id::VIDEO);
+            let payload = src.payload(n, media, &mut self.recycler);
             return Ok(Chunk::Message(RawMessage {
                 csid,
                 timestamp: stream.timestamp,
@@ -511,10 +512,22 @@ impl ChunkDecoder {
 /// recycler's bookkeeping. Kept: up to `KEEP` buffers, none over
 /// `KEEP_MAX`; a buffer is reused only for a message of at least half its
 /// size, so that a keyframe's buffer is not tied up by a small frame.
+///
+/// Small audio and video messages that came whole in a chunk (audio
+/// frames, mostly) are copied one after the other into a shared block
+/// instead, `SMALL_BLOCK` at a time: no allocation of their own, and none
+/// when they are sliced or shared later (a lone small buffer would be, on
+/// its first slice); a block is freed when the last of its messages goes.
+/// Commands are copied as they are: a connection that only ever sends a
+/// few (a player) holds no block.
 #[derive(Debug, Default)]
 struct Recycler {
     kept: Arc<Mutex<Vec<Vec<u8>>>>,
+    small: BytesMut,
 }
+
+/// The block small messages are copied into.
+const SMALL_BLOCK: usize = 16 * 1024;
 
 /// Messages up to this size are not recycled.
 const RECYCLE_MIN: usize = 4096;
@@ -537,6 +550,19 @@ impl Recycler {
             return kept.swap_remove(i);
         }
         Vec::with_capacity(len)
+    }
+
+    /// A copy of `bytes`, at most `RECYCLE_MIN` of them: in the shared
+    /// block if they are `media`.
+    fn copy_small(&mut self, bytes: &[u8], media: bool) -> Bytes {
+        if !media {
+            return Bytes::copy_from_slice(bytes);
+        }
+        if self.small.capacity() < bytes.len() {
+            self.small = BytesMut::with_capacity(SMALL_BLOCK);
+        }
+        self.small.extend_from_slice(bytes);
+        self.small.split().freeze()
     }
 
     /// Keeps `buf` for reuse, if it is worth it and there is room.
@@ -600,8 +626,9 @@ impl Drop for Recycled {
 trait Input {
     fn peek(&self) -> &[u8];
     fn skip(&mut self, n: usize);
-    /// The next `n` bytes, as a message's payload.
-    fn payload(&mut self, n: usize, recycler: &Recycler) -> Bytes;
+    /// The next `n` bytes, as a message's payload (`media`: audio or
+    /// video).
+    fn payload(&mut self, n: usize, media: bool, recycler: &mut Recycler) -> Bytes;
 }
 
 impl Input for &[u8] {
@@ -613,11 +640,16 @@ impl Input for &[u8] {
         *self = &self[n..];
     }
 
-    fn payload(&mut self, n: usize, recycler: &Recycler) -> Bytes {
-        let mut p = recycler.take(n);
-        p.extend_from_slice(&self[..n]);
+    fn payload(&mut self, n: usize, media: bool, recycler: &mut Recycler) -> Bytes {
+        let p = if n <= RECYCLE_MIN {
+            recycler.copy_small(&self[..n], media)
+        } else {
+            let mut p = recycler.take(n);
+            p.extend_from_slice(&self[..n]);
+            recycler.share(p)
+        };
         *self = &self[n..];
-        recycler.share(p)
+        p
     }
 }
 
@@ -630,13 +662,13 @@ impl Input for BytesMut {
         Buf::advance(self, n);
     }
 
-    fn payload(&mut self, n: usize, _: &Recycler) -> Bytes {
+    fn payload(&mut self, n: usize, media: bool, recycler: &mut Recycler) -> Bytes {
         // A big message that came in one chunk is handed on where it is;
         // a small one is copied, not to pin the whole block.
         if n >= ZERO_COPY_MIN {
             self.split_to(n).freeze()
         } else {
-            let p = Bytes::copy_from_slice(&self[..n]);
+            let p = recycler.copy_small(&self[..n], media);
             Buf::advance(self, n);
             p
         }
@@ -1208,7 +1240,11 @@ mod tests {
         let many: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 20_000)).collect();
         drop(many);
         assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
-        let small: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 300)).collect();
+        let small: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 100)).collect();
+        // Small ones, whole in a chunk, one after the other in a block.
+        for w in small.windows(2).take(40) {
+            assert_eq!(w[1].as_ptr(), w[0].as_ptr().wrapping_add(100));
+        }
         drop(small);
         assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
         // Outliving the decoder.
