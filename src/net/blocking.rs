@@ -196,25 +196,17 @@ impl BlockingClient {
     /// Reads whatever the server sent without waiting (acks, pings), so
     /// that a long publish keeps the connection healthy.
     fn drain_incoming(&mut self) -> Result<()> {
-        self.stream.set_nonblocking(true).ok();
-        let r = loop {
-            match self.stream.read(&mut self.buf) {
+        loop {
+            match super::recv_now(&self.stream, &mut self.buf) {
                 Ok(0) => {
                     self.eof = true;
-                    break Ok(());
+                    return Ok(());
                 }
-                Ok(n) => {
-                    let data = self.buf[..n].to_vec();
-                    if let Err(e) = self.session.feed(&data, Instant::now()) {
-                        break Err(e);
-                    }
-                }
-                Err(e) if e.kind() == IoKind::WouldBlock => break Ok(()),
-                Err(e) => break Err(io_error("read failed", e)),
+                Ok(n) => self.session.feed(&self.buf[..n], Instant::now())?,
+                Err(e) if e.kind() == IoKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(io_error("read failed", e)),
             }
-        };
-        self.stream.set_nonblocking(false).ok();
-        r
+        }
     }
 
     pub fn send_audio(&mut self, timestamp: u32, payload: &[u8]) -> Result<()> {

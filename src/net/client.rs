@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
-use super::{EventQueue, HANDOVER, Presence};
+use super::{EventQueue, HANDOVER, Presence, recv_now};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -466,36 +466,6 @@ impl Reader {
     /// Whether TLS has records of its own to send (an alert, a key update).
     fn tls_wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| lock(t).wants_write())
-    }
-}
-
-/// Reads what the socket holds into `buf` without waiting for more
-/// (`WouldBlock` when it holds nothing, or where the system cannot say),
-/// whatever its read timeout.
-fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which
-        // is borrowed mutably for the call; the descriptor is the
-        // stream's, open while it is borrowed.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(n as usize)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (stream, buf);
-        Err(IoKind::WouldBlock.into())
     }
 }
 
@@ -1291,42 +1261,6 @@ fn read_step(reader: &mut Reader, shared: &Shared, wait: bool) -> bool {
 mod tests {
     use super::*;
     use std::net::TcpListener;
-
-    /// `recv_now` never waits, whatever the socket's read timeout: it says
-    /// WouldBlock on an empty socket at once, then gives what came, then
-    /// sees the end.
-    #[test]
-    fn recv_now_does_not_wait() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut peer, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut buf = [0u8; 8];
-        let start = Instant::now();
-        let e = recv_now(&stream, &mut buf).unwrap_err();
-        assert_eq!(e.kind(), IoKind::WouldBlock);
-        assert!(start.elapsed() < Duration::from_secs(30));
-        peer.write_all(b"0123456789").unwrap();
-        let mut got = Vec::new();
-        while got.len() < 10 {
-            match recv_now(&stream, &mut buf) {
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == IoKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(got, b"0123456789");
-        drop(peer);
-        loop {
-            match recv_now(&stream, &mut buf) {
-                Ok(0) => break,
-                Err(e) if e.kind() == IoKind::WouldBlock => std::thread::yield_now(),
-                r => panic!("{r:?}"),
-            }
-        }
-    }
 
     /// Many pieces, some of a byte, through a socket that takes a little
     /// at a time: every byte arrives, in order, and the queue empties.
