@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
-use super::{EventQueue, HANDOVER, Presence, recv_now};
+use super::{EventQueue, Looks, Presence, recv_now};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -1147,6 +1147,7 @@ fn stage_name(s: ClientState) -> &'static str {
 }
 
 fn read_loop(shared: &Shared) {
+    let mut looks = Looks::default();
     loop {
         // A player's streaming thread reads itself while it is around.
         let mut t = lock(&shared.turns);
@@ -1157,9 +1158,10 @@ fn read_loop(shared: &Shared) {
             if t.reader_thread_reads() {
                 break;
             }
-            t = wait_at_most(&shared.turn_changed, t, HANDOVER);
+            t = wait_at_most(&shared.turn_changed, t, looks.next());
         }
         drop(t);
+        looks.reset();
         let mut reader = lock(&shared.reader);
         loop {
             if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared, true) {

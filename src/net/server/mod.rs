@@ -47,7 +47,7 @@ pub use play::PlayOptions;
 pub use publish::PublishOptions;
 
 use super::client::{Cancel, Next};
-use super::{EventQueue, HANDOVER, Presence};
+use super::{EventQueue, Looks, Presence};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -856,10 +856,13 @@ enum RoleState {
 
 impl Driver {
     /// Publish role, the server's thread: runs the loop while the
-    /// streaming thread has been away from it for `HANDOVER`, and gives it
-    /// back as soon as that thread wants it. Returns when told to stop.
+    /// streaming thread has been away from it for `HANDOVER` (looking ever
+    /// less often while that thread keeps coming back, see `Looks`), and
+    /// gives it back as soon as that thread wants it. Returns when told to
+    /// stop.
     fn serve_when_idle(&self) -> Result<()> {
         let shared = lock(&self.lp).shared.clone();
+        let mut looks = Looks::default();
         loop {
             let mut inner = lock(&shared.inner);
             loop {
@@ -869,9 +872,10 @@ impl Driver {
                 if inner.streaming.away() {
                     break;
                 }
-                inner = wait_at_most(&shared.handover, inner, HANDOVER);
+                inner = wait_at_most(&shared.handover, inner, looks.next());
             }
             drop(inner);
+            looks.reset();
             let mut lp = lock(&self.lp);
             while !self.wanted.load(Ordering::SeqCst) {
                 if lp.step(TICK)? {
