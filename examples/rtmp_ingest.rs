@@ -74,10 +74,22 @@ fn main() {
             gst::PadProbeReturn::Ok
         });
     }
-    pipeline
-        .set_state(gst::State::Playing)
-        .unwrap_or_else(|e| fail(e));
     let bus = pipeline.bus().expect("a pipeline has a bus");
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        // The element's own error (a port in use...) says more; it may
+        // reach the bus just after the state change gives up.
+        let why = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_mseconds(100),
+                &[gst::MessageType::Error],
+            )
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(err) => Some(err.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| e.to_string());
+        fail(why);
+    }
     let msg = bus.timed_pop_filtered(
         gst::ClockTime::NONE,
         &[gst::MessageType::Eos, gst::MessageType::Error],

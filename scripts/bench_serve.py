@@ -54,15 +54,23 @@ def free_port():
     return p
 
 
-def wait_listen(port, timeout=10):
+def wait_listen(port, proc, timeout=30, quiet=False):
+    """Waits until `proc` (our server) listens on `port`: True. If it ended
+    first, False when `quiet`, else says why and exits."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            if quiet:
+                print(f"bench: the server ended before listening on {port} ({err.strip()[-300:]}); again", flush=True)
+                return False
+            sys.exit(f"bench: the server ended ({proc.returncode}) before listening on {port}: {err[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.1).close()
-            return
+            return True
         except OSError:
             time.sleep(0.02)
-    sys.exit(f"bench: nothing listens on {port}")
+    sys.exit(f"bench: nothing listens on {port} after {timeout} s")
 
 
 def max_gop_bytes(media):
@@ -113,7 +121,7 @@ def run_ours(media, players, env):
     url = f"rtmp://127.0.0.1:{port}/live/key"
     cmd = ["gst-launch-1.0", "-q", *f"filesrc location={media} ! flvdemux name=d d.video ! queue ! h264parse ! s.video d.audio ! queue ! aacparse ! s.audio rtmpsink name=s mode=server location={url} max-clients={players + 16}".split()]
     srv = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_listen(port)
+    wait_listen(port, srv)
     base = proc_mem(srv.pid)
     cpu0 = proc_cpu(srv.pid)
     s = Sampler([srv.pid])
@@ -165,10 +173,14 @@ def ingest_ours(media, k, props, frames):
     """K publishers into K rtmpsrc mode=server in one process
     (examples/rtmp_ingest.rs); its CPU seconds, after checking that every
     publisher's frames all came out."""
-    ports = [free_port() for _ in range(k)]
-    srv = subprocess.Popen([INGEST, "--props", props, *map(str, ports)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for p in ports:
-        wait_listen(p)
+    for attempt in range(3):
+        # A port picked free may be taken by the time the server binds it
+        # (an outgoing connection's): pick again.
+        ports = [free_port() for _ in range(k)]
+        srv = subprocess.Popen([INGEST, "--props", props, *map(str, ports)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if all(wait_listen(p, srv, quiet=attempt < 2) for p in ports):
+            break
+        srv.wait()
     cpu0 = proc_cpu(srv.pid)
     publish_all([f"rtmp://127.0.0.1:{p}/live/key" for p in ports], media)
     out = srv.stdout.read().decode()
