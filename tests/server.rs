@@ -1372,3 +1372,56 @@ fn pausing_with_a_full_pad_queue_neither_hangs_nor_loses_a_frame() {
         &want,
     );
 }
+
+/// FFmpeg ends a publish with FCUnpublish, then deleteStream, in several
+/// writes. An ingest pipeline that stops at the EOS the first one brought
+/// must not answer the rest with a reset (FFmpeg then says "Broken pipe"):
+/// the publisher's last writes are taken, every frame came out, and the
+/// connection ends with a FIN.
+#[test]
+fn a_pipeline_stopped_at_unpublish_lets_the_publisher_finish_its_writes() {
+    use gstrtmp::net::blocking::BlockingClient;
+    use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
+    use gstrtmp::rtmp::url::RtmpUrl;
+    use std::io::{Read, Write};
+    let dir = TempDir::new("srv-linger");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    let video: Vec<_> = read_flv_tags(&media)
+        .into_iter()
+        .filter(|t| t.tag_type == gstrtmp::rtmp::flv::tag_type::VIDEO)
+        .collect();
+    let frames = video.iter().filter(|t| t.data.get(1) == Some(&1)).count();
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let url = RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/key")).unwrap();
+    let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Publish, &url)).unwrap();
+    for t in &video {
+        c.send_video(t.timestamp, &t.data).unwrap();
+    }
+    c.stop_with(true, false).unwrap();
+    // Stops the pipeline at the EOS.
+    play_to_eos(&p, Duration::from_secs(20));
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.len(), frames);
+    for (o, t) in got
+        .iter()
+        .zip(video.iter().filter(|t| t.data.get(1) == Some(&1)))
+    {
+        assert_eq!((o.size, o.crc), (t.data.len() - 5, crc32(&t.data[5..])));
+    }
+    // The publisher's last messages (an acknowledgement here, for what
+    // they are does not matter once the server is gone), a write at a
+    // time: into a closed socket the first is answered with a reset and
+    // the second fails.
+    let ack = [2u8, 0, 0, 0, 0, 0, 4, 3, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut s = c.stream();
+    for i in 0..3 {
+        s.write_all(&ack)
+            .unwrap_or_else(|e| panic!("write {i} after the pipeline stopped: {e}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the connection ends with a FIN, not a reset");
+}

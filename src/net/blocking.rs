@@ -128,6 +128,18 @@ impl BlockingClient {
         &self.session
     }
 
+    /// The socket, for what a peer does outside the session (tests).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends the stop commands `ClientSession::stop_with` names and keeps
+    /// the connection open (`finish` closes it).
+    pub fn stop_with(&mut self, fc_unpublish: bool, delete_stream: bool) -> Result<()> {
+        self.session.stop_with(fc_unpublish, delete_stream)?;
+        self.flush()
+    }
+
     /// Whether the server has closed the connection.
     pub fn is_closed(&self) -> bool {
         self.eof

@@ -21,6 +21,7 @@
 //! at a time for `rtmpsrc`, `play` serves any number of players for
 //! `rtmpsink`.
 
+mod linger;
 mod play;
 mod publish;
 
@@ -1571,23 +1572,45 @@ impl Loop {
         }
     }
 
+    /// The server stops: every connection goes. Those that were ending
+    /// politely already (see `reap`) get what is queued for them, if it
+    /// goes without waiting, and their peers' last words are read on
+    /// another thread (`linger`); the others are cut.
     fn close_all(&mut self, reason: &str) {
         let now = Instant::now();
         let tokens: Vec<Token> = self.peers.keys().copied().collect();
+        let mut lingering = Vec::new();
         for t in tokens {
             let Some(p) = self.peers.get_mut(&t) else {
                 continue;
             };
-            let lingering = p.linger_until.is_some();
+            let ending = p.closing.is_some() && !p.peer_closed;
+            let shut = p.linger_until.is_some();
             p.close_with(reason, now);
-            if !lingering {
+            if !shut {
                 self.ended(t, now);
             }
-            if let Some(mut p) = self.peers.remove(&t) {
+            let Some(mut p) = self.peers.remove(&t) else {
+                continue;
+            };
+            self.poll.registry().deregister(&mut p.sock).ok();
+            if !ending {
                 p.sock.shutdown(Shutdown::Both).ok();
-                self.poll.registry().deregister(&mut p.sock).ok();
+                continue;
             }
+            if !shut {
+                if !p.close_notified
+                    && let Some(tls) = p.tls.as_mut()
+                {
+                    p.close_notified = true;
+                    tls.send_close_notify();
+                }
+                p.flush(now).ok();
+                p.sock.shutdown(Shutdown::Write).ok();
+            }
+            lingering.push((p.sock, p.linger_until.unwrap_or(now + LINGER)));
         }
+        linger::hand_off(lingering);
     }
 
     fn publish_stats(&mut self) {
