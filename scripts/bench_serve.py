@@ -19,6 +19,7 @@ streams, as publishers per CPU core.
   scripts/bench_serve.py 5 0                      (the ingest side only)
   BENCH_MBIT=1 scripts/bench_serve.py 1 5000      (a 1 Mbit/s stream instead of 4)
   BENCH_PUBLISHERS=48 scripts/bench_serve.py 5 0  (48 publishers at once instead of 8)
+  BENCH_INGEST=0 scripts/bench_serve.py 5 200 1000 (the players' side only)
 
 With 8 publishers the machine is nearly idle, so every wake-up of a thread
 is one of an idle core (the dearest kind); with more, cores are busier
@@ -35,6 +36,7 @@ COUNTS = [int(a) for a in sys.argv[2:]] or [200, 1000]
 SECS = 20
 MBIT = int(os.environ.get("BENCH_MBIT", "4"))
 PUBLISHERS = int(os.environ.get("BENCH_PUBLISHERS", "8"))
+INGEST_SIDE = os.environ.get("BENCH_INGEST", "1") != "0"
 LOAD = os.path.join(ROOT, "target", "release", "examples", "rtmp_load")
 INGEST = os.path.join(ROOT, "target", "release", "examples", "rtmp_ingest")
 # The ingest side, as a user would set rtmpsrc up: the defaults, and without
@@ -244,6 +246,8 @@ def main():
                   f"{started}/{n} started, first frame p50 {first:.0f} ms p99 {first99:.0f} ms")
         print(f"  {n:5d} players  CPU per MB, ours / nginx = {per_mb['ours'] / per_mb['nginx']:.2f}   (target <= 1.00)")
 
+    if not INGEST_SIDE:
+        return
     k = PUBLISHERS
     frames = frames_in(media)
     cpu = {name: [] for name in [*INGEST_SETUPS, "nginx"]}
