@@ -236,12 +236,16 @@ rtmp {{ log_format bytes '$command "$name" $bytes_received $bytes_sent';
         """Starts the server (again, after `kill`) with the same port and files."""
         self.proc = subprocess.Popen(self.prefix + ["nginx", "-p", self.work, "-c",
                                                     os.path.join(self.work, "nginx.conf")])
-        for _ in range(200):
+        # Behind a NetLab's 50 ms each way a connection takes more than
+        # 0.1 s: give each attempt a second.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             try:
-                socket.create_connection((self.host, self.port), 0.1).close()
+                socket.create_connection((self.host, self.port), 1).close()
                 return
             except OSError:
                 time.sleep(0.05)
+        self.proc.terminate(); self.proc.wait()
         sys.exit("bench: nginx did not start")
 
     def kill(self):

@@ -53,9 +53,13 @@ def main():
     setup_and_build()
     secs = int(MINUTES * 60)
     lab = NetLab("soak")
-    lab.set("delay 50")
-    lab.set("loss 1")
-    nginx = Nginx(lab=lab, app_conf="record all; record_path RECDIR;")
+    try:
+        lab.set("delay 50")
+        lab.set("loss 1")
+        nginx = Nginx(lab=lab, app_conf="record all; record_path RECDIR;")
+    except BaseException:
+        lab.close()
+        raise
     video_n, audio_n = secs * 30, secs * 44100 // 1024
     pipeline = (
         f"videotestsrc is-live=true num-buffers={video_n} pattern=ball "
