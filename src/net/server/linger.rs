@@ -33,7 +33,7 @@ pub fn hand_off(socks: Vec<(TcpStream, Instant)>) {
 }
 
 fn run(socks: Vec<(TcpStream, Instant)>) {
-    let Ok(poll) = Poll::new() else { return };
+    let Ok(mut poll) = Poll::new() else { return };
     let mut scratch = vec![0u8; 16 * 1024];
     let mut open = HashMap::new();
     for (i, (mut sock, until)) in socks.into_iter().enumerate() {
@@ -47,7 +47,6 @@ fn run(socks: Vec<(TcpStream, Instant)>) {
             open.insert(token, (sock, until));
         }
     }
-    let mut poll = poll;
     let mut events = Events::with_capacity(64);
     while !open.is_empty() {
         let now = Instant::now();

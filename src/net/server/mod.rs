@@ -826,6 +826,20 @@ impl Peer {
         self.out.iter().find_map(|o| o.media_ts)
     }
 
+    /// TLS ends with close_notify, after everything before it: queued
+    /// once, and written out as far as the socket takes it now.
+    fn notify_close(&mut self, now: Instant) -> std::io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        if self.close_notified {
+            return Ok(());
+        }
+        self.close_notified = true;
+        tls.send_close_notify();
+        self.flush(now)
+    }
+
     fn close_with(&mut self, reason: impl Into<String>, now: Instant) {
         if self.closing.is_none() {
             self.closing = Some(reason.into());
@@ -1494,13 +1508,8 @@ impl Loop {
             if p.closing.is_none() || p.has_output() {
                 continue;
             }
-            // TLS ends with close_notify, after everything before it.
-            if !p.close_notified
-                && let Some(tls) = p.tls.as_mut()
-            {
-                p.close_notified = true;
-                tls.send_close_notify();
-                if p.flush(now).is_err() {
+            if !p.close_notified && p.tls.is_some() {
+                if p.notify_close(now).is_err() {
                     p.drop_output();
                 }
                 if p.has_output() {
@@ -1599,12 +1608,7 @@ impl Loop {
                 continue;
             }
             if !shut {
-                if !p.close_notified
-                    && let Some(tls) = p.tls.as_mut()
-                {
-                    p.close_notified = true;
-                    tls.send_close_notify();
-                }
+                p.notify_close(now).ok();
                 p.flush(now).ok();
                 p.sock.shutdown(Shutdown::Write).ok();
             }
