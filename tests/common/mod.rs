@@ -236,6 +236,23 @@ impl Nginx {
 
     fn start_full(app_conf: &str, lab: Option<&netlab::NetLab>, fronts: &[TlsFront]) -> Self {
         require("nginx");
+        // A port picked free may be taken before nginx binds it (by a test
+        // running beside this one): nginx then ends at once, and waiting
+        // for the port alone would find the other server. Pick again.
+        for _ in 0..3 {
+            if let Some(n) = Self::start_once(app_conf, lab, fronts) {
+                return n;
+            }
+        }
+        panic!("nginx did not start (its ports were taken three times)");
+    }
+
+    /// Starts nginx once: None if it ended before it had bound its ports.
+    fn start_once(
+        app_conf: &str,
+        lab: Option<&netlab::NetLab>,
+        fronts: &[TlsFront],
+    ) -> Option<Self> {
         let dir = TempDir::new("nginx");
         let (host, port, netns) = match lab {
             // The namespace is the lab's own: the usual port is free.
@@ -298,19 +315,29 @@ rtmp {{
         for d in ["logs", "client_body_temp"] {
             std::fs::create_dir_all(dir.path(d)).unwrap();
         }
-        let child = Self::spawn(&dir, netns.as_deref());
+        let mut child = Self::spawn(&dir, netns.as_deref());
+        // nginx writes its pid file once its listening sockets are bound,
+        // and ends at once when one cannot be.
+        let end = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new(&dir.path("nginx.pid")).exists() {
+            if child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            assert!(Instant::now() < end, "nginx wrote no pid file in 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         wait_for_host_port(&host, port, Duration::from_secs(10));
         for p in &tls_ports {
             wait_for_host_port(&host, *p, Duration::from_secs(10));
         }
-        Nginx {
+        Some(Nginx {
             dir,
             host,
             port,
             netns,
             tls_ports,
             child,
-        }
+        })
     }
 
     fn spawn(dir: &TempDir, netns: Option<&str>) -> Child {
