@@ -20,7 +20,9 @@ With --instructions, the same work counted in CPU instructions instead
 (valgrind's callgrind: the same figure on every run, whatever else the
 machine does): our process alone, publishing into and playing from our own
 server (no nginx), the cost of a 1 s cut of the file taken off so that
-start-up does not count, per MB of the rest. About 8 minutes.
+start-up does not count, per MB of the rest; and for H.264, the same with
+`measure-latency=true` on rtmpsink and rtmpsrc, against without (what
+timing every frame costs). About 10 minutes.
 
   scripts/bench_codecs.py [runs]
   scripts/bench_codecs.py --instructions
@@ -63,9 +65,9 @@ def wait_port(port):
     sys.exit("bench: the server never listened")
 
 
-def src_server(port, prefix=()):
+def src_server(port, prefix=(), props=()):
     return [*prefix, "gst-launch-1.0", "-q", "rtmpsrc", "mode=server", f"location=rtmp://127.0.0.1:{port}/live/key",
-            "eos-on-unpublish=true", "name=s", "s.video", "!", "fakesink", "sync=false",
+            "eos-on-unpublish=true", *props, "name=s", "s.video", "!", "fakesink", "sync=false",
             "s.audio", "!", "fakesink", "sync=false"]
 
 
@@ -79,20 +81,21 @@ def callgrind(cmd, env):
     return int(m.group(1))
 
 
-def publish_instructions(path, env):
+def publish_instructions(path, env, props=()):
     port = free_port()
     server = subprocess.Popen(src_server(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     n = callgrind(["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!", "qtdemux", "name=d",
                    "d.video_0", "!", "queue", "!", "s.video", "d.audio_0", "!", "queue", "!", "s.audio",
-                   "rtmpsink", "name=s", "sync=false", f"location=rtmp://127.0.0.1:{port}/live/key"], env)
+                   "rtmpsink", "name=s", "sync=false", *props, f"location=rtmp://127.0.0.1:{port}/live/key"], env)
     server.wait(timeout=60)
     return n
 
 
-def play_instructions(path, env):
+def play_instructions(path, env, props=()):
     port = free_port()
-    out = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *src_server(port)],
+    out = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                            *src_server(port, props=props)],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_port(port)
     subprocess.run([ffmpeg9(), "-hide_banner", "-loglevel", "error", "-i", path, "-c", "copy", "-f", "flv",
@@ -119,12 +122,22 @@ def instructions(media, env):
                       ("play (rtmpsrc ! fakesink)", play_instructions)]:
         per_mb = {}
         for codec, path in media.items():
-            short = cut(path)
-            n = run(path, env) - run(short, env)
-            per_mb[codec] = n / ((os.path.getsize(path) - os.path.getsize(short)) / 1e6)
+            per_mb[codec] = per_mb_of(run, path, env)
         print(f"  {what}")
         for k, v in per_mb.items():
             print(f"    {k:<6} {v / 1e6:7.3f} M instructions/MB   {v / per_mb['H.264']:.2f}x H.264")
+        # What timing every frame costs (rtmpsink's and rtmpsrc's
+        # measure-latency: a pad probe and a clock read per frame).
+        probed = per_mb_of(run, media["H.264"], env, ("measure-latency=true",))
+        print(f"    H.264 with measure-latency=true {probed / 1e6:7.3f} M instructions/MB   "
+              f"{probed / per_mb['H.264']:.3f}x without")
+
+
+def per_mb_of(run, path, env, props=()):
+    """Instructions per MB of `path` beyond its first second."""
+    short = cut(path)
+    n = run(path, env, props) - run(short, env, props)
+    return n / ((os.path.getsize(path) - os.path.getsize(short)) / 1e6)
 
 
 def main():

@@ -8,8 +8,11 @@
 //! field is set where the frame comes in and given back (to
 //! `BUFFER_OFFSET_NONE`) where it leaves, so users never see it.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
+
+use crate::sync::lock;
 
 /// `GST_BUFFER_OFFSET_NONE`: no stamp.
 pub const NONE: u64 = u64::MAX;
@@ -98,6 +101,48 @@ impl Latencies {
     }
 }
 
+/// Frames timed as they leave an element's pads (rtmpsrc: the demuxer's
+/// streaming thread, or a pad's queue thread, just before it pushes), from
+/// the arrival stamp they carry. Off, a frame costs one relaxed load.
+#[derive(Debug, Default)]
+pub struct Departures {
+    on: AtomicBool,
+    windows: Mutex<Latencies>,
+}
+
+impl Departures {
+    /// On or off (before data flows, so that every frame timed carries a
+    /// stamp); the windows start empty.
+    pub fn set(&self, on: bool) {
+        lock(&self.windows).clear();
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// `buffer` leaves now: records its time inside, if it carries an
+    /// arrival, and takes the stamp off (it stays inside the element).
+    pub fn depart(&self, video: bool, buffer: &mut gst::Buffer) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(ns) = since(buffer.offset(), Instant::now()) else {
+            return;
+        };
+        {
+            let mut w = lock(&self.windows);
+            match video {
+                true => w.video.record(ns),
+                false => w.audio.record(ns),
+            }
+        }
+        buffer.make_mut().set_offset(NONE);
+    }
+
+    /// See [`Latencies::write_to`].
+    pub fn write_to(&self, s: &mut gst::StructureRef) {
+        lock(&self.windows).write_to(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +180,38 @@ mod tests {
         assert!(stamp(a) < u64::MAX);
         // A stamp later than now (cannot happen, but must not wrap).
         assert_eq!(since(stamp(b), a), Some(0));
+    }
+
+    #[test]
+    fn departures_time_stamped_frames_only_while_on_and_take_the_stamp_off() {
+        gst::init().unwrap();
+        init();
+        let d = Departures::default();
+        let stamped = || {
+            let mut b = gst::Buffer::new();
+            b.get_mut().unwrap().set_offset(stamp(Instant::now()));
+            b
+        };
+        let (mut v, mut a) = (stamped(), stamped());
+        std::thread::sleep(Duration::from_millis(20));
+        d.depart(true, &mut v);
+        assert_ne!(v.offset(), NONE, "off: the buffer is left alone");
+        d.set(true);
+        d.depart(true, &mut v);
+        assert_eq!(v.offset(), NONE);
+        std::thread::sleep(Duration::from_millis(30));
+        d.depart(false, &mut a);
+        // A frame without a stamp is not timed.
+        let mut none = gst::Buffer::new();
+        d.depart(false, &mut none);
+        let mut s = gst::Structure::new_empty("stats");
+        d.write_to(&mut s);
+        let v50 = s.get::<u64>("video-latency-p50").unwrap();
+        let a50 = s.get::<u64>("audio-latency-p50").unwrap();
+        assert!(v50 >= 20_000_000, "video {v50}");
+        assert!(a50 >= 50_000_000 && a50 > v50, "audio {a50}");
+        d.set(false);
+        d.write_to(&mut s);
+        assert_eq!(s.get::<u64>("audio-latency-p50").unwrap(), 0);
     }
 }

@@ -1024,6 +1024,55 @@ fn stats_time_frames_inside_rtmpsink_and_rtmpsrc() {
     assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
 }
 
+/// The same figures where no pad queue is between the socket and the pad:
+/// rtmpsrc's streaming thread pushing itself (`pad-queues=false`), and a
+/// context's thread pushing for it. Each frame is timed and its stamp
+/// stays inside.
+#[test]
+fn stats_time_frames_pushed_without_pad_queues() {
+    for extra in ["pad-queues=false", "pad-queues=false context=stats-test"] {
+        let (p, log, _, _, port) = src_server(&format!(
+            "eos-on-unpublish=true measure-latency=true {extra}"
+        ));
+        let src = element(&p, "rtmpsrc");
+        let offsets: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let offs = offsets.clone();
+        src.connect_pad_added(move |_, pad| {
+            let offs = offs.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                offs.lock().unwrap().push(info.buffer().unwrap().offset());
+                gst::PadProbeReturn::Ok
+            });
+        });
+        let desc = AV.replace("SINK", "s")
+            + &format!(" rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/key");
+        let publisher = gst::parse::launch(&desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        publisher.set_state(gst::State::Playing).unwrap();
+        play_to_eos(&publisher, Duration::from_secs(60));
+        publisher.set_state(gst::State::Null).unwrap();
+        play_to_eos(&p, Duration::from_secs(30));
+        let stats: gst::Structure = src.property("stats");
+        p.set_state(gst::State::Null).unwrap();
+
+        let got = log.lock().unwrap().clone();
+        assert_eq!(got.iter().filter(|o| o.video).count(), 60, "{extra}");
+        for kind in ["video", "audio"] {
+            let p50 = latency_ms(&stats, &format!("{kind}-latency-p50"));
+            let p99 = latency_ms(&stats, &format!("{kind}-latency-p99"));
+            assert!(p50 > 0.0 && p50 <= p99, "{extra} {kind}: {stats}");
+        }
+        let offsets = offsets.lock().unwrap();
+        assert_eq!(offsets.len(), got.len(), "{extra}");
+        assert!(
+            offsets.iter().all(|o| *o == u64::MAX),
+            "{extra}: {offsets:?}"
+        );
+    }
+}
+
 /// A pipeline that stops taking frames makes the server stop reading the
 /// publisher once 32 MiB wait for it (TCP then holds the publisher back),
 /// and read on when the pipeline takes them again: nothing lost, nothing

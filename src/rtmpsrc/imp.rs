@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -8,7 +7,6 @@ use gst::subclass::prelude::*;
 
 use super::conn::{ROLE, RtmpSrcConn, Settings, defaults};
 use super::demux::RtmpSrcDemux;
-use crate::latency::Latencies;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
@@ -27,9 +25,6 @@ pub struct RtmpSrc {
     /// other has data (decodebin inside uridecodebin and playbin does) would
     /// deadlock.
     demux: RtmpSrcDemux,
-    /// Socket to pad, per kind (see crate::latency); measured where
-    /// buffers leave the demuxer (its queues, with pad-queues).
-    latency: Arc<Mutex<Latencies>>,
 }
 
 #[glib::object_subclass]
@@ -46,7 +41,6 @@ impl ObjectSubclass for RtmpSrc {
                 .property("name", "connection")
                 .build(),
             demux: glib::Object::builder().property("name", "demux").build(),
-            latency: Arc::default(),
         }
     }
 }
@@ -178,7 +172,7 @@ impl ObjectImpl for RtmpSrc {
         if pspec.name() == "stats" {
             let mut s = self.conn.imp().stats();
             if lock(&self.settings).shared.measure_latency {
-                lock(&self.latency).write_to(&mut s);
+                self.demux.imp().write_latencies(&mut s);
             }
             return s.to_value();
         }
@@ -221,10 +215,6 @@ impl ObjectImpl for RtmpSrc {
         let weak = obj.downgrade();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
-            if lock(&bin.imp().settings).shared.measure_latency {
-                bin.imp()
-                    .measure_latency(pad, pad.name().starts_with("video"));
-            }
             // "video", "audio", "video_%u" or "audio_%u": the same names here.
             let templ = pad
                 .pad_template()
@@ -249,29 +239,6 @@ impl ObjectImpl for RtmpSrc {
             if let Some(g) = bin.static_pad(&pad.name()) {
                 bin.remove_pad(&g).ok();
             }
-        });
-    }
-}
-
-impl RtmpSrc {
-    /// Times frames leaving `src` (the demuxer's pad) from the arrival the
-    /// connection stamped them with, and takes the stamp off.
-    fn measure_latency(&self, src: &gst::Pad, video: bool) {
-        let latency = self.latency.clone();
-        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data
-                && let Some(ns) = crate::latency::since(b.offset(), Instant::now())
-            {
-                let mut l = lock(&latency);
-                match video {
-                    true => l.video.record(ns),
-                    false => l.audio.record(ns),
-                }
-                drop(l);
-                // The arrival stamp stays inside the bin.
-                b.make_mut().set_offset(crate::latency::NONE);
-            }
-            gst::PadProbeReturn::Ok
         });
     }
 }
@@ -305,9 +272,13 @@ impl ElementImpl for RtmpSrc {
         let handed = &self.conn.imp().handed;
         handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
         if transition == gst::StateChange::ReadyToPaused {
-            lock(&self.latency).clear();
-            let queues = lock(&self.settings).pad_queues;
-            self.demux.imp().set_pad_queues(queues);
+            let (queues, measure) = {
+                let s = lock(&self.settings);
+                (s.pad_queues, s.shared.measure_latency)
+            };
+            let demux = self.demux.imp();
+            demux.set_pad_queues(queues);
+            demux.set_measure_latency(measure);
         }
         self.parent_change_state(transition)
     }

@@ -53,8 +53,6 @@ struct PadState {
     /// From the pad's tags, for the track maps of onMetaData.
     language: Option<String>,
     title: Option<String>,
-    /// The arrival stamps' probe, while latency is measured.
-    probe: Option<gst::PadProbeId>,
 }
 
 /// One sink pad: what interleaving needs to know of it, and what it holds.
@@ -516,30 +514,6 @@ pub struct RtmpSinkMux {
     measure: AtomicBool,
 }
 
-/// Stamps each buffer entering `pad` with its arrival (see crate::latency;
-/// the offset field means nothing to the muxer otherwise).
-fn stamp_arrivals(pad: &gst::Pad) -> Option<gst::PadProbeId> {
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        |_, info| {
-            let at = crate::latency::stamp(Instant::now());
-            match &mut info.data {
-                Some(gst::PadProbeData::Buffer(b)) => b.make_mut().set_offset(at),
-                Some(gst::PadProbeData::BufferList(l)) => {
-                    let l = l.make_mut();
-                    for i in 0..l.len() {
-                        if let Some(b) = l.get_mut(i) {
-                            b.set_offset(at);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        },
-    )
-}
-
 #[glib::object_subclass]
 impl ObjectSubclass for RtmpSinkMux {
     const NAME: &'static str = "GstRtmpSinkMux";
@@ -632,14 +606,8 @@ impl ElementImpl for RtmpSinkMux {
                 )
             })
             .build();
-        let probe = self
-            .measure
-            .load(Ordering::SeqCst)
-            .then(|| stamp_arrivals(&pad))
-            .flatten();
         let tags = PadState {
             id,
-            probe,
             ..Default::default()
         };
         st.pads.push(Input::new(pad.clone(), tags));
@@ -681,7 +649,6 @@ impl ElementImpl for RtmpSinkMux {
                     .map(|i| {
                         let fresh = PadState {
                             id: i.tags.id,
-                            probe: i.tags.probe,
                             ..Default::default()
                         };
                         Input::new(i.pad, fresh)
@@ -839,8 +806,16 @@ impl RtmpSinkMux {
     fn sink_chain(
         &self,
         pad: &gst::Pad,
-        buf: gst::Buffer,
+        mut buf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.measure.load(Ordering::Relaxed) {
+            // The frame's arrival, carried in the offset field (which
+            // means nothing to the muxer otherwise: see crate::latency).
+            // Here rather than in a pad probe, whose dispatch cost more
+            // than the timing itself.
+            let at = crate::latency::stamp(Instant::now());
+            buf.make_mut().set_offset(at);
+        }
         let mut st = self.lock();
         if st.input(pad).is_some_and(|i| !i.asked) {
             // Whether upstream is live (frames then go as soon as they
@@ -1244,15 +1219,6 @@ impl RtmpSinkMux {
     /// every frame timed carries a stamp.
     pub fn set_measure_latency(&self, on: bool) {
         self.measure.store(on, Ordering::SeqCst);
-        let mut st = self.lock();
-        for i in &mut st.pads {
-            match (on, i.tags.probe.take()) {
-                (true, None) => i.tags.probe = stamp_arrivals(&i.pad),
-                (true, Some(p)) => i.tags.probe = Some(p),
-                (false, Some(p)) => i.pad.remove_probe(p),
-                (false, None) => {}
-            }
-        }
     }
 
     pub fn frame_counts(&self) -> (u64, u64) {

@@ -8,6 +8,7 @@ use gst::subclass::prelude::*;
 
 use super::lanes::{Item, Lanes};
 use crate::common::PadTrack;
+use crate::latency::Departures;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
     AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, FLV_HEADER_SIZE,
@@ -227,6 +228,9 @@ pub struct RtmpSrcDemux {
     /// pushes it.
     pad_queues: AtomicBool,
     lanes: Arc<Lanes>,
+    /// rtmpsrc's measure-latency: socket to pad, timed where buffers leave
+    /// (here or in `lanes`).
+    departures: Arc<Departures>,
 }
 
 #[glib::object_subclass]
@@ -253,12 +257,14 @@ impl ObjectSubclass for RtmpSrcDemux {
                 )
             })
             .build();
+        let departures = Arc::<Departures>::default();
         RtmpSrcDemux {
             sinkpad,
             state: Mutex::default(),
             flow: Mutex::default(),
             pad_queues: AtomicBool::new(false),
-            lanes: Arc::default(),
+            lanes: Arc::new(Lanes::new(departures.clone())),
+            departures,
         }
     }
 }
@@ -433,6 +439,17 @@ impl RtmpSrcDemux {
         self.pad_queues.store(on, Ordering::Relaxed);
     }
 
+    /// rtmpsrc's measure-latency, from the next start (the figures start
+    /// anew).
+    pub fn set_measure_latency(&self, on: bool) {
+        self.departures.set(on);
+    }
+
+    /// The latency figures (see crate::latency) on a stats structure.
+    pub fn write_latencies(&self, s: &mut gst::StructureRef) {
+        self.departures.write_to(s)
+    }
+
     /// A serialized event out on `pad`, in order with its buffers.
     fn send_event(&self, pad: &gst::Pad, event: gst::Event) {
         if self.lanes_for(pad) {
@@ -445,11 +462,13 @@ impl RtmpSrcDemux {
     fn send_buffer(
         &self,
         pad: &gst::Pad,
-        buffer: gst::Buffer,
+        video: bool,
+        mut buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.lanes_for(pad) {
             self.lanes.push(pad, Item::Buffer(buffer), true)
         } else {
+            self.departures.depart(video, &mut buffer);
             pad.push(buffer)
         }
     }
@@ -719,7 +738,7 @@ impl RtmpSrcDemux {
                     }
                     let pad = builder.build();
                     if self.pad_queues.load(Ordering::Relaxed) {
-                        self.lanes.add(&pad);
+                        self.lanes.add(&pad, id.video);
                     }
                     // With a queue, its thread waits for the first buffer
                     // while the first sticky events go straight to the pad.
@@ -810,7 +829,7 @@ impl RtmpSrcDemux {
             }
             b.set_flags(flags);
         }
-        let r = self.send_buffer(&pad, b);
+        let r = self.send_buffer(&pad, id.video, b);
         self.flow.lock().unwrap().update_pad_flow(&pad, r)
     }
 

@@ -24,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use gst::prelude::*;
 
+use crate::latency::Departures;
 use crate::sync::lock;
 
 /// What one pad's queue holds at most before the streaming thread waits:
@@ -45,6 +46,8 @@ pub enum Item {
 
 struct Lane {
     pad: gst::Pad,
+    /// A video pad (for the latency figures).
+    video: bool,
     items: VecDeque<Item>,
     /// Bytes of the buffers queued or being pushed.
     bytes: usize,
@@ -92,20 +95,30 @@ impl State {
 }
 
 /// The queues of one demuxer's output pads.
-#[derive(Default)]
 pub struct Lanes {
     state: Mutex<State>,
     space: Condvar,
+    /// Where buffers leaving are timed (the demuxer's measure-latency).
+    departures: Arc<Departures>,
 }
 
 impl Lanes {
-    /// A queue for `pad`, whose activation (see `activate`) starts and stops
-    /// its thread.
-    pub fn add(&self, pad: &gst::Pad) {
+    pub fn new(departures: Arc<Departures>) -> Lanes {
+        Lanes {
+            state: Mutex::default(),
+            space: Condvar::new(),
+            departures,
+        }
+    }
+
+    /// A queue for `pad` (of video or audio), whose activation (see
+    /// `activate`) starts and stops its thread.
+    pub fn add(&self, pad: &gst::Pad, video: bool) {
         let mut st = lock(&self.state);
         if st.lane(pad).is_none() {
             st.lanes.push(Lane {
                 pad: pad.clone(),
+                video,
                 items: VecDeque::new(),
                 bytes: 0,
                 newest: None,
@@ -283,7 +296,7 @@ impl Lanes {
 
     /// One round of a pad's thread: waits for items, pushes all of them.
     fn run(&self, pad: &gst::Pad) {
-        let batch = {
+        let (batch, video) = {
             let mut st = lock(&self.state);
             loop {
                 let Some(lane) = st.lane(pad) else {
@@ -298,7 +311,7 @@ impl Lanes {
                 }
                 if !lane.items.is_empty() {
                     lane.parked = false;
-                    break std::mem::take(&mut lane.items);
+                    break (std::mem::take(&mut lane.items), lane.video);
                 }
                 lane.parked = true;
                 let wake = lane.wake.clone();
@@ -311,13 +324,16 @@ impl Lanes {
                 Item::Event(e) => {
                     pad.push_event(e);
                 }
-                Item::Buffer(b) => {
+                Item::Buffer(mut b) => {
                     let (size, dts) = (b.size(), b.dts_or_pts());
                     // After an error, the rest of this round is dropped:
                     // the streaming thread hears of it with its next push.
                     let r = match failed {
                         true => None,
-                        false => Some(pad.push(b)),
+                        false => {
+                            self.departures.depart(video, &mut b);
+                            Some(pad.push(b))
+                        }
                     };
                     let mut st = lock(&self.state);
                     let wake_producer = std::mem::take(&mut st.producer_waits);
