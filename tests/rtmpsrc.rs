@@ -132,6 +132,63 @@ fn rtmpsink_published() {
     assert!(got.iter().any(|o| o.video && o.pts != o.dts));
 }
 
+/// `measure-latency` on both elements, through nginx-rtmp: every frame
+/// still arrives as sent (payload, times, flags), each element has
+/// figures for both kinds, and the arrival stamps never reach the user's
+/// buffers (offsets are left unset).
+#[test]
+fn measured_latency_through_nginx_leaves_the_frames_as_sent() {
+    needs!("nginx");
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("measured");
+    let (p, log, _) = player(&url, "measure-latency=true");
+    let src = p
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+        .unwrap();
+    let offsets: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let offs = offsets.clone();
+    src.connect_pad_added(move |_, pad| {
+        let offs = offs.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            offs.lock().unwrap().push(info.buffer().unwrap().offset());
+            gst::PadProbeReturn::Ok
+        });
+    });
+    start_player(&p, &nginx, "measured");
+    let desc = AV.replace("SINK", "s")
+        + &format!(" rtmpsink name=s sync=false measure-latency=true location={url}");
+    let publisher = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sent = probe_parsers(&publisher);
+    publisher.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&publisher, Duration::from_secs(60));
+    let sink_stats: gst::Structure = publisher.by_name("s").unwrap().property("stats");
+    publisher.set_state(gst::State::Null).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    let src_stats: gst::Structure = src.property("stats");
+    p.set_state(gst::State::Null).unwrap();
+
+    let sent = sent.lock().unwrap().clone();
+    let got = log.lock().unwrap().clone();
+    same_frames("rtmpsink -> nginx -> rtmpsrc, measured", &sent, &got, true);
+    for (stats, what) in [(&sink_stats, "rtmpsink"), (&src_stats, "rtmpsrc")] {
+        for kind in ["video", "audio"] {
+            let p50 = stats.get::<u64>(&format!("{kind}-latency-p50")).unwrap();
+            let p99 = stats.get::<u64>(&format!("{kind}-latency-p99")).unwrap();
+            assert!(p50 > 0 && p50 <= p99, "{what} {kind}: {stats}");
+        }
+    }
+    let offsets = offsets.lock().unwrap();
+    assert_eq!(offsets.len(), got.len());
+    assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
+}
+
 #[test]
 fn rtmp2sink_published() {
     needs!("nginx");
