@@ -189,6 +189,47 @@ fn measured_latency_through_nginx_leaves_the_frames_as_sent() {
     assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
 }
 
+/// Playing from nginx-rtmp, a downstream that holds the video pad until
+/// audio past it came (a muxer) while the streaming thread pushes on it
+/// directly: the connection's reader thread takes the socket over and
+/// queues what it reads on the pads, the held push ends, every frame
+/// arrives as sent. (Without the rescue the hold times out.)
+#[test]
+fn a_direct_push_held_while_playing_is_rescued() {
+    needs!("nginx");
+    init();
+    let nginx = Nginx::start("");
+    let url = nginx.url("held");
+    let (p, log, _) = player(&url, "");
+    let src = p
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
+        .unwrap();
+    let hold = hold_a_direct_video_push(&src);
+    start_player(&p, &nginx, "held");
+    let publisher = gst::parse::launch(&LIVE_AV.replace("URL", &url))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sent = probe_parsers(&publisher);
+    publisher.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&publisher, Duration::from_secs(60));
+    publisher.set_state(gst::State::Null).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    p.set_state(gst::State::Null).unwrap();
+    hold.check();
+    let sent = sent.lock().unwrap().clone();
+    let got = log.lock().unwrap().clone();
+    same_frames(
+        "rtmpsink -> nginx -> rtmpsrc, a push held",
+        &sent,
+        &got,
+        true,
+    );
+}
+
 #[test]
 fn rtmp2sink_published() {
     needs!("nginx");

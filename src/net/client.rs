@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes};
 
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
-use super::{EventQueue, Looks, Presence, recv_now};
+use super::{EventQueue, Looks, Presence, Queued, Rescue, recv_now};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -560,6 +560,23 @@ struct Shared {
     turn_changed: Condvar,
     /// The streaming thread waits for the reader thread to let go.
     wanted: AtomicBool,
+    /// A player: what the reader thread does with what it read while it
+    /// reads in the streaming thread's stead (see `set_rescue`).
+    rescue: Mutex<Option<Rescue>>,
+}
+
+impl Queued for Shared {
+    fn pop_media(&self) -> Option<(ClientEvent, Instant)> {
+        let mut q = lock(&self.events);
+        let full = q.bytes > MAX_QUEUED_BYTES;
+        let next = q.pop_media()?;
+        drop(q);
+        if full {
+            // The reader thread waits for room.
+            self.events_changed.notify_all();
+        }
+        Some(next)
+    }
 }
 
 /// Who reads a player's socket (see `Shared::reader`).
@@ -781,6 +798,7 @@ impl ClientConnection {
             turns: Mutex::default(),
             turn_changed: Condvar::new(),
             wanted: AtomicBool::new(false),
+            rescue: Mutex::new(None),
         });
         let s2 = shared.clone();
         let reader = std::thread::Builder::new()
@@ -874,6 +892,14 @@ impl ClientConnection {
         drop(reader);
         lock(&shared.turns).streaming.leave();
         next
+    }
+
+    /// A player: what the reader thread does with the events it read while
+    /// the streaming thread has been away for `HANDOVER` (held downstream),
+    /// after each read, until set to None. Without one, they wait for that
+    /// thread (up to a limit, then the socket is not read).
+    pub(crate) fn set_rescue(&self, rescue: Option<Rescue>) {
+        *lock(&self.shared.rescue) = rescue;
     }
 
     /// Whether the next `next_event` returns at once: an event is queued,
@@ -1163,14 +1189,25 @@ fn read_loop(shared: &Shared) {
         drop(t);
         looks.reset();
         let mut reader = lock(&shared.reader);
+        rescue(shared);
         loop {
             if shared.stop_reader.load(Ordering::SeqCst) || !read_step(&mut reader, shared, true) {
                 return;
             }
+            rescue(shared);
             if shared.wanted.load(Ordering::SeqCst) {
                 break;
             }
         }
+    }
+}
+
+/// The reader thread, reading in a player's streaming thread's stead: the
+/// rescue set, if any, is given what was read.
+fn rescue(shared: &Shared) {
+    let rescue = lock(&shared.rescue).clone();
+    if let Some(rescue) = rescue {
+        rescue(shared);
     }
 }
 

@@ -117,6 +117,28 @@ impl Presence {
     }
 }
 
+/// Events a connection's thread read while the streaming thread was away
+/// (held downstream), not yet taken: what a `Rescue` takes.
+pub(crate) trait Queued {
+    /// The next event if it is media (audio, video, metadata); anything
+    /// else stays queued, with what follows it, for `next_event`.
+    fn pop_media(&self) -> Option<(ClientEvent, Instant)>;
+}
+
+/// What a connection's thread does with what it read while it reads in
+/// the streaming thread's stead (that thread held downstream for
+/// `HANDOVER`), after each read; see `Server::set_rescue` and
+/// `ClientConnection::set_rescue`. It must not wait: the reading waits
+/// for it.
+pub(crate) type Rescue = std::sync::Arc<dyn Fn(&dyn Queued) + Send + Sync>;
+
+fn is_media(e: &ClientEvent) -> bool {
+    matches!(
+        e,
+        ClientEvent::Video { .. } | ClientEvent::Audio { .. } | ClientEvent::Data { .. }
+    )
+}
+
 /// Bytes of received media a connection may hold for its element: a full
 /// queue stops reading, so a stalled pipeline slows the peer down through
 /// TCP instead of filling memory.
@@ -156,6 +178,14 @@ impl EventQueue {
 
     fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// The next event if it is media (see `Queued`).
+    fn pop_media(&mut self) -> Option<(ClientEvent, Instant)> {
+        match self.events.front() {
+            Some((e, _)) if is_media(e) => self.pop(),
+            _ => None,
+        }
     }
 
     fn pop(&mut self) -> Option<(ClientEvent, Instant)> {

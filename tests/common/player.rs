@@ -512,3 +512,69 @@ pub fn same_track_frames(what: &str, sent: &[Out], got: &[Out], video: bool, tra
     };
     assert_same_frames(what, &pick(got, false), &pick(sent, true));
 }
+
+/// A live publisher, four seconds in real time (`URL` to replace).
+pub const LIVE_AV: &str = "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=172 samplesperbuffer=1024 ! avenc_aac ! aacparse ! s.audio rtmpsink name=s location=URL";
+
+/// What `hold_a_direct_video_push` saw.
+#[derive(Default)]
+pub struct Hold {
+    /// The video pad's own thread (its queue's: it pushes the first
+    /// frames, before downstream showed it takes them at once).
+    own: Option<std::thread::ThreadId>,
+    /// A push by another thread (rtmpsrc's streaming thread: a direct
+    /// push) was held, and whether the audio it waited for came.
+    held: bool,
+    timed_out: bool,
+    audio_pts: Option<gst::ClockTime>,
+}
+
+pub struct HeldPush(Arc<(Mutex<Hold>, std::sync::Condvar)>);
+
+impl HeldPush {
+    /// Panics unless a direct push was held and let go by audio coming.
+    pub fn check(&self) {
+        let st = self.0.0.lock().unwrap();
+        assert!(st.held, "no direct push on the video pad to hold");
+        assert!(!st.timed_out, "the held push was not rescued");
+    }
+}
+
+/// Makes rtmpsrc `src`'s video pad behave like a muxer's once: the first
+/// video frame pushed by a thread other than the pad's own (a direct push
+/// from the streaming thread) is held until audio half a second past it
+/// went out on the audio pad (or 10 s, which `check` reports).
+pub fn hold_a_direct_video_push(src: &gst::Element) -> HeldPush {
+    let hold: Arc<(Mutex<Hold>, std::sync::Condvar)> = Arc::default();
+    let h = hold.clone();
+    src.connect_pad_added(move |_, pad| {
+        let (h, video) = (h.clone(), pad.name() == "video");
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let (state, cond) = &*h;
+            let mut st = state.lock().unwrap();
+            if !video {
+                st.audio_pts = Some(pts);
+                cond.notify_all();
+                return gst::PadProbeReturn::Ok;
+            }
+            let me = std::thread::current().id();
+            let own = *st.own.get_or_insert(me);
+            if me == own || st.held {
+                return gst::PadProbeReturn::Ok;
+            }
+            st.held = true;
+            let until = pts + gst::ClockTime::from_mseconds(500);
+            let (mut st, wait) = cond
+                .wait_timeout_while(st, Duration::from_secs(10), |s| {
+                    s.audio_pts.is_none_or(|a| a < until)
+                })
+                .unwrap();
+            st.timed_out = wait.timed_out();
+            gst::PadProbeReturn::Ok
+        });
+    });
+    HeldPush(hold)
+}

@@ -40,7 +40,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::rtmp::auth::{ServerAuth, Verdict};
 use crate::rtmp::error::{Error, ErrorKind, Result};
-use crate::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
+use crate::rtmp::session::{ClientEvent, ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
 use crate::sync::{lock, wait_at_most};
 
@@ -48,7 +48,7 @@ pub use play::PlayOptions;
 pub use publish::PublishOptions;
 
 use super::client::{Cancel, Next};
-use super::{EventQueue, Looks, Presence};
+use super::{EventQueue, Looks, Presence, Queued, Rescue};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -231,6 +231,39 @@ struct Shared {
     /// Wakes the server's thread when it waits for the loop to be free
     /// (publish role), to stop.
     handover: Condvar,
+    /// Publish role: what the server's thread does with what it read
+    /// while it runs the loop in the streaming thread's stead (see
+    /// `Server::set_rescue`).
+    rescue: Mutex<Option<Rescue>>,
+}
+
+/// Publish role: the events read and not yet taken, for a rescue (see
+/// `Server::set_rescue`).
+struct ServerQueued<'a> {
+    shared: &'a Shared,
+    waker: &'a Waker,
+}
+
+impl Queued for ServerQueued<'_> {
+    fn pop_media(&self) -> Option<(ClientEvent, Instant)> {
+        let mut inner = lock(&self.shared.inner);
+        let next = inner.events.pop_media()?;
+        if resume_reading(&mut inner) {
+            self.waker.wake().ok();
+        }
+        Some(next)
+    }
+}
+
+/// After an event was taken: whether the publisher, not read while the
+/// queue was full, may be read again (the loop must then be woken, once).
+fn resume_reading(inner: &mut Inner) -> bool {
+    let resume = inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2;
+    if resume {
+        inner.reading_paused = false;
+        inner.resume_reading = true;
+    }
+    resume
 }
 
 /// The loop, for whichever thread runs it (see the module's notes).
@@ -239,6 +272,7 @@ struct Driver {
     /// The streaming thread waits for the loop: the server's thread lets
     /// go of it after its current step.
     wanted: AtomicBool,
+    waker: Arc<Waker>,
 }
 
 #[derive(Default)]
@@ -342,6 +376,7 @@ impl Server {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             handover: Condvar::new(),
+            rescue: Mutex::new(None),
         });
         let chunk_size = options.session.chunk_size;
         let role = match role {
@@ -370,6 +405,7 @@ impl Server {
         let driver = Arc::new(Driver {
             lp: Mutex::new(lp),
             wanted: AtomicBool::new(false),
+            waker: waker.clone(),
         });
         let d = driver.clone();
         let thread = std::thread::Builder::new()
@@ -517,6 +553,15 @@ impl Server {
         next
     }
 
+    /// Publish role: what the server's thread does with the events it read
+    /// while the streaming thread has been away for `HANDOVER` (held
+    /// downstream), after each step of the loop, until set to None. Without
+    /// one, they wait for that thread (up to a limit, then the publisher is
+    /// not read).
+    pub(crate) fn set_rescue(&self, rescue: Option<Rescue>) {
+        *lock(&self.shared.rescue) = rescue;
+    }
+
     /// Publish role: whether an event is queued (the next `next_event` or
     /// `try_event` returns it at once).
     pub fn has_event(&self) -> bool {
@@ -599,10 +644,7 @@ impl Server {
         end: Option<Instant>,
     ) -> Option<Result<Next>> {
         if let Some((e, at)) = inner.events.pop() {
-            // Only a paused publisher needs the loop woken (once).
-            if inner.reading_paused && inner.events.bytes < super::MAX_QUEUED_BYTES / 2 {
-                inner.reading_paused = false;
-                inner.resume_reading = true;
+            if resume_reading(inner) {
                 self.wake();
             }
             return Some(Ok(Next::Event(e, at)));
@@ -892,11 +934,25 @@ impl Driver {
             drop(inner);
             looks.reset();
             let mut lp = lock(&self.lp);
+            self.rescue(&shared);
             while !self.wanted.load(Ordering::SeqCst) {
                 if lp.step(TICK)? {
                     return Ok(());
                 }
+                self.rescue(&shared);
             }
+        }
+    }
+
+    /// Publish role, the server's thread with the loop: the rescue set, if
+    /// any, is given what was read.
+    fn rescue(&self, shared: &Shared) {
+        let rescue = lock(&shared.rescue).clone();
+        if let Some(rescue) = rescue {
+            rescue(&ServerQueued {
+                shared,
+                waker: &self.waker,
+            });
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, Opening, is_cancelled};
 use crate::net::context::{Context, Member};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
+use crate::net::{Queued, Rescue};
 use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::tag_type;
@@ -142,6 +143,23 @@ impl Source {
         match self {
             Source::Client(c) => c.has_event(),
             Source::Server(s) => s.has_event(),
+        }
+    }
+
+    fn same(&self, other: &Source) -> bool {
+        match (self, other) {
+            (Source::Client(a), Source::Client(b)) => Arc::ptr_eq(a, b),
+            (Source::Server(a), Source::Server(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// What the connection's thread does with what it reads while the
+    /// streaming thread is held downstream (see conn's `rescue`).
+    fn set_rescue(&self, rescue: Option<Rescue>) {
+        match self {
+            Source::Client(c) => c.set_rescue(rescue),
+            Source::Server(s) => s.set_rescue(rescue),
         }
     }
 }
@@ -283,6 +301,7 @@ impl Park {
 /// it straight, with no buffer and no pad push in between (no FLV framing
 /// made here for the demuxer to parse back), by the streaming thread or a
 /// context's.
+#[derive(Clone)]
 struct Direct {
     demux: RtmpSrcDemux,
     peer: gst::Pad,
@@ -296,18 +315,40 @@ impl Direct {
     }
 
     /// A tag to the demuxer as a chain call would give it: under its sink
-    /// pad's stream lock, and not while that pad is flushing.
-    fn hand_over(&self, tag: Tag) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// pad's stream lock, and not while that pad is flushing. `direct`:
+    /// its buffer may skip its pad's queue, pushed by `push_pending` (see
+    /// the demuxer's `take_tag`).
+    fn hand_over(&self, tag: Tag, direct: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _stream = self.peer.stream_lock();
         if self.peer.pad_flags().contains(gst::PadFlags::FLUSHING) {
             return Err(gst::FlowError::Flushing);
         }
-        self.demux.imp().take_tag(tag)
+        self.demux.imp().take_tag(tag, direct)
+    }
+
+    /// Pushes the buffer the last `hand_over` set aside, if any, with no
+    /// lock held.
+    fn push_pending(&self) {
+        self.demux.imp().push_pending();
     }
 
     /// Wakes the demuxer's pad threads for what it queued (see `Tag::more`).
     fn wake(&self) {
         self.demux.imp().wake_lanes();
+    }
+
+    /// Whether the demuxer can take a tag without waiting for room.
+    fn have_room(&self) -> bool {
+        self.demux.imp().have_room()
+    }
+}
+
+/// The connection's thread rescues the streaming thread until this goes.
+struct Rescued(Source);
+
+impl Drop for Rescued {
+    fn drop(&mut self) {
+        self.0.set_rescue(None);
     }
 }
 
@@ -353,6 +394,10 @@ pub struct RtmpSrcConn {
     /// The pipeline's clock and base time, for the running time of every
     /// message (see `running_time_now`).
     clock: Mutex<Option<ClockCache>>,
+    /// Held from taking an event to handing its tag to the demuxer, by the
+    /// streaming thread or the server's thread rescuing it (see `rescue`):
+    /// tags reach the demuxer in the order they were read.
+    delivery: Mutex<()>,
 }
 
 /// The clock and base time as last looked up: a lookup takes the
@@ -991,7 +1036,7 @@ impl RtmpSrcConn {
                     match self.on_event(ev, at).and_then(|tag| match tag {
                         Some(mut tag) => {
                             tag.more = server.has_event();
-                            member.direct.hand_over(tag).map(Some)
+                            member.direct.hand_over(tag, false).map(Some)
                         }
                         None => {
                             if !server.has_event() {
@@ -1048,6 +1093,59 @@ impl RtmpSrcConn {
         }
     }
 
+    /// The streaming thread: has the connection's thread rescue it (see
+    /// `rescue`) until the guard goes.
+    fn rescued_by(&self, source: &Source, direct: &Direct) -> Rescued {
+        let conn = self.obj().downgrade();
+        let direct = direct.clone();
+        source.set_rescue(Some(Arc::new(move |queued: &dyn Queued| {
+            if let Some(conn) = conn.upgrade() {
+                conn.imp().rescue(queued, &direct);
+            }
+        })));
+        Rescued(source.clone())
+    }
+
+    /// The connection's thread (the server's, or a client's reader), once
+    /// the streaming thread has been away from the socket for a while
+    /// (held downstream: a pause, or a direct push that a muxer holds
+    /// until another pad has data, see the demuxer's lanes): what was read
+    /// goes on to the demuxer's pad queues, so that such a downstream gets
+    /// its other pad's data. Media only, while every queue has room, and
+    /// never while the streaming thread delivers; the rest waits for that
+    /// thread.
+    fn rescue(&self, queued: &dyn Queued, direct: &Direct) {
+        let _delivery = match self.delivery.try_lock() {
+            Ok(d) => d,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        let mut queued_any = false;
+        while direct.have_room() {
+            let Some((ev, at)) = queued.pop_media() else {
+                break;
+            };
+            // Media events always go on in server mode (see the policy).
+            let Ok(Some(mut tag)) = self.on_event(ev, at) else {
+                continue;
+            };
+            tag.more = true;
+            queued_any = true;
+            if direct.hand_over(tag, false).is_err() {
+                // The streaming thread hears of it with its next tag.
+                break;
+            }
+        }
+        if queued_any {
+            gst::log!(
+                CAT,
+                imp = self,
+                "rescued the stream while the streaming thread is held"
+            );
+            direct.wake();
+        }
+    }
+
     /// The stream cannot go on: the error says why, for a user.
     fn fail(&self, why: &str, lost: bool) -> gst::FlowError {
         let mut st = lock(&self.state);
@@ -1087,22 +1185,32 @@ impl PushSrcImpl for RtmpSrcConn {
         // holds a hand-over holds up a pause no more than it would the base
         // class's own push (tests/server.rs pauses with a pad held).
         let direct = self.direct()?;
+        // The connection's thread goes on reading while a direct push is
+        // held, so buffers may skip the demuxer's pad queues.
+        let mut _rescued = self.rescued_by(&source, &direct);
         loop {
             let wait = lock(&self.state).policy.wait(Instant::now());
+            let delivery = lock(&self.delivery);
             let next = source.next_event(wait, &self.cancel);
             let quiet = match next {
                 Ok(Next::Event(ev, at)) => {
-                    match self.on_event(ev, at)? {
+                    let r = self.on_event(ev, at).and_then(|tag| match tag {
                         Some(mut tag) => {
                             tag.more = source.has_event();
-                            direct.hand_over(tag)?;
+                            direct.hand_over(tag, true).map(drop)
                         }
                         // The last tag said more would follow, and this
                         // was it: the demuxer's pads must not wait for
                         // the next read.
-                        None if !source.has_event() => direct.wake(),
-                        None => {}
-                    }
+                        None if !source.has_event() => {
+                            direct.wake();
+                            Ok(())
+                        }
+                        None => Ok(()),
+                    });
+                    drop(delivery);
+                    direct.push_pending();
+                    r?;
                     continue;
                 }
                 Ok(Next::Idle) => lock(&self.state).policy.on_idle(Instant::now()),
@@ -1110,6 +1218,8 @@ impl PushSrcImpl for RtmpSrcConn {
                 Err(e) if is_cancelled(&e) => return Err(gst::FlowError::Flushing),
                 Err(e) => lock(&self.state).policy.on_lost(Some(&e)),
             };
+            drop(delivery);
+            let before = source.clone();
             match quiet {
                 OnQuiet::Wait => {}
                 OnQuiet::Ping => {
@@ -1127,6 +1237,9 @@ impl PushSrcImpl for RtmpSrcConn {
                 }
                 OnQuiet::Lost(why) => return Err(self.fail(&why, true)),
                 OnQuiet::TimedOut(why) => return Err(self.fail(&why, false)),
+            }
+            if !before.same(&source) {
+                _rescued = self.rescued_by(&source, &direct);
             }
         }
     }

@@ -164,6 +164,9 @@ struct State {
     /// The offset of the buffer being demuxed: when it was read from the
     /// socket (see crate::latency), passed on to what comes out of it.
     arrival: u64,
+    /// The tag being demuxed may have its buffer pushed directly by the
+    /// caller (see `take_tag`).
+    direct: bool,
 }
 
 impl State {
@@ -453,7 +456,7 @@ impl RtmpSrcDemux {
     /// A serialized event out on `pad`, in order with its buffers.
     fn send_event(&self, pad: &gst::Pad, event: gst::Event) {
         if self.lanes_for(pad) {
-            self.lanes.push(pad, Item::Event(event), false).ok();
+            self.lanes.push(pad, Item::Event(event), false, false).ok();
         } else {
             pad.push_event(event);
         }
@@ -463,10 +466,11 @@ impl RtmpSrcDemux {
         &self,
         pad: &gst::Pad,
         video: bool,
+        direct: bool,
         mut buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.lanes_for(pad) {
-            self.lanes.push(pad, Item::Buffer(buffer), true)
+            self.lanes.push(pad, Item::Buffer(buffer), true, direct)
         } else {
             self.departures.depart(video, &mut buffer);
             pad.push(buffer)
@@ -549,6 +553,7 @@ impl RtmpSrcDemux {
         let tags = {
             let mut st = self.lock();
             st.arrival = buffer.offset();
+            st.direct = false;
             if buffer.flags().contains(gst::BufferFlags::DISCONT) {
                 st.discont();
             }
@@ -579,11 +584,15 @@ impl RtmpSrcDemux {
 
     /// One tag handed over by the connection element without a buffer
     /// (what its context's thread does, see conn's `service`). The caller
-    /// holds the sink pad's stream lock, as a chain call would.
-    pub fn take_tag(&self, tag: Tag) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// holds the sink pad's stream lock, as a chain call would. `direct`:
+    /// the caller calls `push_pending` once it let go of that lock, and
+    /// has another thread to go on reading while that push is held (see
+    /// lanes' notes on direct pushes).
+    pub fn take_tag(&self, tag: Tag, direct: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
         {
             let mut st = self.lock();
             st.arrival = tag.arrival;
+            st.direct = direct;
             if tag.discont {
                 st.discont();
             }
@@ -594,6 +603,20 @@ impl RtmpSrcDemux {
             self.wake_lanes();
         }
         r
+    }
+
+    /// The buffer of the last `take_tag` that skips its pad's queue, if
+    /// any, pushed (see lanes' notes on direct pushes).
+    pub fn push_pending(&self) {
+        if self.pad_queues.load(Ordering::Relaxed) {
+            self.lanes.push_pending();
+        }
+    }
+
+    /// Whether every pad's queue has room for another buffer without
+    /// waiting.
+    pub fn have_room(&self) -> bool {
+        !self.pad_queues.load(Ordering::Relaxed) || self.lanes.have_room()
     }
 
     fn demux_tag(
@@ -784,9 +807,9 @@ impl RtmpSrcDemux {
         cts: i32,
         key: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (pad, tags, discont, arrival) = {
+        let (pad, tags, discont, arrival, direct) = {
             let mut st = self.lock();
-            let arrival = st.arrival;
+            let (arrival, direct) = (st.arrival, st.direct);
             let track = st.tracks.iter_mut().find(|(t, _)| *t == id);
             let Some((pad, discont)) = track.and_then(|(_, tr)| {
                 let pad = tr.pad.clone()?;
@@ -804,7 +827,7 @@ impl RtmpSrcDemux {
                     None => own,
                 });
             }
-            (pad, tags, discont, arrival)
+            (pad, tags, discont, arrival, direct)
         };
         if let Some(t) = tags {
             self.send_event(&pad, gst::event::Tag::new(t));
@@ -829,7 +852,7 @@ impl RtmpSrcDemux {
             }
             b.set_flags(flags);
         }
-        let r = self.send_buffer(&pad, id.video, b);
+        let r = self.send_buffer(&pad, id.video, direct, b);
         self.flow.lock().unwrap().update_pad_flow(&pad, r)
     }
 

@@ -18,9 +18,26 @@
 //! `MAX_TIME` of stream time or `MAX_BYTES`; beyond that the streaming
 //! thread waits (and TCP slows the peer down) until the pad's downstream
 //! takes some.
+//!
+//! Direct pushes: waking a pad's thread per frame is most of what a frame
+//! costs a publisher sending one at a time (an ingest server's case), and
+//! most downstreams (a queue, an appsink, a parser into a filesink) never
+//! hold a push. So a pad whose thread has shown that its downstream takes
+//! buffers at once (`PROVEN` pushes in a row, none held for `HELD`) gets
+//! its buffers from the streaming thread itself while its queue is empty
+//! and its thread asleep: the buffer is set aside (`Pending`) and pushed by
+//! the caller once it let go of its locks (`push_pending`). A direct push
+//! held for `HELD` or more puts the pad back on its queue until it proves
+//! itself again, over twice as many pushes each time. The one thing the
+//! queues are for, a downstream that holds one pad until another has data
+//! (a muxer), is then the caller's to rescue: only a caller with another
+//! thread to go on reading while it is held asks for direct pushes (rtmpsrc
+//! mode=server, whose server's thread takes the socket over and queues
+//! what it reads here: see conn's `rescue`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -36,6 +53,14 @@ const MAX_BYTES: usize = 32 << 20;
 /// A pad's thread is woken when this many buffers wait for it, even if
 /// the streaming thread has more of the same read to demux.
 const WAKE_AFTER: usize = 32;
+/// A push that takes this long was held downstream (a sink waiting for
+/// its clock or its preroll, a muxer for another pad, a decoder): that
+/// pad's buffers are not pushed directly (see the module's notes).
+const HELD: Duration = Duration::from_millis(5);
+/// Pushes in a row from a pad's thread, none held, before its buffers go
+/// directly; twice as many after each fall back, up to `PROVEN_AT_MOST`.
+const PROVEN: u32 = 16;
+const PROVEN_AT_MOST: u32 = 1024;
 
 pub enum Item {
     Buffer(gst::Buffer),
@@ -62,6 +87,16 @@ struct Lane {
     /// The pad's thread sleeps on `wake` and must be woken for new items.
     parked: bool,
     wake: Arc<Condvar>,
+    /// Pushes in a row that downstream took at once, and how many make
+    /// the pad's buffers go directly (see the module's notes).
+    quick: u32,
+    proven: u32,
+    /// A buffer of this pad is set aside for a direct push or being
+    /// pushed so: the pad's thread leaves what is queued behind it alone.
+    direct: bool,
+    /// Counts the flushes, so that a buffer set aside before one is not
+    /// pushed after it.
+    epoch: u64,
 }
 
 impl Lane {
@@ -79,6 +114,38 @@ impl Lane {
         self.newest = None;
         self.last_out = None;
     }
+
+    /// Whether the next buffer may skip the queue: nothing waits before it
+    /// and the pad's thread sleeps, downstream has shown it takes buffers
+    /// at once, and the last one went through.
+    fn may_push_directly(&self) -> bool {
+        self.items.is_empty()
+            && self.parked
+            && !self.direct
+            && self.quick >= self.proven
+            && self.flow.is_ok()
+    }
+
+    /// A push took `took`: whether downstream held it counts towards (or
+    /// against) direct pushes.
+    fn pushed(&mut self, took: Duration, direct: bool) {
+        if took < HELD {
+            self.quick = self.quick.saturating_add(1);
+        } else {
+            self.quick = 0;
+            if direct {
+                self.proven = (self.proven * 2).min(PROVEN_AT_MOST);
+            }
+        }
+    }
+}
+
+/// A buffer set aside for a direct push (see the module's notes).
+struct Pending {
+    pad: gst::Pad,
+    video: bool,
+    buffer: gst::Buffer,
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -86,6 +153,7 @@ struct State {
     lanes: Vec<Lane>,
     /// The streaming thread waits on `space` for a full queue.
     producer_waits: bool,
+    pending: Option<Pending>,
 }
 
 impl State {
@@ -127,13 +195,19 @@ impl Lanes {
                 flushing: true,
                 parked: false,
                 wake: Arc::default(),
+                quick: 0,
+                proven: PROVEN,
+                direct: false,
+                epoch: 0,
             });
         }
     }
 
     /// Forgets every queue (their pads are gone, their threads stopped).
     pub fn clear(&self) {
-        lock(&self.state).lanes.clear();
+        let mut st = lock(&self.state);
+        st.lanes.clear();
+        st.pending = None;
     }
 
     /// The pad's activation function: active, its thread starts; inactive,
@@ -191,6 +265,7 @@ impl Lanes {
         let mut st = lock(&self.state);
         if let Some(lane) = st.lane(pad) {
             lane.flushing = true;
+            lane.epoch += 1;
             lane.clear();
             lane.wake.notify_one();
         }
@@ -219,12 +294,16 @@ impl Lanes {
     /// said to the pad's last one (an error stops the streaming thread the
     /// way a direct push would). Waits while the pad's queue is full.
     /// `later`: the pad's thread need not be woken before `wake` (more of
-    /// the same read follows).
+    /// the same read follows). `direct`: the caller pushes a buffer of a
+    /// pad that may skip its queue itself, with `push_pending`, and has
+    /// another thread to go on reading while that push is held (see the
+    /// module's notes).
     pub fn push(
         &self,
         pad: &gst::Pad,
         item: Item,
         later: bool,
+        direct: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);
         loop {
@@ -239,6 +318,23 @@ impl Lanes {
                 Ok(_) | Err(gst::FlowError::NotLinked) => {}
                 Err(e) => return Err(e),
             }
+            let skip = direct && lane.may_push_directly();
+            if skip && st.pending.is_none() {
+                let lane = st.lane(pad).expect("checked above");
+                lane.direct = true;
+                let (flow, epoch, video) = (lane.flow, lane.epoch, lane.video);
+                let Item::Buffer(buffer) = item else {
+                    unreachable!("matched above")
+                };
+                st.pending = Some(Pending {
+                    pad: pad.clone(),
+                    video,
+                    buffer,
+                    epoch,
+                });
+                return flow;
+            }
+            let lane = st.lane(pad).expect("checked above");
             if !lane.full() {
                 lane.bytes += b.size();
                 if let Some(dts) = b.dts_or_pts() {
@@ -263,7 +359,9 @@ impl Lanes {
         let lane = st.lane(pad).expect("checked above");
         let flow = lane.flow;
         lane.items.push_back(item);
-        let wake = (lane.parked && (!later || lane.items.len() >= WAKE_AFTER)).then(|| {
+        // Behind a direct push, the pad's thread waits for it to end.
+        let now = !later || lane.items.len() >= WAKE_AFTER;
+        let wake = (lane.parked && !lane.direct && now).then(|| {
             lane.parked = false;
             lane.wake.clone()
         });
@@ -276,6 +374,55 @@ impl Lanes {
         flow
     }
 
+    /// Pushes the buffer `push` set aside for a direct push, if any (the
+    /// caller holds none of the locks a rescuing thread needs). What
+    /// downstream says is the pad's next `push`'s, as for a queued buffer.
+    pub fn push_pending(&self) {
+        let Some(Pending {
+            pad,
+            video,
+            mut buffer,
+            epoch,
+        }) = lock(&self.state).pending.take()
+        else {
+            return;
+        };
+        self.departures.depart(video, &mut buffer);
+        let start = Instant::now();
+        let r = pad.push(buffer);
+        let took = start.elapsed();
+        let mut st = lock(&self.state);
+        let Some(lane) = st.lane(&pad) else { return };
+        lane.direct = false;
+        if lane.flushing || lane.epoch != epoch {
+            return;
+        }
+        lane.flow = r;
+        lane.pushed(took, true);
+        if took >= HELD {
+            gst::debug!(
+                gst::CAT_RUST,
+                obj = pad,
+                "downstream held a direct push for {took:?}: queued again"
+            );
+        }
+        // What a rescuing thread queued behind it.
+        let wake = (lane.parked && !lane.items.is_empty()).then(|| {
+            lane.parked = false;
+            lane.wake.clone()
+        });
+        drop(st);
+        if let Some(w) = wake {
+            w.notify_one();
+        }
+    }
+
+    /// Whether every pad's queue has room: a thread that must not wait
+    /// (a rescue, see the module's notes) queues only then.
+    pub fn have_room(&self) -> bool {
+        lock(&self.state).lanes.iter().all(|l| !l.full())
+    }
+
     /// Wakes the pads' threads that sleep with something queued for them.
     pub fn wake(&self) {
         let wake = Self::take_parked(&mut lock(&self.state));
@@ -286,7 +433,7 @@ impl Lanes {
     fn take_parked(st: &mut State) -> Vec<Arc<Condvar>> {
         st.lanes
             .iter_mut()
-            .filter(|l| l.parked && !l.items.is_empty())
+            .filter(|l| l.parked && !l.direct && !l.items.is_empty())
             .map(|l| {
                 l.parked = false;
                 l.wake.clone()
@@ -309,7 +456,7 @@ impl Lanes {
                     pad.pause_task().ok();
                     return;
                 }
-                if !lane.items.is_empty() {
+                if !lane.items.is_empty() && !lane.direct {
                     lane.parked = false;
                     break (std::mem::take(&mut lane.items), lane.video);
                 }
@@ -332,7 +479,9 @@ impl Lanes {
                         true => None,
                         false => {
                             self.departures.depart(video, &mut b);
-                            Some(pad.push(b))
+                            let start = Instant::now();
+                            let r = pad.push(b);
+                            Some((r, start.elapsed()))
                         }
                     };
                     let mut st = lock(&self.state);
@@ -344,9 +493,10 @@ impl Lanes {
                         if dts.is_some() {
                             lane.last_out = dts;
                         }
-                        if let Some(r) = r {
+                        if let Some((r, took)) = r {
                             failed = !matches!(r, Ok(_) | Err(gst::FlowError::NotLinked));
                             lane.flow = r;
+                            lane.pushed(took, false);
                         }
                     }
                     drop(st);
@@ -356,5 +506,73 @@ impl Lanes {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pad's buffers skip its queue only once its thread pushed `PROVEN`
+    /// in a row that downstream took at once, with its queue empty and its
+    /// thread asleep; a held direct push puts it back on its queue, and it
+    /// then takes twice as many (up to `PROVEN_AT_MOST`).
+    #[test]
+    fn direct_pushes_are_earned_and_lost() {
+        gst::init().unwrap();
+        let mut lane = Lane {
+            pad: gst::Pad::builder(gst::PadDirection::Src).build(),
+            video: true,
+            items: VecDeque::new(),
+            bytes: 0,
+            newest: None,
+            last_out: None,
+            flow: Ok(gst::FlowSuccess::Ok),
+            flushing: false,
+            parked: true,
+            wake: Arc::default(),
+            quick: 0,
+            proven: PROVEN,
+            direct: false,
+            epoch: 0,
+        };
+        let quick = Duration::from_micros(50);
+        for _ in 0..PROVEN - 1 {
+            lane.pushed(quick, false);
+        }
+        assert!(!lane.may_push_directly());
+        // A push held on the pad's own thread starts the count again.
+        lane.pushed(HELD, false);
+        assert_eq!((lane.quick, lane.proven), (0, PROVEN));
+        for _ in 0..PROVEN {
+            lane.pushed(quick, false);
+        }
+        assert!(lane.may_push_directly());
+        // Not while its thread is awake, something waits in its queue, a
+        // direct push is on, or the last push failed.
+        lane.parked = false;
+        assert!(!lane.may_push_directly());
+        lane.parked = true;
+        lane.items.push_back(Item::Event(gst::event::Eos::new()));
+        assert!(!lane.may_push_directly());
+        lane.items.clear();
+        lane.direct = true;
+        assert!(!lane.may_push_directly());
+        lane.direct = false;
+        lane.flow = Err(gst::FlowError::NotLinked);
+        assert!(!lane.may_push_directly());
+        lane.flow = Ok(gst::FlowSuccess::Ok);
+        // A held direct push: back to the queue, twice the proof.
+        lane.pushed(Duration::from_millis(40), true);
+        assert!(!lane.may_push_directly());
+        assert_eq!(lane.proven, 2 * PROVEN);
+        for _ in 0..2 * PROVEN {
+            lane.pushed(quick, true);
+        }
+        assert!(lane.may_push_directly());
+        for _ in 0..20 {
+            lane.pushed(HELD, true);
+        }
+        assert_eq!(lane.proven, PROVEN_AT_MOST);
     }
 }
