@@ -395,8 +395,8 @@ pub struct RtmpSrcConn {
     /// message (see `running_time_now`).
     clock: Mutex<Option<ClockCache>>,
     /// Held from taking an event to handing its tag to the demuxer, by the
-    /// streaming thread or the server's thread rescuing it (see `rescue`):
-    /// tags reach the demuxer in the order they were read.
+    /// streaming thread or the connection's thread rescuing it (see
+    /// `rescue`): tags reach the demuxer in the order they were read.
     delivery: Mutex<()>,
 }
 
@@ -1125,7 +1125,8 @@ impl RtmpSrcConn {
             let Some((ev, at)) = queued.pop_media() else {
                 break;
             };
-            // Media events always go on in server mode (see the policy).
+            // Media never ends the stream (see the policy's `on_event`):
+            // anything but a tag is one to skip.
             let Ok(Some(mut tag)) = self.on_event(ev, at) else {
                 continue;
             };

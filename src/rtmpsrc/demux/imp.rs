@@ -613,10 +613,11 @@ impl RtmpSrcDemux {
         }
     }
 
-    /// Whether every pad's queue has room for another buffer without
-    /// waiting.
+    /// Whether the pads have queues and every one has room for another
+    /// buffer: a tag would then be queued without waiting (and without a
+    /// push from the caller's thread).
     pub fn have_room(&self) -> bool {
-        !self.pad_queues.load(Ordering::Relaxed) || self.lanes.have_room()
+        self.pad_queues.load(Ordering::Relaxed) && self.lanes.have_room()
     }
 
     fn demux_tag(
