@@ -23,7 +23,8 @@ pub struct RtmpSrc {
     /// With pad-queues, a thread per output pad (the demuxer's queues): with
     /// a single streaming thread, a downstream that holds one pad until the
     /// other has data (decodebin inside uridecodebin and playbin does) would
-    /// deadlock.
+    /// deadlock. The streaming thread still pushes while downstream keeps
+    /// up (see the demuxer's lanes: direct pushes, and their rescue).
     demux: RtmpSrcDemux,
 }
 
@@ -103,7 +104,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecBoolean::builder("pad-queues")
                     .nick("Pad queues")
-                    .blurb("A queue and a thread behind each output pad, so that any downstream works (decodebin, muxers, sinks that preroll). Off: the streaming thread, which reads the socket, pushes on every pad itself: no thread hand-off from socket to pad (less CPU, less latency); a downstream that waits on one pad for another's data then needs its own queue after each pad (or sinks with async=false)")
+                    .blurb("A queue and a thread behind each output pad, so that any downstream works (decodebin, muxers, sinks that preroll). A pad whose downstream took 16 buffers in a row at once (under 5 ms each) gets them from the streaming thread while its queue is empty, with no thread hand-off; a push held there sends the pad back to its queue, and the connection's thread queues what it reads meanwhile. Off: the streaming thread, which reads the socket, pushes on every pad itself, always: no hand-off and no bookkeeping (least CPU and latency); a downstream that waits on one pad for another's data then needs its own queue after each pad (or sinks with async=false)")
                     .default_value(true)
                     .mutable_ready()
                     .build(),
