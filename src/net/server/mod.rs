@@ -10,7 +10,9 @@
 //! message goes from the socket to the pad with no thread hand-off; the
 //! server's thread takes the loop over only while the streaming thread has
 //! been away for `HANDOVER` (the pipeline paused or blocked downstream),
-//! so that handshakes, pings and deadlines never wait on the pipeline.
+//! so that handshakes, pings and deadlines never wait on the pipeline; what
+//! it reads then goes to the element's rescue, if it set one (rtmpsrc's
+//! pad queues take it, see `set_rescue`).
 //! In a context (super::context), the context's thread stands in for the
 //! streaming thread: it runs the loop a step at a time (`try_event`)
 //! whenever the loop's poll (`poll_fd`) is ready.

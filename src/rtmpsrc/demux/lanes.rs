@@ -31,9 +31,10 @@
 //! itself again, over twice as many pushes each time. The one thing the
 //! queues are for, a downstream that holds one pad until another has data
 //! (a muxer), is then the caller's to rescue: only a caller with another
-//! thread to go on reading while it is held asks for direct pushes (rtmpsrc
-//! mode=server, whose server's thread takes the socket over and queues
-//! what it reads here: see conn's `rescue`).
+//! thread to go on reading while it is held asks for direct pushes
+//! (rtmpsrc's streaming thread, whose connection's thread, the server's or
+//! a client's reader, takes the socket over and queues what it reads here:
+//! see conn's `rescue`; a context's thread never asks).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
