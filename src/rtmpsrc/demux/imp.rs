@@ -16,7 +16,7 @@ use crate::rtmp::flv::{
     VideoTrackData, tag_type,
 };
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "rtmpsrcdemux",
         gst::DebugColorFlags::empty(),

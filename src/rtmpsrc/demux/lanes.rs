@@ -402,7 +402,7 @@ impl Lanes {
         lane.pushed(took, true);
         if took >= HELD {
             gst::debug!(
-                gst::CAT_RUST,
+                super::imp::CAT,
                 obj = pad,
                 "downstream held a direct push for {took:?}: queued again"
             );
