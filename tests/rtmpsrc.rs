@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::player::*;
+use common::server::element;
 use common::*;
 use gst::prelude::*;
 
@@ -143,12 +144,7 @@ fn measured_latency_through_nginx_leaves_the_frames_as_sent() {
     let nginx = Nginx::start("");
     let url = nginx.url("measured");
     let (p, log, _) = player(&url, "measure-latency=true");
-    let src = p
-        .iterate_elements()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
-        .unwrap();
+    let src = element(&p, "rtmpsrc");
     let offsets: Arc<Mutex<Vec<u64>>> = Arc::default();
     let offs = offsets.clone();
     src.connect_pad_added(move |_, pad| {
@@ -177,13 +173,8 @@ fn measured_latency_through_nginx_leaves_the_frames_as_sent() {
     let sent = sent.lock().unwrap().clone();
     let got = log.lock().unwrap().clone();
     same_frames("rtmpsink -> nginx -> rtmpsrc, measured", &sent, &got, true);
-    for (stats, what) in [(&sink_stats, "rtmpsink"), (&src_stats, "rtmpsrc")] {
-        for kind in ["video", "audio"] {
-            let p50 = stats.get::<u64>(&format!("{kind}-latency-p50")).unwrap();
-            let p99 = stats.get::<u64>(&format!("{kind}-latency-p99")).unwrap();
-            assert!(p50 > 0 && p50 <= p99, "{what} {kind}: {stats}");
-        }
-    }
+    assert_latency_figures(&sink_stats, "rtmpsink");
+    assert_latency_figures(&src_stats, "rtmpsrc");
     let offsets = offsets.lock().unwrap();
     assert_eq!(offsets.len(), got.len());
     assert!(offsets.iter().all(|o| *o == u64::MAX), "{offsets:?}");
@@ -201,26 +192,13 @@ fn a_direct_push_held_while_playing_is_rescued() {
     let nginx = Nginx::start("");
     let url = nginx.url("held");
     let (p, log, _) = player(&url, "");
-    let src = p
-        .iterate_elements()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
-        .unwrap();
+    let src = element(&p, "rtmpsrc");
     let hold = hold_a_direct_video_push(&src);
     start_player(&p, &nginx, "held");
-    let publisher = gst::parse::launch(&LIVE_AV.replace("URL", &url))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sent = probe_parsers(&publisher);
-    publisher.set_state(gst::State::Playing).unwrap();
-    play_to_eos(&publisher, Duration::from_secs(60));
-    publisher.set_state(gst::State::Null).unwrap();
+    let sent = publish_to_eos(&LIVE_AV.replace("URL", &url));
     play_to_eos(&p, Duration::from_secs(20));
     p.set_state(gst::State::Null).unwrap();
     hold.check();
-    let sent = sent.lock().unwrap().clone();
     let got = log.lock().unwrap().clone();
     same_frames(
         "rtmpsink -> nginx -> rtmpsrc, a push held",
@@ -410,12 +388,7 @@ fn stats_answer_while_waiting_for_an_idle_stream() {
     let nginx = Nginx::start("");
     let (p, _, _) = player(&nginx.url("idle"), "");
     start_player(&p, &nginx, "idle");
-    let src = p
-        .iterate_elements()
-        .into_iter()
-        .flatten()
-        .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
-        .unwrap();
+    let src = element(&p, "rtmpsrc");
     // Nothing is published: the source waits for the first message. Its
     // stats must still answer at once (the wait holds no lock they need).
     for _ in 0..5 {

@@ -578,3 +578,19 @@ pub fn hold_a_direct_video_push(src: &gst::Element) -> HeldPush {
     });
     HeldPush(hold)
 }
+
+/// Panics unless an element's `stats` (with `measure-latency=true`) has
+/// latency figures for video and audio, each p50 above 0 and at most its
+/// p99; `what` names the element in the message.
+pub fn assert_latency_figures(stats: &gst::Structure, what: &str) {
+    for kind in ["video", "audio"] {
+        let field = |q: &str| {
+            let f = format!("{kind}-latency-{q}");
+            stats
+                .get::<u64>(&f)
+                .unwrap_or_else(|_| panic!("{what}: no {f} in {stats}"))
+        };
+        let (p50, p99) = (field("p50"), field("p99"));
+        assert!(p50 > 0 && p50 <= p99, "{what} {kind}: {stats}");
+    }
+}

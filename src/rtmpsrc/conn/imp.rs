@@ -146,14 +146,6 @@ impl Source {
         }
     }
 
-    fn same(&self, other: &Source) -> bool {
-        match (self, other) {
-            (Source::Client(a), Source::Client(b)) => Arc::ptr_eq(a, b),
-            (Source::Server(a), Source::Server(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-
     /// What the connection's thread does with what it reads while the
     /// streaming thread is held downstream (see conn's `rescue`).
     fn set_rescue(&self, rescue: Option<Rescue>) {
@@ -1220,7 +1212,6 @@ impl PushSrcImpl for RtmpSrcConn {
                 Err(e) => lock(&self.state).policy.on_lost(Some(&e)),
             };
             drop(delivery);
-            let before = source.clone();
             match quiet {
                 OnQuiet::Wait => {}
                 OnQuiet::Ping => {
@@ -1229,18 +1220,19 @@ impl PushSrcImpl for RtmpSrcConn {
                         && !is_cancelled(&e)
                     {
                         source = self.reconnect(&e.to_string())?;
+                        _rescued = self.rescued_by(&source, &direct);
                     }
                 }
-                OnQuiet::Reconnect(why) => source = self.reconnect(&why)?,
+                OnQuiet::Reconnect(why) => {
+                    source = self.reconnect(&why)?;
+                    _rescued = self.rescued_by(&source, &direct);
+                }
                 OnQuiet::Eos(why) => {
                     gst::info!(CAT, imp = self, "{why}: EOS");
                     return Err(gst::FlowError::Eos);
                 }
                 OnQuiet::Lost(why) => return Err(self.fail(&why, true)),
                 OnQuiet::TimedOut(why) => return Err(self.fail(&why, false)),
-            }
-            if !before.same(&source) {
-                _rescued = self.rescued_by(&source, &direct);
             }
         }
     }

@@ -308,6 +308,7 @@ impl Lanes {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);
         loop {
+            let set_aside = direct && st.pending.is_none();
             let Some(lane) = st.lane(pad) else {
                 return Err(gst::FlowError::Flushing);
             };
@@ -319,9 +320,7 @@ impl Lanes {
                 Ok(_) | Err(gst::FlowError::NotLinked) => {}
                 Err(e) => return Err(e),
             }
-            let skip = direct && lane.may_push_directly();
-            if skip && st.pending.is_none() {
-                let lane = st.lane(pad).expect("checked above");
+            if set_aside && lane.may_push_directly() {
                 lane.direct = true;
                 let (flow, epoch, video) = (lane.flow, lane.epoch, lane.video);
                 let Item::Buffer(buffer) = item else {
@@ -335,7 +334,6 @@ impl Lanes {
                 });
                 return flow;
             }
-            let lane = st.lane(pad).expect("checked above");
             if !lane.full() {
                 lane.bytes += b.size();
                 if let Some(dts) = b.dts_or_pts() {
