@@ -710,6 +710,23 @@ pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// Runs `f` on a thread of its own and gives back what it returned, or
+/// fails the test if it has not returned after `limit`: a bound on a hang
+/// (something waiting for what never comes), never a measure of speed, so
+/// `limit` is many times what the call takes on the slowest machine.
+pub fn returns_within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).ok());
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still waiting after {limit:?}"),
+    }
+}
+
 /// Waits for a child with a deadline, killing it if it overstays.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + timeout;
