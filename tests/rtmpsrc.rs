@@ -195,8 +195,10 @@ fn a_direct_push_held_while_playing_is_rescued() {
     let src = element(&p, "rtmpsrc");
     let hold = hold_a_direct_video_push(&src);
     start_player(&p, &nginx, "held");
-    let sent = publish_to_eos(&LIVE_AV.replace("URL", &url));
-    play_to_eos(&p, Duration::from_secs(20));
+    // Long enough for the video pad to earn direct pushes again, were
+    // they given back after the hold.
+    let sent = publish_to_eos(&live_av_for(10).replace("URL", &url));
+    play_to_eos(&p, Duration::from_secs(30));
     p.set_state(gst::State::Null).unwrap();
     hold.check();
     let got = log.lock().unwrap().clone();

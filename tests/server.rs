@@ -144,11 +144,120 @@ fn a_direct_push_held_for_another_pad_is_rescued() {
     let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
     let hold = hold_a_direct_video_push(&element(&p, "rtmpsrc"));
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
-    let sent = publish_to_eos(&LIVE_AV.replace("URL", &url));
-    play_to_eos(&p, Duration::from_secs(20));
+    // Long enough for the video pad to earn direct pushes again, were
+    // they given back after the hold.
+    let sent = publish_to_eos(&live_av_for(10).replace("URL", &url));
+    play_to_eos(&p, Duration::from_secs(30));
     hold.check();
     let got = log.lock().unwrap().clone();
     same_frames("a held direct push, rescued", &sent, &got, true);
+}
+
+/// FFmpeg publishes an FLV of `secs` in real time (a frame at a time, in
+/// bursts) into rtmpsrc mode=server, whose pads go through parsers, no
+/// queue, into one `join` element (on its pads of `templates`, video's and
+/// audio's, asked for before any data: a muxer writes its headers once it
+/// has something on every pad), into a fakesink. The threads that pushed
+/// on each of rtmpsrc's pads, after checking every frame went through.
+fn publish_through_a_join(join: &str, templates: [&str; 2], secs: u32) -> PadThreads {
+    init();
+    let p = gst::Pipeline::new();
+    let src = rtmpsrc(
+        "rtmp://127.0.0.1:0/live/key",
+        "mode=server eos-on-unpublish=true",
+    );
+    let join = gst::ElementFactory::make(join).build().unwrap();
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    p.add_many([&src, &join, &sink]).unwrap();
+    join.link(&sink).unwrap();
+    for (parser, template) in ["h264parse", "aacparse"].into_iter().zip(templates) {
+        let parser = gst::ElementFactory::make(parser)
+            .name(parser)
+            .build()
+            .unwrap();
+        p.add(&parser).unwrap();
+        let joined = join.request_pad_simple(template).unwrap();
+        parser.static_pad("src").unwrap().link(&joined).unwrap();
+    }
+    let log = OutLog::default();
+    let threads = pushing_threads(&src);
+    let (pw, log2) = (p.downgrade(), log.clone());
+    src.connect_pad_added(move |_, pad| {
+        let Some(p) = pw.upgrade() else { return };
+        let parser = match pad.name().as_str() {
+            "video" => "h264parse",
+            _ => "aacparse",
+        };
+        let into = p.by_name(parser).unwrap().static_pad("sink").unwrap();
+        pad.link(&into).unwrap();
+        record(&into, log2.clone(), Arc::default());
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    let dir = TempDir::new("srv-join");
+    let media = make_flv(&dir, "in.flv", secs, Tracks::AudioVideo);
+    let url = format!("rtmp://127.0.0.1:{}/live/key", port_of(&src));
+    let (ok, err) = ffmpeg_push("ffmpeg", &media, &url, true);
+    assert!(ok, "ffmpeg could not publish: {err}");
+    play_to_eos(&p, Duration::from_secs(30));
+    p.set_state(gst::State::Null).unwrap();
+    assert_same_frames(
+        &format!("ffmpeg -re -> rtmpsrc ! parsers ! {}", join.name()),
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+    threads
+}
+
+/// Each of rtmpsrc's pads was pushed on by one thread, its own.
+fn each_pad_by_its_own_thread(threads: &PadThreads) {
+    let t = threads.lock().unwrap();
+    assert!(
+        t["video"].len() == 1 && t["audio"].len() == 1 && t["video"] != t["audio"],
+        "each pad's own thread alone: {t:?}"
+    );
+}
+
+/// A muxer that holds one pad until the other has data (matroskamux, on
+/// collect pads) right behind rtmpsrc's pads: rtmpsrc sees that its pads
+/// meet there before any would go directly, so each pad's own thread
+/// pushes all of its frames (no direct push for the muxer to hold, and
+/// none held for the connection's thread to rescue, which takes up to a
+/// second), and every frame reaches the muxer as sent.
+#[test]
+fn pads_that_meet_at_a_collecting_muxer_keep_their_threads() {
+    needs!("ffmpeg");
+    let threads = publish_through_a_join("matroskamux", ["video_%u", "audio_%u"], 8);
+    each_pad_by_its_own_thread(&threads);
+}
+
+/// Whether a muxer holds a pad's push long enough for that pad to stay on
+/// its queue anyway depends on how the frames come; a funnel never holds
+/// one, so each pad earns direct pushes for sure, and only seeing where
+/// the pads meet keeps them on their queues. The same as for any element
+/// (but an aggregator) that takes two of rtmpsrc's pads: rtmpsrc cannot
+/// tell one that holds a pad for another from one that does not.
+#[test]
+fn pads_that_meet_at_any_element_but_an_aggregator_keep_their_threads() {
+    needs!("ffmpeg");
+    let threads = publish_through_a_join("funnel", ["sink_%u", "sink_%u"], 4);
+    each_pad_by_its_own_thread(&threads);
+}
+
+/// Behind an aggregator (flvmux), which with a live source times out
+/// rather than hold a pad for another, the pads go directly as usual.
+#[test]
+fn pads_that_meet_at_an_aggregator_go_directly() {
+    needs!("ffmpeg");
+    let threads = publish_through_a_join("flvmux", ["video", "audio"], 4);
+    let t = threads.lock().unwrap();
+    assert_eq!(
+        t["video"].intersection(&t["audio"]).count(),
+        1,
+        "the streaming thread on both: {t:?}"
+    );
 }
 
 /// Without the pad queues, the streaming thread that runs the server's

@@ -516,6 +516,16 @@ pub fn same_track_frames(what: &str, sent: &[Out], got: &[Out], video: bool, tra
 /// A live publisher, four seconds in real time (`URL` to replace).
 pub const LIVE_AV: &str = "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true num-buffers=172 samplesperbuffer=1024 ! avenc_aac ! aacparse ! s.audio rtmpsink name=s location=URL";
 
+/// `LIVE_AV` lasting `secs` seconds (it lasts 4).
+pub fn live_av_for(secs: u32) -> String {
+    LIVE_AV
+        .replace("num-buffers=120", &format!("num-buffers={}", secs * 30))
+        .replace(
+            "num-buffers=172",
+            &format!("num-buffers={}", (secs * 48000).div_ceil(1024)),
+        )
+}
+
 /// What `hold_a_direct_video_push` saw.
 #[derive(Default)]
 pub struct Hold {
@@ -527,23 +537,34 @@ pub struct Hold {
     held: bool,
     timed_out: bool,
     audio_pts: Option<gst::ClockTime>,
+    /// Video pushes by another thread than the pad's own after the held
+    /// one: direct pushes again, after downstream was seen to join pads.
+    direct_after: u32,
 }
 
 pub struct HeldPush(Arc<(Mutex<Hold>, std::sync::Condvar)>);
 
 impl HeldPush {
-    /// Panics unless a direct push was held and let go by audio coming.
+    /// Panics unless a direct push was held and let go by audio coming,
+    /// and the video pad's own thread pushed everything after it (a
+    /// downstream seen to hold one pad for another gets no direct pushes
+    /// again, or it would be held again).
     pub fn check(&self) {
         let st = self.0.0.lock().unwrap();
         assert!(st.held, "no direct push on the video pad to hold");
         assert!(!st.timed_out, "the held push was not rescued");
+        assert_eq!(
+            st.direct_after, 0,
+            "direct pushes came back after a push was held for another pad"
+        );
     }
 }
 
 /// Makes rtmpsrc `src`'s video pad behave like a muxer's once: the first
 /// video frame pushed by a thread other than the pad's own (a direct push
 /// from the streaming thread) is held until audio half a second past it
-/// went out on the audio pad (or 10 s, which `check` reports).
+/// went out on the audio pad (or 10 s, which `check` reports); the video
+/// pushes by other threads after it are counted.
 pub fn hold_a_direct_video_push(src: &gst::Element) -> HeldPush {
     let hold: Arc<(Mutex<Hold>, std::sync::Condvar)> = Arc::default();
     let h = hold.clone();
@@ -562,7 +583,11 @@ pub fn hold_a_direct_video_push(src: &gst::Element) -> HeldPush {
             }
             let me = std::thread::current().id();
             let own = *st.own.get_or_insert(me);
-            if me == own || st.held {
+            if me == own {
+                return gst::PadProbeReturn::Ok;
+            }
+            if st.held {
+                st.direct_after += 1;
                 return gst::PadProbeReturn::Ok;
             }
             st.held = true;

@@ -329,6 +329,11 @@ impl Direct {
         self.demux.imp().wake_lanes();
     }
 
+    /// Tells the demuxer that a rescue queued tags (see its `rescued`).
+    fn rescued(&self) {
+        self.demux.imp().rescued();
+    }
+
     /// Whether the demuxer can take a tag without waiting for room.
     fn have_room(&self) -> bool {
         self.demux.imp().have_room()
@@ -1135,6 +1140,7 @@ impl RtmpSrcConn {
                 imp = self,
                 "rescued the stream while the streaming thread is held"
             );
+            direct.rescued();
             direct.wake();
         }
     }

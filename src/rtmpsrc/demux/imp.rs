@@ -613,6 +613,14 @@ impl RtmpSrcDemux {
         }
     }
 
+    /// What was read while the streaming thread was held went to the pads'
+    /// queues (conn's rescue): see lanes' `rescued`.
+    pub fn rescued(&self) {
+        if self.pad_queues.load(Ordering::Relaxed) {
+            self.lanes.rescued();
+        }
+    }
+
     /// Whether the pads have queues and every one has room for another
     /// buffer: a tag would then be queued without waiting (and without a
     /// push from the caller's thread).

@@ -34,7 +34,13 @@
 //! thread to go on reading while it is held asks for direct pushes
 //! (rtmpsrc's streaming thread, whose connection's thread, the server's or
 //! a client's reader, takes the socket over and queues what it reads here:
-//! see conn's `rescue`; a context's thread never asks).
+//! see conn's `rescue`; a context's thread never asks). A rescue takes a
+//! while (the connection's thread looks for a held streaming thread
+//! every 0.2 to 1 s), and such a downstream would hold every direct push
+//! the same way. So before a pad's buffers go directly, its thread looks
+//! downstream for an element where two pads meet and may wait for each
+//! other (see `joins`), and once a direct push was rescued (`rescued`); in
+//! either case no pad gets direct pushes again until the pads go.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -42,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+use super::joins;
 use crate::latency::Departures;
 use crate::sync::lock;
 
@@ -92,6 +99,9 @@ struct Lane {
     /// the pad's buffers go directly (see the module's notes).
     quick: u32,
     proven: u32,
+    /// Downstream was looked at since the pad last fell back to its queue
+    /// (see `joins`): its buffers may go directly.
+    looked: bool,
     /// A buffer of this pad is set aside for a direct push or being
     /// pushed so: the pad's thread leaves what is queued behind it alone.
     direct: bool,
@@ -118,13 +128,19 @@ impl Lane {
 
     /// Whether the next buffer may skip the queue: nothing waits before it
     /// and the pad's thread sleeps, downstream has shown it takes buffers
-    /// at once, and the last one went through.
+    /// at once (and was looked at), and the last one went through.
     fn may_push_directly(&self) -> bool {
         self.items.is_empty()
             && self.parked
             && !self.direct
-            && self.quick >= self.proven
+            && self.proven()
+            && self.looked
             && self.flow.is_ok()
+    }
+
+    /// Enough pushes in a row were taken at once.
+    fn proven(&self) -> bool {
+        self.quick >= self.proven
     }
 
     /// A push took `took`: whether downstream held it counts towards (or
@@ -134,6 +150,7 @@ impl Lane {
             self.quick = self.quick.saturating_add(1);
         } else {
             self.quick = 0;
+            self.looked = false;
             if direct {
                 self.proven = (self.proven * 2).min(PROVEN_AT_MOST);
             }
@@ -155,6 +172,10 @@ struct State {
     /// The streaming thread waits on `space` for a full queue.
     producer_waits: bool,
     pending: Option<Pending>,
+    /// Downstream joins two pads with no queue in between (see `joins`),
+    /// or a direct push was held until the caller's rescue queued what it
+    /// read: no more direct pushes.
+    joined: bool,
 }
 
 impl State {
@@ -198,6 +219,7 @@ impl Lanes {
                 wake: Arc::default(),
                 quick: 0,
                 proven: PROVEN,
+                looked: false,
                 direct: false,
                 epoch: 0,
             });
@@ -209,6 +231,7 @@ impl Lanes {
         let mut st = lock(&self.state);
         st.lanes.clear();
         st.pending = None;
+        st.joined = false;
     }
 
     /// The pad's activation function: active, its thread starts; inactive,
@@ -308,7 +331,7 @@ impl Lanes {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.state);
         loop {
-            let set_aside = direct && st.pending.is_none();
+            let set_aside = direct && st.pending.is_none() && !st.joined;
             let Some(lane) = st.lane(pad) else {
                 return Err(gst::FlowError::Flushing);
             };
@@ -416,6 +439,27 @@ impl Lanes {
         }
     }
 
+    /// The caller's rescue queued what it read while the streaming thread
+    /// was held (see the module's notes): if that was in a direct push,
+    /// downstream holds a pad until another has data, and would hold the
+    /// next direct push the same way; the pads keep to their queues.
+    pub fn rescued(&self) {
+        let mut st = lock(&self.state);
+        if st.joined {
+            return;
+        }
+        let Some(lane) = st.lanes.iter().find(|l| l.direct) else {
+            return;
+        };
+        gst::info!(
+            super::imp::CAT,
+            obj = lane.pad,
+            "downstream holds this pad until another has data (a muxer with \
+             no queue before it?): every pad keeps to its queue from now on"
+        );
+        st.joined = true;
+    }
+
     /// Whether every pad's queue has room: a thread that must not wait
     /// (a rescue, see the module's notes) queues only then.
     pub fn have_room(&self) -> bool {
@@ -505,6 +549,36 @@ impl Lanes {
                 }
             }
         }
+        self.look_downstream(pad);
+    }
+
+    /// Once `pad`'s thread has shown that downstream takes its buffers at
+    /// once, and before they go directly: whether downstream joins two
+    /// pads (see `joins`). Looked at with no lock held (it walks the
+    /// pipeline's pads).
+    fn look_downstream(&self, pad: &gst::Pad) {
+        {
+            let mut st = lock(&self.state);
+            let joined = st.joined;
+            match st.lane(pad) {
+                Some(lane) if !joined && !lane.looked && lane.proven() => {}
+                _ => return,
+            }
+        }
+        let meet = joins::meet(&self.pads());
+        let mut st = lock(&self.state);
+        if meet && !st.joined {
+            gst::info!(
+                super::imp::CAT,
+                obj = pad,
+                "downstream joins two pads with no queue in between: every pad \
+                 keeps to its queue"
+            );
+            st.joined = true;
+        }
+        if let Some(lane) = st.lane(pad) {
+            lane.looked = true;
+        }
     }
 }
 
@@ -513,8 +587,8 @@ mod tests {
     use super::*;
 
     /// A pad's buffers skip its queue only once its thread pushed `PROVEN`
-    /// in a row that downstream took at once, with its queue empty and its
-    /// thread asleep; a held direct push puts it back on its queue, and it
+    /// in a row that downstream took at once and looked downstream, with
+    /// its queue empty and its thread asleep; a held direct push puts it back on its queue, and it
     /// then takes twice as many (up to `PROVEN_AT_MOST`).
     #[test]
     fn direct_pushes_are_earned_and_lost() {
@@ -532,6 +606,7 @@ mod tests {
             wake: Arc::default(),
             quick: 0,
             proven: PROVEN,
+            looked: false,
             direct: false,
             epoch: 0,
         };
@@ -546,6 +621,9 @@ mod tests {
         for _ in 0..PROVEN {
             lane.pushed(quick, false);
         }
+        // Not before downstream was looked at (its thread does it then).
+        assert!(lane.proven() && !lane.may_push_directly());
+        lane.looked = true;
         assert!(lane.may_push_directly());
         // Not while its thread is awake, something waits in its queue, a
         // direct push is on, or the last push failed.
@@ -561,13 +639,16 @@ mod tests {
         lane.flow = Err(gst::FlowError::NotLinked);
         assert!(!lane.may_push_directly());
         lane.flow = Ok(gst::FlowSuccess::Ok);
-        // A held direct push: back to the queue, twice the proof.
+        // A held direct push: back to the queue, twice the proof, and a
+        // look downstream again.
         lane.pushed(Duration::from_millis(40), true);
         assert!(!lane.may_push_directly());
         assert_eq!(lane.proven, 2 * PROVEN);
+        assert!(!lane.looked);
         for _ in 0..2 * PROVEN {
             lane.pushed(quick, true);
         }
+        lane.looked = true;
         assert!(lane.may_push_directly());
         for _ in 0..20 {
             lane.pushed(HELD, true);

@@ -5,6 +5,7 @@
 use gst::glib;
 
 mod imp;
+mod joins;
 mod lanes;
 
 pub use imp::Tag;
