@@ -60,10 +60,7 @@ fn joins_after(src: &gst::Pad, depth: u32, out: &mut Vec<gst::Element>) {
         return;
     };
     let factory = element.factory().map(|f| f.name());
-    if matches!(
-        factory.as_deref(),
-        Some("queue" | "queue2" | "multiqueue" | "appsink")
-    ) {
+    if matches!(factory.as_deref(), Some("queue" | "queue2" | "multiqueue")) {
         return;
     }
     if element.sink_pads().len() > 1 {
