@@ -25,13 +25,13 @@ pub(super) struct PublishRole {
     active: Option<(Token, u32)>,
 }
 
-/// Hands `e` to the element; true when so much waits for it that the
-/// publisher must not be read until it catches up (see `next_event`).
-/// Nobody is woken: the streaming thread takes events between the loop's
-/// steps, whichever thread runs them.
-fn push(shared: &Shared, e: ClientEvent) -> bool {
+/// Hands `e`, read at `at`, to the element; true when so much waits for
+/// it that the publisher must not be read until it catches up (see
+/// `next_event`). Nobody is woken: the streaming thread takes events
+/// between the loop's steps, whichever thread runs them.
+fn push(shared: &Shared, e: ClientEvent, at: Instant) -> bool {
     let mut inner = lock(&shared.inner);
-    inner.events.push(e, std::time::Instant::now());
+    inner.events.push(e, at);
     let pause = inner.events.bytes > crate::net::MAX_QUEUED_BYTES;
     inner.reading_paused |= pause;
     pause
@@ -52,6 +52,7 @@ impl PublishRole {
                 ClientEvent::StreamEnded {
                     reason: reason.to_owned(),
                 },
+                Instant::now(),
             );
         }
     }
@@ -92,7 +93,7 @@ impl PublishRole {
             .accept_publish(stream_id)
             .map_err(|e| format!("protocol error: {e}"))?;
         self.active = Some((token, stream_id));
-        push(shared, ClientEvent::StreamBegin(stream_id));
+        push(shared, ClientEvent::StreamBegin(stream_id), Instant::now());
         Ok(())
     }
 
@@ -138,7 +139,9 @@ impl PublishRole {
             }
             _ => return,
         };
-        if push(shared, e)
+        // `now`: when this step's reads began, microseconds ago (a clock
+        // read per message is a cost every publisher's frames pay).
+        if push(shared, e, now)
             && let Some(p) = peers.get_mut(&token)
         {
             // The pipeline is behind: stop reading until it catches up,
