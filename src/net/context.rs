@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,6 +43,38 @@ pub trait Member: Send + Sync {
 
 const WAKER: Token = Token(0);
 
+/// Where a context's thread is in a push downstream for a member, and
+/// since when: a member whose own thread finds its stream unserved for a
+/// while looks here to tell a context's thread held downstream (a direct
+/// push that a muxer or a sink holds: the members' own threads rescue
+/// their streams) from one with nothing to do.
+#[derive(Default)]
+pub struct Pushes {
+    /// Nanoseconds from `EPOCH` when the push under way began; 0: none.
+    since: AtomicU64,
+}
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Pushes {
+    /// Runs `push`, marked as under way.
+    pub fn during<R>(&self, push: impl FnOnce() -> R) -> R {
+        let began = EPOCH.elapsed().as_nanos().max(1) as u64;
+        self.since.store(began, Ordering::Release);
+        let r = push();
+        self.since.store(0, Ordering::Release);
+        r
+    }
+
+    /// How long the push under way has taken so far, if one is.
+    pub fn held_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            began => Some(EPOCH.elapsed().saturating_sub(Duration::from_nanos(began))),
+        }
+    }
+}
+
 /// Members due within this of each other are served in the same wake-up.
 const SLACK: Duration = Duration::from_millis(5);
 
@@ -63,6 +95,7 @@ struct Inner {
     waker: Waker,
     members: Mutex<Members>,
     stop: AtomicBool,
+    pushes: Arc<Pushes>,
 }
 
 /// A shared thread, by name. Dropping the last handle stops it.
@@ -101,6 +134,7 @@ impl Context {
                 entries: HashMap::new(),
             }),
             stop: AtomicBool::new(false),
+            pushes: Arc::default(),
         });
         let i = inner.clone();
         let thread = std::thread::Builder::new()
@@ -115,6 +149,12 @@ impl Context {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Where the context's thread is in a push (see `Pushes`): members
+    /// mark theirs with it.
+    pub fn pushes(&self) -> Arc<Pushes> {
+        self.inner.pushes.clone()
     }
 
     /// The wait this context runs with.

@@ -12,7 +12,7 @@ use gst_base::subclass::prelude::*;
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, Opening, is_cancelled};
-use crate::net::context::{Context, Member};
+use crate::net::context::{Context, Member, Pushes};
 use crate::net::server::{PeerKind, PublishOptions, Role, Server};
 use crate::net::{Queued, Rescue};
 use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, Step};
@@ -354,6 +354,9 @@ struct InContext {
     conn: glib::WeakRef<super::RtmpSrcConn>,
     server: Arc<Server>,
     direct: Direct,
+    /// The context's thread's pushes, for the rescue (see
+    /// `rescued_in_context`).
+    pushes: Arc<Pushes>,
     park: Park,
     /// Held while the context's thread serves this member: `stop` waits on
     /// it before the server goes.
@@ -449,6 +452,11 @@ fn shift(then: gst::ClockTime, at: Instant, when: Instant) -> gst::ClockTime {
 }
 
 const CLOCK_RECHECK: Duration = Duration::from_secs(1);
+
+/// A context's thread in one push this long is held downstream (see
+/// `rescued_in_context`); the server's thread looks only once its
+/// element's stream has gone unserved for `HANDOVER` anyway.
+const CONTEXT_HELD: Duration = Duration::from_millis(50);
 
 #[glib::object_subclass]
 impl ObjectSubclass for RtmpSrcConn {
@@ -1028,10 +1036,15 @@ impl RtmpSrcConn {
             Ok(d) => d,
             Err(flow) => return flow,
         };
+        let pushes = ctx.pushes();
+        // The server's thread goes on reading while the context's thread
+        // is held in a direct push, for this member or another.
+        let _rescued = self.rescued_in_context(server, &direct, pushes.clone());
         let member = Arc::new(InContext {
             conn: self.obj().downgrade(),
             server: server.clone(),
             direct,
+            pushes,
             park: Park::default(),
             serving: Mutex::new(()),
         });
@@ -1063,21 +1076,27 @@ impl RtmpSrcConn {
             if park.done() {
                 return None;
             }
+            // As in `create`: tags reach the demuxer in the order they
+            // were read, whichever thread read them (see `rescue`).
+            let delivery = lock(&self.delivery);
             let quiet = match server.try_event(&self.cancel, &mut steps) {
                 Ok(Some(Next::Event(ev, at))) => {
-                    match self.on_event(ev, at).and_then(|tag| match tag {
+                    let r = self.on_event(ev, at).and_then(|tag| match tag {
                         Some(mut tag) => {
                             tag.more = server.has_event();
-                            member.direct.hand_over(tag, false).map(Some)
+                            member.direct.hand_over(tag, true).map(drop)
                         }
                         None => {
                             if !server.has_event() {
                                 member.direct.wake();
                             }
-                            Ok(None)
+                            Ok(())
                         }
-                    }) {
-                        Ok(_) => continue,
+                    });
+                    drop(delivery);
+                    member.pushes.during(|| member.direct.push_pending());
+                    match r {
+                        Ok(()) => continue,
                         Err(flow) => {
                             park.finish(flow);
                             return None;
@@ -1102,6 +1121,7 @@ impl RtmpSrcConn {
                 }
                 Err(e) => lock(&self.state).policy.on_lost(Some(&e)),
             };
+            drop(delivery);
             if park.done() {
                 return None;
             }
@@ -1136,6 +1156,30 @@ impl RtmpSrcConn {
             }
         })));
         Rescued(source.clone())
+    }
+
+    /// Context mode: has the server's thread rescue this element's stream
+    /// (see `rescue`) while the context's thread has been held in a push
+    /// for `CONTEXT_HELD` (for this element or another of the context:
+    /// either way nobody else reads this one's publisher), until the
+    /// guard goes. A server whose publisher merely went quiet is left to
+    /// the context.
+    fn rescued_in_context(
+        &self,
+        server: &Arc<Server>,
+        direct: &Direct,
+        pushes: Arc<Pushes>,
+    ) -> Rescued {
+        let conn = self.obj().downgrade();
+        let direct = direct.clone();
+        server.set_rescue(Some(Arc::new(move |queued: &dyn Queued| {
+            if pushes.held_for().is_some_and(|t| t >= CONTEXT_HELD)
+                && let Some(conn) = conn.upgrade()
+            {
+                conn.imp().rescue(queued, &direct);
+            }
+        })));
+        Rescued(Source::Server(server.clone()))
     }
 
     /// The connection's thread (the server's, or a client's reader), once

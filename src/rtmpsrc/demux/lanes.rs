@@ -34,7 +34,8 @@
 //! thread to go on reading while it is held asks for direct pushes
 //! (rtmpsrc's streaming thread, whose connection's thread, the server's or
 //! a client's reader, takes the socket over and queues what it reads here:
-//! see conn's `rescue`; a context's thread never asks). A rescue takes a
+//! see conn's `rescue`; a context's thread, for which every member's
+//! server's thread does it: see conn's `rescued_in_context`). A rescue takes a
 //! while (the connection's thread looks for a held streaming thread
 //! every 0.2 to 1 s), and such a downstream would hold every direct push
 //! the same way. So before a pad's buffers go directly, its thread looks
