@@ -21,6 +21,10 @@ streams, as publishers per CPU core.
   BENCH_MBIT=1 scripts/bench_serve.py 1 5000      (a 1 Mbit/s stream instead of 4)
   BENCH_PUBLISHERS=48 scripts/bench_serve.py 5 0  (48 publishers at once instead of 8)
   BENCH_INGEST=0 scripts/bench_serve.py 5 200 1000 (the players' side only)
+  BENCH_ONLY="pad queues" scripts/bench_serve.py 5 0
+                                                  (only the ingest set-ups whose
+                                                  name has this in it; nginx
+                                                  is always measured)
 
 With 8 publishers the machine is nearly idle, so every wake-up of a thread
 is one of an idle core (the dearest kind); with more, cores are busier
@@ -54,6 +58,11 @@ INGEST_SETUPS = {
     "ours, context, wait 20 ms, pad queues": "context=ingest context-wait=20",
     "ours, context, wait 50 ms, pad queues": "context=ingest context-wait=50",
 }
+ONLY = os.environ.get("BENCH_ONLY")
+if ONLY is not None:
+    INGEST_SETUPS = {name: props for name, props in INGEST_SETUPS.items() if ONLY in name}
+    if not INGEST_SETUPS:
+        sys.exit(f"bench: no ingest set-up's name has {ONLY!r} in it")
 
 
 def free_port():
