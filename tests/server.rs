@@ -1457,6 +1457,51 @@ fn two_servers_in_one_context_each_give_their_own_frames() {
     );
 }
 
+/// The same with FFmpeg publishing both in real time (a frame at a time)
+/// and the pad queues on, as a user would set a context up: every frame of
+/// each file comes out of its own rtmpsrc, and the context's thread
+/// pushes too (directly, once downstream showed it keeps up).
+#[test]
+fn ffmpeg_publishes_into_two_servers_of_a_context_with_pad_queues() {
+    needs!("ffmpeg");
+    let extra = "eos-on-unpublish=true context=ffmpeg-two context-wait=20";
+    let servers: Vec<_> = (0..2).map(|_| src_server(extra)).collect();
+    let threads: Vec<_> = servers
+        .iter()
+        .map(|s| pushing_threads(&element(&s.0, "rtmpsrc")))
+        .collect();
+    let dir = TempDir::new("srv-ctx-ffmpeg");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
+    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let publishers: Vec<_> = servers
+        .iter()
+        .map(|s| {
+            let (media, url) = (media.clone(), format!("rtmp://127.0.0.1:{}/live/key", s.4));
+            std::thread::spawn(move || ffmpeg_push("ffmpeg", &media, &url, true))
+        })
+        .collect();
+    for h in publishers {
+        let (ok, err) = h.join().unwrap();
+        assert!(ok, "ffmpeg could not publish: {err}");
+    }
+    for (i, s) in servers.iter().enumerate() {
+        play_to_eos(&s.0, Duration::from_secs(20));
+        s.0.set_state(gst::State::Null).unwrap();
+        assert_same_frames(
+            &format!("ffmpeg -re -> rtmpsrc {i} in a context with pad queues"),
+            &frames(&s.1.lock().unwrap()),
+            &want,
+        );
+    }
+    for (i, t) in threads.iter().enumerate() {
+        let pushed = on_any_pad(t);
+        assert!(
+            pushed.contains("rtmp-ctx-ffmpeg-two"),
+            "threads that pushed on rtmpsrc {i}'s pads: {pushed:?}"
+        );
+    }
+}
+
 /// In a context, the deadlines still hold: no publisher within
 /// publisher-timeout is an error that says so.
 #[test]
