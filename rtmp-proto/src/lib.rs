@@ -19,6 +19,7 @@ pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
+pub mod idmap;
 pub mod limits;
 pub mod message;
 mod reader;

@@ -27,6 +27,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::idmap::IdMap;
 use crate::sync::lock;
 
 /// What a context's thread runs.
@@ -85,7 +86,7 @@ struct Entry {
 
 struct Members {
     next_token: usize,
-    entries: HashMap<Token, Entry>,
+    entries: IdMap<Token, Entry>,
 }
 
 struct Inner {
@@ -131,7 +132,7 @@ impl Context {
             waker: Waker::new(poll.registry(), WAKER).map_err(io)?,
             members: Mutex::new(Members {
                 next_token: 1,
-                entries: HashMap::new(),
+                entries: IdMap::default(),
             }),
             stop: AtomicBool::new(false),
             pushes: Arc::default(),

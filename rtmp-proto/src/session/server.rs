@@ -3,7 +3,7 @@
 //! connect and whether a stream may be published or played; the session
 //! does everything else the protocol asks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use crate::amf0::Amf0Value;
 use crate::chunk::RawMessage;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handshake::RANDOM_SIZE;
+use crate::idmap::IdMap;
 use crate::limits::Limits;
 use crate::message::{
     BandwidthLimit, ConnectParams, DataMessage, Message, NetCommand, Status, UserControl, type_id,
@@ -168,7 +169,7 @@ pub struct ServerSession {
     config: ServerConfig,
     phase: Phase,
     events: VecDeque<ServerEvent>,
-    streams: HashMap<u32, StreamState>,
+    streams: IdMap<u32, StreamState>,
     next_stream_id: u32,
     deadline: Option<Instant>,
     connect: Option<ConnectParams>,
@@ -184,7 +185,7 @@ impl ServerSession {
             config,
             phase: Phase::Handshaking,
             events: VecDeque::new(),
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             next_stream_id: 1,
             connect: None,
             failure: None,

@@ -27,7 +27,7 @@ mod linger;
 mod play;
 mod publish;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -42,6 +42,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::rtmp::auth::{ServerAuth, Verdict};
 use crate::rtmp::error::{Error, ErrorKind, Result};
+use crate::rtmp::idmap::IdMap;
 use crate::rtmp::session::{ClientEvent, ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
 use crate::sync::{lock, wait_at_most};
@@ -391,7 +392,7 @@ impl Server {
             events: Events::with_capacity(1024),
             last_tick: Instant::now(),
             listener,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             next_token: FIRST_PEER,
             next_id: 1,
             options,
@@ -529,9 +530,12 @@ impl Server {
     /// metadata come in between. While nothing is queued, the calling
     /// thread runs the loop itself (see the module's notes).
     pub fn next_event(&self, wait: Duration, cancel: &Cancel) -> Result<Next> {
-        let end = Instant::now() + wait;
+        // One clock read per turn (a publisher sending a message at a time
+        // costs a turn or two per message).
+        let mut now = Instant::now();
+        let end = now + wait;
         let mut inner = lock(&self.shared.inner);
-        if let Some(next) = self.take_event(&mut inner, cancel, Some(end)) {
+        if let Some(next) = self.take_event(&mut inner, cancel, Some((end, now))) {
             inner.streaming.leave();
             return next;
         }
@@ -540,14 +544,14 @@ impl Server {
         let mut lp = self.take_loop();
         let next = loop {
             let mut inner = lock(&self.shared.inner);
-            if let Some(next) = self.take_event(&mut inner, cancel, Some(end)) {
+            if let Some(next) = self.take_event(&mut inner, cancel, Some((end, now))) {
                 break next;
             }
             drop(inner);
-            let now = Instant::now();
-            if let Some(end) = self.step(&mut lp, (end - now).min(TICK)) {
+            if let Some(end) = self.step(&mut lp, end.saturating_duration_since(now).min(TICK)) {
                 break end;
             }
+            now = Instant::now();
         };
         drop(lp);
         let mut inner = lock(&self.shared.inner);
@@ -638,12 +642,13 @@ impl Server {
     }
 
     /// What `next_event` returns without waiting, if anything: an event,
-    /// the loop's failure, a cancel, or the end of the wait (if any).
+    /// the loop's failure, a cancel, or the end of the wait (if any: when
+    /// it ends, and the caller's latest reading of the clock).
     fn take_event(
         &self,
         inner: &mut Inner,
         cancel: &Cancel,
-        end: Option<Instant>,
+        end: Option<(Instant, Instant)>,
     ) -> Option<Result<Next>> {
         if let Some((e, at)) = inner.events.pop() {
             if resume_reading(inner) {
@@ -657,7 +662,7 @@ impl Server {
         if cancel.is_cancelled() {
             return Some(Err(super::client::cancelled()));
         }
-        if end.is_some_and(|end| Instant::now() >= end) {
+        if end.is_some_and(|(end, now)| now >= end) {
             return Some(Ok(Next::Idle));
         }
         None
@@ -966,7 +971,7 @@ struct Loop {
     /// When deadlines were last checked.
     last_tick: Instant,
     listener: TcpListener,
-    peers: HashMap<Token, Peer>,
+    peers: IdMap<Token, Peer>,
     next_token: usize,
     next_id: u64,
     options: ServerOptions,

@@ -7,7 +7,7 @@
 //! header per track; players start at keyframes of the lowest video track,
 //! and get each other video track from its own next keyframe.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +18,7 @@ use crate::net::TrackSet;
 use crate::rtmp::chunk::{TimestampUnwrapper, encode_standalone};
 use crate::rtmp::error::{Error, Result};
 use crate::rtmp::flv::{RelayRole, audio_relay_role, relay_track, video_relay_role};
+use crate::rtmp::idmap::IdMap;
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ServerEvent, csid};
 
@@ -320,7 +321,7 @@ impl PlayRole {
     }
 
     /// One message from the element to every player.
-    pub fn relay(&mut self, r: Relay, peers: &mut HashMap<Token, Peer>) {
+    pub fn relay(&mut self, r: Relay, peers: &mut IdMap<Token, Peer>) {
         let ts = self.unwrap.unwrap(r.timestamp);
         let config = r.role == RelayRole::Config;
         if r.kind == Kind::Video {
@@ -402,7 +403,7 @@ impl PlayRole {
     /// After the sockets took what they could: a player whose queue still
     /// reaches too far back (or holds too many bytes) drops what it has not
     /// started writing and waits for a keyframe.
-    pub fn check_overflows(&self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+    pub fn check_overflows(&self, peers: &mut IdMap<Token, Peer>, now: Instant) {
         for p in peers.values_mut() {
             if p.kind == PeerKind::Player && p.closing.is_none() && p.player.live {
                 self.check_overflow(p, now);
@@ -463,7 +464,7 @@ impl PlayRole {
         &mut self,
         token: Token,
         stream_id: u32,
-        peers: &mut HashMap<Token, Peer>,
+        peers: &mut IdMap<Token, Peer>,
         _now: Instant,
     ) -> std::result::Result<(), String> {
         let Some(p) = peers.get_mut(&token) else {
@@ -518,7 +519,7 @@ impl PlayRole {
         &mut self,
         token: Token,
         ev: ServerEvent,
-        peers: &mut HashMap<Token, Peer>,
+        peers: &mut IdMap<Token, Peer>,
         now: Instant,
     ) {
         let Some(p) = peers.get_mut(&token) else {
@@ -534,7 +535,7 @@ impl PlayRole {
 
     /// The end of the stream: connections not yet playing are closed;
     /// players get what is queued first (see `end_drained_players`).
-    pub fn finish(&mut self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+    pub fn finish(&mut self, peers: &mut IdMap<Token, Peer>, now: Instant) {
         self.finishing = true;
         for p in peers.values_mut() {
             if p.closing.is_none() && p.kind != PeerKind::Player {
@@ -545,7 +546,7 @@ impl PlayRole {
 
     /// Once the stream is over: each player whose queue is written out gets
     /// the end (StreamEOF, onStatus) a moment later, then is closed.
-    pub fn end_drained_players(&self, peers: &mut HashMap<Token, Peer>, now: Instant) {
+    pub fn end_drained_players(&self, peers: &mut IdMap<Token, Peer>, now: Instant) {
         if !self.finishing {
             return;
         }

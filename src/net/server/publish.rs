@@ -4,12 +4,12 @@
 //! the same events a playing client gives, framed by `StreamBegin` and
 //! `StreamEnded`, so that the element treats both modes alike.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use mio::Token;
 
 use super::{Hooks, Peer, Shared, lock};
+use crate::rtmp::idmap::IdMap;
 use crate::rtmp::session::{ClientEvent, ServerEvent};
 
 #[derive(Debug, Clone, Default)]
@@ -61,7 +61,7 @@ impl PublishRole {
         &mut self,
         token: Token,
         stream_id: u32,
-        peers: &mut HashMap<Token, Peer>,
+        peers: &mut IdMap<Token, Peer>,
         shared: &Shared,
         _hooks: &Hooks,
         now: Instant,
@@ -102,7 +102,7 @@ impl PublishRole {
         &mut self,
         token: Token,
         ev: ServerEvent,
-        peers: &mut HashMap<Token, Peer>,
+        peers: &mut IdMap<Token, Peer>,
         shared: &Shared,
         now: Instant,
     ) {

@@ -403,8 +403,9 @@ pub struct RtmpSrcConn {
 /// The clock and base time as last looked up: a lookup takes the
 /// element's lock twice and a reference on the clock, which a message's
 /// running time does not need to pay each time. Forgotten when the clock
-/// or the state changes, and looked up again at least every
-/// `CLOCK_RECHECK` (an application may move the base time while playing).
+/// or the state changes, and looked up again for the first message read
+/// `CLOCK_RECHECK` or more after the last lookup (an application may move
+/// the base time while playing).
 struct ClockCache {
     clock: gst::Clock,
     base: gst::ClockTime,
@@ -794,9 +795,11 @@ impl RtmpSrcConn {
     /// The running time (ns) of a message read at `read_at`.
     fn running_time_at(&self, read_at: Instant) -> i64 {
         let mut cache = lock(&self.clock);
+        // Messages read since the lookup tell the time: no clock read of
+        // its own per message.
         if cache
             .as_ref()
-            .is_none_or(|c| c.at.elapsed() >= CLOCK_RECHECK)
+            .is_none_or(|c| read_at.saturating_duration_since(c.at) >= CLOCK_RECHECK)
         {
             let obj = self.obj();
             *cache = match (obj.clock(), obj.base_time()) {
@@ -941,7 +944,8 @@ impl RtmpSrcConn {
         let mut st = lock(&self.state);
         // Context mode: a silence counts from here.
         st.quiet_due = None;
-        match st.policy.on_event(&ev, Instant::now()) {
+        // The last message from the peer came when it was read.
+        match st.policy.on_event(&ev, read_at) {
             OnEvent::Skip => return Ok(None),
             OnEvent::Eos(why) => {
                 gst::info!(CAT, imp = self, "{why}: EOS");
