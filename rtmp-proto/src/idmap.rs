@@ -36,16 +36,11 @@ impl Hasher for IdHasher {
         self.0
     }
 
+    /// Keys of bytes are not what this map is for; they still hash right
+    /// (slices and strings mark their length or end themselves).
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.mix(u64::from_le_bytes(w.try_into().expect("8 bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
+        for &b in bytes {
+            self.mix(u64::from(b));
         }
     }
 

@@ -535,7 +535,7 @@ impl Server {
         let mut now = Instant::now();
         let end = now + wait;
         let mut inner = lock(&self.shared.inner);
-        if let Some(next) = self.take_event(&mut inner, cancel, Some((end, now))) {
+        if let Some(next) = self.take_event(&mut inner, cancel, now >= end) {
             inner.streaming.leave();
             return next;
         }
@@ -544,7 +544,7 @@ impl Server {
         let mut lp = self.take_loop();
         let next = loop {
             let mut inner = lock(&self.shared.inner);
-            if let Some(next) = self.take_event(&mut inner, cancel, Some((end, now))) {
+            if let Some(next) = self.take_event(&mut inner, cancel, now >= end) {
                 break next;
             }
             drop(inner);
@@ -582,7 +582,7 @@ impl Server {
         let mut inner = lock(&self.shared.inner);
         // Queued events are taken without a clock read each: the call that
         // finds none (every service ends with one) records the leaving.
-        if let Some(next) = self.take_event(&mut inner, cancel, None) {
+        if let Some(next) = self.take_event(&mut inner, cancel, false) {
             return next.map(Some);
         }
         if *steps == 0 {
@@ -599,7 +599,7 @@ impl Server {
         inner.streaming.leave();
         match ended {
             Some(end) => end.map(Some),
-            None => self.take_event(&mut inner, cancel, None).transpose(),
+            None => self.take_event(&mut inner, cancel, false).transpose(),
         }
     }
 
@@ -642,14 +642,9 @@ impl Server {
     }
 
     /// What `next_event` returns without waiting, if anything: an event,
-    /// the loop's failure, a cancel, or the end of the wait (if any: when
-    /// it ends, and the caller's latest reading of the clock).
-    fn take_event(
-        &self,
-        inner: &mut Inner,
-        cancel: &Cancel,
-        end: Option<(Instant, Instant)>,
-    ) -> Option<Result<Next>> {
+    /// the loop's failure, a cancel, or the end of the wait (`waited`: the
+    /// caller's latest reading of the clock is past it).
+    fn take_event(&self, inner: &mut Inner, cancel: &Cancel, waited: bool) -> Option<Result<Next>> {
         if let Some((e, at)) = inner.events.pop() {
             if resume_reading(inner) {
                 self.wake();
@@ -662,7 +657,7 @@ impl Server {
         if cancel.is_cancelled() {
             return Some(Err(super::client::cancelled()));
         }
-        if end.is_some_and(|(end, now)| now >= end) {
+        if waited {
             return Some(Ok(Next::Idle));
         }
         None
