@@ -46,6 +46,21 @@ impl Signal {
         guard
     }
 
+    /// Waits on this signal with no time limit: for a waiter that some
+    /// other thread is sure to wake (see `net::watch`).
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Whether a thread waits on this signal now. Read under the lock the
+    /// waiters wait with, it cannot be out of date.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::SeqCst) > 0
+    }
+
     /// Wakes every waiter, if there is one.
     pub(crate) fn notify_all(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {

@@ -17,7 +17,8 @@ use bytes::{Buf, Bytes};
 
 use super::blocking::tcp_connect;
 use super::tls::{self, TlsSettings};
-use super::{EventQueue, Looks, Presence, Queued, Rescue, recv_now};
+use super::watch::{self, Watched};
+use super::{EventQueue, Presence, Queued, Rescue, recv_now};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
@@ -556,13 +557,25 @@ struct Shared {
     /// reader thread reads all along).
     reader: Mutex<Reader>,
     turns: Mutex<Turns>,
-    /// Wakes the reader thread waiting for its turn (to stop).
-    turn_changed: Condvar,
+    /// Wakes the reader thread waiting for its turn: to take it (the
+    /// watch) or to stop.
+    turn_changed: Signal,
     /// The streaming thread waits for the reader thread to let go.
     wanted: AtomicBool,
     /// A player: what the reader thread does with what it read while it
     /// reads in the streaming thread's stead (see `set_rescue`).
     rescue: Mutex<Option<Rescue>>,
+}
+
+impl Watched for Shared {
+    fn look(&self, now: Instant) -> Option<Instant> {
+        let t = lock(&self.turns);
+        if !t.streaming_reads || self.stop_reader.load(Ordering::SeqCst) {
+            // The reader thread reads all along (a publisher), or is done.
+            return None;
+        }
+        t.streaming.look(&self.turn_changed, now)
+    }
 }
 
 impl Queued for Shared {
@@ -796,10 +809,12 @@ impl ClientConnection {
             opened: Instant::now(),
             reader: Mutex::new(reader),
             turns: Mutex::default(),
-            turn_changed: Condvar::new(),
+            turn_changed: Signal::default(),
             wanted: AtomicBool::new(false),
             rescue: Mutex::new(None),
         });
+        let watched: Arc<dyn Watched> = shared.clone();
+        watch::watch(Arc::downgrade(&watched)).map_err(|e| Error::new(ErrorKind::Io, e))?;
         let s2 = shared.clone();
         let reader = std::thread::Builder::new()
             .name("rtmp-reader".into())
@@ -1173,7 +1188,6 @@ fn stage_name(s: ClientState) -> &'static str {
 }
 
 fn read_loop(shared: &Shared) {
-    let mut looks = Looks::default();
     loop {
         // A player's streaming thread reads itself while it is around.
         let mut t = lock(&shared.turns);
@@ -1184,10 +1198,9 @@ fn read_loop(shared: &Shared) {
             if t.reader_thread_reads() {
                 break;
             }
-            t = wait_at_most(&shared.turn_changed, t, looks.next());
+            t = shared.turn_changed.wait(t);
         }
         drop(t);
-        looks.reset();
         let mut reader = lock(&shared.reader);
         rescue(shared);
         loop {

@@ -20,6 +20,11 @@
 //!   lines. It stays because it is the shortest way to drive a session
 //!   against a real peer, not because an element needs it.
 //!
+//! - [`watch`]: one thread for the whole process that wakes a connection's
+//!   thread once the streaming thread reading its socket (rtmpsrc, both
+//!   modes) has been away for `HANDOVER`, so that it takes the socket over;
+//!   the connections' threads wait for it rather than look for themselves.
+//!
 //! Nothing else starts threads: connecting in the background (rtmpsink's
 //! async connect, reconnection attempts) is a short-lived thread that makes
 //! a [`client::ClientConnection`] and hands it over.
@@ -30,6 +35,7 @@ pub mod context;
 pub mod fdlimit;
 pub mod server;
 pub mod tls;
+pub(crate) mod watch;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -56,42 +62,8 @@ pub fn worth_retrying(e: &Error) -> bool {
 
 /// How long a streaming thread that reads its own socket (rtmpsrc, both
 /// modes) may be away from it before a thread of the connection reads for
-/// it, and how often that thread looks at first (see `Looks`).
+/// it (the watch wakes that thread then, see `watch`).
 pub(crate) const HANDOVER: Duration = Duration::from_millis(200);
-
-/// The longest a connection's thread sleeps between two looks.
-const LOOK_AT_MOST: Duration = Duration::from_secs(1);
-
-/// How often a connection's thread looks whether the streaming thread has
-/// gone away: every `HANDOVER` at first, then twice as long after each
-/// look that found it about, up to `LOOK_AT_MOST`. While a stream flows the
-/// streaming thread is always about, and each look is a wake-up of a
-/// sleeping thread, which costs as much as a message's own work when the
-/// machine has idle cores (a context's publishers spent 7% of their CPU on
-/// five looks a second each); a streaming thread that goes is still
-/// noticed within `LOOK_AT_MOST` and `HANDOVER`.
-pub(crate) struct Looks(Duration);
-
-impl Default for Looks {
-    fn default() -> Self {
-        Looks(HANDOVER)
-    }
-}
-
-impl Looks {
-    /// How long to sleep before the next look.
-    pub(crate) fn next(&mut self) -> Duration {
-        let now = self.0;
-        self.0 = (self.0 * 2).min(LOOK_AT_MOST);
-        now
-    }
-
-    /// The connection's thread took over: the next time the streaming
-    /// thread comes back, it may well go again soon (a pause).
-    pub(crate) fn reset(&mut self) {
-        self.0 = HANDOVER;
-    }
-}
 
 /// Where that streaming thread is: in its wait for the next message (it
 /// reads, or is about to), or when it last left it.
@@ -113,7 +85,34 @@ impl Presence {
 
     /// Away for `HANDOVER` (or never came): the connection's thread reads.
     fn away(&self) -> bool {
-        !self.inside && self.left.is_none_or(|t| t.elapsed() >= HANDOVER)
+        let now = Instant::now();
+        self.away_at(now).is_some_and(|at| at <= now)
+    }
+
+    /// When the streaming thread is (or was) away for `HANDOVER`, if it is
+    /// out of its wait: `now` if it never came.
+    fn away_at(&self, now: Instant) -> Option<Instant> {
+        match (self.inside, self.left) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t + HANDOVER),
+            (false, None) => Some(now),
+        }
+    }
+
+    /// The watch's look for a connection whose thread waits on `signal`
+    /// while this is its streaming thread (see `watch::Watched`): wakes it
+    /// if that thread is away, else says when it could be at the earliest.
+    fn look(&self, signal: &crate::sync::Signal, now: Instant) -> Option<Instant> {
+        if !signal.has_waiters() {
+            // It reads, or is about to look for itself before it waits.
+            return None;
+        }
+        let at = self.away_at(now)?;
+        if at <= now {
+            signal.notify_all();
+            return None;
+        }
+        Some(at)
     }
 }
 
@@ -335,17 +334,51 @@ mod tests {
     use super::*;
     use crate::rtmp::error::Refusal;
 
-    /// A connection's thread looks every HANDOVER at first, then ever less
-    /// often up to LOOK_AT_MOST, and every HANDOVER again once it took over.
+    /// The watch wakes a waiting connection's thread only once its
+    /// streaming thread has been out of its wait for HANDOVER (or never
+    /// came), and says when to look again until then.
     #[test]
-    fn looks_grow_apart_while_the_streaming_thread_stays() {
-        let mut looks = Looks::default();
-        let ms = |d: Duration| d.as_millis();
-        let first: Vec<_> = (0..5).map(|_| ms(looks.next())).collect();
-        assert_eq!(first, [200, 400, 800, 1000, 1000]);
-        looks.reset();
-        assert_eq!(ms(looks.next()), 200);
-        assert_eq!(ms(looks.next()), 400);
+    fn a_presence_is_due_handover_after_it_left() {
+        use crate::sync::{Signal, lock};
+        use std::sync::{Arc, Mutex};
+        let t0 = Instant::now();
+        // Never came: due at once.
+        assert_eq!(Presence::default().away_at(t0), Some(t0));
+        let mut inside = Presence::default();
+        inside.enter();
+        let state = Arc::new((Mutex::new((inside, 0u32)), Signal::default()));
+        let s = state.clone();
+        // A connection's thread: counts its wake-ups until the presence is
+        // away, as the servers' and readers' threads do.
+        let waiter = std::thread::spawn(move || {
+            let mut g = lock(&s.0);
+            while !g.0.away() {
+                g = s.1.wait(g);
+                g.1 += 1;
+            }
+        });
+        while !state.1.has_waiters() {
+            std::thread::yield_now();
+        }
+        let mut g = lock(&state.0);
+        assert_eq!(g.0.look(&state.1, t0), None, "inside its wait: never due");
+        g.0.leave();
+        let left = g.0.left.unwrap();
+        assert_eq!(g.0.look(&state.1, left), Some(left + HANDOVER));
+        assert_eq!(g.1, 0, "not woken before it was due");
+        assert_eq!(g.0.look(&state.1, left + HANDOVER), None);
+        drop(g);
+        // The waiter may find the presence not yet away by its own clock
+        // (HANDOVER has not passed in real time): it waits again, and the
+        // next look past the time wakes it for good.
+        while !waiter.is_finished() {
+            let g = lock(&state.0);
+            g.0.look(&state.1, Instant::now());
+            drop(g);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        waiter.join().unwrap();
+        assert!(lock(&state.0).1 >= 1);
     }
 
     /// `recv_now` never waits, whatever the socket's read timeout: it says

@@ -110,7 +110,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecString::builder("context")
                     .nick("Context")
-                    .blurb("Server mode: the name of a thread that every rtmpsrc with the same context in the process shares: it reads all their publishers and pushes their buffers, instead of a streaming thread each waking for every message (far less CPU with many publishers). Empty: a thread of its own. With pad-queues (the default), a push held downstream holds the others of the context until their servers' own threads take their publishers over (0.2-1.2 s); with pad-queues=false, until it ends")
+                    .blurb("Server mode: the name of a thread that every rtmpsrc with the same context in the process shares: it reads all their publishers and pushes their buffers, instead of a streaming thread each waking for every message (far less CPU with many publishers). Empty: a thread of its own. With pad-queues (the default), a push held downstream holds the others of the context until their servers' own threads take their publishers over (about 0.2 s); with pad-queues=false, until it ends")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("context-wait")

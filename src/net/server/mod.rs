@@ -9,10 +9,11 @@
 //! thread runs it itself while it waits for the next message, so that a
 //! message goes from the socket to the pad with no thread hand-off; the
 //! server's thread takes the loop over only while the streaming thread has
-//! been away for `HANDOVER` (the pipeline paused or blocked downstream),
-//! so that handshakes, pings and deadlines never wait on the pipeline; what
-//! it reads then goes to the element's rescue, if it set one (rtmpsrc's
-//! pad queues take it, see `set_rescue`).
+//! been away for `HANDOVER` (the pipeline paused or blocked downstream;
+//! the process's watch wakes it then, see super::watch), so that
+//! handshakes, pings and deadlines never wait on the pipeline; what it
+//! reads then goes to the element's rescue, if it set one (rtmpsrc's pad
+//! queues take it, see `set_rescue`).
 //! In a context (super::context), the context's thread stands in for the
 //! streaming thread: it runs the loop a step at a time (`try_event`)
 //! whenever the loop's poll (`poll_fd`) is ready.
@@ -45,13 +46,14 @@ use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::idmap::IdMap;
 use crate::rtmp::session::{ClientEvent, ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
-use crate::sync::{lock, wait_at_most};
+use crate::sync::{Signal, lock, wait_at_most};
 
 pub use play::PlayOptions;
 pub use publish::PublishOptions;
 
 use super::client::{Cancel, Next};
-use super::{EventQueue, Looks, Presence, Queued, Rescue};
+use super::watch::{self, Watched};
+use super::{EventQueue, Presence, Queued, Rescue};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -231,13 +233,23 @@ struct Shared {
     inner: Mutex<Inner>,
     /// Play role: room in the inbox, the stream's end done, the loop gone.
     changed: Condvar,
-    /// Wakes the server's thread when it waits for the loop to be free
-    /// (publish role), to stop.
-    handover: Condvar,
+    /// Publish role: wakes the server's thread waiting for the loop to
+    /// be free, to take it (the watch) or to stop.
+    handover: Signal,
     /// Publish role: what the server's thread does with what it read
     /// while it runs the loop in the streaming thread's stead (see
     /// `Server::set_rescue`).
     rescue: Mutex<Option<Rescue>>,
+}
+
+impl Watched for Shared {
+    fn look(&self, now: Instant) -> Option<Instant> {
+        let inner = lock(&self.inner);
+        match inner.stop {
+            true => None,
+            false => inner.streaming.look(&self.handover, now),
+        }
+    }
 }
 
 /// Publish role: the events read and not yet taken, for a rescue (see
@@ -378,7 +390,7 @@ impl Server {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
-            handover: Condvar::new(),
+            handover: Signal::default(),
             rescue: Mutex::new(None),
         });
         let chunk_size = options.session.chunk_size;
@@ -410,6 +422,10 @@ impl Server {
             wanted: AtomicBool::new(false),
             waker: waker.clone(),
         });
+        if inline {
+            let watched: Arc<dyn Watched> = shared.clone();
+            watch::watch(Arc::downgrade(&watched)).map_err(|e| Error::new(ErrorKind::Io, e))?;
+        }
         let d = driver.clone();
         let thread = std::thread::Builder::new()
             .name("rtmp-server".into())
@@ -915,13 +931,11 @@ enum RoleState {
 
 impl Driver {
     /// Publish role, the server's thread: runs the loop while the
-    /// streaming thread has been away from it for `HANDOVER` (looking ever
-    /// less often while that thread keeps coming back, see `Looks`), and
-    /// gives it back as soon as that thread wants it. Returns when told to
-    /// stop.
+    /// streaming thread has been away from it for `HANDOVER` (the watch
+    /// wakes it then, see `watch`), and gives it back as soon as that
+    /// thread wants it. Returns when told to stop.
     fn serve_when_idle(&self) -> Result<()> {
         let shared = lock(&self.lp).shared.clone();
-        let mut looks = Looks::default();
         loop {
             let mut inner = lock(&shared.inner);
             loop {
@@ -931,10 +945,9 @@ impl Driver {
                 if inner.streaming.away() {
                     break;
                 }
-                inner = wait_at_most(&shared.handover, inner, looks.next());
+                inner = shared.handover.wait(inner);
             }
             drop(inner);
-            looks.reset();
             let mut lp = lock(&self.lp);
             self.rescue(&shared);
             while !self.wanted.load(Ordering::SeqCst) {
