@@ -570,8 +570,7 @@ struct Shared {
 impl Watched for Shared {
     fn look(&self, now: Instant) -> Option<Instant> {
         let t = lock(&self.turns);
-        if !t.streaming_reads || self.stop_reader.load(Ordering::SeqCst) {
-            // The reader thread reads all along (a publisher), or is done.
+        if self.stop_reader.load(Ordering::SeqCst) {
             return None;
         }
         t.streaming.look(&self.turn_changed, now)
@@ -813,8 +812,6 @@ impl ClientConnection {
             wanted: AtomicBool::new(false),
             rescue: Mutex::new(None),
         });
-        let watched: Arc<dyn Watched> = shared.clone();
-        watch::watch(Arc::downgrade(&watched)).map_err(|e| Error::new(ErrorKind::Io, e))?;
         let s2 = shared.clone();
         let reader = std::thread::Builder::new()
             .name("rtmp-reader".into())
@@ -882,7 +879,14 @@ impl ClientConnection {
         }
         {
             let mut t = lock(&shared.turns);
-            t.streaming_reads = true;
+            if !t.streaming_reads {
+                // A player: from now on the reader thread waits while
+                // this thread reads, and the watch wakes it should this
+                // thread stay away.
+                t.streaming_reads = true;
+                let watched: Arc<dyn Watched> = self.shared.clone();
+                watch::watch(Arc::downgrade(&watched)).map_err(|e| Error::new(ErrorKind::Io, e))?;
+            }
             t.streaming.enter();
         }
         let mut reader = match shared.reader.try_lock() {
