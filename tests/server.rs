@@ -153,6 +153,33 @@ fn a_direct_push_held_for_another_pad_is_rescued() {
     same_frames("a held direct push, rescued", &sent, &got, true);
 }
 
+/// The same with FFmpeg as the publisher, in real time (`-re`: a frame at
+/// a time, in bursts, with its own chunking and timestamps): the held
+/// push is rescued and every frame FFmpeg sent arrives, as ffprobe counts
+/// them in the file, in order.
+#[test]
+fn a_direct_push_held_with_an_ffmpeg_publisher_is_rescued() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("srv-held-ff");
+    let media = make_flv(&dir, "in.flv", 10, Tracks::AudioVideo);
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let hold = hold_a_direct_video_push(&element(&p, "rtmpsrc"));
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        true,
+    );
+    assert!(ok, "ffmpeg could not publish: {err}");
+    play_to_eos(&p, Duration::from_secs(30));
+    hold.check();
+    assert_same_frames(
+        "a held direct push, FFmpeg -re -> rtmpsrc mode=server",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+}
+
 /// The same in a context, with another member beside it: the context's
 /// thread, held in the direct push, reads neither publisher; each
 /// server's own thread takes its publisher over and queues on its pads,
