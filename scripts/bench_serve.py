@@ -33,7 +33,7 @@ and both servers take more than one message per wake-up more often.
 import json, os, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Nginx, media_4mbit, plugin_env, proc_cpu, proc_mem,  # noqa: E402
+from benchlib import (ROOT, Nginx, media_4mbit, plugin_env, proc_cpu_fine, proc_mem,  # noqa: E402
                       raise_fd_limit, setup_and_build)
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
@@ -139,7 +139,7 @@ def run_ours(media, players, env):
     srv = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_listen(port, srv)
     base = proc_mem(srv.pid)
-    cpu0 = proc_cpu(srv.pid)
+    cpu0 = proc_cpu_fine(srv.pid)
     s = Sampler([srv.pid])
     r = load(url, players)
     peak = s.end()
@@ -158,11 +158,11 @@ def run_nginx(media, players):
         pub = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", media, "-c", "copy", "-f", "flv", url])
         time.sleep(0.5)
         base = sum(proc_mem(p) for p in pids)
-        cpu0 = sum(proc_cpu(p) for p in pids)
+        cpu0 = sum(proc_cpu_fine(p) for p in pids)
         s = Sampler(pids)
         r = load(url, players)
         peak = s.end()
-        cpu = sum(proc_cpu(p) for p in pids) - cpu0
+        cpu = sum(proc_cpu_fine(p) for p in pids) - cpu0
         pub.wait(timeout=30)
         return r, cpu, peak - base
     finally:
@@ -197,7 +197,7 @@ def ingest_ours(media, k, props, frames):
         if all(wait_listen(p, srv, quiet=attempt < 2) for p in ports):
             break
         srv.wait()
-    cpu0 = proc_cpu(srv.pid)
+    cpu0 = proc_cpu_fine(srv.pid)
     publish_all([f"rtmp://127.0.0.1:{p}/live/key" for p in ports], media)
     out = srv.stdout.read().decode()
     cpu = wait_cpu(srv) - cpu0
@@ -214,9 +214,9 @@ def ingest_nginx(media, k):
     nginx = Nginx(connections=k + 64)
     try:
         pids = [int(x) for x in subprocess.run(["pgrep", "-P", str(nginx.proc.pid)], capture_output=True, text=True).stdout.split()] or [nginx.proc.pid]
-        cpu0 = sum(proc_cpu(p) for p in pids)
+        cpu0 = sum(proc_cpu_fine(p) for p in pids)
         publish_all([nginx.url(f"k{i}") for i in range(k)], media)
-        return sum(proc_cpu(p) for p in pids) - cpu0
+        return sum(proc_cpu_fine(p) for p in pids) - cpu0
     finally:
         nginx.stop()
 

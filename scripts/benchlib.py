@@ -87,6 +87,26 @@ def proc_cpu(pid):
     return (int(f[11]) + int(f[12])) / tick
 
 
+def proc_cpu_fine(pid):
+    """proc_cpu to the microsecond: the scheduler's run time of each thread
+    alive now (/proc/PID/task/*/sched), where the kernel keeps it, rather
+    than clock ticks (10 ms, a tenth of what 8 publishers cost in 20 s);
+    proc_cpu where it does not. A thread that has ended is not counted:
+    take it where none has (a single-threaded process, or the start of a
+    measure that wait4 ends)."""
+    total = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                ms = next((line.split(":")[1] for line in f if line.startswith("se.sum_exec_runtime")), None)
+            if ms is None:
+                return proc_cpu(pid)
+            total += float(ms) / 1000
+    except FileNotFoundError:
+        return proc_cpu(pid)
+    return total
+
+
 def proc_mem(pid, field="VmRSS"):
     """A memory figure of a running process, in bytes (VmRSS, VmHWM)."""
     for l in open(f"/proc/{pid}/status"):
