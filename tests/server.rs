@@ -153,33 +153,6 @@ fn a_direct_push_held_for_another_pad_is_rescued() {
     same_frames("a held direct push, rescued", &sent, &got, true);
 }
 
-/// The same with FFmpeg as the publisher, in real time (`-re`: a frame at
-/// a time, in bursts, with its own chunking and timestamps): the held
-/// push is rescued and every frame FFmpeg sent arrives, as ffprobe counts
-/// them in the file, in order.
-#[test]
-fn a_direct_push_held_with_an_ffmpeg_publisher_is_rescued() {
-    needs!("ffmpeg");
-    let dir = TempDir::new("srv-held-ff");
-    let media = make_flv(&dir, "in.flv", 10, Tracks::AudioVideo);
-    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
-    let hold = hold_a_direct_video_push(&element(&p, "rtmpsrc"));
-    let (ok, err) = ffmpeg_push(
-        "ffmpeg",
-        &media,
-        &format!("rtmp://127.0.0.1:{port}/live/key"),
-        true,
-    );
-    assert!(ok, "ffmpeg could not publish: {err}");
-    play_to_eos(&p, Duration::from_secs(30));
-    hold.check();
-    assert_same_frames(
-        "a held direct push, FFmpeg -re -> rtmpsrc mode=server",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
-    );
-}
-
 /// The same in a context, with another member beside it: the context's
 /// thread, held in the direct push, reads neither publisher; each
 /// server's own thread takes its publisher over and queues on its pads,
@@ -213,6 +186,79 @@ fn a_direct_push_held_in_a_context_is_rescued() {
         );
     }
     hold.check();
+}
+
+/// A held direct push as above, with FFmpeg as the publisher, in real
+/// time (`-re`: a frame at a time, in bursts, with its own chunking and
+/// timestamps): the held push is rescued and every frame FFmpeg sent
+/// arrives, as ffprobe counts them in the file, in order.
+#[test]
+fn a_direct_push_held_with_an_ffmpeg_publisher_is_rescued() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("srv-held-ff");
+    let media = make_flv(&dir, "in.flv", 10, Tracks::AudioVideo);
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let hold = hold_a_direct_video_push(&element(&p, "rtmpsrc"));
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        true,
+    );
+    assert!(ok, "ffmpeg could not publish: {err}");
+    play_to_eos(&p, Duration::from_secs(30));
+    hold.check();
+    assert_same_frames(
+        "a held direct push, FFmpeg -re -> rtmpsrc mode=server",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
+}
+
+/// Waiting for a publisher, the streaming thread sleeps in the server's
+/// loop with no deadline to wake it (no connection, nothing to check)
+/// until its element unlocks, which wakes it. Pausing and resuming such
+/// an idle element, again and again, completes each time, and the element
+/// still takes the publisher that comes afterwards, every frame of it.
+#[test]
+fn an_idle_server_pauses_and_resumes_then_takes_its_publisher() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("srv-idle-pause");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let (p, log, _, _, port) = src_server("eos-on-unpublish=true");
+    for (round, state) in [gst::State::Paused, gst::State::Playing]
+        .into_iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        std::thread::sleep(Duration::from_millis(150));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipeline = p.clone();
+        std::thread::spawn(move || {
+            let r = pipeline.set_state(state);
+            let (_, now, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+            tx.send((r, now)).ok();
+        });
+        let done = rx.recv_timeout(Duration::from_secs(20));
+        assert!(
+            matches!(done, Ok((Ok(_), now)) if now == state),
+            "change {round} to {state:?} of an idle rtmpsrc mode=server: {done:?}"
+        );
+    }
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(ok, "ffmpeg could not publish after the pauses: {err}");
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_same_frames(
+        "FFmpeg -> an rtmpsrc mode=server paused and resumed while idle",
+        &frames(&log.lock().unwrap()),
+        &normalized(ffprobe_frames(media.to_str().unwrap())),
+    );
 }
 
 /// FFmpeg publishes an FLV of `secs` in real time (a frame at a time, in

@@ -403,6 +403,7 @@ impl Server {
             poll,
             events: Events::with_capacity(1024),
             last_tick: Instant::now(),
+            settled: false,
             listener,
             peers: IdMap::default(),
             next_token: FIRST_PEER,
@@ -472,6 +473,13 @@ impl Server {
 
     fn wake(&self) {
         self.waker.wake().ok();
+    }
+
+    /// Publish role: wakes the streaming thread if it waits in the loop
+    /// (its element was told to unlock: it sees its `Cancel` at once
+    /// rather than at the loop's next deadline).
+    pub fn interrupt(&self) {
+        self.wake();
     }
 
     /// Play role: encodes one message for every player into `batch`;
@@ -564,7 +572,14 @@ impl Server {
                 break next;
             }
             drop(inner);
-            if let Some(end) = self.step(&mut lp, end.saturating_duration_since(now).min(TICK)) {
+            // With no connection the loop has no deadline of its own: the
+            // thread sleeps until one comes, the element unlocks (see
+            // `interrupt`) or the caller's wait ends.
+            let mut slice = end.saturating_duration_since(now);
+            if !lp.quiet() {
+                slice = slice.min(TICK);
+            }
+            if let Some(end) = self.step(&mut lp, slice) {
                 break end;
             }
             now = Instant::now();
@@ -978,6 +993,9 @@ struct Loop {
     events: Events,
     /// When deadlines were last checked.
     last_tick: Instant,
+    /// At that check there was no connection (and none waiting to be
+    /// accepted): the stats said so, and nothing has a deadline.
+    settled: bool,
     listener: TcpListener,
     peers: IdMap<Token, Peer>,
     next_token: usize,
@@ -1060,9 +1078,17 @@ impl Loop {
             self.last_tick = now;
             self.sweep(now);
             self.publish_stats();
+            self.settled = self.peers.is_empty() && !self.accept_blocked;
         }
         self.reap(now);
         Ok(false)
+    }
+
+    /// Nothing to look at until something happens: no connection, none
+    /// held back in the listen queue, and the stats already say so. Each
+    /// step otherwise comes back within `TICK` for the deadlines.
+    fn quiet(&self) -> bool {
+        self.settled && self.peers.is_empty() && !self.accept_blocked
     }
 
     /// Takes what the element asked for. Returns true when told to stop.

@@ -910,6 +910,11 @@ impl BaseSrcImpl for RtmpSrcConn {
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
         self.cancel.cancel();
+        // A streaming thread waiting in its server's loop with no
+        // connection sleeps until woken.
+        if let Conn::Serving(s) = &lock(&self.state).conn {
+            s.interrupt();
+        }
         if let Some(m) = &*lock(&self.member) {
             m.park.finish(gst::FlowError::Flushing);
         }
