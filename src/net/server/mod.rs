@@ -471,15 +471,12 @@ impl Server {
         lock(&self.shared.inner).failure.clone()
     }
 
-    fn wake(&self) {
+    /// Wakes whichever thread waits in the loop: the loop takes what it
+    /// was asked for, and a streaming thread whose element unlocked sees
+    /// its `Cancel` at once (with no connection the loop has no deadline
+    /// that would wake it).
+    pub fn wake(&self) {
         self.waker.wake().ok();
-    }
-
-    /// Publish role: wakes the streaming thread if it waits in the loop
-    /// (its element was told to unlock: it sees its `Cancel` at once
-    /// rather than at the loop's next deadline).
-    pub fn interrupt(&self) {
-        self.wake();
     }
 
     /// Play role: encodes one message for every player into `batch`;
@@ -574,7 +571,7 @@ impl Server {
             drop(inner);
             // With no connection the loop has no deadline of its own: the
             // thread sleeps until one comes, the element unlocks (see
-            // `interrupt`) or the caller's wait ends.
+            // `wake`) or the caller's wait ends.
             let mut slice = end.saturating_duration_since(now);
             if !lp.quiet() {
                 slice = slice.min(TICK);

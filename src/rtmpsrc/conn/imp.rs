@@ -913,7 +913,7 @@ impl BaseSrcImpl for RtmpSrcConn {
         // A streaming thread waiting in its server's loop with no
         // connection sleeps until woken.
         if let Conn::Serving(s) = &lock(&self.state).conn {
-            s.interrupt();
+            s.wake();
         }
         if let Some(m) = &*lock(&self.member) {
             m.park.finish(gst::FlowError::Flushing);
