@@ -175,7 +175,7 @@ fn ffmpeg5_and_ffmpeg9_publish_with_adobe_auth() {
     needs!("ffmpeg", "ffmpeg9");
     let dir = TempDir::new("auth-ff");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want = file_frames(&media);
     for ffmpeg in ["ffmpeg".to_owned(), require_ffmpeg9()] {
         let (p, log, _, notes, port) =
             src_server(&format!("eos-on-unpublish=true authmod=adobe {LOGIN}"));
@@ -281,7 +281,7 @@ fn players_log_in_to_rtmpsink_server() {
 
     p.set_state(gst::State::Playing).unwrap();
     play_to_eos(&p, Duration::from_secs(30));
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want = file_frames(&media);
     assert_same_frames(
         "FFmpeg (ffprobe) logged in, playing from rtmpsink mode=server",
         &normalized(probe.join().unwrap()),
@@ -296,7 +296,7 @@ fn players_log_in_to_rtmpsink_server() {
     play_to_eos(&rtmp2, Duration::from_secs(10));
     assert_same_frames(
         "rtmp2src logged in, playing from rtmpsink mode=server",
-        &normalized(ffprobe_frames(rtmp2_out.to_str().unwrap())),
+        &file_frames(&rtmp2_out),
         &want,
     );
     assert_eq!(*users.lock().unwrap(), ["bob", "bob", "bob"]);

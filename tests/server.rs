@@ -28,12 +28,7 @@ fn publish_into_rtmpsrc_server(ffmpeg: &str, tracks: Tracks, name: &str) {
     );
     assert!(ok, "{ffmpeg} could not publish: {err}");
     play_to_eos(&p, Duration::from_secs(20));
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
-    assert_same_frames(
-        &format!("{ffmpeg} -> rtmpsrc mode=server"),
-        &frames(&log.lock().unwrap()),
-        &want,
-    );
+    assert_delivered_file(&format!("{ffmpeg} -> rtmpsrc mode=server"), &log, &media);
     let caps = caps.lock().unwrap();
     if tracks != Tracks::AudioOnly {
         assert!(
@@ -208,10 +203,10 @@ fn a_direct_push_held_with_an_ffmpeg_publisher_is_rescued() {
     assert!(ok, "ffmpeg could not publish: {err}");
     play_to_eos(&p, Duration::from_secs(30));
     hold.check();
-    assert_same_frames(
+    assert_delivered_file(
         "a held direct push, FFmpeg -re -> rtmpsrc mode=server",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
+        &log,
+        &media,
     );
 }
 
@@ -254,10 +249,10 @@ fn an_idle_server_pauses_and_resumes_then_takes_its_publisher() {
     );
     assert!(ok, "ffmpeg could not publish after the pauses: {err}");
     play_to_eos(&p, Duration::from_secs(20));
-    assert_same_frames(
+    assert_delivered_file(
         "FFmpeg -> an rtmpsrc mode=server paused and resumed while idle",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
+        &log,
+        &media,
     );
 }
 
@@ -311,10 +306,10 @@ fn publish_through_a_join(join: &str, templates: [&str; 2], secs: u32) -> PadThr
     assert!(ok, "ffmpeg could not publish: {err}");
     play_to_eos(&p, Duration::from_secs(30));
     p.set_state(gst::State::Null).unwrap();
-    assert_same_frames(
+    assert_delivered_file(
         &format!("ffmpeg -re -> rtmpsrc ! parsers ! {}", join.name()),
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
+        &log,
+        &media,
     );
     threads
 }
@@ -430,11 +425,7 @@ fn wrong_keys_and_second_publishers_are_refused_without_disturbing_the_stream() 
     let (ok, err2) = good.join().unwrap();
     assert!(ok, "the live publisher was disturbed: {err2}");
     play_to_eos(&p, Duration::from_secs(20));
-    assert_same_frames(
-        "the live stream while others were refused",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
-    );
+    assert_delivered_file("the live stream while others were refused", &log, &media);
     let rejected = wait_notice(&notes, "rtmp-client-rejected", 3, Duration::from_secs(2));
     let reasons: Vec<String> = rejected
         .iter()
@@ -493,7 +484,7 @@ fn a_second_publisher_takes_over_when_allowed() {
     // The whole of the second stream arrived after part of the first,
     // with a DISCONT where it starts.
     let out = log.lock().unwrap().clone();
-    let second = normalized(ffprobe_frames(short.to_str().unwrap()));
+    let second = file_frames(&short);
     let mut after = Vec::new();
     for video in [true, false] {
         let kind: Vec<Out> = out.iter().filter(|o| o.video == video).cloned().collect();
@@ -527,7 +518,7 @@ fn publisher_reconnect_resumes_with_discont_and_caps() {
     // No third publisher within publisher-timeout: EOS.
     play_to_eos(&p, Duration::from_secs(20));
     let out = log.lock().unwrap().clone();
-    let want = normalized(ffprobe_frames(a.to_str().unwrap()));
+    let want = file_frames(&a);
     let restart = (1..out.len())
         .find(|&i| out[i].discont && out[..i].len() >= want.len())
         .expect("a DISCONT where the second publisher starts");
@@ -625,11 +616,7 @@ fn listens_on_ipv6() {
     }
     assert!(ok, "{err}");
     play_to_eos(&p, Duration::from_secs(20));
-    assert_same_frames(
-        "over IPv6",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
-    );
+    assert_delivered_file("over IPv6", &log, &media);
 }
 
 #[test]
@@ -718,7 +705,7 @@ fn players_at_once(tls: Option<&common::pki::Pki>) {
     p.set_state(gst::State::Playing).unwrap();
     play_to_eos(&p, Duration::from_secs(30));
 
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want = file_frames(&media);
     assert_same_frames(
         &format!("FFmpeg 5.1 (ffprobe) playing {scheme} from rtmpsink mode=server"),
         &normalized(probe5.join().unwrap()),
@@ -737,7 +724,7 @@ fn players_at_once(tls: Option<&common::pki::Pki>) {
     );
     // rtmp2src ends at StreamEOF.
     play_to_eos(&rtmp2, Duration::from_secs(10));
-    let got = normalized(ffprobe_frames(rtmp2_out.to_str().unwrap()));
+    let got = file_frames(&rtmp2_out);
     assert_same_frames(
         &format!("rtmp2src playing {scheme} from rtmpsink mode=server"),
         &got,
@@ -1009,11 +996,7 @@ fn hostile_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
     let (ok, err) = good.join().unwrap();
     assert!(ok, "the publisher was disturbed: {err}");
     play_to_eos(&p, Duration::from_secs(20));
-    assert_same_frames(
-        "the publisher beside hostile peers",
-        &frames(&log.lock().unwrap()),
-        &normalized(ffprobe_frames(media.to_str().unwrap())),
-    );
+    assert_delivered_file("the publisher beside hostile peers", &log, &media);
 }
 
 /// What one server got, as indexes into what was sent (matched by CRC, in
@@ -1545,7 +1528,7 @@ fn ffmpeg_publishes_into_two_servers_of_a_context_with_pad_queues() {
         .collect();
     let dir = TempDir::new("srv-ctx-ffmpeg");
     let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want = file_frames(&media);
     let publishers: Vec<_> = servers
         .iter()
         .map(|s| {
@@ -1632,12 +1615,7 @@ fn in_a_context_pausing_loses_nothing() {
     let (ok, why) = publisher.join().unwrap();
     assert!(ok, "the publisher: {why}");
     play_to_eos(&p, Duration::from_secs(20));
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
-    assert_same_frames(
-        "rtmpsrc in a context, paused and resumed",
-        &frames(&log.lock().unwrap()),
-        &want,
-    );
+    assert_delivered_file("rtmpsrc in a context, paused and resumed", &log, &media);
     let t = on_any_pad(&threads);
     assert_eq!(t.iter().collect::<Vec<_>>(), ["rtmp-ctx-pausing"]);
 }
@@ -1694,7 +1672,7 @@ fn pausing_with_a_full_pad_queue_neither_hangs_nor_loses_a_frame() {
         last = audio();
         std::thread::sleep(Duration::from_millis(500));
     }
-    let want = normalized(ffprobe_frames(media.to_str().unwrap()));
+    let want = file_frames(&media);
     let want_audio = want.iter().filter(|f| !f.video).count();
     assert!(
         last > 0 && last < want_audio,

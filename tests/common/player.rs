@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
-use super::{Frame, assert_same_frames, crc32};
+use super::{Frame, assert_same_frames, crc32, ffprobe_frames};
 
 /// One buffer as rtmpsrc gave it.
 #[derive(Debug, Clone)]
@@ -134,6 +134,18 @@ pub fn normalized(mut f: Vec<Frame>) -> Vec<Frame> {
         x.pts -= base;
     }
     f
+}
+
+/// The frames ffprobe reads in a file, in milliseconds from its first DTS:
+/// what a stream of that file must deliver, frame for frame.
+pub fn file_frames(path: &std::path::Path) -> Vec<Frame> {
+    normalized(ffprobe_frames(path.to_str().expect("a UTF-8 path")))
+}
+
+/// Panics unless what `log` recorded is the file's every frame, in order,
+/// each with its payload's CRC, PTS, DTS and key flag.
+pub fn assert_delivered_file(what: &str, log: &OutLog, media: &std::path::Path) {
+    assert_same_frames(what, &frames(&log.lock().unwrap()), &file_frames(media));
 }
 
 /// Plays until EOS (or the limit); panics on an error.
