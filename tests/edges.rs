@@ -9,16 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::player::*;
-use common::server::{paused_sink_server, wait_notice};
+use common::server::{LIVE, paused_sink_server, wait_notice};
 use common::*;
 use gst::prelude::*;
-
-/// Three seconds of live H.264 and AAC, parsers named as the frame log
-/// wants them.
-const LIVE: &str = "\
-    videotestsrc is-live=true num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
-      ! x264enc tune=zerolatency key-int-max=30 ! h264parse name=sentv ! s.video \
-    audiotestsrc is-live=true samplesperbuffer=1024 num-buffers=130 ! avenc_aac ! aacparse name=senta ! s.audio";
 
 /// The nginx configuration of an edge that pulls its streams from `origin`
 /// (`rtmp://host:port/app`) when a player asks for them.

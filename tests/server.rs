@@ -256,6 +256,45 @@ fn an_idle_server_pauses_and_resumes_then_takes_its_publisher() {
     );
 }
 
+/// rtmpsink mode=server with nothing to send and no player sleeps in its
+/// loop until something happens (no 100 ms tick without a connection):
+/// a player that connects then is taken at once and gets every frame of
+/// the stream that follows; an element stopped while idle stops at once.
+#[test]
+fn an_idle_sink_server_takes_its_player_and_stops() {
+    init();
+    let (server, sent, notes, url) = paused_sink_server(LIVE, "");
+    // Long enough for the loop to find itself with no connection.
+    let idle = Duration::from_millis(400);
+    std::thread::sleep(idle);
+    let (p, log, _) = player(&url, "");
+    p.set_state(gst::State::Playing).unwrap();
+    wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(10));
+    server.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&server, Duration::from_secs(30));
+    play_to_eos(&p, Duration::from_secs(20));
+    p.set_state(gst::State::Null).unwrap();
+    server.set_state(gst::State::Null).unwrap();
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.len() > 200, "{} frames sent", sent.len());
+    same_frames(
+        "rtmpsink mode=server, idle until its player came",
+        &sent,
+        &log.lock().unwrap(),
+        true,
+    );
+
+    // Never a player nor a frame: stopping wakes the sleeping loop.
+    let (server, _, _, _) = paused_sink_server(LIVE, "");
+    std::thread::sleep(idle);
+    let stopped = returns_within(
+        "stopping an idle rtmpsink mode=server",
+        Duration::from_secs(10),
+        move || server.set_state(gst::State::Null),
+    );
+    assert!(stopped.is_ok(), "{stopped:?}");
+}
+
 /// FFmpeg publishes an FLV of `secs` in real time (a frame at a time, in
 /// bursts) into rtmpsrc mode=server, whose pads go through parsers, no
 /// queue, into one `join` element (on its pads of `templates`, video's and

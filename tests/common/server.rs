@@ -299,6 +299,13 @@ pub fn framemd5_counts(out: &str) -> Vec<(u32, usize)> {
     counts
 }
 
+/// For `paused_sink_server`: three seconds of live H.264 and AAC, parsers named as the frame log
+/// wants them.
+pub const LIVE: &str = "\
+    videotestsrc is-live=true num-buffers=90 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+      ! x264enc tune=zerolatency key-int-max=30 ! h264parse name=sentv ! s.video \
+    audiotestsrc is-live=true samplesperbuffer=1024 num-buffers=130 ! avenc_aac ! aacparse name=senta ! s.audio";
+
 /// `publish` into rtmpsink mode=server (with `extra` properties), paused:
 /// listening, its parsers recorded from before it prerolls (or the first
 /// frames would go by unseen). Returns it, what it sent, its notices and

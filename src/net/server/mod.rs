@@ -659,7 +659,7 @@ impl Server {
     /// One step of the loop for the streaming thread; what it ends with,
     /// if it ended (told to stop, or failed).
     fn step(&self, lp: &mut Loop, timeout: Duration) -> Option<Result<Next>> {
-        match lp.step(timeout) {
+        match lp.step(Some(timeout)) {
             Ok(false) => None,
             Ok(true) => Some(Ok(Next::Closed)),
             Err(e) => {
@@ -963,7 +963,7 @@ impl Driver {
             let mut lp = lock(&self.lp);
             self.rescue(&shared);
             while !self.wanted.load(Ordering::SeqCst) {
-                if lp.step(TICK)? {
+                if lp.step(Some(TICK))? {
                     return Ok(());
                 }
                 self.rescue(&shared);
@@ -1023,17 +1023,20 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 impl Loop {
-    /// Runs until told to stop.
+    /// Runs until told to stop. With no connection nothing here has a
+    /// deadline: the thread then sleeps until a peer connects or the
+    /// element asks for something (every request wakes the loop).
     fn run(&mut self) -> Result<()> {
-        while !self.step(TICK)? {}
+        while !self.step((!self.quiet()).then_some(TICK))? {}
         Ok(())
     }
 
-    /// Waits up to `timeout` for the sockets and does what they and the
-    /// element ask. Returns true when told to stop.
-    fn step(&mut self, timeout: Duration) -> Result<bool> {
+    /// Waits up to `timeout` (None: until something happens) for the
+    /// sockets and does what they and the element ask. Returns true when
+    /// told to stop.
+    fn step(&mut self, timeout: Option<Duration>) -> Result<bool> {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        let polled = self.poll.poll(&mut events, Some(timeout));
+        let polled = self.poll.poll(&mut events, timeout);
         if let Err(e) = polled
             && e.kind() != IoKind::Interrupted
         {
