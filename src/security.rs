@@ -44,6 +44,7 @@ pub struct Security {
     pub authmod: AuthMode,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub secure_token: Option<String>,
 }
 
 impl std::fmt::Debug for Security {
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Security {
             .field("authmod", &self.authmod)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("secure_token", &self.secure_token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -104,6 +106,10 @@ impl Security {
                 .nick("Password")
                 .blurb("The password of username (never logged)")
                 .build(),
+            glib::ParamSpecString::builder("secure-token")
+                .nick("Secure token")
+                .blurb("The secret of a SecureToken challenge (Wowza's SecureToken, as rtmp2 has it; never logged). Client mode: the answer to a server that challenges its clients. Server mode: when set, every client must answer this server's challenge with it before it publishes or plays")
+                .build(),
         ]
     }
 
@@ -120,6 +126,7 @@ impl Security {
             "authmod" => self.authmod = value.get().expect("type checked"),
             "username" => self.username = value.get().expect("type checked"),
             "password" => self.password = value.get().expect("type checked"),
+            "secure-token" => self.secure_token = value.get().expect("type checked"),
             _ => return false,
         }
         true
@@ -137,6 +144,7 @@ impl Security {
             "authmod" => self.authmod.to_value(),
             "username" => self.username.to_value(),
             "password" => self.password.to_value(),
+            "secure-token" => self.secure_token.to_value(),
             _ => return None,
         })
     }
@@ -161,7 +169,10 @@ impl Security {
     /// this TLS and login.
     pub fn connect_options(&self, session: ClientConfig, url: &RtmpUrl) -> ConnectOptions {
         ConnectOptions {
-            session,
+            session: ClientConfig {
+                secure_token: self.secure_token().map(str::to_owned),
+                ..session
+            },
             tls: self.tls.clone(),
             auth_mode: match self.authmod {
                 AuthMode::Auto => ClientAuthMode::Auto,
@@ -171,6 +182,11 @@ impl Security {
             },
             credentials: self.credentials(url),
         }
+    }
+
+    /// The SecureToken secret, if one is set (an empty one is none).
+    pub fn secure_token(&self) -> Option<&str> {
+        self.secure_token.as_deref().filter(|s| !s.is_empty())
     }
 
     /// Server mode: the login clients must pass, if any; challenges live

@@ -301,3 +301,161 @@ fn players_log_in_to_rtmpsink_server() {
     );
     assert_eq!(*users.lock().unwrap(), ["bob", "bob", "bob"]);
 }
+
+const TOKEN: &str = "Wowza-5ecret";
+
+/// The reasons the server gave in its rejection notices.
+fn rejections(notes: &Notices) -> Vec<String> {
+    notes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.name() == "rtmp-client-rejected")
+        .filter_map(|s| s.get::<String>("reason").ok())
+        .collect()
+}
+
+/// SecureToken (Wowza's, which rtmp2 answers): rtmpsrc mode=server with
+/// `secure-token` challenges each publisher. rtmp2sink and rtmpsink with
+/// the secret get through, every frame checked; a wrong secret is refused
+/// with a reason, and without one both stop at the challenge and say why;
+/// rtmpsink gives up at once either way.
+#[test]
+fn publishers_answer_a_secure_token() {
+    // rtmp2sink behind flvmux (which rewrites B-frame times, see
+    // tests/rtmpsrc.rs), and rtmpsink.
+    for (sink, publisher, check_times) in [
+        ("m", "flvmux name=m streamable=true ! rtmp2sink", false),
+        ("s", "rtmpsink name=s", true),
+    ] {
+        let (p, log, _, notes, port) =
+            src_server(&format!("eos-on-unpublish=true secure-token={TOKEN}"));
+        let desc = AV.replace("SINK", sink)
+            + &format!(
+                " {publisher} sync=false secure-token={TOKEN} location=rtmp://127.0.0.1:{port}/live/key"
+            );
+        let sent = publish_to_eos(&desc);
+        play_to_eos(&p, Duration::from_secs(20));
+        same_frames(
+            &format!("{publisher} answering a SecureToken -> rtmpsrc mode=server"),
+            &sent,
+            &log.lock().unwrap(),
+            check_times,
+        );
+        assert_eq!(count(&notes, "rtmp-client-rejected"), 0);
+        p.set_state(gst::State::Null).unwrap();
+    }
+
+    let (p, _, _, notes, port) = src_server(&format!("secure-token={TOKEN}"));
+    // reconnect-attempts is -1 (for ever) by default: a refusal still ends it.
+    let (e, took) = publish_error(port, "secure-token=guess");
+    assert!(e.to_string().contains("SecureToken answer is wrong"), "{e}");
+    assert!(e.matches(gst::ResourceError::NotAuthorized), "{e:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (e, _) = publish_error(port, "");
+    assert!(e.to_string().contains("set secure-token"), "{e}");
+    for settings in [" secure-token=guess", ""] {
+        let bad = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=30 ! x264enc ! flvmux ! rtmp2sink{settings} location=rtmp://127.0.0.1:{port}/live/key"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        bad.set_state(gst::State::Playing).unwrap();
+        let (msg, debug) = expect_error(&bad, Duration::from_secs(15));
+        bad.set_state(gst::State::Null).unwrap();
+        if settings.is_empty() {
+            // rtmp2 stops at the challenge, as rtmpsink does.
+            assert!(
+                format!("{msg} {debug}").contains("secureToken"),
+                "{msg}: {debug}"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // rtmpsink and rtmp2sink with a wrong secret; neither asked for a
+    // stream without one (FFmpeg, which knows no SecureToken, does: see
+    // the players' test).
+    let reasons = rejections(&notes);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for r in &reasons {
+        assert!(r.contains("SecureToken answer is wrong"), "{reasons:?}");
+    }
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.contains(TOKEN) || r.contains("guess"))
+    );
+    assert_eq!(count(&notes, "rtmp-client-connected"), 0);
+    p.set_state(gst::State::Null).unwrap();
+}
+
+/// rtmpsink mode=server with `secure-token` challenges its players:
+/// rtmp2src and rtmpsrc with the secret get every frame; FFmpeg (which
+/// knows no SecureToken) and an rtmpsrc without the secret are refused.
+#[test]
+fn players_answer_an_rtmpsink_servers_secure_token() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("token-players");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let (p, notes, port) = sink_server(
+        &file_source(&media, Tracks::AudioVideo),
+        &format!("sync=false secure-token={TOKEN}"),
+    );
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let rtmp2_out = dir.path("rtmp2src.flv");
+    let rtmp2 = gst::parse::launch(&format!(
+        "rtmp2src location={url} secure-token={TOKEN} ! filesink location={}",
+        rtmp2_out.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    rtmp2.set_state(gst::State::Playing).unwrap();
+    let (ours, ours_log, _) = player(&url, &format!("secure-token={TOKEN}"));
+    ours.set_state(gst::State::Playing).unwrap();
+    wait_notice(&notes, "rtmp-client-connected", 2, Duration::from_secs(15));
+    let (refused, _, _) = player(&url, "");
+    refused.set_state(gst::State::Playing).unwrap();
+    let (msg, _) = expect_error(&refused, Duration::from_secs(15));
+    assert!(msg.contains("set secure-token"), "{msg}");
+    refused.set_state(gst::State::Null).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-show_streams",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !probe.status.success(),
+        "FFmpeg played without answering the SecureToken"
+    );
+    let reasons = rejections(&notes);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("did not answer the SecureToken"),
+        "{reasons:?}"
+    );
+
+    p.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(30));
+    let want = file_frames(&media);
+    play_to_eos(&ours, Duration::from_secs(10));
+    assert_same_frames(
+        "rtmpsrc answering a SecureToken, playing from rtmpsink mode=server",
+        &frames(&ours_log.lock().unwrap()),
+        &want,
+    );
+    play_to_eos(&rtmp2, Duration::from_secs(10));
+    assert_same_frames(
+        "rtmp2src answering a SecureToken, playing from rtmpsink mode=server",
+        &file_frames(&rtmp2_out),
+        &want,
+    );
+    assert_eq!(count(&notes, "rtmp-client-connected"), 2);
+}

@@ -23,6 +23,7 @@ pub mod idmap;
 pub mod limits;
 pub mod message;
 mod reader;
+pub mod secure_token;
 pub mod session;
 pub mod url;
 

@@ -507,6 +507,9 @@ pub enum NetCommand {
         /// Where, in milliseconds of the stream.
         millis: f64,
     },
+    /// `secureTokenResponse`: a client's answer to the server's SecureToken
+    /// challenge (see [`crate::secure_token`]).
+    SecureTokenResponse(String),
     /// Anything else, untouched.
     Other(Command),
 }
@@ -577,6 +580,7 @@ impl NetCommand {
                 pause: arg_bool(0).unwrap_or(true),
                 millis: arg_f64(1).unwrap_or(0.0),
             },
+            "secureTokenResponse" => NetCommand::SecureTokenResponse(arg_str(0)),
             _ => NetCommand::Other(c.clone()),
         }
     }
@@ -637,6 +641,9 @@ impl NetCommand {
                 Amf0Value::Null,
                 vec![Amf0Value::Boolean(pause), Amf0Value::Number(millis)],
             ),
+            NetCommand::SecureTokenResponse(answer) => {
+                ("secureTokenResponse", Amf0Value::Null, vec![s(answer)])
+            }
             NetCommand::Other(c) => return c,
         };
         Command::new(name, txn, object, args)
@@ -1215,6 +1222,7 @@ mod tests {
                 pause: true,
                 millis: 1500.0,
             },
+            NetCommand::SecureTokenResponse("0123abcd".into()),
             NetCommand::Other(Command::new("myCall", 9.0, Amf0Value::Null, vec![])),
         ] {
             let cmd = c.clone().into_command(7.0);

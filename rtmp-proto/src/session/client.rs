@@ -71,6 +71,10 @@ pub struct ClientConfig {
     pub buffer_ms: u32,
     /// Play: start (-2 live or recorded, -1 live only, >= 0 seconds).
     pub play_start: f64,
+    /// The secret shared with a server that challenges its clients after
+    /// `connect` (SecureToken, see [`crate::secure_token`]); None: such a
+    /// server is an error.
+    pub secure_token: Option<String>,
     /// How long to wait for the handshake or an answer to a command.
     pub response_timeout: Duration,
     /// The bounds it decodes within.
@@ -98,6 +102,7 @@ impl ClientConfig {
             publish_kind: "live".into(),
             buffer_ms: 1000,
             play_start: -2.0,
+            secure_token: None,
             response_timeout: Duration::from_secs(10),
             limits: Limits::default(),
         }
@@ -519,6 +524,7 @@ impl ClientSession {
                     if let Some(s) = status.as_ref().filter(|s| s.is_error()) {
                         return Err(self.rejected(Stage::Connect, s));
                     }
+                    self.answer_secure_token(&info)?;
                     self.events
                         .push_back(ClientEvent::Connected { properties, status });
                     self.after_connect(now)?;
@@ -562,6 +568,35 @@ impl ClientSession {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A server that challenges its clients (`secureToken` in the connect
+    /// answer's info object) gets the answer before anything else.
+    fn answer_secure_token(&mut self, info: &Amf0Value) -> Result<()> {
+        let Some(challenge) = info.get_str("secureToken") else {
+            return Ok(());
+        };
+        let Some(secret) = self
+            .config
+            .secure_token
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(Error::refused(
+                Refusal {
+                    command: "connect",
+                    code: "SecureToken.Required".into(),
+                    description: "the server challenges its clients with a SecureToken".into(),
+                },
+                "server requires a SecureToken answer: set secure-token to the secret it shares with its clients",
+            ));
+        };
+        let answer = crate::secure_token::response(secret, challenge)?;
+        self.conn.send_command(
+            csid::COMMAND,
+            0,
+            NetCommand::SecureTokenResponse(answer).into_command(0.0),
+        )
     }
 
     fn after_connect(&mut self, now: Instant) -> Result<()> {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::amf0::Amf0Value;
 use crate::chunk::RawMessage;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Refusal, Result};
 use crate::handshake::RANDOM_SIZE;
 use crate::idmap::IdMap;
 use crate::limits::Limits;
@@ -162,6 +162,18 @@ enum Phase {
     Closed,
 }
 
+/// SecureToken (see [`crate::secure_token`]): whether the client may go on
+/// past `connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TokenCheck {
+    /// Not challenged, or answered right.
+    Open,
+    /// Challenged; the answer it must send.
+    Awaiting(String),
+    /// It answered something else.
+    Wrong,
+}
+
 /// One server connection: the handshake, connect, streams, publish and
 /// play, as a state machine the driver feeds bytes and time.
 pub struct ServerSession {
@@ -174,6 +186,7 @@ pub struct ServerSession {
     deadline: Option<Instant>,
     connect: Option<ConnectParams>,
     failure: Option<Error>,
+    token: TokenCheck,
 }
 
 impl ServerSession {
@@ -189,6 +202,7 @@ impl ServerSession {
             next_stream_id: 1,
             connect: None,
             failure: None,
+            token: TokenCheck::Open,
         }
     }
 
@@ -366,6 +380,13 @@ impl ServerSession {
                 "client sent '{name}' before connect was accepted"
             )));
         }
+        if !matches!(
+            cmd,
+            NetCommand::Connect(_) | NetCommand::Result { .. } | NetCommand::Error { .. }
+        ) && self.token != TokenCheck::Open
+        {
+            return self.check_token(txn, &cmd, name);
+        }
         match cmd {
             NetCommand::Connect(p) => {
                 if self.phase != Phase::AwaitConnect {
@@ -513,6 +534,62 @@ impl ServerSession {
         Ok(())
     }
 
+    /// A challenged client's command: its answer to the challenge, or a
+    /// call it may not make before answering right, refused with `_error`
+    /// where it waits for an answer. A stream (createStream, publish, play)
+    /// ends the connection; the calls before one (releaseStream, FCPublish)
+    /// are only refused, so that a client learns why on the call it waits
+    /// for.
+    fn check_token(&mut self, txn: f64, cmd: &NetCommand, name: &str) -> Result<()> {
+        if let (NetCommand::SecureTokenResponse(answer), TokenCheck::Awaiting(want)) =
+            (cmd, &self.token)
+        {
+            // Compared without stopping at the first difference.
+            let same = answer.len() == want.len()
+                && answer
+                    .bytes()
+                    .zip(want.bytes())
+                    .fold(0u8, |d, (a, b)| d | (a ^ b))
+                    == 0;
+            self.token = if same {
+                TokenCheck::Open
+            } else {
+                TokenCheck::Wrong
+            };
+            return Ok(());
+        }
+        let why = match self.token {
+            TokenCheck::Wrong => {
+                "the client's SecureToken answer is wrong (not this server's secret)"
+            }
+            _ => "the client did not answer the SecureToken challenge (it needs the secret)",
+        };
+        let status = Status::new("error", "NetConnection.Connect.Rejected", why);
+        if txn != 0.0 {
+            self.reply(
+                txn,
+                NetCommand::Error {
+                    properties: Amf0Value::Null,
+                    info: status.to_value(),
+                },
+            )?;
+        }
+        if !matches!(
+            cmd,
+            NetCommand::CreateStream | NetCommand::Publish { .. } | NetCommand::Play { .. }
+        ) {
+            return Ok(());
+        }
+        Err(Error::refused(
+            Refusal {
+                command: "connect",
+                code: status.code,
+                description: why.into(),
+            },
+            format!("refused '{name}': {why}"),
+        ))
+    }
+
     fn stream_request(&mut self, stream_id: u32, new: StreamState) -> Result<()> {
         match self.streams.get(&stream_id) {
             Some(StreamState::Created) => {
@@ -549,6 +626,22 @@ impl ServerSession {
     /// Accepts the pending connect: window size, peer bandwidth, chunk size,
     /// then `_result` with NetConnection.Connect.Success.
     pub fn accept_connect(&mut self) -> Result<()> {
+        self.accept(None)
+    }
+
+    /// Accepts the pending connect as [`accept_connect`](Self::accept_connect)
+    /// does, with a SecureToken challenge: the client must answer it with
+    /// the `secret` it shares with this server before anything else, or
+    /// its calls are refused (an error from `feed` of kind `Rejected`, after
+    /// `_error` for a call that waits for an answer). `nonce` must be
+    /// unpredictable (fresh random bytes for each connection).
+    pub fn accept_connect_challenged(&mut self, secret: &str, nonce: &[u8; 16]) -> Result<()> {
+        self.accept(Some(crate::secure_token::challenge(secret, nonce)))?;
+        self.token = TokenCheck::Awaiting(crate::secure_token::expected_answer(nonce));
+        Ok(())
+    }
+
+    fn accept(&mut self, challenge: Option<String>) -> Result<()> {
         self.check_alive()?;
         let Phase::ConnectRequested { txn } = self.phase else {
             return Err(Error::protocol("no connect to accept"));
@@ -600,6 +693,11 @@ impl ServerSession {
         status
             .extra
             .push(("objectEncoding".into(), Amf0Value::Number(encoding)));
+        if let Some(c) = challenge {
+            status
+                .extra
+                .push(("secureToken".into(), Amf0Value::string(c)));
+        }
         self.reply(
             txn as f64,
             NetCommand::Result {

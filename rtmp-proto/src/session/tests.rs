@@ -9,7 +9,7 @@ use super::*;
 use crate::amf0::Amf0Value;
 use crate::error::ErrorKind;
 use crate::handshake::RANDOM_SIZE;
-use crate::message::DataMessage;
+use crate::message::{DataMessage, NetCommand};
 use crate::url::RtmpUrl;
 
 const R: [u8; RANDOM_SIZE] = [7; RANDOM_SIZE];
@@ -431,4 +431,151 @@ fn set_peer_bandwidth_is_answered_when_the_window_changes() {
         "{client_msgs:?}"
     );
     assert_eq!(p.c.connection().peer_bandwidth(), Some(1_234_567));
+}
+
+/// A server that challenges with a SecureToken, and a client with or
+/// without the secret: connect, then the client's first commands, to where
+/// the server takes or refuses its stream.
+fn challenged(client_secret: Option<&str>) -> (Pair, crate::Result<()>) {
+    let mut p = Pair::new(
+        ClientMode::Publish,
+        "rtmp://h:1935/live/key",
+        ServerConfig::default(),
+    );
+    p.c = ClientSession::new(
+        ClientConfig {
+            secure_token: client_secret.map(str::to_owned),
+            ..ClientConfig::new(
+                ClientMode::Publish,
+                &RtmpUrl::parse("rtmp://h:1935/live/key").unwrap(),
+            )
+        },
+        p.now,
+        &R,
+    );
+    p.pump().unwrap();
+    assert!(matches!(
+        p.server_events()[..],
+        [ServerEvent::ConnectRequest(_)]
+    ));
+    p.s.accept_connect_challenged("s3cret", b"fresh nonce 0001")
+        .unwrap();
+    let r = p.pump();
+    (p, r)
+}
+
+#[test]
+fn a_client_with_the_secret_answers_the_servers_secure_token() {
+    let (mut p, r) = challenged(Some("s3cret"));
+    r.unwrap();
+    let ev = p.client_events();
+    let ClientEvent::Connected {
+        status: Some(status),
+        ..
+    } = &ev[0]
+    else {
+        panic!("{ev:?}")
+    };
+    // The challenge is in the info object, as Wowza sends it.
+    let challenge = status
+        .extra
+        .iter()
+        .find(|(k, _)| k == "secureToken")
+        .and_then(|(_, v)| v.as_str())
+        .unwrap();
+    assert_eq!(challenge.len(), 64);
+    let ev = p.server_events();
+    let [ServerEvent::PublishRequest { stream_id, .. }] = ev[..] else {
+        panic!("{ev:?}")
+    };
+    p.s.accept_publish(stream_id).unwrap();
+    p.pump().unwrap();
+    assert_eq!(p.c.state(), ClientState::Publishing { stream_id });
+}
+
+#[test]
+fn a_client_without_the_secret_says_what_to_set() {
+    let (mut p, r) = challenged(None);
+    // The client stops at the challenge: it never asks for a stream.
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+    assert!(e.reason().contains("set secure-token"), "{}", e.reason());
+    assert_eq!(p.c.state(), ClientState::Failed);
+    assert!(p.server_events().is_empty());
+}
+
+#[test]
+fn a_wrong_secret_is_refused_at_create_stream() {
+    let (mut p, r) = challenged(Some("guess"));
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected, "{e}");
+    assert!(e.reason().contains("SecureToken answer is wrong"), "{e}");
+    assert!(e.reason().contains("refused 'createStream'"), "{e}");
+    assert!(p.server_events().is_empty());
+    // Its _error went out before the server gave up on the connection:
+    // the client says why.
+    let b = p.s.send_buf().to_vec();
+    p.s.advance(b.len());
+    let e = p.c.feed(&b, p.now).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected, "{e}");
+    assert!(e.reason().contains("server rejected createStream"), "{e}");
+    assert!(e.reason().contains("SecureToken answer is wrong"), "{e}");
+}
+
+#[test]
+fn a_silent_client_is_refused_its_stream() {
+    // A client that ignores secureToken (FFmpeg, OBS): createStream
+    // straight after connect. Played here by a bare connection.
+    let now = Instant::now();
+    let mut s = ServerSession::new(ServerConfig::default(), now, &R);
+    let mut c = Connection::client(0, &R, crate::Limits::default());
+    let to_server = |c: &mut Connection, s: &mut ServerSession| {
+        let b = c.send_buf().to_vec();
+        c.advance(b.len());
+        s.feed(&b, now)
+    };
+    let to_client = |s: &mut ServerSession, c: &mut Connection| {
+        let b = s.send_buf().to_vec();
+        s.advance(b.len());
+        c.feed(&b).unwrap();
+        std::iter::from_fn(|| c.poll_message().unwrap())
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>()
+    };
+    to_server(&mut c, &mut s).unwrap();
+    to_client(&mut s, &mut c);
+    to_server(&mut c, &mut s).unwrap();
+    let connect = NetCommand::Connect(Box::new(crate::message::ConnectParams {
+        app: "live".into(),
+        ..Default::default()
+    }));
+    c.send_command(3, 0, connect.into_command(1.0)).unwrap();
+    to_server(&mut c, &mut s).unwrap();
+    assert!(matches!(
+        std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>()[..],
+        [ServerEvent::ConnectRequest(_)]
+    ));
+    s.accept_connect_challenged("s3cret", b"fresh nonce 0002")
+        .unwrap();
+    to_client(&mut s, &mut c);
+    c.send_command(3, 0, NetCommand::CreateStream.into_command(2.0))
+        .unwrap();
+    let e = to_server(&mut c, &mut s).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Rejected, "{e}");
+    assert!(e.reason().contains("refused 'createStream'"), "{e}");
+    assert!(e.reason().contains("did not answer"), "{e}");
+    assert!(s.poll_event().is_none());
+    // The client was told why, on its createStream.
+    let answers = to_client(&mut s, &mut c);
+    let refused = answers.iter().find_map(|m| match m {
+        crate::message::Message::Command { command, .. } if command.name == "_error" => {
+            Some(command.clone())
+        }
+        _ => None,
+    });
+    let refused = refused.expect("an _error");
+    assert_eq!(refused.transaction_id, 2.0);
+    let status = crate::message::Status::from_value(&refused.args[0]).unwrap();
+    assert_eq!(status.code, "NetConnection.Connect.Rejected");
+    assert!(status.description.contains("SecureToken"), "{status:?}");
 }

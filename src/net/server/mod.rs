@@ -101,6 +101,31 @@ pub struct ServerOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Clients must log in (Adobe or Limelight) before connect succeeds.
     pub auth: Option<ServerAuth>,
+    /// Clients must answer a SecureToken challenge with this secret before
+    /// they publish or play.
+    pub secure_token: Option<SecureToken>,
+}
+
+/// A SecureToken secret (see `rtmp_proto::secure_token`), never shown in
+/// logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecureToken(pub String);
+
+impl std::fmt::Debug for SecureToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecureToken(***)")
+    }
+}
+
+/// A SecureToken challenge's nonce: the answer is the nonce itself, so it
+/// comes from the system's secure random source, never a guessable one.
+fn secure_nonce() -> Option<[u8; 16]> {
+    let mut nonce = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut nonce)
+        .ok()?;
+    Some(nonce)
 }
 
 /// What a connection is for.
@@ -1331,7 +1356,13 @@ impl Loop {
                     };
                     if let Err(e) = fed {
                         p.queue_session_output();
-                        p.close_with(format!("protocol error: {e}"), now);
+                        // A client the session refused (a SecureToken not
+                        // answered) is a rejection, as a wrong key is.
+                        if e.kind() == ErrorKind::Rejected {
+                            self.reject(token, e.reason().to_owned(), now);
+                        } else {
+                            p.close_with(format!("protocol error: {e}"), now);
+                        }
                         return;
                     }
                     self.handle_events(token, now);
@@ -1404,7 +1435,25 @@ impl Loop {
                         }
                     }
                     p.app = app;
-                    if let Err(e) = p.session.accept_connect() {
+                    let accepted = match &self.options.secure_token {
+                        None => p.session.accept_connect(),
+                        Some(SecureToken(secret)) => match secure_nonce() {
+                            Some(nonce) => p.session.accept_connect_challenged(secret, &nonce),
+                            None => {
+                                p.session
+                                    .reject_connect(
+                                        "NetConnection.Connect.Rejected",
+                                        "the server cannot make a SecureToken challenge",
+                                    )
+                                    .ok();
+                                p.queue_session_output();
+                                let why = "no secure random numbers for a SecureToken challenge";
+                                self.reject(token, why.into(), now);
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(e) = accepted {
                         p.close_with(format!("protocol error: {e}"), now);
                     }
                 }
