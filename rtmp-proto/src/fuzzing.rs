@@ -188,6 +188,10 @@ pub fn client_session(data: &[u8]) {
     let url = RtmpUrl::parse("rtmp://fuzz/live/key").expect("static URL");
     let mut cfg = ClientConfig::new(mode, &url);
     cfg.limits = tight();
+    // A server's SecureToken challenge is answered, or refused without one.
+    if seed & 4 != 0 {
+        cfg.secure_token = Some("fuzz secret".into());
+    }
     let mut now = Instant::now();
     let mut c = ClientSession::new(cfg, now, &[seed; RANDOM_SIZE]);
     for piece in pieces(rest, seed) {
@@ -207,7 +211,8 @@ pub fn client_session(data: &[u8]) {
 }
 
 /// Bytes a server session receives from a "client"; it accepts everything
-/// and serves a frame to players.
+/// and serves a frame to players. With a SecureToken challenge, no stream
+/// is asked for without the answer in the input.
 pub fn server_session(data: &[u8]) {
     let Some((&seed, rest)) = data.split_first() else {
         return;
@@ -227,7 +232,20 @@ pub fn server_session(data: &[u8]) {
         }
         while let Some(ev) = s.poll_event() {
             let r = match ev {
+                ServerEvent::ConnectRequest(_) if seed & 4 == 0 && seed & 16 != 0 => {
+                    s.accept_connect_challenged("fuzz secret", &[seed; 16])
+                }
                 ServerEvent::ConnectRequest(_) if seed & 4 == 0 => s.accept_connect(),
+                ServerEvent::PublishRequest { .. } | ServerEvent::PlayRequest { .. }
+                    if seed & 4 == 0
+                        && seed & 16 != 0
+                        && !contains(
+                            rest,
+                            super::secure_token::expected_answer(&[seed; 16]).as_bytes(),
+                        ) =>
+                {
+                    panic!("a stream asked for without the SecureToken answer")
+                }
                 ServerEvent::ConnectRequest(_) => {
                     s.reject_connect("NetConnection.Connect.Rejected", "fuzz")
                 }
@@ -249,6 +267,10 @@ pub fn server_session(data: &[u8]) {
         }
         assert!(s.connection().decoder().reassembly_bytes() <= tight().max_reassembly_bytes);
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Logins: what a hostile server says in a refusal (to the client side)
@@ -297,6 +319,15 @@ pub fn auth(data: &[u8]) {
             assert!(part.contains("response="), "{part:?}");
         }
     }
+    // A server's SecureToken challenge: an answer or an error, never a
+    // panic; and the answer to our own challenge, whatever the secret.
+    let _ = super::secure_token::response(&text, &text);
+    let nonce = [seed; 16];
+    let challenge = super::secure_token::challenge(&text, &nonce);
+    assert_eq!(
+        super::secure_token::response(&text, &challenge).ok(),
+        Some(super::secure_token::expected_answer(&nonce))
+    );
 }
 
 /// Codec configuration records from a peer (OpusHead, STREAMINFO, vpcC,
