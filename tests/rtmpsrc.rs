@@ -265,13 +265,24 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
     init();
     let dir = TempDir::new("src-playbin");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let want = decoded_counts(&media);
     let nginx = Nginx::start("");
-    let url = nginx.url("pb");
-    let (p, source) = playbin_with_source(&url, |_| {});
-    start_player(&p, &nginx, "pb");
-    ffmpeg_publish(&media, &url);
-    play_to_eos(&p, Duration::from_secs(30));
-    assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+    // playbin3 (decodebin3, parsebin) as gst-play-1.0 --use-playbin3 and
+    // GST_PLAY_USE_PLAYBIN3=1 run it, and playbin.
+    for factory in ["playbin", "playbin3"] {
+        let url = nginx.url(factory);
+        let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
+        start_player(&p, &nginx, factory);
+        ffmpeg_publish(&media, &url);
+        play_to_eos(&p, Duration::from_secs(30));
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+        assert_eq!(
+            *decoded.lock().unwrap(),
+            want,
+            "{factory}: decoded (video, audio)"
+        );
+    }
 }
 
 #[test]

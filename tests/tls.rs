@@ -305,7 +305,9 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
     let nginx = Nginx::start_tls("", &[front(&pki.server)]);
     let uri = nginx.rtmps_url(0, "pb");
     let ca = pki.ca.display().to_string();
-    let (p, source) = playbin_with_source(&uri, move |src| src.set_property("tls-ca-file", &ca));
+    let (p, source, decoded) = playbin_with_source("playbin", &uri, move |src| {
+        src.set_property("tls-ca-file", &ca)
+    });
     p.set_state(gst::State::Playing).unwrap();
     nginx.wait_player("pb");
     let st = Command::new("ffmpeg")
@@ -318,5 +320,11 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
         .unwrap();
     assert!(st.success());
     play_to_eos(&p, Duration::from_secs(30));
+    p.set_state(gst::State::Null).unwrap();
     assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+    assert_eq!(
+        *decoded.lock().unwrap(),
+        decoded_counts(&media),
+        "decoded (video, audio)"
+    );
 }

@@ -449,22 +449,42 @@ pub fn resumption(log: &States, back: std::time::Instant) -> (String, Duration, 
     (reason, connected_at.saturating_duration_since(back), step)
 }
 
-/// playbin on `uri` with fakesinks, calling `setup` on the source it makes
-/// (source-setup); returns it and the source's factory name once known.
+/// What a player decodes of a file: its video frames and audio frames, as
+/// ffprobe counts them.
+pub fn decoded_counts(media: &std::path::Path) -> [usize; 2] {
+    let f = file_frames(media);
+    let video = f.iter().filter(|x| x.video).count();
+    [video, f.len() - video]
+}
+
+/// Buffers that reached a player's sinks: video, audio.
+pub type Decoded = Arc<Mutex<[usize; 2]>>;
+
+/// `factory` ("playbin" or "playbin3") playing `uri` into fakesinks that
+/// count the decoded buffers (video, audio); `setup` sees the source
+/// element it picked, whose factory name is kept.
 pub fn playbin_with_source(
+    factory: &str,
     uri: &str,
     setup: impl Fn(&gst::Element) + Send + Sync + 'static,
-) -> (gst::Pipeline, Arc<Mutex<Option<String>>>) {
-    let playbin = gst::ElementFactory::make("playbin")
+) -> (gst::Pipeline, Arc<Mutex<Option<String>>>, Decoded) {
+    let decoded: Decoded = Arc::default();
+    let counting = |i: usize| {
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("signal-handoffs", true)
+            .build()
+            .unwrap();
+        let d = decoded.clone();
+        sink.connect("handoff", false, move |_| {
+            d.lock().unwrap()[i] += 1;
+            None
+        });
+        sink
+    };
+    let playbin = gst::ElementFactory::make(factory)
         .property("uri", uri)
-        .property(
-            "video-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
-        .property(
-            "audio-sink",
-            gst::ElementFactory::make("fakesink").build().unwrap(),
-        )
+        .property("video-sink", counting(0))
+        .property("audio-sink", counting(1))
         .build()
         .unwrap();
     let source: Arc<Mutex<Option<String>>> = Arc::default();
@@ -475,7 +495,11 @@ pub fn playbin_with_source(
         setup(&src);
         None
     });
-    (playbin.downcast::<gst::Pipeline>().unwrap(), source)
+    (
+        playbin.downcast::<gst::Pipeline>().unwrap(),
+        source,
+        decoded,
+    )
 }
 
 /// (video, track) of a media pad name: `video`, `audio`, `video_N`, `audio_N`.
