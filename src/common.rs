@@ -368,6 +368,24 @@ pub fn server_hooks(bin: &gst::Element, signal: &'static str, cat: gst::DebugCat
     }
 }
 
+/// The fields of rtmp2src's and rtmp2sink's `stats` (their
+/// GstRtmpConnectionStats), from the client connection `c`, zeros without
+/// one (as theirs are): what reads theirs reads ours.
+pub fn rtmp2_stats(
+    b: gst::structure::Builder,
+    c: Option<&crate::rtmp::session::ConnectionStats>,
+) -> gst::structure::Builder {
+    let c = c.copied().unwrap_or_default();
+    b.field("in-chunk-size", c.in_chunk_size)
+        .field("out-chunk-size", c.out_chunk_size)
+        .field("in-window-ack-size", c.in_window_ack_size)
+        .field("out-window-ack-size", c.out_window_ack_size)
+        .field("in-bytes-total", c.bytes_in)
+        .field("out-bytes-total", c.bytes_out)
+        .field("in-bytes-acked", c.in_bytes_acked)
+        .field("out-bytes-acked", c.peer_acked_total().unwrap_or(0))
+}
+
 /// Per-connection counters as `stats` shows them: an array of structures.
 pub fn peer_stats_array(stats: &crate::net::server::ServerStats) -> gst::Array {
     gst::Array::new(stats.peers.iter().map(|p| {

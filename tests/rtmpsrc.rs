@@ -1000,3 +1000,105 @@ fn metadata_becomes_tags() {
         "{encoder:?}"
     );
 }
+
+/// rtmpsink and rtmpsrc give the fields of rtmp2sink's and rtmp2src's
+/// `stats` (what reads theirs reads ours), with the same types, and the
+/// same values where the server sets them: each pair publishes and plays
+/// through the same nginx-rtmp, read while the streams flow.
+#[test]
+fn stats_have_rtmp2s_fields_and_values() {
+    needs!("nginx");
+    init();
+    const FIELDS: [&str; 8] = [
+        "in-chunk-size",
+        "out-chunk-size",
+        "in-window-ack-size",
+        "out-window-ack-size",
+        "in-bytes-total",
+        "out-bytes-total",
+        "in-bytes-acked",
+        "out-bytes-acked",
+    ];
+    const LIVE: &str = "videotestsrc is-live=true pattern=snow num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=8000 key-int-max=30 ! h264parse";
+    let nginx = Nginx::start("");
+    let (ours_url, theirs_url) = (nginx.url("ours"), nginx.url("theirs"));
+    let launch = |desc: String| {
+        gst::parse::launch(&desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap()
+    };
+    let (ours_player, _, _) = player(&ours_url, "");
+    start_player(&ours_player, &nginx, "ours");
+    let theirs_player = launch(format!("rtmp2src name=s location={theirs_url} ! fakesink"));
+    start_player(&theirs_player, &nginx, "theirs");
+    let ours_pub = launch(format!("{LIVE} ! rtmpsink name=s location={ours_url}"));
+    let theirs_pub = launch(format!(
+        "{LIVE} ! flvmux streamable=true ! rtmp2sink name=s location={theirs_url}"
+    ));
+    for p in [&ours_pub, &theirs_pub] {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = |p: &gst::Pipeline, name: &str| -> gst::Structure {
+        p.by_name(name).unwrap().property("stats")
+    };
+    let sinks = (stats(&ours_pub, "s"), stats(&theirs_pub, "s"));
+    let srcs = (
+        element(&ours_player, "rtmpsrc").property::<gst::Structure>("stats"),
+        stats(&theirs_player, "s"),
+    );
+    for p in [&ours_pub, &theirs_pub] {
+        play_to_eos(p, Duration::from_secs(20));
+    }
+    for p in [&ours_pub, &theirs_pub, &ours_player, &theirs_player] {
+        p.set_state(gst::State::Null).unwrap();
+    }
+    for (what, ours, theirs) in [("sink", &sinks.0, &sinks.1), ("src", &srcs.0, &srcs.1)] {
+        for f in FIELDS {
+            let (o, t) = (ours.value(f), theirs.value(f));
+            assert!(t.is_ok(), "rtmp2{what} has no {f}: {theirs}");
+            assert_eq!(
+                o.map(|v| v.type_()).ok(),
+                t.map(|v| v.type_()).ok(),
+                "{what}: {f}: {ours} / {theirs}"
+            );
+        }
+        // What nginx-rtmp sets is the same for both.
+        for f in ["in-chunk-size", "in-window-ack-size"] {
+            assert_eq!(
+                ours.get::<u32>(f).unwrap(),
+                theirs.get::<u32>(f).unwrap(),
+                "{what}: {f}: {ours} / {theirs}"
+            );
+        }
+        assert!(ours.get::<u32>("in-chunk-size").unwrap() >= 128, "{ours}");
+    }
+    let (sink, src) = (&sinks.0, &srcs.0);
+    assert_eq!(
+        sink.get::<u32>("out-chunk-size").unwrap(),
+        element(&ours_pub, "rtmpsink").property::<u32>("chunk-size"),
+        "{sink}"
+    );
+    assert_eq!(
+        sink.get::<u64>("out-bytes-total").unwrap(),
+        sink.get::<u64>("bytes-out").unwrap(),
+        "{sink}"
+    );
+    // Over a megabyte out: nginx acknowledged at the window we asked for.
+    assert!(
+        sink.get::<u64>("out-bytes-total").unwrap() > 1 << 20,
+        "{sink}"
+    );
+    let acked = sink.get::<u64>("out-bytes-acked").unwrap();
+    assert!(
+        acked > 0 && acked <= sink.get::<u64>("out-bytes-total").unwrap(),
+        "{sink}"
+    );
+    assert_eq!(
+        src.get::<u64>("in-bytes-total").unwrap(),
+        src.get::<u64>("bytes-in").unwrap(),
+        "{src}"
+    );
+    assert!(src.get::<u64>("in-bytes-total").unwrap() > 1 << 20, "{src}");
+}

@@ -27,6 +27,16 @@ pub struct ConnectionStats {
     pub acks_sent: u64,
     /// The last acknowledgement the peer sent (bytes it received, mod 2^32).
     pub peer_acked: u32,
+    /// The peer's chunk size (what we decode with).
+    pub in_chunk_size: u32,
+    /// Our chunk size (what we encode with).
+    pub out_chunk_size: u32,
+    /// The window the peer asked us to acknowledge at (0: none yet).
+    pub in_window_ack_size: u32,
+    /// The window we asked the peer to acknowledge at (0: none yet).
+    pub out_window_ack_size: u32,
+    /// Bytes received by our last acknowledgement.
+    pub in_bytes_acked: u64,
 }
 
 /// The most bytes we ask a peer to receive from us before it acknowledges
@@ -102,9 +112,15 @@ impl Connection {
         self.handshake.is_done()
     }
 
-    /// The counters so far.
+    /// The counters so far, and the chunk sizes and windows in force.
     pub fn stats(&self) -> ConnectionStats {
-        self.stats
+        ConnectionStats {
+            in_chunk_size: self.decoder.chunk_size(),
+            out_chunk_size: self.encoder.chunk_size(),
+            in_window_ack_size: self.ack_window.unwrap_or(0),
+            in_bytes_acked: self.acked_at,
+            ..self.stats
+        }
     }
 
     /// The chunk decoder (for its reassembly figures).
@@ -305,6 +321,9 @@ impl Connection {
         stream_id: u32,
         m: &Message,
     ) -> Result<()> {
+        if let Message::WindowAckSize(w) = m {
+            self.stats.out_window_ack_size = *w;
+        }
         let payload: Bytes = m.encode_payload();
         self.send_raw(csid, timestamp, m.type_id(), stream_id, &payload)
     }

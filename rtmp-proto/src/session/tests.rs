@@ -579,3 +579,49 @@ fn a_silent_client_is_refused_its_stream() {
     assert_eq!(status.code, "NetConnection.Connect.Rejected");
     assert!(status.description.contains("SecureToken"), "{status:?}");
 }
+
+#[test]
+fn stats_give_the_chunk_sizes_and_windows_in_force() {
+    let mut p = Pair::new(
+        ClientMode::Publish,
+        "rtmp://h:1935/live/key",
+        ServerConfig {
+            chunk_size: 8192,
+            window_ack_size: 100_000,
+            ..ServerConfig::default()
+        },
+    );
+    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+        panic!("no publish request")
+    };
+    let (c, s) = (p.c.stats(), p.s.stats());
+    assert_eq!(c.out_chunk_size, p.c.config().chunk_size);
+    assert_eq!((c.in_chunk_size, s.out_chunk_size), (8192, 8192));
+    assert_eq!(s.in_chunk_size, p.c.config().chunk_size);
+    assert_eq!(
+        (c.in_window_ack_size, s.out_window_ack_size),
+        (100_000, 100_000)
+    );
+    // The client asks for acknowledgements by the server's Set Peer
+    // Bandwidth, at most every MAX_ACK_WINDOW bytes.
+    let asked = ServerConfig::default()
+        .peer_bandwidth
+        .min(super::connection::MAX_ACK_WINDOW);
+    assert_eq!(
+        (c.out_window_ack_size, s.in_window_ack_size),
+        (asked, asked)
+    );
+    assert_eq!(s.in_bytes_acked, 0);
+    // Past the server's window: it acknowledges what it got, and the
+    // client hears of it.
+    p.s.accept_publish(stream_id).unwrap();
+    p.pump().unwrap();
+    for _ in 0..5 {
+        p.c.send_video(0, &[0x17; 300_000]).unwrap();
+    }
+    p.pump().unwrap();
+    let (c, s) = (p.c.stats(), p.s.stats());
+    assert!(s.in_bytes_acked >= u64::from(asked), "{s:?}");
+    assert!(s.bytes_in - s.in_bytes_acked < u64::from(asked), "{s:?}");
+    assert_eq!(c.peer_acked_total(), Some(s.in_bytes_acked));
+}

@@ -334,6 +334,11 @@ impl RtmpSinkConn {
             .field("backlog-messages", st.backlog.len() as u64)
             .field("backlog-bytes", st.backlog.bytes() as u64)
             .field("backlog-dropped", st.backlog.dropped);
+        let client = match &st.conn {
+            Conn::Connected(c) => Some(c.stats()),
+            _ => None,
+        };
+        b = crate::common::rtmp2_stats(b, client.as_ref());
         if let Conn::Connected(c) = &st.conn {
             b = b.field("tls", c.tls_info().unwrap_or("")).field(
                 "server-codecs",

@@ -553,6 +553,11 @@ impl RtmpSrcConn {
             .field("resyncs", st.resyncs)
             .field("publisher-restarts", st.restarts)
             .field("reconnects", st.reconnects);
+        let client = match &st.conn {
+            Conn::Connected(c) => Some(c.stats()),
+            _ => None,
+        };
+        b = crate::common::rtmp2_stats(b, client.as_ref());
         if let Conn::Connected(c) = &st.conn {
             b = b.field("tls", c.tls_info().unwrap_or(""));
         }
