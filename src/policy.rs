@@ -147,6 +147,11 @@ pub const PING_WHEN_IDLE: Duration = Duration::from_secs(2);
 /// deadlines again.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
+/// A server waiting for its publisher with no deadline has nothing to look
+/// at until one comes (its loop wakes the thread for a connection, and the
+/// element for a pause or a stop): it waits this long at most.
+const NOTHING_DUE: Duration = Duration::from_secs(3600);
+
 /// What rtmpsrc's settings say about ends, silences and losses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceSettings {
@@ -254,8 +259,14 @@ impl SourcePolicy {
 
     /// How long to wait for the next event from `now`.
     pub fn wait(&self, now: Instant) -> Duration {
-        let deadline = self.restart_deadline.or(self.publisher_deadline);
-        deadline.map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT))
+        let waiting = self.settings.server && !self.publishing;
+        match self.restart_deadline.or(self.publisher_deadline) {
+            // Waiting for a publisher: the deadline is all there is.
+            Some(d) if waiting => d.saturating_duration_since(now),
+            Some(d) => d.saturating_duration_since(now).min(MAX_WAIT),
+            None if waiting => NOTHING_DUE,
+            None => MAX_WAIT,
+        }
     }
 
     /// A new connection after a reconnection, at `now`: silence counts
@@ -609,13 +620,16 @@ mod tests {
         let mut s = server();
         s.publisher_timeout = Some(Duration::from_secs(10));
         let mut p = SourcePolicy::new(s, t0);
-        // Listening is not idleness.
+        // Listening is not idleness; the timeout is the one deadline.
+        assert_eq!(p.wait(t0 + 1000 * MS), 9000 * MS);
         assert_eq!(p.on_idle(t0 + 9000 * MS), OnQuiet::Wait);
         assert_eq!(
             p.on_event(&ClientEvent::StreamBegin(1), t0 + 9500 * MS),
             OnEvent::PublisherStarted { restart: false }
         );
         assert!(p.publishing());
+        // A live publisher's silence is looked at often (idle-timeout).
+        assert_eq!(p.wait(t0 + 9500 * MS), MAX_WAIT);
         assert_eq!(p.on_event(&video(), t0 + 9600 * MS), OnEvent::Deliver);
         assert_eq!(p.on_event(&ended(), t0 + 20_000 * MS), OnEvent::Skip);
         assert!(!p.publishing());
@@ -632,6 +646,9 @@ mod tests {
         assert!(
             matches!(p.on_idle(t0 + 10_001 * MS), OnQuiet::TimedOut(r) if r.contains("publisher-timeout"))
         );
+        // No publisher-timeout: nothing is due until a publisher comes.
+        let p = SourcePolicy::new(server(), t0);
+        assert_eq!(p.wait(t0 + 5000 * MS), NOTHING_DUE);
         // eos-on-unpublish.
         let mut s = server();
         s.eos_on_unpublish = true;
