@@ -9,7 +9,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::mode::RtmpMode;
-use crate::net::server::{Hooks, Notice, SecureToken, ServerOptions, StreamRequest};
+use crate::net::server::{Hooks, Notice, ServerOptions, StreamRequest};
 use crate::rtmp::amf0::{Amf0Value, Properties};
 use crate::rtmp::session::ServerConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
@@ -123,7 +123,9 @@ pub fn server_options(
         },
         tls,
         auth: security.server_auth(Duration::from_secs(u64::from(timeout_secs.max(1)))),
-        secure_token: security.secure_token().map(|s| SecureToken(s.to_owned())),
+        secure_token: security
+            .secure_token()
+            .map(|s| crate::rtmp::secure_token::Secret(s.to_owned())),
     })
 }
 

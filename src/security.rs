@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::net::client::ConnectOptions;
 use crate::net::tls::{TlsSettings, flags};
 use crate::rtmp::auth::{AuthMethod, ClientAuthMode, Credentials, ServerAuth};
+use crate::rtmp::secure_token::Secret;
 use crate::rtmp::session::ClientConfig;
 use crate::rtmp::url::RtmpUrl;
 
@@ -170,7 +171,7 @@ impl Security {
     pub fn connect_options(&self, session: ClientConfig, url: &RtmpUrl) -> ConnectOptions {
         ConnectOptions {
             session: ClientConfig {
-                secure_token: self.secure_token().map(str::to_owned),
+                secure_token: self.secure_token().map(|s| Secret(s.to_owned())),
                 ..session
             },
             tls: self.tls.clone(),

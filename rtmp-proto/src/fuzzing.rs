@@ -190,7 +190,7 @@ pub fn client_session(data: &[u8]) {
     cfg.limits = tight();
     // A server's SecureToken challenge is answered, or refused without one.
     if seed & 4 != 0 {
-        cfg.secure_token = Some("fuzz secret".into());
+        cfg.secure_token = Some(super::secure_token::Secret("fuzz secret".into()));
     }
     let mut now = Instant::now();
     let mut c = ClientSession::new(cfg, now, &[seed; RANDOM_SIZE]);

@@ -19,6 +19,17 @@ use crate::error::{Error, Result};
 /// dozen): a hostile server cannot make a client decrypt megabytes.
 pub const MAX_CHALLENGE_HEX: usize = 1024;
 
+/// A SecureToken secret. `Debug` never shows it (configurations that hold
+/// one may be logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 const DELTA: u32 = 0x9e37_79b9;
 
 fn key_words(secret: &str) -> [u32; 4] {
@@ -186,6 +197,11 @@ mod tests {
             response("s3cret", &c.to_uppercase()).unwrap(),
             expected_answer(&nonce)
         );
+    }
+
+    #[test]
+    fn a_secret_is_never_shown() {
+        assert_eq!(format!("{:?}", Secret("s3cret".into())), "Secret(***)");
     }
 
     #[test]

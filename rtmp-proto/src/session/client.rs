@@ -74,7 +74,7 @@ pub struct ClientConfig {
     /// The secret shared with a server that challenges its clients after
     /// `connect` (SecureToken, see [`crate::secure_token`]); None: such a
     /// server is an error.
-    pub secure_token: Option<String>,
+    pub secure_token: Option<crate::secure_token::Secret>,
     /// How long to wait for the handshake or an answer to a command.
     pub response_timeout: Duration,
     /// The bounds it decodes within.
@@ -579,7 +579,8 @@ impl ClientSession {
         let Some(secret) = self
             .config
             .secure_token
-            .as_deref()
+            .as_ref()
+            .map(|s| s.0.as_str())
             .filter(|s| !s.is_empty())
         else {
             return Err(Error::refused(

@@ -444,7 +444,7 @@ fn challenged(client_secret: Option<&str>) -> (Pair, crate::Result<()>) {
     );
     p.c = ClientSession::new(
         ClientConfig {
-            secure_token: client_secret.map(str::to_owned),
+            secure_token: client_secret.map(|s| crate::secure_token::Secret(s.to_owned())),
             ..ClientConfig::new(
                 ClientMode::Publish,
                 &RtmpUrl::parse("rtmp://h:1935/live/key").unwrap(),

@@ -44,6 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::rtmp::auth::{ServerAuth, Verdict};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::idmap::IdMap;
+use crate::rtmp::secure_token::Secret;
 use crate::rtmp::session::{ClientEvent, ServerConfig, ServerEvent, ServerSession};
 use crate::rtmp::url::redact_key;
 use crate::sync::{Signal, lock, wait_at_most};
@@ -103,18 +104,7 @@ pub struct ServerOptions {
     pub auth: Option<ServerAuth>,
     /// Clients must answer a SecureToken challenge with this secret before
     /// they publish or play.
-    pub secure_token: Option<SecureToken>,
-}
-
-/// A SecureToken secret (see `rtmp_proto::secure_token`), never shown in
-/// logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecureToken(pub String);
-
-impl std::fmt::Debug for SecureToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecureToken(***)")
-    }
+    pub secure_token: Option<Secret>,
 }
 
 /// A SecureToken challenge's nonce: the answer is the nonce itself, so it
@@ -1437,7 +1427,7 @@ impl Loop {
                     p.app = app;
                     let accepted = match &self.options.secure_token {
                         None => p.session.accept_connect(),
-                        Some(SecureToken(secret)) => match secure_nonce() {
+                        Some(Secret(secret)) => match secure_nonce() {
                             Some(nonce) => p.session.accept_connect_challenged(secret, &nonce),
                             None => {
                                 p.session
