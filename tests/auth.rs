@@ -117,6 +117,19 @@ fn publish_error(port: u16, settings: &str) -> (gst::glib::Error, Duration) {
     }
 }
 
+/// Publishes a short stream with `flvmux ! rtmp2sink` and `settings`,
+/// expecting an error; returns its message and debug text.
+fn rtmp2sink_error(port: u16, settings: &str) -> (String, String) {
+    let p = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=30 ! x264enc ! flvmux ! rtmp2sink {settings} location=rtmp://127.0.0.1:{port}/live/key"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    expect_error(&p, Duration::from_secs(15))
+}
+
 #[test]
 fn a_wrong_password_fails_once_without_a_reconnect_storm() {
     let (p, _, _, notes, port) = src_server(&format!("authmod=adobe {LOGIN}"));
@@ -230,14 +243,7 @@ fn rtmp2sink_publishes_with_username_and_password() {
     assert_eq!(started[0].get::<&str>("user").unwrap(), "bob");
 
     let (p, _, _, notes, port) = src_server(&format!("authmod=adobe {LOGIN}"));
-    let bad = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=30 ! x264enc ! flvmux ! rtmp2sink username=bob password=nope location=rtmp://127.0.0.1:{port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    bad.set_state(gst::State::Playing).unwrap();
-    let (msg, _) = expect_error(&bad, Duration::from_secs(15));
+    let (msg, _) = rtmp2sink_error(port, "username=bob password=nope");
     assert!(
         msg.contains("auth") || msg.contains("denied") || msg.contains("ermission"),
         "{msg}"
@@ -354,16 +360,8 @@ fn publishers_answer_a_secure_token() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     let (e, _) = publish_error(port, "");
     assert!(e.to_string().contains("set secure-token"), "{e}");
-    for settings in [" secure-token=guess", ""] {
-        let bad = gst::parse::launch(&format!(
-            "videotestsrc num-buffers=30 ! x264enc ! flvmux ! rtmp2sink{settings} location=rtmp://127.0.0.1:{port}/live/key"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        bad.set_state(gst::State::Playing).unwrap();
-        let (msg, debug) = expect_error(&bad, Duration::from_secs(15));
-        bad.set_state(gst::State::Null).unwrap();
+    for settings in ["secure-token=guess", ""] {
+        let (msg, debug) = rtmp2sink_error(port, settings);
         if settings.is_empty() {
             // rtmp2 stops at the challenge, as rtmpsink does.
             assert!(

@@ -228,16 +228,18 @@ fn an_idle_server_pauses_and_resumes_then_takes_its_publisher() {
         .enumerate()
     {
         std::thread::sleep(Duration::from_millis(150));
-        let (tx, rx) = std::sync::mpsc::channel();
         let pipeline = p.clone();
-        std::thread::spawn(move || {
-            let r = pipeline.set_state(state);
-            let (_, now, _) = pipeline.state(gst::ClockTime::from_seconds(10));
-            tx.send((r, now)).ok();
-        });
-        let done = rx.recv_timeout(Duration::from_secs(20));
+        let done = returns_within(
+            &format!("change {round} to {state:?} of an idle rtmpsrc mode=server"),
+            Duration::from_secs(20),
+            move || {
+                let r = pipeline.set_state(state);
+                let (_, now, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+                (r, now)
+            },
+        );
         assert!(
-            matches!(done, Ok((Ok(_), now)) if now == state),
+            matches!(done, (Ok(_), now) if now == state),
             "change {round} to {state:?} of an idle rtmpsrc mode=server: {done:?}"
         );
     }

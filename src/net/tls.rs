@@ -69,6 +69,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Fills `out` from the system's secure random source (the same provider
+/// TLS uses), for what must not be guessed (a SecureToken challenge); false
+/// if the source failed.
+pub(crate) fn secure_random(out: &mut [u8]) -> bool {
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(out)
+        .is_ok()
+}
+
 fn config_error(why: impl Into<String>) -> Error {
     Error::new(ErrorKind::Unsupported, why.into())
 }

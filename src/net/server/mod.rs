@@ -111,11 +111,7 @@ pub struct ServerOptions {
 /// comes from the system's secure random source, never a guessable one.
 fn secure_nonce() -> Option<[u8; 16]> {
     let mut nonce = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut nonce)
-        .ok()?;
-    Some(nonce)
+    super::tls::secure_random(&mut nonce).then_some(nonce)
 }
 
 /// What a connection is for.
