@@ -8,42 +8,11 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::mode::RtmpMode;
 use crate::net::server::{Hooks, Notice, ServerOptions, StreamRequest};
 use crate::rtmp::amf0::{Amf0Value, Properties};
 use crate::rtmp::session::ServerConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
 use crate::security::Security;
-
-/// The URL a `location` names, or the error message `start()` returns. A
-/// server may leave the stream (or the app) out: it then accepts any.
-pub fn location_url(
-    location: Option<String>,
-    mode: RtmpMode,
-) -> Result<RtmpUrl, gst::ErrorMessage> {
-    let Some(location) = location else {
-        let example = match mode {
-            RtmpMode::Client => "rtmp://host/app/stream",
-            RtmpMode::Server => "rtmp://0.0.0.0:1935/app/stream",
-        };
-        return Err(gst::error_msg!(
-            gst::ResourceError::Settings,
-            ("No location set: set location={}", example)
-        ));
-    };
-    let url = RtmpUrl::parse(&location)
-        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("Invalid location: {}", e)))?;
-    if url.stream.is_empty() && mode == RtmpMode::Client {
-        return Err(gst::error_msg!(
-            gst::ResourceError::Settings,
-            (
-                "Invalid location {}: no stream name (rtmp://host/app/stream)",
-                url.redacted()
-            )
-        ));
-    }
-    Ok(url)
-}
 
 /// The error domain for a connection that could not be made: a refusal
 /// (a login, a key, a certificate) is `NotAuthorized`, a stream the server
@@ -129,19 +98,53 @@ pub fn server_options(
     })
 }
 
-/// The location with the port actually listened on (for port 0).
-pub fn location_with_port(url: &RtmpUrl, port: u16) -> String {
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let mut s = format!("{}://{}:{}/{}", url.scheme.as_str(), host, port, url.app);
-    if !url.stream.is_empty() {
-        s.push('/');
-        s.push_str(&url.stream);
+/// A copy of `spec` (a child's property, such as a base sink's) for a bin
+/// that forwards it to the child: same name, type, range, default, text
+/// and flags. For the kinds of property the children have: booleans,
+/// unsigned integers and samples.
+pub fn forwarded_spec(spec: &glib::ParamSpec) -> glib::ParamSpec {
+    let flags = spec.flags()
+        & (glib::ParamFlags::READWRITE
+            | gst::PARAM_FLAG_MUTABLE_PLAYING
+            | gst::PARAM_FLAG_MUTABLE_PAUSED
+            | gst::PARAM_FLAG_MUTABLE_READY);
+    let (name, nick, blurb) = (spec.name(), spec.nick(), spec.blurb().unwrap_or_default());
+    if let Some(p) = spec.downcast_ref::<glib::ParamSpecBoolean>() {
+        return glib::ParamSpecBoolean::builder(name)
+            .nick(nick)
+            .blurb(blurb)
+            .default_value(p.default_value())
+            .flags(flags)
+            .build();
     }
-    s
+    if let Some(p) = spec.downcast_ref::<glib::ParamSpecUInt>() {
+        return glib::ParamSpecUInt::builder(name)
+            .nick(nick)
+            .blurb(blurb)
+            .minimum(p.minimum())
+            .maximum(p.maximum())
+            .default_value(p.default_value())
+            .flags(flags)
+            .build();
+    }
+    if let Some(p) = spec.downcast_ref::<glib::ParamSpecUInt64>() {
+        return glib::ParamSpecUInt64::builder(name)
+            .nick(nick)
+            .blurb(blurb)
+            .minimum(p.minimum())
+            .maximum(p.maximum())
+            .default_value(p.default_value())
+            .flags(flags)
+            .build();
+    }
+    if spec.value_type() == gst::Sample::static_type() {
+        return glib::ParamSpecBoxed::builder::<gst::Sample>(name)
+            .nick(nick)
+            .blurb(blurb)
+            .flags(flags)
+            .build();
+    }
+    unreachable!("no forwarded property is a {}", spec.value_type())
 }
 
 /// The strings of a `gst::Array` property value.
@@ -174,16 +177,17 @@ where
 }
 
 /// Shows in `bin`'s `location` where its server listens (the port picked
-/// when the location said 0): `set` writes it into the bin's settings.
-pub fn show_listening<B, S>(bin: &B, handed: &crate::handed::Handed<S>, set: fn(&B, String))
+/// when the location said 0): `set` writes the port into the bin's settings.
+pub fn show_listening<B, S>(bin: &B, handed: &crate::handed::Handed<S>, set: fn(&B, u16))
 where
     B: glib::prelude::IsA<glib::Object> + Send + Sync,
 {
     let weak = bin.downgrade();
-    handed.on_listening(move |location| {
+    handed.on_listening(move |port| {
         if let Some(bin) = weak.upgrade() {
-            set(&bin, location);
+            set(&bin, port);
             bin.notify("location");
+            bin.notify("port");
         }
     });
 }
@@ -407,8 +411,8 @@ pub fn peer_stats_array(stats: &crate::net::server::ServerStats) -> gst::Array {
 
 /// Starts a server element's loop: listens on `url`'s address, emits
 /// `signal` on the element's bin to decide on each client, posts what
-/// happens there, and with port 0 rewrites the bin's `location` to show the
-/// port picked. Errors are ready for `start()`.
+/// happens there, and with port 0 gives `listening` the port picked (for the
+/// bin's `location` to show). Errors are ready for `start()`.
 pub fn start_server(
     element: &gst::Element,
     url: &RtmpUrl,
@@ -416,7 +420,7 @@ pub fn start_server(
     role: crate::net::server::Role,
     signal: &'static str,
     cat: gst::DebugCategory,
-    location: impl FnOnce(String),
+    listening: impl FnOnce(u16),
 ) -> Result<crate::net::server::Server, gst::ErrorMessage> {
     let bin = user_facing(element);
     let what = if signal == "accept-publisher" {
@@ -435,8 +439,7 @@ pub fn start_server(
     let addr = server.local_addr();
     gst::info!(cat, obj = element, "listening for {what} on {addr}");
     if url.port() != addr.port() {
-        location(location_with_port(url, addr.port()));
-        bin.notify("location");
+        listening(addr.port());
     }
     Ok(server)
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::sync::lock;
 
-type Listening = Box<dyn Fn(String) + Send + Sync>;
+type Listening = Box<dyn Fn(u16) + Send + Sync>;
 
 /// The snapshot a connection element runs with, and the way back.
 pub struct Handed<S> {
@@ -55,16 +55,16 @@ impl<S> Handed<S> {
         lock(&self.settings).clone()
     }
 
-    /// What to call when a server starts listening, with its location.
-    pub fn on_listening(&self, f: impl Fn(String) + Send + Sync + 'static) {
+    /// What to call when a server starts listening on a port picked for it.
+    pub fn on_listening(&self, f: impl Fn(u16) + Send + Sync + 'static) {
         *lock(&self.listening) = Some(Box::new(f));
     }
 
-    /// A server started listening at `location` (its port picked if the
-    /// settings said 0).
-    pub fn listening(&self, location: String) {
+    /// A server started listening on `port`, picked for it (the settings
+    /// said 0).
+    pub fn listening(&self, port: u16) {
         if let Some(f) = lock(&self.listening).as_ref() {
-            f(location);
+            f(port);
         }
     }
 }
@@ -87,16 +87,13 @@ mod tests {
     }
 
     #[test]
-    fn the_listening_location_goes_back() {
+    fn the_listening_port_goes_back() {
         let h: Handed<()> = Handed::default();
-        h.listening("lost: nobody asked".into());
+        h.listening(1);
         let got = Arc::new(Mutex::new(None));
         let g = got.clone();
-        h.on_listening(move |l| *g.lock().unwrap() = Some(l));
-        h.listening("rtmp://127.0.0.1:40000/live/s".into());
-        assert_eq!(
-            got.lock().unwrap().as_deref(),
-            Some("rtmp://127.0.0.1:40000/live/s")
-        );
+        h.on_listening(move |p| *g.lock().unwrap() = Some(p));
+        h.listening(40000);
+        assert_eq!(*got.lock().unwrap(), Some(40000));
     }
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The `mode` property both elements share.
+//! The enums of properties both elements share: `mode` and `scheme`.
 
 use gst::glib;
 
@@ -18,4 +18,37 @@ pub enum RtmpMode {
         nick = "server"
     )]
     Server = 1,
+}
+
+/// The `scheme` property both elements share (rtmp2's, under a type name
+/// of our own so that both plugins load in one process).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRtmpUrlScheme")]
+pub enum UrlScheme {
+    /// `rtmp://`: TCP, port 1935 unless given.
+    #[default]
+    #[enum_value(name = "rtmp://: TCP, port 1935 unless given", nick = "rtmp")]
+    Rtmp = 0,
+    /// `rtmps://`: TLS, port 443 unless given.
+    #[enum_value(name = "rtmps://: TLS, port 443 unless given", nick = "rtmps")]
+    Rtmps = 1,
+}
+
+impl From<UrlScheme> for crate::rtmp::url::Scheme {
+    fn from(s: UrlScheme) -> Self {
+        match s {
+            UrlScheme::Rtmp => Self::Rtmp,
+            UrlScheme::Rtmps => Self::Rtmps,
+        }
+    }
+}
+
+impl From<crate::rtmp::url::Scheme> for UrlScheme {
+    fn from(s: crate::rtmp::url::Scheme) -> Self {
+        match s {
+            crate::rtmp::url::Scheme::Rtmp => Self::Rtmp,
+            crate::rtmp::url::Scheme::Rtmps => Self::Rtmps,
+        }
+    }
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The properties rtmpsink and rtmpsrc share, declared once with their
-//! defaults beside them: where to connect or listen and how (location,
-//! mode, timeout, flash-version, tc-url, extra-connect-args), reconnecting
+//! defaults beside them: where to connect or listen and how (location, or
+//! its parts as rtmp2 has them: scheme, host, port, application, stream;
+//! mode, async-connect, timeout, flash-version, tc-url, extra-connect-args), reconnecting
 //! (reconnect-*), and TLS and logins ([`Security`]). Each element keeps one
 //! [`SharedSettings`] in its settings; what differs between the two (the
 //! words of a blurb, a default) is a [`Role`].
@@ -11,8 +12,9 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::mode::RtmpMode;
+use crate::mode::{RtmpMode, UrlScheme};
 use crate::policy::ReconnectSettings;
+use crate::rtmp::url::RtmpUrl;
 use crate::security::Security;
 
 /// Seconds to wait for the peer, unless set.
@@ -24,6 +26,173 @@ pub const DEFAULT_RECONNECT_MAX_DELAY_MS: u32 = 30_000;
 /// Reconnection attempts after a loss (-1: for ever): both elements
 /// reconnect by default; `reconnect-attempts=0` turns it off.
 pub const DEFAULT_RECONNECT_ATTEMPTS: i32 = -1;
+
+/// rtmp2's defaults for the parts of a location, which a part set on an
+/// element with no location completes: `rtmp://localhost/live/myStream`.
+const DEFAULT_HOST: &str = "localhost";
+const DEFAULT_APPLICATION: &str = "live";
+const DEFAULT_STREAM: &str = "myStream";
+
+/// Where the element connects or listens: a whole `location` (or URI), or
+/// its parts set one by one (scheme, host, port, application, stream, as
+/// on rtmp2). The parts are held split, so an application and a stream
+/// set apart stay apart even where a location string would split them
+/// otherwise.
+#[derive(Clone, Default)]
+pub enum Target {
+    #[default]
+    Unset,
+    Url(RtmpUrl),
+    /// A location that does not parse: read back as given, its error
+    /// returned when the element starts.
+    Invalid {
+        given: String,
+        error: String,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unset => f.write_str("Unset"),
+            Target::Url(u) => write!(f, "Url({u})"),
+            // The string may hold a password or a key.
+            Target::Invalid { error, .. } => write!(f, "Invalid({error})"),
+        }
+    }
+}
+
+impl Target {
+    /// What `location` reads: the URL written out, or the string given.
+    pub fn location(&self) -> Option<String> {
+        match self {
+            Target::Unset => None,
+            Target::Url(u) => Some(u.to_uri()),
+            Target::Invalid { given, .. } => Some(given.clone()),
+        }
+    }
+
+    fn set_location(&mut self, location: Option<String>) {
+        *self = match location {
+            None => Target::Unset,
+            Some(l) => match RtmpUrl::parse(&l) {
+                Ok(u) => Target::Url(u),
+                Err(e) => Target::Invalid {
+                    given: l,
+                    error: e.to_string(),
+                },
+            },
+        };
+    }
+
+    /// The URL to change a part of: the one set, or rtmp2's default.
+    fn url_mut(&mut self) -> &mut RtmpUrl {
+        if !matches!(self, Target::Url(_)) {
+            let default = format!("rtmp://{DEFAULT_HOST}/{DEFAULT_APPLICATION}/{DEFAULT_STREAM}");
+            *self = Target::Url(RtmpUrl::parse(&default).expect("valid default"));
+        }
+        match self {
+            Target::Url(u) => u,
+            _ => unreachable!("set above"),
+        }
+    }
+
+    /// Sets part `name` of the URL, if it is one.
+    fn set_part(&mut self, name: &str, value: &glib::Value) -> bool {
+        let text = |v: &glib::Value| v.get::<Option<String>>().expect("type checked");
+        match name {
+            "scheme" => {
+                self.url_mut().scheme = value.get::<UrlScheme>().expect("type checked").into()
+            }
+            "host" => self.url_mut().host = text(value).unwrap_or_else(|| DEFAULT_HOST.into()),
+            "port" => {
+                let port = value.get::<i32>().expect("type checked");
+                self.url_mut().explicit_port = Some(u16::try_from(port).expect("range checked"));
+            }
+            "application" => {
+                self.url_mut().app = text(value).unwrap_or_else(|| DEFAULT_APPLICATION.into())
+            }
+            "stream" => {
+                self.url_mut().stream = text(value).unwrap_or_else(|| DEFAULT_STREAM.into())
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Part `name` of the URL, if it is one (rtmp2's default without one).
+    fn part(&self, name: &str) -> Option<glib::Value> {
+        let url = match self {
+            Target::Url(u) => Some(u),
+            _ => None,
+        };
+        Some(match name {
+            "scheme" => url.map_or(UrlScheme::Rtmp, |u| u.scheme.into()).to_value(),
+            "host" => url.map_or(DEFAULT_HOST, |u| &u.host).to_value(),
+            "port" => i32::from(url.map_or(1935, |u| u.port())).to_value(),
+            "application" => url.map_or(DEFAULT_APPLICATION, |u| &u.app).to_value(),
+            "stream" => url.map_or(DEFAULT_STREAM, |u| &u.stream).to_value(),
+            _ => return None,
+        })
+    }
+
+    /// A server listens on `port` (picked for it, its location said 0):
+    /// the location shows it from now on.
+    pub fn listening_on(&mut self, port: u16) {
+        if let Target::Url(u) = self {
+            u.explicit_port = Some(port);
+        }
+    }
+
+    /// The URL to connect to or listen on, or the error `start()` returns.
+    /// A server may leave the stream (or the app) out: it then accepts any.
+    pub fn url(&self, mode: RtmpMode) -> Result<RtmpUrl, gst::ErrorMessage> {
+        let url = match self {
+            Target::Unset => {
+                let example = match mode {
+                    RtmpMode::Client => "rtmp://host/app/stream",
+                    RtmpMode::Server => "rtmp://0.0.0.0:1935/app/stream",
+                };
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("No location set: set location={}", example)
+                ));
+            }
+            Target::Invalid { error, .. } => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Invalid location: {}", error)
+                ));
+            }
+            Target::Url(u) => u,
+        };
+        if url.host.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid location {}: no host", url.redacted())
+            ));
+        }
+        if url.stream.is_empty() && mode == RtmpMode::Client {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "Invalid location {}: no stream name (rtmp://host/app/stream)",
+                    url.redacted()
+                )
+            ));
+        }
+        if url.port() == 0 && mode == RtmpMode::Client {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "Invalid location {}: port 0 (only a server picks one)",
+                    url.redacted()
+                )
+            ));
+        }
+        Ok(url.clone())
+    }
+}
 
 /// What differs between the two elements' shared properties.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +213,12 @@ pub struct Role {
 /// What the shared properties say.
 #[derive(Debug, Clone)]
 pub struct SharedSettings {
-    pub location: Option<String>,
+    /// `location`, or its parts.
+    pub target: Target,
     pub mode: RtmpMode,
+    /// Client mode: connect while the pipeline starts, rather than in the
+    /// state change.
+    pub async_connect: bool,
     /// Seconds (at least 1).
     pub timeout: u32,
     pub flash_version: String,
@@ -61,8 +234,9 @@ impl SharedSettings {
     /// The defaults for `role`.
     pub fn new(role: &Role) -> Self {
         SharedSettings {
-            location: None,
+            target: Target::Unset,
             mode: RtmpMode::Client,
+            async_connect: true,
             timeout: DEFAULT_TIMEOUT,
             flash_version: role.flash_version.to_owned(),
             tc_url: None,
@@ -88,9 +262,35 @@ impl SharedSettings {
             glib::ParamSpecString::builder("location")
                 .nick("Location")
                 .blurb(&format!(
-                    "RTMP URL to {}: rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address to listen on (port 0 picks one), and the app and stream to accept",
+                    "RTMP URL to {}: rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address to listen on (port 0 picks one), and the app and stream to accept. Also set in parts by scheme, host, port, application and stream",
                     role.client_verb
                 ))
+                .build(),
+            glib::ParamSpecEnum::builder::<UrlScheme>("scheme")
+                .nick("Scheme")
+                .blurb("The location's scheme: rtmp (TCP) or rtmps (TLS)")
+                .build(),
+            glib::ParamSpecString::builder("host")
+                .nick("Host")
+                .blurb("The location's host: the server's name or address; in server mode, the address to listen on")
+                .default_value(Some(DEFAULT_HOST))
+                .build(),
+            glib::ParamSpecInt::builder("port")
+                .nick("Port")
+                .blurb("The location's port (1935 for rtmp, 443 for rtmps unless set); in server mode, 0 picks a free one")
+                .minimum(0)
+                .maximum(i32::from(u16::MAX))
+                .default_value(1935)
+                .build(),
+            glib::ParamSpecString::builder("application")
+                .nick("Application")
+                .blurb("The location's application (app or app/instance, with its query if any), kept apart from the stream even where the location string would split them otherwise")
+                .default_value(Some(DEFAULT_APPLICATION))
+                .build(),
+            glib::ParamSpecString::builder("stream")
+                .nick("Stream")
+                .blurb("The location's stream name (key), with its query if any")
+                .default_value(Some(DEFAULT_STREAM))
                 .build(),
             glib::ParamSpecEnum::builder::<RtmpMode>("mode")
                 .nick("Mode")
@@ -98,6 +298,11 @@ impl SharedSettings {
                     "client: {} a server; server: listen on the location's address and {}",
                     role.client_verb, role.server_verb
                 ))
+                .build(),
+            glib::ParamSpecBoolean::builder("async-connect")
+                .nick("Async connect")
+                .blurb("Client mode: connect in the background while the pipeline starts; if false, the state change waits for the connection and fails with it")
+                .default_value(true)
                 .build(),
             glib::ParamSpecUInt::builder("timeout")
                 .nick("Timeout")
@@ -157,8 +362,9 @@ impl SharedSettings {
             Duration::from_millis(u64::from(v.get::<u32>().expect("type checked")))
         };
         match name {
-            "location" => self.location = value.get().expect("type checked"),
+            "location" => self.target.set_location(value.get().expect("type checked")),
             "mode" => self.mode = value.get().expect("type checked"),
+            "async-connect" => self.async_connect = value.get().expect("type checked"),
             "timeout" => self.timeout = value.get().expect("type checked"),
             "flash-version" => {
                 self.flash_version = value
@@ -172,17 +378,28 @@ impl SharedSettings {
             "reconnect-delay" => self.reconnect.first_delay = ms(value),
             "reconnect-max-delay" => self.reconnect.max_delay = ms(value),
             "measure-latency" => self.measure_latency = value.get().expect("type checked"),
-            _ => return self.security.set(name, value),
+            _ => return self.target.set_part(name, value) || self.security.set(name, value),
         }
         true
+    }
+
+    /// The other properties that setting `name` changes (the location and
+    /// its parts are one setting), to notify once the settings are let go.
+    pub fn also_changed(name: &str) -> &'static [&'static str] {
+        match name {
+            "location" => &["scheme", "host", "port", "application", "stream"],
+            "scheme" | "host" | "port" | "application" | "stream" => &["location"],
+            _ => &[],
+        }
     }
 
     /// The value of property `name`, if it is one of these.
     pub fn get(&self, name: &str) -> Option<glib::Value> {
         let ms = |d: Duration| (d.as_millis() as u32).to_value();
         Some(match name {
-            "location" => self.location.to_value(),
+            "location" => self.target.location().to_value(),
             "mode" => self.mode.to_value(),
+            "async-connect" => self.async_connect.to_value(),
             "timeout" => self.timeout.to_value(),
             "flash-version" => self.flash_version.to_value(),
             "tc-url" => self.tc_url.to_value(),
@@ -191,7 +408,7 @@ impl SharedSettings {
             "reconnect-delay" => ms(self.reconnect.first_delay),
             "reconnect-max-delay" => ms(self.reconnect.max_delay),
             "measure-latency" => self.measure_latency.to_value(),
-            _ => return self.security.get(name),
+            _ => return self.target.part(name).or_else(|| self.security.get(name)),
         })
     }
 
@@ -223,13 +440,13 @@ macro_rules! impl_uri_handler {
             }
 
             fn uri(&self) -> Option<String> {
-                crate::sync::lock(&self.settings).shared.location.clone()
+                crate::sync::lock(&self.settings).shared.target.location()
             }
 
             fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-                crate::rtmp::url::RtmpUrl::parse(uri)
+                let url = crate::rtmp::url::RtmpUrl::parse(uri)
                     .map_err(|e| glib::Error::new(gst::URIError::BadUri, &e.to_string()))?;
-                crate::sync::lock(&self.settings).shared.location = Some(uri.to_owned());
+                crate::sync::lock(&self.settings).shared.target = crate::shared::Target::Url(url);
                 Ok(())
             }
         }

@@ -98,12 +98,9 @@ fn rtmpsink_logs_in_to_rtmpsrc_server_with_adobe_and_llnw() {
 /// Publishes a short stream with rtmpsink and `settings`, expecting an
 /// error; returns it, and how long it took.
 fn publish_error(port: u16, settings: &str) -> (gst::glib::Error, Duration) {
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc is-live=true ! x264enc tune=zerolatency ! h264parse ! rtmpsink location=rtmp://127.0.0.1:{port}/live/key {settings}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let started = Instant::now();
     p.set_state(gst::State::Playing).unwrap();
     let msg = p
@@ -120,12 +117,9 @@ fn publish_error(port: u16, settings: &str) -> (gst::glib::Error, Duration) {
 /// Publishes a short stream with `flvmux ! rtmp2sink` and `settings`,
 /// expecting an error; returns its message and debug text.
 fn rtmp2sink_error(port: u16, settings: &str) -> (String, String) {
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc num-buffers=30 ! x264enc ! flvmux ! rtmp2sink {settings} location=rtmp://127.0.0.1:{port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     p.set_state(gst::State::Playing).unwrap();
     expect_error(&p, Duration::from_secs(15))
 }
@@ -268,13 +262,10 @@ fn players_log_in_to_rtmpsink_server() {
         std::thread::spawn(move || ffprobe_frames(&url))
     };
     let rtmp2_out = dir.path("rtmp2src.flv");
-    let rtmp2 = gst::parse::launch(&format!(
+    let rtmp2 = launch(&format!(
         "rtmp2src location=rtmp://127.0.0.1:{port}/live/key username=bob password=s3cret-9 ! filesink location={}",
         rtmp2_out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     rtmp2.set_state(gst::State::Playing).unwrap();
     let (ours, ours_log, _) = player(&with_login, "");
     ours.set_state(gst::State::Playing).unwrap();
@@ -402,13 +393,10 @@ fn players_answer_an_rtmpsink_servers_secure_token() {
     );
     let url = format!("rtmp://127.0.0.1:{port}/live/key");
     let rtmp2_out = dir.path("rtmp2src.flv");
-    let rtmp2 = gst::parse::launch(&format!(
+    let rtmp2 = launch(&format!(
         "rtmp2src location={url} secure-token={TOKEN} ! filesink location={}",
         rtmp2_out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     rtmp2.set_state(gst::State::Playing).unwrap();
     let (ours, ours_log, _) = player(&url, &format!("secure-token={TOKEN}"));
     ours.set_state(gst::State::Playing).unwrap();

@@ -393,13 +393,10 @@ fn unannounced_codecs_fail_only_when_asked() {
     init();
     let nginx = Nginx::start("wait_key off;");
     let hevc = format!("{VIDEO_RAW} ! x265enc speed-preset=ultrafast ! h265parse");
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{hevc} ! rtmpsink unannounced-codec=fail sync=false location={}",
         nginx.url("strict")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     p.set_state(gst::State::Playing).unwrap();
     let (msg, _) = expect_error(&p, Duration::from_secs(20));
     assert!(
@@ -413,12 +410,9 @@ fn unannounced_codecs_fail_only_when_asked() {
     assert_eq!(sent.len(), 10);
 
     let (server, log, _, _, port) = common::server::src_server("eos-on-unpublish=true");
-    let publisher = gst::parse::launch(&format!(
+    let publisher = launch(&format!(
         "videotestsrc is-live=true num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! x265enc speed-preset=ultrafast tune=zerolatency ! h265parse ! rtmpsink name=s unannounced-codec=fail location=rtmp://127.0.0.1:{port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     publisher.set_state(gst::State::Playing).unwrap();
     let sink = publisher.by_name("s").unwrap();
     let end = std::time::Instant::now() + Duration::from_secs(10);

@@ -111,12 +111,9 @@ fn edge_players_resume_when_the_origin_restarts() {
     assert!(got_before > 30, "{got_before} frames before the restart");
     std::thread::sleep(Duration::from_secs(1));
 
-    let second = gst::parse::launch(&format!(
+    let second = launch(&format!(
         "{LIVE} rtmpsink name=s mode=server sync=false location=rtmp://127.0.0.1:{port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent_second = probe_parsers(&second);
     second.set_state(gst::State::Playing).unwrap();
     play_to_eos(&second, Duration::from_secs(30));

@@ -25,10 +25,7 @@ fn live(secs: u32) -> String {
 }
 
 fn publisher(desc: &str) -> (gst::Pipeline, OutLog, States) {
-    let p = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = launch(desc);
     let sent = probe_parsers(&p);
     let log = connection_states(&p);
     (p, sent, log)

@@ -59,12 +59,9 @@ fn restart(tls: Option<&Pki>) {
         "record all; record_path RECDIR; record_unique on;",
         "re",
     );
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{LIVE} rtmpsink name=s reconnect-delay=500 location={location} {settings}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     let log = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
@@ -107,15 +104,12 @@ fn the_backlog_lets_go_of_what_the_server_confirmed() {
     init();
     let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
     // Snow at 4 Mbit/s: some 0.5 MB a second, 1 s GOPs.
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc is-live=true pattern=snow num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=4000 ! h264parse ! s.video \
          audiotestsrc is-live=true num-buffers=430 ! avenc_aac ! aacparse ! s.audio \
          rtmpsink name=s reconnect-delay=500 location={}",
         nginx.url("acked")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(4));
@@ -149,13 +143,10 @@ fn with_a_backlog_of_zero_resumes_at_a_keyframe() {
     needs!("nginx", "ffmpeg");
     init();
     let mut nginx = Nginx::start("record all; record_path RECDIR; record_unique on;");
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{LIVE} rtmpsink name=s backlog=0 reconnect-delay=500 location={}",
         nginx.url("zero")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -205,13 +196,10 @@ fn gives_up_after_the_attempts_and_says_so() {
     needs!("nginx");
     init();
     let mut nginx = Nginx::start("");
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{LIVE} rtmpsink name=s reconnect-delay=200 reconnect-attempts=2 location={}",
         nginx.url("gone")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let log = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -252,12 +240,9 @@ fn both_reconnect(tls: Option<&Pki>) {
         assert!(Instant::now() < end, "rtmpsrc never started playing");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{LIVE} rtmpsink name=s reconnect-delay=500 location={url} {settings}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     p.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -279,13 +264,10 @@ fn both_reconnect(tls: Option<&Pki>) {
 /// The avcC of a real 320x240 H.264 stream, for synthetic frames that
 /// players and ffprobe accept.
 fn real_codec_data() -> gst::Buffer {
-    let p = gst::parse::launch(
+    let p = launch(
         "videotestsrc num-buffers=1 ! video/x-raw,width=320,height=240 ! x264enc ! h264parse \
          ! video/x-h264,stream-format=avc ! fakesink name=f",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     p.set_state(gst::State::Paused).unwrap();
     p.state(gst::ClockTime::from_seconds(10)).0.unwrap();
     let caps = p
@@ -311,14 +293,11 @@ fn a_server_that_stops_reading_is_left_and_rejoined_once_it_reads_again() {
     // and a server that stopped reading fill in a few seconds.
     const FRAME: usize = 100_000;
     const FRAMES: u64 = 420;
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "appsrc name=src is-live=true format=time ! s.video \
          rtmpsink name=s timeout=2 reconnect-delay=500 location={}",
         nginx.url("stall")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let src = p
         .by_name("src")
         .unwrap()

@@ -97,10 +97,7 @@ const AUDIO: &str =
     "audiotestsrc num-buffers=40 ! audio/x-raw,rate=44100,channels=2 ! avenc_aac ! aacparse";
 
 fn build(desc: &str, log: &SentLog) -> gst::Pipeline {
-    let p = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = launch(desc);
     let sink = p.by_name("s").unwrap();
     for pad in sink.sink_pads() {
         if pad.name() != "sink" {
@@ -298,12 +295,9 @@ fn an_unconfirmed_end_is_a_warning() {
     init();
     let nginx = nginx_recording();
     let (port, proxy) = dropping_proxy(nginx.port, 60_000);
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false timeout=2 location=rtmp://127.0.0.1:{port}/live/unconfirmed"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     p.set_state(gst::State::Playing).unwrap();
     let warning = last_warning_until_eos(&p, Duration::from_secs(30));
     let dropped = proxy.join().unwrap();
@@ -389,10 +383,7 @@ fn flvmux_path_keeps_working() {
         "{VIDEO} ! m.video {AUDIO} ! m.audio flvmux name=m streamable=true ! rtmpsink name=s sync=false location={}",
         nginx.url("flvmux")
     );
-    let p = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = launch(&desc);
     // What leaves the parsers (and enters flvmux) is what must arrive.
     for e in p.iterate_recurse().into_iter().flatten() {
         let kind = e
@@ -491,12 +482,9 @@ fn rtmp2src_plays_what_we_publish() {
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("for-rtmp2");
-    let player = gst::parse::launch(&format!(
+    let player = launch(&format!(
         "rtmp2src location={url} timeout=10 ! flvdemux name=d d.video ! queue ! fakesink name=fv d.audio ! queue ! fakesink name=fa"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let got: Arc<Mutex<Vec<(bool, u32)>>> = Arc::default();
     for (name, video) in [("fv", true), ("fa", false)] {
         let g = got.clone();
@@ -1021,12 +1009,9 @@ fn timestamps_keep_negative_composition_and_never_drift() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let server = receive_with_server(l);
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "appsrc name=src format=time ! s.video rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/ts"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let src = p
         .by_name("src")
         .unwrap()

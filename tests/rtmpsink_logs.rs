@@ -66,12 +66,9 @@ fn stream_key_stays_out_of_the_log() {
 
     // A login (Adobe, against our own server) and a token in the
     // application's query: neither password nor token is logged.
-    let server = gst::parse::launch(
+    let server = launch(
         "rtmpsrc name=srv mode=server location=rtmp://127.0.0.1:0/live username=bob password=pass0word0 eos-on-unpublish=true ! fakesink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     if server.set_state(gst::State::Playing).is_err() {
         let m = server
             .bus()

@@ -156,10 +156,7 @@ fn measured_latency_through_nginx_leaves_the_frames_as_sent() {
     start_player(&p, &nginx, "measured");
     let desc = AV.replace("SINK", "s")
         + &format!(" rtmpsink name=s sync=false measure-latency=true location={url}");
-    let publisher = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let publisher = launch(&desc);
     let sent = probe_parsers(&publisher);
     publisher.set_state(gst::State::Playing).unwrap();
     play_to_eos(&publisher, Duration::from_secs(60));
@@ -582,10 +579,9 @@ fn speex_decodes_with_the_made_headers() {
     let media = flv_with_audio(&dir, "libspeex", 16000, 1);
     let nginx = Nginx::start("");
     let url = nginx.url("spx");
-    let p = gst::parse::launch(&format!("rtmpsrc location={url} name=s s.audio ! speexdec ! fakesink name=out sync=false s.video ! fakesink sync=false"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = launch(&format!(
+        "rtmpsrc location={url} name=s s.audio ! speexdec ! fakesink name=out sync=false s.video ! fakesink sync=false"
+    ));
     let decoded = Arc::new(Mutex::new(0usize));
     let d2 = decoded.clone();
     p.by_name("out")
@@ -641,12 +637,9 @@ fn caps_follow_a_midstream_resolution_change() {
     let url = nginx.url("resize");
     let (p, log, caps) = player(&url, "");
     start_player(&p, &nginx, "resize");
-    let publisher = gst::parse::launch(&format!(
+    let publisher = launch(&format!(
         "videotestsrc name=vsrc num-buffers=60 ! capsfilter name=cf caps=video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=0 key-int-max=15 speed-preset=ultrafast ! h264parse ! rtmpsink sync=false location={url}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let cf = publisher.by_name("cf").unwrap();
     let n = Arc::new(Mutex::new(0u32));
     publisher
@@ -875,12 +868,9 @@ fn live_with_configurable_latency_and_no_growing_delay() {
     init();
     let nginx = Nginx::start("");
     let url = nginx.url("live");
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "rtmpsrc name=s latency=300 location={url} s.video ! fakesink name=v sync=true s.audio ! fakesink name=a sync=true"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     // Arrival delay of each video buffer: running time now minus its PTS.
     let delays: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
     let d2 = delays.clone();
@@ -901,13 +891,10 @@ fn live_with_configurable_latency_and_no_growing_delay() {
         });
     start_player(&p, &nginx, "live");
     // A live publisher for 5 s.
-    let publisher = gst::parse::launch(&format!(
+    let publisher = launch(&format!(
         "videotestsrc is-live=true num-buffers=150 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! s.video \
          audiotestsrc is-live=true num-buffers=215 ! avenc_aac ! aacparse ! s.audio rtmpsink name=s location={url}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     publisher.set_state(gst::State::Playing).unwrap();
     // The source answers the latency query: live, with the latency asked for.
     std::thread::sleep(Duration::from_secs(1));
@@ -1016,12 +1003,7 @@ fn stats_have_rtmp2s_fields_and_values() {
     const LIVE: &str = "videotestsrc is-live=true pattern=snow num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=8000 key-int-max=30 ! h264parse";
     let nginx = Nginx::start("");
     let (ours_url, theirs_url) = (nginx.url("ours"), nginx.url("theirs"));
-    let launch = |desc: String| {
-        gst::parse::launch(&desc)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap()
-    };
+    let launch = |desc: String| launch(&desc);
     let (ours_player, _, _) = player(&ours_url, "");
     start_player(&ours_player, &nginx, "ours");
     let theirs_player = launch(format!("rtmp2src name=s location={theirs_url} ! fakesink"));

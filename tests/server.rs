@@ -61,8 +61,6 @@ fn ffmpeg_publishes_video_only_and_audio_only() {
     publish_into_rtmpsrc_server("ffmpeg", Tracks::AudioOnly, "srv-ffa");
 }
 
-const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! SINK.audio";
-
 /// Publishes with a GStreamer pipeline into rtmpsrc mode=server; returns
 /// what the publisher's parsers gave and what rtmpsrc gave.
 fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
@@ -726,7 +724,7 @@ fn players_at_once(tls: Option<&common::pki::Pki>) {
         })
     };
     let rtmp2_out = dir.path("rtmp2src.flv");
-    let rtmp2 = gst::parse::launch(&format!(
+    let rtmp2 = launch(&format!(
         "rtmp2src location={scheme}://127.0.0.1:{port}/live/key {} ! filesink location={}",
         if tls.is_some() {
             "tls-validation-flags=0"
@@ -734,10 +732,7 @@ fn players_at_once(tls: Option<&common::pki::Pki>) {
             ""
         },
         rtmp2_out.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     rtmp2.set_state(gst::State::Playing).unwrap();
     let ca_setting = ca.map(|c| format!("tls-ca-file={c}")).unwrap_or_default();
     let (ours, ours_log, _) = player(&url, &ca_setting);
@@ -1090,15 +1085,12 @@ fn moves_at_a_keyframe(tls: Option<&common::pki::Pki>) {
         src_server_at(&listen, &format!("eos-on-unpublish=true {server_tls}"));
     let (b, b_got, _, _, b_port) =
         src_server_at(&listen, &format!("eos-on-unpublish=true {server_tls}"));
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc is-live=true num-buffers=240 ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video \
          audiotestsrc is-live=true num-buffers=340 ! avenc_aac ! aacparse ! s.audio \
          rtmpsink name=s location={scheme}://{host}:{a_port}/live/key {client_tls}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     let states = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
@@ -1158,14 +1150,11 @@ fn moves_at_a_keyframe(tls: Option<&common::pki::Pki>) {
 #[test]
 fn a_reconnect_request_to_a_dead_server_leaves_the_stream_where_it_was() {
     let (a, a_got, _, _, a_port) = src_server("eos-on-unpublish=true");
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video \
          rtmpsink name=s timeout=2 location=rtmp://127.0.0.1:{a_port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent = probe_parsers(&p);
     let states = connection_states(&p);
     p.set_state(gst::State::Playing).unwrap();
@@ -1258,10 +1247,7 @@ fn stats_time_frames_inside_rtmpsink_and_rtmpsrc() {
         + &format!(
             " rtmpsink name=s sync=false measure-latency=true location=rtmp://127.0.0.1:{port}/live/key"
         );
-    let publisher = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let publisher = launch(&desc);
     let sink = publisher.by_name("s").unwrap();
     let video_in = Arc::new(Gate::default());
     let gate = video_in.clone();
@@ -1327,10 +1313,7 @@ fn stats_time_frames_pushed_without_pad_queues() {
         });
         let desc = AV.replace("SINK", "s")
             + &format!(" rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/key");
-        let publisher = gst::parse::launch(&desc)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
+        let publisher = launch(&desc);
         publisher.set_state(gst::State::Playing).unwrap();
         play_to_eos(&publisher, Duration::from_secs(60));
         publisher.set_state(gst::State::Null).unwrap();
@@ -1672,13 +1655,10 @@ fn pausing_with_a_full_pad_queue_neither_hangs_nor_loses_a_frame() {
     init();
     let dir = TempDir::new("full-pause");
     let media = make_flv(&dir, "in.flv", 6, Tracks::AudioVideo);
-    let p = gst::parse::launch(
+    let p = launch(
         "rtmpsrc name=src mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
          src.video ! fakesink sync=false async=false src.audio ! fakesink sync=false async=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let log = OutLog::default();
     // Holds whatever reaches rtmpsrc's video pad until removed.
     let held: Arc<Mutex<Option<(gst::Pad, gst::PadProbeId)>>> = Arc::default();

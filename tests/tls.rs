@@ -98,13 +98,10 @@ fn plays(url: &str, extra: &str) {
 
 /// A live publisher on `nginx`'s plain port for the certificate tests.
 fn live_publisher(nginx: &Nginx, stream: &str) -> gst::Pipeline {
-    let p = gst::parse::launch(&format!(
+    let p = launch(&format!(
         "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! h264parse ! rtmpsink location={}",
         nginx.url(stream)
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     p.set_state(gst::State::Playing).unwrap();
     p
 }

@@ -157,12 +157,9 @@ fn client_certificates_required_in_server_mode() {
                 )
             })
             .unwrap_or_default();
-        let pub_p = gst::parse::launch(&format!(
+        let pub_p = launch(&format!(
             "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink async-connect=false reconnect-attempts=0 location=rtmps://localhost:{port}/live/key tls-ca-file={ca} {certs}"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+        ));
         let _ = pub_p.set_state(gst::State::Playing);
         let (msg, _) = expect_error(&pub_p, Duration::from_secs(15));
         assert!(msg.contains("certificate"), "{msg}");
@@ -352,12 +349,9 @@ fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
     );
     let (p, log, _, _, port) = src_server_at(LISTEN, &server);
     // Without it: the error says what to do.
-    let unknown = gst::parse::launch(&format!(
+    let unknown = launch(&format!(
         "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://localhost:{port}/live/key"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     unknown.set_state(gst::State::Playing).unwrap();
     let (msg, _) = expect_error(&unknown, Duration::from_secs(15));
     assert!(msg.contains("tls-ca-file"), "{msg}");
@@ -375,13 +369,10 @@ fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
     );
     // Trusted as it is, but not for another name.
     let (p, _, _, _, port) = src_server_at(LISTEN, &server);
-    let bad = gst::parse::launch(&format!(
+    let bad = launch(&format!(
         "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://127.0.0.1:{port}/live/key tls-ca-file={}",
         cert.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     bad.set_state(gst::State::Playing).unwrap();
     let (msg, _) = expect_error(&bad, Duration::from_secs(15));
     assert!(msg.contains("not valid for that name"), "{msg}");

@@ -209,6 +209,36 @@ impl RtmpUrl {
         Ok(url)
     }
 
+    /// The URL written out whole, credentials included (%-encoded where
+    /// they need it), for a `location` property to show: `parse` of it
+    /// gives this URL back, unless the stream has a `/` that the path rule
+    /// would take into a one-segment app (then the split shown differs
+    /// from the one held).
+    pub fn to_uri(&self) -> String {
+        let mut s = format!("{}://", self.scheme.as_str());
+        if let Some(user) = &self.user {
+            s.push_str(&percent_encode(user));
+            if let Some(pw) = &self.password {
+                s.push(':');
+                s.push_str(&percent_encode(pw));
+            }
+            s.push('@');
+        }
+        s.push_str(&self.bracketed_host());
+        if let Some(p) = self.explicit_port {
+            s.push_str(&format!(":{p}"));
+        }
+        if !self.app.is_empty() || !self.stream.is_empty() {
+            s.push('/');
+            s.push_str(&self.app);
+        }
+        if !self.stream.is_empty() {
+            s.push('/');
+            s.push_str(&self.stream);
+        }
+        s
+    }
+
     /// The stream name with any query cut off.
     pub fn stream_name(&self) -> &str {
         self.stream.split('?').next().unwrap_or_default()
@@ -305,6 +335,20 @@ fn split_path(path: &str) -> (String, String) {
     }
 }
 
+/// %-encodes what a user or password cannot hold as is in a URL's
+/// userinfo (the delimiters, `%` and anything outside printable ASCII).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn percent_decode(s: &str) -> Result<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -391,6 +435,31 @@ mod tests {
         assert_eq!(
             (u.port(), u.app.as_str(), u.stream.as_str()),
             (1940, "a/b", "c/d")
+        );
+    }
+
+    #[test]
+    fn written_out_parses_back() {
+        for s in [
+            "rtmp://localhost/live/key",
+            "rtmp://a.b:1936/app/inst/key?token=x/y",
+            "rtmps://user:p%40ss@[::1]/live/abcdef",
+            "rtmps://us%3Aer:p%3Aw%2Fx%20%C3%A9@h:443/live/k",
+            "rtmp://u@h/a",
+            "rtmp://h/vod/mp4:dir/file.mp4",
+            "rtmp://h/app?auth=1",
+            "rtmp://h/app?token=t0/key?x=1",
+            "rtmp://[2001:db8::1]:1940/a/b/c/d",
+            "rtmp://0.0.0.0:0",
+            "rtmp://h:0/live",
+        ] {
+            let u = p(s);
+            assert_eq!(p(&u.to_uri()), u, "{s} -> {}", u.to_uri());
+        }
+        assert_eq!(p("RTMP://h/a/b").to_uri(), "rtmp://h/a/b");
+        assert_eq!(
+            p("rtmps://us%3Aer:p%40ss@[::1]:1/live/k").to_uri(),
+            "rtmps://us%3Aer:p%40ss@[::1]:1/live/k"
         );
     }
 

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -617,6 +617,8 @@ pub struct ClientConnection {
     /// The codecs the server announced in its connect answer (Enhanced
     /// RTMP `fourCcList`); `None` if it announced none.
     server_codecs: Option<Vec<String>>,
+    /// The pacing cap on the socket, in kbit/s (0: none), as last set.
+    paced_kbps: AtomicU32,
 }
 
 /// The `fourCcList` of a connect answer's command object, if it has one.
@@ -828,6 +830,7 @@ impl ClientConnection {
             url: url.clone(),
             tls_info,
             server_codecs,
+            paced_kbps: AtomicU32::new(0),
         })
     }
 
@@ -1008,6 +1011,27 @@ impl ClientConnection {
     pub fn queue_media_shared(&self, type_id: u8, timestamp: u32, parts: &[Bytes]) -> Result<()> {
         self.check()?;
         lock(&self.shared.session).send_media_shared(type_id, timestamp, parts)
+    }
+
+    /// Caps the rate the socket sends at (kbit/s, 0: no cap; see
+    /// `set_pacing_rate`), if it is not that already. A system without
+    /// pacing says so once in `Err`; the stream goes on unpaced.
+    pub fn pace(&self, kbps: u32) -> Result<()> {
+        if self.paced_kbps.swap(kbps, Ordering::Relaxed) == kbps {
+            return Ok(());
+        }
+        super::set_pacing_rate(&lock(&self.shared.writer).stream, kbps).map_err(|e| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("cannot pace the socket: {e}"),
+            )
+        })
+    }
+
+    /// The socket's pacing cap in bytes per second (`u32::MAX`: none).
+    #[cfg(target_os = "linux")]
+    pub fn pacing_rate(&self) -> Option<u32> {
+        super::pacing_rate(&lock(&self.shared.writer).stream)
     }
 
     /// Writes out everything encoded so far. On `cancelled` the bytes stay

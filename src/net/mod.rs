@@ -224,6 +224,69 @@ pub(crate) fn recv_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::io:
     }
 }
 
+/// The highest `peak-kbps`: its rate in bytes per second fits the 32 bits
+/// the socket option takes.
+pub const MAX_PACING_KBPS: u32 = i32::MAX as u32 / 125;
+
+/// Caps how fast the kernel sends on `stream` at `kbps` kbit/s, spreading
+/// the packets evenly (Linux: `SO_MAX_PACING_RATE`, which TCP's own
+/// pacing honours with any queueing discipline); 0 lifts the cap. An
+/// error where the system has no such option.
+pub(crate) fn set_pacing_rate(stream: &std::net::TcpStream, kbps: u32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let rate: u32 = match kbps {
+            0 => u32::MAX,
+            k => k.min(MAX_PACING_KBPS) * 125,
+        };
+        // SAFETY: the option reads one u32 from the pointer, whose size is
+        // passed; the descriptor is the stream's, open while it is borrowed.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MAX_PACING_RATE,
+                (&rate as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (stream, kbps);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "pacing needs Linux's SO_MAX_PACING_RATE",
+        ))
+    }
+}
+
+/// The pacing cap on `stream` in bytes per second (`u32::MAX`: none), where
+/// the system tells.
+#[cfg(target_os = "linux")]
+pub(crate) fn pacing_rate(stream: &std::net::TcpStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut rate: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: the option writes at most `len` bytes (one u32) through the
+    // pointer and sets `len`; the descriptor is open while borrowed.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&mut rate as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(rate)
+}
+
 /// Bytes written to `stream` that its peer has not acknowledged yet, where
 /// the system tells (Linux: `SIOCOUTQ`).
 fn unacknowledged(stream: &std::net::TcpStream) -> Option<usize> {

@@ -10,6 +10,21 @@ use super::mux::RtmpSinkMux;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
+/// The base sink's properties the bin hands to its connection sink as
+/// they are (rtmp2sink, a base sink, has them), besides sync, ts-offset
+/// and max-lateness, which it words for RTMP.
+const BASE_SINK_PROPERTIES: [&str; 9] = [
+    "async",
+    "qos",
+    "max-bitrate",
+    "processing-deadline",
+    "render-delay",
+    "throttle-time",
+    "enable-last-sample",
+    "last-sample",
+    "blocksize",
+];
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Input {
     #[default]
@@ -102,11 +117,6 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Server mode: send Enhanced RTMP tracks (H.265, AV1, VP9, Opus...) also to players whose connect announced no Enhanced RTMP codecs (FFmpeg reads them but announces them only with -rtmp_enhanced_codecs); false: those players get the legacy FLV tracks (H.264, AAC, MP3) only")
                     .default_value(false)
                     .build(),
-                glib::ParamSpecBoolean::builder("async-connect")
-                    .nick("Async connect")
-                    .blurb("Connect in the background while the pipeline starts; if false, the state change waits for the connection and fails with it")
-                    .default_value(true)
-                    .build(),
                 glib::ParamSpecUInt::builder("chunk-size")
                     .nick("Chunk size")
                     .blurb("RTMP chunk size to send with (the server is told with Set Chunk Size); larger costs less CPU")
@@ -148,6 +158,13 @@ impl ObjectImpl for RtmpSink {
                     .blurb("Extra nanoseconds of latency reported to the pipeline (with sync, each message waits that much longer on the clock) and queued per pad in live pipelines")
                     .default_value(0)
                     .build(),
+                glib::ParamSpecUInt::builder("peak-kbps")
+                    .nick("Peak bitrate")
+                    .blurb("Client mode: the most kbit/s the connection sends at, its packets spread evenly by the kernel (Linux TCP pacing, as rtmp2sink's); a backlog re-sent after a reconnection or a file pushed with sync=false then goes no faster. 0: no cap")
+                    .maximum(crate::net::MAX_PACING_KBPS)
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("interleave")
                     .nick("Interleave")
                     .blurb("Send audio and video frames in DTS order, each waiting until the other pads have reached its time (false: each frame as soon as it comes, in order within its own track only: the lowest latency)")
@@ -155,6 +172,13 @@ impl ObjectImpl for RtmpSink {
                     .mutable_playing()
                     .build(),
             ]);
+            let conn = glib::Class::<gst::Element>::from_type(RtmpSinkConn::static_type())
+                .expect("connection sink class");
+            props.extend(BASE_SINK_PROPERTIES.iter().map(|name| {
+                crate::common::forwarded_spec(
+                    &conn.find_property(name).expect("a base sink property"),
+                )
+            }));
             props
         });
         PROPS.as_ref()
@@ -174,6 +198,13 @@ impl ObjectImpl for RtmpSink {
         let name = pspec.name();
         match name {
             "sync" | "ts-offset" | "max-lateness" => self.conn.set_property_from_value(name, value),
+            n if BASE_SINK_PROPERTIES.contains(&n) => {
+                self.conn.set_property_from_value(name, value)
+            }
+            "peak-kbps" => self
+                .conn
+                .imp()
+                .set_peak_kbps(value.get().expect("type checked")),
             "latency" => {
                 let l = gst::ClockTime::from_nseconds(value.get().expect("type checked"));
                 let mut st = lock(&self.state);
@@ -193,6 +224,10 @@ impl ObjectImpl for RtmpSink {
             _ => {
                 let mut s = lock(&self.settings);
                 if s.shared.set(name, value, &conn::ROLE) {
+                    drop(s);
+                    for n in SharedSettings::also_changed(name) {
+                        self.obj().notify(n);
+                    }
                     return;
                 }
                 match name {
@@ -208,7 +243,6 @@ impl ObjectImpl for RtmpSink {
                         s.enhanced_to_legacy = value.get().expect("type checked")
                     }
                     "backlog" => s.backlog_ms = value.get().expect("type checked"),
-                    "async-connect" => s.async_connect = value.get().expect("type checked"),
                     "chunk-size" => s.chunk_size = value.get().expect("type checked"),
                     "stop-commands" => s.stop_commands = value.get().expect("type checked"),
                     "unannounced-codec" => s.unannounced_codec = value.get().expect("type checked"),
@@ -222,6 +256,8 @@ impl ObjectImpl for RtmpSink {
         let name = pspec.name();
         match name {
             "sync" | "ts-offset" | "max-lateness" => self.conn.property_value(name),
+            n if BASE_SINK_PROPERTIES.contains(&n) => self.conn.property_value(name),
+            "peak-kbps" => self.conn.imp().peak_kbps().to_value(),
             "latency" => lock(&self.state).latency.nseconds().to_value(),
             "interleave" => lock(&self.state).interleave.to_value(),
             "stats" => {
@@ -248,7 +284,6 @@ impl ObjectImpl for RtmpSink {
                     "gop-cache" => s.gop_cache.to_value(),
                     "enhanced-to-legacy-players" => s.enhanced_to_legacy.to_value(),
                     "backlog" => s.backlog_ms.to_value(),
-                    "async-connect" => s.async_connect.to_value(),
                     "chunk-size" => s.chunk_size.to_value(),
                     "stop-commands" => s.stop_commands.to_value(),
                     "unannounced-codec" => s.unannounced_codec.to_value(),
@@ -262,7 +297,7 @@ impl ObjectImpl for RtmpSink {
         self.parent_constructed();
         self.obj().add(&self.conn).expect("add the connection sink");
         crate::common::show_listening(&*self.obj(), &self.conn.imp().handed, |bin, l| {
-            lock(&bin.imp().settings).shared.location = Some(l)
+            lock(&bin.imp().settings).shared.target.listening_on(l)
         });
     }
 }

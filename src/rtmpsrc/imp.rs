@@ -142,6 +142,10 @@ impl ObjectImpl for RtmpSrc {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
         if s.shared.set(pspec.name(), value, &ROLE) {
+            drop(s);
+            for n in SharedSettings::also_changed(pspec.name()) {
+                self.obj().notify(n);
+            }
             return;
         }
         match pspec.name() {
@@ -211,7 +215,7 @@ impl ObjectImpl for RtmpSrc {
             .link(&self.demux)
             .expect("link connection to demuxer");
         crate::common::show_listening(&*obj, &self.conn.imp().handed, |bin, l| {
-            lock(&bin.imp().settings).shared.location = Some(l)
+            lock(&bin.imp().settings).shared.target.listening_on(l)
         });
         let weak = obj.downgrade();
         self.demux.connect_pad_added(move |_, pad| {

@@ -20,6 +20,15 @@ use gstrtmp::rtmp::flv::{
     self, AacPacketType, AudioTag, AvcPacketType, FlvReader, FlvTag, VideoTag,
 };
 
+/// The pipeline a launch line describes (it must parse).
+pub fn launch(desc: &str) -> gst::Pipeline {
+    use gst::prelude::*;
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
 /// GStreamer and our plugin, once per test binary.
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();

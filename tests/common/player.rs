@@ -297,10 +297,7 @@ pub fn same_frames(what: &str, sent: &[Out], got: &[Out], check_times: bool) {
 /// Runs a publishing pipeline (a gst-launch description) to EOS, recording
 /// what its parsers gave (see `probe_parsers`); panics on an error.
 pub fn publish_to_eos(desc: &str) -> Vec<Out> {
-    let p = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let p = super::launch(desc);
     let sent = probe_parsers(&p);
     p.set_state(gst::State::Playing).unwrap();
     play_to_eos(&p, Duration::from_secs(60));

@@ -158,6 +158,10 @@ pub fn ffmpeg_push_with(
     )
 }
 
+/// A short live-made H.264 (with B-frames) and AAC stream into element
+/// `SINK`'s `video` and `audio` pads (replace SINK with its name).
+pub const AV: &str = "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! SINK.audio";
+
 /// A pipeline serving `desc`'s streams with rtmpsink mode=server (named
 /// `s`), paused: listening, no media yet. Returns it with its port.
 pub fn sink_server(desc: &str, extra: &str) -> (gst::Pipeline, Notices, u16) {
@@ -167,12 +171,9 @@ pub fn sink_server(desc: &str, extra: &str) -> (gst::Pipeline, Notices, u16) {
 /// Like `sink_server`, listening on `location` (`rtmps://`, say).
 pub fn sink_server_at(desc: &str, location: &str, extra: &str) -> (gst::Pipeline, Notices, u16) {
     init();
-    let p = gst::parse::launch(&format!(
+    let p = super::launch(&format!(
         "{desc} rtmpsink name=s mode=server location={location} {extra}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let n = notices(&p);
     p.set_state(gst::State::Paused).unwrap();
     let port = port_of(&p.by_name("s").unwrap());
@@ -311,12 +312,9 @@ pub const LIVE: &str = "\
 /// frames would go by unseen). Returns it, what it sent, its notices and
 /// its URL.
 pub fn paused_sink_server(publish: &str, extra: &str) -> (gst::Pipeline, OutLog, Notices, String) {
-    let server = gst::parse::launch(&format!(
+    let server = super::launch(&format!(
         "{publish} rtmpsink name=s mode=server location=rtmp://127.0.0.1:0/live/key sync=false {extra}"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    ));
     let sent_log = probe_parsers(&server);
     let notes = notices(&server);
     server.set_state(gst::State::Paused).unwrap();

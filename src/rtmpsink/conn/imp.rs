@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,6 @@ pub const ROLE: crate::shared::Role = crate::shared::Role {
 pub struct Settings {
     /// The properties rtmpsrc has too.
     pub shared: SharedSettings,
-    pub async_connect: bool,
     pub chunk_size: u32,
     pub stop_commands: StopCommands,
     pub max_clients: u32,
@@ -106,7 +106,6 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             shared: SharedSettings::new(&ROLE),
-            async_connect: true,
             chunk_size: defaults::CHUNK_SIZE,
             stop_commands: StopCommands::all(),
             max_clients: defaults::MAX_CLIENTS,
@@ -227,6 +226,8 @@ pub struct RtmpSinkConn {
     state: Mutex<State>,
     /// Reached by `unlock` without taking the state lock.
     cancel: Cancel,
+    /// `peak-kbps`: changed while playing, applied at the next flush.
+    peak_kbps: AtomicU32,
 }
 
 #[glib::object_subclass]
@@ -292,6 +293,25 @@ impl RtmpSinkConn {
         self.handed.get()
     }
 
+    /// `peak-kbps` (0: no cap): a connection takes it at its next flush.
+    pub fn set_peak_kbps(&self, kbps: u32) {
+        self.peak_kbps.store(kbps, Ordering::Relaxed);
+    }
+
+    pub fn peak_kbps(&self) -> u32 {
+        self.peak_kbps.load(Ordering::Relaxed)
+    }
+
+    /// The pacing cap on the connection's socket in bytes per second
+    /// (`u32::MAX`: none), for `stats`.
+    #[cfg(target_os = "linux")]
+    fn pacing_rate(st: &State) -> Option<u32> {
+        match &st.conn {
+            Conn::Connected(c) => c.pacing_rate(),
+            _ => None,
+        }
+    }
+
     pub fn stats(&self) -> gst::Structure {
         let st = lock(&self.state);
         let mut server = None;
@@ -343,6 +363,14 @@ impl RtmpSinkConn {
             b = b.field("tls", c.tls_info().unwrap_or("")).field(
                 "server-codecs",
                 c.server_codecs().unwrap_or_default().join(","),
+            );
+        }
+        // What the kernel paces the socket at (peak-kbps), in bytes/s; 0: no cap.
+        #[cfg(target_os = "linux")]
+        if let Some(rate) = Self::pacing_rate(&st) {
+            b = b.field(
+                "pacing-rate",
+                if rate == u32::MAX { 0 } else { u64::from(rate) },
             );
         }
         if let Some(s) = server {
@@ -738,6 +766,9 @@ impl RtmpSinkConn {
             Conn::Reconnecting(_) => return Ok(()),
             _ => return Err(gst::FlowError::Error),
         };
+        if let Err(e) = c.pace(self.peak_kbps.load(Ordering::Relaxed)) {
+            gst::warning!(CAT, imp = self, "peak-kbps not applied: {e}");
+        }
         match c.flush(&self.cancel) {
             Ok(()) => {
                 if st.keep_backlog {
@@ -1074,7 +1105,7 @@ impl RtmpSinkConn {
 impl BaseSinkImpl for RtmpSinkConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let mode = self.settings().shared.mode;
-        let url = crate::common::location_url(self.settings().shared.location.clone(), mode)?;
+        let url = self.settings().shared.target.url(mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
@@ -1094,7 +1125,7 @@ impl BaseSinkImpl for RtmpSinkConn {
             st.reconnect = Reconnect::new(s.shared.reconnect);
         }
         self.spawn_connect(&mut st);
-        if !self.settings().async_connect {
+        if !self.settings().shared.async_connect {
             match self.ensure_connected(&mut st) {
                 Ok(()) => {}
                 Err(_) => {

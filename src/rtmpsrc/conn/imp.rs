@@ -863,7 +863,7 @@ impl RtmpSrcConn {
 impl BaseSrcImpl for RtmpSrcConn {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let mode = self.settings().shared.mode;
-        let url = crate::common::location_url(self.settings().shared.location.clone(), mode)?;
+        let url = self.settings().shared.target.url(mode)?;
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
@@ -883,6 +883,13 @@ impl BaseSrcImpl for RtmpSrcConn {
             }
         }
         st.policy = SourcePolicy::new(self.source_settings(), Instant::now());
+        drop(st);
+        if mode == RtmpMode::Client && !self.settings().shared.async_connect {
+            // The error was posted with its reason; the state change fails too.
+            self.ensure_connected().map_err(|_| {
+                gst::error_msg!(gst::ResourceError::OpenRead, ["Could not connect"])
+            })?;
+        }
         Ok(())
     }
 

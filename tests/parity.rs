@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What users of rtmp2sink and rtmp2src set, on our elements: the location
+//! in parts (scheme, host, port, application, stream), async-connect on
+//! rtmpsrc, peak-kbps on rtmpsink, and the base sink's properties. Each
+//! is checked by what it does: what the server was asked for, what
+//! arrived, what the socket is paced at.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::player::*;
+use common::server::*;
+use common::*;
+use gst::prelude::*;
+
+fn url_of(e: &gst::Element) -> Option<String> {
+    e.property("location")
+}
+
+#[test]
+fn the_location_and_its_parts_are_one_setting() {
+    init();
+    for factory in ["rtmpsink", "rtmpsrc"] {
+        let e = gst::ElementFactory::make(factory).build().unwrap();
+        // Unset: rtmp2's defaults show, and nothing is made up.
+        assert_eq!(url_of(&e), None, "{factory}");
+        assert_eq!(e.property::<String>("host"), "localhost");
+        assert_eq!(e.property::<i32>("port"), 1935);
+        assert_eq!(e.property::<String>("application"), "live");
+        assert_eq!(e.property::<String>("stream"), "myStream");
+
+        // A whole location gives its parts.
+        e.set_property(
+            "location",
+            "rtmps://u:p%40ss@ingest.example:4443/app/inst/key?t=1",
+        );
+        assert_eq!(
+            glib_enum_nick(&e, "scheme"),
+            "rtmps",
+            "{factory}: the scheme"
+        );
+        assert_eq!(e.property::<String>("host"), "ingest.example");
+        assert_eq!(e.property::<i32>("port"), 4443);
+        assert_eq!(e.property::<String>("application"), "app/inst");
+        assert_eq!(e.property::<String>("stream"), "key?t=1");
+
+        // A part changes only itself; the credentials stay. Who watches
+        // the location hears of it.
+        let told: Arc<Mutex<Vec<String>>> = Arc::default();
+        let t = told.clone();
+        e.connect_notify(Some("location"), move |e, _| {
+            t.lock().unwrap().push(url_of(e).unwrap_or_default());
+        });
+        e.set_property("stream", "other");
+        assert_eq!(
+            *told.lock().unwrap(),
+            ["rtmps://u:p%40ss@ingest.example:4443/app/inst/other"]
+        );
+        e.set_property_from_str("scheme", "rtmp");
+        assert_eq!(
+            url_of(&e).as_deref(),
+            Some("rtmp://u:p%40ss@ingest.example:4443/app/inst/other")
+        );
+        // No port given: the scheme's.
+        e.set_property("location", "rtmps://h/live/k");
+        assert_eq!(e.property::<i32>("port"), 443);
+
+        // Parts alone, as with rtmp2: rtmp2's defaults fill the rest.
+        let e = gst::ElementFactory::make(factory).build().unwrap();
+        e.set_property("host", "10.0.0.1");
+        e.set_property("stream", "abc");
+        assert_eq!(url_of(&e).as_deref(), Some("rtmp://10.0.0.1/live/abc"));
+        e.set_property("port", 1940i32);
+        e.set_property("application", "app/inst");
+        assert_eq!(
+            url_of(&e).as_deref(),
+            Some("rtmp://10.0.0.1:1940/app/inst/abc")
+        );
+
+        // The URI handler reads and writes the same setting.
+        let h = e.dynamic_cast_ref::<gst::URIHandler>().unwrap();
+        h.set_uri("rtmp://[::1]:1941/a/b").unwrap();
+        assert_eq!(e.property::<String>("host"), "::1");
+        assert_eq!(e.property::<i32>("port"), 1941);
+        assert_eq!(h.uri().as_deref(), Some("rtmp://[::1]:1941/a/b"));
+        assert!(h.set_uri("http://h/a/b").is_err());
+        assert_eq!(h.uri().as_deref(), Some("rtmp://[::1]:1941/a/b"));
+    }
+}
+
+fn glib_enum_nick(e: &gst::Element, name: &str) -> String {
+    let v = e.property_value(name);
+    let (_, ev) = gst::glib::EnumValue::from_value(&v).unwrap();
+    ev.nick().to_owned()
+}
+
+/// A location that does not parse reads back as given, and starting fails
+/// with its reason; a part set afterwards starts from rtmp2's defaults.
+#[test]
+fn a_bad_location_is_reported_at_start() {
+    init();
+    let p = launch(&format!(
+        "{} rtmpsink name=s location=rtmp:///nohost/key",
+        AV.replace("SINK", "s")
+    ));
+    let s = p.by_name("s").unwrap();
+    assert_eq!(url_of(&s).as_deref(), Some("rtmp:///nohost/key"));
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    assert!(
+        e.contains("Invalid location") && e.contains("no host"),
+        "{e}"
+    );
+    s.set_property("stream", "k2");
+    assert_eq!(url_of(&s).as_deref(), Some("rtmp://localhost/live/k2"));
+}
+
+/// What a server was asked for (app, stream) by each publisher.
+type Asked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// rtmpsrc mode=server for app "live", any stream, recording what each
+/// publisher asked for; started, with its port.
+fn server_for_any_stream() -> (gst::Pipeline, OutLog, Asked, u16) {
+    let (p, log, _, _, port) = src_server_at("rtmp://127.0.0.1:0/live", "eos-on-unpublish=true");
+    let asked = Asked::default();
+    let a = asked.clone();
+    element(&p, "rtmpsrc").connect("accept-publisher", false, move |args| {
+        let app = args[1].get::<String>().unwrap();
+        let stream = args[2].get::<String>().unwrap();
+        a.lock().unwrap().push((app, stream));
+        Some(true.to_value())
+    });
+    (p, log, asked, port)
+}
+
+/// The same launch line with rtmp2sink and with rtmpsink: the location in
+/// parts, a stream name with a `/` in it (which a location string would
+/// split into the app). Both ask for app "live", stream "sub/key", and
+/// every frame arrives.
+#[test]
+fn an_rtmp2sink_launch_line_with_the_location_in_parts_works_with_rtmpsink() {
+    needs!("ffmpeg");
+    for factory in ["rtmp2sink", "rtmpsink"] {
+        let (p, log, asked, port) = server_for_any_stream();
+        let desc = format!(
+            "{} flvmux name=m streamable=true ! {factory} sync=false host=127.0.0.1 port={port} application=live stream=sub/key",
+            AV.replace("SINK", "m")
+        );
+        let sent = publish_to_eos(&desc);
+        play_to_eos(&p, Duration::from_secs(20));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [("live".to_owned(), "sub/key".to_owned())],
+            "{factory}"
+        );
+        // flvmux rewrites B-frame times (see tests/rtmpsrc.rs): payloads
+        // and key flags must match.
+        same_frames(
+            &format!("flvmux ! {factory} (location in parts) -> rtmpsrc"),
+            &sent,
+            &log.lock().unwrap(),
+            false,
+        );
+    }
+}
+
+/// rtmpsrc with the parts set over another location plays what
+/// rtmpsink mode=server serves: every frame of the file.
+#[test]
+fn rtmpsrc_plays_from_the_location_in_parts() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("parts-play");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let (srv, _, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
+    let (p, log, _) = player(
+        "rtmps://nowhere.invalid:1/x/y",
+        &format!("scheme=rtmp host=127.0.0.1 port={port} application=live stream=key"),
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    srv.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    srv.set_state(gst::State::Null).unwrap();
+    assert_delivered_file("rtmpsrc (location in parts) <- rtmpsink", &log, &media);
+}
+
+/// async-connect=false: the state change waits for the connection. With
+/// no server it fails, with the reason on the bus; with one, the source
+/// is playing from it when the state change returns.
+#[test]
+fn rtmpsrc_without_async_connect_connects_in_the_state_change() {
+    needs!("ffmpeg");
+    init();
+    let port = free_port();
+    let (p, _, _) = player(
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        "async-connect=false reconnect-attempts=0",
+    );
+    assert!(
+        p.set_state(gst::State::Playing).is_err(),
+        "the state change did not wait for the connection"
+    );
+    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    assert!(e.contains("connection refused"), "{e}");
+
+    let dir = TempDir::new("sync-connect");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let (srv, _, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
+    let (p, log, _) = player(
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        "async-connect=false",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let stats: gst::Structure = element(&p, "rtmpsrc").property("stats");
+    assert_eq!(
+        stats.get::<&str>("connection-state").unwrap(),
+        "playing",
+        "{stats}"
+    );
+    srv.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    srv.set_state(gst::State::Null).unwrap();
+    assert_delivered_file("rtmpsrc async-connect=false", &log, &media);
+}
+
+/// A stream much bigger than a second of the cap, pushed as fast as it
+/// comes (sync=false).
+const SNOW: &str = "videotestsrc pattern=snow num-buffers=90 ! video/x-raw,width=640,height=360,framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! SINK.video audiotestsrc num-buffers=120 ! avenc_aac ! aacparse ! SINK.audio";
+
+/// Publishes SNOW with `sink_props` into rtmpsrc mode=server, watching the
+/// sink's `pacing-rate` while it runs (and calling `during` once it is
+/// connected); returns what was sent and got, the rates seen, the bytes
+/// sent and how long it took.
+fn publish_paced(
+    sink_props: &str,
+    during: impl FnOnce(&gst::Element) + Send + 'static,
+) -> (Vec<Out>, Vec<Out>, Vec<u64>, u64, Duration) {
+    let (srv, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let pub_p = launch(&format!(
+        "{} rtmpsink name=s sync=false location=rtmp://127.0.0.1:{port}/live/key {sink_props}",
+        SNOW.replace("SINK", "s")
+    ));
+    let sent = probe_parsers(&pub_p);
+    let sink = pub_p.by_name("s").unwrap();
+    let rates: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (sink, rates, done) = (sink.clone(), rates.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut during = Some(during);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let s: gst::Structure = sink.property("stats");
+                if let Ok(r) = s.get::<u64>("pacing-rate") {
+                    let mut v = rates.lock().unwrap();
+                    if v.last() != Some(&r) {
+                        v.push(r);
+                    }
+                    drop(v);
+                    if let Some(f) = during.take() {
+                        let sink = sink.clone();
+                        std::thread::spawn(move || f(&sink));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let started = Instant::now();
+    pub_p.set_state(gst::State::Playing).unwrap();
+    let mut bytes = 0;
+    let bus = pub_p.bus().unwrap();
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(60))
+            .expect("the publish did not end within 60 s");
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("publishing failed: {}", e.error()),
+            _ => {
+                let s: gst::Structure = sink.property("stats");
+                bytes = bytes.max(s.get::<u64>("bytes-out").unwrap());
+            }
+        }
+    }
+    let took = started.elapsed();
+    let s: gst::Structure = sink.property("stats");
+    bytes = bytes.max(s.get::<u64>("bytes-out").unwrap());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watcher.join().unwrap();
+    pub_p.set_state(gst::State::Null).unwrap();
+    play_to_eos(&srv, Duration::from_secs(20));
+    let got = log.lock().unwrap().clone();
+    let rates = rates.lock().unwrap().clone();
+    (sent.lock().unwrap().clone(), got, rates, bytes, took)
+}
+
+/// peak-kbps caps the socket's rate (Linux TCP pacing): a stream pushed
+/// with sync=false takes at least its size over the cap, and all of it
+/// arrives. Changed while playing, the new cap applies at once; 0 lifts it.
+#[test]
+fn peak_kbps_paces_the_connection() {
+    needs!("ffmpeg");
+    init();
+    let (sent, got, rates, bytes, took) = publish_paced("peak-kbps=4000", |_| {});
+    assert_eq!(rates, [500_000], "4000 kbit/s is 500000 bytes/s");
+    assert!(bytes > 600_000, "the test stream is too small: {bytes}");
+    // A lower bound only (a slow machine takes longer, never shorter): the
+    // size over the cap, less what went before the first flush and a
+    // margin for the kernel's first packets.
+    let least = Duration::from_secs_f64((bytes as f64 - 200_000.0) / 500_000.0);
+    assert!(
+        took >= least,
+        "{bytes} bytes in {took:?}, paced at 500 kB/s"
+    );
+    same_frames("rtmpsink peak-kbps=4000 -> rtmpsrc", &sent, &got, true);
+
+    // While playing: 2000 kbit/s, then no cap (the stream lasts seconds at
+    // these rates: each change meets flushes to apply it).
+    let (sent, got, rates, _, _) = publish_paced("peak-kbps=1000", |sink| {
+        sink.set_property("peak-kbps", 2000u32);
+        std::thread::sleep(Duration::from_millis(200));
+        sink.set_property("peak-kbps", 0u32);
+    });
+    assert_eq!(rates, [125_000, 250_000, 0], "the caps in force, in turn");
+    same_frames(
+        "rtmpsink peak-kbps changed while playing",
+        &sent,
+        &got,
+        true,
+    );
+}
+
+/// The base sink's properties rtmp2sink has reach our connection sink:
+/// last-sample holds the last FLV tag sent, max-bitrate and the rest read
+/// back what was set.
+#[test]
+fn the_base_sink_properties_work_on_rtmpsink() {
+    needs!("ffmpeg");
+    let (srv, log, _, _, port) = src_server("eos-on-unpublish=true");
+    let p = launch(&format!(
+        "{} rtmpsink name=s sync=false qos=true max-bitrate=0 render-delay=1000 throttle-time=0 processing-deadline=30000000 location=rtmp://127.0.0.1:{port}/live/key",
+        AV.replace("SINK", "s")
+    ));
+    let sent = probe_parsers(&p);
+    let s = p.by_name("s").unwrap();
+    assert!(s.property::<bool>("qos"));
+    assert_eq!(s.property::<u64>("render-delay"), 1000);
+    assert_eq!(s.property::<u64>("processing-deadline"), 30_000_000);
+    assert!(s.property::<bool>("enable-last-sample"));
+    p.set_state(gst::State::Playing).unwrap();
+    let end = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("no EOS within 30 s");
+    assert!(matches!(end.view(), gst::MessageView::Eos(_)), "{end:?}");
+    // Still PLAYING: the base sink keeps its last sample until it stops.
+    let sample: gst::Sample = s.property("last-sample");
+    let caps = sample
+        .caps()
+        .unwrap()
+        .structure(0)
+        .unwrap()
+        .name()
+        .to_string();
+    assert_eq!(caps, "video/x-flv");
+    let buf = sample.buffer().unwrap().map_readable().unwrap();
+    assert!(
+        matches!(buf.first(), Some(8 | 9 | 18)),
+        "the last sample is an FLV tag: {:?}",
+        &buf[..buf.len().min(11)]
+    );
+    drop(buf);
+    p.set_state(gst::State::Null).unwrap();
+    play_to_eos(&srv, Duration::from_secs(20));
+    same_frames(
+        "rtmpsink with base sink properties",
+        &sent.lock().unwrap(),
+        &log.lock().unwrap(),
+        true,
+    );
+}
