@@ -173,12 +173,14 @@ fn rtmpsrc_plays_from_the_location_in_parts() {
     needs!("ffmpeg");
     let dir = TempDir::new("parts-play");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
-    let (srv, _, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
+    let (srv, notes, port) = sink_server(&file_source(&media, Tracks::AudioVideo), "sync=false");
     let (p, log, _) = player(
         "rtmps://nowhere.invalid:1/x/y",
         &format!("scheme=rtmp host=127.0.0.1 port={port} application=live stream=key"),
     );
     p.set_state(gst::State::Playing).unwrap();
+    // The whole file goes out at once: the player must be there first.
+    wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(10));
     srv.set_state(gst::State::Playing).unwrap();
     play_to_eos(&p, Duration::from_secs(20));
     srv.set_state(gst::State::Null).unwrap();
