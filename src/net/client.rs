@@ -575,6 +575,10 @@ impl Watched for Shared {
         }
         t.streaming.look(&self.turn_changed, now)
     }
+
+    fn quiet(&self, now: Instant) -> bool {
+        self.stop_reader.load(Ordering::SeqCst) || lock(&self.turns).streaming.quiet(now)
+    }
 }
 
 impl Queued for Shared {

@@ -81,6 +81,16 @@ impl Presence {
     fn leave(&mut self) {
         self.inside = false;
         self.left = Some(Instant::now());
+        watch::left();
+    }
+
+    /// In its wait, and since `watch::QUIET` before `now` at least: the
+    /// watch need not look until it leaves.
+    fn quiet(&self, now: Instant) -> bool {
+        self.inside
+            && self
+                .left
+                .is_none_or(|t| now.saturating_duration_since(t) >= watch::QUIET)
     }
 
     /// Away for `HANDOVER` (or never came): the connection's thread reads.

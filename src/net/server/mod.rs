@@ -261,6 +261,11 @@ impl Watched for Shared {
             false => inner.streaming.look(&self.handover, now),
         }
     }
+
+    fn quiet(&self, now: Instant) -> bool {
+        let inner = lock(&self.inner);
+        inner.stop || inner.streaming.quiet(now)
+    }
 }
 
 /// Publish role: the events read and not yet taken, for a rescue (see
