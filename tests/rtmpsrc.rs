@@ -264,16 +264,22 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let want = decoded_counts(&media);
     let nginx = Nginx::start("");
-    // playbin3 is not tested: one CI run hung in its sink set-up (see the
-    // README's interop notes).
-    let url = nginx.url("pb");
-    let (p, source, decoded) = playbin_with_source("playbin", &url, |_| {});
-    start_player(&p, &nginx, "pb");
-    ffmpeg_publish(&media, &url);
-    play_to_eos(&p, Duration::from_secs(30));
-    p.set_state(gst::State::Null).unwrap();
-    assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
-    assert_eq!(*decoded.lock().unwrap(), want, "decoded (video, audio)");
+    // playbin3 (decodebin3, parsebin) as gst-play-1.0 --use-playbin3 and
+    // GST_PLAY_USE_PLAYBIN3=1 run it, and playbin.
+    for factory in ["playbin", "playbin3"] {
+        let url = nginx.url(factory);
+        let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
+        start_player(&p, &nginx, factory);
+        ffmpeg_publish(&media, &url);
+        play_to_eos(&p, Duration::from_secs(30));
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+        assert_eq!(
+            *decoded.lock().unwrap(),
+            want,
+            "{factory}: decoded (video, audio)"
+        );
+    }
 }
 
 #[test]

@@ -301,24 +301,30 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let nginx = Nginx::start_tls("", &[front(&pki.server)]);
     let want = decoded_counts(&media);
-    let uri = nginx.rtmps_url(0, "pb");
-    let ca = pki.ca.display().to_string();
-    let (p, source, decoded) = playbin_with_source("playbin", &uri, move |src| {
-        src.set_property("tls-ca-file", &ca)
-    });
-    p.set_state(gst::State::Playing).unwrap();
-    nginx.wait_player("pb");
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(nginx.url("pb"))
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    play_to_eos(&p, Duration::from_secs(30));
-    p.set_state(gst::State::Null).unwrap();
-    assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
-    assert_eq!(*decoded.lock().unwrap(), want, "decoded (video, audio)");
+    for factory in ["playbin", "playbin3"] {
+        let uri = nginx.rtmps_url(0, factory);
+        let ca = pki.ca.display().to_string();
+        let (p, source, decoded) = playbin_with_source(factory, &uri, move |src| {
+            src.set_property("tls-ca-file", &ca)
+        });
+        p.set_state(gst::State::Playing).unwrap();
+        nginx.wait_player(factory);
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(&media)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(nginx.url(factory))
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        play_to_eos(&p, Duration::from_secs(30));
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+        assert_eq!(
+            *decoded.lock().unwrap(),
+            want,
+            "{factory}: decoded (video, audio)"
+        );
+    }
 }

@@ -1021,9 +1021,11 @@ impl ClientConnection {
     /// `set_pacing_rate`), if it is not that already. A system without
     /// pacing says so once in `Err`; the stream goes on unpaced.
     pub fn pace(&self, kbps: u32) -> Result<()> {
-        if self.paced_kbps.swap(kbps, Ordering::Relaxed) == kbps {
+        // Per flush: a plain load while the cap stays as it is.
+        if self.paced_kbps.load(Ordering::Relaxed) == kbps {
             return Ok(());
         }
+        self.paced_kbps.store(kbps, Ordering::Relaxed);
         super::set_pacing_rate(&lock(&self.shared.writer).stream, kbps).map_err(|e| {
             Error::new(
                 ErrorKind::Unsupported,

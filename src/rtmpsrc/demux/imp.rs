@@ -151,6 +151,10 @@ struct State {
     tracks: Vec<(PadTrack, Track)>,
     segment: Option<gst::Event>,
     stream_id: String,
+    /// The group every pad's stream-start carries (upstream's, else one of
+    /// our own), so that decodebin3 and playbin3 take the pads' streams as
+    /// one presentation, as from flvdemux.
+    group_id: Option<gst::GroupId>,
     /// From onMetaData: the tracks the stream says it has.
     expect: Option<Vec<PadTrack>>,
     first_ts: Option<u32>,
@@ -486,7 +490,9 @@ impl RtmpSrcDemux {
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::StreamStart(s) => {
-                self.lock().stream_id = s.stream_id().to_string();
+                let mut st = self.lock();
+                st.stream_id = s.stream_id().to_string();
+                st.group_id = Some(s.group_id().unwrap_or_else(gst::GroupId::next));
                 true
             }
             gst::EventView::Caps(_) => true,
@@ -744,6 +750,7 @@ impl RtmpSrcDemux {
             let segment = st.segment.clone();
             let name = id.name();
             let stream_id = format!("{}/{}", st.stream_id, name);
+            let group_id = *st.group_id.get_or_insert_with(gst::GroupId::next);
             let track = st.track(id);
             if track.caps.as_ref() == Some(&caps) {
                 return;
@@ -775,7 +782,11 @@ impl RtmpSrcDemux {
                     // With a queue, its thread waits for the first buffer
                     // while the first sticky events go straight to the pad.
                     pad.set_active(true).ok();
-                    pad.push_event(gst::event::StreamStart::builder(&stream_id).build());
+                    pad.push_event(
+                        gst::event::StreamStart::builder(&stream_id)
+                            .group_id(group_id)
+                            .build(),
+                    );
                     pad.push_event(gst::event::Caps::new(&caps));
                     if let Some(s) = segment {
                         pad.push_event(s);
