@@ -104,7 +104,12 @@ impl Target {
             "scheme" => {
                 self.url_mut().scheme = value.get::<UrlScheme>().expect("type checked").into()
             }
-            "host" => self.url_mut().host = text(value).unwrap_or_else(|| DEFAULT_HOST.into()),
+            "host" => {
+                // An IPv6 address is held without its brackets, as parsed.
+                let host = text(value).unwrap_or_else(|| DEFAULT_HOST.into());
+                let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+                self.url_mut().host = bare.map(str::to_owned).unwrap_or(host);
+            }
             "port" => {
                 let port = value.get::<i32>().expect("type checked");
                 self.url_mut().explicit_port = Some(u16::try_from(port).expect("range checked"));

@@ -83,6 +83,9 @@ fn the_location_and_its_parts_are_one_setting() {
         let h = e.dynamic_cast_ref::<gst::URIHandler>().unwrap();
         h.set_uri("rtmp://[::1]:1941/a/b").unwrap();
         assert_eq!(e.property::<String>("host"), "::1");
+        e.set_property("host", "[::2]");
+        assert_eq!(h.uri().as_deref(), Some("rtmp://[::2]:1941/a/b"));
+        e.set_property("host", "::1");
         assert_eq!(e.property::<i32>("port"), 1941);
         assert_eq!(h.uri().as_deref(), Some("rtmp://[::1]:1941/a/b"));
         assert!(h.set_uri("http://h/a/b").is_err());

@@ -1110,6 +1110,9 @@ impl BaseSinkImpl for RtmpSinkConn {
         let mut st = lock(&self.state);
         *st = State::default();
         if mode == RtmpMode::Server {
+            if self.peak_kbps() > 0 {
+                gst::warning!(CAT, imp = self, "peak-kbps is for mode=client: not used");
+            }
             let server = self.start_server(&url)?;
             st.url = Some(url);
             st.started = Some(Instant::now());
