@@ -348,7 +348,9 @@ fn multitrack_pad_requests_are_checked() {
 /// mode=server's GOP cache): it starts at a keyframe of track 0, gets
 /// track 0's and track 1's sequence headers both, and track 1 from its own
 /// next keyframe (its GOPs are not aligned with track 0's); from there every
-/// track arrives whole to the end of the stream.
+/// track arrives whole to the end of the stream. Its pads come in track
+/// order (the server sends the sequence headers so, however they came),
+/// which is what players pick their default tracks by.
 #[test]
 fn late_player_starts_every_video_track_at_its_own_keyframe() {
     init();
@@ -362,6 +364,10 @@ fn late_player_starts_every_video_track_at_its_own_keyframe() {
     server.set_state(gst::State::Playing).unwrap();
     std::thread::sleep(Duration::from_millis(1400));
     let (player, got_log, _) = player(&url, "");
+    let pads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let p2 = pads.clone();
+    common::server::element(&player, "rtmpsrc")
+        .connect_pad_added(move |_, pad| p2.lock().unwrap().push(pad.name().to_string()));
     player.set_state(gst::State::Playing).unwrap();
     common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
     play_to_eos(&server, Duration::from_secs(30));
@@ -369,6 +375,7 @@ fn late_player_starts_every_video_track_at_its_own_keyframe() {
     let sent = by_track(&sent_log.lock().unwrap());
     let got = by_track(&got_log.lock().unwrap());
     assert_eq!(got.len(), 3, "a pad per track: {:?}", got.keys());
+    assert_eq!(*pads.lock().unwrap(), ["video", "audio", "video_1"]);
     for (id, want) in &sent {
         let got = &got[id];
         if id.0 {

@@ -293,6 +293,28 @@ impl PlayRole {
         p.player.config_gen = self.config_gen;
     }
 
+    /// Keeps `r`, a track's sequence header, in place of that track's
+    /// last. They are kept in track order (track 0 first, video before
+    /// audio), however they came: a player that joins gets them so, and
+    /// makes its pads in that order, which is how players choose the
+    /// track they play by default (playbin's first audio pad, decodebin3's
+    /// first stream of each type), so they play track 0, not whichever
+    /// track's encoder was quickest to start.
+    fn keep_config(&mut self, r: Relay) {
+        let order = |c: &Relay| (c.track, c.kind == Kind::Audio);
+        match self.configs.iter_mut().find(|c| order(c) == order(&r)) {
+            Some(c) => *c = r,
+            None => {
+                let at = self
+                    .configs
+                    .iter()
+                    .position(|c| order(c) > order(&r))
+                    .unwrap_or(self.configs.len());
+                self.configs.insert(at, r);
+            }
+        }
+    }
+
     fn cache(&mut self, r: &Relay, ts: i64) {
         if !self.options.gop_cache {
             return;
@@ -388,13 +410,7 @@ impl PlayRole {
             self.config_gen += 1;
             match r.kind {
                 Kind::Meta => self.meta = Some(r),
-                Kind::Video | Kind::Audio => {
-                    let same = |c: &Relay| c.kind == r.kind && c.track == r.track;
-                    match self.configs.iter_mut().find(|c| same(c)) {
-                        Some(c) => *c = r,
-                        None => self.configs.push(r),
-                    }
-                }
+                Kind::Video | Kind::Audio => self.keep_config(r),
                 Kind::Data => {}
             }
         }
@@ -610,5 +626,55 @@ mod tests {
         assert_eq!(&m.payload[..], &[0x17, 0, 0, 0, 0, 1, 2]);
         let meta = Relay::new(type_id::DATA_AMF0, 0, &[ON_METADATA, b"\x08"], 4096).unwrap();
         assert_eq!((meta.kind, meta.role), (Kind::Meta, RelayRole::Config));
+    }
+
+    /// Sequence headers are kept one per track, in track order (video
+    /// before audio), whatever order they came in: a joining player makes
+    /// its pads, and picks its default tracks, in that order.
+    #[test]
+    fn sequence_headers_are_kept_in_track_order() {
+        let header = |video: bool, track: u8, byte: u8| {
+            let mut r = Relay::new(
+                if video {
+                    type_id::VIDEO
+                } else {
+                    type_id::AUDIO
+                },
+                0,
+                &[&[if video { 0x17 } else { 0xAF }, 0, byte]],
+                4096,
+            )
+            .unwrap();
+            assert_eq!(r.role, RelayRole::Config);
+            r.track = track;
+            r
+        };
+        let mut role = PlayRole::new(PlayOptions {
+            queue_time: Duration::from_secs(5),
+            queue_bytes: 1 << 20,
+            gop_cache: true,
+            legacy_players_get_legacy_only: false,
+        });
+        for (video, track, byte) in [
+            (false, 2, 1),
+            (true, 1, 2),
+            (false, 0, 3),
+            (true, 0, 4),
+            (false, 2, 5),
+        ] {
+            role.keep_config(header(video, track, byte));
+        }
+        let kept: Vec<(bool, u8, u8)> = role
+            .configs
+            .iter()
+            .map(|c| {
+                let p = c.payload.as_ref().unwrap();
+                (c.kind == Kind::Video, c.track, p[2])
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [(true, 0, 4), (false, 0, 3), (true, 1, 2), (false, 2, 5)]
+        );
     }
 }
