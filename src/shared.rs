@@ -97,9 +97,17 @@ impl Target {
         }
     }
 
-    /// Sets part `name` of the URL, if it is one.
+    /// Sets part `name` of the URL, if it is one. Over a location that
+    /// does not parse, it changes nothing: the element still fails to
+    /// start with that location's error, rather than connect to a URL made
+    /// of a part and defaults that nobody named (rtmp2 falls back to
+    /// them).
     fn set_part(&mut self, name: &str, value: &glib::Value) -> bool {
         let text = |v: &glib::Value| v.get::<Option<String>>().expect("type checked");
+        let part = matches!(name, "scheme" | "host" | "port" | "application" | "stream");
+        if part && matches!(self, Target::Invalid { .. }) {
+            return true;
+        }
         match name {
             "scheme" => {
                 self.url_mut().scheme = value.get::<UrlScheme>().expect("type checked").into()
@@ -277,7 +285,7 @@ impl SharedSettings {
                 .build(),
             glib::ParamSpecString::builder("host")
                 .nick("Host")
-                .blurb("The location's host: the server's name or address; in server mode, the address to listen on")
+                .blurb("The location's host: the server's name or address; in server mode, the address to listen on. Like the other parts, changes nothing over a location that does not parse (the element then fails to start with its error)")
                 .default_value(Some(DEFAULT_HOST))
                 .build(),
             glib::ParamSpecInt::builder("port")

@@ -100,7 +100,8 @@ fn glib_enum_nick(e: &gst::Element, name: &str) -> String {
 }
 
 /// A location that does not parse reads back as given, and starting fails
-/// with its reason; a part set afterwards starts from rtmp2's defaults.
+/// with its reason, also after a part was set (rtmp2 would then connect
+/// to its defaults, localhost, which nobody named).
 #[test]
 fn a_bad_location_is_reported_at_start() {
     init();
@@ -116,8 +117,17 @@ fn a_bad_location_is_reported_at_start() {
         e.contains("Invalid location") && e.contains("no host"),
         "{e}"
     );
+    s.set_property("port", 1940i32);
+    assert_eq!(url_of(&s).as_deref(), Some("rtmp:///nohost/key"));
+    // What the first failure left on the bus (the bin's own summary).
+    while p.bus().unwrap().pop().is_some() {}
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    assert!(e.contains("no host"), "{e}");
+    // A location that parses replaces it, and parts apply again.
+    s.set_property("location", "rtmp://h/live/k");
     s.set_property("stream", "k2");
-    assert_eq!(url_of(&s).as_deref(), Some("rtmp://localhost/live/k2"));
+    assert_eq!(url_of(&s).as_deref(), Some("rtmp://h/live/k2"));
 }
 
 /// What a server was asked for (app, stream) by each publisher.
