@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-75}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(chunk amf0 amf3 flv_tag handshake command client_session server_session auth codec)
+[ ${#targets[@]} -gt 0 ] || targets=(chunk amf0 amf3 flv_tag handshake command client_session server_session auth codec url)
 
 scripts/setup.sh >/dev/null
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -20,6 +20,17 @@ export RUSTC_BOOTSTRAP=1
 if [ ! -d fuzz/corpus/chunk ]; then
   echo "fuzz: recording golden traffic for seeds"
   GOLDEN_DUMP_DIR="$PWD/fuzz/corpus" cargo test -q --test golden >/dev/null
+fi
+
+# Locations and reconnect tcUrls (location, a newline, tcUrl) to start from.
+if [ ! -d fuzz/corpus/url ]; then
+  mkdir -p fuzz/corpus/url
+  i=0
+  for s in 'rtmp://u:p%40ss@h:1935/live/key?t=1\nrtmp://b.example/other' \
+           'rtmps://[::1]/app/inst/mp4:dir/f.mp4\n//[2001:db8::1]:1940/x/' \
+           'rtmp://h/app?token=a/key\n/moved' 'RTMP://h/a\nsibling'; do
+    printf "$s" >"fuzz/corpus/url/seed$i"; i=$((i + 1))
+  done
 fi
 
 summary=()

@@ -179,10 +179,12 @@ impl Target {
             }
             Target::Url(u) => u,
         };
-        if url.host.is_empty() {
+        // Parts set one by one are checked as a location would be (a
+        // host with a space, say).
+        if let Err(e) = RtmpUrl::parse(&url.to_uri()) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ("Invalid location {}: no host", url.redacted())
+                ("Invalid location {}: {}", url.redacted(), e)
             ));
         }
         if url.stream.is_empty() && mode == RtmpMode::Client {

@@ -124,6 +124,13 @@ fn a_bad_location_is_reported_at_start() {
     assert!(p.set_state(gst::State::Playing).is_err());
     let (e, _) = expect_error(&p, Duration::from_secs(5));
     assert!(e.contains("no host"), "{e}");
+    // A part is checked as a location would be.
+    s.set_property("location", "rtmp://h/live/k");
+    s.set_property("host", "a b");
+    while p.bus().unwrap().pop().is_some() {}
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    assert!(e.contains("no host name"), "{e}");
     // A location that parses replaces it, and parts apply again.
     s.set_property("location", "rtmp://h/live/k");
     s.set_property("stream", "k2");

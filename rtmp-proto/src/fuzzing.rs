@@ -330,6 +330,33 @@ pub fn auth(data: &[u8]) {
     );
 }
 
+/// A location a user typed, and a tcUrl a server's reconnect request names
+/// (resolved against ours): an error or a URL, never a panic. A URL that
+/// parses, written out (`to_uri`), parses back to itself; what is logged
+/// of it (`redacted`) does not depend on its password.
+pub fn url(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (location, tc_url) = text.split_once('\n').unwrap_or((&text, ""));
+    let Ok(u) = RtmpUrl::parse(location) else {
+        return;
+    };
+    let written = u.to_uri();
+    assert_eq!(
+        RtmpUrl::parse(&written).as_ref(),
+        Ok(&u),
+        "{location:?} written out as {written:?}"
+    );
+    if u.password.is_some() {
+        let mut other = u.clone();
+        other.password = Some("another".into());
+        assert_eq!(u.redacted(), other.redacted(), "{location:?}");
+    }
+    if let Ok(r) = u.redirected(tc_url) {
+        assert_eq!(r.stream, u.stream, "a reconnect keeps the stream");
+        let _ = r.to_uri();
+    }
+}
+
 /// Codec configuration records from a peer (OpusHead, STREAMINFO, vpcC,
 /// colorInfo) and temporal units from an encoder (AV1): errors, never a
 /// panic; what parses builds back to what was read.
@@ -357,7 +384,7 @@ pub fn codec(data: &[u8]) {
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
 
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("chunk", chunk),
     ("amf0", amf0),
     ("amf3", amf3),
@@ -368,6 +395,7 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("server_session", server_session),
     ("auth", auth),
     ("codec", codec),
+    ("url", url),
 ];
 
 #[cfg(test)]

@@ -109,6 +109,12 @@ impl RtmpUrl {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "[]@/?#\\".contains(c))
+        {
+            return Err(bad("the host has characters no host name or address has"));
+        }
         let explicit_port = match port {
             Some(p) => Some(
                 p.parse::<u16>()
@@ -235,6 +241,10 @@ impl RtmpUrl {
         if !self.stream.is_empty() {
             s.push('/');
             s.push_str(&self.stream);
+        } else if self.app.contains('/') {
+            // "app/inst/": without the slash, "inst" would read as the
+            // stream.
+            s.push('/');
         }
         s
     }
@@ -452,6 +462,8 @@ mod tests {
             "rtmp://[2001:db8::1]:1940/a/b/c/d",
             "rtmp://0.0.0.0:0",
             "rtmp://h:0/live",
+            "rtmp://h/app/inst/",
+            "rtmp://h/\0/h/",
         ] {
             let u = p(s);
             assert_eq!(p(&u.to_uri()), u, "{s} -> {}", u.to_uri());
@@ -511,6 +523,8 @@ mod tests {
             ("rtmp://h:99999/a", "port '99999'"),
             ("rtmp://[::1/a", "unclosed"),
             ("rtmp://u%zz@h/a", "%-escape"),
+            ("rtmp://h\u{16}]x:1/a", "no host name"),
+            ("rtmp://a b/live/k", "no host name"),
         ] {
             let e = RtmpUrl::parse(s).unwrap_err();
             assert!(e.reason().contains(words), "{s}: {e}");
