@@ -110,26 +110,27 @@ fn a_bad_location_is_reported_at_start() {
         AV.replace("SINK", "s")
     ));
     let s = p.by_name("s").unwrap();
+    // The error a start gives (after what an earlier failure left on the
+    // bus: the bin's own summary).
+    let start_error = || {
+        while p.bus().unwrap().pop().is_some() {}
+        assert!(p.set_state(gst::State::Playing).is_err());
+        expect_error(&p, Duration::from_secs(5)).0
+    };
     assert_eq!(url_of(&s).as_deref(), Some("rtmp:///nohost/key"));
-    assert!(p.set_state(gst::State::Playing).is_err());
-    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    let e = start_error();
     assert!(
         e.contains("Invalid location") && e.contains("no host"),
         "{e}"
     );
     s.set_property("port", 1940i32);
     assert_eq!(url_of(&s).as_deref(), Some("rtmp:///nohost/key"));
-    // What the first failure left on the bus (the bin's own summary).
-    while p.bus().unwrap().pop().is_some() {}
-    assert!(p.set_state(gst::State::Playing).is_err());
-    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    let e = start_error();
     assert!(e.contains("no host"), "{e}");
     // A part is checked as a location would be.
     s.set_property("location", "rtmp://h/live/k");
     s.set_property("host", "a b");
-    while p.bus().unwrap().pop().is_some() {}
-    assert!(p.set_state(gst::State::Playing).is_err());
-    let (e, _) = expect_error(&p, Duration::from_secs(5));
+    let e = start_error();
     assert!(e.contains("no host name"), "{e}");
     // A location that parses replaces it, and parts apply again.
     s.set_property("location", "rtmp://h/live/k");

@@ -271,14 +271,7 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
         let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
         start_player(&p, &nginx, factory);
         ffmpeg_publish(&media, &url);
-        play_to_eos(&p, Duration::from_secs(30));
-        p.set_state(gst::State::Null).unwrap();
-        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
-        assert_eq!(
-            *decoded.lock().unwrap(),
-            want,
-            "{factory}: decoded (video, audio)"
-        );
+        assert_played_by_rtmpsrc(&p, &source, &decoded, want, factory);
     }
 }
 

@@ -318,13 +318,6 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
             .status()
             .unwrap();
         assert!(st.success());
-        play_to_eos(&p, Duration::from_secs(30));
-        p.set_state(gst::State::Null).unwrap();
-        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
-        assert_eq!(
-            *decoded.lock().unwrap(),
-            want,
-            "{factory}: decoded (video, audio)"
-        );
+        assert_played_by_rtmpsrc(&p, &source, &decoded, want, factory);
     }
 }

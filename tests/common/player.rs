@@ -499,6 +499,30 @@ pub fn playbin_with_source(
     )
 }
 
+/// Plays `p` (from `playbin_with_source`) to its end, then checks that
+/// playbin picked rtmpsrc and that its sinks got `want` decoded buffers
+/// (video, audio).
+pub fn assert_played_by_rtmpsrc(
+    p: &gst::Pipeline,
+    source: &Mutex<Option<String>>,
+    decoded: &Decoded,
+    want: [usize; 2],
+    factory: &str,
+) {
+    play_to_eos(p, Duration::from_secs(30));
+    p.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        source.lock().unwrap().as_deref(),
+        Some("rtmpsrc"),
+        "{factory}"
+    );
+    assert_eq!(
+        *decoded.lock().unwrap(),
+        want,
+        "{factory}: decoded (video, audio)"
+    );
+}
+
 /// (video, track) of a media pad name: `video`, `audio`, `video_N`, `audio_N`.
 pub fn pad_track(name: &str) -> Option<(bool, u8)> {
     let (kind, n) = name.split_once('_').unwrap_or((name, "0"));
