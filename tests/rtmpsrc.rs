@@ -925,12 +925,31 @@ fn live_with_configurable_latency_and_no_growing_delay() {
     assert!(tail < 0.5, "buffers arrive {tail:.3} s after their time");
 }
 
+/// onMetaData becomes tags as a container demuxer gives them: the stream's
+/// (encoder, the whole bitrate) in global scope on every pad, and each
+/// track's own bitrate in stream scope on its pad (before, the stream's
+/// tags went out once, on whichever pad was first, so a player showed the
+/// whole stream's bitrate as the audio's).
 #[test]
 fn metadata_becomes_tags() {
     needs!("ffmpeg");
     init();
     let dir = TempDir::new("src-tags");
-    let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
+    // With a bitrate for each track, so that FFmpeg's metadata gives both
+    // data rates (kbit/s as FFmpeg counts them: 500000 / 1024, 64000 / 1024).
+    let media = dir.path("in.flv");
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t", "1", "-c:v", "libx264", "-b:v", "500k", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+        .arg(&media)
+        .status()
+        .unwrap();
+    assert!(st.success());
     // nginx rewrites metadata for players (it drops "encoder"); FFmpeg's
     // listen server passes it on as published.
     let port = free_port();
@@ -943,41 +962,70 @@ fn metadata_becomes_tags() {
         .spawn()
         .unwrap();
     wait_for_listen(port, Duration::from_secs(10));
-    let (p, _, _) = player(
+    let (p, log, _) = player(
         &format!("rtmp://127.0.0.1:{port}/live/key"),
         "eos-on-disconnect=true",
     );
-    p.set_state(gst::State::Playing).unwrap();
-    let bus = p.bus().unwrap();
-    let mut encoder = None;
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        let Some(m) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(200),
-            &[
-                gst::MessageType::Tag,
-                gst::MessageType::Eos,
-                gst::MessageType::Error,
-            ],
-        ) else {
-            continue;
-        };
-        match m.view() {
-            gst::MessageView::Tag(t) => {
-                if let Some(e) = t.tags().get::<gst::tags::Encoder>() {
-                    encoder = Some(e.get().to_owned());
+    // Each pad's tag events, by scope: the last of each.
+    type Scoped = (Option<gst::TagList>, Option<gst::TagList>);
+    let got: Arc<Mutex<std::collections::BTreeMap<String, Scoped>>> = Arc::default();
+    let src = p
+        .children()
+        .into_iter()
+        .find(|e| e.name().starts_with("rtmpsrc"))
+        .unwrap();
+    let g = got.clone();
+    src.connect_pad_added(move |_, pad| {
+        let (g, name) = (g.clone(), pad.name().to_string());
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Tag(t) = e.view()
+            {
+                let tags = t.tag_owned();
+                let mut g = g.lock().unwrap();
+                let entry = g.entry(name.clone()).or_default();
+                match tags.scope() {
+                    gst::TagScope::Global => entry.0 = Some(tags),
+                    _ => entry.1 = Some(tags),
                 }
             }
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => break,
-        }
-    }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(15));
     p.set_state(gst::State::Null).unwrap();
     wait_child(&mut ff, Duration::from_secs(10));
-    // FFmpeg names itself in onMetaData's "encoder" (Lavf...).
-    assert!(
-        encoder.as_deref().is_some_and(|e| e.starts_with("Lavf")),
-        "{encoder:?}"
+    assert!(!log.lock().unwrap().is_empty(), "nothing played");
+    let got = got.lock().unwrap().clone();
+    let names: Vec<_> = got.keys().cloned().collect();
+    assert_eq!(names, ["audio", "video"]);
+    let bitrate = |t: &Option<gst::TagList>| {
+        t.as_ref()
+            .and_then(|t| t.get::<gst::tags::Bitrate>())
+            .map(|b| b.get())
+    };
+    let mut whole = None;
+    for (name, (global, _)) in &got {
+        let g = global
+            .as_ref()
+            .unwrap_or_else(|| panic!("no global tags on {name}"));
+        // FFmpeg names itself in onMetaData's "encoder" (Lavf...).
+        let encoder = g.get::<gst::tags::Encoder>().map(|e| e.get().to_owned());
+        assert!(
+            encoder.as_deref().is_some_and(|e| e.starts_with("Lavf")),
+            "{name}: {g:?}"
+        );
+        let b = bitrate(global);
+        assert!(b.is_some(), "{name}: no stream bitrate in {g:?}");
+        assert!(whole.is_none_or(|w| Some(w) == b), "{name}: {g:?}");
+        whole = b;
+    }
+    let (video, audio) = (bitrate(&got["video"].1), bitrate(&got["audio"].1));
+    assert_eq!(
+        (video, audio, whole),
+        (Some(488_281), Some(62_500), Some(550_781)),
+        "{got:?}"
     );
 }
 

@@ -139,6 +139,9 @@ struct Track {
     discont: bool,
     /// Video: the last Enhanced RTMP colorInfo, applied to the caps.
     color: Option<crate::rtmp::codec::ColorInfo>,
+    /// The stream's tags (`State::stream_tags`) as they are went out on
+    /// this track's pad.
+    tagged: bool,
 }
 
 #[derive(Default)]
@@ -160,10 +163,12 @@ struct State {
     first_ts: Option<u32>,
     no_more_pads: bool,
     meta: Option<Amf0Value>,
-    /// The stream's tags (encoder, title, bitrate), for the first pad.
-    pending_tags: Option<gst::TagList>,
-    /// Tags of tracks other than 0 from the metadata's track maps
-    /// (language, title, bitrate), each for its track's pad.
+    /// The stream's tags from its metadata (encoder, title, the whole
+    /// bitrate), global in scope: every pad gives them before its first
+    /// frame after they change, as a container demuxer does.
+    stream_tags: Option<gst::TagList>,
+    /// Each track's own tags from the metadata (its bitrate; language
+    /// and title from the track maps), for its pad's next frame.
     track_tags: Vec<(PadTrack, gst::TagList)>,
     /// The offset of the buffer being demuxed: when it was read from the
     /// socket (see crate::latency), passed on to what comes out of it.
@@ -700,6 +705,7 @@ impl RtmpSrcDemux {
         let mut tags = gst::TagList::new();
         {
             let t = tags.get_mut().expect("new tag list");
+            t.set_scope(gst::TagScope::Global);
             if let Some(e) = m.get_str("encoder") {
                 t.add::<gst::tags::Encoder>(&e, gst::TagMergeMode::Replace);
             }
@@ -719,6 +725,20 @@ impl RtmpSrcDemux {
             }
         }
         let mut track_tags = Vec::new();
+        // Track 0's own bitrate is at the top level (unless a track map
+        // names track 0 too: it then comes from there).
+        for (video, has) in [(true, has_v), (false, has_a)] {
+            let in_map = m
+                .get(track_map_key(video))
+                .and_then(|map| map.get("0"))
+                .is_some();
+            if has && !in_map {
+                let own = track_bitrate(video, &m);
+                if own.n_tags() > 0 {
+                    track_tags.push((PadTrack { video, track: 0 }, own));
+                }
+            }
+        }
         for video in [true, false] {
             let Some(map) = m.get(track_map_key(video)).and_then(Amf0Value::properties) else {
                 continue;
@@ -739,8 +759,11 @@ impl RtmpSrcDemux {
             st.expect = Some(expect);
         }
         st.meta = Some(m);
-        st.pending_tags = Some(tags);
+        st.stream_tags = Some(tags);
         st.track_tags = track_tags;
+        for (_, t) in &mut st.tracks {
+            t.tagged = false;
+        }
     }
 
     /// Creates the pad for a track, or changes its caps.
@@ -827,29 +850,28 @@ impl RtmpSrcDemux {
         cts: i32,
         key: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (pad, tags, discont, arrival, direct) = {
+        let (pad, global, own, discont, arrival, direct) = {
             let mut st = self.lock();
             let (arrival, direct) = (st.arrival, st.direct);
-            let track = st.tracks.iter_mut().find(|(t, _)| *t == id);
-            let Some((pad, discont)) = track.and_then(|(_, tr)| {
-                let pad = tr.pad.clone()?;
-                Some((pad, std::mem::take(&mut tr.discont)))
-            }) else {
+            let Some((_, tr)) = st.tracks.iter_mut().find(|(t, _)| *t == id) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            // The stream's tags go with the first frame out; a track's own
-            // (from the metadata's track maps) with its first frame.
-            let mut tags = st.pending_tags.take();
-            if let Some(i) = st.track_tags.iter().position(|(t, _)| *t == id) {
-                let (_, own) = st.track_tags.swap_remove(i);
-                tags = Some(match tags {
-                    Some(t) => t.merge(&own, gst::TagMergeMode::Replace),
-                    None => own,
-                });
-            }
-            (pad, tags, discont, arrival, direct)
+            let Some(pad) = tr.pad.clone() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let discont = std::mem::take(&mut tr.discont);
+            let first = !std::mem::replace(&mut tr.tagged, true);
+            // The stream's tags before each pad's first frame; the track's
+            // own with its next one.
+            let global = if first { st.stream_tags.clone() } else { None };
+            let own = st
+                .track_tags
+                .iter()
+                .position(|(t, _)| *t == id)
+                .map(|i| st.track_tags.swap_remove(i).1);
+            (pad, global, own, discont, arrival, direct)
         };
-        if let Some(t) = tags {
+        for t in [global, own].into_iter().flatten() {
             self.send_event(&pad, gst::event::Tag::new(t));
         }
         // A slice of the tag body, which holds the connection's buffer: no copy.
@@ -1201,7 +1223,7 @@ fn with_nano_offset(
 /// A track's tags from its entry in a metadata track map: language,
 /// title and bitrate.
 fn map_tags(video: bool, info: &Amf0Value) -> gst::TagList {
-    let mut tags = gst::TagList::new();
+    let mut tags = track_bitrate(video, info);
     let t = tags.get_mut().expect("new tag list");
     if let Some(l) = info.get_str("language") {
         t.add::<gst::tags::LanguageCode>(&l, gst::TagMergeMode::Replace);
@@ -1209,12 +1231,19 @@ fn map_tags(video: bool, info: &Amf0Value) -> gst::TagList {
     if let Some(title) = info.get_str("title") {
         t.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
     }
+    tags
+}
+
+/// A track's bitrate (`videodatarate`/`audiodatarate`, kbit/s) as a tag.
+fn track_bitrate(video: bool, info: &Amf0Value) -> gst::TagList {
+    let mut tags = gst::TagList::new();
+    let t = tags.get_mut().expect("new tag list");
     let rate = info.get_f64(if video {
         "videodatarate"
     } else {
         "audiodatarate"
     });
-    if let Some(r) = rate.filter(|r| *r > 0.0) {
+    if let Some(r) = rate.filter(|r| *r > 0.0 && *r < f64::from(u32::MAX) / 1000.0) {
         t.add::<gst::tags::Bitrate>(&((r * 1000.0) as u32), gst::TagMergeMode::Replace);
     }
     tags
