@@ -281,6 +281,10 @@ struct Out {
     all_caps: Vec<gst::Caps>,
     /// Each stream-start: its stream id and group id.
     starts: Vec<(String, Option<gst::GroupId>)>,
+    /// The stream id of the stream object each stream-start carried.
+    start_streams: Vec<Option<String>>,
+    /// Each stream collection: the ids of its streams.
+    collections: Vec<Vec<String>>,
 }
 
 type Outs = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Out>>>;
@@ -329,8 +333,19 @@ fn collect_pads(el: &gst::Element) -> Outs {
                         out.all_caps.push(c.caps_owned());
                     }
                     gst::EventView::StreamStart(s) => {
-                        out.starts.push((s.stream_id().to_owned(), s.group_id()))
+                        out.starts.push((s.stream_id().to_owned(), s.group_id()));
+                        let id = s
+                            .stream()
+                            .and_then(|s| s.stream_id())
+                            .map(|i| i.to_string());
+                        out.start_streams.push(id);
                     }
+                    gst::EventView::StreamCollection(c) => out.collections.push(
+                        c.stream_collection()
+                            .iter()
+                            .filter_map(|s| s.stream_id().map(|i| i.to_string()))
+                            .collect(),
+                    ),
                     _ => {}
                 }
                 true
@@ -533,6 +548,48 @@ fn multitrack_pads_round_trip_through_muxer_and_demuxer() {
         .get::<gst::Buffer>("codec_data")
         .unwrap();
     assert_eq!(&cd.map_readable().unwrap()[..], ASC);
+    // One collection of every track the metadata announced, in track
+    // order, on every pad from its start (decodebin3 selects from it);
+    // each stream-start carries its track's stream.
+    for (name, out) in outs.iter() {
+        let id = &out.starts[0].0;
+        assert_eq!(out.start_streams, [Some(id.clone())], "{name}");
+        let tails: Vec<Vec<&str>> = out
+            .collections
+            .iter()
+            .map(|c| c.iter().map(|i| i.rsplit('/').next().unwrap()).collect())
+            .collect();
+        assert_eq!(tails, [["video", "video_1", "audio_2"]], "{name}");
+    }
+}
+
+/// Tracks that come unannounced (no metadata): each new track's pad
+/// brings a new collection, in track order, which every pad there is gets
+/// too.
+#[test]
+fn the_collection_grows_with_unannounced_tracks() {
+    init();
+    let tags = mux_pads(vec![
+        ("video", h264_caps(), video_frames()),
+        ("video_1", h264_caps(), video_frames()),
+        ("audio_2", aac_caps(), audio_frames()),
+    ]);
+    let meta = crate::rtmp::amf0::decode_all(&tags[0].data, &Default::default()).unwrap();
+    assert_eq!(meta[0].as_str(), Some("onMetaData"));
+    let outs = demux(&tags[1..]);
+    let outs = outs.lock().unwrap();
+    let last = |name: &str| -> Vec<String> {
+        let c = outs[name].collections.last().expect("a collection");
+        c.iter()
+            .map(|i| i.rsplit('/').next().unwrap().to_owned())
+            .collect()
+    };
+    for name in ["video", "video_1", "audio_2"] {
+        assert_eq!(last(name), ["video", "video_1", "audio_2"], "{name}");
+    }
+    // The first pad saw the set grow; the last came with it whole.
+    assert_eq!(outs["video"].collections.len(), 3);
+    assert_eq!(outs["audio_2"].collections.len(), 1);
 }
 
 /// An Enhanced RTMP frame with a ModEx nanosecond offset: the demuxer's

@@ -299,6 +299,178 @@ fn rtmpsink_multitrack_through_nginx() {
     }
 }
 
+/// playbin3 on a multitrack stream plays track 0 of each kind (H.264
+/// 320x240 and AAC at 44.1 kHz), not whichever track's pad came first (the
+/// H.265 160x120 or the Opus at 48 kHz, as it did now and then): rtmpsrc
+/// gives one collection of every track, in track order, on every pad, and
+/// decodebin3 selects the first of each kind in it.
+#[test]
+fn playbin3_plays_track_0_of_each_kind() {
+    init();
+    for run in 0..3 {
+        let (server, _, notes, url) = paused_sink_server(MULTITRACK_PUBLISH, "");
+        let (p, source, decoded) = playbin_with_source("playbin3", &url, |_| {});
+        // What reached the sinks, and what decodebin3 said it had and chose.
+        let negotiated: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
+        for prop in ["video-sink", "audio-sink"] {
+            let sink = p.property::<gst::Element>(prop);
+            let n = negotiated.clone();
+            sink.static_pad("sink").unwrap().add_probe(
+                gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    if let Some(gst::PadProbeData::Event(e)) = &info.data
+                        && let gst::EventView::Caps(c) = e.view()
+                    {
+                        n.lock().unwrap().push(c.caps_owned());
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
+        let collections: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let selected: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let (c2, s2) = (collections.clone(), selected.clone());
+        let tail = |s: &gst::Stream| {
+            let id = s.stream_id().map(|i| i.to_string()).unwrap_or_default();
+            id.rsplit('/').next().unwrap_or_default().to_owned()
+        };
+        p.bus().unwrap().set_sync_handler(move |_, m| {
+            match m.view() {
+                gst::MessageView::StreamCollection(c) => {
+                    c2.lock()
+                        .unwrap()
+                        .push(c.stream_collection().iter().map(|s| tail(&s)).collect());
+                }
+                gst::MessageView::StreamsSelected(s) => {
+                    s2.lock()
+                        .unwrap()
+                        .push(s.streams().map(|s| tail(&s)).collect());
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Pass
+        });
+        p.set_state(gst::State::Playing).unwrap();
+        common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
+        server.set_state(gst::State::Playing).unwrap();
+        play_to_eos(&server, Duration::from_secs(60));
+        play_to_eos(&p, Duration::from_secs(30));
+        p.set_state(gst::State::Null).unwrap();
+        server.set_state(gst::State::Null).unwrap();
+        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+        let collections = collections.lock().unwrap().clone();
+        assert!(
+            collections
+                .iter()
+                .any(|c| c == &["video", "audio", "video_1", "audio_2"]),
+            "run {run}: {collections:?}"
+        );
+        let selected = selected.lock().unwrap().clone();
+        let mut last = selected.last().cloned().unwrap_or_default();
+        last.sort();
+        assert_eq!(last, ["audio", "video"], "run {run}: {selected:?}");
+        let negotiated = negotiated.lock().unwrap().clone();
+        let field = |name: &str, field: &str| -> Vec<i32> {
+            negotiated
+                .iter()
+                .filter(|c| c.structure(0).unwrap().name().starts_with(name))
+                .map(|c| c.structure(0).unwrap().get::<i32>(field).unwrap())
+                .collect()
+        };
+        assert_eq!(field("video/", "width"), [320], "run {run}: {negotiated:?}");
+        assert_eq!(
+            field("audio/", "rate"),
+            [44100],
+            "run {run}: {negotiated:?}"
+        );
+        let [video, audio] = *decoded.lock().unwrap();
+        assert_eq!(video, 60, "run {run}: track 0's frames decoded");
+        assert!(audio > 0, "run {run}: no audio decoded");
+    }
+}
+
+/// An application switches tracks in playbin3 as in a file: after
+/// `select-streams` naming the H.265 track and the Opus track of the
+/// collection, those are what decode (160x120, 48 kHz).
+#[test]
+fn playbin3_switches_tracks_with_select_streams() {
+    init();
+    // Live, so that the switch comes while the stream plays (4 s).
+    let publish = MULTITRACK_PUBLISH
+        .replace(
+            "videotestsrc num-buffers=60",
+            "videotestsrc is-live=true num-buffers=120",
+        )
+        .replace(
+            "audiotestsrc num-buffers=60",
+            "audiotestsrc is-live=true num-buffers=170",
+        );
+    let (server, _, notes, url) = paused_sink_server(&publish, "");
+    let (p, _, _) = playbin_with_source("playbin3", &url, |_| {});
+    let negotiated: Arc<Mutex<Vec<String>>> = Arc::default();
+    for prop in ["video-sink", "audio-sink"] {
+        let sink = p.property::<gst::Element>(prop);
+        let n = negotiated.clone();
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data
+                    && let gst::EventView::Caps(c) = e.view()
+                {
+                    let s = c.caps().structure(0).unwrap();
+                    let what = match s.get::<i32>("width") {
+                        Ok(w) => format!("width {w}"),
+                        Err(_) => format!("rate {}", s.get::<i32>("rate").unwrap_or(0)),
+                    };
+                    n.lock().unwrap().push(what);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    let collection: Arc<Mutex<Option<gst::StreamCollection>>> = Arc::default();
+    let c2 = collection.clone();
+    p.bus().unwrap().set_sync_handler(move |_, m| {
+        if let gst::MessageView::StreamCollection(c) = m.view() {
+            *c2.lock().unwrap() = Some(c.stream_collection());
+        }
+        gst::BusSyncReply::Pass
+    });
+    p.set_state(gst::State::Playing).unwrap();
+    common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
+    server.set_state(gst::State::Playing).unwrap();
+    let began = std::time::Instant::now();
+    while negotiated.lock().unwrap().len() < 2 && began.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ids: Vec<String> = {
+        let c = collection.lock().unwrap();
+        let c = c.as_ref().expect("a stream collection");
+        c.iter()
+            .filter_map(|s| s.stream_id().map(|i| i.to_string()))
+            .filter(|id| id.ends_with("/video_1") || id.ends_with("/audio_2"))
+            .collect()
+    };
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(p.send_event(gst::event::SelectStreams::new(
+        ids.iter().map(String::as_str)
+    )));
+    play_to_eos(&server, Duration::from_secs(30));
+    play_to_eos(&p, Duration::from_secs(30));
+    p.set_state(gst::State::Null).unwrap();
+    server.set_state(gst::State::Null).unwrap();
+    let negotiated = negotiated.lock().unwrap().clone();
+    let mut first: Vec<&str> = negotiated[..2].iter().map(String::as_str).collect();
+    first.sort();
+    assert_eq!(first, ["rate 44100", "width 320"], "{negotiated:?}");
+    for want in ["rate 48000", "width 160"] {
+        assert!(
+            negotiated[2..].iter().any(|n| n == want),
+            "no {want} after the switch: {negotiated:?}"
+        );
+    }
+}
+
 /// Pads that cannot be: a second track 0 (`video` and `video_0`), a track
 /// past 255, and G.711 on a track other than 0 (Enhanced RTMP has no FourCC
 /// for it), which fails with an error naming the pad.

@@ -160,6 +160,13 @@ struct State {
     group_id: Option<gst::GroupId>,
     /// From onMetaData: the tracks the stream says it has.
     expect: Option<Vec<PadTrack>>,
+    /// A stream object per track known (announced or come), and the
+    /// collection of them in track order (track 0 first, video before
+    /// audio) that every pad gives after its stream-start. decodebin3
+    /// (playbin3) selects from it, by default the first of each kind:
+    /// track 0, not whichever track's pad happened to come first.
+    streams: Vec<(PadTrack, gst::Stream)>,
+    collection: Option<gst::StreamCollection>,
     first_ts: Option<u32>,
     no_more_pads: bool,
     meta: Option<Amf0Value>,
@@ -203,6 +210,53 @@ impl State {
             .iter()
             .find(|(t, _)| *t == id)
             .and_then(|(_, tr)| tr.pad.as_ref())
+    }
+
+    /// The stream of a track, made on first use.
+    fn stream(&mut self, id: PadTrack) -> gst::Stream {
+        if let Some((_, s)) = self.streams.iter().find(|(t, _)| *t == id) {
+            return s.clone();
+        }
+        let kind = if id.video {
+            gst::StreamType::VIDEO
+        } else {
+            gst::StreamType::AUDIO
+        };
+        let stream_id = format!("{}/{}", self.stream_id, id.name());
+        let s = gst::Stream::new(Some(&stream_id), None, kind, gst::StreamFlags::empty());
+        self.streams.push((id, s.clone()));
+        s
+    }
+
+    /// The collection of every track known (the metadata's, those with a
+    /// pad, and `with`), made anew when that set changed: then also
+    /// whether it did.
+    fn collection(&mut self, with: Option<PadTrack>) -> (gst::StreamCollection, bool) {
+        let mut known: Vec<PadTrack> = self.expect.clone().unwrap_or_default();
+        known.extend(
+            self.tracks
+                .iter()
+                .filter(|(_, t)| t.pad.is_some())
+                .map(|(id, _)| *id),
+        );
+        known.extend(with);
+        known.sort_by_key(|t| (t.track, !t.video));
+        known.dedup();
+        if let Some(c) = &self.collection {
+            let same = c.len() == known.len()
+                && c.iter()
+                    .zip(&known)
+                    .all(|(s, id)| self.streams.iter().any(|(t, have)| t == id && have == &s));
+            if same {
+                return (c.clone(), false);
+            }
+        }
+        let streams: Vec<gst::Stream> = known.iter().map(|id| self.stream(*id)).collect();
+        let c = gst::StreamCollection::builder(Some(&self.stream_id))
+            .streams(streams)
+            .build();
+        self.collection = Some(c.clone());
+        (c, true)
     }
 
     fn pads(&self) -> Vec<gst::Pad> {
@@ -496,6 +550,10 @@ impl RtmpSrcDemux {
         match event.view() {
             gst::EventView::StreamStart(s) => {
                 let mut st = self.lock();
+                if st.stream_id != s.stream_id() {
+                    st.streams.clear();
+                    st.collection = None;
+                }
                 st.stream_id = s.stream_id().to_string();
                 st.group_id = Some(s.group_id().unwrap_or_else(gst::GroupId::next));
                 true
@@ -758,28 +816,43 @@ impl RtmpSrcDemux {
         if !expect.is_empty() {
             st.expect = Some(expect);
         }
+        let update = if st.tracks.iter().any(|(_, t)| t.pad.is_some()) {
+            let (c, changed) = st.collection(None);
+            changed.then(|| (st.pads(), c))
+        } else {
+            None
+        };
         st.meta = Some(m);
         st.stream_tags = Some(tags);
         st.track_tags = track_tags;
         for (_, t) in &mut st.tracks {
             t.tagged = false;
         }
+        drop(st);
+        if let Some((pads, c)) = update {
+            self.announce(&pads, &c);
+        }
     }
 
     /// Creates the pad for a track, or changes its caps.
     fn set_caps(&self, id: PadTrack, caps: gst::Caps) {
-        let (new_pad, push) = {
+        let (new_pad, push, collection) = {
             let mut st = self.lock();
             let segment = st.segment.clone();
             let name = id.name();
             let stream_id = format!("{}/{}", st.stream_id, name);
             let group_id = *st.group_id.get_or_insert_with(gst::GroupId::next);
-            let track = st.track(id);
-            if track.caps.as_ref() == Some(&caps) {
+            if st.track(id).caps.as_ref() == Some(&caps) {
                 return;
             }
+            let stream = st.stream(id);
+            stream.set_caps(Some(&caps));
+            let (collection, changed) = st.collection(Some(id));
+            // A new collection goes to the pads there are as well.
+            let update = changed.then(|| (st.pads(), collection.clone()));
+            let track = st.track(id);
             track.caps = Some(caps.clone());
-            match &track.pad {
+            let (new_pad, push) = match &track.pad {
                 Some(p) => (None, Some((p.clone(), caps))),
                 None => {
                     let templ = match (id.video, id.track) {
@@ -808,8 +881,10 @@ impl RtmpSrcDemux {
                     pad.push_event(
                         gst::event::StreamStart::builder(&stream_id)
                             .group_id(group_id)
+                            .stream(stream)
                             .build(),
                     );
+                    pad.push_event(gst::event::StreamCollection::new(&collection));
                     pad.push_event(gst::event::Caps::new(&caps));
                     if let Some(s) = segment {
                         pad.push_event(s);
@@ -822,8 +897,12 @@ impl RtmpSrcDemux {
                     track.discont = true;
                     (Some(pad), None)
                 }
-            }
+            };
+            (new_pad, push, update)
         };
+        if let Some((pads, c)) = collection {
+            self.announce(&pads, &c);
+        }
         if let Some(p) = new_pad {
             self.flow.lock().unwrap().add_pad(&p);
             self.obj().add_pad(&p).ok();
@@ -840,6 +919,24 @@ impl RtmpSrcDemux {
             gst::info!(CAT, imp = self, "{} caps change: {caps}", p.name());
             self.send_event(&p, gst::event::Caps::new(&caps));
         }
+    }
+
+    /// A new collection of the tracks: on the pads there are (those made
+    /// from now on give it after their stream-start) and on the bus.
+    fn announce(&self, pads: &[gst::Pad], collection: &gst::StreamCollection) {
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{} tracks in the collection",
+            collection.len()
+        );
+        for p in pads {
+            self.send_event(p, gst::event::StreamCollection::new(collection));
+        }
+        let msg = gst::message::StreamCollection::builder(collection)
+            .src(&*self.obj())
+            .build();
+        self.obj().post_message(msg).ok();
     }
 
     fn push(
