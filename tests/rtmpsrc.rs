@@ -275,6 +275,36 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
     }
 }
 
+/// Streams with no audio, or audio in a codec rtmpsrc leaves out
+/// (Nellymoser), play to their end, every video frame decoded: the
+/// Nellymoser one in playbin and playbin3, the video-only one in
+/// playbin3. Before, playbin waited forever for the audio pad the
+/// metadata announced (no-more-pads never came); and while a stream-start
+/// carried a stream without a collection, playbin3 failed on the
+/// video-only stream with not-linked.
+#[test]
+fn playbin_plays_a_stream_without_audio_or_with_audio_left_out() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-playbin-one");
+    let nginx = Nginx::start("");
+    let nelly = flv_with_audio(&dir, "nellymoser", 44100, 1);
+    let video_only = make_flv(&dir, "v.flv", 2, Tracks::VideoOnly);
+    for (what, media, factory) in [
+        ("nellymoser", &nelly, "playbin"),
+        ("nellymoser", &nelly, "playbin3"),
+        ("video-only", &video_only, "playbin3"),
+    ] {
+        let [video, _] = decoded_counts(media);
+        let name = format!("{what}-{factory}");
+        let url = nginx.url(&name);
+        let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
+        start_player(&p, &nginx, &name);
+        ffmpeg_publish(media, &url);
+        assert_played_by_rtmpsrc(&p, &source, &decoded, [video, 0], &name);
+    }
+}
+
 #[test]
 fn timestamp_jump_gives_discont_and_no_stall() {
     needs!("nginx", "ffmpeg");

@@ -228,11 +228,26 @@ impl State {
         s
     }
 
-    /// The collection of every track known (the metadata's, those with a
-    /// pad, and `with`), made anew when that set changed: then also
-    /// whether it did.
-    fn collection(&mut self, with: Option<PadTrack>) -> (gst::StreamCollection, bool) {
-        let mut known: Vec<PadTrack> = self.expect.clone().unwrap_or_default();
+    /// Whether a track was left out (a codec rtmpsrc does not map).
+    fn left_out(&self, id: PadTrack) -> bool {
+        self.tracks
+            .iter()
+            .any(|(t, tr)| *t == id && tr.warned && tr.pad.is_none())
+    }
+
+    /// The collection of every track known (those the metadata announced
+    /// until no-more-pads, those with a pad, and `with`; not those left
+    /// out), made anew when that set changed: then also whether it did.
+    /// Only once the stream has several tracks of a kind: with one of
+    /// each, decodebin3's own collection of its inputs selects the same,
+    /// and a track announced that never comes (or is left out) cannot hold
+    /// playbin3 up waiting for it (an update comes in order with the data,
+    /// behind what downstream holds).
+    fn collection(&mut self, with: Option<PadTrack>) -> Option<(gst::StreamCollection, bool)> {
+        let mut known: Vec<PadTrack> = match (&self.expect, self.no_more_pads) {
+            (Some(e), false) => e.iter().copied().filter(|t| !self.left_out(*t)).collect(),
+            _ => Vec::new(),
+        };
         known.extend(
             self.tracks
                 .iter()
@@ -242,13 +257,16 @@ impl State {
         known.extend(with);
         known.sort_by_key(|t| (t.track, !t.video));
         known.dedup();
+        if self.collection.is_none() && known.iter().all(|t| t.track == 0) {
+            return None;
+        }
         if let Some(c) = &self.collection {
             let same = c.len() == known.len()
                 && c.iter()
                     .zip(&known)
                     .all(|(s, id)| self.streams.iter().any(|(t, have)| t == id && have == &s));
             if same {
-                return (c.clone(), false);
+                return Some((c.clone(), false));
             }
         }
         let streams: Vec<gst::Stream> = known.iter().map(|id| self.stream(*id)).collect();
@@ -256,7 +274,7 @@ impl State {
             .streams(streams)
             .build();
         self.collection = Some(c.clone());
-        (c, true)
+        Some((c, true))
     }
 
     fn pads(&self) -> Vec<gst::Pad> {
@@ -730,13 +748,19 @@ impl RtmpSrcDemux {
                     .any(|(t, tr)| t.video == video && tr.pad.is_some())
             };
             let (has_v, has_a) = (has(true), has(false));
+            let late = i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS;
+            // An announced track whose codec is left out will not come;
+            // one that has not come that long after the first tag is not
+            // waited for either (a player would wait for it forever).
             let done = match &st.expect {
-                Some(tracks) => tracks.iter().all(|t| st.pad(*t).is_some()) && (has_v || has_a),
-                None => {
-                    (has_v && has_a)
-                        || (i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS
-                            && (has_v || has_a))
+                Some(tracks) => {
+                    (late
+                        || tracks
+                            .iter()
+                            .all(|t| st.pad(*t).is_some() || st.left_out(*t)))
+                        && (has_v || has_a)
                 }
+                None => (has_v && has_a) || (late && (has_v || has_a)),
             };
             if done {
                 st.no_more_pads = true;
@@ -745,6 +769,7 @@ impl RtmpSrcDemux {
         };
         if fire {
             gst::debug!(CAT, imp = self, "no more pads");
+            self.refresh_collection();
             self.obj().no_more_pads();
         }
     }
@@ -816,12 +841,6 @@ impl RtmpSrcDemux {
         if !expect.is_empty() {
             st.expect = Some(expect);
         }
-        let update = if st.tracks.iter().any(|(_, t)| t.pad.is_some()) {
-            let (c, changed) = st.collection(None);
-            changed.then(|| (st.pads(), c))
-        } else {
-            None
-        };
         st.meta = Some(m);
         st.stream_tags = Some(tags);
         st.track_tags = track_tags;
@@ -829,6 +848,22 @@ impl RtmpSrcDemux {
             t.tagged = false;
         }
         drop(st);
+        self.refresh_collection();
+    }
+
+    /// Once there are pads, a change in the tracks known (announced, left
+    /// out, or announced and never come by no-more-pads) is a new
+    /// collection for them.
+    fn refresh_collection(&self) {
+        let update = {
+            let mut st = self.lock();
+            if st.tracks.iter().any(|(_, t)| t.pad.is_some()) {
+                st.collection(None)
+                    .and_then(|(c, changed)| changed.then(|| (st.pads(), c)))
+            } else {
+                None
+            }
+        };
         if let Some((pads, c)) = update {
             self.announce(&pads, &c);
         }
@@ -847,9 +882,11 @@ impl RtmpSrcDemux {
             }
             let stream = st.stream(id);
             stream.set_caps(Some(&caps));
-            let (collection, changed) = st.collection(Some(id));
+            let collection = st.collection(Some(id));
             // A new collection goes to the pads there are as well.
-            let update = changed.then(|| (st.pads(), collection.clone()));
+            let update = collection
+                .as_ref()
+                .and_then(|(c, changed)| changed.then(|| (st.pads(), c.clone())));
             let track = st.track(id);
             track.caps = Some(caps.clone());
             let (new_pad, push) = match &track.pad {
@@ -878,13 +915,19 @@ impl RtmpSrcDemux {
                     // With a queue, its thread waits for the first buffer
                     // while the first sticky events go straight to the pad.
                     pad.set_active(true).ok();
-                    pad.push_event(
-                        gst::event::StreamStart::builder(&stream_id)
-                            .group_id(group_id)
-                            .stream(stream)
-                            .build(),
-                    );
-                    pad.push_event(gst::event::StreamCollection::new(&collection));
+                    // The track's stream only with a collection: parsebin
+                    // takes a stream-start that carries a stream for one
+                    // whose collection comes from upstream, and without one
+                    // decodebin3 selected nothing (a video-only stream
+                    // failed in playbin3 with not-linked).
+                    let mut start = gst::event::StreamStart::builder(&stream_id).group_id(group_id);
+                    if collection.is_some() {
+                        start = start.stream(stream);
+                    }
+                    pad.push_event(start.build());
+                    if let Some((c, _)) = &collection {
+                        pad.push_event(gst::event::StreamCollection::new(c));
+                    }
                     pad.push_event(gst::event::Caps::new(&caps));
                     if let Some(s) = segment {
                         pad.push_event(s);
@@ -1015,6 +1058,7 @@ impl RtmpSrcDemux {
                     what
                 )
             );
+            self.refresh_collection();
         }
     }
 
