@@ -589,6 +589,18 @@ impl RtmpSrcDemux {
                 true
             }
             gst::EventView::Eos(_) => {
+                // A stream that ends before its tracks were all seen (or
+                // the wait for them ran out) has all it will have.
+                let fire = {
+                    let mut st = self.lock();
+                    let fire = !st.no_more_pads && !st.pads().is_empty();
+                    st.no_more_pads |= fire;
+                    fire
+                };
+                if fire {
+                    self.refresh_collection();
+                    self.obj().no_more_pads();
+                }
                 let pads = self.lock().pads();
                 if pads.is_empty() {
                     gst::element_imp_error!(
@@ -783,8 +795,16 @@ impl RtmpSrcDemux {
             return;
         }
         let m = values[1].clone();
-        let has_v = m.get("videocodecid").is_some() || m.get("width").is_some();
-        let has_a = m.get("audiocodecid").is_some() || m.get("audiosamplerate").is_some();
+        // nginx-rtmp rewrites the metadata for its players with every
+        // field, 0 where the stream has none (`audiocodecid` 0 on a
+        // video-only stream): a kind is there when a field of it says
+        // something.
+        let said = |k: &str| match m.get(k) {
+            None | Some(Amf0Value::Null | Amf0Value::Undefined) => false,
+            Some(v) => v.as_f64().is_none_or(|n| n > 0.0),
+        };
+        let has_v = said("videocodecid") || said("width");
+        let has_a = said("audiocodecid") || said("audiosamplerate") || said("audiodatarate");
         let mut tags = gst::TagList::new();
         {
             let t = tags.get_mut().expect("new tag list");
