@@ -139,8 +139,8 @@ struct Track {
     discont: bool,
     /// Video: the last Enhanced RTMP colorInfo, applied to the caps.
     color: Option<crate::rtmp::codec::ColorInfo>,
-    /// The stream's tags (`State::stream_tags`) as they are went out on
-    /// this track's pad.
+    /// The stream's tags (`State::stream_tags`) as they are now went out
+    /// on this track's pad.
     tagged: bool,
 }
 
@@ -598,8 +598,7 @@ impl RtmpSrcDemux {
                     fire
                 };
                 if fire {
-                    self.refresh_collection();
-                    self.obj().no_more_pads();
+                    self.signal_no_more_pads();
                 }
                 let pads = self.lock().pads();
                 if pads.is_empty() {
@@ -780,10 +779,16 @@ impl RtmpSrcDemux {
             done
         };
         if fire {
-            gst::debug!(CAT, imp = self, "no more pads");
-            self.refresh_collection();
-            self.obj().no_more_pads();
+            self.signal_no_more_pads();
         }
+    }
+
+    /// After `no_more_pads` turned true: the tracks announced and never
+    /// come leave the collection, and the application hears it.
+    fn signal_no_more_pads(&self) {
+        gst::debug!(CAT, imp = self, "no more pads");
+        self.refresh_collection();
+        self.obj().no_more_pads();
     }
 
     fn metadata(&self, body: &[u8]) {
@@ -895,13 +900,16 @@ impl RtmpSrcDemux {
             let mut st = self.lock();
             let segment = st.segment.clone();
             let name = id.name();
-            let stream_id = format!("{}/{}", st.stream_id, name);
             let group_id = *st.group_id.get_or_insert_with(gst::GroupId::next);
             if st.track(id).caps.as_ref() == Some(&caps) {
                 return;
             }
             let stream = st.stream(id);
             stream.set_caps(Some(&caps));
+            let stream_id = stream
+                .stream_id()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
             let collection = st.collection(Some(id));
             // A new collection goes to the pads there are as well.
             let update = collection
