@@ -1218,14 +1218,27 @@ pub struct FlvTag {
 impl FlvTag {
     /// The tag followed by its PreviousTagSize.
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.push(self.tag_type);
-        put_u24(out, self.data.len() as u32);
-        put_u24(out, self.timestamp & 0xFF_FFFF);
-        out.push((self.timestamp >> 24) as u8);
-        out.extend_from_slice(&[0, 0, 0]);
+        write_tag_header(out, self.tag_type, self.timestamp, self.data.len());
         out.extend_from_slice(&self.data);
-        out.extend_from_slice(&((self.data.len() + TAG_HEADER_SIZE) as u32).to_be_bytes());
+        out.extend_from_slice(&previous_tag_size(self.data.len()));
     }
+}
+
+/// The header of a tag of `tag_type` whose body is `size` bytes (at most
+/// 16 MiB - 1, as an RTMP message), stamped `timestamp` ms: what comes
+/// before the body, so that a writer can put the body after it without
+/// copying it.
+pub fn write_tag_header(out: &mut Vec<u8>, tag_type: u8, timestamp: u32, size: usize) {
+    out.push(tag_type);
+    put_u24(out, size as u32);
+    put_u24(out, timestamp & 0xFF_FFFF);
+    out.push((timestamp >> 24) as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+}
+
+/// The PreviousTagSize after a tag whose body is `size` bytes.
+pub fn previous_tag_size(size: usize) -> [u8; 4] {
+    ((size + TAG_HEADER_SIZE) as u32).to_be_bytes()
 }
 
 /// A streaming FLV file reader: feed bytes, poll tags.

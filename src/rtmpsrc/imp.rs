@@ -5,7 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::conn::{ROLE, RtmpSrcConn, Settings, defaults};
+use super::conn::{CAT, ROLE, RtmpSrcConn, Settings, defaults};
 use super::demux::RtmpSrcDemux;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
@@ -220,6 +220,10 @@ impl ObjectImpl for RtmpSrc {
         let weak = obj.downgrade();
         self.demux.connect_pad_added(move |_, pad| {
             let Some(bin) = weak.upgrade() else { return };
+            // The FLV pad is ghosted where it was requested.
+            if pad.name() == "src" {
+                return;
+            }
             // "video", "audio", "video_%u" or "audio_%u": the same names here.
             let templ = pad
                 .pad_template()
@@ -292,21 +296,58 @@ impl ElementImpl for RtmpSrc {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let d = RtmpSrcDemux::static_type();
             let klass = glib::Class::<gst::Element>::from_type(d).expect("demuxer class");
-            ["video", "audio", "video_%u", "audio_%u"]
+            // The sometimes pads first: uridecodebin and urisourcebin
+            // (playbin) take a source as one with pads to wait for only
+            // when its first source template says so. `rtmpsrc ! flvdemux`
+            // still gets `src`, the only template whose caps fit; a
+            // downstream of any caps (`queue`, `filesink`) waits for the
+            // first elementary pad unless it names `src`.
+            ["video", "audio", "video_%u", "audio_%u", "src"]
                 .iter()
                 .map(|n| {
                     let t = klass.pad_template(n).expect("template");
-                    gst::PadTemplate::new(
-                        n,
-                        gst::PadDirection::Src,
-                        gst::PadPresence::Sometimes,
-                        t.caps(),
-                    )
-                    .unwrap()
+                    gst::PadTemplate::new(n, gst::PadDirection::Src, t.presence(), t.caps())
+                        .unwrap()
                 })
                 .collect()
         });
         T.as_ref()
+    }
+
+    /// `src`: the stream as FLV instead of elementary pads (see the
+    /// demuxer's `flv_pad`).
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let target = match self.demux.imp().request_flv() {
+            Ok(p) => p,
+            Err(why) => {
+                gst::warning!(CAT, imp = self, "no src pad: {why}");
+                return None;
+            }
+        };
+        let ghost = gst::GhostPad::builder_from_template(templ)
+            .name("src")
+            .build();
+        if ghost.set_target(Some(&target)).is_err() {
+            gst::warning!(CAT, imp = self, "no src pad: the FLV pad would not link");
+            self.demux.imp().release_flv();
+            return None;
+        }
+        if self.obj().current_state() > gst::State::Ready {
+            ghost.set_active(true).ok();
+        }
+        self.obj().add_pad(&ghost).ok()?;
+        Some(ghost.upcast())
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        pad.set_active(false).ok();
+        self.obj().remove_pad(pad).ok();
+        self.demux.imp().release_flv();
     }
 }
 

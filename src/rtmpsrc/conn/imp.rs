@@ -25,7 +25,7 @@ use crate::rtmpsrc::demux::{RtmpSrcDemux, Tag};
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "rtmpsrc",
         gst::DebugColorFlags::empty(),

@@ -12,6 +12,7 @@ use gst::glib;
 
 pub(crate) mod imp;
 
+pub(crate) use imp::CAT;
 pub use imp::{ROLE, Settings, defaults};
 
 glib::wrapper! {

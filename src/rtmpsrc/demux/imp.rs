@@ -13,8 +13,9 @@ use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
     AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, FLV_HEADER_SIZE,
     FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
-    VideoTrackData, tag_type,
+    VideoTrackData, previous_tag_size, tag_type, write_tag_header,
 };
+use crate::sync::lock;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -183,6 +184,13 @@ struct State {
     /// The tag being demuxed may have its buffer pushed directly by the
     /// caller (see `take_tag`).
     direct: bool,
+    /// The FLV pad (see `RtmpSrcDemux::flv_pad`) had its stream-start,
+    /// caps and segment.
+    flv_started: bool,
+    /// Bytes of FLV given out this run; None until the file header went.
+    flv_offset: Option<u64>,
+    /// The next FLV buffer follows a resync or a new publisher.
+    flv_discont: bool,
 }
 
 impl State {
@@ -193,6 +201,7 @@ impl State {
             t.discont = true;
             t.caps = None;
         }
+        self.flv_discont = true;
     }
 
     fn track(&mut self, id: PadTrack) -> &mut Track {
@@ -295,6 +304,34 @@ impl State {
     }
 }
 
+/// The value of an onMetaData message; None for another data message or
+/// one that cannot be read.
+fn metadata_value(body: &[u8]) -> Option<Amf0Value> {
+    let Ok(mut values) = amf0::decode_all(body, &Default::default()) else {
+        gst::warning!(CAT, "unreadable metadata");
+        return None;
+    };
+    if values.first().and_then(|v| v.as_str()) != Some("onMetaData") || values.len() < 2 {
+        return None;
+    }
+    Some(values.swap_remove(1))
+}
+
+/// Whether metadata says the stream has video, and audio. nginx-rtmp
+/// rewrites the metadata for its players with every field, 0 where the
+/// stream has none (`audiocodecid` 0 on a video-only stream): a kind is
+/// there when a field of it says something.
+fn kinds_said(m: &Amf0Value) -> (bool, bool) {
+    let said = |k: &str| match m.get(k) {
+        None | Some(Amf0Value::Null | Amf0Value::Undefined) => false,
+        Some(v) => v.as_f64().is_none_or(|n| n > 0.0),
+    };
+    (
+        said("videocodecid") || said("width"),
+        said("audiocodecid") || said("audiosamplerate") || said("audiodatarate"),
+    )
+}
+
 fn track_map_key(video: bool) -> &'static str {
     if video {
         "videoTrackIdInfoMap"
@@ -315,6 +352,13 @@ pub struct RtmpSrcDemux {
     /// rtmpsrc's measure-latency: socket to pad, timed where buffers leave
     /// (here or in `lanes`).
     departures: Arc<Departures>,
+    /// rtmpsrc's `src` pad, when requested: the stream as FLV, one tag per
+    /// buffer, as librtmp's rtmpsrc and rtmp2src give it, for the
+    /// pipelines written for them (`rtmpsrc ! flvdemux`, `rtmpsrc !
+    /// filesink location=x.flv`). No elementary pad is made meanwhile.
+    flv_pad: Mutex<Option<gst::Pad>>,
+    /// Whether `flv_pad` is set, read per tag without its lock.
+    flv_mode: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -349,6 +393,8 @@ impl ObjectSubclass for RtmpSrcDemux {
             pad_queues: AtomicBool::new(false),
             lanes: Arc::new(Lanes::new(departures.clone())),
             departures,
+            flv_pad: Mutex::default(),
+            flv_mode: AtomicBool::new(false),
         }
     }
 }
@@ -365,10 +411,16 @@ impl GstObjectImpl for RtmpSrcDemux {}
 impl ElementImpl for RtmpSrcDemux {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut t = vec![crate::common::flv_pad_template(
-                "sink",
-                gst::PadDirection::Sink,
-            )];
+            let mut t = vec![
+                crate::common::flv_pad_template("sink", gst::PadDirection::Sink),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Request,
+                    &crate::caps::flv_caps(),
+                )
+                .expect("a valid pad template"),
+            ];
             // video/audio for track 0, video_%u/audio_%u for the others.
             t.extend(crate::common::track_pad_templates(
                 gst::PadDirection::Src,
@@ -574,19 +626,42 @@ impl RtmpSrcDemux {
                 }
                 st.stream_id = s.stream_id().to_string();
                 st.group_id = Some(s.group_id().unwrap_or_else(gst::GroupId::next));
+                let started = st.flv_started;
+                drop(st);
+                // Before the first tag the FLV pad starts with the tag.
+                if let Some(flv) = self.flv_pad().filter(|_| started) {
+                    flv.push_event(event);
+                }
                 true
             }
             gst::EventView::Caps(_) => true,
             gst::EventView::Segment(_) => {
-                let pads = {
+                let (pads, started) = {
                     let mut st = self.lock();
                     st.segment = Some(event.clone());
-                    st.pads()
+                    (st.pads(), st.flv_started)
                 };
+                if let Some(flv) = self.flv_pad().filter(|_| started) {
+                    flv.push_event(event.clone());
+                }
                 for p in pads {
                     self.send_event(&p, event.clone());
                 }
                 true
+            }
+            gst::EventView::Eos(_) if self.flv_mode.load(Ordering::Acquire) => {
+                let Some(flv) = self.flv_pad() else {
+                    return true;
+                };
+                if self.lock().flv_offset.is_none() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Demux,
+                        ("The stream ended without audio, video or metadata")
+                    );
+                    return false;
+                }
+                flv.push_event(event)
             }
             gst::EventView::Eos(_) => {
                 // A stream that ends before its tracks were all seen (or
@@ -622,6 +697,9 @@ impl RtmpSrcDemux {
                     for (_, t) in &mut st.tracks {
                         t.discont = true;
                     }
+                }
+                if let Some(flv) = self.flv_pad() {
+                    flv.push_event(event.clone());
                 }
                 if self.pad_queues.load(Ordering::Relaxed) {
                     match stop {
@@ -723,7 +801,127 @@ impl RtmpSrcDemux {
     /// buffer: a tag would then be queued without waiting (and without a
     /// push from the caller's thread).
     pub fn have_room(&self) -> bool {
-        self.pad_queues.load(Ordering::Relaxed) && self.lanes.have_room()
+        self.pad_queues.load(Ordering::Relaxed)
+            && !self.flv_mode.load(Ordering::Acquire)
+            && self.lanes.have_room()
+    }
+
+    /// The FLV pad for rtmpsrc's `src` request pad (see `flv_pad`); there
+    /// is one at most, and none once the stream plays on elementary pads.
+    pub fn request_flv(&self) -> Result<gst::Pad, &'static str> {
+        let mut flv = lock(&self.flv_pad);
+        if flv.is_some() {
+            return Err("rtmpsrc has one FLV pad (src), and it was requested already");
+        }
+        if !self.lock().pads().is_empty() {
+            return Err(
+                "the stream already plays on the elementary pads: request src before it starts",
+            );
+        }
+        let templ = self.obj().pad_template("src").expect("template");
+        let pad = gst::Pad::builder_from_template(&templ).name("src").build();
+        if self.obj().current_state() > gst::State::Ready {
+            pad.set_active(true).ok();
+        }
+        self.obj()
+            .add_pad(&pad)
+            .map_err(|_| "the demuxer has a src pad already")?;
+        *flv = Some(pad.clone());
+        self.flv_mode.store(true, Ordering::Release);
+        Ok(pad)
+    }
+
+    /// rtmpsrc's `src` pad released: elementary pads from the next tag.
+    pub fn release_flv(&self) {
+        let Some(pad) = lock(&self.flv_pad).take() else {
+            return;
+        };
+        self.flv_mode.store(false, Ordering::Release);
+        pad.set_active(false).ok();
+        self.obj().remove_pad(&pad).ok();
+    }
+
+    fn flv_pad(&self) -> Option<gst::Pad> {
+        lock(&self.flv_pad).clone()
+    }
+
+    /// A tag out on the FLV pad: its header and PreviousTagSize around the
+    /// body, which is not copied; the file header before the first tag,
+    /// and the pad's stream-start, caps and segment before that.
+    fn flv_tag(
+        &self,
+        kind: u8,
+        ts: u32,
+        data: &bytes::Bytes,
+        dts: Option<gst::ClockTime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(pad) = self.flv_pad() else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let mut head = Vec::with_capacity(FLV_HEADER_SIZE + 4 + TAG_HEADER_SIZE);
+        let (start, offset, discont) = {
+            let mut st = self.lock();
+            let start = (!std::mem::replace(&mut st.flv_started, true)).then(|| {
+                let id = match st.stream_id.as_str() {
+                    "" => "rtmpsrc/flv".to_string(),
+                    id => id.to_string(),
+                };
+                let group = *st.group_id.get_or_insert_with(gst::GroupId::next);
+                (id, group, st.segment.clone())
+            });
+            if st.flv_offset.is_none() {
+                // The file header says what the metadata says the stream
+                // has, where it came first and says it; else both.
+                let (has_video, has_audio) = (kind == tag_type::SCRIPT)
+                    .then(|| metadata_value(data))
+                    .flatten()
+                    .map(|m| kinds_said(&m))
+                    .filter(|(v, a)| *v || *a)
+                    .unwrap_or((true, true));
+                FlvHeader {
+                    has_audio,
+                    has_video,
+                }
+                .write(&mut head);
+            }
+            write_tag_header(&mut head, kind, ts, data.len());
+            let offset = st.flv_offset.unwrap_or(0);
+            st.flv_offset = Some(offset + (head.len() + data.len() + 4) as u64);
+            (start, offset, std::mem::take(&mut st.flv_discont))
+        };
+        if let Some((id, group, segment)) = start {
+            pad.push_event(
+                gst::event::StreamStart::builder(&id)
+                    .group_id(group)
+                    .build(),
+            );
+            pad.push_event(gst::event::Caps::new(&crate::caps::flv_caps()));
+            pad.push_event(segment.unwrap_or_else(|| {
+                gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new())
+            }));
+        }
+        let size = head.len() + data.len() + 4;
+        let mut b = gst::Buffer::new();
+        {
+            let b = b.get_mut().expect("new buffer is writable");
+            b.append_memory(gst::Memory::from_mut_slice(head));
+            b.append_memory(gst::Memory::from_slice(data.clone()));
+            b.append_memory(gst::Memory::from_slice(previous_tag_size(data.len())));
+            b.set_dts(dts);
+            b.set_offset(offset);
+            b.set_offset_end(offset + size as u64);
+            let mut flags = gst::BufferFlags::empty();
+            // The frame type: the high nibble, legacy or Enhanced (whose
+            // top bit says an extended header).
+            if kind == tag_type::VIDEO && data.first().is_some_and(|b| (b >> 4) & 7 != 1) {
+                flags |= gst::BufferFlags::DELTA_UNIT;
+            }
+            if discont {
+                flags |= gst::BufferFlags::DISCONT;
+            }
+            b.set_flags(flags);
+        }
+        pad.push(b)
     }
 
     fn demux_tag(
@@ -733,6 +931,9 @@ impl RtmpSrcDemux {
         data: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.flv_mode.load(Ordering::Acquire) {
+            return self.flv_tag(kind, ts, data, dts);
+        }
         let r = match kind {
             tag_type::VIDEO => self.video(data, dts),
             tag_type::AUDIO => self.audio(data, dts),
@@ -792,24 +993,10 @@ impl RtmpSrcDemux {
     }
 
     fn metadata(&self, body: &[u8]) {
-        let Ok(values) = amf0::decode_all(body, &Default::default()) else {
-            gst::warning!(CAT, imp = self, "unreadable metadata");
+        let Some(m) = metadata_value(body) else {
             return;
         };
-        if values.first().and_then(|v| v.as_str()) != Some("onMetaData") || values.len() < 2 {
-            return;
-        }
-        let m = values[1].clone();
-        // nginx-rtmp rewrites the metadata for its players with every
-        // field, 0 where the stream has none (`audiocodecid` 0 on a
-        // video-only stream): a kind is there when a field of it says
-        // something.
-        let said = |k: &str| match m.get(k) {
-            None | Some(Amf0Value::Null | Amf0Value::Undefined) => false,
-            Some(v) => v.as_f64().is_none_or(|n| n > 0.0),
-        };
-        let has_v = said("videocodecid") || said("width");
-        let has_a = said("audiocodecid") || said("audiosamplerate") || said("audiodatarate");
+        let (has_v, has_a) = kinds_said(&m);
         let mut tags = gst::TagList::new();
         {
             let t = tags.get_mut().expect("new tag list");

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MPL-2.0
+//! rtmpsrc's `src` request pad: the stream as FLV, as librtmp's rtmpsrc
+//! (whose element name ours takes over) and rtmp2src give it, so that the
+//! pipelines written for them keep working: `rtmpsrc ! flvdemux` links it
+//! by its caps; `rtmpsrc name=s s.src ! queue ! flvdemux` and `s.src !
+//! filesink location=x.flv` by its name.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::player::*;
+use common::server::*;
+use common::*;
+use gst::prelude::*;
+use gstrtmp::rtmp::amf0::{self, Amf0Value};
+use gstrtmp::rtmp::flv::{FlvTag, tag_type};
+
+fn pad_names(e: &gst::Element) -> Vec<String> {
+    e.pads().iter().map(|p| p.name().to_string()).collect()
+}
+
+fn metadata(tags: &[FlvTag]) -> Vec<Vec<Amf0Value>> {
+    tags.iter()
+        .filter(|t| t.tag_type == tag_type::SCRIPT)
+        .map(|t| amf0::decode_all(&t.data, &Default::default()).unwrap())
+        .collect()
+}
+
+/// `rtmpsrc mode=server ! filesink`, taking a file's tags published with
+/// the core's client: the recording is an FLV file with the file's audio
+/// and video tags byte for byte, with their timestamps, the metadata's
+/// values, and a header that says what the metadata says; FFmpeg reads
+/// the same frames in it as in the file.
+#[test]
+fn filesink_records_the_published_tags() {
+    needs!("ffmpeg");
+    init();
+    let dir = TempDir::new("flv-out");
+    for (tracks, name, flags) in [
+        (Tracks::AudioVideo, "av", 0x05),
+        (Tracks::VideoOnly, "v", 0x01),
+        (Tracks::AudioOnly, "a", 0x04),
+    ] {
+        let media = make_flv(&dir, &format!("{name}.flv"), 2, tracks);
+        let out = dir.path(&format!("{name}-recorded.flv"));
+        let p = launch(&format!(
+            "rtmpsrc name=s mode=server eos-on-unpublish=true \
+             location=rtmp://127.0.0.1:0/live/key s.src ! filesink location={}",
+            out.display()
+        ));
+        p.set_state(gst::State::Playing).unwrap();
+        let src = element(&p, "rtmpsrc");
+        assert_eq!(pad_names(&src), ["src"], "filesink got the FLV pad");
+        let port = port_of(&src);
+        let tags = read_flv_tags(&media);
+        publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).unwrap();
+        play_to_eos(&p, Duration::from_secs(20));
+        assert_eq!(pad_names(&src), ["src"], "no elementary pad came");
+
+        let data = std::fs::read(&out).unwrap();
+        assert_eq!(&data[..4], b"FLV\x01", "{name}: the file header");
+        assert_eq!(data[4], flags, "{name}: the header's audio/video flags");
+        let got = read_flv_tags(&out);
+        assert_eq!(
+            got.first().map(|t| t.tag_type),
+            Some(tag_type::SCRIPT),
+            "{name}: the metadata first"
+        );
+        assert_eq!(metadata(&got), metadata(&tags), "{name}: the metadata");
+        let (want, have) = (av_of_tags(&tags), av_of_tags(&got));
+        assert_eq!(have.len(), want.len(), "{name}: audio and video tags");
+        for (i, (h, w)) in have.iter().zip(&want).enumerate() {
+            assert!(h == w, "{name}: tag {i} differs ({:?} vs {:?})", h.1, w.1);
+        }
+        assert_same_frames(
+            &format!("{name}: ffprobe of the recording"),
+            &ffprobe_frames(out.to_str().unwrap()),
+            &ffprobe_frames(media.to_str().unwrap()),
+        );
+    }
+}
+
+/// Launch lines written for librtmp's rtmpsrc: `rtmpsrc ! flvdemux` links
+/// rtmpsrc's `src` pad (so does `s.src ! queue ! flvdemux`), and flvdemux
+/// gives every frame of the file FFmpeg published through nginx-rtmp
+/// (payload, PTS, DTS, key flag).
+#[test]
+fn flvdemux_behind_rtmpsrc_gets_every_frame() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("flv-demux");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    for (i, link) in ["! ", "src.src ! queue ! "].into_iter().enumerate() {
+        let name = format!("flvdemux{i}");
+        let url = nginx.url(&name);
+        let p = launch(&format!(
+            "rtmpsrc name=src location={url} {link}flvdemux name=d"
+        ));
+        let src = p.by_name("src").unwrap();
+        assert_eq!(pad_names(&src), ["src"], "{link}flvdemux got the FLV pad");
+        let log = OutLog::default();
+        let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
+        let pw = p.downgrade();
+        let (log2, caps2) = (log.clone(), caps.clone());
+        p.by_name("d").unwrap().connect_pad_added(move |_, pad| {
+            let Some(p) = pw.upgrade() else { return };
+            let sink = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build()
+                .unwrap();
+            p.add(&sink).unwrap();
+            sink.sync_state_with_parent().unwrap();
+            let sinkpad = sink.static_pad("sink").unwrap();
+            pad.link(&sinkpad).unwrap();
+            record(&sinkpad, log2.clone(), caps2.clone());
+        });
+        p.set_state(gst::State::Playing).unwrap();
+        nginx.wait_player(&name);
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(&media)
+            .args(["-c", "copy", "-f", "flv", &url])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "ffmpeg could not publish");
+        play_to_eos(&p, Duration::from_secs(20));
+        // flvdemux stamps audio with a PTS only.
+        for o in log.lock().unwrap().iter_mut() {
+            if o.dts < 0 {
+                o.dts = o.pts;
+            }
+        }
+        assert_delivered_file(
+            &format!("rtmpsrc {link}flvdemux, vs ffprobe of the published file"),
+            &log,
+            &media,
+        );
+        assert_eq!(
+            caps_names(&caps),
+            ["video/x-h264", "audio/mpeg"],
+            "flvdemux's caps"
+        );
+        assert_eq!(pad_names(&src), ["src"], "no elementary pad came");
+    }
+}
+
+/// The `src` pad once at most, and never beside the elementary pads: a
+/// second request is refused, and so is one once the stream plays on the
+/// `video`/`audio` pads. Released, it leaves the elementary pads to come.
+#[test]
+fn one_flv_pad_and_only_instead_of_the_elementary_ones() {
+    needs!("ffmpeg");
+    init();
+    let src = gst::ElementFactory::make("rtmpsrc").build().unwrap();
+    let flv = src.request_pad_simple("src").expect("the FLV pad");
+    assert_eq!(flv.name(), "src");
+    assert_eq!(
+        flv.pad_template_caps().structure(0).unwrap().name(),
+        "video/x-flv"
+    );
+    let templ = src.pad_template("src").unwrap();
+    assert!(
+        src.request_pad(&templ, None, None).is_none(),
+        "a second FLV pad"
+    );
+    src.release_request_pad(&flv);
+    assert!(pad_names(&src).is_empty(), "released");
+
+    // Playing on elementary pads: a request then is refused.
+    let (p, log, _caps, _notes, port) = src_server("eos-on-unpublish=true");
+    let dir = TempDir::new("flv-refused");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
+    publish_tags(
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        &read_flv_tags(&media),
+    )
+    .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < end, "nothing played");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rtmpsrc = element(&p, "rtmpsrc");
+    let refused = rtmpsrc.request_pad_simple("src");
+    play_to_eos(&p, Duration::from_secs(20));
+    assert!(
+        refused.is_none(),
+        "an FLV pad beside {:?}",
+        pad_names(&rtmpsrc)
+    );
+    assert!(
+        !log.lock().unwrap().is_empty(),
+        "the elementary pads played"
+    );
+}
