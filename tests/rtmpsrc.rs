@@ -316,6 +316,51 @@ fn playbin_plays_a_stream_of_one_kind_or_with_audio_left_out() {
     }
 }
 
+/// Recorded files that nginx-rtmp serves (its `play` directive: video on
+/// demand), an FLV file by its name and an MP4 file by `mp4:` and its
+/// name: every frame as ffprobe reads it in the file, then EOS when nginx
+/// says the file ended.
+#[test]
+fn plays_recorded_files_served_by_nginx() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = Nginx::start("play RECDIR;");
+    let dir = TempDir::new("src-vod");
+    let media = make_flv(&dir, "movie.flv", 3, Tracks::AudioVideo);
+    let served = nginx.dir.path("rec");
+    std::fs::copy(&media, served.join("movie.flv")).unwrap();
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&media)
+        .args(["-c", "copy"])
+        .arg(served.join("movie.mp4"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not make the MP4 file");
+    for (name, file) in [("movie.flv", "movie.flv"), ("mp4:movie.mp4", "movie.mp4")] {
+        use std::os::unix::fs::PermissionsExt;
+        let served = served.join(file);
+        std::fs::set_permissions(&served, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (p, log, caps) = player(&nginx.url(name), "");
+        p.set_state(gst::State::Playing).unwrap();
+        play_to_eos(&p, Duration::from_secs(30));
+        let what = format!("{name} from nginx's play");
+        if file.ends_with(".flv") {
+            assert_delivered_file(&what, &log, &media);
+        } else {
+            // nginx gives an MP4 file's audio in its own way (each track
+            // from 0, times truncated to milliseconds, the last frames
+            // after the video's end left out): what FFmpeg reads from the
+            // same URL is the reference.
+            let ffmpeg = normalized(ffprobe_frames(&nginx.url(name)));
+            assert_same_frames(&what, &frames(&log.lock().unwrap()), &ffmpeg);
+        }
+        let mut caps = caps_names(&caps);
+        caps.sort();
+        assert_eq!(caps, ["audio/mpeg", "video/x-h264"], "{name}");
+    }
+}
+
 #[test]
 fn timestamp_jump_gives_discont_and_no_stall() {
     needs!("nginx", "ffmpeg");
