@@ -198,3 +198,32 @@ fn one_flv_pad_and_only_instead_of_the_elementary_ones() {
         "the elementary pads played"
     );
 }
+
+/// `num-buffers` counts the FLV pad's tags, the metadata's too, as
+/// rtmp2src's BaseSrc counts its buffers: the recording holds the first
+/// that many tags published.
+#[test]
+fn num_buffers_counts_flv_tags() {
+    needs!("ffmpeg");
+    init();
+    let dir = TempDir::new("flv-num-buffers");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let out = dir.path("recorded.flv");
+    let p = launch(&format!(
+        "rtmpsrc name=s mode=server num-buffers=20 location=rtmp://127.0.0.1:0/live/key \
+         s.src ! filesink location={}",
+        out.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    let tags = read_flv_tags(&media);
+    let sent = tags.clone();
+    std::thread::spawn(move || {
+        publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &sent).ok();
+    });
+    play_to_eos(&p, Duration::from_secs(20));
+    let got = read_flv_tags(&out);
+    assert_eq!(got.len(), 20, "tags recorded");
+    assert_eq!(got[0].tag_type, tag_type::SCRIPT);
+    assert_eq!(av_of_tags(&got), av_of_tags(&tags[..20]));
+}

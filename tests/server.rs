@@ -63,6 +63,36 @@ fn ffmpeg_publishes_video_only_and_audio_only() {
 
 /// Publishes with a GStreamer pipeline into rtmpsrc mode=server; returns
 /// what the publisher's parsers gave and what rtmpsrc gave.
+/// `num-buffers`, as on rtmp2src's BaseSrc: the stream ends (EOS) after
+/// that many buffers over both pads, the file's first frames, with and
+/// without the pad queues and in a context.
+#[test]
+fn num_buffers_ends_the_stream_after_that_many_frames() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("num-buffers");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let tags = read_flv_tags(&media);
+    for extra in [
+        "",
+        "pad-queues=false",
+        "context=num-buffers context-wait=20",
+    ] {
+        let (p, log, _caps, _notes, port) = src_server(&format!("num-buffers=50 {extra}"));
+        let tags = tags.clone();
+        // The publisher may be left waiting: the element stops reading.
+        std::thread::spawn(move || {
+            publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).ok();
+        });
+        play_to_eos(&p, Duration::from_secs(20));
+        let want = file_frames(&media);
+        assert_same_frames(
+            &format!("num-buffers=50 {extra}"),
+            &frames(&log.lock().unwrap()),
+            &want[..50],
+        );
+    }
+}
+
 fn gst_into_server(publish: &str) -> (Vec<Out>, Vec<Out>) {
     let (sent, got, _) = gst_into_server_with(publish, "");
     (sent, got)

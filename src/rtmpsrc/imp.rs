@@ -108,6 +108,13 @@ impl ObjectImpl for RtmpSrc {
                     .default_value(true)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("num-buffers")
+                    .nick("Number of buffers")
+                    .blurb("Buffers to give out before the stream ends (EOS), over all pads together: frames on the elementary pads, FLV tags on src (-1: no limit), as BaseSrc's num-buffers")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("context")
                     .nick("Context")
                     .blurb("Server mode: the name of a thread that every rtmpsrc with the same context in the process shares: it reads all their publishers and pushes their buffers, instead of a streaming thread each waking for every message (far less CPU with many publishers). Empty: a thread of its own. With pad-queues (the default), a push held downstream holds the others of the context until their servers' own threads take their publishers over (about 0.2 s); with pad-queues=false, until it ends")
@@ -155,6 +162,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
             "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
             "pad-queues" => s.pad_queues = value.get().expect("type checked"),
+            "num-buffers" => s.num_buffers = value.get().expect("type checked"),
             "context" => {
                 s.context = value
                     .get::<Option<String>>()
@@ -192,6 +200,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-timeout" => s.publisher_timeout.to_value(),
             "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
             "pad-queues" => s.pad_queues.to_value(),
+            "num-buffers" => s.num_buffers.to_value(),
             "context" => s.context.to_value(),
             "context-wait" => s.context_wait.to_value(),
             "idle-timeout" => s.idle_timeout.to_value(),
@@ -281,12 +290,13 @@ impl ElementImpl for RtmpSrc {
         let handed = &self.conn.imp().handed;
         handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
         if transition == gst::StateChange::ReadyToPaused {
-            let (queues, measure) = {
+            let (queues, measure, limit) = {
                 let s = lock(&self.settings);
-                (s.pad_queues, s.shared.measure_latency)
+                (s.pad_queues, s.shared.measure_latency, s.num_buffers)
             };
             let demux = self.demux.imp();
             demux.set_pad_queues(queues);
+            demux.set_num_buffers(limit);
             demux.set_measure_latency(measure);
         }
         self.parent_change_state(transition)

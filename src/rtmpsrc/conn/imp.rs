@@ -82,6 +82,8 @@ pub struct Settings {
     pub eos_on_unpublish: bool,
     /// A queue and a thread behind each output pad (read by the bin).
     pub pad_queues: bool,
+    /// Buffers to give out before EOS, -1: no limit (read by the bin).
+    pub num_buffers: i32,
     /// Server mode: the shared thread's name (empty: a thread of our own).
     pub context: String,
     /// Server mode, with a context: the shared thread's wait, in ms.
@@ -103,6 +105,7 @@ impl Default for Settings {
             publisher_timeout: 0,
             eos_on_unpublish: false,
             pad_queues: true,
+            num_buffers: -1,
             context: String::new(),
             context_wait: 0,
         }

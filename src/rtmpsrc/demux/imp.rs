@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MPL-2.0
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
@@ -191,6 +191,8 @@ struct State {
     flv_offset: Option<u64>,
     /// The next FLV buffer follows a resync or a new publisher.
     flv_discont: bool,
+    /// Buffers given out this run, counted for `num_buffers`.
+    given: u64,
 }
 
 impl State {
@@ -359,6 +361,9 @@ pub struct RtmpSrcDemux {
     flv_pad: Mutex<Option<gst::Pad>>,
     /// Whether `flv_pad` is set, read per tag without its lock.
     flv_mode: AtomicBool,
+    /// rtmpsrc's num-buffers: the stream ends (EOS) once this many
+    /// buffers went out, on all pads together; -1: no limit.
+    num_buffers: AtomicI32,
 }
 
 #[glib::object_subclass]
@@ -395,6 +400,7 @@ impl ObjectSubclass for RtmpSrcDemux {
             departures,
             flv_pad: Mutex::default(),
             flv_mode: AtomicBool::new(false),
+            num_buffers: AtomicI32::new(-1),
         }
     }
 }
@@ -573,6 +579,26 @@ impl RtmpSrcDemux {
     /// rtmpsrc's pad-queues (see `pad_queues`), for the pads made from now.
     pub fn set_pad_queues(&self, on: bool) {
         self.pad_queues.store(on, Ordering::Relaxed);
+    }
+
+    /// rtmpsrc's num-buffers, from the next start.
+    pub fn set_num_buffers(&self, limit: i32) {
+        self.num_buffers.store(limit, Ordering::Relaxed);
+    }
+
+    /// With num-buffers: whether as many buffers as it says went out
+    /// (`and_one`: counting one more that just did). The stream then ends
+    /// as an upstream EOS would end it.
+    fn given_all(&self, and_one: bool) -> bool {
+        let Ok(limit) = u64::try_from(self.num_buffers.load(Ordering::Relaxed)) else {
+            return false;
+        };
+        let mut st = self.lock();
+        st.given += u64::from(and_one);
+        if st.given >= limit {
+            gst::debug!(CAT, imp = self, "{} buffers given: EOS", st.given);
+        }
+        st.given >= limit
     }
 
     /// rtmpsrc's measure-latency, from the next start (the figures start
@@ -921,7 +947,11 @@ impl RtmpSrcDemux {
             }
             b.set_flags(flags);
         }
-        pad.push(b)
+        let r = pad.push(b)?;
+        if self.given_all(true) {
+            return Err(gst::FlowError::Eos);
+        }
+        Ok(r)
     }
 
     fn demux_tag(
@@ -931,6 +961,9 @@ impl RtmpSrcDemux {
         data: &bytes::Bytes,
         dts: Option<gst::ClockTime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.given_all(false) {
+            return Err(gst::FlowError::Eos);
+        }
         if self.flv_mode.load(Ordering::Acquire) {
             return self.flv_tag(kind, ts, data, dts);
         }
@@ -1250,7 +1283,11 @@ impl RtmpSrcDemux {
             b.set_flags(flags);
         }
         let r = self.send_buffer(&pad, id.video, direct, b);
-        self.flow.lock().unwrap().update_pad_flow(&pad, r)
+        let r = self.flow.lock().unwrap().update_pad_flow(&pad, r)?;
+        if self.given_all(true) {
+            return Err(gst::FlowError::Eos);
+        }
+        Ok(r)
     }
 
     fn warn_unmapped(&self, id: PadTrack, what: &str) {
