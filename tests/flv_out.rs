@@ -227,3 +227,28 @@ fn num_buffers_counts_flv_tags() {
     assert_eq!(got[0].tag_type, tag_type::SCRIPT);
     assert_eq!(av_of_tags(&got), av_of_tags(&tags[..20]));
 }
+
+/// `rtmpsrc ! queue ! flvdemux`, as written for librtmp's rtmpsrc: the
+/// queue takes any caps, so it waits for an elementary pad, which flvdemux
+/// then refuses. The error names the pads and how to link the FLV one,
+/// not only "Internal data stream error".
+#[test]
+fn nothing_linked_says_how_to_link_the_flv_pad() {
+    init();
+    let p = launch(
+        "rtmpsrc mode=server location=rtmp://127.0.0.1:0/live/key ! queue ! flvdemux ! fakesink",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    // A live publisher: the pads' pushes go on failing.
+    let publisher = launch(&LIVE_AV.replace("URL", &format!("rtmp://127.0.0.1:{port}/live/key")));
+    publisher.set_state(gst::State::Playing).unwrap();
+    let (error, _) = expect_error(&p, Duration::from_secs(20));
+    publisher.set_state(gst::State::Null).unwrap();
+    assert!(
+        error.starts_with("Nothing is linked to rtmpsrc's pads: ")
+            && error.contains("video (video/x-h264)")
+            && error.contains("s.src ! ..."),
+        "{error}"
+    );
+}

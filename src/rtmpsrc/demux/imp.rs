@@ -193,6 +193,8 @@ struct State {
     flv_discont: bool,
     /// Buffers given out this run, counted for `num_buffers`.
     given: u64,
+    /// The error saying that nothing is linked went out.
+    told_not_linked: bool,
 }
 
 impl State {
@@ -1283,11 +1285,49 @@ impl RtmpSrcDemux {
             b.set_flags(flags);
         }
         let r = self.send_buffer(&pad, id.video, direct, b);
-        let r = self.flow.lock().unwrap().update_pad_flow(&pad, r)?;
+        let r = self.flow.lock().unwrap().update_pad_flow(&pad, r);
+        if r == Err(gst::FlowError::NotLinked) {
+            self.tell_not_linked();
+        }
+        let r = r?;
         if self.given_all(true) {
             return Err(gst::FlowError::Eos);
         }
         Ok(r)
+    }
+
+    /// Every pad's push came back not-linked: which pads there are, and
+    /// how to link them, before the base class's "Internal data stream
+    /// error". The usual cause is a launch line written for librtmp's
+    /// rtmpsrc (`rtmpsrc ! queue ! flvdemux`), where the queue takes any
+    /// caps and so waited for an elementary pad that flvdemux refused.
+    fn tell_not_linked(&self) {
+        let pads = {
+            let mut st = self.lock();
+            if std::mem::replace(&mut st.told_not_linked, true) {
+                return;
+            }
+            st.pads()
+        };
+        let pads: Vec<String> = pads
+            .iter()
+            .map(|p| {
+                let caps = p.current_caps();
+                let kind = caps
+                    .as_ref()
+                    .and_then(|c| c.structure(0))
+                    .map_or("no caps yet", |s| s.name().as_str());
+                format!("{} ({kind})", p.name())
+            })
+            .collect();
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            (
+                "Nothing is linked to rtmpsrc's pads: {}. Link them by name (rtmpsrc name=s s.video ! ...); for FLV (flvdemux behind a queue, a file), link its src pad: s.src ! ...",
+                pads.join(", ")
+            )
+        );
     }
 
     fn warn_unmapped(&self, id: PadTrack, what: &str) {
