@@ -407,3 +407,38 @@ fn the_base_sink_properties_work_on_rtmpsink() {
         true,
     );
 }
+
+/// Every property of rtmp2src and rtmp2sink is one of ours too, so that a
+/// launch line or a playbin `source-setup` handler written for them finds
+/// it; the exceptions are those the README names (BaseSrc's blocksize,
+/// do-timestamp and typefind: our source's buffers are frames stamped from
+/// the stream).
+#[test]
+fn rtmp2s_properties_are_ours_too() {
+    init();
+    for (theirs, ours, missing) in [
+        (
+            "rtmp2src",
+            "rtmpsrc",
+            &["blocksize", "do-timestamp", "typefind"][..],
+        ),
+        ("rtmp2sink", "rtmpsink", &[][..]),
+    ] {
+        let Ok(t) = gst::ElementFactory::make(theirs).build() else {
+            panic!("{theirs} is not installed: run scripts/setup.sh first");
+        };
+        let o = gst::ElementFactory::make(ours).build().unwrap();
+        let mut lacking: Vec<String> = t
+            .list_properties()
+            .iter()
+            .filter(|p| p.flags().contains(gst::glib::ParamFlags::WRITABLE))
+            .map(|p| p.name().to_string())
+            .filter(|n| {
+                o.find_property(n)
+                    .is_none_or(|p| !p.flags().contains(gst::glib::ParamFlags::WRITABLE))
+            })
+            .collect();
+        lacking.sort();
+        assert_eq!(lacking, missing, "{theirs}'s properties that {ours} lacks");
+    }
+}
