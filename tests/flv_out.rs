@@ -252,3 +252,89 @@ fn nothing_linked_says_how_to_link_the_flv_pad() {
         "{error}"
     );
 }
+
+/// Data messages other than the metadata (cue points sent with
+/// `@setDataFrame`, text with a handler of its own) are recorded where
+/// they came, as the handler and its values a server passes on to its
+/// players; a cue point does not replace the metadata.
+#[test]
+fn cue_points_and_text_are_recorded_with_the_media() {
+    needs!("ffmpeg");
+    use gstrtmp::net::blocking::BlockingClient;
+    use gstrtmp::rtmp::message::DataMessage;
+    use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
+    use gstrtmp::rtmp::url::RtmpUrl;
+    init();
+    let dir = TempDir::new("flv-data");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
+    let out = dir.path("recorded.flv");
+    let p = launch(&format!(
+        "rtmpsrc name=s mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
+         s.src ! filesink location={}",
+        out.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    let tags = read_flv_tags(&media);
+    let cue = Amf0Value::Object(vec![
+        ("name".into(), Amf0Value::string("break")),
+        ("time".into(), Amf0Value::Number(0.4)),
+    ]);
+    let text = Amf0Value::Object(vec![("text".into(), Amf0Value::string("hello"))]);
+    let url = RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/key")).unwrap();
+    let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Publish, &url)).unwrap();
+    let mut av = 0;
+    for t in &tags {
+        match t.tag_type {
+            tag_type::SCRIPT => {
+                let v = amf0::decode_all(&t.data, &Default::default()).unwrap();
+                let d = DataMessage::SetDataFrame {
+                    name: "onMetaData".into(),
+                    value: v[1].clone(),
+                };
+                c.send_data(t.timestamp, &d).unwrap();
+            }
+            tag_type::AUDIO => c.send_audio(t.timestamp, &t.data).unwrap(),
+            _ => c.send_video(t.timestamp, &t.data).unwrap(),
+        }
+        if t.tag_type != tag_type::SCRIPT {
+            av += 1;
+        }
+        if av == 10 && t.tag_type != tag_type::SCRIPT {
+            let d = DataMessage::SetDataFrame {
+                name: "onCuePoint".into(),
+                value: cue.clone(),
+            };
+            c.send_data(t.timestamp, &d).unwrap();
+        }
+        if av == 20 && t.tag_type != tag_type::SCRIPT {
+            let d = DataMessage::Other {
+                name: "onTextData".into(),
+                values: vec![text.clone()],
+            };
+            c.send_data(t.timestamp, &d).unwrap();
+        }
+    }
+    c.finish().unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    let got = read_flv_tags(&out);
+    let scripts: Vec<(usize, Vec<Amf0Value>)> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.tag_type == tag_type::SCRIPT)
+        .map(|(i, t)| (i, amf0::decode_all(&t.data, &Default::default()).unwrap()))
+        .collect();
+    let names: Vec<&str> = scripts
+        .iter()
+        .map(|(_, v)| v[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["onMetaData", "onCuePoint", "onTextData"]);
+    assert_eq!(scripts[1].1[1], cue);
+    assert_eq!(scripts[2].1[1], text);
+    // Each after the media it followed (the metadata first).
+    assert_eq!(
+        scripts.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 11, 22]
+    );
+    assert_eq!(av_of_tags(&got), av_of_tags(&tags));
+}

@@ -998,14 +998,25 @@ impl RtmpSrcConn {
                 st.audio += 1;
                 (tag_type::AUDIO, timestamp, payload)
             }
-            ClientEvent::Data {
-                timestamp,
-                data: DataMessage::OnMetaData(v) | DataMessage::SetDataFrame { value: v, .. },
-            } => (
-                tag_type::SCRIPT,
-                timestamp,
-                DataMessage::OnMetaData(v).encode().into(),
-            ),
+            ClientEvent::Data { timestamp, data } => {
+                let body = match data {
+                    DataMessage::OnMetaData(v) => DataMessage::OnMetaData(v).encode(),
+                    DataMessage::SetDataFrame { name, value } if name == "onMetaData" => {
+                        DataMessage::OnMetaData(value).encode()
+                    }
+                    // Cue points, captions, text: as a server passes them
+                    // on to its players, the handler and its values (the
+                    // FLV pad gives them; the demuxer reads onMetaData only).
+                    DataMessage::SetDataFrame { name, value } => DataMessage::Other {
+                        name,
+                        values: vec![value],
+                    }
+                    .encode(),
+                    other @ DataMessage::Other { .. } => other.encode(),
+                    DataMessage::SampleAccess { .. } => return Ok(None),
+                };
+                (tag_type::SCRIPT, timestamp, body.into())
+            }
             other => {
                 gst::debug!(CAT, imp = self, "{other:?}");
                 return Ok(None);
