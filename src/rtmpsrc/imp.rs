@@ -275,7 +275,7 @@ impl ElementImpl for RtmpSrc {
             gst::subclass::ElementMetadata::new(
                 "RTMP source",
                 "Source/Network/Video/Audio",
-                "Plays an RTMP stream (legacy or Enhanced RTMP) as H.264, H.265, AV1, VP9, AAC, MP3, Opus, FLAC, AC-3, E-AC-3 and legacy FLV elementary streams",
+                "Plays an RTMP stream (legacy or Enhanced RTMP) as H.264, H.265, AV1, VP9, AAC, MP3, Opus, FLAC, AC-3, E-AC-3 and legacy FLV elementary streams, or as FLV on its src pad (on request)",
                 "gst-plugin-rtmp developers",
             )
         });
