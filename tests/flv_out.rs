@@ -8,7 +8,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::player::*;
@@ -102,22 +101,7 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
         ));
         let src = p.by_name("src").unwrap();
         assert_eq!(pad_names(&src), ["src"], "{link}flvdemux got the FLV pad");
-        let log = OutLog::default();
-        let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
-        let pw = p.downgrade();
-        let (log2, caps2) = (log.clone(), caps.clone());
-        p.by_name("d").unwrap().connect_pad_added(move |_, pad| {
-            let Some(p) = pw.upgrade() else { return };
-            let sink = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .build()
-                .unwrap();
-            p.add(&sink).unwrap();
-            sink.sync_state_with_parent().unwrap();
-            let sinkpad = sink.static_pad("sink").unwrap();
-            pad.link(&sinkpad).unwrap();
-            record(&sinkpad, log2.clone(), caps2.clone());
-        });
+        let (log, caps) = record_pads(&p, &p.by_name("d").unwrap());
         p.set_state(gst::State::Playing).unwrap();
         nginx.wait_player(&name);
         let st = Command::new("ffmpeg")

@@ -44,11 +44,18 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
     let p = gst::Pipeline::new();
     let src = rtmpsrc(url, extra);
     p.add(&src).unwrap();
+    let (log, caps) = record_pads(&p, &src);
+    (p, log, caps)
+}
+
+/// Each pad `e` adds (in `p`) into a fakesink of its own, recorded (see
+/// `record`).
+pub fn record_pads(p: &gst::Pipeline, e: &gst::Element) -> (OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
     let log = OutLog::default();
     let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
     let pw = p.downgrade();
     let (log2, caps2) = (log.clone(), caps.clone());
-    src.connect_pad_added(move |_, pad| {
+    e.connect_pad_added(move |_, pad| {
         let Some(p) = pw.upgrade() else { return };
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", false)
@@ -63,7 +70,7 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
             caps2.clone(),
         );
     });
-    (p, log, caps)
+    (log, caps)
 }
 
 /// Records every buffer and caps event that goes through `pad` (of
