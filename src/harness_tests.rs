@@ -374,6 +374,79 @@ fn demux(tags: &[FlvTag]) -> Outs {
     outs
 }
 
+/// A player that joins a live stream through nginx-rtmp: the metadata
+/// stamped 0, the media 27 s in, the audio's header and first frames
+/// before the video's. The video pad comes first all the same (a launch
+/// line `rtmpsrc ! decodebin ! videoconvert ! ...` takes the first pad
+/// added), the audio's right after with every frame held for it, and
+/// no-more-pads once both are there. Before, the wait for the tracks
+/// counted from the metadata's 0: no-more-pads came after the audio pad
+/// alone, and playbin played no video.
+#[test]
+fn joining_a_stream_the_video_pad_comes_first_and_both_before_no_more_pads() {
+    const IN: u64 = 27_000;
+    let (video, audio) = (video_frames(), audio_frames());
+    let mut tags = mux(&video, &audio);
+    for t in &mut tags {
+        t.timestamp = match t.tag_type {
+            tag_type::SCRIPT => 0,
+            _ => t.timestamp + IN as u32,
+        };
+    }
+    // The metadata, then the audio's header and first five frames, then
+    // the rest as it was.
+    let early = |t: &FlvTag| t.tag_type == tag_type::AUDIO && u64::from(t.timestamp) < IN + 100;
+    let mut order: Vec<FlvTag> = tags
+        .iter()
+        .filter(|t| t.tag_type == tag_type::SCRIPT)
+        .cloned()
+        .collect();
+    order.extend(tags.iter().filter(|t| early(t)).cloned());
+    order.extend(
+        tags.iter()
+            .filter(|t| t.tag_type != tag_type::SCRIPT && !early(t))
+            .cloned(),
+    );
+    assert_eq!(order[1].tag_type, tag_type::AUDIO);
+    assert!(order.iter().filter(|t| early(t)).count() >= 5);
+
+    let demux = gst::glib::Object::new::<RtmpSrcDemux>();
+    let el = demux.upcast_ref::<gst::Element>();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let s1 = seen.clone();
+    el.connect_pad_added(move |_, p| s1.lock().unwrap().push(p.name().to_string()));
+    let s2 = seen.clone();
+    el.connect_no_more_pads(move |_| s2.lock().unwrap().push("no-more-pads".into()));
+    let outs = collect_pads(el);
+    let mut h = Harness::with_element(el, Some("sink"), None);
+    h.set_src_caps(crate::caps::flv_caps());
+    for b in as_connection_gives(&order) {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["video", "audio", "no-more-pads"],
+        "before the end of the stream"
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let shifted = |f: &[Frame]| -> Vec<Frame> {
+        f.iter()
+            .map(|f| Frame {
+                dts: f.dts + IN,
+                pts: f.pts + IN,
+                ..f.clone()
+            })
+            .collect()
+    };
+    let outs = outs.lock().unwrap();
+    assert_eq!(outs["video"].frames, shifted(&video), "video");
+    assert_eq!(
+        outs["audio"].frames,
+        shifted(&audio),
+        "audio, the held first"
+    );
+}
+
 #[test]
 fn the_demuxer_gives_back_what_the_muxer_took() {
     let (video, audio) = (video_frames(), audio_frames());

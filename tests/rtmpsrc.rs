@@ -275,6 +275,74 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
     }
 }
 
+/// Joining a live stream through nginx-rtmp seconds in, as every viewer
+/// but the first does: playbin and playbin3 decode video and audio, and
+/// `rtmpsrc ! decodebin ! videoconvert ! fakesink` (a launch line that
+/// takes rtmpsrc's first pad) gets the video. Before, playbin played the
+/// audio alone (no-more-pads came after the first pad: the wait for the
+/// tracks counted from the metadata's time 0, which nginx gives a player
+/// that joins late), and the launch line took the audio pad, which nginx
+/// sends first.
+#[test]
+fn joining_a_live_stream_gives_video_and_audio() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-join");
+    let media = make_flv(&dir, "in.flv", 8, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    let url = nginx.url("join");
+    let mut ff = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&media)
+        .args(["-c", "copy", "-f", "flv", &url])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !nginx.error_log().contains("publish: name='join'") {
+        assert!(Instant::now() < end, "FFmpeg never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let players: Vec<_> = ["playbin", "playbin3"]
+        .into_iter()
+        .map(|factory| {
+            let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
+            p.set_state(gst::State::Playing).unwrap();
+            (factory, p, source, decoded)
+        })
+        .collect();
+    let line = launch(&format!(
+        "rtmpsrc location={url} ! decodebin ! videoconvert ! fakesink name=v signal-handoffs=true"
+    ));
+    let frames = Arc::new(Mutex::new(0usize));
+    let f2 = frames.clone();
+    line.by_name("v")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            *f2.lock().unwrap() += 1;
+            None
+        });
+    line.set_state(gst::State::Playing).unwrap();
+    for (factory, p, source, decoded) in players {
+        play_to_eos(&p, Duration::from_secs(30));
+        assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+        let [video, audio] = *decoded.lock().unwrap();
+        // Joined 3 s into 8: some 5 s of each (at least 1 s counted).
+        assert!(
+            video >= 25 && audio >= 43,
+            "{factory}: decoded {video} video and {audio} audio buffers"
+        );
+    }
+    play_to_eos(&line, Duration::from_secs(30));
+    let video = *frames.lock().unwrap();
+    assert!(
+        video >= 25,
+        "decodebin behind rtmpsrc: {video} video frames"
+    );
+    assert!(wait_child(&mut ff, Duration::from_secs(10)).success());
+}
+
 /// Streams with one kind only, or audio in a codec rtmpsrc leaves out
 /// (Nellymoser), play to their end in playbin and playbin3, every frame
 /// decoded. Before, playbin never prerolled those through nginx: nginx

@@ -29,6 +29,40 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// much stream time of the first tag are all there is (no-more-pads).
 const NO_MORE_PADS_AFTER_MS: i64 = 2000;
 
+/// Track 0 of each kind: the `video` and `audio` pads.
+const VIDEO0: PadTrack = PadTrack {
+    video: true,
+    track: 0,
+};
+const AUDIO0: PadTrack = PadTrack {
+    video: false,
+    track: 0,
+};
+
+/// The most audio held for the video pad to come first (see `Held`),
+/// in frames and bytes: past either the audio pad comes at once.
+const MAX_HELD_FRAMES: usize = 512;
+const MAX_HELD_BYTES: usize = 4 << 20;
+
+/// The `audio` pad's caps and first frames, held until the `video` pad is
+/// there when the metadata announced video: a launch line that links
+/// rtmpsrc to an element of any caps without naming a pad (`rtmpsrc !
+/// decodebin ! videoconvert ! ...`, as with librtmp's FLV) takes the first
+/// pad added, and nginx-rtmp gives a player that joins a stream the
+/// audio's header before the video's. Held until the video pad comes, the
+/// video is left out, no-more-pads is due anyway, or a bound is reached.
+struct Held {
+    caps: gst::Caps,
+    frames: Vec<HeldFrame>,
+    bytes: usize,
+}
+
+struct HeldFrame {
+    data: bytes::Bytes,
+    dts: Option<gst::ClockTime>,
+    arrival: u64,
+}
+
 /// Caps for a legacy FLV sound format other than AAC, from the tag's
 /// header (rate, size, channels); None for formats not mapped.
 fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst::Caps> {
@@ -195,6 +229,10 @@ struct State {
     given: u64,
     /// The error saying that nothing is linked went out.
     told_not_linked: bool,
+    /// The audio pad waiting for the video pad (see `Held`).
+    held: Option<Held>,
+    /// Nothing is held any more this run: the wait is over.
+    hold_over: bool,
 }
 
 impl State {
@@ -694,6 +732,14 @@ impl RtmpSrcDemux {
             gst::EventView::Eos(_) => {
                 // A stream that ends before its tracks were all seen (or
                 // the wait for them ran out) has all it will have.
+                let held = {
+                    let mut st = self.lock();
+                    st.hold_over = true;
+                    st.held.take()
+                };
+                if let Some(h) = held {
+                    self.release(h);
+                }
                 let fire = {
                     let mut st = self.lock();
                     let fire = !st.no_more_pads && !st.pads().is_empty();
@@ -978,24 +1024,37 @@ impl RtmpSrcDemux {
             }
             _ => Ok(gst::FlowSuccess::Ok),
         };
-        self.check_no_more_pads(ts);
+        // The metadata's time is the server's choice (nginx-rtmp stamps
+        // it 0 for a player that joins a stream hours in): the wait for
+        // the tracks counts from the first audio or video.
+        self.check_no_more_pads((kind != tag_type::SCRIPT).then_some(ts));
         r
     }
 
-    fn check_no_more_pads(&self, ts: u32) {
+    /// Whether `ts` (a media tag's) is past the wait for the tracks,
+    /// counted from the first media tag.
+    fn late(st: &mut State, ts: Option<u32>) -> bool {
+        let Some(ts) = ts else { return false };
+        let first = *st.first_ts.get_or_insert(ts);
+        i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS
+    }
+
+    fn check_no_more_pads(&self, ts: Option<u32>) {
+        if let Some(held) = self.held_due(ts) {
+            self.release(held);
+        }
         let fire = {
             let mut st = self.lock();
             if st.no_more_pads {
                 return;
             }
-            let first = *st.first_ts.get_or_insert(ts);
+            let late = Self::late(&mut st, ts);
             let has = |video| {
                 st.tracks
                     .iter()
                     .any(|(t, tr)| t.video == video && tr.pad.is_some())
             };
             let (has_v, has_a) = (has(true), has(false));
-            let late = i64::from(ts.wrapping_sub(first) as i32) > NO_MORE_PADS_AFTER_MS;
             // An announced track whose codec is left out will not come;
             // one that has not come that long after the first tag is not
             // waited for either (a player would wait for it forever).
@@ -1116,8 +1175,80 @@ impl RtmpSrcDemux {
         }
     }
 
+    /// Whether the audio pad is to wait for the video pad (see `Held`):
+    /// its caps are then kept for it.
+    fn hold(&self, id: PadTrack, caps: &gst::Caps) -> bool {
+        if id != AUDIO0 {
+            return false;
+        }
+        let mut st = self.lock();
+        let video_to_come = st.expect.as_ref().is_some_and(|e| e.contains(&VIDEO0))
+            && st.pad(VIDEO0).is_none()
+            && !st.left_out(VIDEO0);
+        if st.hold_over || st.no_more_pads || st.pad(id).is_some() || !video_to_come {
+            return false;
+        }
+        match &mut st.held {
+            Some(h) => h.caps = caps.clone(),
+            None => {
+                gst::debug!(CAT, imp = self, "audio before video: the audio pad waits");
+                st.held = Some(Held {
+                    caps: caps.clone(),
+                    frames: Vec::new(),
+                    bytes: 0,
+                });
+            }
+        }
+        true
+    }
+
+    /// The held audio, when its wait is over (`ts`: the tag just
+    /// demuxed, for the stream time the wait is bounded by).
+    fn held_due(&self, ts: Option<u32>) -> Option<Held> {
+        let mut st = self.lock();
+        st.held.as_ref()?;
+        if !Self::late(&mut st, ts) && st.pad(VIDEO0).is_none() && !st.left_out(VIDEO0) {
+            return None;
+        }
+        st.hold_over = true;
+        st.held.take()
+    }
+
+    /// The audio pad, after the video's, and what was held for it, in
+    /// order (through the pad's queue, where there is one). A flow error
+    /// shows again at the next frame.
+    fn release(&self, held: Held) {
+        gst::debug!(
+            CAT,
+            imp = self,
+            "the audio pad after the video's, with {} frames held",
+            held.frames.len()
+        );
+        self.set_caps(AUDIO0, held.caps);
+        let (arrival, direct) = {
+            let st = self.lock();
+            (st.arrival, st.direct)
+        };
+        for f in held.frames {
+            {
+                let mut st = self.lock();
+                st.arrival = f.arrival;
+                st.direct = false;
+            }
+            if self.push(AUDIO0, &f.data, f.dts, 0, true).is_err() {
+                break;
+            }
+        }
+        let mut st = self.lock();
+        st.arrival = arrival;
+        st.direct = direct;
+    }
+
     /// Creates the pad for a track, or changes its caps.
     fn set_caps(&self, id: PadTrack, caps: gst::Caps) {
+        if self.hold(id, &caps) {
+            return;
+        }
         let (new_pad, push, collection) = {
             let mut st = self.lock();
             let segment = st.segment.clone();
@@ -1243,6 +1374,24 @@ impl RtmpSrcDemux {
         let (pad, global, own, discont, arrival, direct) = {
             let mut st = self.lock();
             let (arrival, direct) = (st.arrival, st.direct);
+            if id == AUDIO0
+                && let Some(h) = st.held.as_mut()
+            {
+                h.bytes += data.len();
+                h.frames.push(HeldFrame {
+                    data: data.clone(),
+                    dts,
+                    arrival,
+                });
+                if h.frames.len() < MAX_HELD_FRAMES && h.bytes < MAX_HELD_BYTES {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                st.hold_over = true;
+                let held = st.held.take().expect("matched above");
+                drop(st);
+                self.release(held);
+                return Ok(gst::FlowSuccess::Ok);
+            }
             let Some((_, tr)) = st.tracks.iter_mut().find(|(t, _)| *t == id) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
