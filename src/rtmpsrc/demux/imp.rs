@@ -694,7 +694,8 @@ impl RtmpSrcDemux {
                 st.group_id = Some(s.group_id().unwrap_or_else(gst::GroupId::next));
                 let started = st.flv_started;
                 drop(st);
-                // Before the first tag the FLV pad starts with the tag.
+                // Until its first tag, the FLV pad has had no stream-start:
+                // it gets one with that tag (see `flv_tag`).
                 if let Some(flv) = self.flv_pad().filter(|_| started) {
                     flv.push_event(event);
                 }
