@@ -28,6 +28,19 @@ fn metadata(tags: &[FlvTag]) -> Vec<Vec<Amf0Value>> {
         .collect()
 }
 
+/// `rtmpsrc mode=server` (with `props`) recording its `src` pad into
+/// `out`, playing: the pipeline and the URL to publish to.
+fn recorder(props: &str, out: &std::path::Path) -> (gst::Pipeline, String) {
+    let p = launch(&format!(
+        "rtmpsrc name=s mode=server {props} location=rtmp://127.0.0.1:0/live/key \
+         s.src ! filesink location={}",
+        out.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    (p, format!("rtmp://127.0.0.1:{port}/live/key"))
+}
+
 /// `rtmpsrc mode=server ! filesink`, taking a file's tags published with
 /// the core's client: the recording is an FLV file with the file's audio
 /// and video tags byte for byte, with their timestamps, the metadata's
@@ -45,17 +58,11 @@ fn filesink_records_the_published_tags() {
     ] {
         let media = make_flv(&dir, &format!("{name}.flv"), 2, tracks);
         let out = dir.path(&format!("{name}-recorded.flv"));
-        let p = launch(&format!(
-            "rtmpsrc name=s mode=server eos-on-unpublish=true \
-             location=rtmp://127.0.0.1:0/live/key s.src ! filesink location={}",
-            out.display()
-        ));
-        p.set_state(gst::State::Playing).unwrap();
+        let (p, url) = recorder("eos-on-unpublish=true", &out);
         let src = element(&p, "rtmpsrc");
         assert_eq!(pad_names(&src), ["src"], "filesink got the FLV pad");
-        let port = port_of(&src);
         let tags = read_flv_tags(&media);
-        publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).unwrap();
+        publish_tags(&url, &tags).unwrap();
         play_to_eos(&p, Duration::from_secs(20));
         assert_eq!(pad_names(&src), ["src"], "no elementary pad came");
 
@@ -193,17 +200,11 @@ fn num_buffers_counts_flv_tags() {
     let dir = TempDir::new("flv-num-buffers");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let out = dir.path("recorded.flv");
-    let p = launch(&format!(
-        "rtmpsrc name=s mode=server num-buffers=20 location=rtmp://127.0.0.1:0/live/key \
-         s.src ! filesink location={}",
-        out.display()
-    ));
-    p.set_state(gst::State::Playing).unwrap();
-    let port = port_of(&element(&p, "rtmpsrc"));
+    let (p, url) = recorder("num-buffers=20", &out);
     let tags = read_flv_tags(&media);
     let sent = tags.clone();
     std::thread::spawn(move || {
-        publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &sent).ok();
+        publish_tags(&url, &sent).ok();
     });
     play_to_eos(&p, Duration::from_secs(20));
     let got = read_flv_tags(&out);
@@ -252,52 +253,34 @@ fn cue_points_and_text_are_recorded_with_the_media() {
     let dir = TempDir::new("flv-data");
     let media = make_flv(&dir, "in.flv", 1, Tracks::AudioVideo);
     let out = dir.path("recorded.flv");
-    let p = launch(&format!(
-        "rtmpsrc name=s mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
-         s.src ! filesink location={}",
-        out.display()
-    ));
-    p.set_state(gst::State::Playing).unwrap();
-    let port = port_of(&element(&p, "rtmpsrc"));
+    let (p, url) = recorder("eos-on-unpublish=true", &out);
     let tags = read_flv_tags(&media);
     let cue = Amf0Value::Object(vec![
         ("name".into(), Amf0Value::string("break")),
         ("time".into(), Amf0Value::Number(0.4)),
     ]);
     let text = Amf0Value::Object(vec![("text".into(), Amf0Value::string("hello"))]);
-    let url = RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/key")).unwrap();
+    let url = RtmpUrl::parse(&url).unwrap();
     let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Publish, &url)).unwrap();
     let mut av = 0;
     for t in &tags {
-        match t.tag_type {
-            tag_type::SCRIPT => {
-                let v = amf0::decode_all(&t.data, &Default::default()).unwrap();
-                let d = DataMessage::SetDataFrame {
-                    name: "onMetaData".into(),
-                    value: v[1].clone(),
-                };
-                c.send_data(t.timestamp, &d).unwrap();
-            }
-            tag_type::AUDIO => c.send_audio(t.timestamp, &t.data).unwrap(),
-            _ => c.send_video(t.timestamp, &t.data).unwrap(),
+        send_tag(&mut c, t).unwrap();
+        if t.tag_type == tag_type::SCRIPT {
+            continue;
         }
-        if t.tag_type != tag_type::SCRIPT {
-            av += 1;
-        }
-        if av == 10 && t.tag_type != tag_type::SCRIPT {
-            let d = DataMessage::SetDataFrame {
+        av += 1;
+        let d = match av {
+            10 => DataMessage::SetDataFrame {
                 name: "onCuePoint".into(),
                 value: cue.clone(),
-            };
-            c.send_data(t.timestamp, &d).unwrap();
-        }
-        if av == 20 && t.tag_type != tag_type::SCRIPT {
-            let d = DataMessage::Other {
+            },
+            20 => DataMessage::Other {
                 name: "onTextData".into(),
                 values: vec![text.clone()],
-            };
-            c.send_data(t.timestamp, &d).unwrap();
-        }
+            },
+            _ => continue,
+        };
+        c.send_data(t.timestamp, &d).unwrap();
     }
     c.finish().unwrap();
     play_to_eos(&p, Duration::from_secs(20));

@@ -757,30 +757,42 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitSta
 /// Returns the bytes sent on the connection.
 pub fn publish_tags(url: &str, tags: &[FlvTag]) -> gstrtmp::rtmp::Result<u64> {
     use gstrtmp::net::blocking::BlockingClient;
-    use gstrtmp::rtmp::amf0;
-    use gstrtmp::rtmp::message::DataMessage;
     use gstrtmp::rtmp::session::{ClientConfig, ClientMode};
     use gstrtmp::rtmp::url::RtmpUrl;
 
     let url = RtmpUrl::parse(url)?;
     let mut c = BlockingClient::open(&url, ClientConfig::new(ClientMode::Publish, &url))?;
     for t in tags {
-        match t.tag_type {
-            flv::tag_type::SCRIPT => {
-                let v = amf0::decode_all(&t.data, &Default::default())?;
-                if v.first().and_then(|v| v.as_str()) == Some("onMetaData") && v.len() > 1 {
-                    let d = DataMessage::SetDataFrame {
-                        name: "onMetaData".into(),
-                        value: v[1].clone(),
-                    };
-                    c.send_data(t.timestamp, &d)?;
-                }
-            }
-            flv::tag_type::AUDIO => c.send_audio(t.timestamp, &t.data)?,
-            _ => c.send_video(t.timestamp, &t.data)?,
-        }
+        send_tag(&mut c, t)?;
     }
     Ok(c.finish()?.bytes_out)
+}
+
+/// One FLV tag as a publisher sends it: the metadata as `@setDataFrame
+/// onMetaData` (other script tags are left out), audio and video as they
+/// are.
+pub fn send_tag(
+    c: &mut gstrtmp::net::blocking::BlockingClient,
+    t: &FlvTag,
+) -> gstrtmp::rtmp::Result<()> {
+    use gstrtmp::rtmp::amf0;
+    use gstrtmp::rtmp::message::DataMessage;
+
+    match t.tag_type {
+        flv::tag_type::SCRIPT => {
+            let v = amf0::decode_all(&t.data, &Default::default())?;
+            if v.first().and_then(|v| v.as_str()) == Some("onMetaData") && v.len() > 1 {
+                let d = DataMessage::SetDataFrame {
+                    name: "onMetaData".into(),
+                    value: v[1].clone(),
+                };
+                c.send_data(t.timestamp, &d)?;
+            }
+            Ok(())
+        }
+        flv::tag_type::AUDIO => c.send_audio(t.timestamp, &t.data),
+        _ => c.send_video(t.timestamp, &t.data),
+    }
 }
 
 /// What a player received.
