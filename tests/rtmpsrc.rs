@@ -1279,3 +1279,307 @@ fn stats_have_rtmp2s_fields_and_values() {
     );
     assert!(src.get::<u64>("in-bytes-total").unwrap() > 1 << 20, "{src}");
 }
+
+/// What reached a sink after a flush: the segment, then every buffer
+/// with its stream time.
+#[derive(Debug, Clone)]
+struct AfterSeek {
+    video: bool,
+    /// Stream time of the DTS, in milliseconds.
+    dts_ms: i64,
+    key: bool,
+    crc: u32,
+}
+
+/// rtmpsrc into fakesinks (in real time, as a player) that keep, per pad,
+/// what came after the last flush.
+type SeekLog = Arc<Mutex<Vec<AfterSeek>>>;
+
+fn seek_player(url: &str) -> (gst::Pipeline, SeekLog, Arc<Mutex<u32>>) {
+    let p = gst::Pipeline::new();
+    let src = rtmpsrc(url, "");
+    p.add(&src).unwrap();
+    let log: SeekLog = Arc::default();
+    let flushes: Arc<Mutex<u32>> = Arc::default();
+    let pw = p.downgrade();
+    let (log2, flushes2) = (log.clone(), flushes.clone());
+    src.connect_pad_added(move |_, pad| {
+        let Some(p) = pw.upgrade() else { return };
+        let video = pad.name().starts_with("video");
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .build()
+            .unwrap();
+        p.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        let (log, flushes) = (log2.clone(), flushes2.clone());
+        let segment = Mutex::new(gst::FormattedSegment::<gst::ClockTime>::new());
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let m = b.map_readable().unwrap();
+                        let dts = segment
+                            .lock()
+                            .unwrap()
+                            .to_stream_time(b.dts().unwrap())
+                            .unwrap();
+                        log.lock().unwrap().push(AfterSeek {
+                            video,
+                            dts_ms: dts.mseconds() as i64,
+                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                            crc: crc32(&m),
+                        });
+                    }
+                    Some(gst::PadProbeData::Event(e)) => match e.view() {
+                        gst::EventView::Segment(s) => {
+                            *segment.lock().unwrap() = s.segment().clone().downcast().unwrap();
+                        }
+                        gst::EventView::FlushStop(_) => {
+                            *flushes.lock().unwrap() += 1;
+                            log.lock().unwrap().retain(|f| f.video != video);
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    });
+    (p, log, flushes)
+}
+
+/// Waits until `f` holds, at most `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A recorded file served by nginx-rtmp's `play` can be sought, as with
+/// librtmp's rtmpsrc: the duration and the seeking query answer from the
+/// stream, a seek in time asks the server for the new position, and what
+/// comes after the flush is the file from the key frame the server went
+/// to, with the file's times as stream time. A live stream cannot be.
+#[test]
+fn seeks_in_recorded_files_served_by_nginx() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = Nginx::start("play RECDIR;");
+    let dir = TempDir::new("src-seek");
+    let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
+    let served = nginx.dir.path("rec");
+    // nginx seeks in an FLV file by the key frame index in its metadata.
+    for (out, extra) in [
+        ("movie.flv", &["-flvflags", "add_keyframe_index"][..]),
+        ("movie.mp4", &[][..]),
+    ] {
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&media)
+            .args(["-c", "copy"])
+            .args(extra)
+            .arg(served.join(out))
+            .status()
+            .unwrap();
+        assert!(st.success(), "ffmpeg could not make {out}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(served.join(out), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
+    let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
+    for name in ["movie.flv", "mp4:movie.mp4"] {
+        let (p, log, flushes) = seek_player(&nginx.url(name));
+        p.set_state(gst::State::Playing).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|f| f.video)
+                .count()
+                >= 10),
+            "{name}: no video before the seek"
+        );
+        let duration = p.query_duration::<gst::ClockTime>();
+        assert!(
+            duration.is_some_and(|d| d.mseconds().abs_diff(8000) <= 100),
+            "{name}: duration {duration:?}, the file has 8 s"
+        );
+        let mut q = gst::query::Seeking::new(gst::Format::Time);
+        assert!(p.query(&mut q), "{name}: seeking query");
+        assert!(q.result().0, "{name}: not seekable");
+        assert!(
+            p.seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+                gst::ClockTime::from_seconds(5)
+            )
+            .is_ok(),
+            "{name}: the seek failed"
+        );
+        play_to_eos(&p, Duration::from_secs(20));
+        assert_eq!(*flushes.lock().unwrap(), 2, "{name}: one flush on each pad");
+        let got = log.lock().unwrap().clone();
+        let (gv, ga): (Vec<&AfterSeek>, Vec<&AfterSeek>) = got.iter().partition(|f| f.video);
+        // The video from the key frame the server went to (nginx's FLV
+        // reader takes the next one in the file's index, its MP4 reader
+        // the one before), to the end, with the file's times.
+        let k = gv
+            .first()
+            .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
+            .unwrap_or_else(|| panic!("{name}: the first video after the seek is not the file's"));
+        assert!(
+            fv[k].key,
+            "{name}: the stream went on at a frame that is not a key frame"
+        );
+        assert!(
+            (fv[k].dts - 5000).abs() <= 1000,
+            "{name}: the stream went on at {} ms",
+            fv[k].dts
+        );
+        assert_eq!(
+            gv.len(),
+            fv.len() - k,
+            "{name}: video frames after the seek"
+        );
+        for (g, w) in gv.iter().zip(&fv[k..]) {
+            assert_eq!(
+                (g.crc, g.key),
+                (w.crc, w.key),
+                "{name}: video frame at {} ms",
+                w.dts
+            );
+            assert!(
+                (g.dts_ms - w.dts).abs() <= 1,
+                "{name}: video at {} ms came as {} ms",
+                w.dts,
+                g.dts_ms
+            );
+        }
+        // The audio from about there, in order (nginx's MP4 reader leaves
+        // out the last frames, see plays_recorded_files_served_by_nginx).
+        let j = fa
+            .iter()
+            .position(|f| f.crc == ga[0].crc)
+            .expect("the first audio after the seek is the file's");
+        assert!(
+            (fa[j].dts - fv[k].dts).abs() <= 100,
+            "{name}: audio restarts at {} ms, video at {} ms",
+            fa[j].dts,
+            fv[k].dts
+        );
+        assert!(
+            ga.len() + 3 >= fa.len() - j,
+            "{name}: {} audio frames of {}",
+            ga.len(),
+            fa.len() - j
+        );
+        // nginx gives an MP4 file's audio on a time line of its own (the
+        // track from 0, without the encoder's priming): so far from the
+        // file's, and never further.
+        let shift = ga[0].dts_ms - fa[j].dts;
+        let most = if name.starts_with("mp4:") { 100 } else { 1 };
+        assert!(
+            shift.abs() <= most,
+            "{name}: audio {shift} ms off the file's times"
+        );
+        for (g, w) in ga.iter().zip(&fa[j..]) {
+            assert_eq!(g.crc, w.crc, "{name}: audio frame at {} ms", w.dts);
+            assert!(
+                (g.dts_ms - w.dts - shift).abs() <= 1,
+                "{name}: audio at {} ms came as {} ms",
+                w.dts,
+                g.dts_ms
+            );
+        }
+    }
+
+    // As a user would: playbin, its duration, a seek and where it plays.
+    let (p, source, decoded) = playbin_with_source("playbin", &nginx.url("mp4:movie.mp4"), |_| {});
+    for sink in ["video-sink", "audio-sink"] {
+        p.property::<gst::Element>(sink).set_property("sync", true);
+    }
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || decoded.lock().unwrap()[0] >= 10),
+        "playbin decoded no video"
+    );
+    assert_eq!(source.lock().unwrap().as_deref(), Some("rtmpsrc"));
+    let duration = p.query_duration::<gst::ClockTime>();
+    assert!(
+        duration.is_some_and(|d| d.mseconds().abs_diff(8000) <= 100),
+        "playbin: duration {duration:?}"
+    );
+    p.seek_simple(
+        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+        gst::ClockTime::from_seconds(5),
+    )
+    .expect("playbin's seek");
+    let before = decoded.lock().unwrap()[0];
+    assert!(
+        wait_until(Duration::from_secs(10), || decoded.lock().unwrap()[0]
+            >= before + 5),
+        "playbin decoded no video after the seek"
+    );
+    let at = p
+        .query_position::<gst::ClockTime>()
+        .expect("playbin's position");
+    assert!(
+        (5000..6500).contains(&at.mseconds()),
+        "playbin plays at {at} after a seek to 5 s"
+    );
+    play_to_eos(&p, Duration::from_secs(20));
+    // The video from the key frame at 5 s (nginx's MP4 reader goes to the
+    // one before the target) to the end, each decoded once.
+    let k = fv.iter().position(|f| f.key && f.dts >= 5000).unwrap();
+    assert_eq!(fv[k].dts, 5000, "make_flv gives a key frame every second");
+    assert_eq!(
+        decoded.lock().unwrap()[0] - before,
+        fv.len() - k,
+        "playbin: video decoded after the seek"
+    );
+
+    // A live stream: not seekable, and a seek fails (nginx's `play`
+    // takes every stream name of its application for a file).
+    let nginx = Nginx::start("");
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&media)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(nginx.url("live"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (p, log, _) = seek_player(&nginx.url("live"));
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || log.lock().unwrap().len() >= 10),
+        "live: nothing came"
+    );
+    let mut q = gst::query::Seeking::new(gst::Format::Time);
+    assert!(p.query(&mut q));
+    assert!(!q.result().0, "a live stream said seekable");
+    assert_eq!(
+        p.query_duration::<gst::ClockTime>(),
+        None,
+        "a live stream has no duration"
+    );
+    assert!(
+        p.seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_seconds(1))
+            .is_err(),
+        "a live stream was sought"
+    );
+    p.set_state(gst::State::Null).unwrap();
+    publisher.kill().ok();
+    publisher.wait().ok();
+}

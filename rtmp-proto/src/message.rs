@@ -507,6 +507,11 @@ pub enum NetCommand {
         /// Where, in milliseconds of the stream.
         millis: f64,
     },
+    /// `seek`: a player asks for the recorded stream from another point.
+    Seek {
+        /// Where, in milliseconds of the stream.
+        millis: f64,
+    },
     /// `secureTokenResponse`: a client's answer to the server's SecureToken
     /// challenge (see [`crate::secure_token`]).
     SecureTokenResponse(String),
@@ -580,6 +585,9 @@ impl NetCommand {
                 pause: arg_bool(0).unwrap_or(true),
                 millis: arg_f64(1).unwrap_or(0.0),
             },
+            "seek" => NetCommand::Seek {
+                millis: arg_f64(0).unwrap_or(0.0),
+            },
             "secureTokenResponse" => NetCommand::SecureTokenResponse(arg_str(0)),
             _ => NetCommand::Other(c.clone()),
         }
@@ -641,6 +649,9 @@ impl NetCommand {
                 Amf0Value::Null,
                 vec![Amf0Value::Boolean(pause), Amf0Value::Number(millis)],
             ),
+            NetCommand::Seek { millis } => {
+                ("seek", Amf0Value::Null, vec![Amf0Value::Number(millis)])
+            }
             NetCommand::SecureTokenResponse(answer) => {
                 ("secureTokenResponse", Amf0Value::Null, vec![s(answer)])
             }
@@ -1222,6 +1233,7 @@ mod tests {
                 pause: true,
                 millis: 1500.0,
             },
+            NetCommand::Seek { millis: 12_500.0 },
             NetCommand::SecureTokenResponse("0123abcd".into()),
             NetCommand::Other(Command::new("myCall", 9.0, Amf0Value::Null, vec![])),
         ] {

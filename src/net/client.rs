@@ -1079,6 +1079,14 @@ impl ClientConnection {
         self.flush(cancel)
     }
 
+    /// Asks the server for the played stream from `millis` on (see
+    /// `ClientSession::seek`).
+    pub fn seek(&self, millis: u32, cancel: &Cancel) -> Result<()> {
+        self.check()?;
+        lock(&self.shared.session).seek(millis)?;
+        self.flush(cancel)
+    }
+
     fn fail(&self, e: Error) {
         let mut f = lock(&self.shared.failure);
         if f.is_none() {

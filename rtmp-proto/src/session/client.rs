@@ -256,6 +256,8 @@ pub struct ClientSession {
     /// PingResponses the server sent, and the value of the last one.
     pings_answered: u64,
     last_ping_answer: Option<u32>,
+    /// A `seek` is unanswered (see [`ClientSession::seek`]).
+    seeking: bool,
 }
 
 impl ClientSession {
@@ -273,6 +275,7 @@ impl ClientSession {
             failure: None,
             pings_answered: 0,
             last_ping_answer: None,
+            seeking: false,
         }
     }
 
@@ -478,6 +481,8 @@ impl ClientSession {
             Message::UserControl(u) => match u {
                 UserControl::StreamBegin(s) => self.events.push_back(ClientEvent::StreamBegin(s)),
                 // As with media, a player's only stream is the one that ended.
+                // A server stops the old position before it seeks.
+                UserControl::StreamEof(_) if self.seeking => {}
                 UserControl::StreamEof(_)
                     if self.config.mode == ClientMode::Play && self.stream_id().is_some() =>
                 {
@@ -662,6 +667,36 @@ impl ClientSession {
         Ok(())
     }
 
+    /// Asks the server for the played stream from `millis` on (`seek`): a
+    /// recorded stream's server answers NetStream.Seek.Notify, then sends
+    /// the stream again from the key frame at or before that point. Until
+    /// the answer, the stream's end (StreamEOF, which servers send as they
+    /// stop the old position) is not taken for the end of the stream.
+    pub fn seek(&mut self, millis: u32) -> Result<()> {
+        self.check_alive()?;
+        let ClientState::Playing { stream_id } = self.state else {
+            return Err(Error::protocol(format!(
+                "cannot seek in state {:?}",
+                self.state
+            )));
+        };
+        self.conn.send_command(
+            csid::STREAM_COMMAND,
+            stream_id,
+            NetCommand::Seek {
+                millis: f64::from(millis),
+            }
+            .into_command(0.0),
+        )?;
+        self.seeking = true;
+        Ok(())
+    }
+
+    /// Whether a `seek` is still unanswered.
+    pub fn is_seeking(&self) -> bool {
+        self.seeking
+    }
+
     /// Sends a ping (user control PingRequest; servers answer it). A player
     /// on a quiet stream sends one now and then: with nothing else going
     /// out, a dead route would never show.
@@ -711,6 +746,12 @@ impl ClientSession {
                 if s.is_error() {
                     return Err(self.rejected(Stage::Publish, &s));
                 }
+            }
+            // The answer to a seek (Seek.Notify, or Seek.Failed and
+            // Seek.InvalidTime at level error): the stream goes on either
+            // way, so the failures are not the play's.
+            ClientState::Playing { .. } if s.code.starts_with("NetStream.Seek.") => {
+                self.seeking = false;
             }
             ClientState::StartingPlay { stream_id } | ClientState::Playing { stream_id } => {
                 if s.is_error() {

@@ -227,7 +227,33 @@ struct State {
     segment_pushed: bool,
     /// Context mode: when the silence so far is next looked at.
     quiet_due: Option<Instant>,
+    /// The server said the stream is recorded (StreamIsRecorded): it can
+    /// be sought.
+    recorded: bool,
+    /// The stream's length, from its metadata (`duration`, when above 0).
+    duration: Option<gst::ClockTime>,
+    /// Where a seek is.
+    seek: Seek,
 }
+
+/// A seek's way from the request to the first tag of the new position.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Seek {
+    #[default]
+    None,
+    /// `seek` sent at `since` for `target`: what the server sent before
+    /// its answer (NetStream.Seek.Notify) is of the old position.
+    Asked {
+        since: Instant,
+        target: gst::ClockTime,
+    },
+    /// Answered: the next tag starts the new segment (see `stamp`).
+    Answered { target: gst::ClockTime },
+}
+
+/// How long a seek's answer is waited for, dropping what comes meanwhile,
+/// before the stream is taken as it comes (a server that ignores `seek`).
+const SEEK_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for State {
     fn default() -> Self {
@@ -258,6 +284,9 @@ impl Default for State {
             reconnects: 0,
             segment_pushed: false,
             quiet_due: None,
+            recorded: false,
+            duration: None,
+            seek: Seek::None,
         }
     }
 }
@@ -848,7 +877,33 @@ impl RtmpSrcConn {
             );
         }
         st.messages += 1;
+        // The first tag of a sought position: its running time starts the
+        // segment, whose stream time is the tag's own (the position the
+        // server went to: the key frame before the target, or wherever a
+        // server without an index restarts), or the target for metadata.
+        let segment = match st.seek {
+            Seek::Answered { target } => {
+                st.seek = Seek::None;
+                let time = match kind {
+                    tag_type::SCRIPT => target,
+                    _ => gst::ClockTime::from_mseconds(u64::from(ts)),
+                };
+                let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                let start = gst::ClockTime::from_nseconds(rt);
+                segment.set_start(start);
+                segment.set_base(start);
+                segment.set_time(time);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "sought: the stream goes on at {time} from running time {start}"
+                );
+                Some(gst::event::Segment::new(&segment))
+            }
+            _ => None,
+        };
         Tag {
+            segment,
             kind,
             ts,
             body,
@@ -942,20 +997,99 @@ impl BaseSrcImpl for RtmpSrcConn {
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
-        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            let ms = self.settings().latency_ms;
-            q.set(
-                true,
-                gst::ClockTime::from_mseconds(u64::from(ms)),
-                gst::ClockTime::NONE,
-            );
+        match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                let ms = self.settings().latency_ms;
+                q.set(
+                    true,
+                    gst::ClockTime::from_mseconds(u64::from(ms)),
+                    gst::ClockTime::NONE,
+                );
+                true
+            }
+            // A recorded stream's length, as its metadata gives it (as
+            // librtmp's rtmpsrc answers); a live one has none.
+            gst::QueryViewMut::Duration(q) if q.format() == gst::Format::Time => {
+                let st = lock(&self.state);
+                match st.duration.filter(|_| st.recorded) {
+                    Some(d) => {
+                        q.set(d);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            gst::QueryViewMut::Seeking(q) if q.format() == gst::Format::Time => {
+                let st = lock(&self.state);
+                let seekable = self.can_seek(&st);
+                q.set(
+                    seekable,
+                    gst::ClockTime::ZERO,
+                    st.duration.filter(|_| seekable),
+                );
+                true
+            }
+            _ => BaseSrcImplExt::parent_query(self, query),
+        }
+    }
+
+    fn is_seekable(&self) -> bool {
+        self.can_seek(&lock(&self.state))
+    }
+
+    /// A seek in time of a recorded stream: `seek` to the server, whose
+    /// answer and first tag of the new position start the next segment
+    /// (see `on_event` and `stamp`). The base class has flushed and holds
+    /// the streaming thread. Its first call, as the stream starts, is no
+    /// seek.
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            gst::debug!(CAT, imp = self, "only seeks in time");
+            return false;
+        };
+        if segment.rate() != 1.0 || segment.stop().is_some() {
+            // RTMP's seek has a position only.
+            gst::debug!(CAT, imp = self, "seeks at rate 1.0 without a stop only");
+            return false;
+        }
+        let target = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        let mut st = lock(&self.state);
+        let Conn::Connected(c) = &st.conn else {
+            return true;
+        };
+        if !self.can_seek(&st) {
+            // The base class's seek as the stream starts: nothing to do.
             return true;
         }
-        BaseSrcImplExt::parent_query(self, query)
+        let c = c.clone();
+        let millis = u32::try_from(target.mseconds()).unwrap_or(u32::MAX);
+        if let Err(e) = c.seek(millis, &Cancel::new()) {
+            gst::warning!(CAT, imp = self, "seek to {target} not sent: {e}");
+            return false;
+        }
+        gst::info!(CAT, imp = self, "seeking to {target}");
+        // The running time starts again after the flush: so does the
+        // mapping of the server's time onto it, and the base time is
+        // looked up again.
+        st.time = TimeMap::default();
+        st.discont = true;
+        st.seek = Seek::Asked {
+            since: Instant::now(),
+            target,
+        };
+        drop(st);
+        *lock(&self.clock) = None;
+        true
     }
 }
 
 impl RtmpSrcConn {
+    /// Whether the stream can be sought now: played from a server that
+    /// said it is recorded.
+    fn can_seek(&self, st: &State) -> bool {
+        st.recorded && matches!(st.conn, Conn::Connected(_))
+    }
+
     /// One event from the connection, as the policy says: a tag to give,
     /// nothing, or the end.
     /// `read_at`: when it came from the socket, carried in the buffer's
@@ -964,6 +1098,53 @@ impl RtmpSrcConn {
         let mut st = lock(&self.state);
         // Context mode: a silence counts from here.
         st.quiet_due = None;
+        if let Seek::Asked { since, target } = st.seek {
+            match &ev {
+                ClientEvent::Status(s) if s.code.starts_with("NetStream.Seek.") => {
+                    if s.code != "NetStream.Seek.Notify" {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Seek,
+                            ("The server could not seek to {}: {}", target, s)
+                        );
+                    }
+                    st.seek = Seek::Answered { target };
+                    return Ok(None);
+                }
+                ClientEvent::Audio { .. }
+                | ClientEvent::Video { .. }
+                | ClientEvent::Data { .. }
+                | ClientEvent::StreamEnded { .. }
+                | ClientEvent::StreamBegin(_)
+                    if read_at.saturating_duration_since(since) < SEEK_ANSWER_WAIT =>
+                {
+                    return Ok(None);
+                }
+                ClientEvent::Audio { .. } | ClientEvent::Video { .. } => {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "no answer to the seek in {SEEK_ANSWER_WAIT:?}: going on with what comes"
+                    );
+                    st.seek = Seek::Answered { target };
+                }
+                _ => {}
+            }
+        }
+        match &ev {
+            ClientEvent::StreamIsRecorded(_) => st.recorded = true,
+            ClientEvent::Data {
+                data: DataMessage::OnMetaData(m),
+                ..
+            } => {
+                st.duration = m
+                    .get("duration")
+                    .and_then(|d| d.as_f64())
+                    .filter(|d| d.is_finite() && *d > 0.0)
+                    .map(gst::ClockTime::from_seconds_f64);
+            }
+            _ => {}
+        }
         // The last message from the peer came when it was read.
         match st.policy.on_event(&ev, read_at) {
             OnEvent::Skip => return Ok(None),

@@ -151,6 +151,8 @@ fn audio_template_caps() -> gst::Caps {
 /// One FLV tag with what the connection knows of it, handed over without a
 /// buffer (see `take_tag`).
 pub struct Tag {
+    /// A segment to give before it (the first tag after a seek).
+    pub segment: Option<gst::Event>,
     pub kind: u8,
     pub ts: u32,
     pub body: bytes::Bytes,
@@ -404,6 +406,8 @@ pub struct RtmpSrcDemux {
     /// rtmpsrc's num-buffers: the stream ends (EOS) once this many
     /// buffers went out, on all pads together; -1: no limit.
     num_buffers: AtomicI32,
+    /// The last seek taken upstream (its seqnum) and its result.
+    last_seek: Mutex<Option<(gst::Seqnum, bool)>>,
 }
 
 #[glib::object_subclass]
@@ -441,6 +445,7 @@ impl ObjectSubclass for RtmpSrcDemux {
             flv_pad: Mutex::default(),
             flv_mode: AtomicBool::new(false),
             num_buffers: AtomicI32::new(-1),
+            last_seek: Mutex::default(),
         }
     }
 }
@@ -769,6 +774,8 @@ impl RtmpSrcDemux {
                 if stop {
                     let mut st = self.lock();
                     st.flv = None;
+                    // Audio held for the video pad is of before the flush.
+                    st.held = None;
                     for (_, t) in &mut st.tracks {
                         t.discont = true;
                     }
@@ -791,6 +798,26 @@ impl RtmpSrcDemux {
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
+    }
+
+    /// Events from downstream. A seek comes once from every pad's sink
+    /// (playbin sends it to each): upstream takes it once.
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Seek(_) = event.view() {
+            let seqnum = event.seqnum();
+            let mut last = lock(&self.last_seek);
+            if let Some((s, result)) = *last
+                && s == seqnum
+            {
+                return result;
+            }
+            // Held while upstream seeks, so that the same seek from the
+            // other pads waits for its result.
+            let result = self.sinkpad.push_event(event);
+            *last = Some((seqnum, result));
+            return result;
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     fn chain(
@@ -840,6 +867,9 @@ impl RtmpSrcDemux {
     /// has another thread to go on reading while that push is held (see
     /// lanes' notes on direct pushes).
     pub fn take_tag(&self, tag: Tag, direct: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if let Some(segment) = tag.segment {
+            self.sink_event(&self.sinkpad, segment);
+        }
         {
             let mut st = self.lock();
             st.arrival = tag.arrival;
@@ -894,7 +924,16 @@ impl RtmpSrcDemux {
             );
         }
         let templ = self.obj().pad_template("src").expect("template");
-        let pad = gst::Pad::builder_from_template(&templ).name("src").build();
+        let pad = gst::Pad::builder_from_template(&templ)
+            .name("src")
+            .event_function(|pad, parent, event| {
+                RtmpSrcDemux::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |d| d.src_event(pad, event),
+                )
+            })
+            .build();
         if self.obj().current_state() > gst::State::Ready {
             pad.set_active(true).ok();
         }
@@ -1281,7 +1320,15 @@ impl RtmpSrcDemux {
                         (false, _) => "audio_%u",
                     };
                     let templ = self.obj().pad_template(templ).expect("template");
-                    let mut builder = gst::Pad::builder_from_template(&templ).name(name.as_str());
+                    let mut builder = gst::Pad::builder_from_template(&templ)
+                        .name(name.as_str())
+                        .event_function(|pad, parent, event| {
+                            RtmpSrcDemux::catch_panic_pad_function(
+                                parent,
+                                || false,
+                                |d| d.src_event(pad, event),
+                            )
+                        });
                     if self.pad_queues.load(Ordering::Relaxed) {
                         let lanes = self.lanes.clone();
                         builder =
