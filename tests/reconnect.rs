@@ -406,3 +406,89 @@ fn a_server_that_stops_reading_is_left_and_rejoined_once_it_reads_again() {
     let stats: gst::Structure = p.by_name("s").unwrap().property("stats");
     assert_eq!(stats.get::<u64>("backlog-dropped").unwrap(), 0, "{stats}");
 }
+
+/// A recorded stream (nginx-rtmp's `play` of an MP4 file) whose server
+/// goes away and comes back goes on where it was, not from its start:
+/// rtmpsrc plays it again from there, and the stream time of what follows
+/// is the file's.
+#[test]
+fn rtmpsrc_resumes_a_recorded_stream_where_it_was() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let mut nginx = Nginx::start("play RECDIR;");
+    let dir = TempDir::new("vod-resume");
+    let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
+    let served = nginx.dir.path("rec").join("movie.mp4");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&media)
+        .args(["-c", "copy"])
+        .arg(&served)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not make the MP4 file");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&served, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
+    let fv: Vec<&Frame> = file.iter().filter(|f| f.video).collect();
+
+    let (p, log, _) = seek_player(&nginx.url("mp4:movie.mp4"), "reconnect-delay=300");
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            log.lock().unwrap().iter().filter(|f| f.video).count() >= 50
+        }),
+        "no video before the outage"
+    );
+    nginx.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    nginx.start_again();
+    play_to_eos(&p, Duration::from_secs(30));
+
+    let got: Vec<AfterSeek> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|f| f.video)
+        .cloned()
+        .collect();
+    // Up to the outage (DISCONT), the file from its start.
+    let d = (1..got.len())
+        .find(|&i| got[i].discont)
+        .expect("no DISCONT: the stream never resumed");
+    for (i, (g, w)) in got[..d].iter().zip(&fv).enumerate() {
+        assert_eq!(g.crc, w.crc, "video frame {i} before the outage");
+    }
+    // After it, the file again from the last key frame that came, to its
+    // end; what was given before the outage falls before the segment (the
+    // decoder needs it again, a sink does not show it again), the rest
+    // has the file's times.
+    let k = (0..d).rev().find(|&i| fv[i].key).unwrap();
+    assert!(
+        d - k >= 2,
+        "the outage came right after a key frame: nothing to check"
+    );
+    assert_eq!(
+        got[d].crc, fv[k].crc,
+        "resumed elsewhere than at the last key frame, {} ms",
+        fv[k].dts
+    );
+    assert_eq!(got.len() - d, fv.len() - k, "video frames after the outage");
+    for (i, (g, w)) in got[d..].iter().zip(&fv[k..]).enumerate() {
+        assert_eq!(g.crc, w.crc, "video frame at {} ms after the outage", w.dts);
+        // The last frame before the outage may be either: the audio that
+        // came after it says where the stream was.
+        let ok = if k + i < d - 1 {
+            g.dts_ms == -1
+        } else if k + i >= d {
+            (g.dts_ms - w.dts).abs() <= 1
+        } else {
+            true
+        };
+        assert!(
+            ok,
+            "video frame at {} ms came again at stream time {} ms (-1: before the segment)",
+            w.dts, g.dts_ms
+        );
+    }
+}

@@ -1280,92 +1280,6 @@ fn stats_have_rtmp2s_fields_and_values() {
     assert!(src.get::<u64>("in-bytes-total").unwrap() > 1 << 20, "{src}");
 }
 
-/// What reached a sink after a flush: the segment, then every buffer
-/// with its stream time.
-#[derive(Debug, Clone)]
-struct AfterSeek {
-    video: bool,
-    /// Stream time of the DTS, in milliseconds.
-    dts_ms: i64,
-    key: bool,
-    crc: u32,
-}
-
-/// rtmpsrc into fakesinks (in real time, as a player) that keep, per pad,
-/// what came after the last flush.
-type SeekLog = Arc<Mutex<Vec<AfterSeek>>>;
-
-fn seek_player(url: &str) -> (gst::Pipeline, SeekLog, Arc<Mutex<u32>>) {
-    let p = gst::Pipeline::new();
-    let src = rtmpsrc(url, "");
-    p.add(&src).unwrap();
-    let log: SeekLog = Arc::default();
-    let flushes: Arc<Mutex<u32>> = Arc::default();
-    let pw = p.downgrade();
-    let (log2, flushes2) = (log.clone(), flushes.clone());
-    src.connect_pad_added(move |_, pad| {
-        let Some(p) = pw.upgrade() else { return };
-        let video = pad.name().starts_with("video");
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .build()
-            .unwrap();
-        p.add(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        let (log, flushes) = (log2.clone(), flushes2.clone());
-        let segment = Mutex::new(gst::FormattedSegment::<gst::ClockTime>::new());
-        sink.static_pad("sink").unwrap().add_probe(
-            gst::PadProbeType::BUFFER
-                | gst::PadProbeType::EVENT_DOWNSTREAM
-                | gst::PadProbeType::EVENT_FLUSH,
-            move |_, info| {
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let m = b.map_readable().unwrap();
-                        let dts = segment
-                            .lock()
-                            .unwrap()
-                            .to_stream_time(b.dts().unwrap())
-                            .unwrap();
-                        log.lock().unwrap().push(AfterSeek {
-                            video,
-                            dts_ms: dts.mseconds() as i64,
-                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                            crc: crc32(&m),
-                        });
-                    }
-                    Some(gst::PadProbeData::Event(e)) => match e.view() {
-                        gst::EventView::Segment(s) => {
-                            *segment.lock().unwrap() = s.segment().clone().downcast().unwrap();
-                        }
-                        gst::EventView::FlushStop(_) => {
-                            *flushes.lock().unwrap() += 1;
-                            log.lock().unwrap().retain(|f| f.video != video);
-                        }
-                        _ => {}
-                    },
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-    });
-    (p, log, flushes)
-}
-
-/// Waits until `f` holds, at most `limit`.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
 /// A recorded file served by nginx-rtmp's `play` can be sought, as with
 /// librtmp's rtmpsrc: the duration and the seeking query answer from the
 /// stream, a seek in time asks the server for the new position, and what
@@ -1399,7 +1313,7 @@ fn seeks_in_recorded_files_served_by_nginx() {
     let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
     let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
     for name in ["movie.flv", "mp4:movie.mp4"] {
-        let (p, log, flushes) = seek_player(&nginx.url(name));
+        let (p, log, flushes) = seek_player(&nginx.url(name), "");
         p.set_state(gst::State::Playing).unwrap();
         assert!(
             wait_until(Duration::from_secs(10), || log
@@ -1433,7 +1347,8 @@ fn seeks_in_recorded_files_served_by_nginx() {
         let (gv, ga): (Vec<&AfterSeek>, Vec<&AfterSeek>) = got.iter().partition(|f| f.video);
         // The video from the key frame the server went to (nginx's FLV
         // reader takes the next one in the file's index, its MP4 reader
-        // the one before), to the end, with the file's times.
+        // the one at or after the target), to the end, with the file's
+        // times.
         let k = gv
             .first()
             .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
@@ -1540,7 +1455,7 @@ fn seeks_in_recorded_files_served_by_nginx() {
     );
     play_to_eos(&p, Duration::from_secs(20));
     // The video from the key frame at 5 s (nginx's MP4 reader goes to the
-    // one before the target) to the end, each decoded once.
+    // one at or after the target) to the end, each decoded once.
     let k = fv.iter().position(|f| f.key && f.dts >= 5000).unwrap();
     assert_eq!(fv[k].dts, 5000, "make_flv gives a key frame every second");
     assert_eq!(
@@ -1560,7 +1475,7 @@ fn seeks_in_recorded_files_served_by_nginx() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let (p, log, _) = seek_player(&nginx.url("live"));
+    let (p, log, _) = seek_player(&nginx.url("live"), "");
     p.set_state(gst::State::Playing).unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || log.lock().unwrap().len() >= 10),

@@ -3,7 +3,7 @@
 //! publishing pipeline's parsers gave, and comparing the two.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -682,4 +682,88 @@ pub fn assert_latency_figures(stats: &gst::Structure, what: &str) {
         let (p50, p99) = (field("p50"), field("p99"));
         assert!(p50 > 0 && p50 <= p99, "{what} {kind}: {stats}");
     }
+}
+
+/// A buffer that reached a sink of `seek_player`, with its stream time.
+#[derive(Debug, Clone)]
+pub struct AfterSeek {
+    pub video: bool,
+    /// Stream time of the DTS, in milliseconds; -1 before the segment.
+    pub dts_ms: i64,
+    pub key: bool,
+    pub discont: bool,
+    pub crc: u32,
+}
+
+pub type SeekLog = Arc<Mutex<Vec<AfterSeek>>>;
+
+/// rtmpsrc (with more properties, `k=v` words) into fakesinks, in real
+/// time as a player's, that keep per pad what came after the last flush;
+/// also how many flushes came.
+pub fn seek_player(url: &str, extra: &str) -> (gst::Pipeline, SeekLog, Arc<Mutex<u32>>) {
+    let p = gst::Pipeline::new();
+    let src = rtmpsrc(url, extra);
+    p.add(&src).unwrap();
+    let log: SeekLog = Arc::default();
+    let flushes: Arc<Mutex<u32>> = Arc::default();
+    let pw = p.downgrade();
+    let (log2, flushes2) = (log.clone(), flushes.clone());
+    src.connect_pad_added(move |_, pad| {
+        let Some(p) = pw.upgrade() else { return };
+        let video = pad.name().starts_with("video");
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .build()
+            .unwrap();
+        p.add(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        let (log, flushes) = (log2.clone(), flushes2.clone());
+        let segment = Mutex::new(gst::FormattedSegment::<gst::ClockTime>::new());
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let m = b.map_readable().unwrap();
+                        let dts = segment.lock().unwrap().to_stream_time(b.dts().unwrap());
+                        log.lock().unwrap().push(AfterSeek {
+                            video,
+                            dts_ms: dts.map_or(-1, |t| t.mseconds() as i64),
+                            key: !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                            discont: b.flags().contains(gst::BufferFlags::DISCONT),
+                            crc: crc32(&m),
+                        });
+                    }
+                    Some(gst::PadProbeData::Event(e)) => match e.view() {
+                        gst::EventView::Segment(s) => {
+                            *segment.lock().unwrap() = s.segment().clone().downcast().unwrap();
+                        }
+                        gst::EventView::FlushStop(_) => {
+                            *flushes.lock().unwrap() += 1;
+                            log.lock().unwrap().retain(|f| f.video != video);
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    });
+    (p, log, flushes)
+}
+
+/// Waits until `f` holds, at most `limit`.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
 }

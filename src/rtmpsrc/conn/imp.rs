@@ -170,6 +170,9 @@ struct TimeMap {
     /// The last running time given out: a new mapping never starts before
     /// it, so output time never goes back (a burst maps ahead of the clock).
     last: Option<i64>,
+    /// RTMP time (ns) that the next mapping puts where the first message
+    /// would go (see `resume_at`).
+    resume: Option<i64>,
 }
 
 impl TimeMap {
@@ -185,6 +188,8 @@ impl TimeMap {
         let t = ms * 1_000_000;
         let resync = match self.offset {
             None => true,
+            // Before the point resumed at: behind the clock by design.
+            Some(_) if self.resume.is_some_and(|r| t < r) => false,
             Some(o) => {
                 let ahead = o + t - now;
                 !(-RESYNC_BEHIND_NS..=RESYNC_AHEAD_NS).contains(&ahead)
@@ -192,7 +197,11 @@ impl TimeMap {
         };
         if resync {
             let anchor = self.last.map_or(now, |l| l.max(now));
-            self.offset = Some(anchor - t);
+            let at = self.resume.map_or(t, |r| r.max(t));
+            self.offset = Some(anchor - at);
+        }
+        if self.resume.is_some_and(|r| t >= r) {
+            self.resume = None;
         }
         let rt = (self.offset.unwrap_or(0) + t).max(0);
         self.last = Some(self.last.map_or(rt, |l| l.max(rt)));
@@ -203,6 +212,22 @@ impl TimeMap {
     fn restart(&mut self) {
         self.unwrap.reset();
         self.offset = None;
+        self.resume = None;
+    }
+
+    /// A recorded stream played again from a key frame before `ms`, where
+    /// it was: the mapping starts so that `ms` (not the first message)
+    /// goes on from the last time given out. What comes before it maps
+    /// earlier, and falls before the segment (see `Seek::Resume`).
+    fn resume_at(&mut self, ms: u32) {
+        self.restart();
+        self.resume = Some(i64::from(ms) * 1_000_000);
+    }
+
+    /// The running time (ns) of RTMP time `ms` in the current mapping.
+    fn running_time_of(&self, ms: u32) -> Option<u64> {
+        self.offset
+            .map(|o| (o + i64::from(ms) * 1_000_000).max(0) as u64)
     }
 }
 
@@ -234,6 +259,11 @@ struct State {
     duration: Option<gst::ClockTime>,
     /// Where a seek is.
     seek: Seek,
+    /// The RTMP time of the last audio or video message: where a recorded
+    /// stream resumes after a reconnection.
+    position: Option<u32>,
+    /// The RTMP time of the last video key frame.
+    last_key: Option<u32>,
 }
 
 /// A seek's way from the request to the first tag of the new position.
@@ -249,6 +279,12 @@ enum Seek {
     },
     /// Answered: the next tag starts the new segment (see `stamp`).
     Answered { target: gst::ClockTime },
+    /// A recorded stream played again after a reconnection, from a key
+    /// frame at or before `from` (RTMP ms), where it was: the next audio or
+    /// video message starts a segment at `from`, so that what was given
+    /// before the connection was lost falls before it (decoded again as
+    /// the frames after it need, not shown again).
+    Resume { from: u32 },
 }
 
 /// How long a seek's answer is waited for, dropping what comes meanwhile,
@@ -287,6 +323,8 @@ impl Default for State {
             recorded: false,
             duration: None,
             seek: Seek::None,
+            position: None,
+            last_key: None,
         }
     }
 }
@@ -775,12 +813,37 @@ impl RtmpSrcConn {
             if !self.cancel.sleep_until(at) {
                 return Err(gst::FlowError::Flushing);
             }
-            match ClientConnection::open(&url, self.client_config(&url), &self.cancel) {
+            // A recorded stream goes on where it was, not from its start:
+            // `play` from the last key frame (in milliseconds, as servers
+            // take it; 1 ms before, as nginx's FLV reader goes to the key
+            // frame after the time asked for), see `Seek::Resume`.
+            let mut config = self.client_config(&url);
+            let resume = {
+                let st = lock(&self.state);
+                st.position
+                    .filter(|_| st.recorded)
+                    .map(|at| (at, st.last_key.unwrap_or(at).min(at)))
+            };
+            if let Some((_, key)) = resume {
+                config.session.play_start = f64::from(key.saturating_sub(1));
+            }
+            match ClientConnection::open(&url, config, &self.cancel) {
                 Ok(c) => {
                     let c = Arc::new(c);
                     let mut st = lock(&self.state);
                     st.conn = Conn::Connected(c.clone());
-                    st.time.restart();
+                    match resume {
+                        Some((at, key)) => {
+                            gst::info!(
+                                CAT,
+                                imp = self,
+                                "the recorded stream resumes at {at} ms, from the key frame at {key} ms"
+                            );
+                            st.time.resume_at(at);
+                            st.seek = Seek::Resume { from: at };
+                        }
+                        None => st.time.restart(),
+                    }
                     st.discont = true;
                     st.reconnects += 1;
                     st.policy.on_reconnected(Instant::now());
@@ -860,6 +923,11 @@ impl RtmpSrcConn {
         let (rt, resync) = if kind == tag_type::SCRIPT {
             (st.time.current(now), false)
         } else {
+            st.position = Some(ts);
+            // A key frame, legacy or Enhanced RTMP (the frame type's bits).
+            if kind == tag_type::VIDEO && body.first().is_some_and(|b| (b >> 4) & 7 == 1) {
+                st.last_key = Some(ts);
+            }
             st.time.map(ts, now)
         };
         gst::trace!(
@@ -897,6 +965,23 @@ impl RtmpSrcConn {
                     CAT,
                     imp = self,
                     "sought: the stream goes on at {time} from running time {start}"
+                );
+                Some(gst::event::Segment::new(&segment))
+            }
+            Seek::Resume { from } if kind != tag_type::SCRIPT => {
+                st.seek = Seek::None;
+                let from = from.max(ts);
+                let start =
+                    gst::ClockTime::from_nseconds(st.time.running_time_of(from).unwrap_or(rt));
+                let time = gst::ClockTime::from_mseconds(u64::from(from));
+                let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                segment.set_start(start);
+                segment.set_base(start);
+                segment.set_time(time);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "resumed: the stream goes on at {time} from running time {start}"
                 );
                 Some(gst::event::Segment::new(&segment))
             }
@@ -1610,5 +1695,26 @@ mod tests {
         assert_eq!(m.map(40, 10_050 * ms), (10_040 * ms as u64, false));
         // A jump an hour ahead: resync rather than stall for an hour.
         assert_eq!(m.map(3_600_000, 10_100 * ms), (10_100 * ms as u64, true));
+    }
+
+    /// A recorded stream played again from the key frame before where it
+    /// was: the point it was at goes on from the last time given out, the
+    /// frames before it map before that, and a GOP longer than the
+    /// resync's bound is no jump.
+    #[test]
+    fn time_map_resumes_where_it_was() {
+        let ms = 1_000_000i64;
+        let mut m = TimeMap::default();
+        m.map(0, 0);
+        assert_eq!(m.map(14_000, 14_000 * ms), (14_000 * ms as u64, false));
+        // Lost there; back 2 s later from the key frame at 6 s.
+        m.resume_at(14_000);
+        assert_eq!(m.map(6000, 16_000 * ms), (8000 * ms as u64, true));
+        assert_eq!(m.running_time_of(14_000), Some(16_000 * ms as u64));
+        assert_eq!(m.map(6040, 16_001 * ms), (8040 * ms as u64, false));
+        assert_eq!(m.map(14_000, 16_010 * ms), (16_000 * ms as u64, false));
+        // From there on, the usual bounds.
+        assert_eq!(m.map(14_040, 16_050 * ms), (16_040 * ms as u64, false));
+        assert_eq!(m.map(0, 16_100 * ms).1, true);
     }
 }
