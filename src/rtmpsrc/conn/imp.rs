@@ -1715,6 +1715,6 @@ mod tests {
         assert_eq!(m.map(14_000, 16_010 * ms), (16_000 * ms as u64, false));
         // From there on, the usual bounds.
         assert_eq!(m.map(14_040, 16_050 * ms), (16_040 * ms as u64, false));
-        assert_eq!(m.map(0, 16_100 * ms).1, true);
+        assert!(m.map(0, 16_100 * ms).1);
     }
 }
