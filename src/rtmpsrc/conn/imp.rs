@@ -1093,25 +1093,27 @@ impl BaseSrcImpl for RtmpSrcConn {
                 true
             }
             // A recorded stream's length, as its metadata gives it (as
-            // librtmp's rtmpsrc answers); a live one has none.
+            // librtmp's rtmpsrc answers), and where it can be sought; a
+            // live one's answers are the base class's (no length, not
+            // seekable).
             gst::QueryViewMut::Duration(q) if q.format() == gst::Format::Time => {
                 let st = lock(&self.state);
-                match st.duration.filter(|_| st.recorded) {
+                match st.duration.filter(|_| self.can_seek(&st)) {
                     Some(d) => {
                         q.set(d);
                         true
                     }
-                    None => false,
+                    None => {
+                        drop(st);
+                        BaseSrcImplExt::parent_query(self, query)
+                    }
                 }
             }
-            gst::QueryViewMut::Seeking(q) if q.format() == gst::Format::Time => {
-                let st = lock(&self.state);
-                let seekable = self.can_seek(&st);
-                q.set(
-                    seekable,
-                    gst::ClockTime::ZERO,
-                    st.duration.filter(|_| seekable),
-                );
+            gst::QueryViewMut::Seeking(q)
+                if q.format() == gst::Format::Time && self.can_seek(&lock(&self.state)) =>
+            {
+                let duration = lock(&self.state).duration;
+                q.set(true, gst::ClockTime::ZERO, duration);
                 true
             }
             _ => BaseSrcImplExt::parent_query(self, query),
