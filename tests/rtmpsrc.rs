@@ -1498,3 +1498,36 @@ fn seeks_in_recorded_files_served_by_nginx() {
     publisher.kill().ok();
     publisher.wait().ok();
 }
+
+/// A player with no queues behind rtmpsrc (`pad-queues=false`) and sinks
+/// that preroll, as the demo's, of a stream whose audio comes before its
+/// video: every frame arrives. The audio waits for the video pad (see
+/// joining_a_live_stream_gives_video_and_audio); released as that pad
+/// came, before its first frame, the audio's sink prerolled and waited for
+/// the video's, which waited for rtmpsrc's one thread: nothing more came.
+#[test]
+fn audio_before_video_without_pad_queues_into_prerolling_sinks() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-audio-first");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let tags = read_flv_tags(&media);
+    // The metadata, the audio's header and first frames, then the rest.
+    let early = |t: &gstrtmp::rtmp::flv::FlvTag| t.tag_type == 8 && t.timestamp < 100;
+    let mut order: Vec<gstrtmp::rtmp::flv::FlvTag> =
+        tags.iter().filter(|t| t.tag_type == 18).cloned().collect();
+    order.extend(tags.iter().filter(|t| early(t)).cloned());
+    order.extend(
+        tags.iter()
+            .filter(|t| t.tag_type != 18 && !early(t))
+            .cloned(),
+    );
+    assert_eq!(order[1].tag_type, 8, "the audio first");
+    let nginx = Nginx::start("");
+    let url = nginx.url("first");
+    let (p, log, _) = player(&url, "pad-queues=false");
+    start_player(&p, &nginx, "first");
+    publish_tags(&url, &order).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_delivered_file("audio first, no pad queues", &log, &media);
+}

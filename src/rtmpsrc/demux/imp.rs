@@ -235,6 +235,8 @@ struct State {
     held: Option<Held>,
     /// Nothing is held any more this run: the wait is over.
     hold_over: bool,
+    /// The `video` pad has given a frame.
+    video_flowing: bool,
 }
 
 impl State {
@@ -1247,7 +1249,13 @@ impl RtmpSrcDemux {
     fn held_due(&self, ts: Option<u32>) -> Option<Held> {
         let mut st = self.lock();
         st.held.as_ref()?;
-        if !Self::late(&mut st, ts) && st.pad(VIDEO0).is_none() && !st.left_out(VIDEO0) {
+        // Until the video pad has given its first frame, not only until it
+        // is there: a sink linked to it prerolls on that frame before the
+        // audio's sink comes. Else, with pad-queues=false, the audio's
+        // sink prerolled first and waited for the video's, which waited
+        // for this thread (the pipeline had lost its state to the video
+        // sink's async start).
+        if !Self::late(&mut st, ts) && !st.video_flowing && !st.left_out(VIDEO0) {
             return None;
         }
         st.hold_over = true;
@@ -1448,6 +1456,9 @@ impl RtmpSrcDemux {
             };
             let discont = std::mem::take(&mut tr.discont);
             let first = !std::mem::replace(&mut tr.tagged, true);
+            if id == VIDEO0 {
+                st.video_flowing = true;
+            }
             // The stream's tags before each pad's first frame; the track's
             // own with its next one.
             let global = if first { st.stream_tags.clone() } else { None };
