@@ -418,17 +418,7 @@ fn rtmpsrc_resumes_a_recorded_stream_where_it_was() {
     let mut nginx = Nginx::start("play RECDIR;");
     let dir = TempDir::new("vod-resume");
     let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
-    let served = nginx.dir.path("rec").join("movie.mp4");
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(&media)
-        .args(["-c", "copy"])
-        .arg(&served)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg could not make the MP4 file");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&served, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nginx.serve_file(&media, "movie.mp4", &[]);
     let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
     let fv: Vec<&Frame> = file.iter().filter(|f| f.video).collect();
 

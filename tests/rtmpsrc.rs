@@ -395,20 +395,9 @@ fn plays_recorded_files_served_by_nginx() {
     let nginx = Nginx::start("play RECDIR;");
     let dir = TempDir::new("src-vod");
     let media = make_flv(&dir, "movie.flv", 3, Tracks::AudioVideo);
-    let served = nginx.dir.path("rec");
-    std::fs::copy(&media, served.join("movie.flv")).unwrap();
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(&media)
-        .args(["-c", "copy"])
-        .arg(served.join("movie.mp4"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg could not make the MP4 file");
+    nginx.serve_file(&media, "movie.flv", &[]);
+    nginx.serve_file(&media, "movie.mp4", &[]);
     for (name, file) in [("movie.flv", "movie.flv"), ("mp4:movie.mp4", "movie.mp4")] {
-        use std::os::unix::fs::PermissionsExt;
-        let served = served.join(file);
-        std::fs::set_permissions(&served, std::fs::Permissions::from_mode(0o644)).unwrap();
         let (p, log, caps) = player(&nginx.url(name), "");
         p.set_state(gst::State::Playing).unwrap();
         play_to_eos(&p, Duration::from_secs(30));
@@ -1292,24 +1281,9 @@ fn seeks_in_recorded_files_served_by_nginx() {
     let nginx = Nginx::start("play RECDIR;");
     let dir = TempDir::new("src-seek");
     let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
-    let served = nginx.dir.path("rec");
     // nginx seeks in an FLV file by the key frame index in its metadata.
-    for (out, extra) in [
-        ("movie.flv", &["-flvflags", "add_keyframe_index"][..]),
-        ("movie.mp4", &[][..]),
-    ] {
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(&media)
-            .args(["-c", "copy"])
-            .args(extra)
-            .arg(served.join(out))
-            .status()
-            .unwrap();
-        assert!(st.success(), "ffmpeg could not make {out}");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(served.join(out), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
+    nginx.serve_file(&media, "movie.flv", &["-flvflags", "add_keyframe_index"]);
+    nginx.serve_file(&media, "movie.mp4", &[]);
     let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
     let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
     for name in ["movie.flv", "mp4:movie.mp4"] {

@@ -425,6 +425,24 @@ rtmp {{
         format!("rtmp://{}:{}/live/{stream}", self.host, self.port)
     }
 
+    /// `media` copied by FFmpeg (`-c copy` and `args`) into the folder an
+    /// app_conf's `play RECDIR;` serves, as `file` (its container by the
+    /// name), readable by nginx's worker.
+    pub fn serve_file(&self, media: &Path, file: &str, args: &[&str]) {
+        use std::os::unix::fs::PermissionsExt;
+        let out = self.dir.path("rec").join(file);
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(media)
+            .args(["-c", "copy"])
+            .args(args)
+            .arg(&out)
+            .status()
+            .expect("run ffmpeg");
+        assert!(st.success(), "ffmpeg could not make {file}");
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
     /// The rtmps:// URL of TLS front `i`, by the name its certificate holds.
     pub fn rtmps_url(&self, i: usize, stream: &str) -> String {
         format!("rtmps://localhost:{}/live/{stream}", self.tls_ports[i])

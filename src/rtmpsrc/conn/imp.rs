@@ -910,6 +910,21 @@ impl RtmpSrcConn {
         cache.as_ref().map_or(0, |c| c.running_time(read_at))
     }
 
+    /// A segment from running time `start` (its base too: running time
+    /// goes on as mapped), at stream time `time` there.
+    fn segment_from(&self, start: gst::ClockTime, time: gst::ClockTime, what: &str) -> gst::Event {
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_start(start);
+        segment.set_base(start);
+        segment.set_time(time);
+        gst::info!(
+            CAT,
+            imp = self,
+            "{what}: the stream goes on at {time} from running time {start}"
+        );
+        gst::event::Segment::new(&segment)
+    }
+
     /// A message's running time and flags, for the demuxer.
     fn stamp(
         &self,
@@ -947,8 +962,10 @@ impl RtmpSrcConn {
         st.messages += 1;
         // The first tag of a sought position: its running time starts the
         // segment, whose stream time is the tag's own (the position the
-        // server went to: the key frame before the target, or wherever a
-        // server without an index restarts), or the target for metadata.
+        // server went to: a key frame at or after the target, or wherever
+        // a server without an index restarts), or the target for metadata.
+        // After a reconnection, the first audio or video: the point where
+        // the stream was starts it (see `Seek::Resume`).
         let segment = match st.seek {
             Seek::Answered { target } => {
                 st.seek = Seek::None;
@@ -956,34 +973,17 @@ impl RtmpSrcConn {
                     tag_type::SCRIPT => target,
                     _ => gst::ClockTime::from_mseconds(u64::from(ts)),
                 };
-                let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                let start = gst::ClockTime::from_nseconds(rt);
-                segment.set_start(start);
-                segment.set_base(start);
-                segment.set_time(time);
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "sought: the stream goes on at {time} from running time {start}"
-                );
-                Some(gst::event::Segment::new(&segment))
+                Some(self.segment_from(gst::ClockTime::from_nseconds(rt), time, "sought"))
             }
             Seek::Resume { from } if kind != tag_type::SCRIPT => {
                 st.seek = Seek::None;
                 let from = from.max(ts);
-                let start =
-                    gst::ClockTime::from_nseconds(st.time.running_time_of(from).unwrap_or(rt));
-                let time = gst::ClockTime::from_mseconds(u64::from(from));
-                let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                segment.set_start(start);
-                segment.set_base(start);
-                segment.set_time(time);
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "resumed: the stream goes on at {time} from running time {start}"
-                );
-                Some(gst::event::Segment::new(&segment))
+                let start = st.time.running_time_of(from).unwrap_or(rt);
+                Some(self.segment_from(
+                    gst::ClockTime::from_nseconds(start),
+                    gst::ClockTime::from_mseconds(u64::from(from)),
+                    "resumed",
+                ))
             }
             _ => None,
         };
