@@ -231,11 +231,6 @@ impl BlockingClient {
         self.after_send()
     }
 
-    pub fn seek(&mut self, millis: u32) -> Result<()> {
-        self.session.seek(millis)?;
-        self.flush()
-    }
-
     pub fn send_data(&mut self, timestamp: u32, data: &DataMessage) -> Result<()> {
         self.session.send_data(timestamp, data)?;
         self.after_send()

@@ -53,24 +53,34 @@ pub fn player(url: &str, extra: &str) -> (gst::Pipeline, OutLog, Arc<Mutex<Vec<g
 pub fn record_pads(p: &gst::Pipeline, e: &gst::Element) -> (OutLog, Arc<Mutex<Vec<gst::Caps>>>) {
     let log = OutLog::default();
     let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
-    let pw = p.downgrade();
     let (log2, caps2) = (log.clone(), caps.clone());
+    sink_per_pad(p, e, false, move |_, sink| {
+        record(sink, log2.clone(), caps2.clone())
+    });
+    (log, caps)
+}
+
+/// Each pad `e` adds (in `p`) linked to a fakesink of its own (`sync` as
+/// told), then `then` with the pad and the sink's pad.
+pub fn sink_per_pad(
+    p: &gst::Pipeline,
+    e: &gst::Element,
+    sync: bool,
+    then: impl Fn(&gst::Pad, &gst::Pad) + Send + Sync + 'static,
+) {
+    let pw = p.downgrade();
     e.connect_pad_added(move |_, pad| {
         let Some(p) = pw.upgrade() else { return };
         let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
+            .property("sync", sync)
             .build()
             .unwrap();
         p.add(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        record(
-            &sink.static_pad("sink").unwrap(),
-            log2.clone(),
-            caps2.clone(),
-        );
+        let sinkpad = sink.static_pad("sink").unwrap();
+        pad.link(&sinkpad).unwrap();
+        then(pad, &sinkpad);
     });
-    (log, caps)
 }
 
 /// Records every buffer and caps event that goes through `pad` (of
@@ -706,21 +716,12 @@ pub fn seek_player(url: &str, extra: &str) -> (gst::Pipeline, SeekLog, Arc<Mutex
     p.add(&src).unwrap();
     let log: SeekLog = Arc::default();
     let flushes: Arc<Mutex<u32>> = Arc::default();
-    let pw = p.downgrade();
     let (log2, flushes2) = (log.clone(), flushes.clone());
-    src.connect_pad_added(move |_, pad| {
-        let Some(p) = pw.upgrade() else { return };
+    sink_per_pad(&p, &src, true, move |pad, sinkpad| {
         let video = pad.name().starts_with("video");
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .build()
-            .unwrap();
-        p.add(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
         let (log, flushes) = (log2.clone(), flushes2.clone());
         let segment = Mutex::new(gst::FormattedSegment::<gst::ClockTime>::new());
-        sink.static_pad("sink").unwrap().add_probe(
+        sinkpad.add_probe(
             gst::PadProbeType::BUFFER
                 | gst::PadProbeType::EVENT_DOWNSTREAM
                 | gst::PadProbeType::EVENT_FLUSH,

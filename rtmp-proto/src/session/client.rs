@@ -669,7 +669,8 @@ impl ClientSession {
 
     /// Asks the server for the played stream from `millis` on (`seek`): a
     /// recorded stream's server answers NetStream.Seek.Notify, then sends
-    /// the stream again from the key frame at or before that point. Until
+    /// the stream again from a key frame it picks (nginx-rtmp: at or after
+    /// that point). Until
     /// the answer, the stream's end (StreamEOF, which servers send as they
     /// stop the old position) is not taken for the end of the stream.
     pub fn seek(&mut self, millis: u32) -> Result<()> {
@@ -690,11 +691,6 @@ impl ClientSession {
         )?;
         self.seeking = true;
         Ok(())
-    }
-
-    /// Whether a `seek` is still unanswered.
-    pub fn is_seeking(&self) -> bool {
-        self.seeking
     }
 
     /// Sends a ping (user control PingRequest; servers answer it). A player
