@@ -28,7 +28,8 @@ if [ ! -d fuzz/corpus/url ]; then
   i=0
   for s in 'rtmp://u:p%40ss@h:1935/live/key?t=1\nrtmp://b.example/other' \
            'rtmps://[::1]/app/inst/mp4:dir/f.mp4\n//[2001:db8::1]:1940/x/' \
-           'rtmp://h/app?token=a/key\n/moved' 'RTMP://h/a\nsibling'; do
+           'rtmp://h/app?token=a/key\n/moved' 'RTMP://h/a\nsibling' \
+           'rtmp://h/x/y app=vod playpath=mp4:a\\20b.mp4 live=1 conn=O:1 conn=NS:k:v conn=O:0\n/moved'; do
     printf "$s" >"fuzz/corpus/url/seed$i"; i=$((i + 1))
   done
 fi

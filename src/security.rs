@@ -169,11 +169,15 @@ impl Security {
     /// A client connection's options: the session's configuration with
     /// this TLS and login.
     pub fn connect_options(&self, session: ClientConfig, url: &RtmpUrl) -> ConnectOptions {
+        let mut session = ClientConfig {
+            secure_token: self.secure_token().map(|s| Secret(s.to_owned())),
+            ..session
+        };
+        // librtmp's options in the location have the last word over the
+        // properties they stand for.
+        url.options.apply_to(&mut session);
         ConnectOptions {
-            session: ClientConfig {
-                secure_token: self.secure_token().map(|s| Secret(s.to_owned())),
-                ..session
-            },
+            session,
             tls: self.tls.clone(),
             auth_mode: match self.authmod {
                 AuthMode::Auto => ClientAuthMode::Auto,

@@ -181,10 +181,20 @@ impl Target {
         };
         // Parts set one by one are checked as a location would be (a
         // host with a space, say).
-        if let Err(e) = RtmpUrl::parse(&url.to_uri()) {
+        if let Err(e) = url.check() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
                 ("Invalid location {}: {}", url.redacted(), e)
+            ));
+        }
+        if !url.options.is_empty() && mode == RtmpMode::Server {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "Invalid location {}: options after the URL ({:?}) are for client mode",
+                    url.redacted(),
+                    url.options
+                )
             ));
         }
         if url.stream.is_empty() && mode == RtmpMode::Client {
@@ -277,7 +287,7 @@ impl SharedSettings {
             glib::ParamSpecString::builder("location")
                 .nick("Location")
                 .blurb(&format!(
-                    "RTMP URL to {}: rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query]; in server mode, the address to listen on (port 0 picks one), and the app and stream to accept. Also set in parts by scheme, host, port, application and stream",
+                    "RTMP URL to {}: rtmp[s]://[user:pass@]host[:port]/app[/instance]/stream[?query], then in client mode librtmp's options after a space if any (live=1 token=... conn=S:x ...; see the README); in server mode, the address to listen on (port 0 picks one), and the app and stream to accept. Also set in parts by scheme, host, port, application and stream",
                     role.client_verb
                 ))
                 .build(),

@@ -442,3 +442,41 @@ fn rtmp2s_properties_are_ours_too() {
         assert_eq!(lacking, missing, "{theirs}'s properties that {ours} lacks");
     }
 }
+
+/// librtmp's options after the URL that we cannot honour fail the start
+/// with their name, as librtmp refused what it did not know; options are
+/// for a client, so a server refuses them too.
+#[test]
+fn librtmp_options_that_cannot_be_honoured_are_reported_at_start() {
+    init();
+    let p = launch(&format!(
+        "{} rtmpsink name=s location=rtmp://h/live/key",
+        AV.replace("SINK", "s")
+    ));
+    let s = p.by_name("s").unwrap();
+    let start_error = || {
+        while p.bus().unwrap().pop().is_some() {}
+        assert!(p.set_state(gst::State::Playing).is_err());
+        let e = expect_error(&p, Duration::from_secs(5)).0;
+        p.set_state(gst::State::Null).unwrap();
+        e
+    };
+    for (location, says) in [
+        ("rtmp://h/live/key socks=proxy:1080", "SOCKS proxy"),
+        ("rtmp://h/live/key swfVfy=1", "SWF verification"),
+        ("rtmp://h/live/key lve=1", "unknown option lve="),
+    ] {
+        s.set_property("location", location);
+        // As given, since it does not parse.
+        assert_eq!(url_of(&s).as_deref(), Some(location));
+        let e = start_error();
+        assert!(
+            e.contains("Invalid location") && e.contains(says),
+            "{location}: {e}"
+        );
+    }
+    s.set_property_from_str("mode", "server");
+    s.set_property("location", "rtmp://127.0.0.1:0/live/key live=1");
+    let e = start_error();
+    assert!(e.contains("are for client mode"), "{e}");
+}

@@ -373,6 +373,46 @@ fn resolution_change_midstream() {
     assert_ne!(headers[0], headers[1]);
 }
 
+/// A location written for librtmp's rtmpsink, options after the URL
+/// (`rtmp://host/app/key live=1`, as tutorials for YouTube and Twitch
+/// have it): the stream published is still `key`, every frame arrives,
+/// and what the options say goes into connect.
+#[test]
+fn librtmp_options_after_the_url_to_nginx() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = nginx_recording();
+    let log = SentLog::default();
+    let p = build(
+        &format!("{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false"),
+        &log,
+    );
+    let location = format!(
+        "{} live=1 flashver=FMLE/3.0\\20(librtmp) conn=S:extra timeout=5",
+        nginx.url("lib")
+    );
+    let sink = p.by_name("s").unwrap();
+    sink.set_property("location", &location);
+    assert_eq!(sink.property::<String>("stream"), "lib");
+    // Read back written out again, the options in librtmp's order.
+    assert_eq!(
+        sink.property::<String>("location"),
+        format!(
+            "{} flashver=FMLE/3.0\\20(librtmp) conn=S:extra live=1 timeout=5",
+            nginx.url("lib")
+        )
+    );
+    run(&p, Duration::from_secs(60));
+    let got = ffprobe_frames(recorded(&nginx, "lib").to_str().unwrap());
+    assert_same_frames(
+        "librtmp-style location: nginx's recording vs what entered rtmpsink",
+        &got,
+        &expected(&log.lock().unwrap()),
+    );
+    let said = nginx.error_log();
+    assert!(said.contains("flashver='FMLE/3.0 (librtmp)'"), "{said}");
+}
+
 #[test]
 fn flvmux_path_keeps_working() {
     needs!("nginx", "ffmpeg");

@@ -1269,6 +1269,82 @@ fn stats_have_rtmp2s_fields_and_values() {
     assert!(src.get::<u64>("in-bytes-total").unwrap() > 1 << 20, "{src}");
 }
 
+/// A location written for librtmp's rtmpsrc, options after the URL:
+/// `app=` and `playpath=` name what is played (over the URL's own),
+/// `start=` and `stop=` the part of the recorded file, `flashver=` (with
+/// librtmp's `\20` for a space) what connect says. The server is asked
+/// for that part, and rtmpsrc ends the stream at `stop` itself, since
+/// nginx plays on past it.
+#[test]
+fn librtmp_options_play_a_part_of_a_recorded_file() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = Nginx::start("play RECDIR;");
+    let dir = TempDir::new("src-librtmp-options");
+    let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
+    nginx.serve_file(&media, "movie.mp4", &[]);
+    let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
+    let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
+    let location = format!(
+        "{} app=live playpath=mp4:movie.mp4 start=3000 stop=6000 buffer=500 flashver=LNX\\2010,0,32,18 conn=S:hello",
+        nginx.url("elsewhere").replace("/live/", "/other/")
+    );
+    let (p, log, _) = player(&location, "");
+    p.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    let got = log.lock().unwrap().clone();
+    let (gv, ga): (Vec<&Out>, Vec<&Out>) = got.iter().partition(|o| o.video);
+    // The video from the key frame nginx went to (its MP4 reader: at or
+    // after 3 s), up to the last frame before 6 s, each the file's.
+    let k = gv
+        .first()
+        .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
+        .expect("the first video frame is not the file's");
+    assert!(
+        fv[k].key,
+        "the stream started at a frame that is not a key frame"
+    );
+    assert!(
+        (2000..=4000).contains(&fv[k].dts),
+        "the stream started at {} ms, start=3000 asked",
+        fv[k].dts
+    );
+    let want: Vec<u32> = fv[k..]
+        .iter()
+        .take_while(|f| f.dts < 6000)
+        .map(|f| f.crc)
+        .collect();
+    let crcs: Vec<u32> = gv.iter().map(|o| o.crc).collect();
+    assert_eq!(crcs, want, "video from {} ms to stop=6000", fv[k].dts);
+    // The audio: a run of the file's, in RTMP time (the video's, which
+    // is the file's; nginx's MP4 reader puts the audio some 90 ms earlier
+    // than the FLV file had it) up to the last frame before 6 s.
+    let a0 = ga
+        .first()
+        .and_then(|g| fa.iter().position(|f| f.crc == g.crc))
+        .expect("the first audio frame is not the file's");
+    let acrcs: Vec<u32> = ga.iter().map(|o| o.crc).collect();
+    let awant: Vec<u32> = fa[a0..].iter().take(ga.len()).map(|f| f.crc).collect();
+    assert_eq!(
+        acrcs, awant,
+        "audio from {} ms: not a run of the file's",
+        fa[a0].dts
+    );
+    let offset = gv[0].dts - fv[k].dts * 1_000_000;
+    let last_ms = (ga.last().unwrap().dts - offset) / 1_000_000;
+    assert!(
+        (5900..6000).contains(&last_ms),
+        "the last audio frame is at {last_ms} ms, stop=6000"
+    );
+    // What nginx was asked for.
+    let asked = nginx.error_log();
+    assert!(
+        asked.contains("play: name='mp4:movie.mp4' args='' start=3000 duration=3000"),
+        "{asked}"
+    );
+    assert!(asked.contains("flashver='LNX 10,0,32,18'"), "{asked}");
+}
+
 /// A recorded file served by nginx-rtmp's `play` can be sought, as with
 /// librtmp's rtmpsrc: the duration and the seeking query answer from the
 /// stream, a seek in time asks the server for the new position, and what

@@ -26,6 +26,7 @@ mod reader;
 pub mod secure_token;
 pub mod session;
 pub mod url;
+pub mod url_options;
 
 pub use error::{Error, ErrorKind, Result};
 pub use limits::{AmfLimits, Limits};

@@ -478,6 +478,11 @@ pub enum NetCommand {
         /// The stream name.
         name: String,
     },
+    /// `FCSubscribe` (a player's, before play: CDNs' live streams).
+    FcSubscribe {
+        /// The stream name.
+        name: String,
+    },
     /// `FCUnpublish` (FMLE's, at the end).
     FcUnpublish {
         /// The stream name.
@@ -569,6 +574,7 @@ impl NetCommand {
             "closeStream" => NetCommand::CloseStream,
             "releaseStream" => NetCommand::ReleaseStream { name: arg_str(0) },
             "FCPublish" => NetCommand::FcPublish { name: arg_str(0) },
+            "FCSubscribe" => NetCommand::FcSubscribe { name: arg_str(0) },
             "FCUnpublish" => NetCommand::FcUnpublish { name: arg_str(0) },
             "onFCPublish" => {
                 status().map_or_else(|| NetCommand::Other(c.clone()), NetCommand::OnFcPublish)
@@ -628,6 +634,7 @@ impl NetCommand {
             NetCommand::CloseStream => ("closeStream", Amf0Value::Null, vec![]),
             NetCommand::ReleaseStream { name } => ("releaseStream", Amf0Value::Null, vec![s(name)]),
             NetCommand::FcPublish { name } => ("FCPublish", Amf0Value::Null, vec![s(name)]),
+            NetCommand::FcSubscribe { name } => ("FCSubscribe", Amf0Value::Null, vec![s(name)]),
             NetCommand::FcUnpublish { name } => ("FCUnpublish", Amf0Value::Null, vec![s(name)]),
             NetCommand::OnFcPublish(st) => ("onFCPublish", Amf0Value::Null, vec![st.to_value()]),
             NetCommand::OnFcUnpublish(st) => {
@@ -1221,6 +1228,7 @@ mod tests {
             NetCommand::CloseStream,
             NetCommand::ReleaseStream { name: "key".into() },
             NetCommand::FcPublish { name: "key".into() },
+            NetCommand::FcSubscribe { name: "key".into() },
             NetCommand::FcUnpublish { name: "key".into() },
             NetCommand::OnFcPublish(st.clone()),
             NetCommand::OnFcUnpublish(st),

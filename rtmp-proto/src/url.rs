@@ -6,10 +6,12 @@
 //! when a third follows ("app/instance"); the rest, query included, is the
 //! stream. A stream that starts with a type prefix ("mp4:dir/file") keeps
 //! the app to one segment. Without a stream, the query stays on the app.
+//! After a space, librtmp's options may follow (see [`crate::url_options`]).
 
 use std::fmt;
 
 use super::error::{Error, Result};
+use super::url_options::UrlOptions;
 
 /// Plain RTMP or RTMP over TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +59,34 @@ pub struct RtmpUrl {
     pub app: String,
     /// Stream name (key), with its query if it has one.
     pub stream: String,
+    /// librtmp's options, written after the URL and a space (boxed: most
+    /// URLs have none).
+    pub options: Box<UrlOptions>,
 }
 
 impl RtmpUrl {
-    /// Parses `s`; a clear error says what is wrong with it.
+    /// Parses `s`, and librtmp's options after its first space if any
+    /// (`app=` and `playpath=` among them replace the app and the stream);
+    /// a clear error says what is wrong with it.
     pub fn parse(s: &str) -> Result<Self> {
+        let (s, options) = match s.split_once(' ') {
+            Some((url, rest)) => (url, Some(UrlOptions::parse(rest)?)),
+            None => (s, None),
+        };
+        let mut url = Self::parse_url(s)?;
+        if let Some(o) = options {
+            if let Some(app) = o.app {
+                url.app = app;
+            }
+            if let Some(path) = o.playpath {
+                url.stream = path;
+            }
+            url.options = Box::new(o.options);
+        }
+        Ok(url)
+    }
+
+    fn parse_url(s: &str) -> Result<Self> {
         let bad = |why: &str| Error::malformed(format!("invalid RTMP URL: {why}"));
         let (scheme, rest) = match s.split_once("://") {
             Some((sch, rest)) if sch.eq_ignore_ascii_case("rtmp") => (Scheme::Rtmp, rest),
@@ -106,15 +131,7 @@ impl RtmpUrl {
                 None => (hostport, None),
             }
         };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        if host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "[]@/?#\\".contains(c))
-        {
-            return Err(bad("the host has characters no host name or address has"));
-        }
+        check_host(host)?;
         let explicit_port = match port {
             Some(p) => Some(
                 p.parse::<u16>()
@@ -131,7 +148,14 @@ impl RtmpUrl {
             explicit_port,
             app,
             stream,
+            options: Box::default(),
         })
+    }
+
+    /// Whether the URL, perhaps put together from parts, is one `parse`
+    /// would give: an error names what is wrong (a host with a space).
+    pub fn check(&self) -> Result<()> {
+        check_host(&self.host)
     }
 
     /// The port to connect to: the URL's, or the scheme's default.
@@ -199,7 +223,8 @@ impl RtmpUrl {
                 if base.ends_with('/') { "" } else { "/" }
             )
         };
-        let mut url = RtmpUrl::parse(&absolute)?;
+        // A tcUrl is a URL alone: what follows a space in it is no option.
+        let mut url = RtmpUrl::parse_url(&absolute)?;
         // The tcUrl's whole path is the application.
         let app = match (url.app.is_empty(), url.stream.is_empty()) {
             (_, true) => url.app.clone(),
@@ -208,6 +233,9 @@ impl RtmpUrl {
         };
         url.app = app.trim_end_matches('/').to_owned();
         url.stream = self.stream.clone();
+        // Our options go along, but for the tcUrl the server just gave.
+        url.options = self.options.clone();
+        url.options.tc_url = None;
         if url.host == self.host && url.port() == self.port() && url.user.is_none() {
             url.user = self.user.clone();
             url.password = self.password.clone();
@@ -217,9 +245,9 @@ impl RtmpUrl {
 
     /// The URL written out whole, credentials included (%-encoded where
     /// they need it), for a `location` property to show: `parse` of it
-    /// gives this URL back, unless the stream has a `/` that the path rule
-    /// would take into a one-segment app (then the split shown differs
-    /// from the one held).
+    /// gives this URL back. An app and stream that the path would split
+    /// otherwise (set apart, a `/` in the stream of a one-segment app) or
+    /// that hold a space are written as `app=` and `playpath=` options.
     pub fn to_uri(&self) -> String {
         let mut s = format!("{}://", self.scheme.as_str());
         if let Some(user) = &self.user {
@@ -234,18 +262,29 @@ impl RtmpUrl {
         if let Some(p) = self.explicit_port {
             s.push_str(&format!(":{p}"));
         }
+        let mut path = String::new();
         if !self.app.is_empty() || !self.stream.is_empty() {
-            s.push('/');
-            s.push_str(&self.app);
+            path.push('/');
+            path.push_str(&self.app);
         }
         if !self.stream.is_empty() {
-            s.push('/');
-            s.push_str(&self.stream);
+            path.push('/');
+            path.push_str(&self.stream);
         } else if self.app.contains('/') {
             // "app/inst/": without the slash, "inst" would read as the
             // stream.
-            s.push('/');
+            path.push('/');
         }
+        let (app, stream) = split_path(&path);
+        if path.contains(' ') || app != self.app || stream != self.stream {
+            // A space would end the URL, or the path would split the
+            // other way (parts set apart, `app=`): they go as librtmp's
+            // options.
+            crate::url_options::write_parts(&self.app, &self.stream, &mut s);
+        } else {
+            s.push_str(&path);
+        }
+        self.options.write_to(&mut s);
         s
     }
 
@@ -315,6 +354,21 @@ impl fmt::Display for RtmpUrl {
     }
 }
 
+fn check_host(host: &str) -> Result<()> {
+    if host.is_empty() {
+        return Err(Error::malformed("invalid RTMP URL: no host"));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "[]@/?#\\".contains(c))
+    {
+        return Err(Error::malformed(
+            "invalid RTMP URL: the host has characters no host name or address has",
+        ));
+    }
+    Ok(())
+}
+
 fn split_path(path: &str) -> (String, String) {
     let path = path.strip_prefix('/').unwrap_or(path);
     // A query right after the app belongs to the app; a stream may follow
@@ -360,26 +414,29 @@ fn percent_encode(s: &str) -> String {
 }
 
 fn percent_decode(s: &str) -> Result<String> {
+    let out = hex_unescape(s, b'%')
+        .ok_or_else(|| Error::malformed("invalid RTMP URL: bad %-escape in user or password"))?;
+    String::from_utf8(out)
+        .map_err(|_| Error::malformed("invalid RTMP URL: user or password is not UTF-8"))
+}
+
+/// `s` with every `marker` and the two hex digits after it (`%20`, or
+/// librtmp's `\20`) made the byte they name; None if one is not followed
+/// by two hex digits.
+pub(crate) fn hex_unescape(s: &str, marker: u8) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Error::malformed("invalid RTMP URL: bad %-escape in user or password")
-                })?;
-            out.push(hex);
+        if b[i] == marker {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| Error::malformed("invalid RTMP URL: user or password is not UTF-8"))
+    Some(out)
 }
 
 #[cfg(test)]
@@ -524,7 +581,7 @@ mod tests {
             ("rtmp://[::1/a", "unclosed"),
             ("rtmp://u%zz@h/a", "%-escape"),
             ("rtmp://h\u{16}]x:1/a", "no host name"),
-            ("rtmp://a b/live/k", "no host name"),
+            ("rtmp://a b/live/k", "ends at its first space"),
         ] {
             let e = RtmpUrl::parse(s).unwrap_err();
             assert!(e.reason().contains(words), "{s}: {e}");

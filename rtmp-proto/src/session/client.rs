@@ -69,8 +69,16 @@ pub struct ClientConfig {
     pub publish_kind: String,
     /// Play: the buffer length told to the server.
     pub buffer_ms: u32,
-    /// Play: start (-2 live or recorded, -1 live only, >= 0 seconds).
+    /// Play: start (-2 live or recorded, -1 live only (librtmp and FFmpeg
+    /// send -1000), >= 0 milliseconds into a recorded stream, as servers
+    /// take it).
     pub play_start: f64,
+    /// Play: how many milliseconds of a recorded stream (-1: to its end).
+    pub play_duration: f64,
+    /// Play: a name to `FCSubscribe` to before playing (the CDNs' live
+    /// streams, Akamai and Limelight, want it; librtmp sends it with
+    /// `live=1`).
+    pub fc_subscribe: Option<String>,
     /// The secret shared with a server that challenges its clients after
     /// `connect` (SecureToken, see [`crate::secure_token`]); None: such a
     /// server is an error.
@@ -102,6 +110,8 @@ impl ClientConfig {
             publish_kind: "live".into(),
             buffer_ms: 1000,
             play_start: -2.0,
+            play_duration: -1.0,
+            fc_subscribe: None,
             secure_token: None,
             response_timeout: Duration::from_secs(10),
             limits: Limits::default(),
@@ -621,6 +631,15 @@ impl ClientSession {
                 NetCommand::FcPublish { name }.into_command(t),
             )?;
         }
+        if let (ClientMode::Play, Some(name)) = (self.config.mode, &self.config.fc_subscribe) {
+            let name = name.clone();
+            let t = self.txn(Pending::Other);
+            self.conn.send_command(
+                csid::COMMAND,
+                0,
+                NetCommand::FcSubscribe { name }.into_command(t),
+            )?;
+        }
         let t = self.txn(Pending::CreateStream);
         self.conn
             .send_command(csid::COMMAND, 0, NetCommand::CreateStream.into_command(t))?;
@@ -649,7 +668,7 @@ impl ClientSession {
                     NetCommand::Play {
                         name,
                         start,
-                        duration: -1.0,
+                        duration: self.config.play_duration,
                         reset: true,
                     }
                     .into_command(0.0),

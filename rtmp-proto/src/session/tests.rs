@@ -625,3 +625,54 @@ fn stats_give_the_chunk_sizes_and_windows_in_force() {
     assert!(s.bytes_in - s.in_bytes_acked < u64::from(asked), "{s:?}");
     assert_eq!(c.peer_acked_total(), Some(s.in_bytes_acked));
 }
+
+#[test]
+fn librtmp_options_in_the_location_reach_the_server() {
+    let url = RtmpUrl::parse(
+        "rtmp://h:1935/x/y app=live playpath=mp4:f.mp4 start=2000 stop=5000 subscribe=f \
+         pageUrl=http://p/ swfUrl=http://p/a.swf flashver=WIN\\2011,1 conn=S:hello conn=O:1 conn=NN:n:1 conn=O:0",
+    )
+    .unwrap();
+    let now = Instant::now();
+    let mut config = ClientConfig::new(ClientMode::Play, &url);
+    url.options.apply_to(&mut config);
+    let mut p = Pair {
+        c: ClientSession::new(config, now, &R),
+        s: ServerSession::new(ServerConfig::default(), now, &R),
+        now,
+    };
+    p.pump().unwrap();
+    let ev = p.server_events();
+    let ServerEvent::ConnectRequest(c) = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(c.app, "live");
+    assert_eq!(c.page_url.as_deref(), Some("http://p/"));
+    assert_eq!(c.swf_url.as_deref(), Some("http://p/a.swf"));
+    assert_eq!(c.flash_ver.as_deref(), Some("WIN 11,1"));
+    assert_eq!(
+        c.args,
+        vec![
+            Amf0Value::String("hello".into()),
+            Amf0Value::Object(vec![("n".into(), Amf0Value::Number(1.0))]),
+        ]
+    );
+    p.s.accept_connect().unwrap();
+    // FCSubscribe (which this server does not know: it answers an error,
+    // and the client goes on), then createStream and play.
+    p.pump().unwrap();
+    let ev = p.server_events();
+    let Some(ServerEvent::PlayRequest {
+        name,
+        start,
+        duration,
+        ..
+    }) = ev.into_iter().last()
+    else {
+        panic!("no play request")
+    };
+    assert_eq!(
+        (name.as_str(), start, duration),
+        ("mp4:f.mp4", 2000.0, 3000.0)
+    );
+}

@@ -257,6 +257,9 @@ struct State {
     recorded: bool,
     /// The stream's length, from its metadata (`duration`, when above 0).
     duration: Option<gst::ClockTime>,
+    /// librtmp's `stop=` in the location: the stream ends before the first
+    /// frame at or after this RTMP time (ms), whatever the server sends.
+    stop_ms: Option<u32>,
     /// Where a seek is.
     seek: Seek,
     /// The RTMP time of the last audio or video message: where a recorded
@@ -322,6 +325,7 @@ impl Default for State {
             quiet_due: None,
             recorded: false,
             duration: None,
+            stop_ms: None,
             seek: Seek::None,
             position: None,
             last_key: None,
@@ -1010,6 +1014,7 @@ impl BaseSrcImpl for RtmpSrcConn {
         self.cancel.reset();
         let mut st = lock(&self.state);
         *st = State::default();
+        st.stop_ms = url.options.stop_ms;
         st.url = Some(url);
         st.measure_latency = self.settings().shared.measure_latency;
         match mode {
@@ -1292,6 +1297,10 @@ impl RtmpSrcConn {
         };
         if body.is_empty() {
             return Ok(None);
+        }
+        if kind != tag_type::SCRIPT && st.stop_ms.is_some_and(|stop| ts >= stop) {
+            gst::info!(CAT, imp = self, "reached the location's stop={ts} ms: EOS");
+            return Err(gst::FlowError::Eos);
         }
         Ok(Some(self.stamp(&mut st, kind, ts, body, read_at)))
     }
