@@ -1289,13 +1289,14 @@ fn librtmp_options_play_a_part_of_a_recorded_file() {
         "{} app=live playpath=mp4:movie.mp4 start=3000 stop=6000 buffer=500 flashver=LNX\\2010,0,32,18 conn=S:hello",
         nginx.url("elsewhere").replace("/live/", "/other/")
     );
-    let (p, log, _) = player(&location, "");
+    let (p, log, _) = seek_player(&location, "");
     p.set_state(gst::State::Playing).unwrap();
     play_to_eos(&p, Duration::from_secs(20));
     let got = log.lock().unwrap().clone();
-    let (gv, ga): (Vec<&Out>, Vec<&Out>) = got.iter().partition(|o| o.video);
+    let (gv, ga): (Vec<&AfterSeek>, Vec<&AfterSeek>) = got.iter().partition(|o| o.video);
     // The video from the key frame nginx went to (its MP4 reader: at or
-    // after 3 s), up to the last frame before 6 s, each the file's.
+    // after 3 s), up to the last frame before 6 s, each the file's, at the
+    // file's time as stream time (the position of a player).
     let k = gv
         .first()
         .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
@@ -1309,16 +1310,21 @@ fn librtmp_options_play_a_part_of_a_recorded_file() {
         "the stream started at {} ms, start=3000 asked",
         fv[k].dts
     );
-    let want: Vec<u32> = fv[k..]
-        .iter()
-        .take_while(|f| f.dts < 6000)
-        .map(|f| f.crc)
-        .collect();
+    let want: Vec<&&Frame> = fv[k..].iter().take_while(|f| f.dts < 6000).collect();
     let crcs: Vec<u32> = gv.iter().map(|o| o.crc).collect();
-    assert_eq!(crcs, want, "video from {} ms to stop=6000", fv[k].dts);
-    // The audio: a run of the file's, in RTMP time (the video's, which
-    // is the file's; nginx's MP4 reader puts the audio some 90 ms earlier
-    // than the FLV file had it) up to the last frame before 6 s.
+    let wcrcs: Vec<u32> = want.iter().map(|f| f.crc).collect();
+    assert_eq!(crcs, wcrcs, "video from {} ms to stop=6000", fv[k].dts);
+    for (g, w) in gv.iter().zip(&want) {
+        assert!(
+            (g.dts_ms - w.dts).abs() <= 1,
+            "video at {} ms came at stream time {} ms",
+            w.dts,
+            g.dts_ms
+        );
+    }
+    // The audio: a run of the file's, in RTMP time (nginx's MP4 reader
+    // puts it some 90 ms earlier than the FLV file had it) up to the last
+    // frame before 6 s.
     let a0 = ga
         .first()
         .and_then(|g| fa.iter().position(|f| f.crc == g.crc))
@@ -1330,11 +1336,10 @@ fn librtmp_options_play_a_part_of_a_recorded_file() {
         "audio from {} ms: not a run of the file's",
         fa[a0].dts
     );
-    let offset = gv[0].dts - fv[k].dts * 1_000_000;
-    let last_ms = (ga.last().unwrap().dts - offset) / 1_000_000;
+    let last = ga.last().unwrap().dts_ms;
     assert!(
-        (5900..6000).contains(&last_ms),
-        "the last audio frame is at {last_ms} ms, stop=6000"
+        (5900..6000).contains(&last),
+        "the last audio frame is at {last} ms, stop=6000"
     );
     // What nginx was asked for.
     let asked = nginx.error_log();

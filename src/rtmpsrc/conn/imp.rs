@@ -286,7 +286,8 @@ enum Seek {
     /// frame at or before `from` (RTMP ms), where it was: the next audio or
     /// video message starts a segment at `from`, so that what was given
     /// before the connection was lost falls before it (decoded again as
-    /// the frames after it need, not shown again).
+    /// the frames after it need, not shown again). Also a recorded stream
+    /// played from librtmp's `start=`: its position is then the stream's.
     Resume { from: u32 },
 }
 
@@ -1015,6 +1016,12 @@ impl BaseSrcImpl for RtmpSrcConn {
         let mut st = lock(&self.state);
         *st = State::default();
         st.stop_ms = url.options.stop_ms;
+        if let Some(from) = url.options.start_ms.filter(|_| !url.options.live) {
+            // librtmp's `start=`: the first audio or video starts a segment
+            // at its own RTMP time, as after a resumption, so that the
+            // position is the stream's.
+            st.seek = Seek::Resume { from };
+        }
         st.url = Some(url);
         st.measure_latency = self.settings().shared.measure_latency;
         match mode {
