@@ -87,6 +87,33 @@ fn ffmpeg_published_audio_video() {
     from_ffmpeg_through_nginx(Tracks::AudioVideo, "ffav");
 }
 
+/// `live=1` after the URL, as librtmp took it: the stream named (not
+/// "ffl live=1") is played live, after an `FCSubscribe` nginx lets pass,
+/// every frame as published.
+#[test]
+fn librtmp_live_option_plays_the_live_stream() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-live-option");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    let url = nginx.url("ffl");
+    let (p, log, _) = player(&format!("{url} live=1 buffer=500"), "");
+    start_player(&p, &nginx, "ffl");
+    ffmpeg_publish(&media, &url);
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_delivered_file(
+        "live=1: rtmpsrc vs ffprobe of the published file",
+        &log,
+        &media,
+    );
+    let asked = nginx.error_log();
+    assert!(
+        asked.contains("play: name='ffl' args='' start=-1000"),
+        "{asked}"
+    );
+}
+
 #[test]
 fn ffmpeg_published_video_only() {
     needs!("nginx", "ffmpeg");
