@@ -411,6 +411,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnect_request_keeps_the_options_but_the_tc_url() {
+        let u = RtmpUrl::parse("rtmp://h/live/k tcUrl=rtmp://h/live token=t live=1").unwrap();
+        let r = u.redirected("rtmp://other/app2").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.app.as_str(), r.stream.as_str()),
+            ("other", "app2", "k")
+        );
+        assert_eq!(r.options.tc_url, None);
+        assert_eq!(r.options.token.as_deref(), Some("t"));
+        assert!(r.options.live);
+        // What follows a space in the server's tcUrl is not taken for options.
+        let r = u.redirected("rtmp://other/app2 token=evil").unwrap();
+        assert_eq!(r.options.token.as_deref(), Some("t"));
+    }
+
+    #[test]
     fn conn_builds_arguments_and_objects() {
         let u = RtmpUrl::parse(
             "rtmp://h/a/s conn=S:user conn=B:1 conn=Z: conn=O:1 conn=NN:n:2.5 conn=NO:o:1 conn=NS:k:v\\20w conn=O:0 conn=O:0 conn=N:7",
