@@ -1324,31 +1324,7 @@ fn librtmp_options_play_a_part_of_a_recorded_file() {
     // The video from the key frame nginx went to (its MP4 reader: at or
     // after 3 s), up to the last frame before 6 s, each the file's, at the
     // file's time as stream time (the position of a player).
-    let k = gv
-        .first()
-        .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
-        .expect("the first video frame is not the file's");
-    assert!(
-        fv[k].key,
-        "the stream started at a frame that is not a key frame"
-    );
-    assert!(
-        (2000..=4000).contains(&fv[k].dts),
-        "the stream started at {} ms, start=3000 asked",
-        fv[k].dts
-    );
-    let want: Vec<&&Frame> = fv[k..].iter().take_while(|f| f.dts < 6000).collect();
-    let crcs: Vec<u32> = gv.iter().map(|o| o.crc).collect();
-    let wcrcs: Vec<u32> = want.iter().map(|f| f.crc).collect();
-    assert_eq!(crcs, wcrcs, "video from {} ms to stop=6000", fv[k].dts);
-    for (g, w) in gv.iter().zip(&want) {
-        assert!(
-            (g.dts_ms - w.dts).abs() <= 1,
-            "video at {} ms came at stream time {} ms",
-            w.dts,
-            g.dts_ms
-        );
-    }
+    assert_video_from_server_key("start=3000 stop=6000", &gv, &fv, 3000, 6000);
     // The audio: a run of the file's, in RTMP time (nginx's MP4 reader
     // puts it some 90 ms earlier than the FLV file had it) up to the last
     // frame before 6 s.
@@ -1431,38 +1407,7 @@ fn seeks_in_recorded_files_served_by_nginx() {
         // reader takes the next one in the file's index, its MP4 reader
         // the one at or after the target), to the end, with the file's
         // times.
-        let k = gv
-            .first()
-            .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
-            .unwrap_or_else(|| panic!("{name}: the first video after the seek is not the file's"));
-        assert!(
-            fv[k].key,
-            "{name}: the stream went on at a frame that is not a key frame"
-        );
-        assert!(
-            (fv[k].dts - 5000).abs() <= 1000,
-            "{name}: the stream went on at {} ms",
-            fv[k].dts
-        );
-        assert_eq!(
-            gv.len(),
-            fv.len() - k,
-            "{name}: video frames after the seek"
-        );
-        for (g, w) in gv.iter().zip(&fv[k..]) {
-            assert_eq!(
-                (g.crc, g.key),
-                (w.crc, w.key),
-                "{name}: video frame at {} ms",
-                w.dts
-            );
-            assert!(
-                (g.dts_ms - w.dts).abs() <= 1,
-                "{name}: video at {} ms came as {} ms",
-                w.dts,
-                g.dts_ms
-            );
-        }
+        let k = assert_video_from_server_key(name, &gv, &fv, 5000, i64::MAX);
         // The audio from about there, in order (nginx's MP4 reader leaves
         // out the last frames, see plays_recorded_files_served_by_nginx).
         let j = fa

@@ -757,6 +757,50 @@ pub fn seek_player(url: &str, extra: &str) -> (gst::Pipeline, SeekLog, Arc<Mutex
     (p, log, flushes)
 }
 
+/// Asserts that the video a `seek_player` kept is a recorded file's from
+/// the key frame the server went to (within a second of `near_ms`) up to
+/// the last frame before `until_ms`: every frame (CRC, key flag) and each
+/// at the file's time as stream time, within 1 ms. Returns the index of
+/// that key frame in `file`.
+pub fn assert_video_from_server_key(
+    what: &str,
+    got: &[&AfterSeek],
+    file: &[&Frame],
+    near_ms: i64,
+    until_ms: i64,
+) -> usize {
+    let k = got
+        .first()
+        .and_then(|g| file.iter().position(|f| f.crc == g.crc))
+        .unwrap_or_else(|| panic!("{what}: the first video frame is not the file's"));
+    assert!(
+        file[k].key,
+        "{what}: the stream went on at a frame that is not a key frame"
+    );
+    assert!(
+        (file[k].dts - near_ms).abs() <= 1000,
+        "{what}: the stream went on at {} ms, {near_ms} ms asked",
+        file[k].dts
+    );
+    let want: Vec<&&Frame> = file[k..].iter().take_while(|f| f.dts < until_ms).collect();
+    let got_frames: Vec<(u32, bool)> = got.iter().map(|g| (g.crc, g.key)).collect();
+    let want_frames: Vec<(u32, bool)> = want.iter().map(|w| (w.crc, w.key)).collect();
+    assert_eq!(
+        got_frames, want_frames,
+        "{what}: video frames (CRC, key) from {} ms",
+        file[k].dts
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g.dts_ms - w.dts).abs() <= 1,
+            "{what}: video at {} ms came at stream time {} ms",
+            w.dts,
+            g.dts_ms
+        );
+    }
+    k
+}
+
 /// Waits until `f` holds, at most `limit`.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
