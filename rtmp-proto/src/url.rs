@@ -429,7 +429,12 @@ pub(crate) fn hex_unescape(s: &str, marker: u8) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == marker {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            let hex = s.get(i + 1..i + 3)?;
+            // Two hex digits, not a sign and one (from_str_radix takes "+1").
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);

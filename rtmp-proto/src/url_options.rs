@@ -116,25 +116,16 @@ impl UrlOptions {
                 // Only with swfVfy, which is refused below when on.
                 "swfage" => {}
                 "swfvfy" | "playlist" if !truth(&value) => {}
-                "swfvfy" => {
-                    return Err(Error::unsupported(
-                        "option swfVfy=1: SWF verification is not supported (the servers that asked for it were Flash's); leave it out",
-                    ));
-                }
-                "playlist" => {
-                    return Err(Error::unsupported(
-                        "option playlist=1 (set_playlist before play) is not supported",
-                    ));
-                }
-                "socks" => {
-                    return Err(Error::unsupported(
-                        "option socks= (a SOCKS proxy) is not supported",
-                    ));
-                }
-                "jtv" => {
-                    return Err(Error::unsupported(
-                        "option jtv= (Justin.tv's token) is not supported",
-                    ));
+                "swfvfy" | "playlist" | "socks" | "jtv" => {
+                    let why = match name.to_ascii_lowercase().as_str() {
+                        "swfvfy" => {
+                            "SWF verification is not supported (the servers that asked for it were Flash's); leave it out"
+                        }
+                        "playlist" => "set_playlist before play is not supported",
+                        "socks" => "a SOCKS proxy is not supported",
+                        _ => "Justin.tv's token is not supported",
+                    };
+                    return Err(Error::unsupported(format!("option {name}={value}: {why}")));
                 }
                 _ => {
                     return Err(Error::unsupported(format!(

@@ -1121,11 +1121,13 @@ impl BaseSrcImpl for RtmpSrcConn {
                     }
                 }
             }
-            gst::QueryViewMut::Seeking(q)
-                if q.format() == gst::Format::Time && self.can_seek(&lock(&self.state)) =>
-            {
-                let duration = lock(&self.state).duration;
-                q.set(true, gst::ClockTime::ZERO, duration);
+            gst::QueryViewMut::Seeking(q) if q.format() == gst::Format::Time => {
+                let st = lock(&self.state);
+                if !self.can_seek(&st) {
+                    drop(st);
+                    return BaseSrcImplExt::parent_query(self, query);
+                }
+                q.set(true, gst::ClockTime::ZERO, st.duration);
                 true
             }
             _ => BaseSrcImplExt::parent_query(self, query),
