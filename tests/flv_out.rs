@@ -100,11 +100,20 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
     let dir = TempDir::new("flv-demux");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let nginx = Nginx::start("");
-    for (i, link) in ["! ", "src.src ! queue ! "].into_iter().enumerate() {
+    // The first line as tutorials write it for librtmp's rtmpsrc and
+    // rtmp2src, with BaseSrc's properties: they leave the frames and
+    // their times as they are, as there.
+    for (i, (props, link)) in [
+        ("do-timestamp=true typefind=true blocksize=16384 ", "! "),
+        ("", "src.src ! queue ! "),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let name = format!("flvdemux{i}");
         let url = nginx.url(&name);
         let p = launch(&format!(
-            "rtmpsrc name=src location={url} {link}flvdemux name=d"
+            "rtmpsrc name=src {props}location={url} {link}flvdemux name=d"
         ));
         let src = p.by_name("src").unwrap();
         assert_eq!(pad_names(&src), ["src"], "{link}flvdemux got the FLV pad");
@@ -127,7 +136,7 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
             }
         }
         assert_delivered_file(
-            &format!("rtmpsrc {link}flvdemux, vs ffprobe of the published file"),
+            &format!("rtmpsrc {props}{link}flvdemux, vs ffprobe of the published file"),
             &log,
             &media,
         );

@@ -413,6 +413,66 @@ fn librtmp_options_after_the_url_to_nginx() {
     assert!(said.contains("flashver='FMLE/3.0 (librtmp)'"), "{said}");
 }
 
+/// `stop-commands`, rtmp2sink's flags: what nginx-rtmp logs of the
+/// publisher between its `publish` and its disconnection (it logs
+/// closeStream and deleteStream, not FCUnpublish) is what was asked, in
+/// order; and every frame is in the recording whatever the commands
+/// (`none` just closes).
+#[test]
+fn stop_commands_reach_nginx_in_order() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let nginx = nginx_recording();
+    let cases: [(&str, &[&str]); 3] = [
+        ("", &["deleteStream"]),
+        ("stop-commands=none", &[]),
+        (
+            "stop-commands=fcunpublish+closestream+deletestream",
+            &["closeStream", "deleteStream"],
+        ),
+    ];
+    for (i, (cmds, want)) in cases.into_iter().enumerate() {
+        let name = format!("stop{i}");
+        let log = SentLog::default();
+        let p = build(
+            &format!(
+                "{VIDEO} ! s.video rtmpsink name=s sync=false {cmds} location={}",
+                nginx.url(&name)
+            ),
+            &log,
+        );
+        run(&p, Duration::from_secs(60));
+        p.set_state(gst::State::Null).unwrap();
+        let got = ffprobe_frames(recorded(&nginx, &name).to_str().unwrap());
+        assert_same_frames(
+            &format!("rtmpsink {cmds}: nginx's recording vs what entered rtmpsink"),
+            &got,
+            &expected(&log.lock().unwrap()),
+        );
+        let said = nginx.error_log();
+        let publish = format!("publish: name='{name}'");
+        let line = said
+            .lines()
+            .find(|l| l.contains(&publish))
+            .unwrap_or_else(|| panic!("no {publish}: {said}"));
+        // nginx's connection number, "*N".
+        let conn = line
+            .split_whitespace()
+            .find(|w| w.starts_with('*'))
+            .unwrap()
+            .to_string();
+        let commands: Vec<&str> = said
+            .lines()
+            .filter_map(|l| l.split_once(&format!(" {conn} ")).map(|(_, rest)| rest))
+            .skip_while(|rest| !rest.starts_with(&publish))
+            .skip(1)
+            .take_while(|rest| !rest.starts_with("disconnect"))
+            .filter_map(|rest| rest.split(',').next())
+            .collect();
+        assert_eq!(commands, want, "{cmds}: {said}");
+    }
+}
+
 #[test]
 fn flvmux_path_keeps_working() {
     needs!("nginx", "ffmpeg");

@@ -1774,7 +1774,11 @@ fn a_pipeline_stopped_at_unpublish_lets_the_publisher_finish_its_writes() {
     for t in &video {
         c.send_video(t.timestamp, &t.data).unwrap();
     }
-    c.stop_with(true, false).unwrap();
+    c.stop_with(gstrtmp::rtmp::session::StopCommands {
+        fc_unpublish: true,
+        ..gstrtmp::rtmp::session::StopCommands::NONE
+    })
+    .unwrap();
     // Stops the pipeline at the EOS.
     play_to_eos(&p, Duration::from_secs(20));
     let got = log.lock().unwrap().clone();

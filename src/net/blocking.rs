@@ -12,7 +12,7 @@ use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::message::DataMessage;
 use crate::rtmp::session::{
     ClientConfig, ClientEvent, ClientSession, ConnectionStats, ServerConfig, ServerEvent,
-    ServerSession,
+    ServerSession, StopCommands,
 };
 use crate::rtmp::url::RtmpUrl;
 
@@ -135,8 +135,8 @@ impl BlockingClient {
 
     /// Sends the stop commands `ClientSession::stop_with` names and keeps
     /// the connection open (`finish` closes it).
-    pub fn stop_with(&mut self, fc_unpublish: bool, delete_stream: bool) -> Result<()> {
-        self.session.stop_with(fc_unpublish, delete_stream)?;
+    pub fn stop_with(&mut self, cmds: StopCommands) -> Result<()> {
+        self.session.stop_with(cmds)?;
         self.flush()
     }
 

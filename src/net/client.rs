@@ -22,7 +22,7 @@ use super::{EventQueue, Presence, Queued, Rescue, recv_now};
 use crate::rtmp::auth::{ClientAuth, ClientAuthMode, Credentials, with_query};
 use crate::rtmp::error::{Error, ErrorKind, Result};
 use crate::rtmp::session::{
-    ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats,
+    ClientConfig, ClientEvent, ClientSession, ClientState, ConnectionStats, StopCommands,
 };
 use crate::rtmp::url::{RtmpUrl, Scheme};
 use crate::sync::{Signal, lock, wait_at_most};
@@ -1097,13 +1097,8 @@ impl ClientConnection {
     /// Ends politely: the chosen stop commands, everything written, the
     /// server's answer to a last ping awaited (when it answers pings),
     /// our side shut, then a bounded wait for the server to close.
-    pub fn finish(
-        mut self,
-        fc_unpublish: bool,
-        delete_stream: bool,
-        cancel: &Cancel,
-    ) -> Result<Finished> {
-        let r = self.finish_inner(fc_unpublish, delete_stream, cancel);
+    pub fn finish(mut self, cmds: StopCommands, cancel: &Cancel) -> Result<Finished> {
+        let r = self.finish_inner(cmds, cancel);
         self.close();
         r.map(|unconfirmed| Finished {
             stats: self.stats(),
@@ -1145,17 +1140,12 @@ impl ClientConnection {
 
     /// Returns whether the server, which answers pings, left the last one
     /// unanswered for the whole timeout (so may not have read everything).
-    fn finish_inner(
-        &self,
-        fc_unpublish: bool,
-        delete_stream: bool,
-        cancel: &Cancel,
-    ) -> Result<bool> {
+    fn finish_inner(&self, cmds: StopCommands, cancel: &Cancel) -> Result<bool> {
         self.check()?;
         let mut w = lock(&self.shared.writer);
         let confirm = {
             let mut s = lock(&self.shared.session);
-            s.stop_with(fc_unpublish, delete_stream)?;
+            s.stop_with(cmds)?;
             // A ping after the last message, if the server answers them.
             let confirm = s.pings_answered() > 0;
             if confirm {

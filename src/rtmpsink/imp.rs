@@ -131,8 +131,8 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecFlags::builder::<StopCommands>("stop-commands")
                     .nick("Stop commands")
-                    .blurb("Commands sent at end of stream before closing")
-                    .default_value(StopCommands::all())
+                    .blurb("Client mode: the commands sent at the end of the stream before closing, in this order: FCUnpublish, closeStream (on the stream), deleteStream; none: just close. rtmp2sink's flags, with its names and values")
+                    .default_value(StopCommands::rtmp2_default())
                     .build(),
                 crate::common::stats_property(
                     "bytes and messages out, bitrate, frames per kind, dropped, connection state",

@@ -16,6 +16,12 @@ use crate::sync::lock;
 /// loop stays the context's.
 const MAX_CONTEXT_WAIT_MS: u32 = (crate::net::HANDOVER.as_millis() / 2) as u32;
 
+/// The base source's properties rtmp2src and librtmp's rtmpsrc have (both
+/// are base sources) that the bin hands to its connection source, so that
+/// a launch line setting them works here too. They change what leaves
+/// rtmpsrc no more than they do there: see each blurb.
+const BASE_SRC_PROPERTIES: [&str; 3] = ["blocksize", "do-timestamp", "typefind"];
+
 pub struct RtmpSrc {
     /// What the properties say; handed to `conn` when it starts.
     settings: Mutex<Settings>,
@@ -130,6 +136,21 @@ impl ObjectImpl for RtmpSrc {
                 crate::common::stats_property(
                     "connection state, bytes and messages in, audio/video messages, timestamp resyncs",
                 ),
+                glib::ParamSpecUInt::builder("blocksize")
+                    .nick("Block size")
+                    .blurb("BaseSrc's, as in rtmp2src, which also ignores it: every buffer is a whole frame (an FLV tag on src), whatever this says")
+                    .default_value(4096)
+                    .build(),
+                glib::ParamSpecBoolean::builder("do-timestamp")
+                    .nick("Do timestamp")
+                    .blurb("BaseSrc's, as in rtmp2src: it would stamp a buffer that has no timestamp with the running time it leaves at, and none leaves without one here (nor from rtmp2src): frames and FLV tags carry the stream's time")
+                    .default_value(false)
+                    .build(),
+                glib::ParamSpecBoolean::builder("typefind")
+                    .nick("Typefind")
+                    .blurb("BaseSrc's, deprecated there and without effect since GStreamer 1.0, as in rtmp2src: caps come from the stream's sequence headers")
+                    .default_value(false)
+                    .build(),
             ]);
             props
         });
@@ -147,6 +168,10 @@ impl ObjectImpl for RtmpSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if BASE_SRC_PROPERTIES.contains(&pspec.name()) {
+            self.conn.set_property_from_value(pspec.name(), value);
+            return;
+        }
         let mut s = lock(&self.settings);
         if s.shared.set(pspec.name(), value, &ROLE) {
             drop(s);
@@ -188,6 +213,9 @@ impl ObjectImpl for RtmpSrc {
                 self.demux.imp().write_latencies(&mut s);
             }
             return s.to_value();
+        }
+        if BASE_SRC_PROPERTIES.contains(&pspec.name()) {
+            return self.conn.property_value(pspec.name());
         }
         let s = lock(&self.settings);
         if let Some(v) = s.shared.get(pspec.name()) {

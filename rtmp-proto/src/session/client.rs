@@ -251,6 +251,39 @@ enum Pending {
     Other,
 }
 
+/// The commands a client sends when it ends a stream (see
+/// `ClientSession::stop_with`). The default is FCUnpublish and
+/// deleteStream, as rtmp2sink's and FFmpeg's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopCommands {
+    /// `FCUnpublish` with the stream name (a publisher only): the
+    /// counterpart of FCPublish, which CDNs (and FMLE) expect.
+    pub fc_unpublish: bool,
+    /// `closeStream` on the stream itself, as Flash's `NetStream.close()`.
+    pub close_stream: bool,
+    /// `deleteStream` with the stream's id, on the connection.
+    pub delete_stream: bool,
+}
+
+impl Default for StopCommands {
+    fn default() -> Self {
+        StopCommands {
+            fc_unpublish: true,
+            close_stream: false,
+            delete_stream: true,
+        }
+    }
+}
+
+impl StopCommands {
+    /// None at all: the connection just closes.
+    pub const NONE: StopCommands = StopCommands {
+        fc_unpublish: false,
+        close_stream: false,
+        delete_stream: false,
+    };
+}
+
 /// A client connection as a state machine: the handshake, `connect`,
 /// `createStream`, then `publish` or `play`, acknowledgements and pings.
 /// The driver feeds it bytes and time and sends what it gives.
@@ -882,21 +915,22 @@ impl ClientSession {
         self.conn.send_data(csid::DATA, timestamp, sid, data)
     }
 
-    /// Ends the session politely: FCUnpublish and deleteStream for a
-    /// publisher, deleteStream for a player. Send what `send_buf` then holds
-    /// before closing the socket.
+    /// Ends the session politely with the default stop commands
+    /// (FCUnpublish and deleteStream for a publisher, deleteStream for a
+    /// player). Send what `send_buf` then holds before closing the socket.
     pub fn stop(&mut self) -> Result<()> {
-        self.stop_with(true, true)
+        self.stop_with(StopCommands::default())
     }
 
     /// Like `stop`, choosing which stop commands to send (FCUnpublish is
-    /// only ever sent by a publisher).
-    pub fn stop_with(&mut self, fc_unpublish: bool, delete_stream: bool) -> Result<()> {
+    /// only ever sent by a publisher), in this order: FCUnpublish,
+    /// closeStream, deleteStream.
+    pub fn stop_with(&mut self, cmds: StopCommands) -> Result<()> {
         if self.failure.is_some() || self.state == ClientState::Closed {
             return Ok(());
         }
         if let Some(sid) = self.stream_id() {
-            if fc_unpublish && self.config.mode == ClientMode::Publish {
+            if cmds.fc_unpublish && self.config.mode == ClientMode::Publish {
                 let name = self.config.stream.clone();
                 let t = self.txn(Pending::Other);
                 self.conn.send_command(
@@ -905,7 +939,16 @@ impl ClientSession {
                     NetCommand::FcUnpublish { name }.into_command(t),
                 )?;
             }
-            if delete_stream {
+            if cmds.close_stream {
+                // On the stream it closes, as NetStream.close() sends it
+                // (and as nginx-rtmp and our server read it).
+                self.conn.send_command(
+                    csid::STREAM_COMMAND,
+                    sid,
+                    NetCommand::CloseStream.into_command(0.0),
+                )?;
+            }
+            if cmds.delete_stream {
                 let t = self.txn(Pending::Other);
                 self.conn.send_command(
                     csid::COMMAND,

@@ -10,6 +10,7 @@ mod server;
 
 pub use client::{
     ClientConfig, ClientEvent, ClientMode, ClientSession, ClientState, EnhancedCaps, Stage,
+    StopCommands,
 };
 pub use connection::{Connection, ConnectionStats};
 pub use server::{ServerConfig, ServerEvent, ServerSession};

@@ -160,6 +160,47 @@ fn publish_end_to_end() {
     assert_eq!(p.c.state(), ClientState::Closed);
 }
 
+/// The stop commands asked for, and only those: none leaves the stream
+/// published; closeStream alone, sent on the stream itself, ends the
+/// publishing without deleting the stream.
+#[test]
+fn stop_commands_are_those_asked_for() {
+    for (cmds, deleted) in [
+        (StopCommands::NONE, None),
+        (
+            StopCommands {
+                close_stream: true,
+                ..StopCommands::NONE
+            },
+            Some(false),
+        ),
+        (StopCommands::default(), Some(true)),
+    ] {
+        let mut p = Pair::new(
+            ClientMode::Publish,
+            "rtmp://h:1935/live/key",
+            ServerConfig::default(),
+        );
+        let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+            panic!()
+        };
+        p.s.accept_publish(stream_id).unwrap();
+        p.pump().unwrap();
+        p.client_events();
+        p.c.stop_with(cmds).unwrap();
+        p.pump().unwrap();
+        let ev = p.server_events();
+        assert_eq!(p.c.state(), ClientState::Closed);
+        let unpublished = ev.contains(&ServerEvent::Unpublished { stream_id });
+        let gone = ev.contains(&ServerEvent::StreamDeleted { stream_id });
+        assert_eq!(
+            (unpublished, gone),
+            (deleted.is_some(), deleted == Some(true)),
+            "{cmds:?}: {ev:?}"
+        );
+    }
+}
+
 #[test]
 fn play_end_to_end() {
     let mut p = Pair::new(

@@ -35,12 +35,34 @@ pub mod defaults {
     pub const BACKLOG_MS: u32 = 10_000;
 }
 
+/// rtmp2sink's stop commands, with its nicks and values, so that a
+/// launch line or code written for it sets the same.
 #[glib::flags(name = "GstRtmpSinkStopCommands")]
 pub enum StopCommands {
+    #[flags_value(name = "Send none: just close the connection", nick = "none")]
+    NONE = 0,
     #[flags_value(name = "Send FCUnpublish", nick = "fcunpublish")]
     FC_UNPUBLISH = 1 << 0,
+    #[flags_value(name = "Send closeStream", nick = "closestream")]
+    CLOSE_STREAM = 1 << 1,
     #[flags_value(name = "Send deleteStream", nick = "deletestream")]
-    DELETE_STREAM = 1 << 1,
+    DELETE_STREAM = 1 << 2,
+}
+
+impl StopCommands {
+    /// rtmp2sink's default: FCUnpublish and deleteStream.
+    pub fn rtmp2_default() -> Self {
+        StopCommands::FC_UNPUBLISH | StopCommands::DELETE_STREAM
+    }
+
+    /// The core's form.
+    fn core(self) -> crate::rtmp::session::StopCommands {
+        crate::rtmp::session::StopCommands {
+            fc_unpublish: self.contains(StopCommands::FC_UNPUBLISH),
+            close_stream: self.contains(StopCommands::CLOSE_STREAM),
+            delete_stream: self.contains(StopCommands::DELETE_STREAM),
+        }
+    }
 }
 
 /// What to do with an Enhanced RTMP codec the server did not announce in
@@ -107,7 +129,7 @@ impl Default for Settings {
         Settings {
             shared: SharedSettings::new(&ROLE),
             chunk_size: defaults::CHUNK_SIZE,
-            stop_commands: StopCommands::all(),
+            stop_commands: StopCommands::rtmp2_default(),
             max_clients: defaults::MAX_CLIENTS,
             client_queue_time_ms: defaults::CLIENT_QUEUE_TIME_MS,
             client_queue_bytes: defaults::CLIENT_QUEUE_BYTES,
@@ -705,12 +727,7 @@ impl RtmpSinkConn {
             std::thread::Builder::new()
                 .name("rtmpsink-leave".into())
                 .spawn(move || {
-                    old.finish(
-                        cmds.contains(StopCommands::FC_UNPUBLISH),
-                        cmds.contains(StopCommands::DELETE_STREAM),
-                        &cancel,
-                    )
-                    .ok();
+                    old.finish(cmds.core(), &cancel).ok();
                 })
                 .expect("spawn a thread");
         }
@@ -1215,12 +1232,8 @@ impl BaseSinkImpl for RtmpSinkConn {
             } else if self.ensure_connected(&mut st).is_ok()
                 && let Conn::Connected(c) = std::mem::replace(&mut st.conn, Conn::Idle)
             {
-                let cmds = self.settings().stop_commands;
-                let (fc, delete) = (
-                    cmds.contains(StopCommands::FC_UNPUBLISH),
-                    cmds.contains(StopCommands::DELETE_STREAM),
-                );
-                match c.finish(fc, delete, &self.cancel) {
+                let cmds = self.settings().stop_commands.core();
+                match c.finish(cmds, &self.cancel) {
                     Ok(end) => {
                         st.last_stats = end.stats;
                         gst::info!(

@@ -19,7 +19,7 @@ use crate::policy::{OnEvent, OnQuiet, Reconnect, SourcePolicy, SourceSettings, S
 use crate::rtmp::chunk::TimestampUnwrapper;
 use crate::rtmp::flv::tag_type;
 use crate::rtmp::message::DataMessage;
-use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
+use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode, StopCommands};
 use crate::rtmp::url::RtmpUrl;
 use crate::rtmpsrc::demux::{RtmpSrcDemux, Tag};
 use crate::shared::SharedSettings;
@@ -1063,7 +1063,14 @@ impl BaseSrcImpl for RtmpSrcConn {
                 st.bytes_in = c.stats().bytes_in;
                 // The streaming thread has let go by now (stop comes after it).
                 if let Ok(c) = Arc::try_unwrap(c) {
-                    c.finish(false, true, &self.cancel).ok();
+                    c.finish(
+                        StopCommands {
+                            delete_stream: true,
+                            ..StopCommands::NONE
+                        },
+                        &self.cancel,
+                    )
+                    .ok();
                 }
             }
             Conn::Serving(s) => {
