@@ -636,9 +636,9 @@ fn multitrack_pads_round_trip_through_muxer_and_demuxer() {
     }
 }
 
-/// Tracks that come unannounced (no metadata): once there are several of
-/// a kind, each new track's pad brings a new collection, in track order,
-/// which every pad there is gets too.
+/// Tracks that come unannounced (no metadata): each new track's pad
+/// brings a new collection, in track order, which every pad there is gets
+/// too.
 #[test]
 fn the_collection_grows_with_unannounced_tracks() {
     init();
@@ -660,10 +660,10 @@ fn the_collection_grows_with_unannounced_tracks() {
     for name in ["video", "video_1", "audio_2"] {
         assert_eq!(last(name), ["video", "video_1", "audio_2"], "{name}");
     }
-    // None while the stream had one track (decodebin3's own collection
-    // then does); the first pad got one when a second video track came,
-    // and then another; the last pad came with it whole.
-    assert_eq!(outs["video"].collections.len(), 2);
+    // The first pad came with a collection of its track, then got one
+    // with each track that came; the last pad came with it whole.
+    assert_eq!(outs["video"].collections.len(), 3);
+    assert_eq!(outs["video_1"].collections.len(), 2);
     assert_eq!(outs["audio_2"].collections.len(), 1);
 }
 

@@ -411,6 +411,70 @@ fn playbin_plays_a_stream_of_one_kind_or_with_audio_left_out() {
     }
 }
 
+/// One track's data reaching the player 200 ms after the other's (a
+/// probe on rtmpsrc's pad holds what it gives first, its stream-start, as
+/// a busy machine may hold that pad's thread): playbin and playbin3 decode every frame of
+/// both, whichever is late. Before, playbin3 played the first track alone:
+/// rtmpsrc gave no stream collection of its own for one track of each
+/// kind, and decodebin3 made its collection of the inputs whose data had
+/// come (20 ms was enough: the flake of the playbin tests under load).
+#[test]
+fn playbin_plays_both_tracks_when_one_comes_late() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-playbin-late");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let want = decoded_counts(&media);
+    let nginx = Nginx::start("");
+    for late in ["audio", "video"] {
+        for factory in ["playbin", "playbin3"] {
+            let name = format!("late-{late}-{factory}");
+            let url = nginx.url(&name);
+            let (p, source, decoded) = playbin_with_source(factory, &url, move |src| {
+                src.connect_pad_added(move |_, pad| {
+                    if pad.name() != late {
+                        return;
+                    }
+                    pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
+                        std::thread::sleep(Duration::from_millis(200));
+                        gst::PadProbeReturn::Remove
+                    });
+                });
+            });
+            start_player(&p, &nginx, &name);
+            ffmpeg_publish(&media, &url);
+            assert_played_by_rtmpsrc(&p, &source, &decoded, want, &name);
+        }
+    }
+}
+
+/// A stream whose metadata announces audio (AAC, as the file it comes
+/// from) that never comes: playbin and playbin3 play every video frame to
+/// the end. The collection rtmpsrc gives playbin3 names the audio until
+/// no-more-pads (2 s of stream time on) says it will not come; what
+/// playbin3 selected from it must not hold the video up meanwhile.
+#[test]
+fn playbin_plays_the_video_when_announced_audio_never_comes() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("src-playbin-no-audio");
+    let media = make_flv(&dir, "in.flv", 4, Tracks::AudioVideo);
+    let [video, _] = decoded_counts(&media);
+    let tags: Vec<_> = read_flv_tags(&media)
+        .into_iter()
+        .filter(|t| t.tag_type != gstrtmp::rtmp::flv::tag_type::AUDIO)
+        .collect();
+    let nginx = Nginx::start("");
+    for factory in ["playbin", "playbin3"] {
+        let name = format!("no-audio-{factory}");
+        let url = nginx.url(&name);
+        let (p, source, decoded) = playbin_with_source(factory, &url, |_| {});
+        start_player(&p, &nginx, &name);
+        publish_tags(&url, &tags).unwrap();
+        assert_played_by_rtmpsrc(&p, &source, &decoded, [video, 0], &name);
+    }
+}
+
 /// Recorded files that nginx-rtmp serves (its `play` directive: video on
 /// demand), an FLV file by its name and an MP4 file by `mp4:` and its
 /// name: every frame as ffprobe reads it in the file, then EOS when nginx

@@ -290,17 +290,26 @@ impl State {
             .any(|(t, tr)| *t == id && tr.warned && tr.pad.is_none())
     }
 
-    /// The collection of every track known (those the metadata announced
-    /// until no-more-pads, those with a pad, and `with`; not those left
-    /// out), made anew when that set changed: then also whether it did.
-    /// Only once the stream has several tracks of a kind: with one of
-    /// each, decodebin3's own collection of its inputs selects the same,
-    /// and a track announced that never comes (or is left out) cannot hold
-    /// playbin3 up waiting for it (an update comes in order with the data,
-    /// behind what downstream holds).
-    fn collection(&mut self, with: Option<PadTrack>) -> Option<(gst::StreamCollection, bool)> {
+    /// The collection of every track known (those with a pad, and `with`;
+    /// for a multitrack stream also those its metadata announced, until
+    /// no-more-pads; never those left out), made anew when that set
+    /// changed: then also whether it did.
+    ///
+    /// Every pad gives it after its stream-start, so that decodebin3
+    /// (playbin3) selects from the stream's tracks, not from its own
+    /// collection of its inputs as their data comes: with that, a pad
+    /// whose first buffer came 20 ms after the other's had its track
+    /// dropped (tests/rtmpsrc.rs, the playbin tests). The announced tracks
+    /// only for a multitrack stream, where they make decodebin3 take track
+    /// 0 of each kind whichever track's pad comes first: with one track of
+    /// each kind, an announced track that never came held playbin3 up (the
+    /// update at no-more-pads comes in order with the data, behind what
+    /// downstream holds).
+    fn collection(&mut self, with: Option<PadTrack>) -> (gst::StreamCollection, bool) {
         let mut known: Vec<PadTrack> = match (&self.expect, self.no_more_pads) {
-            (Some(e), false) => e.iter().copied().filter(|t| !self.left_out(*t)).collect(),
+            (Some(e), false) if e.iter().any(|t| t.track != 0) => {
+                e.iter().copied().filter(|t| !self.left_out(*t)).collect()
+            }
             _ => Vec::new(),
         };
         known.extend(
@@ -312,16 +321,13 @@ impl State {
         known.extend(with);
         known.sort_by_key(|t| (t.track, !t.video));
         known.dedup();
-        if self.collection.is_none() && known.iter().all(|t| t.track == 0) {
-            return None;
-        }
         if let Some(c) = &self.collection {
             let same = c.len() == known.len()
                 && c.iter()
                     .zip(&known)
                     .all(|(s, id)| self.streams.iter().any(|(t, have)| t == id && have == &s));
             if same {
-                return Some((c.clone(), false));
+                return (c.clone(), false);
             }
         }
         let streams: Vec<gst::Stream> = known.iter().map(|id| self.stream(*id)).collect();
@@ -329,7 +335,7 @@ impl State {
             .streams(streams)
             .build();
         self.collection = Some(c.clone());
-        Some((c, true))
+        (c, true)
     }
 
     fn pads(&self) -> Vec<gst::Pad> {
@@ -1206,8 +1212,8 @@ impl RtmpSrcDemux {
         let update = {
             let mut st = self.lock();
             if st.tracks.iter().any(|(_, t)| t.pad.is_some()) {
-                st.collection(None)
-                    .and_then(|(c, changed)| changed.then(|| (st.pads(), c)))
+                let (c, changed) = st.collection(None);
+                changed.then(|| (st.pads(), c))
             } else {
                 None
             }
@@ -1311,11 +1317,9 @@ impl RtmpSrcDemux {
                 .stream_id()
                 .map(|i| i.to_string())
                 .unwrap_or_default();
-            let collection = st.collection(Some(id));
+            let (collection, changed) = st.collection(Some(id));
             // A new collection goes to the pads there are as well.
-            let update = collection
-                .as_ref()
-                .and_then(|(c, changed)| changed.then(|| (st.pads(), c.clone())));
+            let update = changed.then(|| (st.pads(), collection.clone()));
             let track = st.track(id);
             track.caps = Some(caps.clone());
             let (new_pad, push) = match &track.pad {
@@ -1352,19 +1356,18 @@ impl RtmpSrcDemux {
                     // With a queue, its thread waits for the first buffer
                     // while the first sticky events go straight to the pad.
                     pad.set_active(true).ok();
-                    // The track's stream only with a collection: parsebin
-                    // takes a stream-start that carries a stream for one
-                    // whose collection comes from upstream, and without one
-                    // decodebin3 selected nothing (a video-only stream
-                    // failed in playbin3 with not-linked).
-                    let mut start = gst::event::StreamStart::builder(&stream_id).group_id(group_id);
-                    if collection.is_some() {
-                        start = start.stream(stream);
-                    }
-                    pad.push_event(start.build());
-                    if let Some((c, _)) = &collection {
-                        pad.push_event(gst::event::StreamCollection::new(c));
-                    }
+                    // The track's stream, then the collection it is in:
+                    // parsebin takes a stream-start that carries a stream
+                    // for one whose collection comes from upstream (without
+                    // the collection, decodebin3 selected nothing: a
+                    // video-only stream failed in playbin3 with not-linked).
+                    pad.push_event(
+                        gst::event::StreamStart::builder(&stream_id)
+                            .group_id(group_id)
+                            .stream(stream)
+                            .build(),
+                    );
+                    pad.push_event(gst::event::StreamCollection::new(&collection));
                     pad.push_event(gst::event::Caps::new(&caps));
                     if let Some(s) = segment {
                         pad.push_event(s);
