@@ -406,7 +406,18 @@ fn playbin3_switches_tracks_with_select_streams() {
             "audiotestsrc is-live=true num-buffers=170",
         );
     let (server, _, notes, url) = paused_sink_server(&publish, "");
-    let (p, _, _) = playbin_with_source("playbin3", &url, |_| {});
+    // audio_2's first event held 200 ms on its way, as a loaded machine may
+    // hold its pad's thread: see the wait below.
+    let (p, _, _) = playbin_with_source("playbin3", &url, |src| {
+        src.connect_pad_added(|_, pad| {
+            if pad.name() == "audio_2" {
+                pad.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    gst::PadProbeReturn::Remove
+                });
+            }
+        });
+    });
     let negotiated = sink_formats(&p);
     let collection: Arc<Mutex<Option<gst::StreamCollection>>> = Arc::default();
     let c2 = collection.clone();
@@ -419,10 +430,33 @@ fn playbin3_switches_tracks_with_select_streams() {
     p.set_state(gst::State::Playing).unwrap();
     common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
     server.set_state(gst::State::Playing).unwrap();
+    // The switch once the first two sinks have their caps and decodebin3
+    // has a slot (a multiqueue pad) for each of the four tracks: decodebin3
+    // of GStreamer 1.22 never activates a track named in select-streams
+    // whose slot is not there yet (it logs "Stream switch requested for
+    // future collection", then the other switched track stalls). Holding
+    // rtmpsrc's audio_2 pad 200 ms did it every time (2 runs of 2, and of
+    // video_1's too); a loaded machine did it now and then.
+    let slots = || {
+        p.iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.factory().is_some_and(|f| f.name() == "multiqueue")
+                    && e.parent()
+                        .is_some_and(|b| b.name().starts_with("decodebin3"))
+            })
+            .map(|e| e.src_pads().len())
+            .max()
+            .unwrap_or(0)
+    };
     let began = std::time::Instant::now();
-    while negotiated.lock().unwrap().len() < 2 && began.elapsed() < Duration::from_secs(10) {
+    while (negotiated.lock().unwrap().len() < 2 || slots() < 4)
+        && began.elapsed() < Duration::from_secs(10)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(slots(), 4, "decodebin3's slots");
     let ids: Vec<String> = {
         let c = collection.lock().unwrap();
         let c = c.as_ref().expect("a stream collection");
