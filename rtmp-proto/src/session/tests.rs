@@ -64,6 +64,18 @@ impl Pair {
         std::iter::from_fn(|| self.c.poll_event()).collect()
     }
 
+    /// A publisher of rtmp://h:1935/live/key to a server with `cfg`, its
+    /// publish accepted and both sides' events taken; and its stream id.
+    fn publishing(cfg: ServerConfig) -> (Self, u32) {
+        let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
+        let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
+            panic!()
+        };
+        p.s.accept_publish(stream_id).unwrap();
+        p.pump().unwrap();
+        (p, stream_id)
+    }
+
     /// Runs connect and createStream; returns the publish/play request.
     fn up_to_request(&mut self) -> ServerEvent {
         self.pump().unwrap();
@@ -176,16 +188,7 @@ fn stop_commands_are_those_asked_for() {
         ),
         (StopCommands::default(), Some(true)),
     ] {
-        let mut p = Pair::new(
-            ClientMode::Publish,
-            "rtmp://h:1935/live/key",
-            ServerConfig::default(),
-        );
-        let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
-            panic!()
-        };
-        p.s.accept_publish(stream_id).unwrap();
-        p.pump().unwrap();
+        let (mut p, stream_id) = Pair::publishing(ServerConfig::default());
         p.client_events();
         p.c.stop_with(cmds).unwrap();
         p.pump().unwrap();
@@ -330,12 +333,7 @@ fn acknowledgements_and_pings() {
         window_ack_size: 10_000,
         ..ServerConfig::default()
     };
-    let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
-    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
-        panic!()
-    };
-    p.s.accept_publish(stream_id).unwrap();
-    p.pump().unwrap();
+    let (mut p, _) = Pair::publishing(cfg);
     for i in 0..10 {
         p.c.send_video(i * 40, &[0u8; 5000]).unwrap();
         p.pump().unwrap();
@@ -351,16 +349,7 @@ fn acknowledgements_and_pings() {
 
 #[test]
 fn the_server_answers_a_clients_ping_after_what_came_before() {
-    let mut p = Pair::new(
-        ClientMode::Publish,
-        "rtmp://h:1935/live/key",
-        ServerConfig::default(),
-    );
-    let ServerEvent::PublishRequest { stream_id, .. } = p.up_to_request() else {
-        panic!()
-    };
-    p.s.accept_publish(stream_id).unwrap();
-    p.pump().unwrap();
+    let (mut p, _) = Pair::publishing(ServerConfig::default());
     assert_eq!(p.c.pings_answered(), 0);
     assert_eq!(p.c.last_ping_answer(), None);
     p.c.send_video(0, &[0x17; 3000]).unwrap();
