@@ -1360,6 +1360,17 @@ fn stats_have_rtmp2s_fields_and_values() {
     assert!(src.get::<u64>("in-bytes-total").unwrap() > 1 << 20, "{src}");
 }
 
+/// nginx-rtmp serving an 8 s file (`mp4:movie.mp4`, a key frame every
+/// second) from its `play` directory, and the file's frames.
+fn mp4_movie_served(dir: &str) -> (Nginx, TempDir, Vec<Frame>) {
+    let nginx = Nginx::start("play RECDIR;");
+    let dir = TempDir::new(dir);
+    let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
+    nginx.serve_file(&media, "movie.mp4", &[]);
+    let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
+    (nginx, dir, file)
+}
+
 /// A location written for librtmp's rtmpsrc, options after the URL:
 /// `app=` and `playpath=` name what is played (over the URL's own),
 /// `start=` and `stop=` the part of the recorded file, `flashver=` (with
@@ -1370,11 +1381,7 @@ fn stats_have_rtmp2s_fields_and_values() {
 fn librtmp_options_play_a_part_of_a_recorded_file() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = Nginx::start("play RECDIR;");
-    let dir = TempDir::new("src-librtmp-options");
-    let media = make_flv(&dir, "movie.flv", 8, Tracks::AudioVideo);
-    nginx.serve_file(&media, "movie.mp4", &[]);
-    let file = frames_of(&av_of_tags(&read_flv_tags(&media)));
+    let (nginx, _dir, file) = mp4_movie_served("src-librtmp-options");
     let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
     let location = format!(
         "{} app=live playpath=mp4:movie.mp4 start=3000 stop=6000 buffer=500 flashver=LNX\\2010,0,32,18 conn=S:hello",
@@ -1389,25 +1396,8 @@ fn librtmp_options_play_a_part_of_a_recorded_file() {
     // after 3 s), up to the last frame before 6 s, each the file's, at the
     // file's time as stream time (the position of a player).
     assert_video_from_server_key("start=3000 stop=6000", &gv, &fv, 3000, 6000);
-    // The audio: a run of the file's, in RTMP time (nginx's MP4 reader
-    // puts it some 90 ms earlier than the FLV file had it) up to the last
-    // frame before 6 s.
-    let a0 = ga
-        .first()
-        .and_then(|g| fa.iter().position(|f| f.crc == g.crc))
-        .expect("the first audio frame is not the file's");
-    let acrcs: Vec<u32> = ga.iter().map(|o| o.crc).collect();
-    let awant: Vec<u32> = fa[a0..].iter().take(ga.len()).map(|f| f.crc).collect();
-    assert_eq!(
-        acrcs, awant,
-        "audio from {} ms: not a run of the file's",
-        fa[a0].dts
-    );
-    let last = ga.last().unwrap().dts_ms;
-    assert!(
-        (5900..6000).contains(&last),
-        "the last audio frame is at {last} ms, stop=6000"
-    );
+    // The audio: a run of the file's up to the last frame before 6 s.
+    assert_audio_run("start=3000 stop=6000", &ga, &fa, Some(6000));
     // What nginx was asked for.
     let asked = nginx.error_log();
     assert!(
@@ -1438,13 +1428,7 @@ fn seeks_in_recorded_files_served_by_nginx() {
         let (p, log, flushes) = seek_player(&nginx.url(name), "");
         p.set_state(gst::State::Playing).unwrap();
         assert!(
-            wait_until(Duration::from_secs(10), || log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|f| f.video)
-                .count()
-                >= 10),
+            video_came(&log, 10, Duration::from_secs(10)),
             "{name}: no video before the seek"
         );
         let duration = p.query_duration::<gst::ClockTime>();
@@ -1588,6 +1572,112 @@ fn seeks_in_recorded_files_served_by_nginx() {
     p.set_state(gst::State::Null).unwrap();
     publisher.kill().ok();
     publisher.wait().ok();
+}
+
+/// A seek with a stop in a recorded file (RTMP's seek has a position
+/// only): the stream ends at the stop, with EOS, or with segment-done for
+/// a segment seek; the next seek plays on from the same connection, to
+/// the end once the stop is taken away. A seek without a start (a new
+/// stop alone) is refused: the server would go back to the last seek's
+/// start.
+#[test]
+fn seeks_with_a_stop_end_there() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let (nginx, _dir, file) = mp4_movie_served("src-seek-stop");
+    let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
+    let (p, log, flushes) = seek_player(&nginx.url("mp4:movie.mp4"), "");
+    let bus = p.bus().unwrap();
+    let next_end = |what: &str| -> gst::MessageType {
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(20),
+                &[
+                    gst::MessageType::Eos,
+                    gst::MessageType::SegmentDone,
+                    gst::MessageType::Error,
+                ],
+            )
+            .unwrap_or_else(|| panic!("{what}: neither EOS nor segment-done in 20 s"));
+        if let gst::MessageView::Error(e) = msg.view() {
+            panic!("{what}: {} ({:?})", e.error(), e.debug());
+        }
+        msg.type_()
+    };
+    let seek = |what: &str, flags: gst::SeekFlags, start: u64, stop: Option<u64>| {
+        p.seek(
+            1.0,
+            flags | gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(start),
+            gst::SeekType::Set,
+            stop.map(gst::ClockTime::from_seconds),
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    };
+    // What came on each pad after the last flush, checked against the
+    // file: the video from the key frame at `from` s (nginx's MP4 reader
+    // goes to the one at or after the target; one every second) up to the
+    // last frame before the stop, the audio a run of the file's ending
+    // in the last 100 ms before it.
+    let check = |what: &str, from: i64, until_ms: i64| {
+        // Segment-done comes as the source reaches the stop, before the
+        // sinks (in real time) have played what was before it.
+        let want = fv
+            .iter()
+            .filter(|f| f.dts >= from * 1000 && f.dts < until_ms)
+            .count();
+        video_came(&log, want, Duration::from_secs(5));
+        let got = log.lock().unwrap().clone();
+        let (gv, ga): (Vec<&AfterSeek>, Vec<&AfterSeek>) = got.iter().partition(|f| f.video);
+        let k = assert_video_from_server_key(what, &gv, &fv, from * 1000, until_ms);
+        assert_eq!(
+            fv[k].dts,
+            from * 1000,
+            "{what}: went on at another key frame"
+        );
+        assert_audio_run(what, &ga, &fa, Some(until_ms).filter(|&u| u < i64::MAX));
+    };
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        video_came(&log, 10, Duration::from_secs(10)),
+        "no video before the seek"
+    );
+
+    seek("2 s to 5 s", gst::SeekFlags::empty(), 2, Some(5));
+    assert_eq!(next_end("2 s to 5 s"), gst::MessageType::Eos);
+    check("2 s to 5 s", 2, 5000);
+    assert_eq!(*flushes.lock().unwrap(), 2, "one flush on each pad");
+
+    // After the EOS, a segment seek: segment-done at its stop, no EOS.
+    seek("segment 6 s to 7 s", gst::SeekFlags::SEGMENT, 6, Some(7));
+    assert_eq!(
+        next_end("segment 6 s to 7 s"),
+        gst::MessageType::SegmentDone
+    );
+    check("segment 6 s to 7 s", 6, 7000);
+
+    // A new stop alone: refused, and nothing flushed.
+    assert!(
+        p.seek(
+            1.0,
+            gst::SeekFlags::FLUSH,
+            gst::SeekType::None,
+            gst::ClockTime::ZERO,
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(4),
+        )
+        .is_err(),
+        "a seek without a start was taken"
+    );
+    assert_eq!(*flushes.lock().unwrap(), 4, "a refused seek flushed");
+
+    // The stop taken away: to the end of the file (nginx's MP4 reader
+    // leaves out its last audio frames: the video tells).
+    seek("1 s to the end", gst::SeekFlags::empty(), 1, None);
+    assert_eq!(next_end("1 s to the end"), gst::MessageType::Eos);
+    check("1 s to the end", 1, i64::MAX);
+    p.set_state(gst::State::Null).unwrap();
 }
 
 /// A player with no queues behind rtmpsrc (`pad-queues=false`) and sinks

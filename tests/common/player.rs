@@ -801,6 +801,39 @@ pub fn assert_video_from_server_key(
     k
 }
 
+/// Asserts that the audio a `seek_player` kept is a run of a recorded
+/// file's frames (by CRC; nginx's MP4 reader gives it in RTMP time some
+/// 90 ms earlier than the FLV file had it), whose last frame is in the
+/// last 100 ms before `stop_ms` if the stream stopped there.
+pub fn assert_audio_run(what: &str, got: &[&AfterSeek], file: &[&Frame], stop_ms: Option<i64>) {
+    let a0 = got
+        .first()
+        .and_then(|g| file.iter().position(|f| f.crc == g.crc))
+        .unwrap_or_else(|| panic!("{what}: the first audio frame is not the file's"));
+    let crcs: Vec<u32> = got.iter().map(|o| o.crc).collect();
+    let want: Vec<u32> = file[a0..].iter().take(got.len()).map(|f| f.crc).collect();
+    assert_eq!(
+        crcs, want,
+        "{what}: audio from {} ms: not a run of the file's",
+        file[a0].dts
+    );
+    if let Some(stop) = stop_ms {
+        let last = got.last().unwrap().dts_ms;
+        assert!(
+            (stop - 100..stop).contains(&last),
+            "{what}: the last audio frame is at {last} ms, the stop at {stop} ms"
+        );
+    }
+}
+
+/// Waits until a `seek_player` kept `n` video frames since its last
+/// flush, at most `limit`: whether it did.
+pub fn video_came(log: &SeekLog, n: usize, limit: Duration) -> bool {
+    wait_until(limit, || {
+        log.lock().unwrap().iter().filter(|f| f.video).count() >= n
+    })
+}
+
 /// Waits until `f` holds, at most `limit`.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;

@@ -257,9 +257,13 @@ struct State {
     recorded: bool,
     /// The stream's length, from its metadata (`duration`, when above 0).
     duration: Option<gst::ClockTime>,
-    /// librtmp's `stop=` in the location: the stream ends before the first
-    /// frame at or after this RTMP time (ms), whatever the server sends.
+    /// Where the stream ends: before the first frame at or after this
+    /// RTMP time (ms), whatever the server sends. librtmp's `stop=` in the
+    /// location, or the stop of the last seek that had one.
     stop_ms: Option<u32>,
+    /// The flags of the last seek's segment (a segment seek's), given on
+    /// the segments that follow it.
+    segment_flags: gst::SegmentFlags,
     /// Where a seek is.
     seek: Seek,
     /// The RTMP time of the last audio or video message: where a recorded
@@ -327,6 +331,7 @@ impl Default for State {
             recorded: false,
             duration: None,
             stop_ms: None,
+            segment_flags: gst::SegmentFlags::empty(),
             seek: Seek::None,
             position: None,
             last_key: None,
@@ -916,16 +921,30 @@ impl RtmpSrcConn {
     }
 
     /// A segment from running time `start` (its base too: running time
-    /// goes on as mapped), at stream time `time` there.
-    fn segment_from(&self, start: gst::ClockTime, time: gst::ClockTime, what: &str) -> gst::Event {
+    /// goes on as mapped), at stream time `time` there, to where the
+    /// stream stops, if it does (so that downstream clips the frames that
+    /// cross it).
+    fn segment_from(
+        &self,
+        st: &State,
+        start: gst::ClockTime,
+        time: gst::ClockTime,
+        what: &str,
+    ) -> gst::Event {
         let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_flags(st.segment_flags);
         segment.set_start(start);
         segment.set_base(start);
         segment.set_time(time);
+        if let Some(stop) = st.stop_ms {
+            let stop = gst::ClockTime::from_mseconds(u64::from(stop));
+            segment.set_stop(start + stop.saturating_sub(time));
+        }
         gst::info!(
             CAT,
             imp = self,
-            "{what}: the stream goes on at {time} from running time {start}"
+            "{what}: the stream goes on at {time} from running time {start} to {}",
+            segment.stop().display()
         );
         gst::event::Segment::new(&segment)
     }
@@ -978,13 +997,14 @@ impl RtmpSrcConn {
                     tag_type::SCRIPT => target,
                     _ => gst::ClockTime::from_mseconds(u64::from(ts)),
                 };
-                Some(self.segment_from(gst::ClockTime::from_nseconds(rt), time, "sought"))
+                Some(self.segment_from(st, gst::ClockTime::from_nseconds(rt), time, "sought"))
             }
             Seek::Resume { from } if kind != tag_type::SCRIPT => {
                 st.seek = Seek::None;
                 let from = from.max(ts);
                 let start = st.time.running_time_of(from).unwrap_or(rt);
                 Some(self.segment_from(
+                    st,
                     gst::ClockTime::from_nseconds(start),
                     gst::ClockTime::from_mseconds(u64::from(from)),
                     "resumed",
@@ -1100,6 +1120,19 @@ impl BaseSrcImpl for RtmpSrcConn {
         Ok(())
     }
 
+    fn event(&self, event: &gst::Event) -> bool {
+        if let gst::EventView::Seek(seek) = event.view() {
+            let (_, _, start_type, _, _, _) = seek.get();
+            if start_type == gst::SeekType::None {
+                // The base class would keep the last seek's start, and the
+                // server would go back there: RTMP's seek needs a position.
+                gst::debug!(CAT, imp = self, "a seek needs a start position");
+                return false;
+            }
+        }
+        BaseSrcImplExt::parent_event(self, event)
+    }
+
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         match query.view_mut() {
             gst::QueryViewMut::Latency(q) => {
@@ -1147,20 +1180,25 @@ impl BaseSrcImpl for RtmpSrcConn {
 
     /// A seek in time of a recorded stream: `seek` to the server, whose
     /// answer and first tag of the new position start the next segment
-    /// (see `on_event` and `stamp`). The base class has flushed and holds
-    /// the streaming thread. Its first call, as the stream starts, is no
-    /// seek.
+    /// (see `on_event` and `stamp`). RTMP's seek has a position only: a
+    /// stop is kept here, where the stream then ends (EOS, or
+    /// segment-done for a segment seek). The base class has flushed and
+    /// holds the streaming thread. Its first call, as the stream starts,
+    /// is no seek.
     fn do_seek(&self, segment: &mut gst::Segment) -> bool {
         let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
             gst::debug!(CAT, imp = self, "only seeks in time");
             return false;
         };
-        if segment.rate() != 1.0 || segment.stop().is_some() {
-            // RTMP's seek has a position only.
-            gst::debug!(CAT, imp = self, "seeks at rate 1.0 without a stop only");
+        if segment.rate() != 1.0 {
+            // A server plays forwards, in real time or as fast as it goes.
+            gst::debug!(CAT, imp = self, "seeks at rate 1.0 only");
             return false;
         }
         let target = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        let stop_ms = segment
+            .stop()
+            .map(|s| u32::try_from(s.mseconds()).unwrap_or(u32::MAX));
         let mut st = lock(&self.state);
         let Conn::Connected(c) = &st.conn else {
             return true;
@@ -1181,6 +1219,9 @@ impl BaseSrcImpl for RtmpSrcConn {
         // looked up again.
         st.time = TimeMap::default();
         st.discont = true;
+        // Without a stop of its own, a seek plays to the location's.
+        st.stop_ms = stop_ms.or(st.url.as_ref().and_then(|u| u.options.stop_ms));
+        st.segment_flags = segment.flags();
         st.seek = Seek::Asked {
             since: Instant::now(),
             target,
@@ -1314,7 +1355,12 @@ impl RtmpSrcConn {
         if body.is_empty() {
             return Ok(None);
         }
-        if kind != tag_type::SCRIPT && st.stop_ms.is_some_and(|stop| ts >= stop) {
+        // The first frame of a new position starts its segment even past
+        // the stop (downstream clips it): an EOS without a segment after
+        // the seek's flush would leave the pads without one.
+        let starts_segment = matches!(st.seek, Seek::Answered { .. } | Seek::Resume { .. });
+        if kind != tag_type::SCRIPT && !starts_segment && st.stop_ms.is_some_and(|stop| ts >= stop)
+        {
             gst::info!(CAT, imp = self, "reached the location's stop={ts} ms: EOS");
             return Err(gst::FlowError::Eos);
         }

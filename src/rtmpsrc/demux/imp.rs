@@ -695,6 +695,27 @@ impl RtmpSrcDemux {
         self.pad_queues.load(Ordering::Relaxed)
     }
 
+    /// An event of the stream (a segment, segment-done, a gap) out on
+    /// every pad, after the buffers each has queued before it: pushed past
+    /// them, it could wait in a sink for a preroll that those buffers,
+    /// held behind it, were to give. The FLV pad has it once its first tag
+    /// is out. A segment is also kept for the pads still to come.
+    fn send_in_stream(&self, event: gst::Event) {
+        let (pads, started) = {
+            let mut st = self.lock();
+            if let gst::EventView::Segment(_) = event.view() {
+                st.segment = Some(event.clone());
+            }
+            (st.pads(), st.flv_started)
+        };
+        if let Some(flv) = self.flv_pad().filter(|_| started) {
+            flv.push_event(event.clone());
+        }
+        for p in pads {
+            self.send_event(&p, event.clone());
+        }
+    }
+
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::StreamStart(s) => {
@@ -716,17 +737,7 @@ impl RtmpSrcDemux {
             }
             gst::EventView::Caps(_) => true,
             gst::EventView::Segment(_) => {
-                let (pads, started) = {
-                    let mut st = self.lock();
-                    st.segment = Some(event.clone());
-                    (st.pads(), st.flv_started)
-                };
-                if let Some(flv) = self.flv_pad().filter(|_| started) {
-                    flv.push_event(event.clone());
-                }
-                for p in pads {
-                    self.send_event(&p, event.clone());
-                }
+                self.send_in_stream(event);
                 true
             }
             gst::EventView::Eos(_) if self.flv_mode.load(Ordering::Acquire) => {
@@ -802,6 +813,12 @@ impl RtmpSrcDemux {
                         p.push_event(event.clone());
                     }
                 }
+                true
+            }
+            // Any other event in the stream (segment-done at a segment
+            // seek's stop, a gap): see `send_in_stream`.
+            _ if event.is_serialized() => {
+                self.send_in_stream(event);
                 true
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
