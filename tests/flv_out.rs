@@ -247,6 +247,93 @@ fn nothing_linked_says_how_to_link_the_flv_pad() {
     );
 }
 
+/// `rtmpsrc ! decodebin name=d d. ! ... d. ! ...`, as written for
+/// rtmp2src (whose FLV decodebin takes whole): decodebin is linked to the
+/// first elementary pad and gives that stream alone, the line's other
+/// branch never links (its sink never prerolls: the pipeline stays in
+/// PAUSED), and the audio would be dropped without a word but gst-launch's
+/// "Delayed linking failed". A warning names the pad left out and how to
+/// give decodebin every stream. A pad left out on purpose (`s.video !
+/// fakesink` alone) is not warned of.
+#[test]
+fn a_pad_left_out_beside_decodebin_is_warned_of() {
+    init();
+    // Warnings from inside rtmpsrc until `limit`, or until the end; how
+    // many buffers the fakesink named `v` took.
+    let run = |desc: &str, limit: Duration| -> (Vec<String>, u64) {
+        let p = launch(desc);
+        let sink = p.by_name("v").unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = count.clone();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        p.set_state(gst::State::Playing).unwrap();
+        let port = port_of(&element(&p, "rtmpsrc"));
+        let publisher =
+            launch(&LIVE_AV.replace("URL", &format!("rtmp://127.0.0.1:{port}/live/key")));
+        publisher.set_state(gst::State::Playing).unwrap();
+        let bus = p.bus().unwrap();
+        let mut warnings = Vec::new();
+        let end = std::time::Instant::now() + limit;
+        while let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(
+                end.saturating_duration_since(std::time::Instant::now())
+                    .as_nanos() as u64,
+            ),
+            &[
+                gst::MessageType::Warning,
+                gst::MessageType::Eos,
+                gst::MessageType::Error,
+            ],
+        ) {
+            match m.view() {
+                gst::MessageView::Warning(w)
+                    if m.src().is_some_and(|s| s.path_string().contains("rtmpsrc")) =>
+                {
+                    warnings.push(w.error().to_string());
+                }
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                gst::MessageView::Eos(_) => break,
+                _ => {}
+            }
+        }
+        publisher.set_state(gst::State::Null).unwrap();
+        p.set_state(gst::State::Null).unwrap();
+        (warnings, count.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    // The branch that never links has a sink that does not wait for a
+    // preroll, so that the pipeline plays: the publisher's 4 s, its 120
+    // frames less the few before rtmpsrc had the stream, went through
+    // decodebin (parsed, not decoded).
+    let (warnings, video) = run(
+        "rtmpsrc mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
+         ! decodebin caps=video/x-h264;audio/mpeg name=d \
+         d. ! queue ! fakesink name=v d. ! queue ! fakesink name=a async=false",
+        Duration::from_secs(8),
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert!(
+        w.starts_with("Nothing is linked to rtmpsrc's audio pad (audio/mpeg)")
+            && w.contains("Its video pad went to d (decodebin)")
+            && w.contains("rtmpsrc name=s s.src ! decodebin"),
+        "{w}"
+    );
+    assert!(video >= 100, "{video} video frames through decodebin");
+    // The audio left out on purpose: no warning, every frame to the end.
+    let (warnings, video) = run(
+        "rtmpsrc mode=server eos-on-unpublish=true name=s location=rtmp://127.0.0.1:0/live/key \
+         s.video ! fakesink name=v",
+        Duration::from_secs(20),
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(video >= 100, "{video} video frames");
+}
+
 /// Data messages other than the metadata (cue points sent with
 /// `@setDataFrame`, text with a handler of its own) are recorded where
 /// they came, as the handler and its values a server passes on to its

@@ -173,6 +173,9 @@ struct Track {
     caps: Option<gst::Caps>,
     /// Warned once that this codec is not mapped.
     warned: bool,
+    /// Warned once that nothing takes this track's pad while another pad
+    /// went to an autoplugger (see `warn_left_out`).
+    left_out: bool,
     discont: bool,
     /// Video: the last Enhanced RTMP colorInfo, applied to the caps.
     color: Option<crate::rtmp::codec::ColorInfo>,
@@ -548,6 +551,19 @@ fn parse_asc(asc: &[u8]) -> Option<(i32, i32)> {
 
 fn flv_rate(code: u8) -> i32 {
     [5512, 11025, 22050, 44100][usize::from(code & 3)]
+}
+
+/// The pad downstream of one of ours, past the ghost pad of rtmpsrc's bin
+/// when there is one: None when nothing is linked there.
+fn outside_peer(pad: &gst::Pad) -> Option<gst::Pad> {
+    let peer = pad.peer()?;
+    match peer
+        .parent()
+        .and_then(|p| p.downcast::<gst::GhostPad>().ok())
+    {
+        Some(ghost) => ghost.peer(),
+        None => Some(peer),
+    }
 }
 
 impl RtmpSrcDemux {
@@ -1513,6 +1529,9 @@ impl RtmpSrcDemux {
             b.set_flags(flags);
         }
         let r = self.send_buffer(&pad, id.video, direct, b);
+        if r == Err(gst::FlowError::NotLinked) {
+            self.warn_left_out(id, &pad);
+        }
         let r = self.flow.lock().unwrap().update_pad_flow(&pad, r);
         if r == Err(gst::FlowError::NotLinked) {
             self.tell_not_linked();
@@ -1554,6 +1573,53 @@ impl RtmpSrcDemux {
             (
                 "Nothing is linked to rtmpsrc's pads: {}. Link them by name (rtmpsrc name=s s.video ! ...); for FLV (flvdemux behind a queue, a file), link its src pad: s.src ! ...",
                 pads.join(", ")
+            )
+        );
+    }
+
+    /// A pad nothing is linked to while another of the pads went to an
+    /// element that decodes one stream (decodebin, decodebin3, parsebin):
+    /// what `rtmpsrc ! decodebin name=d d. ! ... d. ! ...` gives, written
+    /// for rtmp2src, whose FLV decodebin takes whole. Linked to the first
+    /// elementary pad, decodebin gives that stream alone; the line's other
+    /// branch never links, and this pad's frames are dropped. Warned once
+    /// per track, with the way to give decodebin every stream. A pad left
+    /// out on purpose, with no autoplugger on another, is not warned of.
+    fn warn_left_out(&self, id: PadTrack, pad: &gst::Pad) {
+        if outside_peer(pad).is_some() {
+            // Linked: the not-linked came from further downstream.
+            return;
+        }
+        let others: Vec<gst::Pad> = {
+            let mut st = self.lock();
+            let track = st.track(id);
+            if std::mem::replace(&mut track.left_out, true) {
+                return;
+            }
+            st.pads().into_iter().filter(|p| p != pad).collect()
+        };
+        let autoplugger = others.iter().find_map(|p| {
+            let element = outside_peer(p)?.parent_element()?;
+            let factory = element.factory()?;
+            matches!(
+                factory.name().as_str(),
+                "decodebin" | "decodebin3" | "parsebin"
+            )
+            .then(|| (p.name(), element.name(), factory.name()))
+        });
+        let Some((other, element, factory)) = autoplugger else {
+            return;
+        };
+        let caps = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+            .unwrap_or_else(|| "no caps yet".into());
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            (
+                "Nothing is linked to rtmpsrc's {} pad ({caps}): its frames are dropped. Its {other} pad went to {element} ({factory}), which takes that stream alone. For every stream through one {factory}, link rtmpsrc's src pad (FLV) to it: rtmpsrc name=s s.src ! {factory}; or link each pad by name (s.video ! ..., s.audio ! ...), or play the location with uridecodebin or playbin",
+                pad.name()
             )
         );
     }
