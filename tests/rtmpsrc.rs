@@ -1678,6 +1678,33 @@ fn seeks_with_a_stop_end_there() {
     assert_eq!(next_end("1 s to the end"), gst::MessageType::Eos);
     check("1 s to the end", 1, i64::MAX);
     p.set_state(gst::State::Null).unwrap();
+
+    // As a user would: playbin, a seek from 2 s to 4 s, and the EOS there
+    // with every frame shown whose time is in between (the sinks clip the
+    // frames decoded past the stop), from the key frame at 2 s.
+    let (p, _, decoded) = playbin_with_source("playbin", &nginx.url("mp4:movie.mp4"), |_| {});
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || decoded.lock().unwrap()[0] >= 10),
+        "playbin decoded no video"
+    );
+    p.seek(
+        1.0,
+        gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+        gst::SeekType::Set,
+        gst::ClockTime::from_seconds(2),
+        gst::SeekType::Set,
+        gst::ClockTime::from_seconds(4),
+    )
+    .expect("playbin's seek with a stop");
+    let before = decoded.lock().unwrap()[0];
+    play_to_eos(&p, Duration::from_secs(20));
+    let want = fv.iter().filter(|f| f.dts >= 2000 && f.pts < 4000).count();
+    assert_eq!(
+        decoded.lock().unwrap()[0] - before,
+        want,
+        "playbin: video shown from 2 s to 4 s"
+    );
 }
 
 /// A player with no queues behind rtmpsrc (`pad-queues=false`) and sinks
