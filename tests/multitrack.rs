@@ -431,12 +431,17 @@ fn playbin3_switches_tracks_with_select_streams() {
     common::server::wait_notice(&notes, "rtmp-client-connected", 1, Duration::from_secs(15));
     server.set_state(gst::State::Playing).unwrap();
     // The switch once the first two sinks have their caps and decodebin3
-    // has a slot (a multiqueue pad) for each of the four tracks: decodebin3
-    // of GStreamer 1.22 never activates a track named in select-streams
-    // whose slot is not there yet (it logs "Stream switch requested for
+    // has a slot (a multiqueue pad) for each of the four tracks whose
+    // stream has come out of the multiqueue: decodebin3 of GStreamer 1.22
+    // knows a slot's stream only from there (its stream-start out of the
+    // slot) and never activates a track named in select-streams whose
+    // stream it does not know yet (it logs "Stream switch requested for
     // future collection", then the other switched track stalls). Holding
     // rtmpsrc's audio_2 pad 200 ms did it every time (2 runs of 2, and of
-    // video_1's too); a loaded machine did it now and then.
+    // video_1's too) while the test waited for no slot; waiting for the
+    // slots alone, a loaded machine still did it (2 runs of 10 beside two
+    // busy loops: audio_2's slot was there, its stream-start not yet out).
+    // A segment on a slot's pad came after its stream-start.
     let slots = || {
         p.iterate_recurse()
             .into_iter()
@@ -446,7 +451,12 @@ fn playbin3_switches_tracks_with_select_streams() {
                     && e.parent()
                         .is_some_and(|b| b.name().starts_with("decodebin3"))
             })
-            .map(|e| e.src_pads().len())
+            .map(|e| {
+                e.src_pads()
+                    .iter()
+                    .filter(|pad| pad.sticky_event::<gst::event::Segment>(0).is_some())
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     };

@@ -870,6 +870,42 @@ fn a_late_player_starts_at_the_cached_keyframe_with_headers() {
     let _ = joined;
 }
 
+/// A live stream served by rtmpsink mode=server is live to its players:
+/// no StreamIsRecorded (nginx-rtmp's live application sends none either),
+/// so rtmpsrc playing it answers not seekable and no duration, and a seek
+/// fails at once (with StreamIsRecorded, rtmpsrc took the stream for a
+/// recorded one: seekable, and a seek sent to a server that has no answer
+/// for it dropped 5 s of frames).
+#[test]
+fn a_live_stream_from_rtmpsink_server_cannot_be_sought() {
+    let live = "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse ! s.video audiotestsrc is-live=true ! avenc_aac ! aacparse ! s.audio";
+    let (p, _, port) = sink_server(live, "");
+    p.set_state(gst::State::Playing).unwrap();
+    let (player, log, _) = seek_player(&format!("rtmp://127.0.0.1:{port}/live/key"), "");
+    player.set_state(gst::State::Playing).unwrap();
+    assert!(
+        video_came(&log, 10, Duration::from_secs(10)),
+        "no video from rtmpsink"
+    );
+    let mut q = gst::query::Seeking::new(gst::Format::Time);
+    assert!(player.query(&mut q));
+    assert!(!q.result().0, "a live stream said seekable");
+    assert_eq!(player.query_duration::<gst::ClockTime>(), None);
+    assert!(
+        player
+            .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_seconds(1))
+            .is_err(),
+        "a live stream was sought"
+    );
+    let n = log.lock().unwrap().iter().filter(|f| f.video).count();
+    assert!(
+        video_came(&log, n + 10, Duration::from_secs(2)),
+        "the stream stopped after the seek"
+    );
+    player.set_state(gst::State::Null).unwrap();
+    p.set_state(gst::State::Null).unwrap();
+}
+
 /// A player made of our core that plays and then never reads.
 fn stalled_player(port: u16) -> gstrtmp::net::blocking::BlockingClient {
     use gstrtmp::rtmp::session::{ClientConfig, ClientMode};

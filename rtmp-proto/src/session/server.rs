@@ -766,7 +766,9 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Starts playing `stream_id` (StreamBegin, Play.Reset if asked, Play.Start).
+    /// Starts playing `stream_id` (StreamBegin, Play.Reset if asked, Play.Start)
+    /// as a live stream: no StreamIsRecorded, which tells a player that it
+    /// can seek (as nginx-rtmp's live application, which sends none).
     pub fn accept_play(&mut self, stream_id: u32, reset: bool) -> Result<()> {
         self.check_alive()?;
         if self.streams.get(&stream_id) != Some(&StreamState::PlayRequested) {
@@ -774,8 +776,6 @@ impl ServerSession {
                 "no play request on stream {stream_id}"
             )));
         }
-        self.user_control(UserControl::StreamIsRecorded(stream_id))
-            .ok();
         self.user_control(UserControl::StreamBegin(stream_id))?;
         if reset {
             self.stream_status(
