@@ -1586,10 +1586,7 @@ impl RtmpSrcDemux {
     /// per track, with the way to give decodebin every stream. A pad left
     /// out on purpose, with no autoplugger on another, is not warned of.
     fn warn_left_out(&self, id: PadTrack, pad: &gst::Pad) {
-        if outside_peer(pad).is_some() {
-            // Linked: the not-linked came from further downstream.
-            return;
-        }
+        // Looked at once per track: a pad left out on purpose pushes on.
         let others: Vec<gst::Pad> = {
             let mut st = self.lock();
             let track = st.track(id);
@@ -1598,6 +1595,10 @@ impl RtmpSrcDemux {
             }
             st.pads().into_iter().filter(|p| p != pad).collect()
         };
+        if outside_peer(pad).is_some() {
+            // Linked: the not-linked came from further downstream.
+            return;
+        }
         let autoplugger = others.iter().find_map(|p| {
             let element = outside_peer(p)?.parent_element()?;
             let factory = element.factory()?;
