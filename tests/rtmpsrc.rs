@@ -1707,6 +1707,136 @@ fn seeks_with_a_stop_end_there() {
     );
 }
 
+/// A server that cannot go where a seek asks (NetStream.Seek.Failed, as
+/// a server answers past a file's end): a warning names the target and
+/// the server's answer, and the stream goes on from where the server is,
+/// as a segment at the stream's own times, to its end. The server is made
+/// of our core, serving an FLV file in real time as a recording.
+#[test]
+fn a_failed_seek_is_a_warning_and_the_stream_goes_on() {
+    use gstrtmp::net::blocking::BlockingServerConnection;
+    use gstrtmp::rtmp::amf0;
+    use gstrtmp::rtmp::flv::tag_type;
+    use gstrtmp::rtmp::message::DataMessage;
+    use gstrtmp::rtmp::session::{ServerConfig, ServerEvent};
+    needs!("ffmpeg");
+    init();
+    let dir = TempDir::new("src-seek-failed");
+    let media = make_flv(&dir, "movie.flv", 4, Tracks::AudioVideo);
+    let tags = read_flv_tags(&media);
+    let file = frames_of(&av_of_tags(&tags));
+    let (fv, fa): (Vec<&Frame>, Vec<&Frame>) = file.iter().partition(|f| f.video);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut c =
+            BlockingServerConnection::accept(&l, ServerConfig::default(), Duration::from_secs(10))
+                .unwrap();
+        let stream_id = loop {
+            match c.next_event().unwrap() {
+                Some(ServerEvent::ConnectRequest(_)) => c.session().accept_connect().unwrap(),
+                Some(ServerEvent::PlayRequest { stream_id, .. }) => {
+                    c.session().accept_play_recorded(stream_id, false).unwrap();
+                    break stream_id;
+                }
+                Some(_) => {}
+                None => panic!("the player left before playing"),
+            }
+            c.flush().unwrap();
+        };
+        c.flush().unwrap();
+        // The file in real time; every seek refused.
+        let (began, mut seeks) = (Instant::now(), 0);
+        for t in &tags {
+            let due = began + Duration::from_millis(u64::from(t.timestamp));
+            while let Some(ev) = c
+                .next_event_within(due.saturating_duration_since(Instant::now()))
+                .unwrap()
+            {
+                if let ServerEvent::Seek { stream_id, .. } = ev {
+                    c.session().answer_seek(stream_id, None).unwrap();
+                    seeks += 1;
+                }
+            }
+            let s = c.session();
+            match t.tag_type {
+                tag_type::SCRIPT => {
+                    let v = amf0::decode_all(&t.data, &Default::default()).unwrap();
+                    let meta = DataMessage::OnMetaData(v[1].clone());
+                    s.send_data(stream_id, t.timestamp, &meta).unwrap();
+                }
+                tag_type::AUDIO => s.send_audio(stream_id, t.timestamp, &t.data).unwrap(),
+                _ => s.send_video(stream_id, t.timestamp, &t.data).unwrap(),
+            }
+            c.flush().unwrap();
+        }
+        c.session().end_play(stream_id, false).unwrap();
+        c.flush().unwrap();
+        // Until the player has it all and leaves.
+        let end = Instant::now() + Duration::from_secs(20);
+        while !c.is_closed() && Instant::now() < end {
+            c.next_event_within(Duration::from_millis(200)).ok();
+        }
+        seeks
+    });
+    let (p, log, flushes) = seek_player(&format!("rtmp://127.0.0.1:{port}/vod/movie"), "");
+    p.set_state(gst::State::Playing).unwrap();
+    assert!(
+        video_came(&log, 10, Duration::from_secs(10)),
+        "no video before the seek"
+    );
+    let mut q = gst::query::Seeking::new(gst::Format::Time);
+    assert!(p.query(&mut q) && q.result().0, "a recording not seekable");
+    assert!(
+        p.seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_seconds(3))
+            .is_ok(),
+        "the seek was not sent"
+    );
+    let warning = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning],
+        )
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => w.error().to_string(),
+            _ => unreachable!(),
+        });
+    play_to_eos(&p, Duration::from_secs(20));
+    assert_eq!(server.join().unwrap(), 1, "seeks the server had");
+    let warning = warning.expect("no warning");
+    assert!(
+        warning.starts_with("The server could not seek to 0:00:03.000000000: ")
+            && warning.contains("NetStream.Seek.Failed"),
+        "{warning}"
+    );
+    assert_eq!(*flushes.lock().unwrap(), 2, "one flush on each pad");
+    // After the flush, the file from where the server was to its end,
+    // each frame at the file's time.
+    let got = log.lock().unwrap().clone();
+    let (gv, ga): (Vec<&AfterSeek>, Vec<&AfterSeek>) = got.iter().partition(|f| f.video);
+    let k = gv
+        .first()
+        .and_then(|g| fv.iter().position(|f| f.crc == g.crc))
+        .expect("the first video frame after the seek is not the file's");
+    assert!(
+        (400..3000).contains(&fv[k].dts),
+        "the stream went on at {} ms",
+        fv[k].dts
+    );
+    let want: Vec<(u32, i64)> = fv[k..].iter().map(|f| (f.crc, f.dts)).collect();
+    let came: Vec<(u32, i64)> = gv.iter().map(|g| (g.crc, g.dts_ms)).collect();
+    assert_eq!(came, want, "video after the failed seek (CRC, ms)");
+    assert_audio_run("after the failed seek", &ga, &fa, None);
+    let last = ga.last().unwrap();
+    assert_eq!(
+        last.crc,
+        fa.last().unwrap().crc,
+        "the audio went to its end"
+    );
+}
+
 /// A player with no queues behind rtmpsrc (`pad-queues=false`) and sinks
 /// that preroll, as the demo's, of a stream whose audio comes before its
 /// video: every frame arrives. The audio waits for the video pad (see

@@ -314,20 +314,36 @@ impl BlockingServerConnection {
 
     /// The next event; `Ok(None)` when the client closed the connection.
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>> {
+        self.wait_event(None)
+    }
+
+    /// The next event if one comes within `limit`; `Ok(None)` when none
+    /// did, or the client closed the connection (see `is_closed`).
+    pub fn next_event_within(&mut self, limit: Duration) -> Result<Option<ServerEvent>> {
+        self.wait_event(Some(Instant::now() + limit))
+    }
+
+    /// Whether the client closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.eof
+    }
+
+    fn wait_event(&mut self, until: Option<Instant>) -> Result<Option<ServerEvent>> {
         loop {
             if let Some(e) = self.session.poll_event() {
                 return Ok(Some(e));
             }
-            if self.eof {
+            let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+            if self.eof || left.is_some_and(|l| l.is_zero()) {
                 return Ok(None);
             }
             let session = &mut self.session;
-            if read_once(
-                &mut self.stream,
-                &mut self.buf,
-                Duration::from_millis(200),
-                |d| session.feed(d, Instant::now()),
-            )? {
+            let wait = left.map_or(Duration::from_millis(200), |l| {
+                l.min(Duration::from_millis(200))
+            });
+            if read_once(&mut self.stream, &mut self.buf, wait, |d| {
+                session.feed(d, Instant::now())
+            })? {
                 self.eof = true;
             }
             self.session.handle_timeout(Instant::now())?;

@@ -140,6 +140,16 @@ pub enum ServerEvent {
         /// Where, in milliseconds of the stream.
         millis: f64,
     },
+    /// A player seeks in a recorded stream (see
+    /// [`ServerSession::accept_play_recorded`]): answer with
+    /// [`ServerSession::answer_seek`]. A live stream's server leaves it
+    /// unanswered, as nginx-rtmp's live application does.
+    Seek {
+        /// The stream.
+        stream_id: u32,
+        /// Where to, in milliseconds of the stream.
+        millis: f64,
+    },
     /// The client answered our ping with this timestamp.
     PingResponse(u32),
 }
@@ -508,6 +518,10 @@ impl ServerSession {
                 pause,
                 millis,
             }),
+            NetCommand::Seek { millis } => self.events.push_back(ServerEvent::Seek {
+                stream_id: msg_stream,
+                millis,
+            }),
             NetCommand::Result { .. }
             | NetCommand::Error { .. }
             | NetCommand::OnStatus(_)
@@ -770,11 +784,41 @@ impl ServerSession {
     /// as a live stream: no StreamIsRecorded, which tells a player that it
     /// can seek (as nginx-rtmp's live application, which sends none).
     pub fn accept_play(&mut self, stream_id: u32, reset: bool) -> Result<()> {
+        self.start_play(stream_id, reset, false)
+    }
+
+    /// Starts playing `stream_id` as a recording (a file, video on
+    /// demand): StreamIsRecorded first, so that the player may seek in it
+    /// ([`ServerEvent::Seek`]).
+    pub fn accept_play_recorded(&mut self, stream_id: u32, reset: bool) -> Result<()> {
+        self.start_play(stream_id, reset, true)
+    }
+
+    /// Answers a player's seek on `stream_id`: NetStream.Seek.Notify with
+    /// where the stream now is (`Some(ms)`: send from there next), or
+    /// NetStream.Seek.Failed (`None`: the stream goes on where it was).
+    pub fn answer_seek(&mut self, stream_id: u32, at: Option<f64>) -> Result<()> {
+        self.playing(stream_id)?;
+        match at {
+            Some(ms) => self.stream_status(
+                stream_id,
+                "status",
+                "NetStream.Seek.Notify",
+                &format!("Seeking {ms} ms"),
+            ),
+            None => self.stream_status(stream_id, "error", "NetStream.Seek.Failed", "Seek failed"),
+        }
+    }
+
+    fn start_play(&mut self, stream_id: u32, reset: bool, recorded: bool) -> Result<()> {
         self.check_alive()?;
         if self.streams.get(&stream_id) != Some(&StreamState::PlayRequested) {
             return Err(Error::protocol(format!(
                 "no play request on stream {stream_id}"
             )));
+        }
+        if recorded {
+            self.user_control(UserControl::StreamIsRecorded(stream_id))?;
         }
         self.user_control(UserControl::StreamBegin(stream_id))?;
         if reset {

@@ -251,6 +251,65 @@ fn play_end_to_end() {
     );
 }
 
+/// A live stream's play says nothing of recording; a recording's says
+/// StreamIsRecorded, and its seeks reach the server, whose answers (where
+/// it went, or that it could not) reach the player, still playing.
+#[test]
+fn recorded_streams_say_so_and_answer_seeks() {
+    let playing = |recorded: bool| {
+        let mut p = Pair::new(
+            ClientMode::Play,
+            "rtmp://h:1935/live/movie",
+            ServerConfig::default(),
+        );
+        let ServerEvent::PlayRequest { stream_id, .. } = p.up_to_request() else {
+            panic!()
+        };
+        match recorded {
+            true => p.s.accept_play_recorded(stream_id, false).unwrap(),
+            false => p.s.accept_play(stream_id, false).unwrap(),
+        }
+        p.pump().unwrap();
+        let said = p
+            .client_events()
+            .contains(&ClientEvent::StreamIsRecorded(stream_id));
+        assert_eq!(said, recorded, "StreamIsRecorded");
+        (p, stream_id)
+    };
+    playing(false);
+    let (mut p, stream_id) = playing(true);
+    let status = |p: &mut Pair| -> Vec<String> {
+        p.client_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                ClientEvent::Status(s) => Some(format!("{} {}", s.level, s.code)),
+                _ => None,
+            })
+            .collect()
+    };
+    for (to, at) in [(5000, Some(5040.0)), (9000, None)] {
+        p.c.seek(to).unwrap();
+        p.pump().unwrap();
+        assert_eq!(
+            p.server_events(),
+            [ServerEvent::Seek {
+                stream_id,
+                millis: f64::from(to)
+            }]
+        );
+        p.s.answer_seek(stream_id, at).unwrap();
+        p.pump().unwrap();
+        let want = match at {
+            Some(_) => "status NetStream.Seek.Notify",
+            None => "error NetStream.Seek.Failed",
+        };
+        assert_eq!(status(&mut p), [want]);
+        assert_eq!(p.c.state(), ClientState::Playing { stream_id });
+    }
+    // Only a playing stream is answered.
+    assert!(p.s.answer_seek(stream_id + 1, None).is_err());
+}
+
 #[test]
 fn rejections_name_the_code_and_hide_the_key() {
     let mut p = Pair::new(
