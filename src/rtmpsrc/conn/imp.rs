@@ -1361,7 +1361,11 @@ impl RtmpSrcConn {
         let starts_segment = matches!(st.seek, Seek::Answered { .. } | Seek::Resume { .. });
         if kind != tag_type::SCRIPT && !starts_segment && st.stop_ms.is_some_and(|stop| ts >= stop)
         {
-            gst::info!(CAT, imp = self, "reached the location's stop={ts} ms: EOS");
+            gst::info!(
+                CAT,
+                imp = self,
+                "a frame at {ts} ms, at or past the stop: EOS"
+            );
             return Err(gst::FlowError::Eos);
         }
         Ok(Some(self.stamp(&mut st, kind, ts, body, read_at)))

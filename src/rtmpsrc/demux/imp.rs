@@ -553,6 +553,13 @@ fn flv_rate(code: u8) -> i32 {
     [5512, 11025, 22050, 44100][usize::from(code & 3)]
 }
 
+/// What a pad carries, for messages: its caps' media type.
+fn media_type(pad: &gst::Pad) -> String {
+    pad.current_caps()
+        .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+        .unwrap_or_else(|| "no caps yet".into())
+}
+
 /// The pad downstream of one of ours, past the ghost pad of rtmpsrc's bin
 /// when there is one: None when nothing is linked there.
 fn outside_peer(pad: &gst::Pad) -> Option<gst::Pad> {
@@ -1463,7 +1470,7 @@ impl RtmpSrcDemux {
         cts: i32,
         key: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (pad, global, own, discont, arrival, direct) = {
+        let (pad, global, own, discont, arrival, direct, left_out) = {
             let mut st = self.lock();
             let (arrival, direct) = (st.arrival, st.direct);
             if id == AUDIO0
@@ -1491,6 +1498,7 @@ impl RtmpSrcDemux {
                 return Ok(gst::FlowSuccess::Ok);
             };
             let discont = std::mem::take(&mut tr.discont);
+            let left_out = tr.left_out;
             let first = !std::mem::replace(&mut tr.tagged, true);
             if id == VIDEO0 {
                 st.video_flowing = true;
@@ -1503,7 +1511,7 @@ impl RtmpSrcDemux {
                 .iter()
                 .position(|(t, _)| *t == id)
                 .map(|i| st.track_tags.swap_remove(i).1);
-            (pad, global, own, discont, arrival, direct)
+            (pad, global, own, discont, arrival, direct, left_out)
         };
         for t in [global, own].into_iter().flatten() {
             self.send_event(&pad, gst::event::Tag::new(t));
@@ -1529,7 +1537,8 @@ impl RtmpSrcDemux {
             b.set_flags(flags);
         }
         let r = self.send_buffer(&pad, id.video, direct, b);
-        if r == Err(gst::FlowError::NotLinked) {
+        // A pad already looked at (see `warn_left_out`) costs nothing more.
+        if r == Err(gst::FlowError::NotLinked) && !left_out {
             self.warn_left_out(id, &pad);
         }
         let r = self.flow.lock().unwrap().update_pad_flow(&pad, r);
@@ -1558,14 +1567,7 @@ impl RtmpSrcDemux {
         };
         let pads: Vec<String> = pads
             .iter()
-            .map(|p| {
-                let caps = p.current_caps();
-                let kind = caps
-                    .as_ref()
-                    .and_then(|c| c.structure(0))
-                    .map_or("no caps yet", |s| s.name().as_str());
-                format!("{} ({kind})", p.name())
-            })
+            .map(|p| format!("{} ({})", p.name(), media_type(p)))
             .collect();
         gst::element_imp_error!(
             self,
@@ -1586,7 +1588,8 @@ impl RtmpSrcDemux {
     /// per track, with the way to give decodebin every stream. A pad left
     /// out on purpose, with no autoplugger on another, is not warned of.
     fn warn_left_out(&self, id: PadTrack, pad: &gst::Pad) {
-        // Looked at once per track: a pad left out on purpose pushes on.
+        // Looked at once per track: a pad left out on purpose pushes on,
+        // and the caller skips this once the track is marked.
         let others: Vec<gst::Pad> = {
             let mut st = self.lock();
             let track = st.track(id);
@@ -1611,10 +1614,7 @@ impl RtmpSrcDemux {
         let Some((other, element, factory)) = autoplugger else {
             return;
         };
-        let caps = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
-            .unwrap_or_else(|| "no caps yet".into());
+        let caps = media_type(pad);
         gst::element_imp_warning!(
             self,
             gst::StreamError::Failed,
