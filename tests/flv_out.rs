@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: MPL-2.0
-//! rtmpsrc's `src` request pad: the stream as FLV, as librtmp's rtmpsrc
-//! (whose element name ours takes over) and rtmp2src give it, so that the
+//! rtmpsrc's `src` pad: the stream as FLV, as librtmp's rtmpsrc (whose
+//! element name ours takes over) and rtmp2src give it, so that the
 //! pipelines written for them keep working: `rtmpsrc ! flvdemux` links it
 //! by its caps; `rtmpsrc name=s s.src ! queue ! flvdemux` and `s.src !
-//! filesink location=x.flv` by its name.
+//! filesink location=x.flv` by its name; and where what rtmpsrc's first
+//! elementary pad went to wants the whole stream (`rtmpsrc ! decodebin`,
+//! `rtmpsrc ! filesink`), or nothing took it (`rtmpsrc ! queue !
+//! flvdemux`), rtmpsrc gives the FLV pad instead.
 
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::player::*;
@@ -103,9 +107,13 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
     // The first line as tutorials write it for librtmp's rtmpsrc and
     // rtmp2src, with BaseSrc's properties: they leave the frames and
     // their times as they are, as there.
+    // The third as written for librtmp's rtmpsrc: the queue takes any
+    // caps, asks flvdemux, and so takes no elementary pad; the FLV pad
+    // offered then is what it links (when the stream starts).
     for (i, (props, link)) in [
         ("do-timestamp=true typefind=true blocksize=16384 ", "! "),
         ("", "src.src ! queue ! "),
+        ("", "! queue ! "),
     ]
     .into_iter()
     .enumerate()
@@ -116,7 +124,10 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
             "rtmpsrc name=src {props}location={url} {link}flvdemux name=d"
         ));
         let src = p.by_name("src").unwrap();
-        assert_eq!(pad_names(&src), ["src"], "{link}flvdemux got the FLV pad");
+        let offered = link == "! queue ! ";
+        let want: &[&str] = if offered { &[] } else { &["src"] };
+        assert_eq!(pad_names(&src), want, "{link}flvdemux, before the stream");
+        let added = pads_added(&src);
         let (log, caps) = record_pads(&p, &p.by_name("d").unwrap());
         p.set_state(gst::State::Playing).unwrap();
         nginx.wait_player(&name);
@@ -145,8 +156,18 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
             ["video/x-h264", "audio/mpeg"],
             "flvdemux's caps"
         );
-        assert_eq!(pad_names(&src), ["src"], "no elementary pad came");
+        // Offered: the video pad came first, went unlinked, and went.
+        let want: &[&str] = if offered { &["video", "src"] } else { &[] };
+        assert_eq!(*added.lock().unwrap(), want, "pads added");
     }
+}
+
+/// The names of the pads `e` adds from now on, in order.
+fn pads_added(e: &gst::Element) -> Arc<Mutex<Vec<String>>> {
+    let added: Arc<Mutex<Vec<String>>> = Arc::default();
+    let a = added.clone();
+    e.connect_pad_added(move |_, pad| a.lock().unwrap().push(pad.name().to_string()));
+    added
 }
 
 /// The `src` pad once at most, and never beside the elementary pads: a
@@ -222,15 +243,15 @@ fn num_buffers_counts_flv_tags() {
     assert_eq!(av_of_tags(&got), av_of_tags(&tags[..20]));
 }
 
-/// `rtmpsrc ! queue ! flvdemux`, as written for librtmp's rtmpsrc: the
-/// queue takes any caps, so it waits for an elementary pad, which flvdemux
-/// then refuses. The error names the pads and how to link the FLV one,
-/// not only "Internal data stream error".
+/// Nothing takes the elementary pads nor the FLV pad offered after the
+/// first of them (a queue before an element of other caps): the error
+/// names the pads and how to link them, not only "Internal data stream
+/// error".
 #[test]
-fn nothing_linked_says_how_to_link_the_flv_pad() {
+fn nothing_linked_says_how_to_link_the_pads() {
     init();
     let p = launch(
-        "rtmpsrc mode=server location=rtmp://127.0.0.1:0/live/key ! queue ! flvdemux ! fakesink",
+        "rtmpsrc mode=server location=rtmp://127.0.0.1:0/live/key ! queue ! jpegdec ! fakesink",
     );
     p.set_state(gst::State::Playing).unwrap();
     let port = port_of(&element(&p, "rtmpsrc"));
@@ -248,13 +269,101 @@ fn nothing_linked_says_how_to_link_the_flv_pad() {
 }
 
 /// `rtmpsrc ! decodebin name=d d. ! ... d. ! ...`, as written for
-/// rtmp2src (whose FLV decodebin takes whole): decodebin is linked to the
-/// first elementary pad and gives that stream alone, the line's other
-/// branch never links (its sink never prerolls: the pipeline stays in
-/// PAUSED), and the audio would be dropped without a word but gst-launch's
-/// "Delayed linking failed". A warning names the pad left out and how to
-/// give decodebin every stream. A pad left out on purpose (`s.video !
-/// fakesink` alone) is not warned of.
+/// rtmp2src and librtmp's rtmpsrc, whose FLV decodebin takes whole, and
+/// the same with a queue before decodebin: decodebin takes rtmpsrc's first
+/// pad, and so gets the whole stream, as FLV on the src pad. Both of the
+/// line's branches link, every frame of both tracks comes out of decodebin
+/// (checked against ffprobe of the published file), and the pipeline
+/// plays to the end. Before, decodebin took the video pad alone: the
+/// second branch never linked, its sink never prerolled, and the pipeline
+/// stayed paused.
+#[test]
+fn decodebin_behind_rtmpsrc_gets_every_stream() {
+    needs!("nginx", "ffmpeg");
+    init();
+    let dir = TempDir::new("flv-decodebin");
+    let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
+    let nginx = Nginx::start("");
+    for (i, link) in ["! ", "! queue ! "].into_iter().enumerate() {
+        let name = format!("decodebin{i}");
+        let url = nginx.url(&name);
+        // Parsed, not decoded: decodebin stops at these caps.
+        let p = launch(&format!(
+            "rtmpsrc name=src location={url} {link}decodebin caps=video/x-h264;audio/mpeg name=d \
+             d. ! queue ! fakesink sync=false d. ! queue ! fakesink sync=false"
+        ));
+        let added = pads_added(&p.by_name("src").unwrap());
+        let log = OutLog::default();
+        let caps: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
+        let (log2, caps2) = (log.clone(), caps.clone());
+        // After the launch line's own handlers, which link the pad.
+        p.by_name("d")
+            .unwrap()
+            .connect_pad_added(move |_, pad| record(pad, log2.clone(), caps2.clone()));
+        p.set_state(gst::State::Playing).unwrap();
+        nginx.wait_player(&name);
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(&media)
+            .args(["-c", "copy", "-f", "flv", &url])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "ffmpeg could not publish");
+        play_to_eos(&p, Duration::from_secs(20));
+        // flvdemux, inside decodebin, stamps audio with a PTS only.
+        for o in log.lock().unwrap().iter_mut() {
+            if o.dts < 0 {
+                o.dts = o.pts;
+            }
+        }
+        assert_delivered_file(
+            &format!("rtmpsrc {link}decodebin, vs ffprobe of the published file"),
+            &log,
+            &media,
+        );
+        let mut names = caps_names(&caps);
+        names.sort();
+        names.dedup();
+        assert_eq!(names, ["audio/mpeg", "video/x-h264"], "decodebin's caps");
+        // The video pad came first, went to decodebin, and made way.
+        assert_eq!(*added.lock().unwrap(), ["video", "src"], "pads added");
+    }
+}
+
+/// `rtmpsrc ! filesink location=x.flv`, as written for librtmp's rtmpsrc:
+/// the file is FLV, with every published tag byte for byte (the elementary
+/// video pad would have given H.264 without its framing or the audio).
+#[test]
+fn filesink_behind_rtmpsrc_records_flv() {
+    needs!("ffmpeg");
+    init();
+    let dir = TempDir::new("flv-filesink");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let out = dir.path("recorded.flv");
+    let p = launch(&format!(
+        "rtmpsrc mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
+         ! filesink location={}",
+        out.display()
+    ));
+    p.set_state(gst::State::Playing).unwrap();
+    let port = port_of(&element(&p, "rtmpsrc"));
+    let tags = read_flv_tags(&media);
+    publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    p.set_state(gst::State::Null).unwrap();
+    let got = read_flv_tags(&out);
+    assert_eq!(av_of_tags(&got), av_of_tags(&tags), "the recorded tags");
+    assert_eq!(metadata(&got).len(), 1, "the metadata, once");
+}
+
+/// Where rtmpsrc's first pad goes to decodebin but flvdemux could not take
+/// the stream (here H.265, in Enhanced RTMP, which GStreamer 1.22's
+/// flvdemux does not read), it stays on the elementary pads, and
+/// `rtmpsrc ! decodebin name=d d. ! ... d. ! ...` gives decodebin the video
+/// alone. A warning names the pad left out and how to give decodebin every
+/// stream. A pad left out on purpose (`s.video ! fakesink` alone) is not
+/// warned of.
 #[test]
 fn a_pad_left_out_beside_decodebin_is_warned_of() {
     init();
@@ -274,7 +383,7 @@ fn a_pad_left_out_beside_decodebin_is_warned_of() {
         p.set_state(gst::State::Playing).unwrap();
         let port = port_of(&element(&p, "rtmpsrc"));
         let publisher =
-            launch(&LIVE_AV.replace("URL", &format!("rtmp://127.0.0.1:{port}/live/key")));
+            launch(&LIVE_HEVC_AAC.replace("URL", &format!("rtmp://127.0.0.1:{port}/live/key")));
         publisher.set_state(gst::State::Playing).unwrap();
         let bus = p.bus().unwrap();
         let mut warnings = Vec::new();
@@ -311,7 +420,7 @@ fn a_pad_left_out_beside_decodebin_is_warned_of() {
     // decodebin (parsed, not decoded).
     let (warnings, video) = run(
         "rtmpsrc mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
-         ! decodebin caps=video/x-h264;audio/mpeg name=d \
+         ! decodebin caps=video/x-h265;audio/mpeg name=d \
          d. ! queue ! fakesink name=v d. ! queue ! fakesink name=a async=false",
         Duration::from_secs(8),
     );
@@ -320,7 +429,7 @@ fn a_pad_left_out_beside_decodebin_is_warned_of() {
     assert!(
         w.starts_with("Nothing is linked to rtmpsrc's audio pad (audio/mpeg)")
             && w.contains("Its video pad went to d (decodebin)")
-            && w.contains("rtmpsrc name=s s.src ! decodebin"),
+            && w.contains("link each pad by name (rtmpsrc name=s s.video ! decodebin"),
         "{w}"
     );
     assert!(video >= 100, "{video} video frames through decodebin");
@@ -333,6 +442,9 @@ fn a_pad_left_out_beside_decodebin_is_warned_of() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(video >= 100, "{video} video frames");
 }
+
+/// `LIVE_AV` with its video in H.265 (Enhanced RTMP on the wire).
+const LIVE_HEVC_AAC: &str = "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h265parse ! s.video audiotestsrc is-live=true num-buffers=172 samplesperbuffer=1024 ! avenc_aac ! aacparse ! s.audio rtmpsink name=s location=URL";
 
 /// Data messages other than the metadata (cue points sent with
 /// `@setDataFrame`, text with a handler of its own) are recorded where

@@ -304,8 +304,9 @@ fn playbin_plays_rtmp_uris_with_rtmpsrc() {
 
 /// Joining a live stream through nginx-rtmp seconds in, as every viewer
 /// but the first does: playbin and playbin3 decode video and audio, and
-/// `rtmpsrc ! decodebin ! videoconvert ! fakesink` (a launch line that
-/// takes rtmpsrc's first pad) gets the video. Before, playbin played the
+/// `rtmpsrc ! decodebin ! videoconvert ! fakesink` (a launch line whose
+/// decodebin takes rtmpsrc's first pad, and so the whole stream as FLV)
+/// gets the video. Before, playbin played the
 /// audio alone (no-more-pads came after the first pad: the wait for the
 /// tracks counted from the metadata's time 0, which nginx gives a player
 /// that joins late), and the launch line took the audio pad, which nginx

@@ -255,10 +255,11 @@ impl ObjectImpl for RtmpSrc {
             lock(&bin.imp().settings).shared.target.listening_on(l)
         });
         let weak = obj.downgrade();
-        self.demux.connect_pad_added(move |_, pad| {
+        self.demux.connect_pad_added(move |demux, pad| {
             let Some(bin) = weak.upgrade() else { return };
-            // The FLV pad is ghosted where it was requested.
-            if pad.name() == "src" {
+            // The FLV pad is ghosted where it was requested; one the
+            // demuxer made for what took the first pad, here.
+            if pad.name() == "src" && !demux.imp().flv_is_auto() {
                 return;
             }
             // "video", "audio", "video_%u" or "audio_%u": the same names here.

@@ -84,12 +84,17 @@ pub fn sink_per_pad(
 }
 
 /// Records every buffer and caps event that goes through `pad` (of
-/// rtmpsrc's `video` pad when its name or its peer's says so).
+/// rtmpsrc's `video` pad when its name or its peer's says so, else when
+/// its caps do: decodebin's `src_N`).
 pub fn record(pad: &gst::Pad, log: OutLog, caps: Arc<Mutex<Vec<gst::Caps>>>) {
     let (video, track) = [Some(pad.name()), pad.peer().map(|p| p.name())]
         .into_iter()
         .flatten()
         .find_map(|n| pad_track(&n))
+        .or_else(|| {
+            let c = pad.current_caps()?;
+            Some((c.structure(0)?.name().starts_with("video/"), 0))
+        })
         .unwrap_or((false, 0));
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,

@@ -63,6 +63,82 @@ struct HeldFrame {
     arrival: u64,
 }
 
+/// The most tags kept before the first elementary pad comes (see
+/// `State::prelude`), in tags and bytes: past either, the stream plays on
+/// elementary pads whatever takes them.
+const MAX_PRELUDE_TAGS: usize = 1024;
+const MAX_PRELUDE_BYTES: usize = 8 << 20;
+
+/// A tag as it came, kept in `State::prelude`.
+struct PreludeTag {
+    kind: u8,
+    ts: u32,
+    data: bytes::Bytes,
+    dts: Option<gst::ClockTime>,
+}
+
+/// What took rtmpsrc's first elementary pad, when it wants the whole
+/// stream instead (see `RtmpSrcDemux::first_pad_taken`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WholeStream {
+    /// decodebin, decodebin3, parsebin: it finds every stream in FLV, and
+    /// takes one stream alone from an elementary pad.
+    Autoplugger,
+    /// A sink that writes or sends the bytes as they come (filesink,
+    /// fdsink, giosink, tcpclientsink, tcpserversink): an FLV file or
+    /// stream, where an elementary pad's bytes would be unframed frames of
+    /// one track.
+    Bytes,
+}
+
+/// Whether the element whose sink pad `peer` is, or the one behind it past
+/// a queue, takes a whole stream.
+fn whole_stream_taker(peer: &gst::Pad) -> Option<(WholeStream, gst::Element)> {
+    let mut element = peer.parent_element()?;
+    let factory = |e: &gst::Element| e.factory().map(|f| f.name().to_string());
+    if matches!(factory(&element)?.as_str(), "queue" | "queue2") {
+        element = element.static_pad("src")?.peer()?.parent_element()?;
+    }
+    let kind = match factory(&element)?.as_str() {
+        "decodebin" | "decodebin3" | "parsebin" => WholeStream::Autoplugger,
+        "filesink" | "fdsink" | "giosink" | "tcpclientsink" | "tcpserversink" => WholeStream::Bytes,
+        _ => return None,
+    };
+    Some((kind, element))
+}
+
+/// Whether the stream so far (its first tags, its metadata) is FLV that
+/// flvdemux, which an autoplugger would plug, takes: H.264 and the legacy
+/// sound formats, no Enhanced RTMP tag, no other track announced.
+fn flvdemux_takes(prelude: &[PreludeTag], meta: Option<&Amf0Value>) -> bool {
+    // The SoundFormat that says an Enhanced RTMP audio header follows.
+    const EX_HEADER: u8 = 9;
+    let tags = prelude.iter().all(|t| match (t.kind, t.data.first()) {
+        (tag_type::VIDEO, Some(b)) => b & 0x80 == 0 && b & 0x0f == VideoCodecId::Avc as u8,
+        (tag_type::AUDIO, Some(b)) => b >> 4 != EX_HEADER,
+        _ => true,
+    });
+    let said = meta.is_none_or(|m| {
+        m.get_f64("videocodecid")
+            .is_none_or(|c| c == f64::from(VideoCodecId::Avc as u8))
+            && m.get_f64("audiocodecid")
+                .is_none_or(|c| c < 16.0 && c != f64::from(EX_HEADER))
+            && m.get(track_map_key(true)).is_none()
+            && m.get(track_map_key(false)).is_none()
+    });
+    tags && said
+}
+
+/// The pad the outside links to for one of the demuxer's: rtmpsrc's ghost
+/// of it, or the pad itself where nothing ghosts it.
+fn outward(pad: &gst::Pad) -> gst::Pad {
+    pad.peer()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.downcast::<gst::GhostPad>().ok())
+        .map(|g| g.upcast())
+        .unwrap_or_else(|| pad.clone())
+}
+
 /// Caps for a legacy FLV sound format other than AAC, from the tag's
 /// header (rate, size, channels); None for formats not mapped.
 fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst::Caps> {
@@ -240,6 +316,16 @@ struct State {
     hold_over: bool,
     /// The `video` pad has given a frame.
     video_flowing: bool,
+    /// The tags as they came until the first elementary pad was made and
+    /// looked at (`decided`): what it needs, should the stream go out
+    /// whole on the FLV pad instead (see `RtmpSrcDemux::first_pad_taken`).
+    prelude: Vec<PreludeTag>,
+    prelude_bytes: usize,
+    /// More came before the first pad than the prelude keeps.
+    prelude_overflow: bool,
+    /// The first elementary pad of this run was made: whatever took it
+    /// decided how the stream goes out.
+    decided: bool,
 }
 
 impl State {
@@ -414,6 +500,11 @@ pub struct RtmpSrcDemux {
     flv_pad: Mutex<Option<gst::Pad>>,
     /// Whether `flv_pad` is set, read per tag without its lock.
     flv_mode: AtomicBool,
+    /// `flv_pad` was made by the demuxer, not requested: for what took the
+    /// first elementary pad (see `first_pad_taken`), gone at the stop.
+    flv_auto: AtomicBool,
+    /// Tags go into `State::prelude`: read per tag without the lock.
+    prelude_open: AtomicBool,
     /// rtmpsrc's num-buffers: the stream ends (EOS) once this many
     /// buffers went out, on all pads together; -1: no limit.
     num_buffers: AtomicI32,
@@ -455,6 +546,8 @@ impl ObjectSubclass for RtmpSrcDemux {
             departures,
             flv_pad: Mutex::default(),
             flv_mode: AtomicBool::new(false),
+            flv_auto: AtomicBool::new(false),
+            prelude_open: AtomicBool::new(true),
             num_buffers: AtomicI32::new(-1),
             last_seek: Mutex::default(),
         }
@@ -513,7 +606,14 @@ impl ElementImpl for RtmpSrcDemux {
                 flow.remove_pad(&p);
                 self.obj().remove_pad(&p).ok();
             }
+            drop(flow);
             self.lanes.clear();
+            // The FLV pad made for this run's first pad goes with it; a
+            // requested one stays.
+            if self.flv_auto.load(Ordering::Acquire) {
+                self.release_flv();
+            }
+            self.prelude_open.store(true, Ordering::Release);
         }
         Ok(r)
     }
@@ -962,14 +1062,27 @@ impl RtmpSrcDemux {
     /// The FLV pad for rtmpsrc's `src` request pad (see `flv_pad`); there
     /// is one at most, and none once the stream plays on elementary pads.
     pub fn request_flv(&self) -> Result<gst::Pad, &'static str> {
-        let mut flv = lock(&self.flv_pad);
-        if flv.is_some() {
-            return Err("rtmpsrc has one FLV pad (src), and it was requested already");
-        }
         if !self.lock().pads().is_empty() {
             return Err(
                 "the stream already plays on the elementary pads: request src before it starts",
             );
+        }
+        let pad = self.add_flv_pad(false)?;
+        self.flv_mode.store(true, Ordering::Release);
+        Ok(pad)
+    }
+
+    /// Whether the FLV pad there is was made by the demuxer (see
+    /// `first_pad_taken`): rtmpsrc ghosts it as it comes, not on request.
+    pub fn flv_is_auto(&self) -> bool {
+        self.flv_auto.load(Ordering::Acquire)
+    }
+
+    /// The FLV pad made and added (not yet in FLV mode).
+    fn add_flv_pad(&self, auto: bool) -> Result<gst::Pad, &'static str> {
+        let mut flv = lock(&self.flv_pad);
+        if flv.is_some() {
+            return Err("rtmpsrc has one FLV pad (src), and it is there already");
         }
         let templ = self.obj().pad_template("src").expect("template");
         let pad = gst::Pad::builder_from_template(&templ)
@@ -985,11 +1098,15 @@ impl RtmpSrcDemux {
         if self.obj().current_state() > gst::State::Ready {
             pad.set_active(true).ok();
         }
-        self.obj()
-            .add_pad(&pad)
-            .map_err(|_| "the demuxer has a src pad already")?;
         *flv = Some(pad.clone());
-        self.flv_mode.store(true, Ordering::Release);
+        // Unlocked for the pad-added handlers, which may look at it.
+        drop(flv);
+        self.flv_auto.store(auto, Ordering::Release);
+        if self.obj().add_pad(&pad).is_err() {
+            *lock(&self.flv_pad) = None;
+            self.flv_auto.store(false, Ordering::Release);
+            return Err("the demuxer has a src pad already");
+        }
         Ok(pad)
     }
 
@@ -1001,6 +1118,7 @@ impl RtmpSrcDemux {
         self.flv_mode.store(false, Ordering::Release);
         pad.set_active(false).ok();
         self.obj().remove_pad(&pad).ok();
+        self.flv_auto.store(false, Ordering::Release);
     }
 
     fn flv_pad(&self) -> Option<gst::Pad> {
@@ -1103,6 +1221,9 @@ impl RtmpSrcDemux {
         if self.flv_mode.load(Ordering::Acquire) {
             return self.flv_tag(kind, ts, data, dts);
         }
+        if self.prelude_open.load(Ordering::Relaxed) {
+            self.keep_prelude(kind, ts, data, dts);
+        }
         let r = match kind {
             tag_type::VIDEO => self.video(data, dts),
             tag_type::AUDIO => self.audio(data, dts),
@@ -1117,6 +1238,180 @@ impl RtmpSrcDemux {
         // the tracks counts from the first audio or video.
         self.check_no_more_pads((kind != tag_type::SCRIPT).then_some(ts));
         r
+    }
+
+    /// A tag kept until the first elementary pad is looked at (see
+    /// `State::prelude`), within bounds.
+    fn keep_prelude(&self, kind: u8, ts: u32, data: &bytes::Bytes, dts: Option<gst::ClockTime>) {
+        let mut st = self.lock();
+        if st.decided {
+            return;
+        }
+        st.prelude_bytes += data.len();
+        if st.prelude.len() >= MAX_PRELUDE_TAGS || st.prelude_bytes > MAX_PRELUDE_BYTES {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "no elementary pad after {} tags: the prelude is dropped",
+                st.prelude.len()
+            );
+            st.prelude = Vec::new();
+            st.prelude_overflow = true;
+            self.prelude_open.store(false, Ordering::Relaxed);
+            return;
+        }
+        st.prelude.push(PreludeTag {
+            kind,
+            ts,
+            data: data.clone(),
+            dts,
+        });
+    }
+
+    /// The first elementary pad of the run was added, and the pad-added
+    /// handlers ran: what took it says whether the stream goes out on
+    /// the elementary pads or whole, as FLV on the `src` pad, as librtmp's
+    /// rtmpsrc and rtmp2src give it to the launch lines written for them:
+    ///
+    /// - nothing took it (`rtmpsrc ! queue ! flvdemux`: the queue asks
+    ///   flvdemux, which takes neither H.264 nor AAC): the FLV pad is
+    ///   offered, and kept if something links it there and then;
+    /// - an element that takes a whole stream (see `WholeStream`) took
+    ///   it, directly or past a queue (`rtmpsrc ! decodebin name=d d. !
+    ///   ... d. ! ...`, `rtmpsrc ! filesink location=x.flv`): the FLV pad
+    ///   is linked there instead. An autoplugger only where flvdemux can
+    ///   take the stream (see `flvdemux_takes`).
+    ///
+    /// Not inside playbin's or uridecodebin's bins, which link pad by
+    /// pad themselves. Nothing went out on the elementary pad yet; the
+    /// FLV pad starts from the tags kept until now.
+    fn first_pad_taken(&self, pad: &gst::Pad) {
+        self.prelude_open.store(false, Ordering::Relaxed);
+        let (prelude, overflow, flvdemux_ok) = {
+            let mut st = self.lock();
+            let prelude = std::mem::take(&mut st.prelude);
+            st.prelude_bytes = 0;
+            let ok = flvdemux_takes(&prelude, st.meta.as_ref());
+            (prelude, st.prelude_overflow, ok)
+        };
+        if overflow || lock(&self.flv_pad).is_some() || self.under_playback_bin() {
+            return;
+        }
+        let onto = match outside_peer(pad) {
+            None => None,
+            Some(peer) => match whole_stream_taker(&peer) {
+                Some((WholeStream::Bytes, _)) => Some((peer, None)),
+                Some((WholeStream::Autoplugger, e)) if flvdemux_ok => Some((peer, Some(e))),
+                Some((WholeStream::Autoplugger, e)) => {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "{} took the {} pad: the stream is not one flvdemux takes, it stays on elementary pads",
+                        e.name(),
+                        pad.name()
+                    );
+                    return;
+                }
+                None => return,
+            },
+        };
+        let out = outward(pad);
+        if let Some((peer, _)) = &onto {
+            out.unlink(peer).ok();
+        }
+        let flv = match self.add_flv_pad(true) {
+            Ok(f) => f,
+            Err(why) => {
+                gst::warning!(CAT, imp = self, "no FLV pad: {why}");
+                if let Some((peer, _)) = &onto {
+                    out.link(peer).ok();
+                }
+                return;
+            }
+        };
+        let flv_out = outward(&flv);
+        let linked = match &onto {
+            Some((peer, _)) if flv_out.peer().is_none() => flv_out.link(peer).is_ok(),
+            _ => flv_out.peer().is_some(),
+        };
+        if !linked {
+            self.release_flv();
+            if let Some((peer, _)) = &onto {
+                out.link(peer).ok();
+            }
+            return;
+        }
+        match &onto {
+            Some((_, Some(autoplugger))) => gst::info!(
+                CAT,
+                imp = self,
+                "{} took the {} pad: it gets the whole stream, as FLV on the src pad",
+                autoplugger.name(),
+                pad.name()
+            ),
+            Some((peer, None)) => gst::info!(
+                CAT,
+                imp = self,
+                "{} took the {} pad: it gets the stream as FLV on the src pad",
+                peer.parent().map(|p| p.name()).unwrap_or_default(),
+                pad.name()
+            ),
+            None => gst::info!(
+                CAT,
+                imp = self,
+                "nothing took the {} pad; {} took the stream as FLV",
+                pad.name(),
+                flv_out
+                    .peer()
+                    .and_then(|p| p.parent())
+                    .map(|p| p.name())
+                    .unwrap_or_default()
+            ),
+        }
+        self.flv_mode.store(true, Ordering::Release);
+        {
+            let mut st = self.lock();
+            for (_, t) in &mut st.tracks {
+                if t.pad.as_ref() == Some(pad) {
+                    t.pad = None;
+                }
+            }
+            st.held = None;
+            st.hold_over = true;
+        }
+        self.flow.lock().unwrap().remove_pad(pad);
+        pad.set_active(false).ok();
+        self.lanes.remove(pad);
+        self.obj().remove_pad(pad).ok();
+        for t in prelude {
+            if let Err(e) = self.flv_tag(t.kind, t.ts, &t.data, t.dts) {
+                // The next tag meets it again and returns it.
+                gst::debug!(CAT, imp = self, "the FLV pad's first tags: {e:?}");
+                break;
+            }
+        }
+    }
+
+    /// Inside a bin that links each pad of its source itself: playbin's
+    /// and playbin3's (uridecodebin, urisourcebin) or uridecodebin alone.
+    fn under_playback_bin(&self) -> bool {
+        let mut parent = self.obj().parent();
+        while let Some(p) = parent {
+            let factory = p
+                .downcast_ref::<gst::Element>()
+                .and_then(|e| e.factory())
+                .map(|f| f.name());
+            if factory.is_some_and(|f| {
+                matches!(
+                    f.as_str(),
+                    "uridecodebin" | "uridecodebin3" | "urisourcebin" | "playbin" | "playbin3"
+                )
+            }) {
+                return true;
+            }
+            parent = p.parent();
+        }
+        false
     }
 
     /// Whether `ts` (a media tag's) is past the wait for the tracks,
@@ -1340,10 +1635,12 @@ impl RtmpSrcDemux {
 
     /// Creates the pad for a track, or changes its caps.
     fn set_caps(&self, id: PadTrack, caps: gst::Caps) {
-        if self.hold(id, &caps) {
+        // The stream went out as FLV while the tag was demuxed (see
+        // `first_pad_taken`).
+        if self.flv_mode.load(Ordering::Acquire) || self.hold(id, &caps) {
             return;
         }
-        let (new_pad, push, collection) = {
+        let (new_pad, push, collection, first) = {
             let mut st = self.lock();
             let segment = st.segment.clone();
             let name = id.name();
@@ -1421,7 +1718,8 @@ impl RtmpSrcDemux {
                     (Some(pad), None)
                 }
             };
-            (new_pad, push, update)
+            let first = new_pad.is_some() && !std::mem::replace(&mut st.decided, true);
+            (new_pad, push, update, first)
         };
         if let Some((pads, c)) = collection {
             self.announce(&pads, &c);
@@ -1437,6 +1735,9 @@ impl RtmpSrcDemux {
                 p.sticky_event::<gst::event::Caps>(0)
                     .map(|c| c.caps_owned())
             );
+            if first {
+                self.first_pad_taken(&p);
+            }
         }
         if let Some((p, caps)) = push {
             gst::info!(CAT, imp = self, "{} caps change: {caps}", p.name());
@@ -1554,9 +1855,8 @@ impl RtmpSrcDemux {
 
     /// Every pad's push came back not-linked: which pads there are, and
     /// how to link them, before the base class's "Internal data stream
-    /// error". The usual cause is a launch line written for librtmp's
-    /// rtmpsrc (`rtmpsrc ! queue ! flvdemux`), where the queue takes any
-    /// caps and so waited for an elementary pad that flvdemux refused.
+    /// error". Nothing took the FLV pad offered either (see
+    /// `first_pad_taken`), or something took the first pad and went.
     fn tell_not_linked(&self) {
         let pads = {
             let mut st = self.lock();
@@ -1573,7 +1873,7 @@ impl RtmpSrcDemux {
             self,
             gst::StreamError::Failed,
             (
-                "Nothing is linked to rtmpsrc's pads: {}. Link them by name (rtmpsrc name=s s.video ! ...); for FLV (flvdemux behind a queue, a file), link its src pad: s.src ! ...",
+                "Nothing is linked to rtmpsrc's pads: {}. Link them by name (rtmpsrc name=s s.video ! ...), or link its src pad for the stream as FLV: s.src ! ...",
                 pads.join(", ")
             )
         );
@@ -1581,12 +1881,14 @@ impl RtmpSrcDemux {
 
     /// A pad nothing is linked to while another of the pads went to an
     /// element that decodes one stream (decodebin, decodebin3, parsebin):
-    /// what `rtmpsrc ! decodebin name=d d. ! ... d. ! ...` gives, written
-    /// for rtmp2src, whose FLV decodebin takes whole. Linked to the first
-    /// elementary pad, decodebin gives that stream alone; the line's other
-    /// branch never links, and this pad's frames are dropped. Warned once
-    /// per track, with the way to give decodebin every stream. A pad left
-    /// out on purpose, with no autoplugger on another, is not warned of.
+    /// what `rtmpsrc ! decodebin name=d d. ! ... d. ! ...` (written for
+    /// rtmp2src, whose FLV decodebin takes whole) gives where the stream
+    /// stayed on the elementary pads (see `first_pad_taken`: flvdemux
+    /// could not read it). Linked to the first elementary pad, decodebin
+    /// gives that stream alone; the line's other branch never links, and
+    /// this pad's frames are dropped. Warned once per track, with the ways
+    /// to have every stream. A pad left out on purpose, with no
+    /// autoplugger on another, is not warned of.
     fn warn_left_out(&self, id: PadTrack, pad: &gst::Pad) {
         // Looked at once per track: a pad left out on purpose pushes on,
         // and the caller skips this once the track is marked.
@@ -1619,7 +1921,7 @@ impl RtmpSrcDemux {
             self,
             gst::StreamError::Failed,
             (
-                "Nothing is linked to rtmpsrc's {} pad ({caps}): its frames are dropped. Its {other} pad went to {element} ({factory}), which takes that stream alone. For every stream through one {factory}, link rtmpsrc's src pad (FLV) to it: rtmpsrc name=s s.src ! {factory}; or link each pad by name (s.video ! ..., s.audio ! ...), or play the location with uridecodebin or playbin",
+                "Nothing is linked to rtmpsrc's {} pad ({caps}): its frames are dropped. Its {other} pad went to {element} ({factory}), which takes that stream alone. For every stream, link each pad by name (rtmpsrc name=s s.video ! {factory} ... s.audio ! {factory} ...), or play the location with uridecodebin or playbin; rtmpsrc's src pad (FLV: s.src ! {factory}) gives every stream to one {factory} where its flvdemux reads them",
                 pad.name()
             )
         );

@@ -227,6 +227,15 @@ impl Lanes {
         }
     }
 
+    /// Forgets `pad`'s queue (the pad is gone, its thread stopped).
+    pub fn remove(&self, pad: &gst::Pad) {
+        let mut st = lock(&self.state);
+        st.lanes.retain(|l| l.pad != *pad);
+        if st.pending.as_ref().is_some_and(|p| p.pad == *pad) {
+            st.pending = None;
+        }
+    }
+
     /// Forgets every queue (their pads are gone, their threads stopped).
     pub fn clear(&self) {
         let mut st = lock(&self.state);
