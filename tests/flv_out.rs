@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,27 +128,13 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
         assert_eq!(pad_names(&src), want, "{link}flvdemux, before the stream");
         let added = pads_added(&src);
         let (log, caps) = record_pads(&p, &p.by_name("d").unwrap());
-        p.set_state(gst::State::Playing).unwrap();
-        nginx.wait_player(&name);
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-i"])
-            .arg(&media)
-            .args(["-c", "copy", "-f", "flv", &url])
-            .stdin(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "ffmpeg could not publish");
-        play_to_eos(&p, Duration::from_secs(20));
-        // flvdemux stamps audio with a PTS only.
-        for o in log.lock().unwrap().iter_mut() {
-            if o.dts < 0 {
-                o.dts = o.pts;
-            }
-        }
-        assert_delivered_file(
-            &format!("rtmpsrc {props}{link}flvdemux, vs ffprobe of the published file"),
-            &log,
+        plays_the_file(
+            &p,
+            &nginx,
+            &name,
             &media,
+            &log,
+            &format!("{props}{link}flvdemux"),
         );
         assert_eq!(
             caps_names(&caps),
@@ -160,6 +145,34 @@ fn flvdemux_behind_rtmpsrc_gets_every_frame() {
         let want: &[&str] = if offered { &["video", "src"] } else { &[] };
         assert_eq!(*added.lock().unwrap(), want, "pads added");
     }
+}
+
+/// `p` (rtmpsrc playing `name` from nginx-rtmp, into an flvdemux) played
+/// while FFmpeg publishes `media` there: `log` recorded every frame of the
+/// file, in order, with its time and payload.
+fn plays_the_file(
+    p: &gst::Pipeline,
+    nginx: &Nginx,
+    name: &str,
+    media: &std::path::Path,
+    log: &OutLog,
+    what: &str,
+) {
+    p.set_state(gst::State::Playing).unwrap();
+    nginx.wait_player(name);
+    ffmpeg_publish(media, &nginx.url(name));
+    play_to_eos(p, Duration::from_secs(20));
+    // flvdemux stamps audio with a PTS only.
+    for o in log.lock().unwrap().iter_mut() {
+        if o.dts < 0 {
+            o.dts = o.pts;
+        }
+    }
+    assert_delivered_file(
+        &format!("rtmpsrc {what}, vs ffprobe of the published file"),
+        log,
+        media,
+    );
 }
 
 /// The names of the pads `e` adds from now on, in order.
@@ -300,28 +313,7 @@ fn decodebin_behind_rtmpsrc_gets_every_stream() {
         p.by_name("d")
             .unwrap()
             .connect_pad_added(move |_, pad| record(pad, log2.clone(), caps2.clone()));
-        p.set_state(gst::State::Playing).unwrap();
-        nginx.wait_player(&name);
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-i"])
-            .arg(&media)
-            .args(["-c", "copy", "-f", "flv", &url])
-            .stdin(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "ffmpeg could not publish");
-        play_to_eos(&p, Duration::from_secs(20));
-        // flvdemux, inside decodebin, stamps audio with a PTS only.
-        for o in log.lock().unwrap().iter_mut() {
-            if o.dts < 0 {
-                o.dts = o.pts;
-            }
-        }
-        assert_delivered_file(
-            &format!("rtmpsrc {link}decodebin, vs ffprobe of the published file"),
-            &log,
-            &media,
-        );
+        plays_the_file(&p, &nginx, &name, &media, &log, &format!("{link}decodebin"));
         let mut names = caps_names(&caps);
         names.sort();
         names.dedup();

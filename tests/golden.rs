@@ -237,14 +237,7 @@ fn ffmpeg_through_nginx_decodes_byte_for_byte() {
         assert!(Instant::now() < end, "ffmpeg never started playing");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media_path)
-        .args(["-c", "copy", "-f", "flv", &url])
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "ffmpeg could not publish");
+    ffmpeg_publish(&media_path, &url);
     let pst = wait_child(&mut player, Duration::from_secs(20));
     assert!(
         pst.success(),

@@ -21,17 +21,6 @@ fn start_player(p: &gst::Pipeline, nginx: &Nginx, stream: &str) {
     nginx.wait_player(stream);
 }
 
-fn ffmpeg_publish(file: &std::path::Path, url: &str) {
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(file)
-        .args(["-c", "copy", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 fn from_ffmpeg_through_nginx(tracks: Tracks, name: &str) {
     init();
     let dir = TempDir::new("src-ff");

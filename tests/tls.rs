@@ -309,15 +309,7 @@ fn playbin_plays_rtmps_uris_with_rtmpsrc() {
         });
         p.set_state(gst::State::Playing).unwrap();
         nginx.wait_player(factory);
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-i"])
-            .arg(&media)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(nginx.url(factory))
-            .stdin(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success());
+        ffmpeg_publish(&media, &nginx.url(factory));
         assert_played_by_rtmpsrc(&p, &source, &decoded, want, factory);
     }
 }

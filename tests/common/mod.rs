@@ -581,6 +581,19 @@ pub fn make_flv(dir: &TempDir, name: &str, secs: u32, tracks: Tracks) -> PathBuf
     out
 }
 
+/// FFmpeg publishes `file` to `url` as fast as it goes (`-c copy`), to
+/// its end.
+pub fn ffmpeg_publish(file: &Path, url: &str) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not publish {}", file.display());
+}
+
 pub fn read_flv_tags(path: &Path) -> Vec<FlvTag> {
     let data = std::fs::read(path).unwrap();
     let mut r = FlvReader::new(16 << 20);
