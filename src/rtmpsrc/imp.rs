@@ -304,7 +304,7 @@ impl ElementImpl for RtmpSrc {
             gst::subclass::ElementMetadata::new(
                 "RTMP source",
                 "Source/Network/Video/Audio",
-                "Plays an RTMP stream (legacy or Enhanced RTMP) as H.264, H.265, AV1, VP9, AAC, MP3, Opus, FLAC, AC-3, E-AC-3 and legacy FLV elementary streams, or as FLV on its src pad (on request)",
+                "Plays an RTMP stream (legacy or Enhanced RTMP) as H.264, H.265, AV1, VP9, AAC, MP3, Opus, FLAC, AC-3, E-AC-3 and legacy FLV elementary streams, or as FLV on its src pad (on request, or by itself where what took the first elementary pad wants the whole stream: decodebin, filesink, a queue before flvdemux)",
                 "gst-plugin-rtmp developers",
             )
         });
