@@ -124,6 +124,28 @@ def raise_fd_limit():
     return hard
 
 
+def media_8mbit():
+    """The 8 Mbit/s file the play and publish benchmarks stream: the 60 s
+    one (media_60s_8mbit) looped to 600 s, or to BENCH_SECS seconds (a
+    multiple of 60), made once and kept. Streamed as fast as it goes, 60 s
+    take a tenth of a second of CPU, of which each process's start-up is a
+    good part (GStreamer's some 15 ms, FFmpeg's some 70: it probes its
+    input), which flattered every GStreamer contender against FFmpeg; 600 s
+    show what a stream costs once running."""
+    secs = int(os.environ.get("BENCH_SECS", "600"))
+    one = media_60s_8mbit()
+    if secs == 60:
+        return one
+    if secs % 60 or secs <= 0:
+        sys.exit(f"bench: BENCH_SECS={secs}: a multiple of 60 seconds")
+    path = os.path.join(os.path.dirname(one), f"{secs}s-8mbit.mp4")
+    if not os.path.exists(path):
+        print(f"bench: making the {secs} s 8 Mbit/s test file (once), the 60 s one looped", flush=True)
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                        "-stream_loop", str(secs // 60 - 1), "-i", one, "-c", "copy", path], check=True)
+    return path
+
+
 def media_60s_8mbit():
     """A 60 s, 8 Mbit/s H.264 (B-frames) + AAC MP4, made once and kept."""
     d = os.path.join(ROOT, "target", "bench-media")
