@@ -65,9 +65,38 @@ if ONLY is not None:
         sys.exit(f"bench: no ingest set-up's name has {ONLY!r} in it")
 
 
+def ephemeral_range():
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_next_port = [None]
+
+
 def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
-    return p
+    """A port free now, below the kernel's range for outgoing connections:
+    one it picks (bind to 0) is one the publishers' and players' own
+    connections draw from, and with 48 publishers the server then often
+    found a port taken by the time it listened."""
+    lo, _ = ephemeral_range()
+    if _next_port[0] is None:
+        _next_port[0] = max(1024, lo - 12000)
+    for _ in range(12000):
+        p = _next_port[0]
+        _next_port[0] = p + 1 if p + 1 < lo else max(1024, lo - 12000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    sys.exit("bench: no free port below the ephemeral range")
 
 
 def wait_listen(port, proc, timeout=30, quiet=False):
