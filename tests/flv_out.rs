@@ -34,9 +34,16 @@ fn metadata(tags: &[FlvTag]) -> Vec<Vec<Amf0Value>> {
 /// `rtmpsrc mode=server` (with `props`) recording its `src` pad into
 /// `out`, playing: the pipeline and the URL to publish to.
 fn recorder(props: &str, out: &std::path::Path) -> (gst::Pipeline, String) {
+    recording(props, "s.src", out)
+}
+
+/// `rtmpsrc mode=server` (with `props`, named `s`) linked to a filesink
+/// writing `out` from `from` (`s.src`, or `s.` for no pad named), playing:
+/// the pipeline and the URL to publish to.
+fn recording(props: &str, from: &str, out: &std::path::Path) -> (gst::Pipeline, String) {
     let p = launch(&format!(
         "rtmpsrc name=s mode=server {props} location=rtmp://127.0.0.1:0/live/key \
-         s.src ! filesink location={}",
+         {from} ! filesink location={}",
         out.display()
     ));
     p.set_state(gst::State::Playing).unwrap();
@@ -333,17 +340,10 @@ fn filesink_behind_rtmpsrc_records_flv() {
     let dir = TempDir::new("flv-filesink");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let out = dir.path("recorded.flv");
-    let p = launch(&format!(
-        "rtmpsrc mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
-         ! filesink location={}",
-        out.display()
-    ));
-    p.set_state(gst::State::Playing).unwrap();
-    let port = port_of(&element(&p, "rtmpsrc"));
+    let (p, url) = recording("eos-on-unpublish=true", "s.", &out);
     let tags = read_flv_tags(&media);
-    publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).unwrap();
+    publish_tags(&url, &tags).unwrap();
     play_to_eos(&p, Duration::from_secs(20));
-    p.set_state(gst::State::Null).unwrap();
     let got = read_flv_tags(&out);
     assert_eq!(av_of_tags(&got), av_of_tags(&tags), "the recorded tags");
     assert_eq!(metadata(&got).len(), 1, "the metadata, once");

@@ -321,10 +321,9 @@ struct State {
     /// whole on the FLV pad instead (see `RtmpSrcDemux::first_pad_taken`).
     prelude: Vec<PreludeTag>,
     prelude_bytes: usize,
-    /// More came before the first pad than the prelude keeps.
-    prelude_overflow: bool,
-    /// The first elementary pad of this run was made: whatever took it
-    /// decided how the stream goes out.
+    /// The first elementary pad of this run was made, and whatever took
+    /// it decided how the stream goes out; or more came before it than
+    /// the prelude keeps, and the stream stays on the elementary pads.
     decided: bool,
 }
 
@@ -663,14 +662,7 @@ fn media_type(pad: &gst::Pad) -> String {
 /// The pad downstream of one of ours, past the ghost pad of rtmpsrc's bin
 /// when there is one: None when nothing is linked there.
 fn outside_peer(pad: &gst::Pad) -> Option<gst::Pad> {
-    let peer = pad.peer()?;
-    match peer
-        .parent()
-        .and_then(|p| p.downcast::<gst::GhostPad>().ok())
-    {
-        Some(ghost) => ghost.peer(),
-        None => Some(peer),
-    }
+    outward(pad).peer()
 }
 
 impl RtmpSrcDemux {
@@ -1256,7 +1248,7 @@ impl RtmpSrcDemux {
                 st.prelude.len()
             );
             st.prelude = Vec::new();
-            st.prelude_overflow = true;
+            st.decided = true;
             self.prelude_open.store(false, Ordering::Relaxed);
             return;
         }
@@ -1287,22 +1279,21 @@ impl RtmpSrcDemux {
     /// FLV pad starts from the tags kept until now.
     fn first_pad_taken(&self, pad: &gst::Pad) {
         self.prelude_open.store(false, Ordering::Relaxed);
-        let (prelude, overflow, flvdemux_ok) = {
+        let (prelude, flvdemux_ok) = {
             let mut st = self.lock();
             let prelude = std::mem::take(&mut st.prelude);
             st.prelude_bytes = 0;
             let ok = flvdemux_takes(&prelude, st.meta.as_ref());
-            (prelude, st.prelude_overflow, ok)
+            (prelude, ok)
         };
-        if overflow || lock(&self.flv_pad).is_some() || self.under_playback_bin() {
+        if lock(&self.flv_pad).is_some() || self.under_playback_bin() {
             return;
         }
+        // Where the FLV pad is to be linked: None to offer it.
         let onto = match outside_peer(pad) {
             None => None,
             Some(peer) => match whole_stream_taker(&peer) {
-                Some((WholeStream::Bytes, _)) => Some((peer, None)),
-                Some((WholeStream::Autoplugger, e)) if flvdemux_ok => Some((peer, Some(e))),
-                Some((WholeStream::Autoplugger, e)) => {
+                Some((WholeStream::Autoplugger, e)) if !flvdemux_ok => {
                     gst::info!(
                         CAT,
                         imp = self,
@@ -1312,63 +1303,69 @@ impl RtmpSrcDemux {
                     );
                     return;
                 }
+                Some(_) => Some(peer),
                 None => return,
             },
         };
-        let out = outward(pad);
-        if let Some((peer, _)) = &onto {
-            out.unlink(peer).ok();
-        }
-        let flv = match self.add_flv_pad(true) {
-            Ok(f) => f,
-            Err(why) => {
-                gst::warning!(CAT, imp = self, "no FLV pad: {why}");
-                if let Some((peer, _)) = &onto {
-                    out.link(peer).ok();
-                }
-                return;
-            }
-        };
-        let flv_out = outward(&flv);
-        let linked = match &onto {
-            Some((peer, _)) if flv_out.peer().is_none() => flv_out.link(peer).is_ok(),
-            _ => flv_out.peer().is_some(),
-        };
-        if !linked {
-            self.release_flv();
-            if let Some((peer, _)) = &onto {
-                out.link(peer).ok();
-            }
-            return;
-        }
-        match &onto {
-            Some((_, Some(autoplugger))) => gst::info!(
+        if let Some(flv) = self.swap_in_flv(pad, onto.as_ref()) {
+            gst::info!(
                 CAT,
                 imp = self,
-                "{} took the {} pad: it gets the whole stream, as FLV on the src pad",
-                autoplugger.name(),
-                pad.name()
-            ),
-            Some((peer, None)) => gst::info!(
-                CAT,
-                imp = self,
-                "{} took the {} pad: it gets the stream as FLV on the src pad",
-                peer.parent().map(|p| p.name()).unwrap_or_default(),
-                pad.name()
-            ),
-            None => gst::info!(
-                CAT,
-                imp = self,
-                "nothing took the {} pad; {} took the stream as FLV",
+                "the {} pad made way for the src pad: {} takes the stream as FLV",
                 pad.name(),
-                flv_out
-                    .peer()
+                outside_peer(&flv)
                     .and_then(|p| p.parent())
                     .map(|p| p.name())
                     .unwrap_or_default()
-            ),
+            );
+            self.forget_pad(pad);
+            for t in prelude {
+                if let Err(e) = self.flv_tag(t.kind, t.ts, &t.data, t.dts) {
+                    // The next tag meets it again and returns it.
+                    gst::debug!(CAT, imp = self, "the FLV pad's first tags: {e:?}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The FLV pad added in place of `pad`: linked to `onto` (which `pad`
+    /// was linked to), or offered to the pad-added handlers. Whether it
+    /// was taken, in FLV mode then; else it is gone and `pad` is linked
+    /// back where it was.
+    fn swap_in_flv(&self, pad: &gst::Pad, onto: Option<&gst::Pad>) -> Option<gst::Pad> {
+        let out = outward(pad);
+        if let Some(peer) = onto {
+            out.unlink(peer).ok();
+        }
+        let flv = self
+            .add_flv_pad(true)
+            .inspect_err(|why| gst::warning!(CAT, imp = self, "no FLV pad: {why}"))
+            .ok();
+        let taken = flv.as_ref().is_some_and(|flv| {
+            let flv_out = outward(flv);
+            match onto {
+                Some(peer) if flv_out.peer().is_none() => flv_out.link(peer).is_ok(),
+                _ => flv_out.peer().is_some(),
+            }
+        });
+        if !taken {
+            if flv.is_some() {
+                self.release_flv();
+            }
+            if let Some(peer) = onto {
+                out.link(peer).ok();
+            }
+            return None;
         }
         self.flv_mode.store(true, Ordering::Release);
+        flv
+    }
+
+    /// An elementary pad gone: its track keeps no pad, nothing more is
+    /// held for it, and it leaves the flow combiner, the queues and the
+    /// element.
+    fn forget_pad(&self, pad: &gst::Pad) {
         {
             let mut st = self.lock();
             for (_, t) in &mut st.tracks {
@@ -1383,13 +1380,6 @@ impl RtmpSrcDemux {
         pad.set_active(false).ok();
         self.lanes.remove(pad);
         self.obj().remove_pad(pad).ok();
-        for t in prelude {
-            if let Err(e) = self.flv_tag(t.kind, t.ts, &t.data, t.dts) {
-                // The next tag meets it again and returns it.
-                gst::debug!(CAT, imp = self, "the FLV pad's first tags: {e:?}");
-                break;
-            }
-        }
     }
 
     /// Inside a bin that links each pad of its source itself: playbin's
