@@ -349,6 +349,81 @@ fn filesink_behind_rtmpsrc_records_flv() {
     assert_eq!(metadata(&got).len(), 1, "the metadata, once");
 }
 
+/// `rtmpsrc ! queue ! rtmpsink`, the relay as written for librtmp's
+/// elements: gst-launch links the queue to rtmpsink's first template that
+/// fits (`video`) before anything plays, and rtmpsrc's first pad (video)
+/// to the queue. rtmpsrc then gives the queue its FLV pad and rtmpsink
+/// takes it on its `sink` pad, so the whole stream goes on: nginx-rtmp
+/// records every frame of both tracks, as FFmpeg reads them in the file.
+/// Where the launch line links both tracks by name, both stay elementary
+/// pads, and the relay is just as whole.
+#[test]
+fn a_relay_past_a_queue_relays_the_whole_stream() {
+    needs!("nginx", "ffprobe");
+    init();
+    let dir = TempDir::new("flv-relay");
+    let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
+    let want = ffprobe_frames(media.to_str().unwrap());
+    let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
+    for (i, (link, planned, sink_pads, added)) in [
+        (
+            "s. ! queue ! k.",
+            &["video"][..],
+            &["sink"][..],
+            &["video", "src"][..],
+        ),
+        (
+            "s.video ! queue ! k.video s.audio ! queue ! k.audio",
+            &["video", "audio"],
+            &["video", "audio"],
+            &["video", "audio"],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("relayed{i}");
+        let p = launch(&format!(
+            "rtmpsrc name=s mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
+             rtmpsink name=k location={} {link}",
+            nginx.url(&name)
+        ));
+        let k = p.by_name("k").unwrap();
+        assert_eq!(
+            pad_names(&k),
+            planned,
+            "{link}: rtmpsink's pads, as launched"
+        );
+        let pads = pads_added(&p.by_name("s").unwrap());
+        p.set_state(gst::State::Playing).unwrap();
+        let url = format!(
+            "rtmp://127.0.0.1:{}/live/key",
+            port_of(&element(&p, "rtmpsrc"))
+        );
+        publish_tags(&url, &read_flv_tags(&media)).unwrap();
+        play_to_eos(&p, Duration::from_secs(20));
+        assert_eq!(
+            pad_names(&k),
+            sink_pads,
+            "{link}: rtmpsink's pads, relaying"
+        );
+        assert_eq!(*pads.lock().unwrap(), added, "{link}: rtmpsrc's pads added");
+        let line = format!("PUBLISH \"live\" \"{name}\"");
+        let log = nginx.access_log_with(&[&line], Duration::from_secs(10));
+        assert!(
+            log.contains(&line),
+            "nginx never logged the relay: {}",
+            nginx.error_log()
+        );
+        let rec = nginx.dir.path("rec").join(format!("{name}.flv"));
+        assert_same_frames(
+            &format!("{link}, recorded by nginx-rtmp, vs the file"),
+            &ffprobe_frames(rec.to_str().unwrap()),
+            &want,
+        );
+    }
+}
+
 /// Where rtmpsrc's first pad goes to decodebin but flvdemux could not take
 /// the stream (here H.265, in Enhanced RTMP, which GStreamer 1.22's
 /// flvdemux does not read), it stays on the elementary pads, and

@@ -495,6 +495,42 @@ fn playbin3_switches_tracks_with_select_streams() {
     }
 }
 
+/// rtmpsink takes elementary pads or the FLV pad `sink`, never both at
+/// once; with every elementary pad released, the FLV pad can be had (the
+/// internal muxer goes with them), and the other way round.
+#[test]
+fn elementary_pads_or_the_flv_pad() {
+    init();
+    let sink = gst::ElementFactory::make("rtmpsink").build().unwrap();
+    let video = sink.request_pad_simple("video").unwrap();
+    let audio = sink.request_pad_simple("audio").unwrap();
+    assert!(
+        sink.request_pad_simple("sink").is_none(),
+        "FLV beside video/audio"
+    );
+    sink.release_request_pad(&video);
+    assert!(
+        sink.request_pad_simple("sink").is_none(),
+        "FLV beside audio"
+    );
+    sink.release_request_pad(&audio);
+    let flv = sink
+        .request_pad_simple("sink")
+        .expect("FLV once video/audio are gone");
+    assert!(
+        sink.request_pad_simple("video").is_none(),
+        "video beside FLV"
+    );
+    sink.release_request_pad(&flv);
+    let video = sink
+        .request_pad_simple("video")
+        .expect("video once FLV is gone");
+    assert_eq!(video.name(), "video");
+    let bin = sink.downcast_ref::<gst::Bin>().unwrap();
+    let muxers = bin.children().iter().filter(|c| c.name() == "mux").count();
+    assert_eq!(muxers, 1, "one muxer at a time");
+}
+
 /// Pads that cannot be: a second track 0 (`video` and `video_0`), a track
 /// past 255, and G.711 on a track other than 0 (Enhanced RTMP has no FourCC
 /// for it), which fails with an error naming the pad.

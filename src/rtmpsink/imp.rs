@@ -41,6 +41,10 @@ struct State {
     /// The muxer's extra latency and interleaving, applied when it is made.
     latency: gst::ClockTime,
     interleave: bool,
+    /// The elementary pads requested before the element first left NULL:
+    /// linked by a pipeline's description (gst-launch), not in answer to
+    /// the stream.
+    planned: Vec<gst::Pad>,
 }
 
 impl Default for State {
@@ -48,6 +52,7 @@ impl Default for State {
         State {
             input: Input::None,
             mux: None,
+            planned: Vec::new(),
             latency: gst::ClockTime::ZERO,
             interleave: true,
         }
@@ -370,10 +375,15 @@ impl ElementImpl for RtmpSink {
         caps: Option<&gst::Caps>,
     ) -> Option<gst::Pad> {
         let name = templ.name_template().to_string();
+        let planned = self.obj().current_state() == gst::State::Null;
         let mut st = lock(&self.state);
+        let mut unused_mux = None;
         let target = match (name.as_str(), st.input) {
             ("sink", Input::None) => {
                 st.input = Input::Flv;
+                // Every elementary pad is gone: so goes the muxer, which
+                // holds the connection's pad.
+                unused_mux = st.mux.take();
                 self.conn.static_pad("sink")?
             }
             ("video" | "audio" | "video_%u" | "audio_%u", Input::None | Input::Elementary) => {
@@ -408,12 +418,12 @@ impl ElementImpl for RtmpSink {
             }
         };
         drop(st);
+        if let Some(m) = unused_mux {
+            self.remove_mux(m);
+        }
         // Named as the muxer's pad ("video", "audio_2"); the FLV pad "sink".
-        let ghost_name = if name == "sink" {
-            name
-        } else {
-            target.name().to_string()
-        };
+        let flv = name == "sink";
+        let ghost_name = if flv { name } else { target.name().to_string() };
         let ghost = gst::GhostPad::builder_from_template_with_target(templ, &target)
             .ok()?
             .name(ghost_name.as_str())
@@ -422,6 +432,9 @@ impl ElementImpl for RtmpSink {
             ghost.set_active(true).ok();
         }
         self.obj().add_pad(&ghost).ok()?;
+        if planned && !flv {
+            lock(&self.state).planned.push(ghost.clone().upcast());
+        }
         Some(ghost.upcast())
     }
 
@@ -430,6 +443,7 @@ impl ElementImpl for RtmpSink {
         let target = ghost.and_then(|g| g.target());
         self.obj().remove_pad(pad).ok();
         let mut st = lock(&self.state);
+        st.planned.retain(|p| p != pad);
         if let (Some(t), Some(m)) = (target, &st.mux)
             && t.parent().as_ref() == Some(m.upcast_ref())
         {
@@ -443,5 +457,79 @@ impl ElementImpl for RtmpSink {
 }
 
 impl BinImpl for RtmpSink {}
+
+impl RtmpSink {
+    /// Whether `pad`, linked to a source's first elementary pad, stands for
+    /// the whole stream: it is the element's only pad, and the pipeline's
+    /// description linked it before anything played (`rtmpsrc ! queue !
+    /// rtmpsink`: gst-launch links the queue to the first template that
+    /// fits, `video`, while a relay of the whole stream is meant).
+    pub(crate) fn relays_whole_stream_on(&self, pad: &gst::Pad) -> bool {
+        let st = lock(&self.state);
+        st.input == Input::Elementary
+            && st.planned.contains(pad)
+            && self.obj().sink_pads().as_slice() == std::slice::from_ref(pad)
+    }
+
+    /// `pad` released and one of `template` (named `name`) in its place,
+    /// linked to what `pad` was linked to. None, with a pad like the old
+    /// one put back and linked, where the new one cannot be had or linked.
+    pub(crate) fn replace_pad(
+        &self,
+        pad: &gst::Pad,
+        template: &str,
+        name: Option<&str>,
+    ) -> Option<gst::Pad> {
+        let obj = self.obj();
+        let upstream = pad.peer();
+        let (old_template, old_name) = (pad.pad_template()?, pad.name());
+        if let Some(up) = &upstream {
+            up.unlink(pad).ok();
+        }
+        // For FLV the muxer goes, unlinked first: losing its last pad, it
+        // would end the stream on the connection.
+        let unused_mux = if template == "sink" {
+            lock(&self.state).mux.take()
+        } else {
+            None
+        };
+        if let Some(m) = &unused_mux {
+            m.unlink(&self.conn);
+        }
+        obj.release_request_pad(pad);
+        if let Some(m) = unused_mux {
+            self.remove_mux(m);
+        }
+        let new = obj.pad_template(template).and_then(|t| {
+            let new = obj.request_pad(&t, name, None)?;
+            match &upstream {
+                Some(up) if up.link(&new).is_err() => {
+                    obj.release_request_pad(&new);
+                    None
+                }
+                _ => Some(new),
+            }
+        });
+        if new.is_none() {
+            gst::warning!(
+                super::conn::imp::CAT,
+                imp = self,
+                "no {template} pad in place of {old_name}: it is put back"
+            );
+            let back = obj.request_pad(&old_template, Some(&old_name), None);
+            if let (Some(up), Some(back)) = (&upstream, &back) {
+                up.link(back).ok();
+            }
+        }
+        new
+    }
+
+    /// The muxer out of the bin, once it has no pad to take anything.
+    fn remove_mux(&self, mux: RtmpSinkMux) {
+        mux.unlink(&self.conn);
+        mux.set_state(gst::State::Null).ok();
+        self.obj().remove(&mux).ok();
+    }
+}
 
 crate::shared::impl_uri_handler!(RtmpSink, Sink);

@@ -22,7 +22,7 @@ use crate::rtmp::url::RtmpUrl;
 use crate::shared::SharedSettings;
 use crate::sync::lock;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("rtmpsink", gst::DebugColorFlags::empty(), Some("RTMP sink"))
 });
 

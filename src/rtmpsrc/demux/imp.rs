@@ -79,7 +79,7 @@ struct PreludeTag {
 
 /// What took rtmpsrc's first elementary pad, when it wants the whole
 /// stream instead (see `RtmpSrcDemux::first_pad_taken`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum WholeStream {
     /// decodebin, decodebin3, parsebin: it finds every stream in FLV, and
     /// takes one stream alone from an elementary pad.
@@ -89,6 +89,11 @@ enum WholeStream {
     /// stream, where an elementary pad's bytes would be unframed frames of
     /// one track.
     Bytes,
+    /// Our rtmpsink past a queue, on the pad the pipeline's description
+    /// linked it by (`rtmpsrc ! queue ! rtmpsink`: a relay, see
+    /// `RtmpSink::relays_whole_stream_on`); its FLV pad is to take the
+    /// queue instead.
+    Relay(crate::rtmpsink::RtmpSink, gst::Pad),
 }
 
 /// Whether the element whose sink pad `peer` is, or the one behind it past
@@ -96,13 +101,20 @@ enum WholeStream {
 fn whole_stream_taker(peer: &gst::Pad) -> Option<(WholeStream, gst::Element)> {
     let mut element = peer.parent_element()?;
     let factory = |e: &gst::Element| e.factory().map(|f| f.name().to_string());
+    let mut past_queue = None;
     if matches!(factory(&element)?.as_str(), "queue" | "queue2") {
-        element = element.static_pad("src")?.peer()?.parent_element()?;
+        let into = element.static_pad("src")?.peer()?;
+        element = into.parent_element()?;
+        past_queue = Some(into);
     }
     let kind = match factory(&element)?.as_str() {
         "decodebin" | "decodebin3" | "parsebin" => WholeStream::Autoplugger,
         "filesink" | "fdsink" | "giosink" | "tcpclientsink" | "tcpserversink" => WholeStream::Bytes,
-        _ => return None,
+        _ => {
+            let sink = element.downcast_ref::<crate::rtmpsink::RtmpSink>()?;
+            let into = past_queue.filter(|p| sink.imp().relays_whole_stream_on(p))?;
+            WholeStream::Relay(sink.clone(), into)
+        }
     };
     Some((kind, element))
 }
@@ -1272,7 +1284,8 @@ impl RtmpSrcDemux {
     ///   it, directly or past a queue (`rtmpsrc ! decodebin name=d d. !
     ///   ... d. ! ...`, `rtmpsrc ! filesink location=x.flv`): the FLV pad
     ///   is linked there instead. An autoplugger only where flvdemux can
-    ///   take the stream (see `flvdemux_takes`).
+    ///   take the stream (see `flvdemux_takes`). A relay (`rtmpsrc !
+    ///   queue ! rtmpsink`) has rtmpsink's FLV pad take the queue first.
     ///
     /// Not inside playbin's or uridecodebin's bins, which link pad by
     /// pad themselves. Nothing went out on the elementary pad yet; the
@@ -1289,10 +1302,27 @@ impl RtmpSrcDemux {
         if lock(&self.flv_pad).is_some() || self.under_playback_bin() {
             return;
         }
-        // Where the FLV pad is to be linked: None to offer it.
+        // Where the FLV pad is to be linked: None to offer it. A relay's
+        // rtmpsink takes FLV on its `sink` pad, in place of the one it had.
+        let mut relay = None;
         let onto = match outside_peer(pad) {
             None => None,
             Some(peer) => match whole_stream_taker(&peer) {
+                Some((WholeStream::Relay(sink, into), _)) => {
+                    let Some(template) = into.pad_template() else {
+                        return;
+                    };
+                    // The queue, unlinked from the elementary pad, takes
+                    // the FLV caps of rtmpsink's `sink` pad.
+                    let out = outward(pad);
+                    out.unlink(&peer).ok();
+                    let Some(flv_in) = sink.imp().replace_pad(&into, "sink", None) else {
+                        out.link(&peer).ok();
+                        return;
+                    };
+                    relay = Some((sink, flv_in, template, into.name()));
+                    Some(peer)
+                }
                 Some((WholeStream::Autoplugger, e)) if !flvdemux_ok => {
                     gst::info!(
                         CAT,
@@ -1325,6 +1355,15 @@ impl RtmpSrcDemux {
                     gst::debug!(CAT, imp = self, "the FLV pad's first tags: {e:?}");
                     break;
                 }
+            }
+        } else if let Some((sink, flv_in, template, name)) = relay {
+            // No FLV pad: rtmpsink's elementary pad back, then the queue
+            // on the elementary pad (which its FLV caps would refuse).
+            sink.imp()
+                .replace_pad(&flv_in, template.name_template(), Some(&name));
+            let out = outward(pad);
+            if let (None, Some(queue)) = (out.peer(), onto) {
+                out.link(&queue).ok();
             }
         }
     }
