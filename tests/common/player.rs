@@ -198,7 +198,10 @@ pub fn play_to_eos(p: &gst::Pipeline, limit: Duration) {
 /// Each element's state, whether each sink has seen EOS, and the stats of
 /// any element that has them (rtmpsrc, rtmpsink).
 fn pipeline_state(p: &gst::Pipeline) -> String {
-    let mut out = Vec::new();
+    // The pipeline posts EOS only once every sink did, in PLAYING with no
+    // state change pending.
+    let (_, cur, pending) = p.state(gst::ClockTime::ZERO);
+    let mut out = vec![format!("the pipeline {cur:?}/{pending:?}")];
     for e in p.iterate_recurse().into_iter().flatten() {
         let (_, cur, pending) = e.state(gst::ClockTime::ZERO);
         let mut line = format!("{} {cur:?}/{pending:?}", e.name());
