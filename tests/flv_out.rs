@@ -332,7 +332,8 @@ fn decodebin_behind_rtmpsrc_gets_every_stream() {
 
 /// `rtmpsrc ! filesink location=x.flv`, as written for librtmp's rtmpsrc:
 /// the file is FLV, with every published tag byte for byte (the elementary
-/// video pad would have given H.264 without its framing or the audio).
+/// video pad would have given H.264 without its framing or the audio, and
+/// does with auto-flv=false).
 #[test]
 fn filesink_behind_rtmpsrc_records_flv() {
     needs!("ffmpeg");
@@ -347,6 +348,29 @@ fn filesink_behind_rtmpsrc_records_flv() {
     let got = read_flv_tags(&out);
     assert_eq!(av_of_tags(&got), av_of_tags(&tags), "the recorded tags");
     assert_eq!(metadata(&got).len(), 1, "the metadata, once");
+
+    // auto-flv=false: the video pad stays where the line linked it, and
+    // the file has its frames as they are (AVC, each NAL unit after its
+    // length), with no FLV around them.
+    let raw = dir.path("video.h264");
+    let (p, url) = recording("eos-on-unpublish=true auto-flv=false", "s.", &raw);
+    let added = pads_added(&p.by_name("s").unwrap());
+    publish_tags(&url, &tags).unwrap();
+    play_to_eos(&p, Duration::from_secs(20));
+    let frames: Vec<u8> = tags
+        .iter()
+        .filter(|t| t.tag_type == tag_type::VIDEO && t.data.get(1) == Some(&1))
+        .flat_map(|t| t.data[5..].to_vec())
+        .collect();
+    let got = std::fs::read(&raw).unwrap();
+    assert!(
+        got == frames,
+        "auto-flv=false: {} bytes recorded, the video frames are {} bytes (starting {:02x?})",
+        got.len(),
+        frames.len(),
+        &got[..got.len().min(8)]
+    );
+    assert_eq!(*added.lock().unwrap(), ["video", "audio"], "pads added");
 }
 
 /// `rtmpsrc ! queue ! rtmpsink`, the relay as written for librtmp's

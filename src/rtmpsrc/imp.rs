@@ -114,6 +114,12 @@ impl ObjectImpl for RtmpSrc {
                     .default_value(true)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("auto-flv")
+                    .nick("Auto FLV")
+                    .blurb("Give the stream as FLV on src by itself where what took the first elementary pad wants the whole stream (decodebin, decodebin3 or parsebin when flvdemux reads the stream; filesink and the other byte sinks; rtmpsink past a queue, as the launch line linked it) or nothing took it (rtmpsrc ! queue ! flvdemux), as librtmp's rtmpsrc gave it. Off: the elementary pads stay, whatever takes them (an application that makes a decodebin per pad). Never inside playbin or uridecodebin")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecInt::builder("num-buffers")
                     .nick("Number of buffers")
                     .blurb("Buffers to give out before the stream ends (EOS), over all pads together: frames on the elementary pads, FLV tags on src (-1: no limit), as BaseSrc's num-buffers")
@@ -187,6 +193,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-timeout" => s.publisher_timeout = value.get().expect("type checked"),
             "eos-on-unpublish" => s.eos_on_unpublish = value.get().expect("type checked"),
             "pad-queues" => s.pad_queues = value.get().expect("type checked"),
+            "auto-flv" => s.auto_flv = value.get().expect("type checked"),
             "num-buffers" => s.num_buffers = value.get().expect("type checked"),
             "context" => {
                 s.context = value
@@ -228,6 +235,7 @@ impl ObjectImpl for RtmpSrc {
             "publisher-timeout" => s.publisher_timeout.to_value(),
             "eos-on-unpublish" => s.eos_on_unpublish.to_value(),
             "pad-queues" => s.pad_queues.to_value(),
+            "auto-flv" => s.auto_flv.to_value(),
             "num-buffers" => s.num_buffers.to_value(),
             "context" => s.context.to_value(),
             "context-wait" => s.context_wait.to_value(),
@@ -319,12 +327,18 @@ impl ElementImpl for RtmpSrc {
         let handed = &self.conn.imp().handed;
         handed.hand_at(transition, gst::StateChange::ReadyToPaused, &self.settings);
         if transition == gst::StateChange::ReadyToPaused {
-            let (queues, measure, limit) = {
+            let (queues, measure, limit, auto_flv) = {
                 let s = lock(&self.settings);
-                (s.pad_queues, s.shared.measure_latency, s.num_buffers)
+                (
+                    s.pad_queues,
+                    s.shared.measure_latency,
+                    s.num_buffers,
+                    s.auto_flv,
+                )
             };
             let demux = self.demux.imp();
             demux.set_pad_queues(queues);
+            demux.set_auto_flv(auto_flv);
             demux.set_num_buffers(limit);
             demux.set_measure_latency(measure);
         }

@@ -82,6 +82,9 @@ pub struct Settings {
     pub eos_on_unpublish: bool,
     /// A queue and a thread behind each output pad (read by the bin).
     pub pad_queues: bool,
+    /// The stream as FLV on src where what took the first pad wants it
+    /// whole (read by the bin, see the demuxer's `first_pad_taken`).
+    pub auto_flv: bool,
     /// Buffers to give out before EOS, -1: no limit (read by the bin).
     pub num_buffers: i32,
     /// Server mode: the shared thread's name (empty: a thread of our own).
@@ -105,6 +108,7 @@ impl Default for Settings {
             publisher_timeout: 0,
             eos_on_unpublish: false,
             pad_queues: true,
+            auto_flv: true,
             num_buffers: -1,
             context: String::new(),
             context_wait: 0,

@@ -516,6 +516,9 @@ pub struct RtmpSrcDemux {
     flv_auto: AtomicBool,
     /// Tags go into `State::prelude`: read per tag without the lock.
     prelude_open: AtomicBool,
+    /// rtmpsrc's auto-flv: what takes the first elementary pad may have
+    /// the stream as FLV instead (see `first_pad_taken`).
+    auto_flv: AtomicBool,
     /// rtmpsrc's num-buffers: the stream ends (EOS) once this many
     /// buffers went out, on all pads together; -1: no limit.
     num_buffers: AtomicI32,
@@ -559,6 +562,7 @@ impl ObjectSubclass for RtmpSrcDemux {
             flv_mode: AtomicBool::new(false),
             flv_auto: AtomicBool::new(false),
             prelude_open: AtomicBool::new(true),
+            auto_flv: AtomicBool::new(true),
             num_buffers: AtomicI32::new(-1),
             last_seek: Mutex::default(),
         }
@@ -624,7 +628,8 @@ impl ElementImpl for RtmpSrcDemux {
             if self.flv_auto.load(Ordering::Acquire) {
                 self.release_flv();
             }
-            self.prelude_open.store(true, Ordering::Release);
+            self.prelude_open
+                .store(self.auto_flv.load(Ordering::Relaxed), Ordering::Release);
         }
         Ok(r)
     }
@@ -759,6 +764,14 @@ impl RtmpSrcDemux {
     /// rtmpsrc's pad-queues (see `pad_queues`), for the pads made from now.
     pub fn set_pad_queues(&self, on: bool) {
         self.pad_queues.store(on, Ordering::Relaxed);
+    }
+
+    /// rtmpsrc's auto-flv, from the next start: false keeps the stream
+    /// on the elementary pads whatever takes them, and keeps no tags for
+    /// an FLV pad.
+    pub fn set_auto_flv(&self, on: bool) {
+        self.auto_flv.store(on, Ordering::Relaxed);
+        self.prelude_open.store(on, Ordering::Release);
     }
 
     /// rtmpsrc's num-buffers, from the next start.
@@ -1288,7 +1301,7 @@ impl RtmpSrcDemux {
     ///   queue ! rtmpsink`) has rtmpsink's FLV pad take the queue first.
     ///
     /// Not inside playbin's or uridecodebin's bins, which link pad by
-    /// pad themselves. Nothing went out on the elementary pad yet; the
+    /// pad themselves, nor with rtmpsrc's auto-flv off. Nothing went out on the elementary pad yet; the
     /// FLV pad starts from the tags kept until now.
     fn first_pad_taken(&self, pad: &gst::Pad) {
         self.prelude_open.store(false, Ordering::Relaxed);
@@ -1299,7 +1312,10 @@ impl RtmpSrcDemux {
             let ok = flvdemux_takes(&prelude, st.meta.as_ref());
             (prelude, ok)
         };
-        if lock(&self.flv_pad).is_some() || self.under_playback_bin() {
+        if !self.auto_flv.load(Ordering::Relaxed)
+            || lock(&self.flv_pad).is_some()
+            || self.under_playback_bin()
+        {
             return;
         }
         // Where the FLV pad is to be linked: None to offer it. A relay's
