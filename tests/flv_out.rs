@@ -388,7 +388,7 @@ fn a_relay_past_a_queue_relays_the_whole_stream() {
     let dir = TempDir::new("flv-relay");
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let want = ffprobe_frames(media.to_str().unwrap());
-    let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
+    let nginx = Nginx::start(RECORD_ALL);
     for (i, (link, planned, sink_pads, added)) in [
         (
             "s. ! queue ! k.",
@@ -432,14 +432,7 @@ fn a_relay_past_a_queue_relays_the_whole_stream() {
             "{link}: rtmpsink's pads, relaying"
         );
         assert_eq!(*pads.lock().unwrap(), added, "{link}: rtmpsrc's pads added");
-        let line = format!("PUBLISH \"live\" \"{name}\"");
-        let log = nginx.access_log_with(&[&line], Duration::from_secs(10));
-        assert!(
-            log.contains(&line),
-            "nginx never logged the relay: {}",
-            nginx.error_log()
-        );
-        let rec = nginx.dir.path("rec").join(format!("{name}.flv"));
+        let rec = nginx.recording(&name);
         assert_same_frames(
             &format!("{link}, recorded by nginx-rtmp, vs the file"),
             &ffprobe_frames(rec.to_str().unwrap()),

@@ -502,25 +502,19 @@ fn playbin3_switches_tracks_with_select_streams() {
 fn elementary_pads_or_the_flv_pad() {
     init();
     let sink = gst::ElementFactory::make("rtmpsink").build().unwrap();
+    let refused = |name: &str, what: &str| {
+        assert!(sink.request_pad_simple(name).is_none(), "{what}");
+    };
     let video = sink.request_pad_simple("video").unwrap();
     let audio = sink.request_pad_simple("audio").unwrap();
-    assert!(
-        sink.request_pad_simple("sink").is_none(),
-        "FLV beside video/audio"
-    );
+    refused("sink", "FLV beside video/audio");
     sink.release_request_pad(&video);
-    assert!(
-        sink.request_pad_simple("sink").is_none(),
-        "FLV beside audio"
-    );
+    refused("sink", "FLV beside audio");
     sink.release_request_pad(&audio);
     let flv = sink
         .request_pad_simple("sink")
         .expect("FLV once video/audio are gone");
-    assert!(
-        sink.request_pad_simple("video").is_none(),
-        "video beside FLV"
-    );
+    refused("video", "video beside FLV");
     sink.release_request_pad(&flv);
     let video = sink
         .request_pad_simple("video")

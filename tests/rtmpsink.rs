@@ -107,23 +107,6 @@ fn build(desc: &str, log: &SentLog) -> gst::Pipeline {
     p
 }
 
-fn nginx_recording() -> Nginx {
-    Nginx::start("record all; record_path RECDIR; record_unique off;")
-}
-
-/// Waits until nginx has logged the publisher's disconnection (its
-/// recording is then complete) and returns the recording's path.
-fn recorded(nginx: &Nginx, name: &str) -> std::path::PathBuf {
-    let line = format!("PUBLISH \"live\" \"{name}\"");
-    let log = nginx.access_log_with(&[&line], Duration::from_secs(10));
-    assert!(
-        log.contains(&line),
-        "nginx never logged the publish: {}",
-        nginx.error_log()
-    );
-    nginx.dir.path("rec").join(format!("{name}.flv"))
-}
-
 fn publish_and_check(name: &str, branches: &str) {
     publish_with_and_check(name, branches, "")
 }
@@ -131,7 +114,7 @@ fn publish_and_check(name: &str, branches: &str) {
 /// As `publish_and_check`, with more rtmpsink properties.
 fn publish_with_and_check(name: &str, branches: &str, props: &str) {
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let log = SentLog::default();
     let p = build(
         &format!(
@@ -141,7 +124,7 @@ fn publish_with_and_check(name: &str, branches: &str, props: &str) {
         &log,
     );
     run(&p, Duration::from_secs(60));
-    let rec = recorded(&nginx, name);
+    let rec = nginx.recording(name);
     let got = ffprobe_frames(rec.to_str().unwrap());
     let sent = log.lock().unwrap().clone();
     assert!(!sent.is_empty());
@@ -264,7 +247,7 @@ fn dropping_proxy(backend: u16, forward_limit: usize) -> (u16, std::thread::Join
 fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let (port, proxy) = dropping_proxy(nginx.port, usize::MAX);
     let log = SentLog::default();
     let p = build(
@@ -276,7 +259,7 @@ fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
     run(&p, Duration::from_secs(60));
     p.set_state(gst::State::Null).unwrap();
     assert_eq!(proxy.join().unwrap(), 0, "the proxy dropped bytes");
-    let rec = recorded(&nginx, "proxied");
+    let rec = nginx.recording("proxied");
     let got = ffprobe_frames(rec.to_str().unwrap());
     let sent = log.lock().unwrap().clone();
     assert_same_frames(
@@ -293,7 +276,7 @@ fn a_proxy_that_drops_what_it_holds_at_the_end_loses_nothing() {
 fn an_unconfirmed_end_is_a_warning() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let (port, proxy) = dropping_proxy(nginx.port, 60_000);
     let p = launch(&format!(
         "{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false timeout=2 location=rtmp://127.0.0.1:{port}/live/unconfirmed"
@@ -329,7 +312,7 @@ fn pads_link_without_names() {
 fn resolution_change_midstream() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let log = SentLog::default();
     let desc = format!(
         "videotestsrc name=vsrc num-buffers=60 ! capsfilter name=cf caps=video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=0 key-int-max=15 speed-preset=ultrafast ! h264parse ! s.video rtmpsink name=s sync=false location={}",
@@ -355,7 +338,7 @@ fn resolution_change_midstream() {
         gst::PadProbeReturn::Ok
     });
     run(&p, Duration::from_secs(60));
-    let rec = recorded(&nginx, "resize");
+    let rec = nginx.recording("resize");
     let sent = log.lock().unwrap().clone();
     assert_same_frames(
         "resize",
@@ -381,7 +364,7 @@ fn resolution_change_midstream() {
 fn librtmp_options_after_the_url_to_nginx() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let log = SentLog::default();
     let p = build(
         &format!("{VIDEO} ! s.video {AUDIO} ! s.audio rtmpsink name=s sync=false"),
@@ -403,7 +386,7 @@ fn librtmp_options_after_the_url_to_nginx() {
         )
     );
     run(&p, Duration::from_secs(60));
-    let got = ffprobe_frames(recorded(&nginx, "lib").to_str().unwrap());
+    let got = ffprobe_frames(nginx.recording("lib").to_str().unwrap());
     assert_same_frames(
         "librtmp-style location: nginx's recording vs what entered rtmpsink",
         &got,
@@ -422,7 +405,7 @@ fn librtmp_options_after_the_url_to_nginx() {
 fn stop_commands_reach_nginx_in_order() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let cases: [(&str, &[&str]); 3] = [
         ("", &["deleteStream"]),
         ("stop-commands=none", &[]),
@@ -443,7 +426,7 @@ fn stop_commands_reach_nginx_in_order() {
         );
         run(&p, Duration::from_secs(60));
         p.set_state(gst::State::Null).unwrap();
-        let got = ffprobe_frames(recorded(&nginx, &name).to_str().unwrap());
+        let got = ffprobe_frames(nginx.recording(&name).to_str().unwrap());
         assert_same_frames(
             &format!("rtmpsink {cmds}: nginx's recording vs what entered rtmpsink"),
             &got,
@@ -477,7 +460,7 @@ fn stop_commands_reach_nginx_in_order() {
 fn flvmux_path_keeps_working() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let log = SentLog::default();
     let desc = format!(
         "{VIDEO} ! m.video {AUDIO} ! m.audio flvmux name=m streamable=true ! rtmpsink name=s sync=false location={}",
@@ -513,7 +496,7 @@ fn flvmux_path_keeps_working() {
             });
     }
     run(&p, Duration::from_secs(60));
-    let rec = recorded(&nginx, "flvmux");
+    let rec = nginx.recording("flvmux");
     let got = ffprobe_frames(rec.to_str().unwrap());
     let sent = log.lock().unwrap().clone();
     // flvmux sets its own timestamps; the payloads must all be there.
@@ -742,7 +725,7 @@ fn rtmps_defaults_to_port_443() {
 fn audio_pad_requested_after_video_started() {
     needs!("nginx", "ffmpeg");
     init();
-    let nginx = nginx_recording();
+    let nginx = Nginx::start(RECORD_ALL);
     let log = SentLog::default();
     let p = build(
         &format!(
@@ -784,7 +767,7 @@ fn audio_pad_requested_after_video_started() {
         ),
         "{msg:?}"
     );
-    let rec = recorded(&nginx, "late");
+    let rec = nginx.recording("late");
     let sent = log.lock().unwrap().clone();
     assert!(
         sent.iter().filter(|s| !s.video).count() >= 30,

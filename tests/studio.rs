@@ -249,9 +249,7 @@ fn go_live(nginx: &Nginx, server: &str, studio_args: &[&str], secs: u32, shot: &
     assert_eq!(text(&shown, "state"), "stopped", "{shown}");
     assert_eq!(text(&shown, "live_indicator"), "LIVE");
     assert_eq!(text(&shown, "error"), "");
-    let rec = nginx.dir.path("rec").join(format!("{key}.flv"));
-    let line = format!("PUBLISH \"live\" \"{key}\"");
-    nginx.access_log_with(&[&line], Duration::from_secs(10));
+    let rec = nginx.recording(key);
     check_recording(&rec, &shown);
     assert!(screenshot(shot).exists());
     let out = studio.output();
@@ -264,7 +262,7 @@ fn go_live(nginx: &Nginx, server: &str, studio_args: &[&str], secs: u32, shot: &
 #[test]
 fn a_browser_goes_live_through_the_studio_into_nginx() {
     needs!("nginx", "chromium", "chromedriver", "selenium");
-    let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
+    let nginx = Nginx::start(RECORD_ALL);
     let server = format!("rtmp://127.0.0.1:{}/live", nginx.port);
     let shown = go_live(&nginx, &server, &[], 10, "studio-live.png");
     // The fake camera at 1280x720: nothing to drop on loopback. The
@@ -337,7 +335,7 @@ fn slow_uplink(port: u16, rate: usize) -> u16 {
 #[test]
 fn a_slow_uplink_costs_frames_not_delay() {
     needs!("nginx", "chromium", "chromedriver", "selenium");
-    let nginx = Nginx::start("record all; record_path RECDIR; record_unique off;");
+    let nginx = Nginx::start(RECORD_ALL);
     // 300 kbit/s for some 700 kbit/s of stream (the fake camera's H.264
     // and 128 kbit/s AAC).
     let relay = slow_uplink(nginx.port, 37_500);
@@ -368,7 +366,7 @@ fn a_browser_goes_live_over_rtmps_to_nginx_behind_tls() {
     needs!("nginx", "chromium", "chromedriver", "selenium");
     let pki = Pki::new();
     let nginx = Nginx::start_tls(
-        "record all; record_path RECDIR; record_unique off;",
+        RECORD_ALL,
         &[TlsFront {
             cert: &pki.server,
             client_ca: None,

@@ -204,6 +204,10 @@ macro_rules! needs {
 }
 
 /// nginx with the RTMP module, on a free loopback port, as a plain process.
+/// nginx-rtmp's application set-up to record each stream, whole, in
+/// `rec/NAME.flv` (see `Nginx::recording`).
+pub const RECORD_ALL: &str = "record all; record_path RECDIR; record_unique off;";
+
 pub struct Nginx {
     pub dir: TempDir,
     pub host: String,
@@ -406,6 +410,19 @@ rtmp {{
             .args([&format!("-{sig}"), "-P", &self.child.id().to_string()])
             .status()
             .ok();
+    }
+
+    /// The stream `name`'s recording (with `RECORD_ALL`), once nginx has
+    /// logged its publisher's disconnection (the file is then whole).
+    pub fn recording(&self, name: &str) -> PathBuf {
+        let line = format!("PUBLISH \"live\" \"{name}\"");
+        let log = self.access_log_with(&[&line], Duration::from_secs(10));
+        assert!(
+            log.contains(&line),
+            "nginx never logged the publish of {name}: {}",
+            self.error_log()
+        );
+        self.dir.path("rec").join(format!("{name}.flv"))
     }
 
     /// The recordings, oldest first.
