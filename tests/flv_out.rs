@@ -379,8 +379,10 @@ fn filesink_behind_rtmpsrc_records_flv() {
 /// to the queue. rtmpsrc then gives the queue its FLV pad and rtmpsink
 /// takes it on its `sink` pad, so the whole stream goes on: nginx-rtmp
 /// records every frame of both tracks, as FFmpeg reads them in the file.
-/// Where the launch line links both tracks by name, both stay elementary
-/// pads, and the relay is just as whole.
+/// So for each of two destinations past a tee (`rtmpsrc ! tee name=t t. !
+/// queue ! rtmpsink ... t. ! queue ! rtmpsink ...`). Where the launch line
+/// links both tracks by name, both stay elementary pads, and the relay is
+/// just as whole.
 #[test]
 fn a_relay_past_a_queue_relays_the_whole_stream() {
     needs!("nginx", "ffprobe");
@@ -389,35 +391,42 @@ fn a_relay_past_a_queue_relays_the_whole_stream() {
     let media = make_flv(&dir, "in.flv", 2, Tracks::AudioVideo);
     let want = ffprobe_frames(media.to_str().unwrap());
     let nginx = Nginx::start(RECORD_ALL);
-    for (i, (link, planned, sink_pads, added)) in [
+    let flv: (&[&str], &[&str], &[&str]) = (&["video"], &["sink"], &["video", "src"]);
+    let named: (&[&str], &[&str], &[&str]) = (
+        &["video", "audio"],
+        &["video", "audio"],
+        &["video", "audio"],
+    );
+    for (i, (link, sinks, (planned, relaying, added))) in [
+        ("s. ! queue ! k0.", &["k0"][..], flv),
         (
-            "s. ! queue ! k.",
-            &["video"][..],
-            &["sink"][..],
-            &["video", "src"][..],
+            "s. ! tee name=t t. ! queue ! k0. t. ! queue ! k1.",
+            &["k0", "k1"],
+            flv,
         ),
         (
-            "s.video ! queue ! k.video s.audio ! queue ! k.audio",
-            &["video", "audio"],
-            &["video", "audio"],
-            &["video", "audio"],
+            "s.video ! queue ! k0.video s.audio ! queue ! k0.audio",
+            &["k0"],
+            named,
         ),
     ]
     .into_iter()
     .enumerate()
     {
-        let name = format!("relayed{i}");
+        let stream = |k: &str| format!("relayed{i}{k}");
+        let sinks_desc: Vec<String> = sinks
+            .iter()
+            .map(|k| format!("rtmpsink name={k} location={}", nginx.url(&stream(k))))
+            .collect();
         let p = launch(&format!(
             "rtmpsrc name=s mode=server eos-on-unpublish=true location=rtmp://127.0.0.1:0/live/key \
-             rtmpsink name=k location={} {link}",
-            nginx.url(&name)
+             {} {link}",
+            sinks_desc.join(" ")
         ));
-        let k = p.by_name("k").unwrap();
-        assert_eq!(
-            pad_names(&k),
-            planned,
-            "{link}: rtmpsink's pads, as launched"
-        );
+        let pads_of = |k: &str| pad_names(&p.by_name(k).unwrap());
+        for k in sinks {
+            assert_eq!(pads_of(k), planned, "{link}: {k}'s pads, as launched");
+        }
         let pads = pads_added(&p.by_name("s").unwrap());
         p.set_state(gst::State::Playing).unwrap();
         let url = format!(
@@ -426,18 +435,16 @@ fn a_relay_past_a_queue_relays_the_whole_stream() {
         );
         publish_tags(&url, &read_flv_tags(&media)).unwrap();
         play_to_eos(&p, Duration::from_secs(20));
-        assert_eq!(
-            pad_names(&k),
-            sink_pads,
-            "{link}: rtmpsink's pads, relaying"
-        );
         assert_eq!(*pads.lock().unwrap(), added, "{link}: rtmpsrc's pads added");
-        let rec = nginx.recording(&name);
-        assert_same_frames(
-            &format!("{link}, recorded by nginx-rtmp, vs the file"),
-            &ffprobe_frames(rec.to_str().unwrap()),
-            &want,
-        );
+        for k in sinks {
+            assert_eq!(pads_of(k), relaying, "{link}: {k}'s pads, relaying");
+            let rec = nginx.recording(&stream(k));
+            assert_same_frames(
+                &format!("{link}: {k}, recorded by nginx-rtmp, vs the file"),
+                &ffprobe_frames(rec.to_str().unwrap()),
+                &want,
+            );
+        }
     }
 }
 

@@ -116,7 +116,7 @@ impl ObjectImpl for RtmpSrc {
                     .build(),
                 glib::ParamSpecBoolean::builder("auto-flv")
                     .nick("Auto FLV")
-                    .blurb("Give the stream as FLV on src by itself where what took the first elementary pad wants the whole stream (decodebin, decodebin3 or parsebin when flvdemux reads the stream; filesink and the other byte sinks; rtmpsink past a queue, as the launch line linked it) or nothing took it (rtmpsrc ! queue ! flvdemux), as librtmp's rtmpsrc gave it. Off: the elementary pads stay, whatever takes them (an application that makes a decodebin per pad). Never inside playbin or uridecodebin")
+                    .blurb("Give the stream as FLV on src by itself where what took the first elementary pad wants the whole stream (decodebin, decodebin3 or parsebin when flvdemux reads the stream; filesink and the other byte sinks; rtmpsink past a queue, as the launch line linked it; a tee whose every branch is one of those) or nothing took it (rtmpsrc ! queue ! flvdemux), as librtmp's rtmpsrc gave it. Off: the elementary pads stay, whatever takes them (an application that makes a decodebin per pad). Never inside playbin or uridecodebin")
                     .default_value(true)
                     .mutable_ready()
                     .build(),

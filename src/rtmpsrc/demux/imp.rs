@@ -15,6 +15,7 @@ use crate::rtmp::flv::{
     FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
     VideoTrackData, previous_tag_size, tag_type, write_tag_header,
 };
+use crate::rtmpsink::RtmpSink;
 use crate::sync::lock;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -89,34 +90,95 @@ enum WholeStream {
     /// stream, where an elementary pad's bytes would be unframed frames of
     /// one track.
     Bytes,
-    /// Our rtmpsink past a queue, on the pad the pipeline's description
-    /// linked it by (`rtmpsrc ! queue ! rtmpsink`: a relay, see
-    /// `RtmpSink::relays_whole_stream_on`); its FLV pad is to take the
-    /// queue instead.
-    Relay(crate::rtmpsink::RtmpSink, gst::Pad),
+    /// Our rtmpsink past a queue (or on a tee's branch), on the pad the
+    /// pipeline's description linked it by (`rtmpsrc ! queue ! rtmpsink`:
+    /// a relay, see `RtmpSink::relays_whole_stream_on`): its FLV pad is to
+    /// take the queue instead. One per rtmpsink past a tee.
+    Relay(Vec<(RtmpSink, gst::Pad)>),
 }
 
-/// Whether the element whose sink pad `peer` is, or the one behind it past
-/// a queue, takes a whole stream.
+fn factory_name(e: &gst::Element) -> Option<String> {
+    e.factory().map(|f| f.name().to_string())
+}
+
+/// Whether what `peer` (a sink pad) is on takes a whole stream: that
+/// element, or the one behind it past a queue, or past a tee every one of
+/// its branches (`rtmpsrc ! tee name=t t. ! queue ! rtmpsink ... t. !
+/// queue ! rtmpsink ...`), each as bytes or relayed.
 fn whole_stream_taker(peer: &gst::Pad) -> Option<(WholeStream, gst::Element)> {
-    let mut element = peer.parent_element()?;
-    let factory = |e: &gst::Element| e.factory().map(|f| f.name().to_string());
-    let mut past_queue = None;
-    if matches!(factory(&element)?.as_str(), "queue" | "queue2") {
-        let into = element.static_pad("src")?.peer()?;
-        element = into.parent_element()?;
-        past_queue = Some(into);
+    let tee = peer.parent_element()?;
+    if factory_name(&tee)? != "tee" {
+        return branch_taker(peer, false);
     }
-    let kind = match factory(&element)?.as_str() {
+    let branches = tee.src_pads();
+    let mut relays = Vec::new();
+    for branch in &branches {
+        match branch_taker(&branch.peer()?, true)?.0 {
+            WholeStream::Bytes => {}
+            WholeStream::Relay(r) => relays.extend(r),
+            WholeStream::Autoplugger => return None,
+        }
+    }
+    let kind = match (branches.is_empty(), relays.is_empty()) {
+        (true, _) => return None,
+        (false, true) => WholeStream::Bytes,
+        (false, false) => WholeStream::Relay(relays),
+    };
+    Some((kind, tee))
+}
+
+/// `whole_stream_taker` for one branch: rtmpsink relays there only on a
+/// pad past a queue or a tee (`from_tee`), not linked to rtmpsrc itself.
+fn branch_taker(peer: &gst::Pad, from_tee: bool) -> Option<(WholeStream, gst::Element)> {
+    let mut element = peer.parent_element()?;
+    let mut into = from_tee.then(|| peer.clone());
+    if matches!(factory_name(&element)?.as_str(), "queue" | "queue2") {
+        let past = element.static_pad("src")?.peer()?;
+        element = past.parent_element()?;
+        into = Some(past);
+    }
+    let kind = match factory_name(&element)?.as_str() {
         "decodebin" | "decodebin3" | "parsebin" => WholeStream::Autoplugger,
         "filesink" | "fdsink" | "giosink" | "tcpclientsink" | "tcpserversink" => WholeStream::Bytes,
         _ => {
-            let sink = element.downcast_ref::<crate::rtmpsink::RtmpSink>()?;
-            let into = past_queue.filter(|p| sink.imp().relays_whole_stream_on(p))?;
-            WholeStream::Relay(sink.clone(), into)
+            let sink = element.downcast_ref::<RtmpSink>()?;
+            let into = into.filter(|p| sink.imp().relays_whole_stream_on(p))?;
+            WholeStream::Relay(vec![(sink.clone(), into)])
         }
     };
     Some((kind, element))
+}
+
+/// An rtmpsink's elementary pad that gave way to its FLV pad: the sink,
+/// the FLV pad, and the old pad's template and name, to put it back.
+type Relayed = (RtmpSink, gst::Pad, gst::PadTemplate, glib::GString);
+
+/// Each relay's rtmpsink pad replaced by its FLV pad, linked where the old
+/// one was (whose upstream must no longer see elementary caps); None, with
+/// every one put back, where one cannot be.
+fn relay_as_flv(relays: Vec<(RtmpSink, gst::Pad)>) -> Option<Vec<Relayed>> {
+    let mut done = Vec::new();
+    for (sink, into) in relays {
+        let flv_in = into
+            .pad_template()
+            .and_then(|t| Some((sink.imp().replace_pad(&into, "sink", None)?, t)));
+        match flv_in {
+            Some((flv_in, template)) => done.push((sink, flv_in, template, into.name())),
+            None => {
+                relay_back(done);
+                return None;
+            }
+        }
+    }
+    Some(done)
+}
+
+/// The elementary pads `relay_as_flv` replaced, back.
+fn relay_back(relayed: Vec<Relayed>) {
+    for (sink, flv_in, template, name) in relayed {
+        sink.imp()
+            .replace_pad(&flv_in, template.name_template(), Some(&name));
+    }
 }
 
 /// Whether the stream so far (its first tags, its metadata) is FLV that
@@ -1299,6 +1361,7 @@ impl RtmpSrcDemux {
     ///   is linked there instead. An autoplugger only where flvdemux can
     ///   take the stream (see `flvdemux_takes`). A relay (`rtmpsrc !
     ///   queue ! rtmpsink`) has rtmpsink's FLV pad take the queue first.
+    ///   Past a tee, every branch must take the whole stream.
     ///
     /// Not inside playbin's or uridecodebin's bins, which link pad by
     /// pad themselves, nor with rtmpsrc's auto-flv off. Nothing went out on the elementary pad yet; the
@@ -1320,23 +1383,20 @@ impl RtmpSrcDemux {
         }
         // Where the FLV pad is to be linked: None to offer it. A relay's
         // rtmpsink takes FLV on its `sink` pad, in place of the one it had.
-        let mut relay = None;
+        let mut relayed = Vec::new();
         let onto = match outside_peer(pad) {
             None => None,
             Some(peer) => match whole_stream_taker(&peer) {
-                Some((WholeStream::Relay(sink, into), _)) => {
-                    let Some(template) = into.pad_template() else {
-                        return;
-                    };
-                    // The queue, unlinked from the elementary pad, takes
-                    // the FLV caps of rtmpsink's `sink` pad.
+                Some((WholeStream::Relay(relays), _)) => {
+                    // The queue (or tee), unlinked from the elementary
+                    // pad, takes the FLV caps of rtmpsink's `sink` pad.
                     let out = outward(pad);
                     out.unlink(&peer).ok();
-                    let Some(flv_in) = sink.imp().replace_pad(&into, "sink", None) else {
+                    let Some(done) = relay_as_flv(relays) else {
                         out.link(&peer).ok();
                         return;
                     };
-                    relay = Some((sink, flv_in, template, into.name()));
+                    relayed = done;
                     Some(peer)
                 }
                 Some((WholeStream::Autoplugger, e)) if !flvdemux_ok => {
@@ -1372,11 +1432,10 @@ impl RtmpSrcDemux {
                     break;
                 }
             }
-        } else if let Some((sink, flv_in, template, name)) = relay {
-            // No FLV pad: rtmpsink's elementary pad back, then the queue
-            // on the elementary pad (which its FLV caps would refuse).
-            sink.imp()
-                .replace_pad(&flv_in, template.name_template(), Some(&name));
+        } else if !relayed.is_empty() {
+            // No FLV pad: rtmpsink's elementary pads back, then the queue
+            // on the elementary pad (which their FLV caps would refuse).
+            relay_back(relayed);
             let out = outward(pad);
             if let (None, Some(queue)) = (out.peer(), onto) {
                 out.link(&queue).ok();
