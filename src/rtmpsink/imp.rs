@@ -486,9 +486,10 @@ impl RtmpSink {
         if let Some(up) = &upstream {
             up.unlink(pad).ok();
         }
-        // For FLV the muxer goes, unlinked first: losing its last pad, it
-        // would end the stream on the connection.
-        let unused_mux = if template == "sink" {
+        // For FLV in place of the last elementary pad the muxer goes,
+        // unlinked first: losing its last pad, it would end the stream on
+        // the connection.
+        let unused_mux = if template == "sink" && obj.sink_pads().len() == 1 {
             lock(&self.state).mux.take()
         } else {
             None

@@ -159,16 +159,15 @@ type Relayed = (RtmpSink, gst::Pad, gst::PadTemplate, glib::GString);
 fn relay_as_flv(relays: Vec<(RtmpSink, gst::Pad)>) -> Option<Vec<Relayed>> {
     let mut done = Vec::new();
     for (sink, into) in relays {
-        let flv_in = into
-            .pad_template()
-            .and_then(|t| Some((sink.imp().replace_pad(&into, "sink", None)?, t)));
-        match flv_in {
-            Some((flv_in, template)) => done.push((sink, flv_in, template, into.name())),
-            None => {
-                relay_back(done);
-                return None;
-            }
-        }
+        let replaced = into.pad_template().and_then(|template| {
+            let flv_in = sink.imp().replace_pad(&into, "sink", None)?;
+            Some((sink.clone(), flv_in, template, into.name()))
+        });
+        let Some(replaced) = replaced else {
+            relay_back(done);
+            return None;
+        };
+        done.push(replaced);
     }
     Some(done)
 }
@@ -1364,8 +1363,9 @@ impl RtmpSrcDemux {
     ///   Past a tee, every branch must take the whole stream.
     ///
     /// Not inside playbin's or uridecodebin's bins, which link pad by
-    /// pad themselves, nor with rtmpsrc's auto-flv off. Nothing went out on the elementary pad yet; the
-    /// FLV pad starts from the tags kept until now.
+    /// pad themselves, nor with rtmpsrc's auto-flv off. Nothing went out
+    /// on the elementary pad yet; the FLV pad starts from the tags kept
+    /// until now.
     fn first_pad_taken(&self, pad: &gst::Pad) {
         self.prelude_open.store(false, Ordering::Relaxed);
         let (prelude, flvdemux_ok) = {
