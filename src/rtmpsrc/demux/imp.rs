@@ -1501,10 +1501,7 @@ impl RtmpSrcDemux {
     fn under_playback_bin(&self) -> bool {
         let mut parent = self.obj().parent();
         while let Some(p) = parent {
-            let factory = p
-                .downcast_ref::<gst::Element>()
-                .and_then(|e| e.factory())
-                .map(|f| f.name());
+            let factory = p.downcast_ref::<gst::Element>().and_then(factory_name);
             if factory.is_some_and(|f| {
                 matches!(
                     f.as_str(),
@@ -2010,12 +2007,9 @@ impl RtmpSrcDemux {
         }
         let autoplugger = others.iter().find_map(|p| {
             let element = outside_peer(p)?.parent_element()?;
-            let factory = element.factory()?;
-            matches!(
-                factory.name().as_str(),
-                "decodebin" | "decodebin3" | "parsebin"
-            )
-            .then(|| (p.name(), element.name(), factory.name()))
+            let factory = factory_name(&element)?;
+            matches!(factory.as_str(), "decodebin" | "decodebin3" | "parsebin")
+                .then(|| (p.name(), element.name(), factory))
         });
         let Some((other, element, factory)) = autoplugger else {
             return;
