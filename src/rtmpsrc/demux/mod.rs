@@ -4,6 +4,7 @@
 
 use gst::glib;
 
+mod caps;
 mod imp;
 mod joins;
 mod lanes;
