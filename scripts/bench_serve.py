@@ -52,6 +52,7 @@ INGEST_SETUPS = {
     # One shared thread for all K, waking for every message it finds (the
     # wake-ups a load brings together are taken together).
     "ours, context, no wait": "context=ingest",
+    "ours, context, no wait, pad-queues=false": "pad-queues=false context=ingest",
     # One shared thread for all K, waking at most every 20 or 50 ms (the
     # context properties): nginx's one worker per core, in GStreamer.
     "ours, context, wait 20 ms": "pad-queues=false context=ingest context-wait=20",
