@@ -19,7 +19,7 @@ take) is said and taken again, once.
 
   scripts/bench_play.py [runs]
 """
-import os, statistics, subprocess, sys, time
+import os, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import Nginx, media_8mbit, plugin_env, setup_and_build  # noqa: E402

@@ -22,7 +22,7 @@ use crate::rtmp::flv::{
     VideoTrackData, previous_tag_size, tag_type, write_tag_header,
 };
 use crate::sync::lock;
-use whole::{factory_name, outward};
+use whole::{factory_name, outside_peer};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -488,12 +488,6 @@ fn media_type(pad: &gst::Pad) -> String {
     pad.current_caps()
         .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
         .unwrap_or_else(|| "no caps yet".into())
-}
-
-/// The pad downstream of one of ours, past the ghost pad of rtmpsrc's bin
-/// when there is one: None when nothing is linked there.
-fn outside_peer(pad: &gst::Pad) -> Option<gst::Pad> {
-    outward(pad).peer()
 }
 
 impl RtmpSrcDemux {

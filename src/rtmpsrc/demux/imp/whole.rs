@@ -10,7 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::{CAT, PreludeTag, RtmpSrcDemux, outside_peer, track_map_key};
+use super::{CAT, PreludeTag, RtmpSrcDemux, track_map_key};
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::flv::{VideoCodecId, tag_type};
 use crate::rtmpsink::RtmpSink;
@@ -142,12 +142,18 @@ fn flvdemux_takes(prelude: &[PreludeTag], meta: Option<&Amf0Value>) -> bool {
 
 /// The pad the outside links to for one of the demuxer's: rtmpsrc's ghost
 /// of it, or the pad itself where nothing ghosts it.
-pub(super) fn outward(pad: &gst::Pad) -> gst::Pad {
+fn outward(pad: &gst::Pad) -> gst::Pad {
     pad.peer()
         .and_then(|p| p.parent())
         .and_then(|p| p.downcast::<gst::GhostPad>().ok())
         .map(|g| g.upcast())
         .unwrap_or_else(|| pad.clone())
+}
+
+/// The pad downstream of one of ours, past the ghost pad of rtmpsrc's bin
+/// when there is one: None when nothing is linked there.
+pub(super) fn outside_peer(pad: &gst::Pad) -> Option<gst::Pad> {
+    outward(pad).peer()
 }
 
 impl RtmpSrcDemux {
