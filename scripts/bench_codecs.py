@@ -2,9 +2,12 @@
 """Codec benchmark: does publishing and playing H.265 or AV1 (Enhanced
 RTMP) cost our elements more CPU per byte than H.264 (legacy FLV)?
 
-The same 60 s, 8 Mbit/s test picture and AAC audio, encoded three ways
-(H.264 as bench_publish.py uses it, H.265 and AV1 made from it once), and
-for each, in one run, median of several runs:
+The same 8 Mbit/s test picture and AAC audio, encoded three ways (H.264
+as bench_publish.py uses it, H.265 and AV1 made from its 60 s once), each
+looped to 600 s as bench_publish.py and bench_play.py stream it (BENCH_SECS
+to change that: with 60 s, each process's start-up and the machine's
+noise swung the ratios by 0.1 between runs), and for each, in one run,
+median of several runs:
 
   publish  filesrc ! qtdemux ! rtmpsink  into nginx-rtmp, as fast as it goes
            (qtdemux gives caps rtmpsink takes as they are: no parser, so
@@ -30,7 +33,7 @@ timing every frame costs). About 10 minutes.
 import os, re, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Nginx, cpu_of, ffmpeg9, media_60s_8mbit, plugin_env, setup_and_build, ROOT  # noqa: E402
+from benchlib import Nginx, cpu_of, ffmpeg9, looped, media_60s_8mbit, plugin_env, setup_and_build, ROOT  # noqa: E402
 
 INSTRUCTIONS = "--instructions" in sys.argv[1:]
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 and not INSTRUCTIONS else 5
@@ -155,6 +158,8 @@ def main():
             sys.exit("bench: --instructions needs valgrind (apt-get install -y valgrind)")
         instructions(media, plugin_env())
         return
+    media = {k: looped(v) for k, v in media.items()}
+    secs = int(os.environ.get("BENCH_SECS", "600"))
     nginx = Nginx(log_level="info", app_conf="wait_key off;")
     env = plugin_env()
     publish = {k: [] for k in media}
@@ -196,12 +201,16 @@ def main():
     finally:
         nginx.stop()
 
-    print(f"\n60 s, 8 Mbit/s, through nginx-rtmp, {RUNS} runs each, median CPU (user+sys) per MB:")
+    print(f"\n{secs} s, 8 Mbit/s, through nginx-rtmp, {RUNS} runs each, median CPU (user+sys) per MB:")
+    print("  (each ratio is the median of the runs' own ratios, each run's codecs streamed back to back;")
+    print("   the range shows how far single runs strayed)")
     for what, per in [("publish (qtdemux ! rtmpsink)", publish), ("play (rtmpsrc ! fakesink)", play)]:
-        med = {k: statistics.median(v) * 1e6 for k, v in per.items()}
         print(f"  {what}")
-        for k, v in med.items():
-            print(f"    {k:<6} {v * 1000:7.3f} ms/MB   {v / med['H.264']:.2f}x H.264")
+        for k, v in per.items():
+            ratios = [a / b for a, b in zip(v, per["H.264"])]
+            spread = f"   (runs {min(ratios):.2f}-{max(ratios):.2f}x)" if k != "H.264" else ""
+            print(f"    {k:<6} {statistics.median(v) * 1e9:7.3f} ms/MB   "
+                  f"{statistics.median(ratios):.2f}x H.264{spread}")
     print("\n  target: H.265 and AV1 <= 1.00x H.264 in each")
 
 

@@ -132,17 +132,28 @@ def media_8mbit():
     good part (GStreamer's some 15 ms, FFmpeg's some 70: it probes its
     input), which flattered every GStreamer contender against FFmpeg; 600 s
     show what a stream costs once running."""
+    return looped(media_60s_8mbit())
+
+
+def looped(one):
+    """`one`, a 60 s file, played over and over to 600 s, or to BENCH_SECS
+    seconds (a multiple of 60), without encoding again; made once and kept
+    beside it (its name's "60s" becomes the length)."""
     secs = int(os.environ.get("BENCH_SECS", "600"))
-    one = media_60s_8mbit()
     if secs == 60:
         return one
     if secs % 60 or secs <= 0:
         sys.exit(f"bench: BENCH_SECS={secs}: a multiple of 60 seconds")
-    path = os.path.join(os.path.dirname(one), f"{secs}s-8mbit.mp4")
+    name = os.path.basename(one)
+    if not name.startswith("60s-"):
+        sys.exit(f"bench: {name}: looped() takes a 60 s file named 60s-...")
+    path = os.path.join(os.path.dirname(one), f"{secs}s-" + name[len("60s-"):])
     if not os.path.exists(path):
-        print(f"bench: making the {secs} s 8 Mbit/s test file (once), the 60 s one looped", flush=True)
+        print(f"bench: making {os.path.basename(path)} (once), {name} looped", flush=True)
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-                        "-stream_loop", str(secs // 60 - 1), "-i", one, "-c", "copy", path], check=True)
+                        "-stream_loop", str(secs // 60 - 1), "-i", one, "-c", "copy", path + ".tmp.mp4"],
+                       check=True)
+        os.rename(path + ".tmp.mp4", path)
     return path
 
 
