@@ -14,6 +14,38 @@ use crate::rtmp::session::ServerConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
 use crate::security::Security;
 
+/// Why waiting for a client connection ended without one.
+pub enum NotConnected {
+    /// Flushing (the wait was cancelled), or a failure already posted.
+    Flow(gst::FlowError),
+    /// The connection could not be made: the error for the user, which the
+    /// caller posts from a streaming thread (`post`) or returns from a
+    /// state change (`into_message`), so that it is said once.
+    Failed(gst::ErrorMessage),
+}
+
+impl NotConnected {
+    /// From a streaming thread: the error posted, the flow to return.
+    pub fn post(self, element: &gst::Element) -> gst::FlowError {
+        match self {
+            NotConnected::Flow(f) => f,
+            NotConnected::Failed(m) => {
+                element.post_error_message(m);
+                gst::FlowError::Error
+            }
+        }
+    }
+
+    /// From `start` (`async-connect=false`): the error the state change
+    /// fails with.
+    pub fn into_message(self, otherwise: gst::ResourceError) -> gst::ErrorMessage {
+        match self {
+            NotConnected::Failed(m) => m,
+            NotConnected::Flow(f) => gst::error_msg!(otherwise, ["Could not connect: {:?}", f]),
+        }
+    }
+}
+
 /// The error domain for a connection that could not be made: a refusal
 /// (a login, a key, a certificate) is `NotAuthorized`, a stream the server
 /// does not have `NotFound`, anything else `otherwise`.

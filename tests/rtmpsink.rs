@@ -970,6 +970,7 @@ fn no_state_change_waits_past_the_timeout() {
     let took = start.elapsed();
     assert!(r.is_err(), "{r:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_said_once(&errors_now(&p), "Could not publish to");
     p.set_state(gst::State::Null).unwrap();
     // Asynchronous connect (the default), stopped while still connecting:
     // shutting down returns at once, not after the 30 s timeout.

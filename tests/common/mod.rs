@@ -950,3 +950,33 @@ pub fn expect_error(p: &gst::Pipeline, limit: Duration) -> (String, String) {
         None => panic!("no error within {limit:?}"),
     }
 }
+
+/// Every error on the bus now, each as "element: message (debug)", for a
+/// state change that failed: what it posted is there once it returned.
+pub fn errors_now(p: &gst::Pipeline) -> Vec<String> {
+    use gst::prelude::*;
+    let bus = p.bus().unwrap();
+    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Error]))
+        .map(|m| {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            let from = m.src().map(|s| s.name().to_string()).unwrap_or_default();
+            format!("{from}: {} ({:?})", e.error(), e.debug())
+        })
+        .collect()
+}
+
+/// A failed state change said why once: its first error has `reason`, and
+/// the only one after it is the base class's fallback (GstBaseSrc and
+/// GstBaseSink post one whenever `start` fails), not a second error of
+/// ours without the reason.
+pub fn assert_said_once(errors: &[String], reason: &str) {
+    assert!(
+        errors.first().is_some_and(|e| e.contains(reason)),
+        "{errors:#?}"
+    );
+    for e in &errors[1..] {
+        assert!(e.contains("Failed to start"), "a second error: {errors:#?}");
+    }
+}

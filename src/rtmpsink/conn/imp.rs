@@ -10,6 +10,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::backlog::{Backlog, Body};
+use crate::common::NotConnected;
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Opening, is_cancelled};
@@ -448,6 +449,13 @@ impl RtmpSinkConn {
 
     /// Waits for the connection to be up; errors are posted here.
     fn ensure_connected(&self, st: &mut State) -> Result<(), gst::FlowError> {
+        self.wait_connected(st)
+            .map_err(|n| n.post(self.obj().upcast_ref()))
+    }
+
+    /// Waits for the connection to be up; a connection that could not be
+    /// made is the caller's to report.
+    fn wait_connected(&self, st: &mut State) -> Result<(), NotConnected> {
         if let Conn::Connecting(_) = st.conn {
             let Conn::Connecting(h) = std::mem::replace(&mut st.conn, Conn::Failed) else {
                 unreachable!()
@@ -461,15 +469,13 @@ impl RtmpSinkConn {
                 }
                 Err(e) if is_cancelled(&e) => {
                     st.conn = Conn::Idle;
-                    return Err(gst::FlowError::Flushing);
+                    return Err(NotConnected::Flow(gst::FlowError::Flushing));
                 }
                 Err(e) => {
-                    gst::element_imp_error!(
-                        self,
+                    return Err(NotConnected::Failed(gst::error_msg!(
                         crate::common::open_error(&e, gst::ResourceError::OpenWrite),
                         ("Could not publish to {}: {}", url, e)
-                    );
-                    return Err(gst::FlowError::Error);
+                    )));
                 }
             }
         }
@@ -478,10 +484,10 @@ impl RtmpSinkConn {
             Conn::Idle => {
                 // After a flush that cancelled the connect: start again.
                 self.spawn_connect(st);
-                self.ensure_connected(st)
+                self.wait_connected(st)
             }
-            Conn::Reconnecting(_) => self.poll_reconnect(st, false),
-            Conn::Failed | Conn::Connecting(_) => Err(gst::FlowError::Error),
+            Conn::Reconnecting(_) => self.poll_reconnect(st, false).map_err(NotConnected::Flow),
+            Conn::Failed | Conn::Connecting(_) => Err(NotConnected::Flow(gst::FlowError::Error)),
         }
     }
 
@@ -1146,16 +1152,10 @@ impl BaseSinkImpl for RtmpSinkConn {
         }
         self.spawn_connect(&mut st);
         if !self.settings().shared.async_connect {
-            match self.ensure_connected(&mut st) {
-                Ok(()) => {}
-                Err(_) => {
-                    // The error was posted; fail the state change too.
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::OpenWrite,
-                        ["Could not connect"]
-                    ));
-                }
-            }
+            // The state change fails with the reason (posted once, by the
+            // base class).
+            self.wait_connected(&mut st)
+                .map_err(|n| n.into_message(gst::ResourceError::OpenWrite))?;
         }
         Ok(())
     }

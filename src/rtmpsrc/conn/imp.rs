@@ -9,6 +9,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
+use crate::common::NotConnected;
 use crate::handed::Handed;
 use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Next, Opening, is_cancelled};
@@ -684,6 +685,13 @@ impl RtmpSrcConn {
     /// The connection, once up; waits for the connect thread without
     /// holding the state lock. Errors are posted here.
     fn ensure_connected(&self) -> Result<Source, gst::FlowError> {
+        self.wait_connected()
+            .map_err(|n| n.post(self.obj().upcast_ref()))
+    }
+
+    /// The connection, once up; a connection that could not be made is
+    /// the caller's to report.
+    fn wait_connected(&self) -> Result<Source, NotConnected> {
         loop {
             let mut st = lock(&self.state);
             match std::mem::replace(&mut st.conn, Conn::Joining) {
@@ -713,23 +721,20 @@ impl RtmpSrcConn {
                         }
                         Err(e) if is_cancelled(&e) => {
                             st.conn = Conn::Idle;
-                            return Err(gst::FlowError::Flushing);
+                            return Err(NotConnected::Flow(gst::FlowError::Flushing));
                         }
                         Err(e) => {
                             st.conn = Conn::Failed;
-                            drop(st);
-                            gst::element_imp_error!(
-                                self,
+                            return Err(NotConnected::Failed(gst::error_msg!(
                                 crate::common::open_error(&e, gst::ResourceError::OpenRead),
                                 ("Could not play {}: {}", url, e)
-                            );
-                            return Err(gst::FlowError::Error);
+                            )));
                         }
                     }
                 }
                 other @ (Conn::Joining | Conn::Failed) => {
                     st.conn = other;
-                    return Err(gst::FlowError::Error);
+                    return Err(NotConnected::Flow(gst::FlowError::Error));
                 }
             }
         }
@@ -1064,10 +1069,10 @@ impl BaseSrcImpl for RtmpSrcConn {
         st.policy = SourcePolicy::new(self.source_settings(), Instant::now());
         drop(st);
         if mode == RtmpMode::Client && !self.settings().shared.async_connect {
-            // The error was posted with its reason; the state change fails too.
-            self.ensure_connected().map_err(|_| {
-                gst::error_msg!(gst::ResourceError::OpenRead, ["Could not connect"])
-            })?;
+            // The state change fails with the reason (posted once, by the
+            // base class).
+            self.wait_connected()
+                .map_err(|n| n.into_message(gst::ResourceError::OpenRead))?;
         }
         Ok(())
     }
@@ -1604,6 +1609,13 @@ impl RtmpSrcConn {
             direct.rescued();
             direct.wake();
         }
+    }
+
+    /// Whether the stream stopped on an error this element posted (a
+    /// connect that failed, a connection lost for good, a server that
+    /// failed), until it starts again.
+    pub fn failed(&self) -> bool {
+        matches!(lock(&self.state).conn, Conn::Failed)
     }
 
     /// The stream cannot go on: the error says why, for a user.

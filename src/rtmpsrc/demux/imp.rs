@@ -21,6 +21,7 @@ use crate::rtmp::flv::{
     FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
     VideoTrackData, previous_tag_size, tag_type, write_tag_header,
 };
+use crate::rtmpsrc::conn::RtmpSrcConn;
 use crate::sync::lock;
 use whole::{factory_name, outside_peer};
 
@@ -724,11 +725,16 @@ impl RtmpSrcDemux {
                 }
                 let pads = self.lock().pads();
                 if pads.is_empty() {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Demux,
-                        ("The stream ended without audio or video we can play")
-                    );
+                    // After the connection's own error (a refused
+                    // connect, a lost one), the EOS its base class sends
+                    // says nothing a user needs a second error for.
+                    if !self.upstream_failed() {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Demux,
+                            ("The stream ended without audio or video we can play")
+                        );
+                    }
                     return false;
                 }
                 for p in pads {
@@ -771,6 +777,16 @@ impl RtmpSrcDemux {
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
+    }
+
+    /// Whether the connection element before this one stopped on an error
+    /// it posted (see `RtmpSrcConn::failed`).
+    fn upstream_failed(&self) -> bool {
+        self.sinkpad
+            .peer()
+            .and_then(|p| p.parent_element())
+            .and_then(|e| e.downcast::<RtmpSrcConn>().ok())
+            .is_some_and(|c| c.imp().failed())
     }
 
     /// Events from downstream. A seek comes once from every pad's sink
