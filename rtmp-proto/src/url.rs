@@ -304,14 +304,20 @@ impl RtmpUrl {
             .explicit_port
             .map(|p| format!(":{p}"))
             .unwrap_or_default();
+        // No stream (a server's location, or a mistake an error shows):
+        // no slash for it either.
+        let stream = match self.stream.is_empty() {
+            true => String::new(),
+            false => format!("/{}", redact_key(&self.stream)),
+        };
         format!(
-            "{}://{}{}{}/{}/{}",
+            "{}://{}{}{}/{}{}",
             self.scheme.as_str(),
             user,
             self.bracketed_host(),
             port,
             redact_query(&self.app),
-            redact_key(&self.stream)
+            stream
         )
     }
 }
@@ -565,7 +571,8 @@ mod tests {
     #[test]
     fn secrets_stay_hidden() {
         let u = p("rtmp://h/app?token=abcdef&k=1");
-        assert_eq!(u.redacted(), "rtmp://h/app?token=***&k=***/");
+        assert_eq!(u.redacted(), "rtmp://h/app?token=***&k=***");
+        assert_eq!(p("rtmp://h:1935/").redacted(), "rtmp://h:1935/");
         let u = p("rtmp://bob:hunter2@h:1935/live/supersecretkey?x=1");
         let shown = format!("{u} {u:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
