@@ -529,6 +529,42 @@ fn the_demuxers_pads_start_their_streams_in_upstreams_group() {
     );
 }
 
+/// VP6 (plain and with alpha), which no encoder here makes: each tag's
+/// first byte after the codec's is the picture's crop, and the frame
+/// starts after it, as flvdemux gives VP6 to avdec_vp6f and avdec_vp6a; key
+/// and delta frames keep their flags, a command frame gives nothing.
+#[test]
+fn vp6_frames_go_out_without_the_crop_byte() {
+    init();
+    for (codec, name) in [(4u8, "video/x-vp6-flash"), (5, "video/x-vp6-alpha")] {
+        let tag = |ms: u32, frame_type: u8, body: &[u8]| FlvTag {
+            tag_type: tag_type::VIDEO,
+            timestamp: ms,
+            data: bytes::Bytes::from([&[frame_type << 4 | codec][..], body].concat()),
+        };
+        let outs = demux(&[
+            tag(0, 1, &[0x21, 10, 11, 12]),
+            tag(33, 5, &[0]),
+            tag(33, 2, &[0x21, 20, 21]),
+            tag(66, 2, &[0x21]),
+        ]);
+        let o = outs.lock().unwrap();
+        let v = o.get("video").expect("a video pad");
+        let caps = v.caps.as_ref().expect("caps");
+        assert_eq!(caps.structure(0).unwrap().name(), name);
+        let got: Vec<(Vec<u8>, u64, bool)> = v
+            .frames
+            .iter()
+            .map(|f| (f.data.clone(), f.dts, f.key))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(vec![10, 11, 12], 0, true), (vec![20, 21], 33, false)],
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn the_demuxer_refuses_garbage_with_an_error_not_a_panic() {
     init();

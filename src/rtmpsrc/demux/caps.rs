@@ -8,7 +8,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::rtmp::flv::{AudioFourCc, SoundFormat, VideoFourCc};
+use crate::rtmp::flv::{AudioFourCc, SoundFormat, VideoCodecId, VideoFourCc};
 
 /// Caps for a legacy FLV sound format other than AAC, from the tag's
 /// header (rate, size, channels); None for formats not mapped.
@@ -38,6 +38,26 @@ pub(super) fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst
             .field("channels", channels)
             .build(),
         SoundFormat::Speex => speex_caps(),
+        // Flash's own codecs, as flvdemux gives them (FFmpeg's decoders in
+        // gst-libav take them: avdec_adpcm_swf, avdec_nellymoser).
+        SoundFormat::Adpcm => gst::Caps::builder("audio/x-adpcm")
+            .field("layout", "swf")
+            .field("rate", flv_rate(a.rate))
+            .field("channels", channels)
+            .build(),
+        SoundFormat::Nellymoser16kMono
+        | SoundFormat::Nellymoser8kMono
+        | SoundFormat::Nellymoser => gst::Caps::builder("audio/x-nellymoser")
+            .field(
+                "rate",
+                match a.format {
+                    SoundFormat::Nellymoser16kMono => 16000,
+                    SoundFormat::Nellymoser8kMono => 8000,
+                    _ => flv_rate(a.rate),
+                },
+            )
+            .field("channels", channels)
+            .build(),
         SoundFormat::PcmLittleEndian | SoundFormat::PcmPlatformEndian => {
             gst::Caps::builder("audio/x-raw")
                 .field("format", if a.sixteen_bit { "S16LE" } else { "U8" })
@@ -47,6 +67,31 @@ pub(super) fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst
                 .build()
         }
         _ => return None,
+    })
+}
+
+/// Caps for a legacy FLV video codec other than AVC and HEVC (whose
+/// configuration record makes theirs): Flash's own, as flvdemux gives them
+/// (decoded by gst-libav's avdec_flv, avdec_flashsv, avdec_flashsv2,
+/// avdec_vp6f and avdec_vp6a), and how many bytes of a tag's payload come
+/// before the frame.
+pub(super) fn legacy_video_caps(codec: VideoCodecId) -> Option<(gst::Caps, usize)> {
+    let caps = |name: &str| gst::Caps::builder(name).build();
+    Some(match codec {
+        VideoCodecId::SorensonH263 => (
+            gst::Caps::builder("video/x-flash-video")
+                .field("flvversion", 1i32)
+                .build(),
+            0,
+        ),
+        VideoCodecId::ScreenVideo => (caps("video/x-flash-screen"), 0),
+        VideoCodecId::ScreenVideo2 => (caps("video/x-flash-screen2"), 0),
+        // VP6's first byte is the picture's crop (width and height less
+        // than the coded size): the frame starts after it, as flvdemux
+        // and FFmpeg's reader give it.
+        VideoCodecId::Vp6 => (caps("video/x-vp6-flash"), 1),
+        VideoCodecId::Vp6Alpha => (caps("video/x-vp6-alpha"), 1),
+        VideoCodecId::Avc | VideoCodecId::Hevc => return None,
     })
 }
 
@@ -66,6 +111,19 @@ pub(super) fn video_template_caps() -> gst::Caps {
     );
     c.merge(gst::Caps::builder("video/x-vp9").build());
     c.merge(gst::Caps::builder("video/x-vp8").build());
+    c.merge(
+        gst::Caps::builder("video/x-flash-video")
+            .field("flvversion", 1i32)
+            .build(),
+    );
+    for name in [
+        "video/x-flash-screen",
+        "video/x-flash-screen2",
+        "video/x-vp6-flash",
+        "video/x-vp6-alpha",
+    ] {
+        c.merge(gst::Caps::builder(name).build());
+    }
     c
 }
 
@@ -84,6 +142,12 @@ pub(super) fn audio_template_caps() -> gst::Caps {
     c.merge(gst::Caps::builder("audio/x-mulaw").build());
     c.merge(gst::Caps::builder("audio/x-raw").build());
     c.merge(gst::Caps::builder("audio/x-speex").build());
+    c.merge(
+        gst::Caps::builder("audio/x-adpcm")
+            .field("layout", "swf")
+            .build(),
+    );
+    c.merge(gst::Caps::builder("audio/x-nellymoser").build());
     for name in [
         "audio/x-opus",
         "audio/x-flac",

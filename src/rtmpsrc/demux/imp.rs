@@ -10,7 +10,7 @@ mod whole;
 
 use super::caps::{
     aac_caps, audio_template_caps, config_caps, enhanced_audio_caps, enhanced_video_caps,
-    legacy_audio_caps, video_template_caps,
+    legacy_audio_caps, legacy_video_caps, video_template_caps,
 };
 use super::lanes::{Item, Lanes};
 use crate::common::PadTrack;
@@ -1727,8 +1727,23 @@ impl RtmpSrcDemux {
                 }
             }
             VideoTag::Legacy(v) => {
-                self.warn_unmapped(zero, &format!("{:?}", v.codec));
-                Ok(gst::FlowSuccess::Ok)
+                let Some((caps, skip)) = legacy_video_caps(v.codec) else {
+                    self.warn_unmapped(zero, &format!("{:?}", v.codec));
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                // A command frame (seeking's start and end) has no picture.
+                if v.command.is_some() || v.data.len() <= skip {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                // These codecs have no sequence header: the caps come
+                // with the first frame, or with another codec's.
+                let same = self.lock().track(zero).caps.as_ref().is_some_and(|c| {
+                    c.structure(0).map(|s| s.name()) == caps.structure(0).map(|s| s.name())
+                });
+                if !same {
+                    self.set_caps(zero, self.video_caps_extra(zero, caps));
+                }
+                self.push(zero, &v.data.slice(skip..), dts, 0, key)
             }
             VideoTag::Enhanced(e) => {
                 let dts = with_nano_offset(dts, &e.mod_ex);
