@@ -268,6 +268,59 @@ fn legacy_g711_and_pcm() {
     );
 }
 
+/// `ffmpeg` (a path) encodes 1.5 s of test picture at 30 fps and a tone
+/// with `codecs` (its options) into an FLV file, then publishes the file
+/// into rtmpsrc mode=server, whose pads `video` and `audio` decode: the
+/// file, and the player once the stream ended, its caps checked to have
+/// each of `want_caps`.
+fn ffmpeg_into_server(
+    ffmpeg: &str,
+    dir: &TempDir,
+    name: &str,
+    codecs: &str,
+    video: &'static str,
+    audio: &'static str,
+    want_caps: &[&str],
+) -> (std::path::PathBuf, DecodingPlayer) {
+    let file = dir.path(&format!("{name}.flv"));
+    let st = Command::new(ffmpeg)
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc=s=320x240:r=30:d=1.5"])
+        .args(["-f", "lavfi", "-i", "sine=d=1.5", "-g", "15"])
+        .args(codecs.split_whitespace())
+        .args(["-f", "flv"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{name}: {ffmpeg} could not encode");
+    let player = decoding_player_with(
+        "rtmp://127.0.0.1:0/live/key",
+        "mode=server eos-on-unpublish=true",
+        video,
+        audio,
+    );
+    player.pipeline.set_state(gst::State::Playing).unwrap();
+    let src = common::server::element(&player.pipeline, "rtmpsrc");
+    let port = common::server::port_of(&src);
+    let (ok, err) = common::server::ffmpeg_push(
+        ffmpeg,
+        &file,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(ok, "{name}: {ffmpeg} could not publish: {err}");
+    play_to_eos(&player.pipeline, Duration::from_secs(20));
+    let caps = caps_names(&player.caps);
+    for w in want_caps {
+        assert!(
+            caps.iter().any(|c| c == w),
+            "{name}: no {w} caps in {caps:?}"
+        );
+    }
+    (file, player)
+}
+
 /// Flash's own codecs, which FFmpeg's FLV writer still picks by default
 /// (Sorenson H.263, screen video 1 and 2, ADPCM, Nellymoser), as FFmpeg
 /// publishes them into rtmpsrc mode=server: every packet of FFmpeg's own
@@ -303,52 +356,11 @@ fn flash_codecs_from_ffmpeg_play_and_decode() {
             ["video/x-flash-screen2", "audio/mpeg"],
         ),
     ] {
-        let file = dir.path(&format!("{name}.flv"));
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args([
-                "-i",
-                "testsrc=s=320x240:r=30:d=1.5",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=d=1.5",
-            ])
-            .args(["-g", "15"])
-            .args(codecs.split_whitespace())
-            .args(["-f", "flv"])
-            .arg(&file)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "{name}: FFmpeg could not encode");
-        let want = normalized(ffprobe_frames(file.to_str().unwrap()));
-        let player = decoding_player_with(
-            "rtmp://127.0.0.1:0/live/key",
-            "mode=server eos-on-unpublish=true",
-            video,
-            audio,
-        );
-        player.pipeline.set_state(gst::State::Playing).unwrap();
-        let src = common::server::element(&player.pipeline, "rtmpsrc");
-        let port = common::server::port_of(&src);
-        let (ok, err) = common::server::ffmpeg_push(
-            "ffmpeg",
-            &file,
-            &format!("rtmp://127.0.0.1:{port}/live/key"),
-            false,
-        );
-        assert!(ok, "{name}: FFmpeg could not publish: {err}");
-        play_to_eos(&player.pipeline, Duration::from_secs(20));
+        let (file, player) =
+            ffmpeg_into_server("ffmpeg", &dir, name, codecs, video, audio, &want_caps);
         let got = player.got.lock().unwrap().clone();
+        let want = normalized(ffprobe_frames(file.to_str().unwrap()));
         assert_same_frames(name, &frames(&got), &want);
-        let caps = caps_names(&player.caps);
-        for w in want_caps {
-            assert!(
-                caps.iter().any(|c| c == w),
-                "{name}: no {w} caps in {caps:?}"
-            );
-        }
         let video_frames = got.iter().filter(|o| o.video).count() as u64;
         assert_eq!(video_frames, 45, "{name}: 1.5 s at 30 fps");
         let decoded = *player.decoded_video.lock().unwrap();
@@ -380,45 +392,28 @@ fn ffmpeg9_publishes_enhanced_codecs_into_rtmpsrc_server() {
     for (name, codecs, video, audio, want_caps) in [
         (
             "hevc-opus",
-            "-c:v libx265 -preset ultrafast -c:a libopus",
+            "-pix_fmt yuv420p -c:v libx265 -preset ultrafast -c:a libopus",
             "h265parse ! avdec_h265",
             "opusparse ! opusdec",
             ["video/x-h265", "audio/x-opus"],
         ),
         (
             "av1-flac",
-            "-c:v libsvtav1 -preset 12 -c:a flac",
+            "-pix_fmt yuv420p -c:v libsvtav1 -preset 12 -c:a flac",
             "av1parse ! av1dec",
             "flacparse ! flacdec",
             ["video/x-av1", "audio/x-flac"],
         ),
         (
             "vp9-eac3",
-            "-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -c:a eac3",
+            "-pix_fmt yuv420p -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -c:a eac3",
             "vp9parse ! vp9dec",
             "ac3parse ! avdec_eac3",
             ["video/x-vp9", "audio/x-eac3"],
         ),
     ] {
-        let file = dir.path(&format!("{name}.flv"));
-        let st = Command::new(&ffmpeg9)
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args([
-                "-i",
-                "testsrc=s=320x240:r=30:d=1.5",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=d=1.5",
-            ])
-            .args(["-pix_fmt", "yuv420p", "-g", "15"])
-            .args(codecs.split_whitespace())
-            .args(["-f", "flv"])
-            .arg(&file)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "{name}: FFmpeg 9 could not encode");
+        let (file, player) =
+            ffmpeg_into_server(&ffmpeg9, &dir, name, codecs, video, audio, &want_caps);
         // FFmpeg's packets of the file, per stream: (stream, size).
         let want: Vec<(u32, usize)> = common::server::framecrc(&ffmpeg9, file.to_str().unwrap())
             .iter()
@@ -427,29 +422,6 @@ fn ffmpeg9_publishes_enhanced_codecs_into_rtmpsrc_server() {
                 (f[0].parse().unwrap(), f[4].parse().unwrap())
             })
             .collect();
-        let player = decoding_player_with(
-            "rtmp://127.0.0.1:0/live/key",
-            "mode=server eos-on-unpublish=true",
-            video,
-            audio,
-        );
-        player.pipeline.set_state(gst::State::Playing).unwrap();
-        let src = player
-            .pipeline
-            .iterate_elements()
-            .into_iter()
-            .flatten()
-            .find(|e| e.factory().is_some_and(|f| f.name() == "rtmpsrc"))
-            .unwrap();
-        let port = common::server::port_of(&src);
-        let (ok, err) = common::server::ffmpeg_push(
-            &ffmpeg9,
-            &file,
-            &format!("rtmp://127.0.0.1:{port}/live/key"),
-            false,
-        );
-        assert!(ok, "{name}: FFmpeg 9 could not publish: {err}");
-        play_to_eos(&player.pipeline, Duration::from_secs(20));
         let got = player.got.lock().unwrap().clone();
         for (kind, stream_is_video) in [("video", true), ("audio", false)] {
             let got_sizes: Vec<usize> = got
@@ -465,13 +437,6 @@ fn ffmpeg9_publishes_enhanced_codecs_into_rtmpsrc_server() {
                 .map(|(_, n)| *n)
                 .collect();
             assert_eq!(got_sizes, want_sizes, "{name}: {kind} packets");
-        }
-        let caps = caps_names(&player.caps);
-        for w in want_caps {
-            assert!(
-                caps.iter().any(|c| c == w),
-                "{name}: no {w} caps in {caps:?}"
-            );
         }
         let video_frames = got.iter().filter(|o| o.video).count() as u64;
         assert_eq!(
