@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Caps <-> FLV codec mapping shared by the sink and the source: what each
 //! codec's caps say, and how it goes on the wire. H.264, AAC, MP3, G.711
-//! and PCM are legacy FLV codecs (every server and player knows them);
+//! and PCM are legacy FLV codecs (every server and player knows them), as
+//! are Flash's own (Sorenson H.263, screen video, VP6, ADPCM, Nellymoser);
 //! H.265, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 are Enhanced RTMP FourCCs,
 //! each with the configuration record its sequence start carries.
 
@@ -10,7 +11,7 @@ use std::str::FromStr;
 use gst::prelude::*;
 
 use crate::rtmp::codec::{ColorInfo, FLAC_STREAMINFO_SIZE, MasteringDisplay, OpusHead, Vp9Config};
-use crate::rtmp::flv::{AudioFourCc, VideoFourCc};
+use crate::rtmp::flv::{AudioFourCc, VideoCodecId, VideoFourCc};
 
 /// What `rtmpsink`'s video pads take.
 pub fn video_caps() -> gst::Caps {
@@ -31,8 +32,21 @@ pub fn video_caps() -> gst::Caps {
         );
     }
     caps.merge(gst::Caps::builder("video/x-vp9").build());
+    for name in FLASH_VIDEO {
+        caps.merge(gst::Caps::builder(name).build());
+    }
     caps
 }
+
+/// Flash's own video codecs' caps, as flvdemux and rtmpsrc give them
+/// (video/x-flash-video is Sorenson H.263; flvversion is not asked for).
+const FLASH_VIDEO: [&str; 5] = [
+    "video/x-flash-video",
+    "video/x-flash-screen",
+    "video/x-flash-screen2",
+    "video/x-vp6-flash",
+    "video/x-vp6-alpha",
+];
 
 /// H.264 as FLV carries it (length-prefixed NAL units, whole access units).
 pub fn h264_caps() -> gst::Caps {
@@ -79,6 +93,18 @@ pub fn audio_caps() -> gst::Caps {
             .field("rate", gst::List::new([5512i32, 11025, 22050, 44100]))
             .field("channels", gst::IntRange::new(1i32, 2))
             .build(),
+        gst::Caps::builder("audio/x-adpcm")
+            .field("layout", "swf")
+            .field("rate", gst::List::new([5512i32, 11025, 22050, 44100]))
+            .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
+        gst::Caps::builder("audio/x-nellymoser")
+            .field(
+                "rate",
+                gst::List::new([5512i32, 8000, 11025, 16000, 22050, 44100]),
+            )
+            .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
     ];
     for c in more {
         caps.merge(c);
@@ -103,13 +129,17 @@ pub enum VideoCodec {
     H265,
     Av1,
     Vp9,
+    /// One of Flash's own (Sorenson H.263, screen video 1 and 2, VP6 and
+    /// VP6 with alpha): legacy FLV only, so track 0 only.
+    Flash(VideoCodecId),
 }
 
 impl VideoCodec {
-    /// Its Enhanced RTMP FourCC; `None` for H.264, sent as legacy FLV.
+    /// Its Enhanced RTMP FourCC; `None` for the codecs sent as legacy FLV
+    /// (H.264 and Flash's).
     pub fn fourcc(self) -> Option<VideoFourCc> {
         match self {
-            VideoCodec::H264 => None,
+            VideoCodec::H264 | VideoCodec::Flash(_) => None,
             VideoCodec::H265 => Some(VideoFourCc::Hevc),
             VideoCodec::Av1 => Some(VideoFourCc::Av1),
             VideoCodec::Vp9 => Some(VideoFourCc::Vp9),
@@ -117,16 +147,24 @@ impl VideoCodec {
     }
 
     /// Its FourCC as an Enhanced RTMP track (H.264 too: tracks other
-    /// than 0 exist only in Enhanced RTMP).
-    pub fn enhanced_fourcc(self) -> VideoFourCc {
-        self.fourcc().unwrap_or(VideoFourCc::Avc)
+    /// than 0 exist only in Enhanced RTMP); `None` for Flash's codecs,
+    /// which Enhanced RTMP has none for.
+    pub fn enhanced_fourcc(self) -> Option<VideoFourCc> {
+        match self {
+            VideoCodec::H264 => Some(VideoFourCc::Avc),
+            _ => self.fourcc(),
+        }
     }
 
-    /// onMetaData's `videocodecid` (`track` 0: the legacy id for H.264).
+    /// onMetaData's `videocodecid` (`track` 0: the legacy id for H.264;
+    /// Flash's codecs have only theirs).
     pub fn metadata_id(self, track: u8) -> f64 {
-        match (track, self.fourcc()) {
-            (0, None) => 7.0,
-            _ => fourcc_number(self.enhanced_fourcc().fourcc()),
+        match (track, self) {
+            (0, VideoCodec::H264) => 7.0,
+            (_, VideoCodec::Flash(id)) => f64::from(id as u8),
+            _ => self
+                .enhanced_fourcc()
+                .map_or(0.0, |f| fourcc_number(f.fourcc())),
         }
     }
 }
@@ -278,6 +316,18 @@ impl VideoFormat {
                 v.codec = VideoCodec::Vp9;
                 v.config = Some(gst::Buffer::from_mut_slice(v.vp9_config(s).build()));
             }
+            "video/x-flash-video" => v.codec = VideoCodec::Flash(VideoCodecId::SorensonH263),
+            "video/x-flash-screen" => v.codec = VideoCodec::Flash(VideoCodecId::ScreenVideo),
+            "video/x-flash-screen2" => v.codec = VideoCodec::Flash(VideoCodecId::ScreenVideo2),
+            "video/x-vp6-flash" | "video/x-vp6-alpha" => {
+                v.codec = VideoCodec::Flash(match s.name().as_str() {
+                    "video/x-vp6-flash" => VideoCodecId::Vp6,
+                    _ => VideoCodecId::Vp6Alpha,
+                });
+                // The crop byte every VP6 tag carries before the frame,
+                // as rtmpsrc (and FFmpeg's reader) give it in codec_data.
+                v.config = s.get::<gst::Buffer>("codec_data").ok();
+            }
             _ => return Err(format!("unsupported video caps {caps}")),
         }
         if v.codec.fourcc().is_some() {
@@ -366,6 +416,10 @@ pub enum AudioFormat {
         channels: i32,
         sixteen: bool,
     },
+    /// Flash's ADPCM, at one of FLV's four rates.
+    Adpcm { rate: i32, channels: i32 },
+    /// Nellymoser, at 8 or 16 kHz or one of FLV's four rates.
+    Nellymoser { rate: i32, channels: i32 },
 }
 
 impl AudioFormat {
@@ -411,6 +465,14 @@ impl AudioFormat {
                 channels: channels.unwrap_or(1),
                 sixteen: s.get::<&str>("format") == Ok("S16LE"),
             },
+            "audio/x-adpcm" if s.get::<&str>("layout") == Ok("swf") => AudioFormat::Adpcm {
+                rate: rate.ok_or("ADPCM caps without a rate")?,
+                channels: channels.unwrap_or(1),
+            },
+            "audio/x-nellymoser" => AudioFormat::Nellymoser {
+                rate: rate.ok_or("Nellymoser caps without a rate")?,
+                channels: channels.unwrap_or(1),
+            },
             _ => return Err(format!("unsupported audio caps {caps}")),
         })
     }
@@ -427,7 +489,8 @@ impl AudioFormat {
     }
 
     /// Its FourCC as an Enhanced RTMP track; `None` for the codecs
-    /// Enhanced RTMP has none for (G.711, PCM), which can only be track 0.
+    /// Enhanced RTMP has none for (G.711, PCM, ADPCM, Nellymoser), which
+    /// can only be track 0.
     pub fn enhanced_fourcc(&self) -> Option<AudioFourCc> {
         match self {
             AudioFormat::Aac { .. } => Some(AudioFourCc::Aac),
@@ -475,6 +538,19 @@ impl AudioFormat {
                     | (u8::from(*sixteen) << 1)
                     | stereo(Some(*channels))
             }
+            // ADPCM and Nellymoser decode to 16 bits: their size bit says
+            // so (as FFmpeg writes them).
+            AudioFormat::Adpcm { rate, channels } => {
+                (1 << 4) | (flv_rate_bits(*rate) << 2) | 0x02 | stereo(Some(*channels))
+            }
+            AudioFormat::Nellymoser { rate, channels } => {
+                let (format, rate_bits) = match rate {
+                    16_000 => (4, 0),
+                    8_000 => (5, 0),
+                    r => (6, flv_rate_bits(*r)),
+                };
+                (format << 4) | (rate_bits << 2) | 0x02 | stereo(Some(*channels))
+            }
             // Enhanced RTMP: SoundFormat 9, the packet type below.
             _ => 0x90,
         }
@@ -501,7 +577,9 @@ impl AudioFormat {
             | AudioFormat::Ac3 { rate, .. } => *rate,
             AudioFormat::Opus { .. } => Some(48_000),
             AudioFormat::G711 { .. } => Some(8_000),
-            AudioFormat::Pcm { rate, .. } => Some(*rate),
+            AudioFormat::Pcm { rate, .. }
+            | AudioFormat::Adpcm { rate, .. }
+            | AudioFormat::Nellymoser { rate, .. } => Some(*rate),
         }
     }
 
@@ -513,7 +591,9 @@ impl AudioFormat {
             | AudioFormat::Ac3 { channels, .. } => *channels,
             AudioFormat::Opus { channels, .. }
             | AudioFormat::G711 { channels, .. }
-            | AudioFormat::Pcm { channels, .. } => Some(*channels),
+            | AudioFormat::Pcm { channels, .. }
+            | AudioFormat::Adpcm { channels, .. }
+            | AudioFormat::Nellymoser { channels, .. } => Some(*channels),
         }
     }
 }

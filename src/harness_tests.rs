@@ -530,11 +530,13 @@ fn the_demuxers_pads_start_their_streams_in_upstreams_group() {
 }
 
 /// VP6 (plain and with alpha), which no encoder here makes: each tag's
-/// first byte after the codec's is the picture's crop, and the frame
-/// starts after it, as flvdemux gives VP6 to avdec_vp6f and avdec_vp6a; key
-/// and delta frames keep their flags, a command frame gives nothing.
+/// first byte after the codec's is the picture's crop. The demuxer gives
+/// the frame after it and the crop as codec_data (where FFmpeg's decoder
+/// reads it, as FFmpeg's FLV reader puts it); the muxer writes codec_data's
+/// crop back before each frame, so a relay keeps it. Key and delta frames
+/// keep their flags; a command frame gives nothing.
 #[test]
-fn vp6_frames_go_out_without_the_crop_byte() {
+fn vp6_keeps_its_crop_byte_through_demuxer_and_muxer() {
     init();
     for (codec, name) in [(4u8, "video/x-vp6-flash"), (5, "video/x-vp6-alpha")] {
         let tag = |ms: u32, frame_type: u8, body: &[u8]| FlvTag {
@@ -542,24 +544,49 @@ fn vp6_frames_go_out_without_the_crop_byte() {
             timestamp: ms,
             data: bytes::Bytes::from([&[frame_type << 4 | codec][..], body].concat()),
         };
-        let outs = demux(&[
+        let tags = [
             tag(0, 1, &[0x21, 10, 11, 12]),
             tag(33, 5, &[0]),
             tag(33, 2, &[0x21, 20, 21]),
             tag(66, 2, &[0x21]),
-        ]);
+        ];
+        let outs = demux(&tags);
         let o = outs.lock().unwrap();
         let v = o.get("video").expect("a video pad");
-        let caps = v.caps.as_ref().expect("caps");
-        assert_eq!(caps.structure(0).unwrap().name(), name);
-        let got: Vec<(Vec<u8>, u64, bool)> = v
-            .frames
+        let caps = v.caps.clone().expect("caps");
+        let s = caps.structure(0).unwrap();
+        assert_eq!(s.name(), name);
+        let crop = s.get::<gst::Buffer>("codec_data").expect("codec_data");
+        assert_eq!(&*crop.map_readable().unwrap(), &[0x21]);
+        assert_eq!(
+            v.frames,
+            vec![
+                Frame {
+                    data: vec![10, 11, 12],
+                    dts: 0,
+                    pts: 0,
+                    key: true
+                },
+                Frame {
+                    data: vec![20, 21],
+                    dts: 33,
+                    pts: 33,
+                    key: false
+                },
+            ],
+            "{name}"
+        );
+        // Back through the muxer: the tags as they were, less the command
+        // frame and the empty one.
+        let muxed = mux_pads(vec![("video", caps, v.frames.clone())]);
+        let media: Vec<(u32, Vec<u8>)> = muxed
             .iter()
-            .map(|f| (f.data.clone(), f.dts, f.key))
+            .filter(|t| t.tag_type == tag_type::VIDEO)
+            .map(|t| (t.timestamp, t.data.to_vec()))
             .collect();
         assert_eq!(
-            got,
-            vec![(vec![10, 11, 12], 0, true), (vec![20, 21], 33, false)],
+            media,
+            vec![(0, tags[0].data.to_vec()), (33, tags[2].data.to_vec())],
             "{name}"
         );
     }

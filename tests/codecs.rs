@@ -268,6 +268,44 @@ fn legacy_g711_and_pcm() {
     );
 }
 
+/// Flash's own codecs from GStreamer's encoders (gst-libav's, FFmpeg's
+/// inside): rtmpsink sends them as legacy FLV, as flvmux would, and they
+/// come back the same frames with the caps their decoders take, through
+/// nginx-rtmp and from rtmpsink mode=server to FFmpeg 9, which decodes
+/// every frame.
+#[test]
+fn flash_codecs_from_gstreamer_encoders() {
+    needs!("nginx", "ffmpeg9");
+    let video = |enc: &str| {
+        format!(
+            "videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240,framerate=30/1 ! {enc} name=sentv ! s.video"
+        )
+    };
+    let audio = |enc: &str, rate: u32| {
+        format!(
+            "audiotestsrc num-buffers=30 ! audio/x-raw,rate={rate},channels=1 ! {enc} name=senta ! s.audio"
+        )
+    };
+    round_trip(
+        "sorenson-adpcm",
+        &format!("{} {}", video("avenc_flv"), audio("avenc_adpcm_swf", 22050)),
+        "avdec_flv",
+        "avdec_adpcm_swf",
+        &["video/x-flash-video", "audio/x-adpcm"],
+    );
+    round_trip(
+        "screen-nellymoser",
+        &format!(
+            "{} {}",
+            video("videoconvert ! avenc_flashsv"),
+            audio("avenc_nellymoser", 16000)
+        ),
+        "avdec_flashsv",
+        "avdec_nellymoser",
+        &["video/x-flash-screen", "audio/x-nellymoser"],
+    );
+}
+
 /// `ffmpeg` (a path) encodes 1.5 s of test picture at 30 fps and a tone
 /// with `codecs` (its options) into an FLV file, then publishes the file
 /// into rtmpsrc mode=server, whose pads `video` and `audio` decode: the

@@ -8,12 +8,12 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::caps::{AudioFormat, VideoFormat};
+use crate::caps::{AudioFormat, VideoCodec, VideoFormat};
 use crate::common::PadTrack;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
-    AudioPacketType, AvMultitrackType, FrameType, TAG_HEADER_SIZE, VideoFourCc, VideoPacketType,
-    tag_type,
+    AudioPacketType, AvMultitrackType, FrameType, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc,
+    VideoPacketType, tag_type,
 };
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -258,11 +258,18 @@ impl PadState {
                     ts,
                     cts,
                 };
-                // H.264 on track 0 as legacy FLV, every other track and
-                // codec as Enhanced RTMP.
-                match (self.id.track, v.codec.fourcc()) {
-                    (0, None) => legacy_video_tags(self, v, &frame, out)?,
-                    _ => enhanced_video_tags(self, v, v.codec.enhanced_fourcc(), &frame, out)?,
+                // H.264 and Flash's codecs on track 0 as legacy FLV, every
+                // other track and codec as Enhanced RTMP.
+                match (self.id.track, v.codec) {
+                    (0, VideoCodec::H264) => legacy_video_tags(self, v, &frame, out)?,
+                    (0, VideoCodec::Flash(id)) => flash_video_tag(id, v, &frame, out)?,
+                    (_, codec) => {
+                        // Checked with the caps: Flash's codecs are track 0's.
+                        let fourcc = codec
+                            .enhanced_fourcc()
+                            .ok_or(gst::FlowError::NotNegotiated)?;
+                        enhanced_video_tags(self, v, fourcc, &frame, out)?
+                    }
                 }
             }
             Format::Audio(a) => audio_tags(self, a, buf, ts, out)?,
@@ -297,6 +304,36 @@ fn legacy_video_tags(
     let c = (f.cts as u32).to_be_bytes();
     let head = [if f.key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
     out.push(tag(tag_type::VIDEO, f.ts, &head, Some(f.buf)));
+    Ok(())
+}
+
+/// Flash's own codecs as legacy FLV: the frame type and codec id, then
+/// for VP6 the crop byte (codec_data's, else none), then the frame.
+fn flash_video_tag(
+    codec: VideoCodecId,
+    v: &VideoFormat,
+    f: &VideoFrame,
+    out: &mut Vec<gst::Buffer>,
+) -> Result<(), gst::FlowError> {
+    let frame_type = if f.key {
+        FrameType::Key
+    } else {
+        FrameType::Inter
+    };
+    let first = (frame_type as u8) << 4 | codec as u8;
+    match codec {
+        VideoCodecId::Vp6 | VideoCodecId::Vp6Alpha => {
+            let crop = match &v.config {
+                Some(c) => {
+                    let m = c.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    m.first().copied().unwrap_or(0)
+                }
+                None => 0,
+            };
+            out.push(tag(tag_type::VIDEO, f.ts, &[first, crop], Some(f.buf)));
+        }
+        _ => out.push(tag(tag_type::VIDEO, f.ts, &[first], Some(f.buf))),
+    }
     Ok(())
 }
 
@@ -1085,7 +1122,19 @@ impl RtmpSinkMux {
         let id = self.lock().input(pad).map(|i| i.tags.id);
         let id = id.unwrap_or_default();
         let format = if id.video {
-            VideoFormat::from_caps(caps).map(Format::Video)
+            VideoFormat::from_caps(caps)
+                .and_then(|v| {
+                    if id.track != 0 && v.codec.enhanced_fourcc().is_none() {
+                        return Err(format!(
+                            "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the video pad (track 0) takes it",
+                            caps.structure(0).map_or("?", |s| s.name().as_str()),
+                            id.track,
+                            pad.name()
+                        ));
+                    }
+                    Ok(v)
+                })
+                .map(Format::Video)
         } else {
             AudioFormat::from_caps(caps)
                 .and_then(|a| {

@@ -1741,6 +1741,14 @@ impl RtmpSrcDemux {
                     c.structure(0).map(|s| s.name()) == caps.structure(0).map(|s| s.name())
                 });
                 if !same {
+                    let mut caps = caps;
+                    if skip == 1 {
+                        // VP6's crop byte, for the decoder (FFmpeg's reads
+                        // it from there, as its FLV reader puts it) and for
+                        // rtmpsink, which writes it back.
+                        caps.make_mut()
+                            .set("codec_data", gst::Buffer::from_slice([v.data[0]]));
+                    }
                     self.set_caps(zero, self.video_caps_extra(zero, caps));
                 }
                 self.push(zero, &v.data.slice(skip..), dts, 0, key)
