@@ -32,21 +32,30 @@ pub fn video_caps() -> gst::Caps {
         );
     }
     caps.merge(gst::Caps::builder("video/x-vp9").build());
-    for name in FLASH_VIDEO {
+    for (_, name) in FLASH_VIDEO {
         caps.merge(gst::Caps::builder(name).build());
     }
     caps
 }
 
-/// Flash's own video codecs' caps, as flvdemux and rtmpsrc give them
-/// (video/x-flash-video is Sorenson H.263; flvversion is not asked for).
-const FLASH_VIDEO: [&str; 5] = [
-    "video/x-flash-video",
-    "video/x-flash-screen",
-    "video/x-flash-screen2",
-    "video/x-vp6-flash",
-    "video/x-vp6-alpha",
+/// Flash's own video codecs: FLV codec id and caps name, as flvdemux and
+/// rtmpsrc give them and rtmpsink takes them (video/x-flash-video is
+/// Sorenson H.263).
+pub const FLASH_VIDEO: [(VideoCodecId, &str); 5] = [
+    (VideoCodecId::SorensonH263, "video/x-flash-video"),
+    (VideoCodecId::ScreenVideo, "video/x-flash-screen"),
+    (VideoCodecId::ScreenVideo2, "video/x-flash-screen2"),
+    (VideoCodecId::Vp6, "video/x-vp6-flash"),
+    (VideoCodecId::Vp6Alpha, "video/x-vp6-alpha"),
 ];
+
+/// The caps name of one of Flash's video codecs; None for the others.
+pub fn flash_video_name(codec: VideoCodecId) -> Option<&'static str> {
+    FLASH_VIDEO
+        .iter()
+        .find(|(c, _)| *c == codec)
+        .map(|(_, n)| *n)
+}
 
 /// H.264 as FLV carries it (length-prefixed NAL units, whole access units).
 pub fn h264_caps() -> gst::Caps {
@@ -316,19 +325,15 @@ impl VideoFormat {
                 v.codec = VideoCodec::Vp9;
                 v.config = Some(gst::Buffer::from_mut_slice(v.vp9_config(s).build()));
             }
-            "video/x-flash-video" => v.codec = VideoCodec::Flash(VideoCodecId::SorensonH263),
-            "video/x-flash-screen" => v.codec = VideoCodec::Flash(VideoCodecId::ScreenVideo),
-            "video/x-flash-screen2" => v.codec = VideoCodec::Flash(VideoCodecId::ScreenVideo2),
-            "video/x-vp6-flash" | "video/x-vp6-alpha" => {
-                v.codec = VideoCodec::Flash(match s.name().as_str() {
-                    "video/x-vp6-flash" => VideoCodecId::Vp6,
-                    _ => VideoCodecId::Vp6Alpha,
-                });
-                // The crop byte every VP6 tag carries before the frame,
-                // as rtmpsrc (and FFmpeg's reader) give it in codec_data.
+            name => {
+                let Some(&(id, _)) = FLASH_VIDEO.iter().find(|(_, n)| *n == name) else {
+                    return Err(format!("unsupported video caps {caps}"));
+                };
+                v.codec = VideoCodec::Flash(id);
+                // VP6's crop byte, which each of its tags carries before
+                // the frame, as rtmpsrc (and FFmpeg's reader) give it.
                 v.config = s.get::<gst::Buffer>("codec_data").ok();
             }
-            _ => return Err(format!("unsupported video caps {caps}")),
         }
         if v.codec.fourcc().is_some() {
             v.color_info = color_info(caps).map(|c| gst::Buffer::from_mut_slice(c.to_amf()));

@@ -1122,34 +1122,28 @@ impl RtmpSinkMux {
         let id = self.lock().input(pad).map(|i| i.tags.id);
         let id = id.unwrap_or_default();
         let format = if id.video {
-            VideoFormat::from_caps(caps)
-                .and_then(|v| {
-                    if id.track != 0 && v.codec.enhanced_fourcc().is_none() {
-                        return Err(format!(
-                            "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the video pad (track 0) takes it",
-                            caps.structure(0).map_or("?", |s| s.name().as_str()),
-                            id.track,
-                            pad.name()
-                        ));
-                    }
-                    Ok(v)
-                })
-                .map(Format::Video)
+            VideoFormat::from_caps(caps).map(Format::Video)
         } else {
-            AudioFormat::from_caps(caps)
-                .and_then(|a| {
-                    if id.track != 0 && a.enhanced_fourcc().is_none() {
-                        return Err(format!(
-                            "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the audio pad (track 0) takes it",
-                            caps.structure(0).map_or("?", |s| s.name().as_str()),
-                            id.track,
-                            pad.name()
-                        ));
-                    }
-                    Ok(a)
-                })
-                .map(Format::Audio)
+            AudioFormat::from_caps(caps).map(Format::Audio)
         };
+        // A codec Enhanced RTMP has no FourCC for (G.711, PCM, Flash's)
+        // goes as legacy FLV, so on track 0 only.
+        let format = format.and_then(|f| {
+            let fourcc = match &f {
+                Format::Video(v) => v.codec.enhanced_fourcc().is_some(),
+                Format::Audio(a) => a.enhanced_fourcc().is_some(),
+            };
+            if id.track != 0 && !fourcc {
+                let kind = if id.video { "video" } else { "audio" };
+                return Err(format!(
+                    "{} cannot be track {} ({}): Enhanced RTMP has no FourCC for it, so only the {kind} pad (track 0) takes it",
+                    caps.structure(0).map_or("?", |s| s.name().as_str()),
+                    id.track,
+                    pad.name()
+                ));
+            }
+            Ok(f)
+        });
         match format {
             Ok(f) => {
                 gst::debug!(CAT, obj = pad, "format {f:?}");

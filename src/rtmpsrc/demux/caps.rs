@@ -8,7 +8,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::rtmp::flv::{AudioFourCc, SoundFormat, VideoCodecId, VideoFourCc};
+use crate::rtmp::flv::{AudioFourCc, SoundFormat, VideoFourCc};
 
 /// Caps for a legacy FLV sound format other than AAC, from the tag's
 /// header (rate, size, channels); None for formats not mapped.
@@ -70,29 +70,21 @@ pub(super) fn legacy_audio_caps(a: &crate::rtmp::flv::LegacyAudio) -> Option<gst
     })
 }
 
-/// Caps for a legacy FLV video codec other than AVC and HEVC (whose
-/// configuration record makes theirs): Flash's own, as flvdemux gives them
-/// (decoded by gst-libav's avdec_flv, avdec_flashsv, avdec_flashsv2,
-/// avdec_vp6f and avdec_vp6a), and how many bytes of a tag's payload come
-/// before the frame.
-pub(super) fn legacy_video_caps(codec: VideoCodecId) -> Option<(gst::Caps, usize)> {
-    let caps = |name: &str| gst::Caps::builder(name).build();
-    Some(match codec {
-        VideoCodecId::SorensonH263 => (
-            gst::Caps::builder("video/x-flash-video")
-                .field("flvversion", 1i32)
-                .build(),
-            0,
-        ),
-        VideoCodecId::ScreenVideo => (caps("video/x-flash-screen"), 0),
-        VideoCodecId::ScreenVideo2 => (caps("video/x-flash-screen2"), 0),
-        // VP6's first byte is the picture's crop (width and height less
-        // than the coded size): the frame starts after it, as flvdemux
-        // and FFmpeg's reader give it.
-        VideoCodecId::Vp6 => (caps("video/x-vp6-flash"), 1),
-        VideoCodecId::Vp6Alpha => (caps("video/x-vp6-alpha"), 1),
-        VideoCodecId::Avc | VideoCodecId::Hevc => return None,
-    })
+/// Caps for one of Flash's video codecs (`crate::caps::FLASH_VIDEO`), as
+/// flvdemux gives them (decoded by gst-libav's avdec_flv, avdec_flashsv,
+/// avdec_flashsv2, avdec_vp6f and avdec_vp6a): Sorenson H.263 with
+/// flvversion 1, and VP6 with its crop byte as codec_data, where FFmpeg's
+/// decoder reads it (as FFmpeg's FLV reader puts it) and rtmpsink writes
+/// it back from.
+pub(super) fn flash_video_caps(name: &str, crop: Option<u8>) -> gst::Caps {
+    let mut b = gst::Caps::builder(name);
+    if name == "video/x-flash-video" {
+        b = b.field("flvversion", 1i32);
+    }
+    if let Some(c) = crop {
+        b = b.field("codec_data", gst::Buffer::from_slice([c]));
+    }
+    b.build()
 }
 
 pub(super) fn video_template_caps() -> gst::Caps {
@@ -111,18 +103,8 @@ pub(super) fn video_template_caps() -> gst::Caps {
     );
     c.merge(gst::Caps::builder("video/x-vp9").build());
     c.merge(gst::Caps::builder("video/x-vp8").build());
-    c.merge(
-        gst::Caps::builder("video/x-flash-video")
-            .field("flvversion", 1i32)
-            .build(),
-    );
-    for name in [
-        "video/x-flash-screen",
-        "video/x-flash-screen2",
-        "video/x-vp6-flash",
-        "video/x-vp6-alpha",
-    ] {
-        c.merge(gst::Caps::builder(name).build());
+    for (_, name) in crate::caps::FLASH_VIDEO {
+        c.merge(flash_video_caps(name, None));
     }
     c
 }

@@ -10,7 +10,7 @@ mod whole;
 
 use super::caps::{
     aac_caps, audio_template_caps, config_caps, enhanced_audio_caps, enhanced_video_caps,
-    legacy_audio_caps, legacy_video_caps, video_template_caps,
+    flash_video_caps, legacy_audio_caps, video_template_caps,
 };
 use super::lanes::{Item, Lanes};
 use crate::common::PadTrack;
@@ -1727,28 +1727,29 @@ impl RtmpSrcDemux {
                 }
             }
             VideoTag::Legacy(v) => {
-                let Some((caps, skip)) = legacy_video_caps(v.codec) else {
+                let Some(name) = crate::caps::flash_video_name(v.codec) else {
                     self.warn_unmapped(zero, &format!("{:?}", v.codec));
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                // VP6's first byte is the picture's crop; its frame starts
+                // after it.
+                let vp6 = matches!(v.codec, VideoCodecId::Vp6 | VideoCodecId::Vp6Alpha);
+                let skip = usize::from(vp6);
                 // A command frame (seeking's start and end) has no picture.
                 if v.command.is_some() || v.data.len() <= skip {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                // These codecs have no sequence header: the caps come
-                // with the first frame, or with another codec's.
-                let same = self.lock().track(zero).caps.as_ref().is_some_and(|c| {
-                    c.structure(0).map(|s| s.name()) == caps.structure(0).map(|s| s.name())
-                });
+                // These codecs have no sequence header: the caps come with
+                // the first frame, or with another codec's (made only then,
+                // not for every frame).
+                let same = self
+                    .lock()
+                    .track(zero)
+                    .caps
+                    .as_ref()
+                    .is_some_and(|c| c.structure(0).is_some_and(|s| s.name() == name));
                 if !same {
-                    let mut caps = caps;
-                    if skip == 1 {
-                        // VP6's crop byte, for the decoder (FFmpeg's reads
-                        // it from there, as its FLV reader puts it) and for
-                        // rtmpsink, which writes it back.
-                        caps.make_mut()
-                            .set("codec_data", gst::Buffer::from_slice([v.data[0]]));
-                    }
+                    let caps = flash_video_caps(name, vp6.then(|| v.data[0]));
                     self.set_caps(zero, self.video_caps_extra(zero, caps));
                 }
                 self.push(zero, &v.data.slice(skip..), dts, 0, key)
