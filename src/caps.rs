@@ -2,7 +2,8 @@
 //! Caps <-> FLV codec mapping shared by the sink and the source: what each
 //! codec's caps say, and how it goes on the wire. H.264, AAC, MP3, G.711
 //! and PCM are legacy FLV codecs (every server and player knows them), as
-//! are Flash's own (Sorenson H.263, screen video, VP6, ADPCM, Nellymoser);
+//! are Flash's own (Sorenson H.263, screen video, VP6, ADPCM, Nellymoser,
+//! Speex);
 //! H.265, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 are Enhanced RTMP FourCCs,
 //! each with the configuration record its sequence start carries.
 
@@ -113,6 +114,11 @@ pub fn audio_caps() -> gst::Caps {
                 gst::List::new([5512i32, 8000, 11025, 16000, 22050, 44100]),
             )
             .field("channels", gst::IntRange::new(1i32, 2))
+            .build(),
+        // FLV's Speex is wideband mono only.
+        gst::Caps::builder("audio/x-speex")
+            .field("rate", 16_000i32)
+            .field("channels", 1i32)
             .build(),
     ];
     for c in more {
@@ -425,6 +431,9 @@ pub enum AudioFormat {
     Adpcm { rate: i32, channels: i32 },
     /// Nellymoser, at 8 or 16 kHz or one of FLV's four rates.
     Nellymoser { rate: i32, channels: i32 },
+    /// Speex, 16 kHz mono (FLV carries no other); its header packets are
+    /// not sent: FLV has no place for them.
+    Speex,
 }
 
 impl AudioFormat {
@@ -478,6 +487,7 @@ impl AudioFormat {
                 rate: rate.ok_or("Nellymoser caps without a rate")?,
                 channels: channels.unwrap_or(1),
             },
+            "audio/x-speex" => AudioFormat::Speex,
             _ => return Err(format!("unsupported audio caps {caps}")),
         })
     }
@@ -494,7 +504,7 @@ impl AudioFormat {
     }
 
     /// Its FourCC as an Enhanced RTMP track; `None` for the codecs
-    /// Enhanced RTMP has none for (G.711, PCM, ADPCM, Nellymoser), which
+    /// Enhanced RTMP has none for (G.711, PCM, ADPCM, Nellymoser, Speex), which
     /// can only be track 0.
     pub fn enhanced_fourcc(&self) -> Option<AudioFourCc> {
         match self {
@@ -556,6 +566,10 @@ impl AudioFormat {
                 };
                 (format << 4) | (rate_bits << 2) | 0x02 | stereo(Some(*channels))
             }
+            // Speex: rate 0, 16 bits, mono, as the FLV specification asks
+            // (and flvmux writes; FFmpeg's rate bits differ, and every
+            // reader ignores them for Speex).
+            AudioFormat::Speex => 0xB2,
             // Enhanced RTMP: SoundFormat 9, the packet type below.
             _ => 0x90,
         }
@@ -582,6 +596,7 @@ impl AudioFormat {
             | AudioFormat::Ac3 { rate, .. } => *rate,
             AudioFormat::Opus { .. } => Some(48_000),
             AudioFormat::G711 { .. } => Some(8_000),
+            AudioFormat::Speex => Some(16_000),
             AudioFormat::Pcm { rate, .. }
             | AudioFormat::Adpcm { rate, .. }
             | AudioFormat::Nellymoser { rate, .. } => Some(*rate),
@@ -599,6 +614,7 @@ impl AudioFormat {
             | AudioFormat::Pcm { channels, .. }
             | AudioFormat::Adpcm { channels, .. }
             | AudioFormat::Nellymoser { channels, .. } => Some(*channels),
+            AudioFormat::Speex => Some(1),
         }
     }
 }

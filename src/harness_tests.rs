@@ -592,6 +592,72 @@ fn vp6_keeps_its_crop_byte_through_demuxer_and_muxer() {
     }
 }
 
+/// Speex as speexenc gives it (GStreamer 1.22): two header packets, then
+/// a first frame with no timestamp. FLV has no place for the headers; an
+/// untimed frame goes at the segment's start, or where the last frame
+/// ended if its duration said; an untimed frame after one without a
+/// duration is an error rather than a guess.
+#[test]
+fn speex_headers_stay_out_and_untimed_frames_follow_the_last() {
+    init();
+    let caps = gst::Caps::builder("audio/x-speex")
+        .field("rate", 16_000i32)
+        .field("channels", 1i32)
+        .build();
+    let untimed = |data: &[u8], dur: Option<u64>, header: bool| {
+        let mut b = gst::Buffer::from_mut_slice(data.to_vec());
+        let bm = b.get_mut().unwrap();
+        bm.set_duration(dur.map(gst::ClockTime::from_mseconds));
+        if header {
+            bm.set_flags(gst::BufferFlags::HEADER);
+        }
+        b
+    };
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let mut h = Harness::with_element(mux.upcast_ref::<gst::Element>(), Some("audio"), Some("src"));
+    h.set_src_caps(caps);
+    for b in [
+        untimed(b"Speex   header", None, true),
+        untimed(b"comment", None, true),
+        untimed(&[1, 1], Some(11), false),
+        timed(&[2, 2], 11, 20),
+        untimed(&[3, 3], Some(20), false),
+        untimed(&[4, 4], None, false),
+        timed(&[5, 5], 71, 20),
+    ] {
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let audio: Vec<(u32, Vec<u8>)> = muxed_tags(&mut h)
+        .iter()
+        .filter(|t| t.tag_type == tag_type::AUDIO)
+        .map(|t| (t.timestamp, t.data.to_vec()))
+        .collect();
+    // Speex's tag header: format 11, rate bits 0, 16 bits, mono.
+    assert_eq!(
+        audio,
+        vec![
+            (0, vec![0xB2, 1, 1]),
+            (11, vec![0xB2, 2, 2]),
+            (31, vec![0xB2, 3, 3]),
+            (51, vec![0xB2, 4, 4]),
+            (71, vec![0xB2, 5, 5]),
+        ]
+    );
+
+    // A frame with no time after one of no known end: refused.
+    let mux = gst::glib::Object::new::<RtmpSinkMux>();
+    let mut h = Harness::with_element(mux.upcast_ref::<gst::Element>(), Some("audio"), Some("src"));
+    h.set_src_caps(aac_caps());
+    let mut no_end = timed(&[0x21, 0], 0, 0);
+    no_end.make_mut().set_duration(gst::ClockTime::NONE);
+    let pushed = [no_end, untimed(&[0x21, 1], Some(20), false)].map(|b| h.push(b));
+    assert_eq!(
+        pushed,
+        [Ok(gst::FlowSuccess::Ok), Err(gst::FlowError::Error)]
+    );
+}
+
 #[test]
 fn the_demuxer_refuses_garbage_with_an_error_not_a_panic() {
     init();

@@ -69,6 +69,11 @@ struct Input {
     asked: bool,
     /// The thread that brought the last buffer.
     fed_by: Option<std::thread::ThreadId>,
+    /// Where the last buffer ended (its DTS or PTS plus its duration, in
+    /// stream time), if known: an untimed buffer is stamped with it.
+    next_ts: Option<gst::ClockTime>,
+    /// A buffer came since the segment began.
+    timed: bool,
 }
 
 impl Input {
@@ -82,6 +87,8 @@ impl Input {
             flushing: false,
             asked: false,
             fed_by: None,
+            next_ts: None,
+            timed: false,
         }
     }
 
@@ -884,15 +891,33 @@ impl RtmpSinkMux {
             && matches!(
                 i.tags.format,
                 Some(Format::Audio(
-                    AudioFormat::Opus { .. } | AudioFormat::Flac { .. }
+                    AudioFormat::Opus { .. } | AudioFormat::Flac { .. } | AudioFormat::Speex
                 ))
             );
         if header {
-            // An Opus or FLAC header packet (the encoders push them before
-            // the first frame): what they say goes in the sequence start,
-            // from caps.
+            // An Opus, FLAC or Speex header packet (the encoders push them
+            // before the first frame): what Opus's and FLAC's say goes in
+            // the sequence start, from caps; FLV has no place for Speex's
+            // (players make their own, as rtmpsrc does).
             return Ok(gst::FlowSuccess::Ok);
         }
+        let first = !i.timed;
+        if buf.dts().or(buf.pts()).is_none()
+            && let Some(at) = i.next_ts.or(i.segment.start().filter(|_| first))
+        {
+            // An encoder's untimed frame (GStreamer 1.22's speexenc gives
+            // its first one no timestamp): it starts the segment, or
+            // follows a frame whose end is known. Any other is an error
+            // (`tags_for`), not a guess.
+            gst::debug!(CAT, obj = pad, "untimed buffer stamped {at}");
+            buf.make_mut().set_pts(at);
+        }
+        i.timed = true;
+        i.next_ts = buf
+            .dts()
+            .or(buf.pts())
+            .zip(buf.duration())
+            .map(|(t, d)| t + d);
         if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
             let end = buf
                 .pts()
@@ -1067,6 +1092,7 @@ impl RtmpSinkMux {
                 };
                 if let Some(i) = self.lock().input_mut(pad) {
                     i.segment = seg.clone();
+                    i.timed = false;
                 }
                 true
             }
@@ -1107,6 +1133,8 @@ impl RtmpSinkMux {
                     i.flushing = false;
                     i.eos = false;
                     i.segment = gst::FormattedSegment::new();
+                    i.next_ts = None;
+                    i.timed = false;
                 }
                 st.eos_sent = false;
                 true
