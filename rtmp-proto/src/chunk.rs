@@ -139,13 +139,11 @@ pub struct ChunkDecoder {
     failed: Option<Error>,
     chunk_size: u32,
     streams: CsidTable<InStream>,
-    /// Chunk streams opened so far (bounded, see `next_chunk`).
+    /// Chunk streams opened so far (bounded, see `admit`).
     opened: usize,
-    in_flight: u32,
-    reserved: u64,
+    parts: Reassembly,
     limits: Limits,
     stats: DecoderStats,
-    recycler: Recycler,
 }
 
 impl ChunkDecoder {
@@ -158,11 +156,9 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: CsidTable::new(),
             opened: 0,
-            in_flight: 0,
-            reserved: 0,
+            parts: Reassembly::default(),
             limits,
             stats: DecoderStats::default(),
-            recycler: Recycler::default(),
         }
     }
 
@@ -183,7 +179,7 @@ impl ChunkDecoder {
 
     /// Bytes held by partly received messages.
     pub fn reassembly_bytes(&self) -> u64 {
-        self.reserved
+        self.parts.reserved
     }
 
     /// Decodes received bytes; [`poll_message`](Self::poll_message) gives
@@ -268,10 +264,8 @@ impl ChunkDecoder {
                 if let Some(s) = self.streams.get_mut(csid)
                     && let Some(p) = s.partial.take()
                 {
-                    self.in_flight -= 1;
-                    self.reserved -= u64::from(s.length);
+                    self.parts.abandon(p, s.length);
                     self.stats.aborted += 1;
-                    self.recycler.keep(p);
                 }
             }
             _ => {}
@@ -280,206 +274,64 @@ impl ChunkDecoder {
     }
 
     /// Decodes the chunk at the start of `src`, or says how many bytes it
-    /// needs to (at least: the count grows as its header is read).
+    /// needs to (at least: the count grows as its header is read). Nothing
+    /// is committed until the whole chunk is there.
     fn next_chunk(&mut self, src: &mut impl Input) -> Result<Chunk> {
         let buf = src.peek();
-        let avail = buf.len();
-        if avail == 0 {
-            return Ok(Chunk::NeedMore(1));
-        }
-        let b0 = buf[0];
-        let fmt = b0 >> 6;
-        let (csid, mut pos) = match b0 & 0x3F {
-            0 => {
-                if avail < 2 {
-                    return Ok(Chunk::NeedMore(2));
-                }
-                (u32::from(buf[1]) + 64, 2)
-            }
-            1 => {
-                if avail < 3 {
-                    return Ok(Chunk::NeedMore(3));
-                }
-                (u32::from(buf[1]) + (u32::from(buf[2]) << 8) + 64, 3)
-            }
-            c => (u32::from(c), 1),
+        let h = match ChunkHeader::read(buf) {
+            Ok(h) => h,
+            Err(need) => return Ok(Chunk::NeedMore(need)),
         };
-        let header_len = [11, 7, 3, 0][usize::from(fmt)];
-        if avail < pos + header_len {
-            return Ok(Chunk::NeedMore(pos + header_len));
-        }
-        let h = &buf[pos..pos + header_len];
-        let ts_field = if fmt <= 2 {
-            u32::from_be_bytes([0, h[0], h[1], h[2]])
-        } else {
-            0
-        };
-        let (length, msg_type) = if fmt <= 1 {
-            (u32::from_be_bytes([0, h[3], h[4], h[5]]), Some(h[6]))
-        } else {
-            (0, None)
-        };
-        let msg_stream = if fmt == 0 {
-            Some(u32::from_le_bytes([h[7], h[8], h[9], h[10]]))
-        } else {
-            None
-        };
-        pos += header_len;
-
-        let known = self.streams.get(csid).is_some();
-        if !known {
-            if fmt != 0 {
-                return Err(Error::protocol(format!(
-                    "chunk stream {csid} starts with a type {fmt} header instead of type 0"
-                )));
-            }
-            // Idle chunk stream states are small, but not free.
-            if self.opened >= 4 * self.limits.max_chunk_streams as usize + 16 {
-                return Err(Error::limit(format!(
-                    "peer opened more than {} chunk streams",
-                    self.opened
-                )));
-            }
-        }
-        if !known {
-            self.opened += 1;
-        }
-        let stream = self.streams.get_or_default(csid);
+        self.admit(&h)?;
+        let stream = self.streams.get_or_default(h.csid);
         let continuing = stream.partial.is_some();
+        let starts_message = h.fmt != 3 || !continuing;
+        let ext = match h.extended_timestamp(buf, stream, continuing) {
+            Ok(ext) => ext,
+            Err(need) => return Ok(Chunk::NeedMore(need)),
+        };
 
-        // Extended timestamp.
-        let mut ext_value = None;
-        if fmt <= 2 {
-            if ts_field == EXTENDED {
-                if avail < pos + 4 {
-                    return Ok(Chunk::NeedMore(pos + 4));
-                }
-                let b = &buf[pos..pos + 4];
-                ext_value = Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                pos += 4;
-            }
-        } else if let Some(expected) = stream.ext_field {
-            if avail < pos + 4 {
-                return Ok(Chunk::NeedMore(pos + 4));
-            }
-            let b = &buf[pos..pos + 4];
-            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-            let abs = if continuing {
-                stream.timestamp
-            } else {
-                stream.timestamp.wrapping_add(stream.delta)
-            };
-            if v == expected || v == abs {
-                pos += 4;
-            } else {
-                self.stats.omitted_extended_timestamps += 1;
-            }
-        }
-
-        // Work out the message this chunk belongs to, without committing.
-        let new_length = msg_type.map_or(stream.length, |_| length);
-        if (fmt != 3 || !continuing) && new_length > self.limits.max_message_size {
-            return Err(Error::limit(format!(
-                "peer sent a message of {new_length} bytes; the limit is {}",
-                self.limits.max_message_size
-            )));
-        }
-        // Commands and data are refused at their header, before any of
-        // their bytes are held.
-        let new_type = msg_type.unwrap_or(stream.type_id);
-        if (fmt != 3 || !continuing)
-            && is_amf_message(new_type)
-            && new_length > self.limits.max_command_size
-        {
-            return Err(Error::limit(format!(
-                "peer sent a command or data message of {new_length} bytes; the limit is {}",
-                self.limits.max_command_size
-            )));
-        }
-        let remaining = if fmt == 3 && continuing {
+        // The message this chunk belongs to, and how much of it is here.
+        let remaining = if starts_message {
+            let (length, type_id) = h.length_type().unwrap_or((stream.length, stream.type_id));
+            check_message_size(&self.limits, length, type_id)?;
+            length
+        } else {
             let got = stream.partial.as_ref().map_or(0, |p| p.len()) as u32;
             stream.length - got
-        } else {
-            new_length
         };
         let n = remaining.min(self.chunk_size) as usize;
-        if avail < pos + n {
+        let pos = ext.end;
+        if buf.len() < pos + n {
             return Ok(Chunk::NeedMore(pos + n));
         }
 
         // Commit the header.
         self.stats.chunks += 1;
         self.stats.bytes += (pos + n) as u64;
-        if fmt != 3 || !continuing {
+        if ext.omitted {
+            self.stats.omitted_extended_timestamps += 1;
+        }
+        if starts_message {
             if let Some(p) = stream.partial.take() {
                 // A new header mid-message: the old message is abandoned.
-                self.in_flight -= 1;
-                self.reserved -= u64::from(stream.length);
+                self.parts.abandon(p, stream.length);
                 self.stats.aborted += 1;
-                self.recycler.keep(p);
             }
-            let field = ext_value.unwrap_or(ts_field);
-            match fmt {
-                0 => {
-                    stream.timestamp = field;
-                    // The spec: a type-3 header after type 0 repeats the
-                    // type-0 timestamp as its delta.
-                    stream.delta = field;
-                }
-                1 | 2 => {
-                    stream.delta = field;
-                    stream.timestamp = stream.timestamp.wrapping_add(field);
-                }
-                _ => stream.timestamp = stream.timestamp.wrapping_add(stream.delta),
-            }
-            if fmt <= 2 {
-                stream.ext_field = ext_value;
-            }
-            if let Some(t) = msg_type {
-                stream.length = length;
-                stream.type_id = t;
-            }
-            if let Some(s) = msg_stream {
-                stream.stream_id = s;
-            }
+            stream.start_message(&h, ext.value);
         }
         src.skip(pos);
 
-        let starts_message = fmt != 3 || !continuing;
         if starts_message && n == stream.length as usize {
             let media = matches!(stream.type_id, type_id::AUDIO | type_id::VIDEO);
-            let payload = src.payload(n, media, &mut self.recycler);
-            return Ok(Chunk::Message(RawMessage {
-                csid,
-                timestamp: stream.timestamp,
-                type_id: stream.type_id,
-                stream_id: stream.stream_id,
-                payload,
-            }));
+            let payload = src.payload(n, media, &mut self.parts.recycler);
+            return Ok(Chunk::Message(stream.message(h.csid, payload)));
         }
-
         let partial = match stream.partial.as_mut() {
             Some(p) => p,
-            None => {
-                if self.in_flight >= self.limits.max_chunk_streams {
-                    return Err(Error::limit(format!(
-                        "peer has more than {} messages in progress at once",
-                        self.limits.max_chunk_streams
-                    )));
-                }
-                let len = u64::from(stream.length);
-                if self.reserved + len > self.limits.max_reassembly_bytes {
-                    return Err(Error::limit(format!(
-                        "partial messages would hold more than {} bytes",
-                        self.limits.max_reassembly_bytes
-                    )));
-                }
-                self.in_flight += 1;
-                self.reserved += len;
-                stream
-                    .partial
-                    .insert(self.recycler.take(stream.length as usize))
-            }
+            None => stream
+                .partial
+                .insert(self.parts.begin(&self.limits, stream.length)?),
         };
         partial.extend_from_slice(&src.peek()[..n]);
         src.skip(n);
@@ -487,15 +339,270 @@ impl ChunkDecoder {
             return Ok(Chunk::Partial);
         }
         let done = stream.partial.take().unwrap_or_default();
-        self.in_flight -= 1;
-        self.reserved -= u64::from(stream.length);
-        Ok(Chunk::Message(RawMessage {
+        self.parts.end(stream.length);
+        let payload = self.parts.recycler.share(done);
+        Ok(Chunk::Message(stream.message(h.csid, payload)))
+    }
+
+    /// Refuses a chunk that opens a chunk stream with anything but a
+    /// type-0 header, or one stream too many; counts the streams opened.
+    #[inline(always)]
+    fn admit(&mut self, h: &ChunkHeader) -> Result<()> {
+        if self.streams.get(h.csid).is_some() {
+            return Ok(());
+        }
+        if h.fmt != 0 {
+            return Err(Error::protocol(format!(
+                "chunk stream {} starts with a type {} header instead of type 0",
+                h.csid, h.fmt
+            )));
+        }
+        // Idle chunk stream states are small, but not free.
+        if self.opened >= 4 * self.limits.max_chunk_streams as usize + 16 {
+            return Err(Error::limit(format!(
+                "peer opened more than {} chunk streams",
+                self.opened
+            )));
+        }
+        self.opened += 1;
+        Ok(())
+    }
+}
+
+/// A message's size and type, checked at its first chunk's header, before
+/// any of its bytes are held: commands and data have a lower bound.
+#[inline(always)]
+fn check_message_size(limits: &Limits, length: u32, type_id: u8) -> Result<()> {
+    if length > limits.max_message_size {
+        return Err(Error::limit(format!(
+            "peer sent a message of {length} bytes; the limit is {}",
+            limits.max_message_size
+        )));
+    }
+    if is_amf_message(type_id) && length > limits.max_command_size {
+        return Err(Error::limit(format!(
+            "peer sent a command or data message of {length} bytes; the limit is {}",
+            limits.max_command_size
+        )));
+    }
+    Ok(())
+}
+
+/// A chunk's basic and message headers (RTMP spec 5.3.1.1-2), read but
+/// not yet applied to its chunk stream. Small (it is read for every
+/// chunk): the fields a header type lacks are 0.
+struct ChunkHeader {
+    /// 0 to 3: how much of the message header is there.
+    fmt: u8,
+    /// Its size on the wire, without an extended timestamp.
+    size: u8,
+    /// Types 0 and 1: the message's type id.
+    type_id: u8,
+    csid: u32,
+    /// Types 0-2: the timestamp (type 0) or delta, or `EXTENDED`.
+    ts_field: u32,
+    /// Types 0 and 1: the message's length.
+    length: u32,
+    /// Type 0: the message stream id.
+    msg_stream: u32,
+}
+
+/// A chunk's extended timestamp, as found after its header.
+struct ExtendedTimestamp {
+    /// The field's value, for a type 0-2 header that has one.
+    value: Option<u32>,
+    /// Where the chunk's payload starts.
+    end: usize,
+    /// A type-3 chunk left out the field its stream's headers carry.
+    omitted: bool,
+}
+
+impl ChunkHeader {
+    /// The header at the start of `buf`, or how many bytes it needs.
+    #[inline(always)]
+    fn read(buf: &[u8]) -> std::result::Result<ChunkHeader, usize> {
+        let Some(&b0) = buf.first() else {
+            return Err(1);
+        };
+        let fmt = b0 >> 6;
+        let (csid, basic) = match b0 & 0x3F {
+            0 => match buf.get(1) {
+                Some(&b) => (u32::from(b) + 64, 2),
+                None => return Err(2),
+            },
+            1 => match buf.get(1..3) {
+                Some(b) => (u32::from(b[0]) + (u32::from(b[1]) << 8) + 64, 3),
+                None => return Err(3),
+            },
+            c => (u32::from(c), 1),
+        };
+        let size = basic + [11, 7, 3, 0][usize::from(fmt)];
+        let Some(h) = buf.get(basic..size) else {
+            return Err(size);
+        };
+        let mut header = ChunkHeader {
+            fmt,
+            size: size as u8,
+            type_id: 0,
             csid,
-            timestamp: stream.timestamp,
-            type_id: stream.type_id,
-            stream_id: stream.stream_id,
-            payload: self.recycler.share(done),
-        }))
+            ts_field: 0,
+            length: 0,
+            msg_stream: 0,
+        };
+        if let [t0, t1, t2, rest @ ..] = h {
+            header.ts_field = u32::from_be_bytes([0, *t0, *t1, *t2]);
+            if let [l0, l1, l2, type_id, rest @ ..] = rest {
+                header.length = u32::from_be_bytes([0, *l0, *l1, *l2]);
+                header.type_id = *type_id;
+                if let [s0, s1, s2, s3] = rest {
+                    header.msg_stream = u32::from_le_bytes([*s0, *s1, *s2, *s3]);
+                }
+            }
+        }
+        Ok(header)
+    }
+
+    /// Types 0 and 1: the message's length and type id.
+    #[inline(always)]
+    fn length_type(&self) -> Option<(u32, u8)> {
+        (self.fmt <= 1).then_some((self.length, self.type_id))
+    }
+
+    /// The extended timestamp after this header in `buf`: a type 0-2
+    /// header's when its field says so; a type-3 chunk's when its stream's
+    /// last header had one, and then only if it holds the value expected
+    /// (some peers leave it out there). Or how many bytes it needs.
+    #[inline(always)]
+    fn extended_timestamp(
+        &self,
+        buf: &[u8],
+        stream: &InStream,
+        continuing: bool,
+    ) -> std::result::Result<ExtendedTimestamp, usize> {
+        let at = usize::from(self.size);
+        let mut ext = ExtendedTimestamp {
+            value: None,
+            end: at,
+            omitted: false,
+        };
+        let expected = match self.fmt {
+            0..=2 if self.ts_field == EXTENDED => None,
+            0..=2 => return Ok(ext),
+            _ => match stream.ext_field {
+                Some(expected) => Some(expected),
+                None => return Ok(ext),
+            },
+        };
+        let Some(b) = buf.get(at..at + 4) else {
+            return Err(at + 4);
+        };
+        let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        match expected {
+            None => (ext.value, ext.end) = (Some(v), at + 4),
+            Some(expected) => {
+                let abs = if continuing {
+                    stream.timestamp
+                } else {
+                    stream.timestamp.wrapping_add(stream.delta)
+                };
+                if v == expected || v == abs {
+                    ext.end = at + 4;
+                } else {
+                    ext.omitted = true;
+                }
+            }
+        }
+        Ok(ext)
+    }
+}
+
+impl InStream {
+    /// Applies the header of a chunk that starts a message (`ext`: its
+    /// extended timestamp, for types 0-2).
+    #[inline(always)]
+    fn start_message(&mut self, h: &ChunkHeader, ext: Option<u32>) {
+        let field = ext.unwrap_or(h.ts_field);
+        match h.fmt {
+            0 => {
+                self.timestamp = field;
+                // The spec: a type-3 header after type 0 repeats the
+                // type-0 timestamp as its delta.
+                self.delta = field;
+            }
+            1 | 2 => {
+                self.delta = field;
+                self.timestamp = self.timestamp.wrapping_add(field);
+            }
+            _ => self.timestamp = self.timestamp.wrapping_add(self.delta),
+        }
+        if h.fmt <= 2 {
+            self.ext_field = ext;
+        }
+        if let Some((length, type_id)) = h.length_type() {
+            self.length = length;
+            self.type_id = type_id;
+        }
+        if h.fmt == 0 {
+            self.stream_id = h.msg_stream;
+        }
+    }
+
+    /// The message now whole, with its payload.
+    #[inline(always)]
+    fn message(&self, csid: u32, payload: Bytes) -> RawMessage {
+        RawMessage {
+            csid,
+            timestamp: self.timestamp,
+            type_id: self.type_id,
+            stream_id: self.stream_id,
+            payload,
+        }
+    }
+}
+
+/// The messages being reassembled from several chunks: how many, the
+/// bytes they will hold together, and the buffers they are made in.
+#[derive(Debug, Default)]
+struct Reassembly {
+    in_flight: u32,
+    reserved: u64,
+    recycler: Recycler,
+}
+
+impl Reassembly {
+    /// A buffer for a message of `length` bytes, within `limits`.
+    #[inline]
+    fn begin(&mut self, limits: &Limits, length: u32) -> Result<Vec<u8>> {
+        if self.in_flight >= limits.max_chunk_streams {
+            return Err(Error::limit(format!(
+                "peer has more than {} messages in progress at once",
+                limits.max_chunk_streams
+            )));
+        }
+        let len = u64::from(length);
+        if self.reserved + len > limits.max_reassembly_bytes {
+            return Err(Error::limit(format!(
+                "partial messages would hold more than {} bytes",
+                limits.max_reassembly_bytes
+            )));
+        }
+        self.in_flight += 1;
+        self.reserved += len;
+        Ok(self.recycler.take(length as usize))
+    }
+
+    /// A message of `length` bytes is whole.
+    #[inline]
+    fn end(&mut self, length: u32) {
+        self.in_flight -= 1;
+        self.reserved -= u64::from(length);
+    }
+
+    /// A message of `length` bytes will not be finished: its buffer back.
+    #[inline]
+    fn abandon(&mut self, partial: Vec<u8>, length: u32) {
+        self.end(length);
+        self.recycler.keep(partial);
     }
 }
 
@@ -1239,14 +1346,14 @@ mod tests {
         // Bounded: however many are let go at once, a few are kept.
         let many: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 20_000)).collect();
         drop(many);
-        assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
+        assert_eq!(dec.parts.recycler.kept.lock().unwrap().len(), KEEP);
         let small: Vec<Bytes> = (0..64).map(|_| next(&mut dec, 100)).collect();
         // Small ones, whole in a chunk, one after the other in a block.
         for w in small.windows(2).take(40) {
             assert_eq!(w[1].as_ptr(), w[0].as_ptr().wrapping_add(100));
         }
         drop(small);
-        assert_eq!(dec.recycler.kept.lock().unwrap().len(), KEEP);
+        assert_eq!(dec.parts.recycler.kept.lock().unwrap().len(), KEEP);
         // Outliving the decoder.
         let last = next(&mut dec, 20_000);
         drop(dec);
@@ -1320,7 +1427,19 @@ mod tests {
         without.push(0xC5);
         without.extend_from_slice(&m.payload[256..]);
         let mut dec = ChunkDecoder::new(Limits::default());
-        assert_eq!(decode_all(&mut dec, &without), vec![m]);
+        assert_eq!(decode_all(&mut dec, &without), vec![m.clone()]);
+        assert_eq!(dec.stats().omitted_extended_timestamps, 2);
+        // Fed a byte at a time: each chunk counted once, not at every
+        // look at its unfinished bytes.
+        let mut dec = ChunkDecoder::new(Limits::default());
+        let mut got = Vec::new();
+        for b in &without {
+            dec.feed(std::slice::from_ref(b));
+            while let Some(msg) = dec.poll_message().unwrap() {
+                got.push(msg);
+            }
+        }
+        assert_eq!(got, vec![m]);
         assert_eq!(dec.stats().omitted_extended_timestamps, 2);
     }
 
