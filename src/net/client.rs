@@ -470,6 +470,116 @@ impl Reader {
     }
 }
 
+/// Socket options for an RTMP connection: read and write slices (so that
+/// a cancel is seen), a bound on unacknowledged data, and little unsent
+/// data held by the kernel.
+fn tune_socket(stream: &TcpStream, timeout: Duration) {
+    stream.set_read_timeout(Some(SLICE)).ok();
+    stream.set_write_timeout(Some(SLICE)).ok();
+    // What we sent and the server never acknowledged (the route is
+    // gone, the server's host is down) ends the connection after the
+    // timeout, instead of the kernel's retries of a quarter of an hour.
+    let sock = socket2::SockRef::from(stream);
+    sock.set_tcp_user_timeout(Some(timeout)).ok();
+    // Bytes the kernel holds unsent are only delay: past this many, a
+    // write waits, so a slow uplink slows the pipeline (where a live
+    // source drops frames) instead of queueing seconds of stream in
+    // the socket. Bytes in flight do not count: a fast route still fills.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_notsent_lowat(NOTSENT_LOWAT).ok();
+}
+
+/// The TLS handshake of an rtmps connection: the connection, and its
+/// version and cipher suite for the logs. What the server sent after it
+/// goes to `early_plain`.
+fn start_tls(
+    stream: &mut TcpStream,
+    url: &RtmpUrl,
+    settings: &TlsSettings,
+    timeout: Duration,
+    cancel: &Cancel,
+    early_plain: &mut Vec<u8>,
+) -> Result<(rustls::ClientConnection, String)> {
+    let config = tls::client_config(settings)?;
+    let mut conn = rustls::ClientConnection::new(config, tls::server_name(&url.host)?)
+        .map_err(|e| tls::tls_error(&e, &url.host))?;
+    tls_handshake(stream, &mut conn, &url.host, timeout, cancel, early_plain)?;
+    let info = format!(
+        "{} {}",
+        conn.protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("TLS"),
+        conn.negotiated_cipher_suite()
+            .and_then(|c| c.suite().as_str())
+            .unwrap_or("")
+    );
+    Ok((conn, info))
+}
+
+/// Drives a new session (handshake, connect, createStream, publish or
+/// play) until it streams; gives the events it raised on the way. A
+/// publisher then sends a ping, to learn whether the server answers them.
+fn drive_to_stream(
+    session: &mut ClientSession,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<VecDeque<ClientEvent>> {
+    let mut early = VecDeque::new();
+    loop {
+        session.take_send_pieces(&mut writer.queue);
+        writer.flush(Some(cancel), timeout)?;
+        if matches!(
+            session.state(),
+            ClientState::Publishing { .. } | ClientState::Playing { .. }
+        ) {
+            break;
+        }
+        match reader
+            .read_once(true)
+            .map_err(|e| io_err("read failed", e))??
+        {
+            Read1::Closed => {
+                // A TLS server that wants a client certificate (or
+                // another one) takes the TLS handshake, then hangs up.
+                let hint = if reader.tls.is_some() && session.state() == ClientState::Handshaking {
+                    " right after the TLS handshake: it may require a client certificate (tls-certificate-file, tls-key-file) it trusts"
+                } else {
+                    ""
+                };
+                return Err(Error::new(
+                    ErrorKind::Closed,
+                    format!(
+                        "server closed the connection during {}{hint}",
+                        stage_name(session.state())
+                    ),
+                ));
+            }
+            Read1::Data => session.feed(reader.data(), Instant::now())?,
+            Read1::Idle => {}
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        session.handle_timeout(Instant::now())?;
+        while let Some(ev) = session.poll_event() {
+            early.push_back(ev);
+        }
+    }
+    while let Some(ev) = session.poll_event() {
+        early.push_back(ev);
+    }
+    if matches!(session.state(), ClientState::Publishing { .. }) {
+        // Whether the server answers pings: then the end of the stream
+        // waits for its answer to one (see `finish`).
+        session.ping(PROBE_PING)?;
+        session.take_send_pieces(&mut writer.queue);
+        writer.flush(Some(cancel), timeout)?;
+    }
+    Ok(early)
+}
+
 /// Runs the TLS handshake over `stream` within `timeout`; what the server
 /// sent after it (normally nothing yet) is left in `plain`.
 fn tls_handshake(
@@ -687,45 +797,15 @@ impl ClientConnection {
         if cancel.is_cancelled() {
             return Err(cancelled());
         }
-        stream.set_read_timeout(Some(SLICE)).ok();
-        stream.set_write_timeout(Some(SLICE)).ok();
-        // What we sent and the server never acknowledged (the route is
-        // gone, the server's host is down) ends the connection after the
-        // timeout, instead of the kernel's retries of a quarter of an hour.
-        let sock = socket2::SockRef::from(&stream);
-        sock.set_tcp_user_timeout(Some(timeout)).ok();
-        // Bytes the kernel holds unsent are only delay: past this many, a
-        // write waits, so a slow uplink slows the pipeline (where a live
-        // source drops frames) instead of queueing seconds of stream in
-        // the socket. Bytes in flight do not count: a fast route still fills.
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        sock.set_tcp_notsent_lowat(NOTSENT_LOWAT).ok();
+        tune_socket(&stream, timeout);
+        // What the server sent on after the TLS handshake, in plain text.
         let mut early_plain = Vec::new();
-        let mut tls_info = None;
-        let tls = match url.scheme {
-            Scheme::Rtmp => None,
+        let (tls, tls_info) = match url.scheme {
+            Scheme::Rtmp => (None, None),
             Scheme::Rtmps => {
-                let config = tls::client_config(tls)?;
-                let mut conn = rustls::ClientConnection::new(config, tls::server_name(&url.host)?)
-                    .map_err(|e| tls::tls_error(&e, &url.host))?;
-                tls_handshake(
-                    &mut stream,
-                    &mut conn,
-                    &url.host,
-                    timeout,
-                    cancel,
-                    &mut early_plain,
-                )?;
-                tls_info = Some(format!(
-                    "{} {}",
-                    conn.protocol_version()
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("TLS"),
-                    conn.negotiated_cipher_suite()
-                        .and_then(|c| c.suite().as_str())
-                        .unwrap_or("")
-                ));
-                Some(Arc::new(Mutex::new(conn)))
+                let (conn, info) =
+                    start_tls(&mut stream, url, tls, timeout, cancel, &mut early_plain)?;
+                (Some(Arc::new(Mutex::new(conn))), Some(info))
             }
         };
         let now = Instant::now();
@@ -747,59 +827,7 @@ impl ClientConnection {
             queue: VecDeque::new(),
             tls,
         };
-        let mut early = VecDeque::new();
-        loop {
-            session.take_send_pieces(&mut writer.queue);
-            writer.flush(Some(cancel), timeout)?;
-            if matches!(
-                session.state(),
-                ClientState::Publishing { .. } | ClientState::Playing { .. }
-            ) {
-                break;
-            }
-            match reader
-                .read_once(true)
-                .map_err(|e| io_err("read failed", e))??
-            {
-                Read1::Closed => {
-                    // A TLS server that wants a client certificate (or
-                    // another one) takes the TLS handshake, then hangs up.
-                    let hint = if reader.tls.is_some()
-                        && session.state() == ClientState::Handshaking
-                    {
-                        " right after the TLS handshake: it may require a client certificate (tls-certificate-file, tls-key-file) it trusts"
-                    } else {
-                        ""
-                    };
-                    return Err(Error::new(
-                        ErrorKind::Closed,
-                        format!(
-                            "server closed the connection during {}{hint}",
-                            stage_name(session.state())
-                        ),
-                    ));
-                }
-                Read1::Data => session.feed(reader.data(), Instant::now())?,
-                Read1::Idle => {}
-            }
-            if cancel.is_cancelled() {
-                return Err(cancelled());
-            }
-            session.handle_timeout(Instant::now())?;
-            while let Some(ev) = session.poll_event() {
-                early.push_back(ev);
-            }
-        }
-        while let Some(ev) = session.poll_event() {
-            early.push_back(ev);
-        }
-        if matches!(session.state(), ClientState::Publishing { .. }) {
-            // Whether the server answers pings: then the end of the stream
-            // waits for its answer to one (see `finish`).
-            session.ping(PROBE_PING)?;
-            session.take_send_pieces(&mut writer.queue);
-            writer.flush(Some(cancel), timeout)?;
-        }
+        let early = drive_to_stream(&mut session, &mut reader, &mut writer, timeout, cancel)?;
         let server_codecs = announced_codecs(&early);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
