@@ -390,7 +390,10 @@ fn check_message_size(limits: &Limits, length: u32, type_id: u8) -> Result<()> {
 
 /// A chunk's basic and message headers (RTMP spec 5.3.1.1-2), read but
 /// not yet applied to its chunk stream. Small (it is read for every
-/// chunk): the fields a header type lacks are 0.
+/// chunk): the fields a header type lacks are 0. Its steps, like the
+/// decoder's others, are inlined into `next_chunk`: out of line, or with
+/// `Option` fields, they cost the decoder some 5% more instructions (as
+/// did the extended timestamp's check written as two matches on `fmt`).
 struct ChunkHeader {
     /// 0 to 3: how much of the message header is there.
     fmt: u8,

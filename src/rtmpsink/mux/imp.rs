@@ -69,11 +69,10 @@ struct Input {
     asked: bool,
     /// The thread that brought the last buffer.
     fed_by: Option<std::thread::ThreadId>,
-    /// Where the last buffer ended (its DTS or PTS plus its duration, in
-    /// stream time), if known: an untimed buffer is stamped with it.
+    /// Where an untimed buffer goes, if that is known: the segment's
+    /// start until a buffer came, then where the last one ended (its DTS
+    /// or PTS plus its duration, in stream time).
     next_ts: Option<gst::ClockTime>,
-    /// A buffer came since the segment began.
-    timed: bool,
 }
 
 impl Input {
@@ -88,7 +87,6 @@ impl Input {
             asked: false,
             fed_by: None,
             next_ts: None,
-            timed: false,
         }
     }
 
@@ -901,23 +899,18 @@ impl RtmpSinkMux {
             // (players make their own, as rtmpsrc does).
             return Ok(gst::FlowSuccess::Ok);
         }
-        let first = !i.timed;
-        if buf.dts().or(buf.pts()).is_none()
-            && let Some(at) = i.next_ts.or(i.segment.start().filter(|_| first))
-        {
+        let ts = match buf.dts().or(buf.pts()) {
+            Some(t) => Some(t),
             // An encoder's untimed frame (GStreamer 1.22's speexenc gives
             // its first one no timestamp): it starts the segment, or
             // follows a frame whose end is known. Any other is an error
             // (`tags_for`), not a guess.
-            gst::debug!(CAT, obj = pad, "untimed buffer stamped {at}");
-            buf.make_mut().set_pts(at);
-        }
-        i.timed = true;
-        i.next_ts = buf
-            .dts()
-            .or(buf.pts())
-            .zip(buf.duration())
-            .map(|(t, d)| t + d);
+            None => i.next_ts.inspect(|&at| {
+                gst::debug!(CAT, obj = pad, "untimed buffer stamped {at}");
+                buf.make_mut().set_pts(at);
+            }),
+        };
+        i.next_ts = ts.zip(buf.duration()).map(|(t, d)| t + d);
         if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
             let end = buf
                 .pts()
@@ -1092,7 +1085,7 @@ impl RtmpSinkMux {
                 };
                 if let Some(i) = self.lock().input_mut(pad) {
                     i.segment = seg.clone();
-                    i.timed = false;
+                    i.next_ts = seg.start();
                 }
                 true
             }
@@ -1134,7 +1127,6 @@ impl RtmpSinkMux {
                     i.eos = false;
                     i.segment = gst::FormattedSegment::new();
                     i.next_ts = None;
-                    i.timed = false;
                 }
                 st.eos_sent = false;
                 true
