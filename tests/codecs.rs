@@ -18,13 +18,14 @@ use common::*;
 use gst::prelude::*;
 
 /// rtmpsrc with `video` and `audio` decoding chains (gst-launch bins) on
-/// its pads; records what rtmpsrc gave, its caps, and how many video
-/// frames the decoder gave.
+/// its pads; records what rtmpsrc gave, its caps, and how many buffers
+/// each decoding chain gave.
 struct DecodingPlayer {
     pipeline: gst::Pipeline,
     got: OutLog,
     caps: Arc<Mutex<Vec<gst::Caps>>>,
     decoded_video: Arc<Mutex<u64>>,
+    decoded_audio: Arc<Mutex<u64>>,
 }
 
 fn decoding_player(url: &str, video: &'static str, audio: &'static str) -> DecodingPlayer {
@@ -46,12 +47,11 @@ fn decoding_player_with(
         got: OutLog::default(),
         caps: Arc::default(),
         decoded_video: Arc::default(),
+        decoded_audio: Arc::default(),
     };
-    let (got, caps, decoded) = (
-        player.got.clone(),
-        player.caps.clone(),
-        player.decoded_video.clone(),
-    );
+    let (got, caps) = (player.got.clone(), player.caps.clone());
+    let (decoded_video, decoded_audio) =
+        (player.decoded_video.clone(), player.decoded_audio.clone());
     let weak = pipeline.downgrade();
     src.connect_pad_added(move |_, pad| {
         let Some(p) = weak.upgrade() else { return };
@@ -63,16 +63,17 @@ fn decoding_player_with(
         let bin = gst::parse::bin_from_description(&desc, true).unwrap();
         p.add(&bin).unwrap();
         bin.sync_state_with_parent().unwrap();
-        if is_video {
-            let decoded = decoded.clone();
-            let out = bin.by_name("out").unwrap();
-            out.static_pad("sink")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    *decoded.lock().unwrap() += 1;
-                    gst::PadProbeReturn::Ok
-                });
-        }
+        let decoded = match is_video {
+            true => decoded_video.clone(),
+            false => decoded_audio.clone(),
+        };
+        let out = bin.by_name("out").unwrap();
+        out.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                *decoded.lock().unwrap() += 1;
+                gst::PadProbeReturn::Ok
+            });
         record(pad, got.clone(), caps.clone());
         pad.link(&bin.static_pad("sink").unwrap()).unwrap();
     });
@@ -334,6 +335,63 @@ fn flash_codecs_from_gstreamer_encoders() {
         "speexdec",
         &["video/x-flash-video", "audio/x-speex"],
     );
+}
+
+/// flvmux writes speexenc's two header packets as audio tags, as if they
+/// were frames, and rtmp2sink sends them so: speexdec then decodes the
+/// header as 20 ms of noise. rtmpsink leaves them out of flvmux's stream
+/// (nginx-rtmp records the frames alone), and rtmpsrc out of a stream that
+/// has them (rtmp2sink's, into rtmpsrc mode=server): the frames speexenc
+/// made arrive, and speexdec decodes as many as were sent, not one more.
+#[test]
+fn speex_header_packets_from_flvmux_stay_out() {
+    needs!("nginx");
+    init();
+    let nginx = Nginx::start(RECORD_ALL);
+    let publish = |sink: &str, url: &str| {
+        let mut sent = publish_to_eos(&format!(
+            "audiotestsrc num-buffers=30 ! audio/x-raw,rate=16000,channels=1 ! speexenc name=senta \
+             ! flvmux streamable=true ! {sink} sync=false location={url}"
+        ));
+        stamp_untimed_first(&mut sent);
+        // 30 buffers of 1024 samples: 96 frames of 20 ms.
+        assert_eq!(sent.len(), 96, "{sink}: frames speexenc made");
+        sent
+    };
+    for (sink, headers) in [("rtmpsink", 0), ("rtmp2sink", 2)] {
+        let sent = publish(sink, &nginx.url(sink));
+        let recorded: Vec<(usize, u32)> = read_flv_tags(&nginx.recording(sink))
+            .iter()
+            .filter(|t| t.tag_type == 8)
+            .map(|t| (t.data.len() - 1, crc32(&t.data[1..])))
+            .collect();
+        let frames: Vec<(usize, u32)> = sent.iter().map(|o| (o.size, o.crc)).collect();
+        assert_eq!(recorded.len(), frames.len() + headers, "{sink}: audio tags");
+        assert_eq!(
+            recorded[headers..],
+            frames,
+            "{sink}: the frames nginx recorded"
+        );
+    }
+    for sink in ["rtmpsink", "rtmp2sink"] {
+        let player = decoding_player_with(
+            "rtmp://127.0.0.1:0/live/key",
+            "mode=server eos-on-unpublish=true",
+            "fakesink",
+            "speexdec",
+        );
+        player.pipeline.set_state(gst::State::Playing).unwrap();
+        let src = common::server::element(&player.pipeline, "rtmpsrc");
+        let port = common::server::port_of(&src);
+        let sent = publish(sink, &format!("rtmp://127.0.0.1:{port}/live/key"));
+        play_to_eos(&player.pipeline, Duration::from_secs(20));
+        let got = player.got.lock().unwrap().clone();
+        let what = format!("speexenc ! flvmux ! {sink} -> rtmpsrc mode=server");
+        same_frames(&what, &sent, &got, true);
+        assert_eq!(caps_names(&player.caps), ["audio/x-speex"], "{what}");
+        assert_eq!(*player.decoded_audio.lock().unwrap(), 96, "{what}: decoded");
+        player.pipeline.set_state(gst::State::Null).unwrap();
+    }
 }
 
 /// `ffmpeg` (a path) encodes 1.5 s of test picture at 30 fps and a tone

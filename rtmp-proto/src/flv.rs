@@ -1103,6 +1103,69 @@ pub fn audio_relay_role(body: &[u8]) -> RelayRole {
     }
 }
 
+/// Tells Speex's header packets from its frames, in a stream of FLV audio
+/// tag bodies. FLV has no place for the headers (every Speex stream in FLV
+/// is 16 kHz wideband mono, and players make their own), but GStreamer's
+/// flvmux writes speexenc's two as audio tags ahead of the frames: the
+/// 80-byte header, which starts "Speex   ", then the comments. A decoder
+/// given them as frames plays them as noise.
+#[derive(Debug, Default, Clone)]
+pub struct SpeexHeaders {
+    /// The last Speex packet was the header: the comments may follow.
+    after_header: bool,
+}
+
+impl SpeexHeaders {
+    /// Whether `body`, an audio tag body (its first byte the tag's), is a
+    /// Speex header packet: the header, or a comment packet right after it.
+    /// Only Speex tags are looked at.
+    pub fn is_header(&mut self, body: &[u8]) -> bool {
+        let Some((&b0, packet)) = body.split_first() else {
+            return false;
+        };
+        if b0 >> 4 != SoundFormat::Speex as u8 {
+            return false;
+        }
+        let after_header = std::mem::take(&mut self.after_header);
+        if packet.starts_with(b"Speex   ") {
+            self.after_header = true;
+            return true;
+        }
+        after_header && is_comment_packet(packet)
+    }
+
+    /// Whether the next Speex packet is looked at whole (`is_header` reads
+    /// only the first 9 bytes of any other).
+    pub fn wants_whole(&self) -> bool {
+        self.after_header
+    }
+}
+
+/// Whether `p` is a Vorbis-style comment packet, Speex's second header: a
+/// vendor string and a counted list of strings, each after its length
+/// (32-bit little-endian), filling the packet but for a framing byte.
+fn is_comment_packet(p: &[u8]) -> bool {
+    fn u32_at(p: &[u8], at: usize) -> Option<usize> {
+        let b = p.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    fn end(p: &[u8]) -> Option<usize> {
+        let mut at = 4usize.checked_add(u32_at(p, 0)?)?;
+        let count = u32_at(p, at)?;
+        at += 4;
+        // Each string takes 4 bytes at least: the count is bounded by
+        // the packet before the loop runs.
+        if count > p.len() / 4 {
+            return None;
+        }
+        for _ in 0..count {
+            at = at.checked_add(4)?.checked_add(u32_at(p, at)?)?;
+        }
+        (at <= p.len()).then_some(at)
+    }
+    end(p).is_some_and(|at| p.len() - at <= 1)
+}
+
 /// The track a media message belongs to, read from its first bytes: the
 /// track id of an Enhanced RTMP multitrack tag (its first track, where it
 /// carries several), 0 for every other tag. Servers and backlogs keep one
@@ -1396,6 +1459,66 @@ mod tests {
         assert_eq!(relay_track(true, b"\x96\x01hv"), 0);
         assert_eq!(relay_track(true, b"\x97\x02\x00"), 0);
         assert_eq!(relay_track(false, &[]), 0);
+    }
+
+    /// A Speex comment packet as speexenc writes it: the vendor, one
+    /// comment, a framing byte.
+    fn speex_comments() -> Vec<u8> {
+        let string = |c: &mut Vec<u8>, s: &[u8]| {
+            c.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            c.extend_from_slice(s);
+        };
+        let mut c = vec![0xB2];
+        string(&mut c, b"Encoded with GStreamer Speexenc");
+        c.extend_from_slice(&1u32.to_le_bytes());
+        string(&mut c, b"DESCRIPTION=audiotest wave");
+        c.push(1);
+        c
+    }
+
+    #[test]
+    fn speex_header_packets_told_from_frames() {
+        let mut header = b"\xB2Speex   1.2.1".to_vec();
+        header.resize(81, 0);
+        let comments = speex_comments();
+        let frame = [0xB2, 0x30, 0x54, 0x98, 0x22, 0xD9, 0x00, 0x00, 0x68];
+        // flvmux's order: header, comments, frames.
+        let mut s = SpeexHeaders::default();
+        assert!(s.is_header(&header));
+        assert!(s.wants_whole());
+        assert!(s.is_header(&comments));
+        assert!(!s.wants_whole());
+        assert!(!s.is_header(&frame));
+        // Comments only right after a header: elsewhere a packet that
+        // reads as one is a frame.
+        assert!(!s.is_header(&comments));
+        // A header not followed by comments: the frame after it stays.
+        assert!(s.is_header(&header));
+        assert!(!s.is_header(&frame));
+        assert!(!s.is_header(&comments));
+        // Other codecs are not looked at and do not move the state.
+        assert!(s.is_header(&header));
+        let mut aac = header.clone();
+        aac[0] = 0xAF;
+        assert!(!s.is_header(&aac));
+        assert!(!s.is_header(&[]));
+        assert!(s.is_header(&comments));
+        // Comment packets that do not add up: lengths past the end, a
+        // count beyond what the packet could hold, bytes left over.
+        let bad: [&[u8]; 5] = [
+            b"\xB2\xFF\xFF\xFF\xFFab",
+            b"\xB2\x01\0\0\0a\xFF\xFF\xFF\x7F\x01\0\0\0",
+            b"\xB2\x01\0\0\0a\x01\0\0\0\x09\0\0\0abc",
+            b"\xB2\x01\0\0\0a\0\0\0\0\x01\x02",
+            b"\xB2\x01\0\0",
+        ];
+        for b in bad {
+            assert!(s.is_header(&header));
+            assert!(!s.is_header(b), "{b:?}");
+        }
+        // With the framing byte or without: both add up.
+        assert!(s.is_header(&header));
+        assert!(s.is_header(&comments[..comments.len() - 1]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::mode::RtmpMode;
 use crate::net::client::{Cancel, ClientConnection, ConnectOptions, Opening, is_cancelled};
 use crate::net::server::{PeerKind, PlayOptions, RelayBatch, Role, Server};
 use crate::policy::{Reconnect, ReconnectSettings, Step};
-use crate::rtmp::flv::{FlvReader, TAG_HEADER_SIZE, tag_type};
+use crate::rtmp::flv::{FlvReader, SoundFormat, SpeexHeaders, TAG_HEADER_SIZE, tag_type};
 use crate::rtmp::message::type_id;
 use crate::rtmp::session::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::url::RtmpUrl;
@@ -182,6 +182,8 @@ struct State {
     tc_url: Option<String>,
     switch: Option<Switch>,
     flv: FlvReader,
+    /// flvmux's Speex header packets, left out (see `send_tag`).
+    speex: SpeexHeaders,
     started: Option<Instant>,
     messages: u64,
     video: u64,
@@ -219,6 +221,7 @@ impl Default for State {
             tc_url: None,
             switch: None,
             flv: FlvReader::new(16 << 20),
+            speex: SpeexHeaders::default(),
             started: None,
             messages: 0,
             video: 0,
@@ -1064,7 +1067,7 @@ impl RtmpSinkConn {
         loop {
             match st.flv.poll_tag() {
                 Ok(Some(t)) => {
-                    self.send(st, t.tag_type, t.timestamp, Body::new(vec![t.data]))?;
+                    self.send_tag(st, t.tag_type, t.timestamp, Body::new(vec![t.data]))?;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -1077,6 +1080,33 @@ impl RtmpSinkConn {
                 }
             }
         }
+    }
+
+    /// One tag of the input, sent unless it is one of the Speex header
+    /// packets flvmux writes as audio tags (FLV has no place for them, and
+    /// players decode them as noise): they are left out, as the `audio`
+    /// pad leaves speexenc's out.
+    fn send_tag(
+        &self,
+        st: &mut State,
+        kind: u8,
+        ts: u32,
+        body: Body,
+    ) -> Result<(), gst::FlowError> {
+        if kind == tag_type::AUDIO {
+            let (head, n) = body.head();
+            if n > 0 && head[0] >> 4 == SoundFormat::Speex as u8 {
+                let header = match st.speex.wants_whole() {
+                    true => st.speex.is_header(&body.pieces().concat()),
+                    false => st.speex.is_header(&head[..n]),
+                };
+                if header {
+                    gst::debug!(CAT, imp = self, "Speex header packet at {} ms left out", ts);
+                    return Ok(());
+                }
+            }
+        }
+        self.send(st, kind, ts, body)
     }
 
     /// One buffer holding exactly one whole tag, with nothing left over
@@ -1121,7 +1151,7 @@ impl RtmpSinkConn {
                 want -= n;
             }
         }
-        Some(self.send(st, h[0] & 0x1F, ts, Body::new(parts)))
+        Some(self.send_tag(st, h[0] & 0x1F, ts, Body::new(parts)))
     }
 }
 

@@ -18,8 +18,8 @@ use crate::latency::Departures;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::flv::{
     AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, FLV_HEADER_SIZE,
-    FlvHeader, FlvReader, SoundFormat, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc, VideoTag,
-    VideoTrackData, previous_tag_size, tag_type, write_tag_header,
+    FlvHeader, FlvReader, SoundFormat, SpeexHeaders, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc,
+    VideoTag, VideoTrackData, previous_tag_size, tag_type, write_tag_header,
 };
 use crate::rtmpsrc::conn::RtmpSrcConn;
 use crate::sync::lock;
@@ -126,6 +126,9 @@ struct State {
     /// Only for input that is not one tag per buffer.
     flv: Option<FlvReader>,
     header_seen: bool,
+    /// Speex header packets a publisher sent as frames (flvmux writes
+    /// speexenc's), left out: the caps carry the headers.
+    speex: SpeexHeaders,
     /// Audio and video tracks by kind and Enhanced RTMP track id; track 0
     /// is the `video`/`audio` pad, track N `video_N`/`audio_N`.
     tracks: Vec<(PadTrack, Track)>,
@@ -197,6 +200,7 @@ impl State {
             t.caps = None;
         }
         self.flv_discont = true;
+        self.speex = SpeexHeaders::default();
     }
 
     fn track(&mut self, id: PadTrack) -> &mut Track {
@@ -1899,6 +1903,14 @@ impl RtmpSrcDemux {
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
+        if a.format == SoundFormat::Speex && self.lock().speex.is_header(body) {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "a Speex header packet sent as a frame: left out"
+            );
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let caps = match a.format {
             SoundFormat::Aac if a.aac_packet_type == Some(AacPacketType::SequenceHeader) => {
                 self.set_caps(zero, aac_caps(&a.data));
