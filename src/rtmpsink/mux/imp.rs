@@ -90,6 +90,53 @@ impl Input {
         }
     }
 
+    /// Queues a buffer that came on the pad; false if it was left out (an
+    /// encoder's header packet that FLV has no place for).
+    fn take(&mut self, mut buf: gst::Buffer) -> bool {
+        let header = buf.flags().contains(gst::BufferFlags::HEADER)
+            && matches!(
+                self.tags.format,
+                Some(Format::Audio(
+                    AudioFormat::Opus { .. } | AudioFormat::Flac { .. } | AudioFormat::Speex
+                ))
+            );
+        if header {
+            // An Opus, FLAC or Speex header packet (the encoders push them
+            // before the first frame): what Opus's and FLAC's say goes in
+            // the sequence start, from caps; FLV has no place for Speex's
+            // (players make their own, as rtmpsrc does).
+            return false;
+        }
+        let ts = match buf.dts().or(buf.pts()) {
+            Some(t) => Some(t),
+            // An encoder's untimed frame (GStreamer 1.22's speexenc gives
+            // its first one no timestamp): it starts the segment, or
+            // follows a frame whose end is known. Any other is an error
+            // (`tags_for`), not a guess.
+            None => self.next_ts.inspect(|&at| {
+                gst::debug!(CAT, obj = self.pad, "untimed buffer stamped {at}");
+                buf.make_mut().set_pts(at);
+            }),
+        };
+        self.next_ts = ts.zip(buf.duration()).map(|(t, d)| t + d);
+        if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
+            // A gap: nothing to send, but nothing earlier than its end
+            // will come from this pad (the others' frames up to there
+            // may go).
+            let end = buf
+                .pts()
+                .or(buf.dts())
+                .map(|t| t + buf.duration().unwrap_or_default());
+            if let Some(end) = running_time(&self.segment, end) {
+                self.tags.taken_until = Some(self.tags.taken_until.map_or(end, |t| t.max(end)));
+            }
+        } else {
+            self.queue.push_back(buf);
+        }
+        self.fed_by = Some(std::thread::current().id());
+        true
+    }
+
     /// The running time (ns, signed) of a buffer's DTS (or PTS) here.
     fn dts_of(&self, buf: &gst::BufferRef) -> Option<i64> {
         running_time(&self.segment, buf.dts().or(buf.pts()))
@@ -858,20 +905,7 @@ impl RtmpSinkMux {
             let at = crate::latency::stamp(Instant::now());
             buf.make_mut().set_offset(at);
         }
-        let mut st = self.lock();
-        if st.input(pad).is_some_and(|i| !i.asked) {
-            // Whether upstream is live (frames then go as soon as they
-            // may, not in batches) and its latency (how much a pad may
-            // queue); asked again as pads start (outside the lock:
-            // upstream answers on this thread).
-            drop(st);
-            let upstream = self.upstream_latency();
-            st = self.lock();
-            st.upstream = Some((upstream.0, upstream.1.nseconds() as i64));
-            if let Some(i) = st.input_mut(pad) {
-                i.asked = true;
-            }
-        }
+        let mut st = self.ask_upstream_once(self.lock(), pad);
         if !st.running {
             return Err(gst::FlowError::Flushing);
         }
@@ -885,44 +919,9 @@ impl RtmpSinkMux {
         if i.eos {
             return Err(gst::FlowError::Eos);
         }
-        let header = buf.flags().contains(gst::BufferFlags::HEADER)
-            && matches!(
-                i.tags.format,
-                Some(Format::Audio(
-                    AudioFormat::Opus { .. } | AudioFormat::Flac { .. } | AudioFormat::Speex
-                ))
-            );
-        if header {
-            // An Opus, FLAC or Speex header packet (the encoders push them
-            // before the first frame): what Opus's and FLAC's say goes in
-            // the sequence start, from caps; FLV has no place for Speex's
-            // (players make their own, as rtmpsrc does).
+        if !i.take(buf) {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let ts = match buf.dts().or(buf.pts()) {
-            Some(t) => Some(t),
-            // An encoder's untimed frame (GStreamer 1.22's speexenc gives
-            // its first one no timestamp): it starts the segment, or
-            // follows a frame whose end is known. Any other is an error
-            // (`tags_for`), not a guess.
-            None => i.next_ts.inspect(|&at| {
-                gst::debug!(CAT, obj = pad, "untimed buffer stamped {at}");
-                buf.make_mut().set_pts(at);
-            }),
-        };
-        i.next_ts = ts.zip(buf.duration()).map(|(t, d)| t + d);
-        if buf.flags().contains(gst::BufferFlags::GAP) && buf.size() == 0 {
-            let end = buf
-                .pts()
-                .or(buf.dts())
-                .map(|t| t + buf.duration().unwrap_or_default());
-            if let Some(end) = running_time(&i.segment, end) {
-                i.tags.taken_until = Some(i.tags.taken_until.map_or(end, |t| t.max(end)));
-            }
-        } else {
-            i.queue.push_back(buf);
-        }
-        i.fed_by = Some(std::thread::current().id());
         // Live, everything goes as soon as it may. Otherwise (a file) a
         // pad's thread sends only once its queue is full (it would wait
         // anyway), and the others only queue, so that they keep bringing
@@ -936,6 +935,39 @@ impl RtmpSinkMux {
         } else {
             st = self.send(st);
         }
+        self.wait_for_room(st, pad)
+    }
+
+    /// At a pad's first buffer (and again as pads start): whether upstream
+    /// is live (frames then go as soon as they may, not in batches) and
+    /// its latency (how much a pad may queue). Asked outside the lock:
+    /// upstream answers on this thread.
+    fn ask_upstream_once<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        pad: &gst::Pad,
+    ) -> MutexGuard<'a, State> {
+        if st.input(pad).is_some_and(|i| !i.asked) {
+            drop(st);
+            let upstream = self.upstream_latency();
+            st = self.lock();
+            st.upstream = Some((upstream.0, upstream.1.nseconds() as i64));
+            if let Some(i) = st.input_mut(pad) {
+                i.asked = true;
+            }
+        }
+        st
+    }
+
+    /// Waits while `pad`'s queue is full (more than the others can catch
+    /// up with), sending what may go meanwhile; an error if only this
+    /// pad's own thread could bring what the others wait for and it has
+    /// waited too long.
+    fn wait_for_room<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        pad: &gst::Pad,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         loop {
             let span = st.queue_span();
             let Some(i) = st.input(pad) else {
