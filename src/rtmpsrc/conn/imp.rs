@@ -1256,38 +1256,8 @@ impl RtmpSrcConn {
         let mut st = lock(&self.state);
         // Context mode: a silence counts from here.
         st.quiet_due = None;
-        if let Seek::Asked { since, target } = st.seek {
-            match &ev {
-                ClientEvent::Status(s) if s.code.starts_with("NetStream.Seek.") => {
-                    if s.code != "NetStream.Seek.Notify" {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Seek,
-                            ("The server could not seek to {}: {}", target, s)
-                        );
-                    }
-                    st.seek = Seek::Answered { target };
-                    return Ok(None);
-                }
-                ClientEvent::Audio { .. }
-                | ClientEvent::Video { .. }
-                | ClientEvent::Data { .. }
-                | ClientEvent::StreamEnded { .. }
-                | ClientEvent::StreamBegin(_)
-                    if read_at.saturating_duration_since(since) < SEEK_ANSWER_WAIT =>
-                {
-                    return Ok(None);
-                }
-                ClientEvent::Audio { .. } | ClientEvent::Video { .. } => {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "no answer to the seek in {SEEK_ANSWER_WAIT:?}: going on with what comes"
-                    );
-                    st.seek = Seek::Answered { target };
-                }
-                _ => {}
-            }
+        if self.waiting_for_seek(&mut st, &ev, read_at) {
+            return Ok(None);
         }
         match &ev {
             ClientEvent::StreamIsRecorded(_) => st.recorded = true,
@@ -1303,12 +1273,84 @@ impl RtmpSrcConn {
             }
             _ => {}
         }
-        // The last message from the peer came when it was read.
-        match st.policy.on_event(&ev, read_at) {
-            OnEvent::Skip => return Ok(None),
+        if !self.as_policy_says(&mut st, &ev, read_at)? {
+            return Ok(None);
+        }
+        let Some((kind, ts, body)) = self.tag_of(&mut st, ev) else {
+            return Ok(None);
+        };
+        // The first frame of a new position starts its segment even past
+        // the stop (downstream clips it): an EOS without a segment after
+        // the seek's flush would leave the pads without one.
+        let starts_segment = matches!(st.seek, Seek::Answered { .. } | Seek::Resume { .. });
+        if kind != tag_type::SCRIPT && !starts_segment && st.stop_ms.is_some_and(|stop| ts >= stop)
+        {
+            gst::info!(
+                CAT,
+                imp = self,
+                "a frame at {ts} ms, at or past the stop: EOS"
+            );
+            return Err(gst::FlowError::Eos);
+        }
+        Ok(Some(self.stamp(&mut st, kind, ts, body, read_at)))
+    }
+
+    /// After a seek was asked: whether `ev` is to be left out while the
+    /// server's answer is awaited (what it still sends from the old
+    /// position, for up to `SEEK_ANSWER_WAIT`). The answer, or media past
+    /// that wait, ends the wait.
+    fn waiting_for_seek(&self, st: &mut State, ev: &ClientEvent, read_at: Instant) -> bool {
+        let Seek::Asked { since, target } = st.seek else {
+            return false;
+        };
+        match ev {
+            ClientEvent::Status(s) if s.code.starts_with("NetStream.Seek.") => {
+                if s.code != "NetStream.Seek.Notify" {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::Seek,
+                        ("The server could not seek to {}: {}", target, s)
+                    );
+                }
+                st.seek = Seek::Answered { target };
+                true
+            }
+            ClientEvent::Audio { .. }
+            | ClientEvent::Video { .. }
+            | ClientEvent::Data { .. }
+            | ClientEvent::StreamEnded { .. }
+            | ClientEvent::StreamBegin(_)
+                if read_at.saturating_duration_since(since) < SEEK_ANSWER_WAIT =>
+            {
+                true
+            }
+            ClientEvent::Audio { .. } | ClientEvent::Video { .. } => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "no answer to the seek in {SEEK_ANSWER_WAIT:?}: going on with what comes"
+                );
+                st.seek = Seek::Answered { target };
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// What the policy makes of `ev` (the last message from the peer came
+    /// when it was read): whether it is delivered, or the end (EOS).
+    /// A new publisher restarts the clock mapping, with a DISCONT.
+    fn as_policy_says(
+        &self,
+        st: &mut State,
+        ev: &ClientEvent,
+        read_at: Instant,
+    ) -> Result<bool, gst::FlowError> {
+        match st.policy.on_event(ev, read_at) {
+            OnEvent::Skip => Ok(false),
             OnEvent::Eos(why) => {
                 gst::info!(CAT, imp = self, "{why}: EOS");
-                return Err(gst::FlowError::Eos);
+                Err(gst::FlowError::Eos)
             }
             OnEvent::PublisherStarted { restart } => {
                 gst::info!(CAT, imp = self, "a publisher started");
@@ -1319,15 +1361,21 @@ impl RtmpSrcConn {
                     st.restarts += 1;
                     st.discont = true;
                 }
-                return Ok(None);
+                Ok(false)
             }
             OnEvent::DeliverAfterRestart => {
                 gst::info!(CAT, imp = self, "the publisher is back: resuming");
                 st.time.restart();
                 st.restarts += 1;
+                Ok(true)
             }
-            OnEvent::Deliver => {}
+            OnEvent::Deliver => Ok(true),
         }
+    }
+
+    /// The FLV tag (type, timestamp, body) a media or data message makes,
+    /// counted; None for anything else, and for an empty body.
+    fn tag_of(&self, st: &mut State, ev: ClientEvent) -> Option<(u8, u32, bytes::Bytes)> {
         let (kind, ts, body): (u8, u32, bytes::Bytes) = match ev {
             ClientEvent::Video { timestamp, payload } => {
                 st.video += 1;
@@ -1352,32 +1400,16 @@ impl RtmpSrcConn {
                     }
                     .encode(),
                     other @ DataMessage::Other { .. } => other.encode(),
-                    DataMessage::SampleAccess { .. } => return Ok(None),
+                    DataMessage::SampleAccess { .. } => return None,
                 };
                 (tag_type::SCRIPT, timestamp, body.into())
             }
             other => {
                 gst::debug!(CAT, imp = self, "{other:?}");
-                return Ok(None);
+                return None;
             }
         };
-        if body.is_empty() {
-            return Ok(None);
-        }
-        // The first frame of a new position starts its segment even past
-        // the stop (downstream clips it): an EOS without a segment after
-        // the seek's flush would leave the pads without one.
-        let starts_segment = matches!(st.seek, Seek::Answered { .. } | Seek::Resume { .. });
-        if kind != tag_type::SCRIPT && !starts_segment && st.stop_ms.is_some_and(|stop| ts >= stop)
-        {
-            gst::info!(
-                CAT,
-                imp = self,
-                "a frame at {ts} ms, at or past the stop: EOS"
-            );
-            return Err(gst::FlowError::Eos);
-        }
-        Ok(Some(self.stamp(&mut st, kind, ts, body, read_at)))
+        (!body.is_empty()).then_some((kind, ts, body))
     }
 
     /// Server mode: the context named in the settings, if any.
