@@ -121,6 +121,17 @@ struct Track {
     tagged: bool,
 }
 
+/// What a new pad gives first (see `RtmpSrcDemux::new_pad`).
+struct PadStart {
+    group_id: gst::GroupId,
+    /// The track's stream, its caps set.
+    stream: gst::Stream,
+    collection: gst::StreamCollection,
+    caps: gst::Caps,
+    /// The current segment; a default one if none came yet.
+    segment: Option<gst::Event>,
+}
+
 #[derive(Default)]
 struct State {
     /// Only for input that is not one tag per buffer.
@@ -707,70 +718,9 @@ impl RtmpSrcDemux {
                 }
                 flv.push_event(event)
             }
-            gst::EventView::Eos(_) => {
-                // A stream that ends before its tracks were all seen (or
-                // the wait for them ran out) has all it will have.
-                let held = {
-                    let mut st = self.lock();
-                    st.hold_over = true;
-                    st.held.take()
-                };
-                if let Some(h) = held {
-                    self.release(h);
-                }
-                let fire = {
-                    let mut st = self.lock();
-                    let fire = !st.no_more_pads && !st.pads().is_empty();
-                    st.no_more_pads |= fire;
-                    fire
-                };
-                if fire {
-                    self.signal_no_more_pads();
-                }
-                let pads = self.lock().pads();
-                if pads.is_empty() {
-                    // After the connection's own error (a refused
-                    // connect, a lost one), the EOS its base class sends
-                    // says nothing a user needs a second error for.
-                    if !self.upstream_failed() {
-                        gst::element_imp_error!(
-                            self,
-                            gst::StreamError::Demux,
-                            ("The stream ended without audio or video we can play")
-                        );
-                    }
-                    return false;
-                }
-                for p in pads {
-                    self.send_event(&p, event.clone());
-                }
-                true
-            }
+            gst::EventView::Eos(_) => self.eos(event),
             gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_) => {
-                let stop = matches!(event.view(), gst::EventView::FlushStop(_));
-                if stop {
-                    let mut st = self.lock();
-                    st.flv = None;
-                    // Audio held for the video pad is of before the flush.
-                    st.held = None;
-                    for (_, t) in &mut st.tracks {
-                        t.discont = true;
-                    }
-                }
-                if let Some(flv) = self.flv_pad() {
-                    flv.push_event(event.clone());
-                }
-                if self.pad_queues.load(Ordering::Relaxed) {
-                    match stop {
-                        true => self.lanes.flush_stop(&event),
-                        false => self.lanes.flush_start(&event),
-                    }
-                } else {
-                    let pads = self.lock().pads();
-                    for p in pads {
-                        p.push_event(event.clone());
-                    }
-                }
+                self.flush(event);
                 true
             }
             // Any other event in the stream (segment-done at a segment
@@ -780,6 +730,79 @@ impl RtmpSrcDemux {
                 true
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    /// The end of the stream on the elementary pads: what was held goes,
+    /// the pads are all there (no-more-pads), and each gets the EOS; an
+    /// error if the stream had none.
+    fn eos(&self, event: gst::Event) -> bool {
+        // A stream that ends before its tracks were all seen (or the wait
+        // for them ran out) has all it will have.
+        let held = {
+            let mut st = self.lock();
+            st.hold_over = true;
+            st.held.take()
+        };
+        if let Some(h) = held {
+            self.release(h);
+        }
+        let fire = {
+            let mut st = self.lock();
+            let fire = !st.no_more_pads && !st.pads().is_empty();
+            st.no_more_pads |= fire;
+            fire
+        };
+        if fire {
+            self.signal_no_more_pads();
+        }
+        let pads = self.lock().pads();
+        if pads.is_empty() {
+            // After the connection's own error (a refused connect, a lost
+            // one), the EOS its base class sends says nothing a user needs
+            // a second error for.
+            if !self.upstream_failed() {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Demux,
+                    ("The stream ended without audio or video we can play")
+                );
+            }
+            return false;
+        }
+        for p in pads {
+            self.send_event(&p, event.clone());
+        }
+        true
+    }
+
+    /// A flush (a seek's) on every pad, through their queues with
+    /// pad-queues; at its stop, what was read or held before it is
+    /// dropped, and each track's next buffer is a DISCONT.
+    fn flush(&self, event: gst::Event) {
+        let stop = matches!(event.view(), gst::EventView::FlushStop(_));
+        if stop {
+            let mut st = self.lock();
+            st.flv = None;
+            // Audio held for the video pad is of before the flush.
+            st.held = None;
+            for (_, t) in &mut st.tracks {
+                t.discont = true;
+            }
+        }
+        if let Some(flv) = self.flv_pad() {
+            flv.push_event(event.clone());
+        }
+        if self.pad_queues.load(Ordering::Relaxed) {
+            match stop {
+                true => self.lanes.flush_stop(&event),
+                false => self.lanes.flush_start(&event),
+            }
+        } else {
+            let pads = self.lock().pads();
+            for p in pads {
+                p.push_event(event.clone());
+            }
         }
     }
 
@@ -1362,17 +1385,12 @@ impl RtmpSrcDemux {
         let (new_pad, push, collection, first) = {
             let mut st = self.lock();
             let segment = st.segment.clone();
-            let name = id.name();
             let group_id = *st.group_id.get_or_insert_with(gst::GroupId::next);
             if st.track(id).caps.as_ref() == Some(&caps) {
                 return;
             }
             let stream = st.stream(id);
             stream.set_caps(Some(&caps));
-            let stream_id = stream
-                .stream_id()
-                .map(|i| i.to_string())
-                .unwrap_or_default();
             let (collection, changed) = st.collection(Some(id));
             // A new collection goes to the pads there are as well.
             let update = changed.then(|| (st.pads(), collection.clone()));
@@ -1381,57 +1399,16 @@ impl RtmpSrcDemux {
             let (new_pad, push) = match &track.pad {
                 Some(p) => (None, Some((p.clone(), caps))),
                 None => {
-                    let templ = match (id.video, id.track) {
-                        (true, 0) => "video",
-                        (false, 0) => "audio",
-                        (true, _) => "video_%u",
-                        (false, _) => "audio_%u",
-                    };
-                    let templ = self.obj().pad_template(templ).expect("template");
-                    let mut builder = gst::Pad::builder_from_template(&templ)
-                        .name(name.as_str())
-                        .event_function(|pad, parent, event| {
-                            RtmpSrcDemux::catch_panic_pad_function(
-                                parent,
-                                || false,
-                                |d| d.src_event(pad, event),
-                            )
-                        });
-                    if self.pad_queues.load(Ordering::Relaxed) {
-                        let lanes = self.lanes.clone();
-                        builder =
-                            builder.activatemode_function(move |pad, _, mode, active| match mode {
-                                gst::PadMode::Push => lanes.activate(pad, active),
-                                _ => Err(gst::loggable_error!(CAT, "push mode only")),
-                            });
-                    }
-                    let pad = builder.build();
-                    if self.pad_queues.load(Ordering::Relaxed) {
-                        self.lanes.add(&pad, id.video);
-                    }
-                    // With a queue, its thread waits for the first buffer
-                    // while the first sticky events go straight to the pad.
-                    pad.set_active(true).ok();
-                    // The track's stream, then the collection it is in:
-                    // parsebin takes a stream-start that carries a stream
-                    // for one whose collection comes from upstream (without
-                    // the collection, decodebin3 selected nothing: a
-                    // video-only stream failed in playbin3 with not-linked).
-                    pad.push_event(
-                        gst::event::StreamStart::builder(&stream_id)
-                            .group_id(group_id)
-                            .stream(stream)
-                            .build(),
+                    let pad = self.new_pad(
+                        id,
+                        PadStart {
+                            group_id,
+                            stream,
+                            collection,
+                            caps,
+                            segment,
+                        },
                     );
-                    pad.push_event(gst::event::StreamCollection::new(&collection));
-                    pad.push_event(gst::event::Caps::new(&caps));
-                    if let Some(s) = segment {
-                        pad.push_event(s);
-                    } else {
-                        pad.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-                            gst::ClockTime,
-                        >::new()));
-                    }
                     track.pad = Some(pad.clone());
                     track.discont = true;
                     (Some(pad), None)
@@ -1462,6 +1439,63 @@ impl RtmpSrcDemux {
             gst::info!(CAT, imp = self, "{} caps change: {caps}", p.name());
             self.send_event(&p, gst::event::Caps::new(&caps));
         }
+    }
+
+    /// A track's pad, active (behind its queue with pad-queues) and with
+    /// its first sticky events, not yet added to the element.
+    fn new_pad(&self, id: PadTrack, start: PadStart) -> gst::Pad {
+        let templ = match (id.video, id.track) {
+            (true, 0) => "video",
+            (false, 0) => "audio",
+            (true, _) => "video_%u",
+            (false, _) => "audio_%u",
+        };
+        let templ = self.obj().pad_template(templ).expect("template");
+        let mut builder = gst::Pad::builder_from_template(&templ)
+            .name(id.name().as_str())
+            .event_function(|pad, parent, event| {
+                RtmpSrcDemux::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |d| d.src_event(pad, event),
+                )
+            });
+        let queued = self.pad_queues.load(Ordering::Relaxed);
+        if queued {
+            let lanes = self.lanes.clone();
+            builder = builder.activatemode_function(move |pad, _, mode, active| match mode {
+                gst::PadMode::Push => lanes.activate(pad, active),
+                _ => Err(gst::loggable_error!(CAT, "push mode only")),
+            });
+        }
+        let pad = builder.build();
+        if queued {
+            self.lanes.add(&pad, id.video);
+        }
+        // With a queue, its thread waits for the first buffer while the
+        // first sticky events go straight to the pad.
+        pad.set_active(true).ok();
+        // The track's stream, then the collection it is in: parsebin takes
+        // a stream-start that carries a stream for one whose collection
+        // comes from upstream (without the collection, decodebin3 selected
+        // nothing: a video-only stream failed in playbin3 with not-linked).
+        let stream_id = start
+            .stream
+            .stream_id()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        pad.push_event(
+            gst::event::StreamStart::builder(&stream_id)
+                .group_id(start.group_id)
+                .stream(start.stream)
+                .build(),
+        );
+        pad.push_event(gst::event::StreamCollection::new(&start.collection));
+        pad.push_event(gst::event::Caps::new(&start.caps));
+        pad.push_event(start.segment.unwrap_or_else(|| {
+            gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new())
+        }));
+        pad
     }
 
     /// A new collection of the tracks: on the pads there are (those made
