@@ -129,27 +129,8 @@ fn publish_to_ffmpeg_listen() {
     let dir = TempDir::new("ff-listen-in");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let tags = read_flv_tags(&media);
-    let port = free_port();
     let out = dir.path("out.flv");
-    let mut ff = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-listen",
-            "1",
-            "-i",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
-    wait_for_listen(port, Duration::from_secs(10));
+    let (mut ff, err, port) = ffmpeg_listen_recording(&out);
     publish_tags(&format!("rtmp://127.0.0.1:{port}/live/key"), &tags).expect("publish to ffmpeg");
     let st = wait_child(&mut ff, Duration::from_secs(20));
     let err = err.join().unwrap();
@@ -167,18 +148,7 @@ fn play_from_ffmpeg_listen() {
     needs!("ffmpeg");
     let dir = TempDir::new("ff-listen-out");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
-    let port = free_port();
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media)
-        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
-    wait_for_listen(port, Duration::from_secs(10));
+    let (mut ff, err, port) = ffmpeg_listen(&media);
     let got = play_until_end(
         &format!("rtmp://127.0.0.1:{port}/live/key"),
         Duration::from_secs(5),

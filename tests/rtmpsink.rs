@@ -520,27 +520,8 @@ fn to_ffmpeg_listen() {
     needs!("ffmpeg");
     init();
     let dir = TempDir::new("sink-ff");
-    let port = free_port();
     let out = dir.path("out.flv");
-    let mut ff = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-listen",
-            "1",
-            "-i",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&out)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
-    wait_for_listen(port, Duration::from_secs(10));
+    let (mut ff, err, port) = ffmpeg_listen_recording(&out);
     let log = SentLog::default();
     let p = build(
         &format!(

@@ -242,18 +242,7 @@ fn plays_from_ffmpeg_listen() {
     init();
     let dir = TempDir::new("src-fflisten");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
-    let port = free_port();
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media)
-        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
-    wait_for_listen(port, Duration::from_secs(10));
+    let (mut ff, err, port) = ffmpeg_listen(&media);
     // FFmpeg's server closes without StreamEOF when done: that is the end here.
     let (p, log, _) = player(
         &format!("rtmp://127.0.0.1:{port}/live/key"),

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -262,18 +261,7 @@ fn plays_from_ffmpeg_listen_over_rtmps() {
     let pki = Pki::new();
     let dir = TempDir::new("tls-fflisten");
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
-    let port = free_port();
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media)
-        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
-    wait_for_listen(port, Duration::from_secs(10));
+    let (mut ff, err, port) = ffmpeg_listen(&media);
     let proxy = TlsProxy::start(&pki.server, port);
     let (p, log, _) = player(
         &format!("rtmps://localhost:{}/live/key", proxy.port),

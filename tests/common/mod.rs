@@ -757,6 +757,54 @@ pub fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// FFmpeg as a one-shot RTMP server (`-listen 1`) of `media` (copied, as
+/// FLV) at `rtmp://127.0.0.1:PORT/live/key`, listening by the time this
+/// returns: the child, what it says on stderr (joined once it ended),
+/// and the port.
+pub fn ffmpeg_listen(media: &Path) -> (Child, std::thread::JoinHandle<String>, u16) {
+    let port = free_port();
+    let mut ff = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(media)
+        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = collect_stderr(&mut ff);
+    wait_for_listen(port, Duration::from_secs(10));
+    (ff, err, port)
+}
+
+/// FFmpeg as a one-shot RTMP server (`-listen 1`) taking a publisher at
+/// `rtmp://127.0.0.1:PORT/live/key` and recording what it gets (copied)
+/// to `out` as FLV, listening by the time this returns: the child, what
+/// it says on stderr (joined once it ended), and the port.
+pub fn ffmpeg_listen_recording(out: &Path) -> (Child, std::thread::JoinHandle<String>, u16) {
+    let port = free_port();
+    let mut ff = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-listen",
+            "1",
+            "-i",
+        ])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = collect_stderr(&mut ff);
+    wait_for_listen(port, Duration::from_secs(10));
+    (ff, err, port)
+}
+
 /// Reads a child's stderr to a string without blocking it.
 pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut err = child.stderr.take().expect("stderr piped");
