@@ -319,24 +319,7 @@ fn resolution_change_midstream() {
         nginx.url("resize")
     );
     let p = build(&desc, &log);
-    let cf = p.by_name("cf").unwrap();
-    let src = p.by_name("vsrc").unwrap().static_pad("src").unwrap();
-    let n = Arc::new(Mutex::new(0u32));
-    src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        let mut n = n.lock().unwrap();
-        *n += 1;
-        if *n == 30 {
-            cf.set_property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("width", 640i32)
-                    .field("height", 360i32)
-                    .field("framerate", gst::Fraction::new(30, 1))
-                    .build(),
-            );
-        }
-        gst::PadProbeReturn::Ok
-    });
+    resize_at_frame_30(&p);
     run(&p, Duration::from_secs(60));
     let rec = nginx.recording("resize");
     let sent = log.lock().unwrap().clone();

@@ -903,28 +903,7 @@ fn caps_follow_a_midstream_resolution_change() {
     let publisher = launch(&format!(
         "videotestsrc name=vsrc num-buffers=60 ! capsfilter name=cf caps=video/x-raw,width=320,height=240,framerate=30/1 ! x264enc bframes=0 key-int-max=15 speed-preset=ultrafast ! h264parse ! rtmpsink sync=false location={url}"
     ));
-    let cf = publisher.by_name("cf").unwrap();
-    let n = Arc::new(Mutex::new(0u32));
-    publisher
-        .by_name("vsrc")
-        .unwrap()
-        .static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let mut n = n.lock().unwrap();
-            *n += 1;
-            if *n == 30 {
-                cf.set_property(
-                    "caps",
-                    gst::Caps::builder("video/x-raw")
-                        .field("width", 640i32)
-                        .field("height", 360i32)
-                        .field("framerate", gst::Fraction::new(30, 1))
-                        .build(),
-                );
-            }
-            gst::PadProbeReturn::Ok
-        });
+    resize_at_frame_30(&publisher);
     publisher.set_state(gst::State::Playing).unwrap();
     let m = publisher.bus().unwrap().timed_pop_filtered(
         gst::ClockTime::from_seconds(30),

@@ -805,6 +805,32 @@ pub fn ffmpeg_listen_recording(out: &Path) -> (Child, std::thread::JoinHandle<St
     (ff, err, port)
 }
 
+/// A publishing pipeline's `videotestsrc name=vsrc ! capsfilter name=cf`
+/// switches from 320x240 to 640x360 at its 30th frame (both at 30 fps):
+/// a resolution change in the middle of a stream.
+pub fn resize_at_frame_30(p: &gst::Pipeline) {
+    use gst::prelude::*;
+    let cf = p.by_name("cf").expect("capsfilter cf");
+    let n = std::sync::atomic::AtomicU32::new(0);
+    p.by_name("vsrc")
+        .expect("videotestsrc vsrc")
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == 30 {
+                cf.set_property(
+                    "caps",
+                    gst::Caps::builder("video/x-raw")
+                        .field("width", 640i32)
+                        .field("height", 360i32)
+                        .field("framerate", gst::Fraction::new(30, 1))
+                        .build(),
+                );
+            }
+            gst::PadProbeReturn::Ok
+        });
+}
+
 /// Reads a child's stderr to a string without blocking it.
 pub fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut err = child.stderr.take().expect("stderr piped");
