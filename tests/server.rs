@@ -1037,6 +1037,54 @@ fn accept_player_signal_and_unknown_streams() {
     p.set_state(gst::State::Null).unwrap();
 }
 
+/// Each server takes one role: a publisher at rtmpsink mode=server (which
+/// serves players) is refused its stream with NetStream.Publish.Denied, a
+/// player at rtmpsrc mode=server (which takes a publisher) with
+/// NetStream.Play.Failed. The peer is told why (FFmpeg prints it), and
+/// the element's rtmp-client-rejected notice says the same.
+#[test]
+fn each_server_refuses_the_other_role() {
+    needs!("ffmpeg");
+    let dir = TempDir::new("srv-roles");
+    let media = make_flv(&dir, "in.flv", 1, Tracks::VideoOnly);
+    let (sink, notes, port) = sink_server(&file_source(&media, Tracks::VideoOnly), "sync=false");
+    let (ok, err) = ffmpeg_push(
+        "ffmpeg",
+        &media,
+        &format!("rtmp://127.0.0.1:{port}/live/key"),
+        false,
+    );
+    assert!(!ok, "a publisher was taken by rtmpsink mode=server");
+    assert!(
+        err.contains("this server only serves players"),
+        "FFmpeg said: {err}"
+    );
+    let r = wait_notice(&notes, "rtmp-client-rejected", 1, Duration::from_secs(2));
+    let reason = r[0].get::<String>("reason").unwrap();
+    assert_eq!(reason, "publisher refused: this server only serves players");
+    sink.set_state(gst::State::Null).unwrap();
+
+    let (src, _, _, notes, port) = src_server("");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "5000000"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a player was served by rtmpsrc mode=server"
+    );
+    assert!(
+        err.contains("this server only takes a publisher"),
+        "FFprobe said: {err}"
+    );
+    let r = wait_notice(&notes, "rtmp-client-rejected", 1, Duration::from_secs(2));
+    let reason = r[0].get::<String>("reason").unwrap();
+    assert_eq!(reason, "player refused: this server only takes a publisher");
+    src.set_state(gst::State::Null).unwrap();
+}
+
 // ---- hostile peers ------------------------------------------------------
 
 #[test]

@@ -1483,74 +1483,49 @@ impl Loop {
         name: &str,
         now: Instant,
     ) {
-        let Some(p) = self.peers.get_mut(&token) else {
+        let Some(p) = self.peers.get(&token) else {
             return;
         };
-        let (stream, query) = match name.split_once('?') {
-            Some((s, q)) => (s.to_owned(), q.to_owned()),
-            None => (name.to_owned(), String::new()),
-        };
-        let (denied_code, wrong_role) = match kind {
-            PeerKind::Publisher => (
-                "NetStream.Publish.Unauthorized",
-                !matches!(self.role, RoleState::Publish(_)),
-            ),
-            _ => (
-                "NetStream.Play.StreamNotFound",
-                !matches!(self.role, RoleState::Play(_)),
-            ),
-        };
-        if wrong_role {
-            let (code, what) = match kind {
-                PeerKind::Publisher => (
-                    "NetStream.Publish.Denied",
-                    "this server only serves players",
-                ),
-                _ => (
-                    "NetStream.Play.Failed",
-                    "this server only takes a publisher",
-                ),
-            };
-            p.session.reject_stream(stream_id, code, what).ok();
-            p.queue_session_output();
-            let reason = format!("{} refused: {what}", kind.as_str());
-            self.reject(token, reason, now);
-            return;
+        let (stream, query) = name.split_once('?').unwrap_or((name, ""));
+        let publisher = kind == PeerKind::Publisher;
+        match (publisher, &self.role) {
+            (true, RoleState::Publish(_)) | (false, RoleState::Play(_)) => {}
+            (true, RoleState::Play(_)) | (false, RoleState::Publish(_)) => {
+                let (code, what) = match publisher {
+                    true => (
+                        "NetStream.Publish.Denied",
+                        "this server only serves players",
+                    ),
+                    false => (
+                        "NetStream.Play.Failed",
+                        "this server only takes a publisher",
+                    ),
+                };
+                let reason = format!("{} refused: {what}", kind.as_str());
+                return self.refuse_stream(token, stream_id, code, what, reason, now);
+            }
         }
-        let o = &self.options;
-        let open = o.stream.is_empty() && o.keys.is_empty();
-        let known = open
-            || (!o.stream.is_empty() && constant_time_eq(stream.as_bytes(), o.stream.as_bytes()))
-            || o.keys.iter().fold(false, |m, k| {
-                m | constant_time_eq(stream.as_bytes(), k.as_bytes())
-            });
         let request = StreamRequest {
             kind,
             addr: p.addr,
             app: p.app.clone(),
-            stream: stream.clone(),
-            query,
+            stream: stream.to_owned(),
+            query: query.to_owned(),
             user: p.user.clone(),
         };
+        let known = self.knows_stream(stream);
         if !known || !(self.hooks.accept)(&request) {
-            let why = if known {
-                "refused by the application"
-            } else {
-                "unknown stream name or key"
+            let why = match known {
+                true => "refused by the application",
+                false => "unknown stream name or key",
             };
-            p.session.reject_stream(stream_id, denied_code, why).ok();
-            p.queue_session_output();
-            let reason = format!(
-                "{} of '{}' refused: {why}",
-                if kind == PeerKind::Publisher {
-                    "publish"
-                } else {
-                    "play"
-                },
-                redact_key(&stream)
-            );
-            self.reject(token, reason, now);
-            return;
+            let code = match publisher {
+                true => "NetStream.Publish.Unauthorized",
+                false => "NetStream.Play.StreamNotFound",
+            };
+            let what = if publisher { "publish" } else { "play" };
+            let reason = format!("{what} of '{}' refused: {why}", redact_key(stream));
+            return self.refuse_stream(token, stream_id, code, why, reason, now);
         }
         let started = match &mut self.role {
             RoleState::Publish(r) => r.start_publisher(
@@ -1578,7 +1553,7 @@ impl Loop {
                     kind,
                     addr: p.addr,
                     app: p.app.clone(),
-                    stream: redact_key(&stream),
+                    stream: redact_key(stream),
                     user: p.user.clone(),
                 });
             }
@@ -1587,6 +1562,36 @@ impl Loop {
                 self.reject(token, reason, now);
             }
         }
+    }
+
+    /// Whether this server takes `stream` (a name or key; any when none
+    /// is set), compared in constant time.
+    fn knows_stream(&self, stream: &str) -> bool {
+        let o = &self.options;
+        let same = |k: &str| constant_time_eq(stream.as_bytes(), k.as_bytes());
+        (o.stream.is_empty() && o.keys.is_empty())
+            || (!o.stream.is_empty() && same(&o.stream))
+            // Every key is compared, whether or not one matched already.
+            || o.keys.iter().fold(false, |m, k| m | same(k))
+    }
+
+    /// Refuses a publish or play request: the peer is told `code` and
+    /// `why`, then the connection is refused for `reason` (what the log
+    /// and the notice say).
+    fn refuse_stream(
+        &mut self,
+        token: Token,
+        stream_id: u32,
+        code: &str,
+        why: &str,
+        reason: String,
+        now: Instant,
+    ) {
+        if let Some(p) = self.peers.get_mut(&token) {
+            p.session.reject_stream(stream_id, code, why).ok();
+            p.queue_session_output();
+        }
+        self.reject(token, reason, now);
     }
 
     /// Refuses a connection: what is queued (the refusal) goes out, then
