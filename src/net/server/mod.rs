@@ -797,6 +797,43 @@ struct Peer {
 }
 
 impl Peer {
+    /// A connection just taken, before its handshake: it must be
+    /// publishing or playing by `start_deadline`.
+    fn new(
+        id: u64,
+        sock: TcpStream,
+        tls: Option<Box<rustls::ServerConnection>>,
+        addr: SocketAddr,
+        session: ServerSession,
+        start_deadline: Instant,
+        now: Instant,
+    ) -> Self {
+        Peer {
+            id,
+            sock,
+            tls,
+            close_notified: false,
+            addr,
+            session,
+            out: VecDeque::new(),
+            out_off: 0,
+            out_bytes: 0,
+            kind: PeerKind::Pending,
+            stream_id: 0,
+            app: String::new(),
+            user: None,
+            start_deadline: Some(start_deadline),
+            last_in: now,
+            last_out: now,
+            closing: None,
+            linger_until: None,
+            peer_closed: false,
+            read_paused: false,
+            media_bytes_out: 0,
+            player: Default::default(),
+        }
+    }
+
     fn queue_session_output(&mut self) {
         let b = self.session.take_send_buf();
         if !b.is_empty() {
@@ -1177,88 +1214,12 @@ impl Loop {
         false
     }
 
+    /// Takes the connections waiting on the listener, until none is left
+    /// or no file descriptor is.
     fn accept(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
-                Ok((mut sock, addr)) => {
-                    self.stats.accepted += 1;
-                    let finishing = matches!(&self.role, RoleState::Play(p) if p.finishing);
-                    if self.peers.len() >= self.options.max_clients || finishing {
-                        self.stats.rejected += 1;
-                        let reason = if finishing {
-                            "the stream has ended".to_owned()
-                        } else {
-                            format!(
-                                "too many connections (max-clients is {})",
-                                self.options.max_clients
-                            )
-                        };
-                        (self.hooks.notice)(Notice::Rejected { addr, reason });
-                        drop(sock);
-                        continue;
-                    }
-                    sock.set_nodelay(true).ok();
-                    if matches!(self.role, RoleState::Play(_)) {
-                        socket2::SockRef::from(&sock)
-                            .set_send_buffer_size(PLAYER_SEND_BUFFER)
-                            .ok();
-                    }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let mut config = self.options.session.clone();
-                    config.handshake_timeout = self.options.timeout;
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    let session = ServerSession::new(config, now, &super::handshake_random());
-                    let tls = match &self.options.tls {
-                        Some(c) => match rustls::ServerConnection::new(c.clone()) {
-                            Ok(t) => Some(Box::new(t)),
-                            Err(e) => {
-                                self.stats.rejected += 1;
-                                let reason = format!("TLS: {e}");
-                                (self.hooks.notice)(Notice::Rejected { addr, reason });
-                                self.poll.registry().deregister(&mut sock).ok();
-                                continue;
-                            }
-                        },
-                        None => None,
-                    };
-                    self.peers.insert(
-                        token,
-                        Peer {
-                            id,
-                            sock,
-                            tls,
-                            close_notified: false,
-                            addr,
-                            session,
-                            out: VecDeque::new(),
-                            out_off: 0,
-                            out_bytes: 0,
-                            kind: PeerKind::Pending,
-                            stream_id: 0,
-                            app: String::new(),
-                            user: None,
-                            start_deadline: Some(now + self.options.timeout),
-                            last_in: now,
-                            last_out: now,
-                            closing: None,
-                            linger_until: None,
-                            peer_closed: false,
-                            read_paused: false,
-                            media_bytes_out: 0,
-                            player: Default::default(),
-                        },
-                    );
-                }
+                Ok((sock, addr)) => self.admit(sock, addr, now),
                 Err(e) if e.kind() == IoKind::WouldBlock => {
                     self.accept_blocked = false;
                     return;
@@ -1283,6 +1244,65 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// A new connection becomes a peer (its handshake next), unless the
+    /// server is full or its stream has ended: it is then closed, and the
+    /// refusal noticed.
+    fn admit(&mut self, mut sock: TcpStream, addr: SocketAddr, now: Instant) {
+        self.stats.accepted += 1;
+        let finishing = matches!(&self.role, RoleState::Play(p) if p.finishing);
+        if self.peers.len() >= self.options.max_clients || finishing {
+            self.stats.rejected += 1;
+            let reason = if finishing {
+                "the stream has ended".to_owned()
+            } else {
+                format!(
+                    "too many connections (max-clients is {})",
+                    self.options.max_clients
+                )
+            };
+            (self.hooks.notice)(Notice::Rejected { addr, reason });
+            return;
+        }
+        sock.set_nodelay(true).ok();
+        if matches!(self.role, RoleState::Play(_)) {
+            socket2::SockRef::from(&sock)
+                .set_send_buffer_size(PLAYER_SEND_BUFFER)
+                .ok();
+        }
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, token, interest)
+            .is_err()
+        {
+            return;
+        }
+        let tls = match &self.options.tls {
+            Some(c) => match rustls::ServerConnection::new(c.clone()) {
+                Ok(t) => Some(Box::new(t)),
+                Err(e) => {
+                    self.stats.rejected += 1;
+                    let reason = format!("TLS: {e}");
+                    (self.hooks.notice)(Notice::Rejected { addr, reason });
+                    self.poll.registry().deregister(&mut sock).ok();
+                    return;
+                }
+            },
+            None => None,
+        };
+        let mut config = self.options.session.clone();
+        config.handshake_timeout = self.options.timeout;
+        let session = ServerSession::new(config, now, &super::handshake_random());
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline = now + self.options.timeout;
+        let peer = Peer::new(id, sock, tls, addr, session, deadline, now);
+        self.peers.insert(token, peer);
     }
 
     /// Reads what a connection sent and acts on it, until the socket is
