@@ -796,7 +796,27 @@ struct Peer {
     player: play::PlayerState,
 }
 
+/// Why what a peer sent could not be taken.
+enum FeedError {
+    Tls(rustls::Error),
+    Session(crate::rtmp::Error),
+}
+
 impl Peer {
+    /// Gives the session what was read from the socket (decrypted first
+    /// over TLS, into `plain`).
+    fn feed(&mut self, read: &[u8], plain: &mut Vec<u8>, now: Instant) -> Result<(), FeedError> {
+        let input = match self.tls.as_mut() {
+            None => read,
+            Some(tls) => {
+                plain.clear();
+                super::tls::decrypt(tls, read, plain).map_err(FeedError::Tls)?;
+                &plain[..]
+            }
+        };
+        self.session.feed(input, now).map_err(FeedError::Session)
+    }
+
     /// A connection just taken, before its handshake: it must be
     /// publishing or playing by `start_deadline`.
     fn new(
@@ -1342,38 +1362,8 @@ impl Loop {
                         }
                         continue;
                     }
-                    let fed = match p.tls.as_mut() {
-                        None => p.session.feed(&self.scratch[..n], now),
-                        Some(tls) => {
-                            self.plain.clear();
-                            match super::tls::decrypt(tls, &self.scratch[..n], &mut self.plain) {
-                                Ok(_) => p.session.feed(&self.plain, now),
-                                Err(e) => {
-                                    // rustls queued an alert saying why:
-                                    // it goes out, then the connection.
-                                    if p.flush(now).is_err() {
-                                        p.drop_output();
-                                    }
-                                    let reason = format!("TLS: {e}");
-                                    if p.kind == PeerKind::Pending {
-                                        self.reject(token, reason, now);
-                                    } else {
-                                        p.close_with(reason, now);
-                                    }
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = fed {
-                        p.queue_session_output();
-                        // A client the session refused (a SecureToken not
-                        // answered) is a rejection, as a wrong key is.
-                        if e.kind() == ErrorKind::Rejected {
-                            self.reject(token, e.reason().to_owned(), now);
-                        } else {
-                            p.close_with(format!("protocol error: {e}"), now);
-                        }
+                    if let Err(e) = p.feed(&self.scratch[..n], &mut self.plain, now) {
+                        self.refuse_input(token, e, now);
                         return;
                     }
                     self.handle_events(token, now);
@@ -1400,6 +1390,36 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// A peer whose input could not be taken: a client the session
+    /// refused (a SecureToken not answered) is a rejection, as a wrong key
+    /// is; anything else closes the connection with what went wrong, after
+    /// what the session or TLS queued to say so (a TLS alert).
+    fn refuse_input(&mut self, token: Token, e: FeedError, now: Instant) {
+        let Some(p) = self.peers.get_mut(&token) else {
+            return;
+        };
+        let reason = match e {
+            FeedError::Tls(e) => {
+                if p.flush(now).is_err() {
+                    p.drop_output();
+                }
+                let reason = format!("TLS: {e}");
+                if p.kind == PeerKind::Pending {
+                    return self.reject(token, reason, now);
+                }
+                reason
+            }
+            FeedError::Session(e) => {
+                p.queue_session_output();
+                if e.kind() == ErrorKind::Rejected {
+                    return self.reject(token, e.reason().to_owned(), now);
+                }
+                format!("protocol error: {e}")
+            }
+        };
+        p.close_with(reason, now);
     }
 
     fn handle_events(&mut self, token: Token, now: Instant) {
