@@ -1433,60 +1433,7 @@ impl Loop {
             };
             match ev {
                 ServerEvent::ConnectRequest(params) => {
-                    let (app, login) = match params.app.split_once('?') {
-                        Some((a, q)) => (a.to_owned(), q.to_owned()),
-                        None => (params.app.clone(), String::new()),
-                    };
-                    let want = &self.options.app;
-                    if !want.is_empty() && app != *want {
-                        p.session
-                            .reject_connect(
-                                "NetConnection.Connect.Rejected",
-                                &format!("no application '{app}' here"),
-                            )
-                            .ok();
-                        p.queue_session_output();
-                        let reason = format!("unknown application '{app}'");
-                        self.reject(token, reason, now);
-                        return;
-                    }
-                    if let Some(auth) = self.options.auth.as_mut() {
-                        let r = super::handshake_random();
-                        let random: [u8; 8] = r[..8].try_into().expect("8 bytes");
-                        match auth.check(&app, &login, now, &random) {
-                            Verdict::Accept { user } => p.user = Some(user),
-                            Verdict::Refuse { description, why } => {
-                                p.session
-                                    .reject_connect("NetConnection.Connect.Rejected", &description)
-                                    .ok();
-                                p.queue_session_output();
-                                self.reject(token, format!("login: {why}"), now);
-                                return;
-                            }
-                        }
-                    }
-                    p.app = app;
-                    let accepted = match &self.options.secure_token {
-                        None => p.session.accept_connect(),
-                        Some(Secret(secret)) => match secure_nonce() {
-                            Some(nonce) => p.session.accept_connect_challenged(secret, &nonce),
-                            None => {
-                                p.session
-                                    .reject_connect(
-                                        "NetConnection.Connect.Rejected",
-                                        "the server cannot make a SecureToken challenge",
-                                    )
-                                    .ok();
-                                p.queue_session_output();
-                                let why = "no secure random numbers for a SecureToken challenge";
-                                self.reject(token, why.into(), now);
-                                return;
-                            }
-                        },
-                    };
-                    if let Err(e) = accepted {
-                        p.close_with(format!("protocol error: {e}"), now);
-                    }
+                    self.connect_request(token, &params.app, now)
                 }
                 ServerEvent::PublishRequest {
                     stream_id, name, ..
@@ -1512,6 +1459,60 @@ impl Loop {
                 },
             }
         }
+    }
+
+    /// Checks a connect request (`app`, with any login query after a
+    /// `?`): the application, the login when one is asked for, then the
+    /// SecureToken challenge when one is set.
+    fn connect_request(&mut self, token: Token, app: &str, now: Instant) {
+        let (app, login) = app.split_once('?').unwrap_or((app, ""));
+        let want = &self.options.app;
+        if !want.is_empty() && app != want {
+            let description = format!("no application '{app}' here");
+            let reason = format!("unknown application '{app}'");
+            return self.refuse_connect(token, &description, reason, now);
+        }
+        let Some(p) = self.peers.get_mut(&token) else {
+            return;
+        };
+        if let Some(auth) = self.options.auth.as_mut() {
+            let r = super::handshake_random();
+            let random: [u8; 8] = r[..8].try_into().expect("8 bytes");
+            match auth.check(app, login, now, &random) {
+                Verdict::Accept { user } => p.user = Some(user),
+                Verdict::Refuse { description, why } => {
+                    return self.refuse_connect(token, &description, format!("login: {why}"), now);
+                }
+            }
+        }
+        p.app = app.to_owned();
+        let accepted = match &self.options.secure_token {
+            None => p.session.accept_connect(),
+            Some(Secret(secret)) => match secure_nonce() {
+                Some(nonce) => p.session.accept_connect_challenged(secret, &nonce),
+                None => {
+                    let description = "the server cannot make a SecureToken challenge";
+                    let why = "no secure random numbers for a SecureToken challenge";
+                    return self.refuse_connect(token, description, why.into(), now);
+                }
+            },
+        };
+        if let Err(e) = accepted {
+            p.close_with(format!("protocol error: {e}"), now);
+        }
+    }
+
+    /// Refuses a connect request: the peer is told `description`
+    /// (NetConnection.Connect.Rejected), then the connection is refused
+    /// for `reason` (what the log and the notice say).
+    fn refuse_connect(&mut self, token: Token, description: &str, reason: String, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&token) {
+            p.session
+                .reject_connect("NetConnection.Connect.Rejected", description)
+                .ok();
+            p.queue_session_output();
+        }
+        self.reject(token, reason, now);
     }
 
     /// Checks a publish or play request and passes it to the role.
