@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -247,16 +246,13 @@ fn our_server_session_takes_an_ffmpeg_publisher() {
     let media = make_flv(&dir, "in.flv", 3, Tracks::AudioVideo);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&media)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
+    let (mut ff, err) = start(
+        ffmpeg_command()
+            .arg("-i")
+            .arg(&media)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/key")),
+    );
     let got = serve_one(&listener, &[]);
     let st = wait_child(&mut ff, Duration::from_secs(20));
     assert!(st.success(), "ffmpeg failed: {}", err.join().unwrap());
@@ -278,16 +274,13 @@ fn our_server_session_serves_an_ffmpeg_player() {
     let port = listener.local_addr().unwrap().port();
     let out = dir.path("out.flv");
     // FFmpeg as a player sends a Flash-style C1; it must accept our answer.
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
+    let (mut ff, err) = start(
+        ffmpeg_command()
+            .args(["-y", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&out),
+    );
     serve_one(&listener, &tags);
     let st = wait_child(&mut ff, Duration::from_secs(20));
     let err = err.join().unwrap();

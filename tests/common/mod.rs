@@ -757,22 +757,37 @@ pub fn crc32(data: &[u8]) -> u32 {
     !c
 }
 
+/// `ffmpeg -hide_banner -loglevel error` with no input and its stderr
+/// piped: give it its arguments, then `start` it.
+pub fn ffmpeg_command() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts a command whose stderr is piped: the child, and what it says
+/// on stderr (joined once it ended).
+pub fn start(cmd: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = cmd.spawn().unwrap();
+    let err = collect_stderr(&mut child);
+    (child, err)
+}
+
 /// FFmpeg as a one-shot RTMP server (`-listen 1`) of `media` (copied, as
 /// FLV) at `rtmp://127.0.0.1:PORT/live/key`, listening by the time this
 /// returns: the child, what it says on stderr (joined once it ended),
 /// and the port.
 pub fn ffmpeg_listen(media: &Path) -> (Child, std::thread::JoinHandle<String>, u16) {
     let port = free_port();
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(media)
-        .args(["-c", "copy", "-f", "flv", "-listen", "1"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
+    let (ff, err) = start(
+        ffmpeg_command()
+            .arg("-i")
+            .arg(media)
+            .args(["-c", "copy", "-f", "flv", "-listen", "1"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/key")),
+    );
     wait_for_listen(port, Duration::from_secs(10));
     (ff, err, port)
 }
@@ -783,24 +798,13 @@ pub fn ffmpeg_listen(media: &Path) -> (Child, std::thread::JoinHandle<String>, u
 /// it says on stderr (joined once it ended), and the port.
 pub fn ffmpeg_listen_recording(out: &Path) -> (Child, std::thread::JoinHandle<String>, u16) {
     let port = free_port();
-    let mut ff = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-listen",
-            "1",
-            "-i",
-        ])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = collect_stderr(&mut ff);
+    let (ff, err) = start(
+        ffmpeg_command()
+            .args(["-y", "-listen", "1", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(out),
+    );
     wait_for_listen(port, Duration::from_secs(10));
     (ff, err, port)
 }
