@@ -11,13 +11,14 @@ cargo clippy --all-targets --locked -- -D warnings
 # Benchmarks must at least build.
 cargo bench --locked --no-run -q
 # The protocol core stands alone: it builds for the browser (no sockets,
-# no clock, no threads) and its documentation builds without a warning.
+# no clock, no threads). The documentation of every crate of ours builds
+# without a warning.
 if rustc --print target-libdir --target wasm32-unknown-unknown 2>/dev/null | xargs -r test -d; then
   cargo build --locked -q -p rtmp-proto --target wasm32-unknown-unknown
 else
   echo "SKIPPED: the wasm32 build of rtmp-proto (rustup could not add the target)"
 fi
-RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p rtmp-proto --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc --locked -q --workspace --no-deps
 # The plugin file itself (tests/plugin.rs loads it with gst-inspect-1.0);
 # `cargo test` alone builds only the rlib.
 cargo build --locked

@@ -19,8 +19,7 @@
 //!   only: what tests, examples and tools use to reach a server in a few
 //!   lines. It stays because it is the shortest way to drive a session
 //!   against a real peer, not because an element needs it.
-//!
-//! - [`watch`]: one thread for the whole process that wakes a connection's
+//! - `watch` (private to this module): one thread for the whole process that wakes a connection's
 //!   thread once the streaming thread reading its socket (rtmpsrc, both
 //!   modes) has been away for `HANDOVER`, so that it takes the socket over;
 //!   the connections' threads wait for it rather than look for themselves.
