@@ -1093,17 +1093,18 @@ impl RtmpSinkConn {
         ts: u32,
         body: Body,
     ) -> Result<(), gst::FlowError> {
-        if kind == tag_type::AUDIO {
+        // One byte looked at per audio tag; a Speex tag's first bytes (or,
+        // right after a header, all of it) only for Speex.
+        let first = body.pieces().iter().find_map(|b| b.first().copied());
+        if kind == tag_type::AUDIO && first.is_some_and(|b| b >> 4 == SoundFormat::Speex as u8) {
             let (head, n) = body.head();
-            if n > 0 && head[0] >> 4 == SoundFormat::Speex as u8 {
-                let header = match st.speex.wants_whole() {
-                    true => st.speex.is_header(&body.pieces().concat()),
-                    false => st.speex.is_header(&head[..n]),
-                };
-                if header {
-                    gst::debug!(CAT, imp = self, "Speex header packet at {} ms left out", ts);
-                    return Ok(());
-                }
+            let header = match st.speex.wants_whole() {
+                true => st.speex.is_header(&body.pieces().concat()),
+                false => st.speex.is_header(&head[..n]),
+            };
+            if header {
+                gst::debug!(CAT, imp = self, "Speex header packet at {} ms left out", ts);
+                return Ok(());
             }
         }
         self.send(st, kind, ts, body)
