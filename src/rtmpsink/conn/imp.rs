@@ -1093,10 +1093,11 @@ impl RtmpSinkConn {
         ts: u32,
         body: Body,
     ) -> Result<(), gst::FlowError> {
-        // One byte looked at per audio tag; a Speex tag's first bytes (or,
-        // right after a header, all of it) only for Speex.
-        let first = body.pieces().iter().find_map(|b| b.first().copied());
-        if kind == tag_type::AUDIO && first.is_some_and(|b| b >> 4 == SoundFormat::Speex as u8) {
+        // One byte looked at per audio tag, none per video tag; a Speex
+        // tag's first bytes (or, right after a header, all of it) only for
+        // Speex.
+        let speex = |b: &Bytes| b.first().map(|&f| f >> 4 == SoundFormat::Speex as u8);
+        if kind == tag_type::AUDIO && body.pieces().iter().find_map(speex) == Some(true) {
             let (head, n) = body.head();
             let header = match st.speex.wants_whole() {
                 true => st.speex.is_header(&body.pieces().concat()),
