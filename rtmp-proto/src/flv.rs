@@ -570,30 +570,126 @@ fn write_mod_ex(out: &mut Vec<u8>, mods: &[ModEx], mod_ex_code: u8, next: &[u8])
     }
 }
 
-/// Tracks in a multitrack tag: yields (fourcc, track id, body).
-fn read_tracks<'a>(
-    r: &mut Reader<'a>,
-    mt: AvMultitrackType,
+/// What an Enhanced RTMP tag says between its ModEx blocks and its
+/// tracks: their packet type, the multitrack layout if it has one, and
+/// the FourCC its tracks share (none where each track names its own).
+struct TrackHead {
+    packet_type: u8,
+    multitrack: Option<AvMultitrackType>,
     shared: Option<FourCc>,
-    mut each: impl FnMut(FourCc, u8, &'a [u8]) -> Result<()>,
-) -> Result<()> {
-    let t = truncated("multitrack tag");
-    loop {
-        let fourcc = match shared {
-            Some(f) => f,
-            None => r.fourcc().map_err(&t)?,
-        };
-        let track_id = r.u8().map_err(&t)?;
-        let body = if mt == AvMultitrackType::OneTrack {
-            r.bytes(r.remaining()).map_err(&t)?
+}
+
+impl TrackHead {
+    /// Reads the multitrack byte where `packet_type` (after the ModEx
+    /// blocks) says Multitrack, then the shared FourCC.
+    fn read(r: &mut Reader, packet_type: u8, video: bool) -> Result<Self> {
+        let (kind, multitrack, mod_ex, in_multitrack, alone) = if video {
+            let (m, x) = (VideoPacketType::Multitrack, VideoPacketType::ModEx);
+            (
+                "video",
+                m as u8,
+                x as u8,
+                "multitrack video tag",
+                "video tag FourCC",
+            )
         } else {
-            let n = r.u24().map_err(&t)? as usize;
-            r.bytes(n).map_err(&t)?
+            let (m, x) = (AudioPacketType::Multitrack, AudioPacketType::ModEx);
+            (
+                "audio",
+                m as u8,
+                x as u8,
+                "multitrack audio tag",
+                "audio tag FourCC",
+            )
         };
-        each(fourcc, track_id, body)?;
-        if mt == AvMultitrackType::OneTrack || r.is_empty() {
-            return Ok(());
+        let mut head = TrackHead {
+            packet_type,
+            multitrack: None,
+            shared: None,
+        };
+        if packet_type == multitrack {
+            let b = r.u8().map_err(truncated(in_multitrack))?;
+            let mt = AvMultitrackType::from_code(b >> 4)?;
+            head.packet_type = b & 0x0F;
+            head.multitrack = Some(mt);
+            if mt != AvMultitrackType::ManyTracksManyCodecs {
+                head.shared = Some(r.fourcc().map_err(truncated(in_multitrack))?);
+            }
+        } else {
+            head.shared = Some(r.fourcc().map_err(truncated(alone))?);
         }
+        if head.packet_type == multitrack || head.packet_type == mod_ex {
+            return Err(Error::malformed(format!(
+                "{kind} multitrack or ModEx where a track packet type belongs"
+            )));
+        }
+        Ok(head)
+    }
+
+    /// Calls `each` with every track's FourCC, id and body: the rest of
+    /// the tag for a tag of one track, each track's sized body otherwise.
+    fn read_tracks<'a>(
+        &self,
+        r: &mut Reader<'a>,
+        mut each: impl FnMut(FourCc, u8, &'a [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let t = truncated("multitrack tag");
+        let Some(mt) = self.multitrack else {
+            return each(self.shared.unwrap_or(*b"????"), 0, r.rest());
+        };
+        loop {
+            let fourcc = match self.shared {
+                Some(f) => f,
+                None => r.fourcc().map_err(&t)?,
+            };
+            let track_id = r.u8().map_err(&t)?;
+            let body = if mt == AvMultitrackType::OneTrack {
+                r.bytes(r.remaining()).map_err(&t)?
+            } else {
+                let n = r.u24().map_err(&t)? as usize;
+                r.bytes(n).map_err(&t)?
+            };
+            each(fourcc, track_id, body)?;
+            if mt == AvMultitrackType::OneTrack || r.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl LegacyAudio {
+    /// The rest of a legacy audio tag whose first byte was `b0`.
+    fn read(b0: u8, r: &mut Reader, p: &Bytes) -> Result<Self> {
+        let format = SoundFormat::from_code(b0 >> 4)?;
+        let aac_packet_type = if format == SoundFormat::Aac {
+            Some(match r.u8().map_err(truncated("AAC audio tag"))? {
+                0 => AacPacketType::SequenceHeader,
+                1 => AacPacketType::Raw,
+                t => return Err(Error::unsupported(format!("unknown AAC packet type {t}"))),
+            })
+        } else {
+            None
+        };
+        Ok(LegacyAudio {
+            format,
+            rate: (b0 >> 2) & 3,
+            sixteen_bit: b0 & 2 != 0,
+            stereo: b0 & 1 != 0,
+            aac_packet_type,
+            data: p.slice(r.position()..),
+        })
+    }
+}
+
+impl AudioTrackData {
+    /// One track's body (`body`, within the tag `p`) as its packet type says.
+    fn read(packet_type: AudioPacketType, body: &[u8], p: &Bytes) -> Result<Self> {
+        Ok(match packet_type {
+            AudioPacketType::SequenceStart => AudioTrackData::SequenceStart(p.slice_ref(body)),
+            AudioPacketType::CodedFrames => AudioTrackData::CodedFrames(p.slice_ref(body)),
+            AudioPacketType::SequenceEnd => AudioTrackData::SequenceEnd,
+            _ => AudioTrackData::MultichannelConfig(parse_multichannel(body)?),
+        })
     }
 }
 
@@ -602,78 +698,26 @@ impl AudioTag {
     pub fn parse(p: &Bytes) -> Result<Self> {
         let mut r = Reader::new(p);
         let b0 = r.u8().map_err(truncated("audio tag"))?;
-        let format = b0 >> 4;
-        if format != 9 {
-            let format = SoundFormat::from_code(format)?;
-            let aac_packet_type = if format == SoundFormat::Aac {
-                Some(match r.u8().map_err(truncated("AAC audio tag"))? {
-                    0 => AacPacketType::SequenceHeader,
-                    1 => AacPacketType::Raw,
-                    t => return Err(Error::unsupported(format!("unknown AAC packet type {t}"))),
-                })
-            } else {
-                None
-            };
-            return Ok(AudioTag::Legacy(LegacyAudio {
-                format,
-                rate: (b0 >> 2) & 3,
-                sixteen_bit: b0 & 2 != 0,
-                stereo: b0 & 1 != 0,
-                aac_packet_type,
-                data: p.slice(r.position()..),
-            }));
+        if b0 >> 4 != 9 {
+            return LegacyAudio::read(b0, &mut r, p).map(AudioTag::Legacy);
         }
         let mut mod_ex = Vec::new();
-        let mut pt = read_mod_ex(&mut r, b0 & 0x0F, AudioPacketType::ModEx as u8, &mut mod_ex)?;
-        let mut multitrack = None;
-        let mut shared = None;
-        if AudioPacketType::from_code(pt)? == AudioPacketType::Multitrack {
-            let b = r.u8().map_err(truncated("multitrack audio tag"))?;
-            let mt = AvMultitrackType::from_code(b >> 4)?;
-            pt = b & 0x0F;
-            multitrack = Some(mt);
-            if mt != AvMultitrackType::ManyTracksManyCodecs {
-                shared = Some(r.fourcc().map_err(truncated("multitrack audio tag"))?);
-            }
-        } else {
-            shared = Some(r.fourcc().map_err(truncated("audio tag FourCC"))?);
-        }
-        let packet_type = AudioPacketType::from_code(pt)?;
-        if matches!(
-            packet_type,
-            AudioPacketType::Multitrack | AudioPacketType::ModEx
-        ) {
-            return Err(Error::malformed(
-                "audio multitrack or ModEx where a track packet type belongs",
-            ));
-        }
+        let pt = read_mod_ex(&mut r, b0 & 0x0F, AudioPacketType::ModEx as u8, &mut mod_ex)?;
+        AudioPacketType::from_code(pt)?;
+        let head = TrackHead::read(&mut r, pt, false)?;
+        let packet_type = AudioPacketType::from_code(head.packet_type)?;
         let mut tracks = Vec::new();
-        let mut add = |fourcc: FourCc, track_id: u8, body: &[u8]| -> Result<()> {
-            let fourcc = AudioFourCc::from_fourcc(fourcc)?;
-            let slice = p.slice_ref(body);
-            let data = match packet_type {
-                AudioPacketType::SequenceStart => AudioTrackData::SequenceStart(slice),
-                AudioPacketType::CodedFrames => AudioTrackData::CodedFrames(slice),
-                AudioPacketType::SequenceEnd => AudioTrackData::SequenceEnd,
-                _ => AudioTrackData::MultichannelConfig(parse_multichannel(body)?),
-            };
+        head.read_tracks(&mut r, |fourcc, track_id, body| {
             tracks.push(AudioTrack {
-                fourcc,
+                fourcc: AudioFourCc::from_fourcc(fourcc)?,
                 track_id,
-                data,
+                data: AudioTrackData::read(packet_type, body, p)?,
             });
             Ok(())
-        };
-        match multitrack {
-            Some(mt) => read_tracks(&mut r, mt, shared, &mut add)?,
-            None => {
-                let rest = r.rest();
-                add(shared.unwrap_or(*b"????"), 0, rest)?;
-            }
-        }
+        })?;
         Ok(AudioTag::Enhanced(ExAudio {
             mod_ex,
-            multitrack,
+            multitrack: head.multitrack,
             tracks,
         }))
     }
@@ -812,47 +856,88 @@ fn write_multichannel(out: &mut Vec<u8>, m: &MultichannelConfig) {
     }
 }
 
+impl LegacyVideo {
+    /// The rest of a legacy video tag whose first byte was `b0`.
+    fn read(b0: u8, r: &mut Reader, p: &Bytes) -> Result<Self> {
+        let frame_type = FrameType::from_code(b0 >> 4)?;
+        let codec = VideoCodecId::from_code(b0 & 0x0F)?;
+        let mut v = LegacyVideo {
+            frame_type,
+            codec,
+            avc: None,
+            command: None,
+            data: Bytes::new(),
+        };
+        if frame_type == FrameType::Command {
+            let c = r.u8().map_err(truncated("video command frame"))?;
+            v.command = Some(video_command(c)?);
+        } else if codec.has_packet_type() {
+            let t = truncated("AVC video tag header");
+            let pt = match r.u8().map_err(&t)? {
+                0 => AvcPacketType::SequenceHeader,
+                1 => AvcPacketType::Nalu,
+                2 => AvcPacketType::EndOfSequence,
+                v => return Err(Error::unsupported(format!("unknown AVC packet type {v}"))),
+            };
+            v.avc = Some((pt, r.i24().map_err(&t)?));
+        }
+        v.data = p.slice(r.position()..);
+        Ok(v)
+    }
+}
+
+impl VideoTrackData {
+    /// One track's body (`body`, within the tag `p`) as its packet type
+    /// says; CodedFrames starts with a composition time for the codecs
+    /// that have one.
+    fn read(
+        packet_type: VideoPacketType,
+        fourcc: VideoFourCc,
+        body: &[u8],
+        p: &Bytes,
+    ) -> Result<Self> {
+        let slice = |b: &[u8]| p.slice_ref(b);
+        Ok(match packet_type {
+            VideoPacketType::SequenceStart => VideoTrackData::SequenceStart(slice(body)),
+            VideoPacketType::CodedFrames if fourcc.has_composition_time() => {
+                let mut br = Reader::new(body);
+                let cts = br
+                    .i24()
+                    .map_err(truncated("coded frames composition time"))?;
+                VideoTrackData::CodedFrames {
+                    composition_time: cts,
+                    x: false,
+                    data: slice(br.rest()),
+                }
+            }
+            VideoPacketType::CodedFrames => VideoTrackData::CodedFrames {
+                composition_time: 0,
+                x: false,
+                data: slice(body),
+            },
+            VideoPacketType::CodedFramesX => VideoTrackData::CodedFrames {
+                composition_time: 0,
+                x: true,
+                data: slice(body),
+            },
+            VideoPacketType::SequenceEnd => VideoTrackData::SequenceEnd,
+            VideoPacketType::Metadata => VideoTrackData::Metadata(slice(body)),
+            _ => VideoTrackData::Mpeg2TsSequenceStart(slice(body)),
+        })
+    }
+}
+
 impl VideoTag {
     /// Reads a video tag body (legacy or Enhanced RTMP).
     pub fn parse(p: &Bytes) -> Result<Self> {
         let mut r = Reader::new(p);
         let b0 = r.u8().map_err(truncated("video tag"))?;
         if b0 & 0x80 == 0 {
-            let frame_type = FrameType::from_code(b0 >> 4)?;
-            let codec = VideoCodecId::from_code(b0 & 0x0F)?;
-            if frame_type == FrameType::Command {
-                let c = r.u8().map_err(truncated("video command frame"))?;
-                return Ok(VideoTag::Legacy(LegacyVideo {
-                    frame_type,
-                    codec,
-                    avc: None,
-                    command: Some(video_command(c)?),
-                    data: p.slice(r.position()..),
-                }));
-            }
-            let avc = if codec.has_packet_type() {
-                let t = truncated("AVC video tag header");
-                let pt = match r.u8().map_err(&t)? {
-                    0 => AvcPacketType::SequenceHeader,
-                    1 => AvcPacketType::Nalu,
-                    2 => AvcPacketType::EndOfSequence,
-                    v => return Err(Error::unsupported(format!("unknown AVC packet type {v}"))),
-                };
-                Some((pt, r.i24().map_err(&t)?))
-            } else {
-                None
-            };
-            return Ok(VideoTag::Legacy(LegacyVideo {
-                frame_type,
-                codec,
-                avc,
-                command: None,
-                data: p.slice(r.position()..),
-            }));
+            return LegacyVideo::read(b0, &mut r, p).map(VideoTag::Legacy);
         }
         let frame_type = FrameType::from_code((b0 >> 4) & 7)?;
         let mut mod_ex = Vec::new();
-        let mut pt = read_mod_ex(&mut r, b0 & 0x0F, VideoPacketType::ModEx as u8, &mut mod_ex)?;
+        let pt = read_mod_ex(&mut r, b0 & 0x0F, VideoPacketType::ModEx as u8, &mut mod_ex)?;
         if frame_type == FrameType::Command && pt != VideoPacketType::Metadata as u8 {
             let c = r.u8().map_err(truncated("video command frame"))?;
             return Ok(VideoTag::Enhanced(ExVideo {
@@ -863,79 +948,23 @@ impl VideoTag {
                 tracks: Vec::new(),
             }));
         }
-        let mut multitrack = None;
-        let shared;
-        if VideoPacketType::from_code(pt)? == VideoPacketType::Multitrack {
-            let b = r.u8().map_err(truncated("multitrack video tag"))?;
-            let mt = AvMultitrackType::from_code(b >> 4)?;
-            pt = b & 0x0F;
-            multitrack = Some(mt);
-            shared = if mt != AvMultitrackType::ManyTracksManyCodecs {
-                Some(r.fourcc().map_err(truncated("multitrack video tag"))?)
-            } else {
-                None
-            };
-        } else {
-            shared = Some(r.fourcc().map_err(truncated("video tag FourCC"))?);
-        }
-        let packet_type = VideoPacketType::from_code(pt)?;
-        if matches!(
-            packet_type,
-            VideoPacketType::Multitrack | VideoPacketType::ModEx
-        ) {
-            return Err(Error::malformed(
-                "video multitrack or ModEx where a track packet type belongs",
-            ));
-        }
+        VideoPacketType::from_code(pt)?;
+        let head = TrackHead::read(&mut r, pt, true)?;
+        let packet_type = VideoPacketType::from_code(head.packet_type)?;
         let mut tracks = Vec::new();
-        let mut add = |fourcc: FourCc, track_id: u8, body: &[u8]| -> Result<()> {
+        head.read_tracks(&mut r, |fourcc, track_id, body| {
             let fourcc = VideoFourCc::from_fourcc(fourcc)?;
-            let slice = |b: &[u8]| p.slice_ref(b);
-            let data = match packet_type {
-                VideoPacketType::SequenceStart => VideoTrackData::SequenceStart(slice(body)),
-                VideoPacketType::CodedFrames if fourcc.has_composition_time() => {
-                    let mut br = Reader::new(body);
-                    let cts = br
-                        .i24()
-                        .map_err(truncated("coded frames composition time"))?;
-                    VideoTrackData::CodedFrames {
-                        composition_time: cts,
-                        x: false,
-                        data: slice(br.rest()),
-                    }
-                }
-                VideoPacketType::CodedFrames => VideoTrackData::CodedFrames {
-                    composition_time: 0,
-                    x: false,
-                    data: slice(body),
-                },
-                VideoPacketType::CodedFramesX => VideoTrackData::CodedFrames {
-                    composition_time: 0,
-                    x: true,
-                    data: slice(body),
-                },
-                VideoPacketType::SequenceEnd => VideoTrackData::SequenceEnd,
-                VideoPacketType::Metadata => VideoTrackData::Metadata(slice(body)),
-                _ => VideoTrackData::Mpeg2TsSequenceStart(slice(body)),
-            };
             tracks.push(VideoTrack {
                 fourcc,
                 track_id,
-                data,
+                data: VideoTrackData::read(packet_type, fourcc, body, p)?,
             });
             Ok(())
-        };
-        match multitrack {
-            Some(mt) => read_tracks(&mut r, mt, shared, &mut add)?,
-            None => {
-                let rest = r.rest();
-                add(shared.unwrap_or(*b"????"), 0, rest)?;
-            }
-        }
+        })?;
         Ok(VideoTag::Enhanced(ExVideo {
             frame_type,
             mod_ex,
-            multitrack,
+            multitrack: head.multitrack,
             command: None,
             tracks,
         }))
@@ -1588,6 +1617,97 @@ mod tests {
             assert_eq!(a.format, f);
             assert_eq!(a.aac_packet_type, None);
             assert_eq!(&a.data[..], &[1, 2]);
+        }
+    }
+
+    /// The head between the ModEx blocks and the tracks, shared by audio
+    /// and video: each track's FourCC (shared or its own), id and body,
+    /// and every way it can be cut short or nest what may not nest.
+    #[test]
+    fn multitrack_heads_and_their_malformed_forms() {
+        // Many tracks, many codecs: each names its FourCC; sized bodies.
+        let tag =
+            Bytes::from_static(b"\x95\x21Opus\x01\x00\x00\x01\xAAfLaC\x02\x00\x00\x02\xBB\xCC");
+        let AudioTag::Enhanced(a) = AudioTag::parse(&tag).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.multitrack, Some(AvMultitrackType::ManyTracksManyCodecs));
+        let tracks: Vec<_> = a
+            .tracks
+            .iter()
+            .map(|t| (t.fourcc, t.track_id, t.data.clone()))
+            .collect();
+        let frames = |b: &'static [u8]| AudioTrackData::CodedFrames(Bytes::from_static(b));
+        assert_eq!(
+            tracks,
+            [
+                (AudioFourCc::Opus, 1, frames(b"\xAA")),
+                (AudioFourCc::Flac, 2, frames(b"\xBB\xCC"))
+            ]
+        );
+        assert_eq!(AudioTag::Enhanced(a).build(), tag);
+        // One track with an id: the rest of the tag is its body, and a
+        // codec with a composition time reads it from there.
+        let tag = Bytes::from_static(b"\x96\x01hvc1\x03\x00\x00\x28\x01\x02");
+        let VideoTag::Enhanced(v) = VideoTag::parse(&tag).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (v.multitrack, v.tracks.len()),
+            (Some(AvMultitrackType::OneTrack), 1)
+        );
+        assert_eq!(
+            (v.tracks[0].fourcc, v.tracks[0].track_id),
+            (VideoFourCc::Hevc, 3)
+        );
+        assert_eq!(
+            v.tracks[0].data,
+            VideoTrackData::CodedFrames {
+                composition_time: 40,
+                x: false,
+                data: Bytes::from_static(&[1, 2])
+            }
+        );
+        for (bytes, video, words) in [
+            // Multitrack or ModEx where the tracks' packet type belongs.
+            (&b"\x96\x06hvc1\x00"[..], true, "video multitrack or ModEx"),
+            (&b"\x96\x07hvc1\x00"[..], true, "video multitrack or ModEx"),
+            (&b"\x95\x05Opus\x00"[..], false, "audio multitrack or ModEx"),
+            (&b"\x95\x07Opus\x00"[..], false, "audio multitrack or ModEx"),
+            // Cut short: the multitrack byte, the shared FourCC, a lone
+            // FourCC, a track's id, a track's size, a track's body.
+            (&b"\x96"[..], true, "multitrack video tag is truncated"),
+            (
+                &b"\x95\x11Op"[..],
+                false,
+                "multitrack audio tag is truncated",
+            ),
+            (&b"\x90av"[..], true, "video tag FourCC is truncated"),
+            (&b"\x95\x11Opus"[..], false, "multitrack tag is truncated"),
+            (
+                &b"\x95\x11Opus\x01\x00"[..],
+                false,
+                "multitrack tag is truncated",
+            ),
+            (
+                &b"\x95\x11Opus\x01\x00\x00\x05\xAA"[..],
+                false,
+                "multitrack tag is truncated",
+            ),
+            (
+                &b"\x95\x21Opus\x01\x00\x00\x01\xAAfL"[..],
+                false,
+                "multitrack tag is truncated",
+            ),
+            (&b"\x95\x31Opus"[..], false, "multitrack type 3"),
+        ] {
+            let b = Bytes::copy_from_slice(bytes);
+            let e = if video {
+                VideoTag::parse(&b).unwrap_err()
+            } else {
+                AudioTag::parse(&b).unwrap_err()
+            };
+            assert!(e.reason().contains(words), "{bytes:?}: {e}");
         }
     }
 
