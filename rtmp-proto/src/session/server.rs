@@ -384,6 +384,18 @@ impl ServerSession {
             .send_command(csid::COMMAND, 0, cmd.into_command(txn))
     }
 
+    /// `_result` for the call `txn`, with `info`.
+    fn answer(&mut self, txn: f64, info: Amf0Value) -> Result<()> {
+        let properties = Amf0Value::Null;
+        self.reply(txn, NetCommand::Result { properties, info })
+    }
+
+    /// `_error` for the call `txn`, with `status`.
+    fn answer_error(&mut self, txn: f64, status: &Status) -> Result<()> {
+        let (properties, info) = (Amf0Value::Null, status.to_value());
+        self.reply(txn, NetCommand::Error { properties, info })
+    }
+
     fn on_command(&mut self, txn: f64, msg_stream: u32, cmd: NetCommand, name: &str) -> Result<()> {
         if !matches!(self.phase, Phase::Connected) && !matches!(cmd, NetCommand::Connect(_)) {
             return Err(Error::protocol(format!(
@@ -397,6 +409,8 @@ impl ServerSession {
         {
             return self.check_token(txn, &cmd, name);
         }
+        // A transaction id of 0 asks for no answer.
+        let asked = txn != 0.0;
         match cmd {
             NetCommand::Connect(p) => {
                 if self.phase != Phase::AwaitConnect {
@@ -406,58 +420,20 @@ impl ServerSession {
                 self.connect = Some((*p).clone());
                 self.events.push_back(ServerEvent::ConnectRequest(p));
             }
-            NetCommand::CreateStream => {
-                if self.streams.len() as u32 >= self.config.max_streams {
-                    let s = Status::new("error", "NetConnection.Call.Failed", "too many streams");
-                    self.reply(
-                        txn,
-                        NetCommand::Error {
-                            properties: Amf0Value::Null,
-                            info: s.to_value(),
-                        },
-                    )?;
-                    return Ok(());
+            NetCommand::CreateStream => self.create_stream(txn)?,
+            NetCommand::ReleaseStream { .. } if asked => self.answer(txn, Amf0Value::Undefined)?,
+            NetCommand::FcPublish { name } => {
+                if asked {
+                    self.answer(txn, Amf0Value::Undefined)?;
                 }
-                let id = self.next_stream_id;
-                self.next_stream_id += 1;
-                self.streams.insert(id, StreamState::Created);
-                self.reply(
-                    txn,
-                    NetCommand::Result {
-                        properties: Amf0Value::Null,
-                        info: Amf0Value::Number(f64::from(id)),
-                    },
-                )?;
+                let s = Status::new("status", "NetStream.Publish.Start", name);
+                self.reply(0.0, NetCommand::OnFcPublish(s))?;
             }
-            NetCommand::ReleaseStream { .. }
-            | NetCommand::FcPublish { .. }
-            | NetCommand::FcUnpublish { .. } => {
-                if txn != 0.0 {
-                    self.reply(
-                        txn,
-                        NetCommand::Result {
-                            properties: Amf0Value::Null,
-                            info: Amf0Value::Undefined,
-                        },
-                    )?;
+            NetCommand::FcUnpublish { .. } => {
+                if asked {
+                    self.answer(txn, Amf0Value::Undefined)?;
                 }
-                if let NetCommand::FcPublish { name } = &cmd {
-                    let s = Status::new("status", "NetStream.Publish.Start", name.clone());
-                    self.reply(0.0, NetCommand::OnFcPublish(s))?;
-                }
-                if let NetCommand::FcUnpublish { .. } = cmd {
-                    let publishing: Vec<u32> = self
-                        .streams
-                        .iter()
-                        .filter(|(_, s)| **s == StreamState::Publishing)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in publishing {
-                        self.streams.insert(id, StreamState::Created);
-                        self.events
-                            .push_back(ServerEvent::Unpublished { stream_id: id });
-                    }
-                }
+                self.unpublish_all();
             }
             NetCommand::Publish { name, kind } => {
                 self.stream_request(msg_stream, StreamState::PublishRequested)?;
@@ -484,27 +460,9 @@ impl ServerSession {
             }
             NetCommand::DeleteStream { stream_id } => self.end_stream(stream_id as u32, true),
             NetCommand::CloseStream => self.end_stream(msg_stream, false),
-            NetCommand::CheckBw => {
-                if txn != 0.0 {
-                    self.reply(
-                        txn,
-                        NetCommand::Result {
-                            properties: Amf0Value::Null,
-                            info: Amf0Value::Null,
-                        },
-                    )?;
-                }
-            }
-            NetCommand::GetStreamLength { .. } => {
-                // Live streams have no length.
-                self.reply(
-                    txn,
-                    NetCommand::Result {
-                        properties: Amf0Value::Null,
-                        info: Amf0Value::Number(0.0),
-                    },
-                )?;
-            }
+            NetCommand::CheckBw if asked => self.answer(txn, Amf0Value::Null)?,
+            // Live streams have no length.
+            NetCommand::GetStreamLength { .. } => self.answer(txn, Amf0Value::Number(0.0))?,
             NetCommand::ReceiveAudio(enable) => self.events.push_back(ServerEvent::ReceiveAudio {
                 stream_id: msg_stream,
                 enable,
@@ -522,30 +480,49 @@ impl ServerSession {
                 stream_id: msg_stream,
                 millis,
             }),
-            NetCommand::Result { .. }
+            NetCommand::ReleaseStream { .. }
+            | NetCommand::CheckBw
+            | NetCommand::Result { .. }
             | NetCommand::Error { .. }
             | NetCommand::OnStatus(_)
             | NetCommand::OnBwDone => {}
-            _ => {
-                // An unknown call that expects an answer gets one, so that
-                // the client does not wait for ever.
-                if txn != 0.0 {
-                    let s = Status::new(
-                        "error",
-                        "NetConnection.Call.Failed",
-                        format!("method '{name}' not found"),
-                    );
-                    self.reply(
-                        txn,
-                        NetCommand::Error {
-                            properties: Amf0Value::Null,
-                            info: s.to_value(),
-                        },
-                    )?;
-                }
+            // An unknown call that expects an answer gets one, so that
+            // the client does not wait for ever.
+            _ if asked => {
+                let why = format!("method '{name}' not found");
+                self.answer_error(txn, &Status::new("error", "NetConnection.Call.Failed", why))?;
             }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// A new stream's id, or `_error` where the client has as many as it
+    /// may.
+    fn create_stream(&mut self, txn: f64) -> Result<()> {
+        if self.streams.len() as u32 >= self.config.max_streams {
+            let s = Status::new("error", "NetConnection.Call.Failed", "too many streams");
+            return self.answer_error(txn, &s);
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        self.streams.insert(id, StreamState::Created);
+        self.answer(txn, Amf0Value::Number(f64::from(id)))
+    }
+
+    /// FCUnpublish: every stream this connection publishes ends.
+    fn unpublish_all(&mut self) {
+        let publishing: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| **s == StreamState::Publishing)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in publishing {
+            self.streams.insert(id, StreamState::Created);
+            self.events
+                .push_back(ServerEvent::Unpublished { stream_id: id });
+        }
     }
 
     /// A challenged client's command: its answer to the challenge, or a
@@ -580,13 +557,7 @@ impl ServerSession {
         };
         let status = Status::new("error", "NetConnection.Connect.Rejected", why);
         if txn != 0.0 {
-            self.reply(
-                txn,
-                NetCommand::Error {
-                    properties: Amf0Value::Null,
-                    info: status.to_value(),
-                },
-            )?;
+            self.answer_error(txn, &status)?;
         }
         if !matches!(
             cmd,
@@ -729,14 +700,7 @@ impl ServerSession {
         let Phase::ConnectRequested { txn } = self.phase else {
             return Err(Error::protocol("no connect to reject"));
         };
-        let s = Status::new("error", code, description);
-        self.reply(
-            txn as f64,
-            NetCommand::Error {
-                properties: Amf0Value::Null,
-                info: s.to_value(),
-            },
-        )?;
+        self.answer_error(txn as f64, &Status::new("error", code, description))?;
         self.phase = Phase::Closed;
         Ok(())
     }

@@ -765,3 +765,150 @@ fn librtmp_options_in_the_location_reach_the_server() {
         ("mp4:f.mp4", 2000.0, 3000.0)
     );
 }
+
+/// The calls a publisher makes around its stream (releaseStream,
+/// FCPublish, createStream, checkBW, getStreamLength) and calls the server
+/// does not know: each that carries a transaction id gets its `_result` or
+/// `_error`, each with id 0 no answer; FCPublish is told onFCPublish too.
+#[test]
+fn the_server_answers_every_call_that_waits_for_one() {
+    use crate::chunk::{ChunkDecoder, ChunkEncoder};
+    use crate::limits::Limits;
+    use crate::message::{Command, Message, Status, type_id};
+
+    let cfg = ServerConfig {
+        max_streams: 1,
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
+    // Everything the server sends, past its handshake, as commands.
+    let mut from_server = ChunkDecoder::new(Limits::default());
+    let mut skip = 1 + 2 * crate::handshake::PACKET_SIZE;
+    let mut answers = |s: &mut ServerSession| {
+        let out = s.send_buf().to_vec();
+        s.advance(out.len());
+        let n = skip.min(out.len());
+        skip -= n;
+        from_server.feed(&out[n..]);
+        let mut got = Vec::new();
+        while let Some(m) = from_server.poll_message().unwrap() {
+            if let Message::Command { command, .. } =
+                Message::decode(&m, &Limits::default()).unwrap()
+            {
+                got.push(command);
+            }
+        }
+        (out, got)
+    };
+    // The handshake and the client's connect, accepted; what the client
+    // sends after that (its own calls) stays with it.
+    let mut connected = Vec::new();
+    for _ in 0..4 {
+        let out = p.c.send_buf().to_vec();
+        p.c.advance(out.len());
+        p.s.feed(&out, p.now).unwrap();
+        if let Some(ServerEvent::ConnectRequest(_)) = p.s.poll_event() {
+            p.s.accept_connect().unwrap();
+        }
+        let (back, got) = answers(&mut p.s);
+        connected.extend(got);
+        if !connected.is_empty() {
+            break;
+        }
+        p.c.feed(&back, p.now).unwrap();
+    }
+    assert_eq!(connected.len(), 1);
+    assert_eq!(
+        (connected[0].name.as_str(), connected[0].transaction_id),
+        ("_result", 1.0)
+    );
+
+    // Then our own calls, one at a time, and what each brought back.
+    let mut to_server = ChunkEncoder::new();
+    let key = || "key".to_string();
+    let unknown = |txn| NetCommand::Other(Command::new("myCall", txn, Amf0Value::Null, vec![]));
+    let calls = [
+        (2.0, NetCommand::ReleaseStream { name: key() }),
+        (0.0, NetCommand::ReleaseStream { name: key() }),
+        (3.0, NetCommand::FcPublish { name: key() }),
+        (4.0, NetCommand::CreateStream),
+        (5.0, NetCommand::CreateStream),
+        (6.0, NetCommand::CheckBw),
+        (0.0, NetCommand::CheckBw),
+        (7.0, NetCommand::GetStreamLength { name: key() }),
+        (8.0, unknown(8.0)),
+        (0.0, unknown(0.0)),
+        (9.0, NetCommand::FcUnpublish { name: key() }),
+    ];
+    let mut said = Vec::new();
+    for (txn, call) in calls {
+        let body = call.into_command(txn).encode();
+        to_server
+            .write_message(3, 0, type_id::COMMAND_AMF0, 0, &body)
+            .unwrap();
+        let bytes = to_server.send_buf().to_vec();
+        to_server.advance(bytes.len());
+        p.s.feed(&bytes, p.now).unwrap();
+        let (_, got) = answers(&mut p.s);
+        let got: Vec<(String, f64, Amf0Value)> = got
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name,
+                    c.transaction_id,
+                    c.args.into_iter().next().unwrap_or(Amf0Value::Null),
+                )
+            })
+            .collect();
+        said.push((txn, got));
+    }
+    let status = |v: &Amf0Value| Status::from_value(v).map(|s| (s.code, s.description));
+    let names = |got: &[(String, f64, Amf0Value)]| -> Vec<(String, f64)> {
+        got.iter().map(|(n, t, _)| (n.clone(), *t)).collect()
+    };
+    let r = |t: f64| ("_result".to_string(), t);
+    let e = |t: f64| ("_error".to_string(), t);
+    assert_eq!(names(&said[0].1), [r(2.0)], "releaseStream");
+    assert_eq!(names(&said[1].1), [], "releaseStream, no id");
+    assert_eq!(
+        names(&said[2].1),
+        [r(3.0), ("onFCPublish".into(), 0.0)],
+        "FCPublish"
+    );
+    assert_eq!(
+        status(&said[2].1[1].2),
+        Some(("NetStream.Publish.Start".into(), "key".into()))
+    );
+    assert_eq!(names(&said[3].1), [r(4.0)], "createStream");
+    assert_eq!(
+        said[3].1[0].2,
+        Amf0Value::Number(1.0),
+        "the first stream's id"
+    );
+    assert_eq!(names(&said[4].1), [e(5.0)], "createStream past max_streams");
+    assert_eq!(
+        status(&said[4].1[0].2),
+        Some((
+            "NetConnection.Call.Failed".into(),
+            "too many streams".into()
+        ))
+    );
+    assert_eq!(names(&said[5].1), [r(6.0)], "checkBW");
+    assert_eq!(names(&said[6].1), [], "checkBW, no id");
+    assert_eq!(names(&said[7].1), [r(7.0)], "getStreamLength");
+    assert_eq!(
+        said[7].1[0].2,
+        Amf0Value::Number(0.0),
+        "a live stream's length"
+    );
+    assert_eq!(names(&said[8].1), [e(8.0)], "an unknown call");
+    assert_eq!(
+        status(&said[8].1[0].2),
+        Some((
+            "NetConnection.Call.Failed".into(),
+            "method 'myCall' not found".into()
+        ))
+    );
+    assert_eq!(names(&said[9].1), [], "an unknown call, no id");
+    assert_eq!(names(&said[10].1), [r(9.0)], "FCUnpublish");
+}
