@@ -436,6 +436,12 @@ pub fn peer_stats_array(stats: &crate::net::server::ServerStats) -> gst::Array {
             .field("dropped", p.dropped)
             .field("lag-ms", p.lag_ms)
             .field("queued-bytes", p.queued_bytes)
+            // A player's pacing cap in bytes/s (peak-kbps), 0: none.
+            .field_if_some(
+                "pacing-rate",
+                p.pacing_rate
+                    .map(|r| if r == u32::MAX { 0 } else { u64::from(r) }),
+            )
             .build()
             .to_send_value()
     }))

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! What users of rtmp2sink and rtmp2src set, on our elements: the location
 //! in parts (scheme, host, port, application, stream), async-connect on
-//! rtmpsrc, peak-kbps on rtmpsink, and the base sink's properties. Each
+//! rtmpsrc, peak-kbps on rtmpsink (client and server mode), and the base
+//! sink's properties. Each
 //! is checked by what it does: what the server was asked for, what
 //! arrived, what the socket is paced at.
 
@@ -349,6 +350,74 @@ fn peak_kbps_paces_the_connection() {
     same_frames(
         "rtmpsink peak-kbps changed while playing",
         &sent,
+        &got,
+        true,
+    );
+}
+
+/// The pacing cap of the first player in a server rtmpsink's `stats`
+/// (bytes/s, 0: none), once a player is there with one.
+fn player_pacing(sink: &gst::Element) -> Option<u64> {
+    let stats: gst::Structure = sink.property("stats");
+    let clients = stats.get::<gst::Array>("clients").ok()?;
+    clients
+        .iter()
+        .filter_map(|c| c.get::<gst::Structure>().ok())
+        .find(|c| c.get::<&str>("kind") == Ok("player"))?
+        .get::<u64>("pacing-rate")
+        .ok()
+}
+
+/// Waits up to 10 s for the first player's cap to be `want`.
+fn wait_player_pacing(sink: &gst::Element, want: u64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while player_pacing(sink) != Some(want) {
+        assert!(
+            Instant::now() < until,
+            "the player's pacing stayed at {:?}, not {want}",
+            player_pacing(sink)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Server mode: peak-kbps caps each player's socket, from when it connects
+/// and at once when changed while it plays (0 lifts it); a stream pushed
+/// with sync=false reaches the player no faster, every frame of it.
+#[test]
+fn peak_kbps_paces_each_player_in_server_mode() {
+    needs!("ffmpeg");
+    init();
+    let (srv, _, port) = sink_server(&SNOW.replace("SINK", "s"), "sync=false peak-kbps=1000");
+    let sent = probe_parsers(&srv);
+    let sink = element(&srv, "rtmpsink");
+    let (p, log, _) = player(&format!("rtmp://127.0.0.1:{port}/live/key"), "");
+    p.set_state(gst::State::Playing).unwrap();
+    wait_player_pacing(&sink, 125_000);
+    for (kbps, rate) in [(2000u32, 250_000), (0, 0), (1000, 125_000)] {
+        sink.set_property("peak-kbps", kbps);
+        wait_player_pacing(&sink, rate);
+    }
+    let started = Instant::now();
+    srv.set_state(gst::State::Playing).unwrap();
+    play_to_eos(&p, Duration::from_secs(60));
+    let took = started.elapsed();
+    srv.set_state(gst::State::Null).unwrap();
+    let got = log.lock().unwrap().clone();
+    let bytes: u64 = got.iter().map(|o| o.size as u64).sum();
+    assert!(bytes > 700_000, "the test stream is too small: {bytes}");
+    // A lower bound only (a slow machine takes longer, never shorter): the
+    // frames' bytes over the cap, less what Linux lets a new loopback
+    // connection send at once (some 0.3-0.5 MB here, within its first ten
+    // 64 KiB segments). Unpaced, this stream arrives in about 0.6 s.
+    let least = Duration::from_secs_f64((bytes as f64 - 655_360.0) / 125_000.0);
+    assert!(
+        took >= least,
+        "{bytes} bytes in {took:?}, paced at 125 kB/s"
+    );
+    same_frames(
+        "rtmpsink mode=server peak-kbps=1000 -> rtmpsrc",
+        &sent.lock().unwrap(),
         &got,
         true,
     );

@@ -1054,7 +1054,7 @@ impl ClientConnection {
             return Ok(());
         }
         self.paced_kbps.store(kbps, Ordering::Relaxed);
-        super::set_pacing_rate(&lock(&self.shared.writer).stream, kbps).map_err(|e| {
+        super::set_pacing_rate((&lock(&self.shared.writer).stream).into(), kbps).map_err(|e| {
             Error::new(
                 ErrorKind::Unsupported,
                 format!("cannot pace the socket: {e}"),
@@ -1065,7 +1065,7 @@ impl ClientConnection {
     /// The socket's pacing cap in bytes per second (`u32::MAX`: none).
     #[cfg(target_os = "linux")]
     pub fn pacing_rate(&self) -> Option<u32> {
-        super::pacing_rate(&lock(&self.shared.writer).stream)
+        super::pacing_rate((&lock(&self.shared.writer).stream).into())
     }
 
     /// Writes out everything encoded so far. On `cancelled` the bytes stay

@@ -241,7 +241,7 @@ pub const MAX_PACING_KBPS: u32 = i32::MAX as u32 / 125;
 /// the packets evenly (Linux: `SO_MAX_PACING_RATE`, which TCP's own
 /// pacing honours with any queueing discipline); 0 lifts the cap. An
 /// error where the system has no such option.
-pub(crate) fn set_pacing_rate(stream: &std::net::TcpStream, kbps: u32) -> std::io::Result<()> {
+pub(crate) fn set_pacing_rate(stream: socket2::SockRef<'_>, kbps: u32) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -278,7 +278,7 @@ pub(crate) fn set_pacing_rate(stream: &std::net::TcpStream, kbps: u32) -> std::i
 /// The pacing cap on `stream` in bytes per second (`u32::MAX`: none), where
 /// the system tells.
 #[cfg(target_os = "linux")]
-pub(crate) fn pacing_rate(stream: &std::net::TcpStream) -> Option<u32> {
+pub(crate) fn pacing_rate(stream: socket2::SockRef<'_>) -> Option<u32> {
     use std::os::fd::AsRawFd;
     let mut rate: u32 = 0;
     let mut len = std::mem::size_of::<u32>() as libc::socklen_t;

@@ -165,7 +165,7 @@ impl ObjectImpl for RtmpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("peak-kbps")
                     .nick("Peak bitrate")
-                    .blurb("Client mode: the most kbit/s the connection sends at, its packets spread evenly by the kernel (Linux TCP pacing, as rtmp2sink's); a backlog re-sent after a reconnection or a file pushed with sync=false then goes no faster. 0: no cap")
+                    .blurb("The most kbit/s a connection sends at, its packets spread evenly by the kernel (Linux TCP pacing, as rtmp2sink's). Client mode: the connection to the server; a backlog re-sent after a reconnection or a file pushed with sync=false then goes no faster. Server mode: each player's, on its own; a joining player's burst of cached frames goes no faster (a player held below the stream's rate falls behind and skips, as any slow player). 0: no cap")
                     .maximum(crate::net::MAX_PACING_KBPS)
                     .default_value(0)
                     .mutable_playing()

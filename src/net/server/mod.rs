@@ -207,6 +207,9 @@ pub struct PeerStats {
     /// How far behind the newest message a player's queue reaches (ms).
     pub lag_ms: u64,
     pub queued_bytes: u64,
+    /// A player's pacing cap as the kernel holds it (bytes/s), where one
+    /// was asked for (peak-kbps).
+    pub pacing_rate: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -325,6 +328,8 @@ struct Inner {
     resume_reading: bool,
     /// Reconnect requests to send (Enhanced RTMP): where to, and why.
     reconnect_requests: Vec<(Option<String>, String)>,
+    /// Play: a new pacing cap for every player (kbit/s, 0: none).
+    pacing: Option<u32>,
     /// Publish: the streaming thread is in `next_event` (it runs the loop
     /// or is about to), or when it last left.
     streaming: Presence,
@@ -433,6 +438,7 @@ impl Server {
             stats: ServerStats::default(),
             accept_blocked: false,
             told_out_of_files: None,
+            told_no_pacing: false,
         };
         let driver = Arc::new(Driver {
             lp: Mutex::new(lp),
@@ -725,6 +731,14 @@ impl Server {
         clients
     }
 
+    /// Play role: caps how fast every player's socket sends, those
+    /// connected and those to come (kbit/s, 0: no cap; see
+    /// `PlayOptions::pacing_kbps`).
+    pub fn set_pacing(&self, kbps: u32) {
+        lock(&self.shared.inner).pacing = Some(kbps);
+        self.wake();
+    }
+
     /// Stops the loop and closes every connection.
     pub fn stop(&self) {
         lock(&self.shared.inner).stop = true;
@@ -794,6 +808,9 @@ struct Peer {
     read_paused: bool,
     media_bytes_out: u64,
     player: play::PlayerState,
+    /// The pacing cap the kernel took for this socket (bytes/s), once one
+    /// was set.
+    pacing_rate: Option<u32>,
 }
 
 /// Why what a peer sent could not be taken.
@@ -851,7 +868,19 @@ impl Peer {
             read_paused: false,
             media_bytes_out: 0,
             player: Default::default(),
+            pacing_rate: None,
         }
+    }
+
+    /// Caps how fast the socket sends (kbit/s, 0: no cap) and keeps the
+    /// rate the kernel took, for `stats`.
+    fn pace(&mut self, kbps: u32) -> std::io::Result<()> {
+        super::set_pacing_rate((&self.sock).into(), kbps)?;
+        #[cfg(target_os = "linux")]
+        {
+            self.pacing_rate = super::pacing_rate((&self.sock).into());
+        }
+        Ok(())
     }
 
     fn queue_session_output(&mut self) {
@@ -1005,6 +1034,7 @@ impl Peer {
             dropped: self.player.dropped,
             lag_ms: self.player.lag_ms(self),
             queued_bytes: self.out_bytes as u64,
+            pacing_rate: self.pacing_rate,
         }
     }
 }
@@ -1082,6 +1112,8 @@ struct Loop {
     /// one closes (then they are accepted), and when it was last said.
     accept_blocked: bool,
     told_out_of_files: Option<Instant>,
+    /// A pacing cap could not be set (a system without it): said once.
+    told_no_pacing: bool,
 }
 
 /// How often being out of file descriptors is said again.
@@ -1166,14 +1198,15 @@ impl Loop {
 
     /// Takes what the element asked for. Returns true when told to stop.
     fn take_requests(&mut self, now: Instant) -> bool {
-        let (stop, inbox, finish, resume, reconnects) = {
+        let (stop, inbox, finish, resume, reconnects, pacing) = {
             let mut inner = lock(&self.shared.inner);
             let inbox = std::mem::take(&mut inner.inbox);
             let reconnects = std::mem::take(&mut inner.reconnect_requests);
+            let pacing = inner.pacing.take();
             let had = inner.inbox_bytes > 0;
             inner.inbox_bytes = 0;
             let resume = std::mem::take(&mut inner.resume_reading);
-            let r = (inner.stop, inbox, inner.finish, resume, reconnects);
+            let r = (inner.stop, inbox, inner.finish, resume, reconnects, pacing);
             drop(inner);
             if had {
                 self.shared.changed.notify_all();
@@ -1192,6 +1225,15 @@ impl Loop {
                     Ok(()) => p.queue_session_output(),
                     Err(e) => p.close_with(e.to_string(), now),
                 }
+            }
+        }
+        if let (Some(kbps), RoleState::Play(play)) = (pacing, &mut self.role)
+            && kbps != play.pacing_kbps()
+        {
+            play.set_pacing_kbps(kbps);
+            let failed = self.peers.values_mut().filter_map(|p| p.pace(kbps).err());
+            if let Some(e) = failed.last() {
+                self.cannot_pace(e);
             }
         }
         let relayed = !inbox.is_empty();
@@ -1321,8 +1363,24 @@ impl Loop {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = now + self.options.timeout;
-        let peer = Peer::new(id, sock, tls, addr, session, deadline, now);
+        let mut peer = Peer::new(id, sock, tls, addr, session, deadline, now);
+        if let RoleState::Play(play) = &self.role
+            && play.pacing_kbps() > 0
+            && let Err(e) = peer.pace(play.pacing_kbps())
+        {
+            self.cannot_pace(e);
+        }
         self.peers.insert(token, peer);
+    }
+
+    /// A player's socket could not be paced (a system without it): said
+    /// once; the players are served unpaced.
+    fn cannot_pace(&mut self, e: std::io::Error) {
+        if !std::mem::replace(&mut self.told_no_pacing, true) {
+            (self.hooks.notice)(Notice::Trouble(format!(
+                "peak-kbps not applied to the players: {e}"
+            )));
+        }
     }
 
     /// Reads what a connection sent and acts on it, until the socket is

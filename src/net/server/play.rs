@@ -50,6 +50,11 @@ pub struct PlayOptions {
     /// Players that announced no Enhanced RTMP codecs in connect get the
     /// legacy FLV tracks only (Enhanced RTMP tags would be garbage to them).
     pub legacy_players_get_legacy_only: bool,
+    /// The most kbit/s each player's socket sends at (Linux TCP pacing:
+    /// a joining player's burst of cached frames, or a stream pushed
+    /// faster than real time, goes no faster); 0: no cap.
+    /// `Server::set_pacing` changes it while serving.
+    pub pacing_kbps: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +262,15 @@ pub(super) struct PlayRole {
 }
 
 impl PlayRole {
+    /// The players' pacing cap (kbit/s, 0: none).
+    pub(super) fn pacing_kbps(&self) -> u32 {
+        self.options.pacing_kbps
+    }
+
+    pub(super) fn set_pacing_kbps(&mut self, kbps: u32) {
+        self.options.pacing_kbps = kbps;
+    }
+
     pub fn new(options: PlayOptions) -> Self {
         PlayRole {
             options,
@@ -654,6 +668,7 @@ mod tests {
             queue_bytes: 1 << 20,
             gop_cache: true,
             legacy_players_get_legacy_only: false,
+            pacing_kbps: 0,
         });
         for (video, track, byte) in [
             (false, 2, 1),

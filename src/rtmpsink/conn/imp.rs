@@ -319,9 +319,15 @@ impl RtmpSinkConn {
         self.handed.get()
     }
 
-    /// `peak-kbps` (0: no cap): a connection takes it at its next flush.
+    /// `peak-kbps` (0: no cap): a connection takes it at its next flush,
+    /// a server's players at once.
     pub fn set_peak_kbps(&self, kbps: u32) {
         self.peak_kbps.store(kbps, Ordering::Relaxed);
+        if self.settings().shared.mode == RtmpMode::Server
+            && let Conn::Serving(server) = &lock(&self.state).conn
+        {
+            server.set_pacing(kbps);
+        }
     }
 
     pub fn peak_kbps(&self) -> u32 {
@@ -512,6 +518,7 @@ impl RtmpSinkConn {
                 queue_bytes: s.client_queue_bytes as usize,
                 gop_cache: s.gop_cache,
                 legacy_players_get_legacy_only: !s.enhanced_to_legacy,
+                pacing_kbps: self.peak_kbps(),
             });
             (options, role)
         };
@@ -1165,9 +1172,6 @@ impl BaseSinkImpl for RtmpSinkConn {
         let mut st = lock(&self.state);
         *st = State::default();
         if mode == RtmpMode::Server {
-            if self.peak_kbps() > 0 {
-                gst::warning!(CAT, imp = self, "peak-kbps is for mode=client: not used");
-            }
             let server = self.start_server(&url)?;
             st.url = Some(url);
             st.started = Some(Instant::now());
