@@ -6,23 +6,22 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+mod media;
+mod metadata;
 mod whole;
 
-use super::caps::{
-    aac_caps, audio_template_caps, config_caps, enhanced_audio_caps, enhanced_video_caps,
-    flash_video_caps, legacy_audio_caps, video_template_caps,
-};
+use super::caps::{audio_template_caps, video_template_caps};
 use super::lanes::{Item, Lanes};
 use crate::common::PadTrack;
 use crate::latency::Departures;
-use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::flv::{
-    AacPacketType, AudioFourCc, AudioTag, AudioTrackData, AvcPacketType, FLV_HEADER_SIZE,
-    FlvHeader, FlvReader, SoundFormat, SpeexHeaders, TAG_HEADER_SIZE, VideoCodecId, VideoFourCc,
-    VideoTag, VideoTrackData, previous_tag_size, tag_type, write_tag_header,
+    FLV_HEADER_SIZE, FlvHeader, FlvReader, SpeexHeaders, TAG_HEADER_SIZE, previous_tag_size,
+    tag_type, write_tag_header,
 };
 use crate::rtmpsrc::conn::RtmpSrcConn;
 use crate::sync::lock;
+use metadata::{MetadataSays, kinds_said, metadata_value, track_map_key};
 use whole::{factory_name, outside_peer};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -317,42 +316,6 @@ impl State {
             0 => Some(m),
             n => m.get(track_map_key(id.video))?.get(&n.to_string()),
         }
-    }
-}
-
-/// The value of an onMetaData message; None for another data message or
-/// one that cannot be read.
-fn metadata_value(body: &[u8]) -> Option<Amf0Value> {
-    let Ok(mut values) = amf0::decode_all(body, &Default::default()) else {
-        gst::warning!(CAT, "unreadable metadata");
-        return None;
-    };
-    if values.first().and_then(|v| v.as_str()) != Some("onMetaData") || values.len() < 2 {
-        return None;
-    }
-    Some(values.swap_remove(1))
-}
-
-/// Whether metadata says the stream has video, and audio. nginx-rtmp
-/// rewrites the metadata for its players with every field, 0 where the
-/// stream has none (`audiocodecid` 0 on a video-only stream): a kind is
-/// there when a field of it says something.
-fn kinds_said(m: &Amf0Value) -> (bool, bool) {
-    let said = |k: &str| match m.get(k) {
-        None | Some(Amf0Value::Null | Amf0Value::Undefined) => false,
-        Some(v) => v.as_f64().is_none_or(|n| n > 0.0),
-    };
-    (
-        said("videocodecid") || said("width"),
-        said("audiocodecid") || said("audiosamplerate") || said("audiodatarate"),
-    )
-}
-
-fn track_map_key(video: bool) -> &'static str {
-    if video {
-        "videoTrackIdInfoMap"
-    } else {
-        "audioTrackIdInfoMap"
     }
 }
 
@@ -1211,70 +1174,20 @@ impl RtmpSrcDemux {
         self.obj().no_more_pads();
     }
 
+    /// onMetaData: the stream's tags, each track's, and the tracks to
+    /// expect (see `MetadataSays`).
     fn metadata(&self, body: &[u8]) {
         let Some(m) = metadata_value(body) else {
             return;
         };
-        let (has_v, has_a) = kinds_said(&m);
-        let mut tags = gst::TagList::new();
-        {
-            let t = tags.get_mut().expect("new tag list");
-            t.set_scope(gst::TagScope::Global);
-            if let Some(e) = m.get_str("encoder") {
-                t.add::<gst::tags::Encoder>(&e, gst::TagMergeMode::Replace);
-            }
-            if let Some(title) = m.get_str("title") {
-                t.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
-            }
-            let rate = m.get_f64("videodatarate").unwrap_or(0.0)
-                + m.get_f64("audiodatarate").unwrap_or(0.0);
-            if rate > 0.0 {
-                t.add::<gst::tags::Bitrate>(&((rate * 1000.0) as u32), gst::TagMergeMode::Replace);
-            }
-        }
-        let mut expect = Vec::new();
-        for (video, has) in [(true, has_v), (false, has_a)] {
-            if has {
-                expect.push(PadTrack { video, track: 0 });
-            }
-        }
-        let mut track_tags = Vec::new();
-        // Track 0's own bitrate is at the top level (unless a track map
-        // names track 0 too: it then comes from there).
-        for (video, has) in [(true, has_v), (false, has_a)] {
-            let in_map = m
-                .get(track_map_key(video))
-                .and_then(|map| map.get("0"))
-                .is_some();
-            if has && !in_map {
-                let own = track_bitrate(video, &m);
-                if own.n_tags() > 0 {
-                    track_tags.push((PadTrack { video, track: 0 }, own));
-                }
-            }
-        }
-        for video in [true, false] {
-            let Some(map) = m.get(track_map_key(video)).and_then(Amf0Value::properties) else {
-                continue;
-            };
-            for (key, info) in map {
-                let Ok(track) = key.parse::<u8>() else {
-                    continue;
-                };
-                let id = PadTrack { video, track };
-                if track != 0 {
-                    expect.push(id);
-                }
-                track_tags.push((id, map_tags(video, info)));
-            }
-        }
+        let said = MetadataSays::of(&m);
         let mut st = self.lock();
-        if !expect.is_empty() {
-            st.expect = Some(expect);
+        if !said.expect.is_empty() {
+            st.expect = Some(said.expect);
         }
         st.meta = Some(m);
-        st.stream_tags = Some(tags);
-        st.track_tags = track_tags;
+        st.stream_tags = Some(said.stream_tags);
+        st.track_tags = said.track_tags;
         for (_, t) in &mut st.tracks {
             t.tagged = false;
         }
@@ -1700,325 +1613,4 @@ impl RtmpSrcDemux {
             self.refresh_collection();
         }
     }
-
-    /// Size and frame rate from the metadata (the track's own entry for
-    /// tracks other than 0).
-    fn video_caps_extra(&self, id: PadTrack, mut caps: gst::Caps) -> gst::Caps {
-        let st = self.lock();
-        if let Some(m) = st.track_meta(id) {
-            let c = caps.make_mut();
-            let s = c.structure_mut(0).expect("one structure");
-            if let (Some(w), Some(h)) = (m.get_f64("width"), m.get_f64("height"))
-                && w > 0.0
-                && h > 0.0
-            {
-                s.set("width", w as i32);
-                s.set("height", h as i32);
-            }
-            if let Some(f) = m
-                .get_f64("framerate")
-                .or_else(|| m.get_f64("fps"))
-                .filter(|f| *f > 0.0 && *f < 1000.0)
-            {
-                let fr = gst::Fraction::approximate_f64(f)
-                    .unwrap_or_else(|| gst::Fraction::new(f.round() as i32, 1));
-                s.set("framerate", fr);
-            }
-        }
-        caps
-    }
-
-    fn video(
-        &self,
-        body: &bytes::Bytes,
-        dts: Option<gst::ClockTime>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let zero = PadTrack {
-            video: true,
-            track: 0,
-        };
-        let tag = match VideoTag::parse(body) {
-            Ok(t) => t,
-            Err(e) => {
-                self.warn_unmapped(zero, &e.to_string());
-                return Ok(gst::FlowSuccess::Ok);
-            }
-        };
-        let key = tag.is_key();
-        match tag {
-            VideoTag::Legacy(v) if matches!(v.codec, VideoCodecId::Avc | VideoCodecId::Hevc) => {
-                let name = if v.codec == VideoCodecId::Avc {
-                    "video/x-h264"
-                } else {
-                    "video/x-h265"
-                };
-                match v.avc {
-                    Some((AvcPacketType::SequenceHeader, _)) => {
-                        let caps = config_caps(name, &v.data);
-                        self.set_caps(zero, self.video_caps_extra(zero, caps));
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                    Some((AvcPacketType::Nalu, cts)) if !v.data.is_empty() => {
-                        self.push(zero, &v.data, dts, cts, key)
-                    }
-                    _ => Ok(gst::FlowSuccess::Ok),
-                }
-            }
-            VideoTag::Legacy(v) => {
-                let Some(name) = crate::caps::flash_video_name(v.codec) else {
-                    self.warn_unmapped(zero, &format!("{:?}", v.codec));
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                // VP6's first byte is the picture's crop; its frame starts
-                // after it.
-                let vp6 = matches!(v.codec, VideoCodecId::Vp6 | VideoCodecId::Vp6Alpha);
-                let skip = usize::from(vp6);
-                // A command frame (seeking's start and end) has no picture.
-                if v.command.is_some() || v.data.len() <= skip {
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-                // These codecs have no sequence header: the caps come with
-                // the first frame, or with another codec's (made only then,
-                // not for every frame).
-                let same = self
-                    .lock()
-                    .track(zero)
-                    .caps
-                    .as_ref()
-                    .is_some_and(|c| c.structure(0).is_some_and(|s| s.name() == name));
-                if !same {
-                    let caps = flash_video_caps(name, vp6.then(|| v.data[0]));
-                    self.set_caps(zero, self.video_caps_extra(zero, caps));
-                }
-                self.push(zero, &v.data.slice(skip..), dts, 0, key)
-            }
-            VideoTag::Enhanced(e) => {
-                let dts = with_nano_offset(dts, &e.mod_ex);
-                // Every track of the tag (one unless multitrack) on its pad.
-                until_error(e.tracks.into_iter().map(|t| {
-                    let id = PadTrack {
-                        video: true,
-                        track: t.track_id,
-                    };
-                    self.enhanced_video(id, t.fourcc, t.data, dts, key)
-                }))
-            }
-        }
-    }
-
-    /// One track of an Enhanced RTMP video tag.
-    fn enhanced_video(
-        &self,
-        id: PadTrack,
-        fourcc: VideoFourCc,
-        data: VideoTrackData,
-        dts: Option<gst::ClockTime>,
-        key: bool,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        match data {
-            VideoTrackData::SequenceStart(cfg) => {
-                let caps = enhanced_video_caps(fourcc, &cfg);
-                self.set_caps(id, self.with_color(id, self.video_caps_extra(id, caps)));
-                Ok(gst::FlowSuccess::Ok)
-            }
-            VideoTrackData::Metadata(body) => {
-                self.color_info(id, &body);
-                Ok(gst::FlowSuccess::Ok)
-            }
-            VideoTrackData::CodedFrames {
-                composition_time,
-                data,
-                ..
-            } if !data.is_empty() => {
-                if !self.has_pad(id) {
-                    // No sequence start (VP8, or one that was lost):
-                    // caps without a configuration record.
-                    let caps = enhanced_video_caps(fourcc, &[]);
-                    self.set_caps(id, self.video_caps_extra(id, caps));
-                }
-                self.push(id, &data, dts, composition_time, key)
-            }
-            _ => Ok(gst::FlowSuccess::Ok),
-        }
-    }
-
-    /// An Enhanced RTMP video metadata packet: colorInfo goes into the
-    /// track's caps (now if there are caps, else with the next ones).
-    fn color_info(&self, id: PadTrack, body: &[u8]) {
-        let info = match crate::rtmp::codec::ColorInfo::from_amf(body) {
-            Ok(i) => i,
-            Err(e) => {
-                gst::debug!(CAT, imp = self, "video metadata left out: {e}");
-                return;
-            }
-        };
-        let caps = {
-            let mut st = self.lock();
-            let track = st.track(id);
-            track.color = Some(info);
-            track.caps.clone()
-        };
-        if let Some(caps) = caps {
-            self.set_caps(id, self.with_color(id, caps));
-        }
-    }
-
-    /// `caps` with the track's last colorInfo's colorimetry and HDR fields.
-    fn with_color(&self, id: PadTrack, caps: gst::Caps) -> gst::Caps {
-        match self.lock().track(id).color.clone() {
-            Some(info) if !info.is_empty() => crate::caps::with_color_info(caps, &info),
-            _ => caps,
-        }
-    }
-
-    fn has_pad(&self, id: PadTrack) -> bool {
-        self.lock().pad(id).is_some()
-    }
-
-    /// One track of an Enhanced RTMP audio tag: the sequence start gives
-    /// the caps, frames go out as they are.
-    fn enhanced_audio(
-        &self,
-        id: PadTrack,
-        fourcc: AudioFourCc,
-        data: AudioTrackData,
-        dts: Option<gst::ClockTime>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        match data {
-            AudioTrackData::SequenceStart(cfg) => {
-                match enhanced_audio_caps(fourcc, &cfg) {
-                    Ok(caps) => self.set_caps(id, caps),
-                    Err(e) => self.warn_unmapped(id, &e),
-                }
-                Ok(gst::FlowSuccess::Ok)
-            }
-            AudioTrackData::CodedFrames(data) if !data.is_empty() => {
-                if !self.has_pad(id) {
-                    // AC-3 and E-AC-3 need no sequence start; the others
-                    // cannot be decoded without theirs.
-                    match enhanced_audio_caps(fourcc, &[]) {
-                        Ok(caps) => self.set_caps(id, caps),
-                        Err(e) => {
-                            self.warn_unmapped(id, &e);
-                            return Ok(gst::FlowSuccess::Ok);
-                        }
-                    }
-                }
-                self.push(id, &data, dts, 0, true)
-            }
-            _ => Ok(gst::FlowSuccess::Ok),
-        }
-    }
-
-    fn audio(
-        &self,
-        body: &bytes::Bytes,
-        dts: Option<gst::ClockTime>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let zero = PadTrack {
-            video: false,
-            track: 0,
-        };
-        let a = match AudioTag::parse(body) {
-            Ok(AudioTag::Legacy(a)) => a,
-            Ok(AudioTag::Enhanced(e)) => {
-                let dts = with_nano_offset(dts, &e.mod_ex);
-                // Every track of the tag (one unless multitrack) on its pad.
-                return until_error(e.tracks.into_iter().map(|t| {
-                    let id = PadTrack {
-                        video: false,
-                        track: t.track_id,
-                    };
-                    self.enhanced_audio(id, t.fourcc, t.data, dts)
-                }));
-            }
-            Err(e) => {
-                self.warn_unmapped(zero, &e.to_string());
-                return Ok(gst::FlowSuccess::Ok);
-            }
-        };
-        if a.format == SoundFormat::Speex && self.lock().speex.is_header(body) {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "a Speex header packet sent as a frame: left out"
-            );
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let caps = match a.format {
-            SoundFormat::Aac if a.aac_packet_type == Some(AacPacketType::SequenceHeader) => {
-                self.set_caps(zero, aac_caps(&a.data));
-                return Ok(gst::FlowSuccess::Ok);
-            }
-            SoundFormat::Aac => None,
-            other => match legacy_audio_caps(&a) {
-                Some(c) => Some(c),
-                None => {
-                    self.warn_unmapped(zero, &format!("{other:?}"));
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-            },
-        };
-        if let Some(c) = caps {
-            self.set_caps(zero, c);
-        }
-        if a.data.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        self.push(zero, &a.data, dts, 0, true)
-    }
-}
-
-/// Pushes one after another until one fails: that failure, else Ok.
-fn until_error(
-    mut pushes: impl Iterator<Item = Result<gst::FlowSuccess, gst::FlowError>>,
-) -> Result<gst::FlowSuccess, gst::FlowError> {
-    pushes
-        .find(Result::is_err)
-        .unwrap_or(Ok(gst::FlowSuccess::Ok))
-}
-
-/// The DTS of an Enhanced RTMP tag with its ModEx nanosecond offset (the
-/// part of the time below the millisecond the RTMP timestamp has).
-fn with_nano_offset(
-    dts: Option<gst::ClockTime>,
-    mod_ex: &[crate::rtmp::flv::ModEx],
-) -> Option<gst::ClockTime> {
-    let offset: u64 = mod_ex
-        .iter()
-        .map(|m| match m {
-            crate::rtmp::flv::ModEx::TimestampOffsetNano(n) => u64::from(*n),
-        })
-        .sum();
-    // Below a millisecond, as the spec has it: more is not trusted.
-    dts.map(|d| d + gst::ClockTime::from_nseconds(offset.min(999_999)))
-}
-
-/// A track's tags from its entry in a metadata track map: language,
-/// title and bitrate.
-fn map_tags(video: bool, info: &Amf0Value) -> gst::TagList {
-    let mut tags = track_bitrate(video, info);
-    let t = tags.get_mut().expect("new tag list");
-    if let Some(l) = info.get_str("language") {
-        t.add::<gst::tags::LanguageCode>(&l, gst::TagMergeMode::Replace);
-    }
-    if let Some(title) = info.get_str("title") {
-        t.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
-    }
-    tags
-}
-
-/// A track's bitrate (`videodatarate`/`audiodatarate`, kbit/s) as a tag.
-fn track_bitrate(video: bool, info: &Amf0Value) -> gst::TagList {
-    let mut tags = gst::TagList::new();
-    let t = tags.get_mut().expect("new tag list");
-    let rate = info.get_f64(if video {
-        "videodatarate"
-    } else {
-        "audiodatarate"
-    });
-    if let Some(r) = rate.filter(|r| *r > 0.0 && *r < f64::from(u32::MAX) / 1000.0) {
-        t.add::<gst::tags::Bitrate>(&((r * 1000.0) as u32), gst::TagMergeMode::Replace);
-    }
-    tags
 }
