@@ -355,27 +355,29 @@ fn peak_kbps_paces_the_connection() {
     );
 }
 
-/// The pacing cap of the first player in a server rtmpsink's `stats`
-/// (bytes/s, 0: none), once a player is there with one.
-fn player_pacing(sink: &gst::Element) -> Option<u64> {
+/// The pacing caps of the players in a server rtmpsink's `stats`
+/// (bytes/s, 0: none; None for a player without one).
+fn players_pacing(sink: &gst::Element) -> Vec<Option<u64>> {
     let stats: gst::Structure = sink.property("stats");
-    let clients = stats.get::<gst::Array>("clients").ok()?;
+    let Ok(clients) = stats.get::<gst::Array>("clients") else {
+        return Vec::new();
+    };
     clients
         .iter()
         .filter_map(|c| c.get::<gst::Structure>().ok())
-        .find(|c| c.get::<&str>("kind") == Ok("player"))?
-        .get::<u64>("pacing-rate")
-        .ok()
+        .filter(|c| c.get::<&str>("kind") == Ok("player"))
+        .map(|c| c.get::<u64>("pacing-rate").ok())
+        .collect()
 }
 
-/// Waits up to 10 s for the first player's cap to be `want`.
-fn wait_player_pacing(sink: &gst::Element, want: u64) {
+/// Waits up to 10 s for `players` players, each with the cap `want`.
+fn wait_players_pacing(sink: &gst::Element, players: usize, want: u64) {
     let until = Instant::now() + Duration::from_secs(10);
-    while player_pacing(sink) != Some(want) {
+    while players_pacing(sink) != vec![Some(want); players] {
         assert!(
             Instant::now() < until,
-            "the player's pacing stayed at {:?}, not {want}",
-            player_pacing(sink)
+            "the players' pacing stayed at {:?}, not {players} at {want}",
+            players_pacing(sink)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -391,12 +393,15 @@ fn peak_kbps_paces_each_player_in_server_mode() {
     let (srv, _, port) = sink_server(&SNOW.replace("SINK", "s"), "sync=false peak-kbps=1000");
     let sent = probe_parsers(&srv);
     let sink = element(&srv, "rtmpsink");
-    let (p, log, _) = player(&format!("rtmp://127.0.0.1:{port}/live/key"), "");
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let (p, log, _) = player(&url, "");
     p.set_state(gst::State::Playing).unwrap();
-    wait_player_pacing(&sink, 125_000);
+    // FFmpeg (ffprobe) plays too, paced the same.
+    let probe = std::thread::spawn(move || ffprobe_frames(&url));
+    wait_players_pacing(&sink, 2, 125_000);
     for (kbps, rate) in [(2000u32, 250_000), (0, 0), (1000, 125_000)] {
         sink.set_property("peak-kbps", kbps);
-        wait_player_pacing(&sink, rate);
+        wait_players_pacing(&sink, 2, rate);
     }
     let started = Instant::now();
     srv.set_state(gst::State::Playing).unwrap();
@@ -420,6 +425,11 @@ fn peak_kbps_paces_each_player_in_server_mode() {
         &sent.lock().unwrap(),
         &got,
         true,
+    );
+    assert_same_frames(
+        "rtmpsink mode=server peak-kbps=1000 -> FFmpeg (ffprobe), as rtmpsrc got them",
+        &normalized(probe.join().unwrap()),
+        &frames(&got),
     );
 }
 
