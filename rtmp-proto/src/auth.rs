@@ -274,37 +274,7 @@ impl ClientAuth {
     /// later would meet the same refusal). `client_nonce` is fresh
     /// randomness for the response.
     pub fn on_refused(&mut self, description: &str, client_nonce: u32) -> Result<()> {
-        let Some(method) = ["adobe", "llnw"]
-            .iter()
-            .find(|m| description.contains(&format!("authmod={m}")))
-            .and_then(|m| AuthMethod::parse(m))
-        else {
-            return Err(refused(format!("server rejected connect: {description}")));
-        };
-        if self.mode == ClientAuthMode::None {
-            return Err(refused(format!(
-                "the server requires {} authentication and authmod is none",
-                method.as_str()
-            )));
-        }
-        let wanted = match self.mode {
-            ClientAuthMode::Adobe => Some(AuthMethod::Adobe),
-            ClientAuthMode::Llnw => Some(AuthMethod::Llnw),
-            _ => None,
-        };
-        if let Some(w) = wanted.filter(|w| *w != method) {
-            return Err(refused(format!(
-                "the server asks for {} authentication, but authmod is {}",
-                method.as_str(),
-                w.as_str()
-            )));
-        }
-        let Some(creds) = self.creds.clone() else {
-            return Err(refused(format!(
-                "the server requires a login ({} authentication): set username and password, or give them in the location (rtmp://user:password@host/...)",
-                method.as_str()
-            )));
-        };
+        let (method, creds) = self.login_asked_for(description)?;
         let user = &creds.user;
         if description.contains("reason=authfailed") {
             return Err(refused(format!(
@@ -341,20 +311,74 @@ impl ClientAuth {
                 "authentication failed: the server did not accept the response for '{user}'"
             )));
         }
-        let params = &description[at + 1..];
+        let challenge = &description[at + 1..];
+        self.query = Some(self.response(method, &creds, challenge, client_nonce));
+        self.step = ClientStep::Answered;
+        Ok(())
+    }
+
+    /// The method a refusal asks a login by, and the credentials to log in
+    /// with; an error where this client cannot or will not log in so.
+    fn login_asked_for(&self, description: &str) -> Result<(AuthMethod, Credentials)> {
+        let Some(method) = ["adobe", "llnw"]
+            .iter()
+            .find(|m| description.contains(&format!("authmod={m}")))
+            .and_then(|m| AuthMethod::parse(m))
+        else {
+            return Err(refused(format!("server rejected connect: {description}")));
+        };
+        let wanted = match self.mode {
+            ClientAuthMode::None => {
+                return Err(refused(format!(
+                    "the server requires {} authentication and authmod is none",
+                    method.as_str()
+                )));
+            }
+            ClientAuthMode::Adobe => Some(AuthMethod::Adobe),
+            ClientAuthMode::Llnw => Some(AuthMethod::Llnw),
+            ClientAuthMode::Auto => None,
+        };
+        if let Some(w) = wanted.filter(|w| *w != method) {
+            return Err(refused(format!(
+                "the server asks for {} authentication, but authmod is {}",
+                method.as_str(),
+                w.as_str()
+            )));
+        }
+        let Some(creds) = self.creds.clone() else {
+            return Err(refused(format!(
+                "the server requires a login ({} authentication): set username and password, or give them in the location (rtmp://user:password@host/...)",
+                method.as_str()
+            )));
+        };
+        Ok((method, creds))
+    }
+
+    /// The connect query that answers `challenge` (the refusal's
+    /// parameters, from `reason=needauth` on).
+    fn response(
+        &self,
+        method: AuthMethod,
+        creds: &Credentials,
+        challenge: &str,
+        client_nonce: u32,
+    ) -> String {
+        let user = query_escape(&creds.user);
         let client_nonce = format!("{client_nonce:08x}");
-        let query = match method {
+        match method {
             AuthMethod::Adobe => {
-                let salt = query_value(params, "salt").unwrap_or_default();
-                let opaque = query_value(params, "opaque");
-                let challenge = query_value(params, "challenge");
+                let salt = query_value(challenge, "salt").unwrap_or_default();
+                let opaque = query_value(challenge, "opaque");
+                let server_challenge = query_value(challenge, "challenge");
                 // Clients answer the opaque value when there is one
                 // (FFmpeg, rtmp2); the server takes either.
-                let server_nonce = opaque.as_deref().or(challenge.as_deref()).unwrap_or("");
-                let response = adobe_response(&creds, &salt, server_nonce, &client_nonce);
+                let server_nonce = opaque
+                    .as_deref()
+                    .or(server_challenge.as_deref())
+                    .unwrap_or("");
+                let response = adobe_response(creds, &salt, server_nonce, &client_nonce);
                 let mut q = format!(
-                    "authmod=adobe&user={}&challenge={client_nonce}&response={response}",
-                    query_escape(user)
+                    "authmod=adobe&user={user}&challenge={client_nonce}&response={response}"
                 );
                 if let Some(o) = opaque {
                     q.push_str(&format!("&opaque={o}"));
@@ -362,17 +386,13 @@ impl ClientAuth {
                 q
             }
             AuthMethod::Llnw => {
-                let nonce = query_value(params, "nonce").unwrap_or_default();
-                let response = llnw_response(&creds, &self.app, &nonce, LLNW_NC, &client_nonce);
+                let nonce = query_value(challenge, "nonce").unwrap_or_default();
+                let response = llnw_response(creds, &self.app, &nonce, LLNW_NC, &client_nonce);
                 format!(
-                    "authmod=llnw&user={}&nonce={nonce}&cnonce={client_nonce}&nc={LLNW_NC}&response={response}",
-                    query_escape(user)
+                    "authmod=llnw&user={user}&nonce={nonce}&cnonce={client_nonce}&nc={LLNW_NC}&response={response}"
                 )
             }
-        };
-        self.query = Some(query);
-        self.step = ClientStep::Answered;
-        Ok(())
+        }
     }
 }
 
@@ -464,57 +484,64 @@ impl ServerAuth {
             self.issued.pop_front();
         }
         let m = self.method;
-        let authmod = query_value(query, "authmod");
-        let user = query_value(query, "user");
-        let (Some(authmod), Some(user)) = (authmod, user) else {
-            return Verdict::Refuse {
-                description: format!(
-                    "[ AccessManager.Reject ] : [ code=403 need auth; authmod={} ] : ",
-                    m.as_str()
-                ),
-                why: "asked to log in".into(),
-            };
+        let need_auth = |why: String| Verdict::Refuse {
+            description: format!(
+                "[ AccessManager.Reject ] : [ code=403 need auth; authmod={} ] : ",
+                m.as_str()
+            ),
+            why,
+        };
+        let (Some(authmod), Some(user)) =
+            (query_value(query, "authmod"), query_value(query, "user"))
+        else {
+            return need_auth("asked to log in".into());
         };
         if authmod != m.as_str() {
-            return Verdict::Refuse {
-                description: format!(
-                    "[ AccessManager.Reject ] : [ code=403 need auth; authmod={} ] : ",
-                    m.as_str()
-                ),
-                why: format!("authmod={authmod} offered, {} wanted", m.as_str()),
-            };
+            return need_auth(format!("authmod={authmod} offered, {} wanted", m.as_str()));
         }
-        if query_value(query, "response").is_none() {
-            // A challenge for any name: whether the user exists is not told.
-            let nonce = hex(&random[..4]);
-            let salt = hex(&random[4..]);
-            let description = match m {
-                AuthMethod::Adobe => format!(
-                    "{}?reason=needauth&user={}&salt={salt}&challenge={nonce}&opaque={nonce}",
-                    reject_prefix(m),
-                    query_escape(&user)
-                ),
-                AuthMethod::Llnw => format!("{}?reason=needauth&nonce={nonce}", reject_prefix(m)),
-            };
-            if self.issued.len() >= MAX_ISSUED {
-                self.issued.pop_front();
-            }
-            self.issued.push_back(Issued {
-                user: user.into_owned(),
-                salt,
-                nonce,
-                at: now,
-            });
-            return Verdict::Refuse {
-                description,
-                why: "challenge sent".into(),
-            };
+        match query_value(query, "response") {
+            None => self.challenge(user.into_owned(), now, random),
+            Some(response) => self.verify(app, query, &user, &response),
         }
+    }
+
+    /// Refuses with a new challenge for `user`, and keeps it for the answer.
+    fn challenge(&mut self, user: String, now: Instant, random: &[u8; 8]) -> Verdict {
+        // A challenge for any name: whether the user exists is not told.
+        let nonce = hex(&random[..4]);
+        let salt = hex(&random[4..]);
+        let m = self.method;
+        let description = match m {
+            AuthMethod::Adobe => format!(
+                "{}?reason=needauth&user={}&salt={salt}&challenge={nonce}&opaque={nonce}",
+                reject_prefix(m),
+                query_escape(&user)
+            ),
+            AuthMethod::Llnw => format!("{}?reason=needauth&nonce={nonce}", reject_prefix(m)),
+        };
+        if self.issued.len() >= MAX_ISSUED {
+            self.issued.pop_front();
+        }
+        self.issued.push_back(Issued {
+            user,
+            salt,
+            nonce,
+            at: now,
+        });
+        Verdict::Refuse {
+            description,
+            why: "challenge sent".into(),
+        }
+    }
+
+    /// Accepts `response` from `user` if it answers a challenge of ours
+    /// for them with the right password; that challenge is then spent.
+    fn verify(&mut self, app: &str, query: &str, user: &str, response: &str) -> Verdict {
+        let m = self.method;
         let failed = |why: String| Verdict::Refuse {
             description: format!("{}?reason=authfailed", reject_prefix(m)),
             why,
         };
-        let response = query_value(query, "response").unwrap_or_default();
         // The challenge this answers: named by opaque (Adobe) or nonce
         // (Limelight) when the client echoes it, else any for this user.
         let named = match m {
@@ -550,9 +577,7 @@ impl ServerAuth {
             if same(expected.as_bytes(), response.as_bytes()) && creds_match {
                 // Each challenge logs in once.
                 self.issued.remove(k);
-                return Verdict::Accept {
-                    user: user.into_owned(),
-                };
+                return Verdict::Accept { user: user.into() };
             }
         }
         failed(format!("wrong user name or password for '{user}'"))
