@@ -305,138 +305,132 @@ impl<'a> Decoder<'a> {
             )));
         }
         let m = self.u8()?;
-        Ok(match m {
-            marker::UNDEFINED => Amf3Value::Undefined,
-            marker::NULL => Amf3Value::Null,
-            marker::FALSE => Amf3Value::Boolean(false),
-            marker::TRUE => Amf3Value::Boolean(true),
+        // What follows the header of a value kept in the object table.
+        let body: fn(&mut Self, u8, u32) -> Result<Amf3Value> = match m {
+            marker::UNDEFINED => return Ok(Amf3Value::Undefined),
+            marker::NULL => return Ok(Amf3Value::Null),
+            marker::FALSE => return Ok(Amf3Value::Boolean(false)),
+            marker::TRUE => return Ok(Amf3Value::Boolean(true)),
             marker::INTEGER => {
                 let v = self.u29()?;
                 // Sign-extend from 29 bits.
-                Amf3Value::Integer(((v << 3) as i32) >> 3)
+                return Ok(Amf3Value::Integer(((v << 3) as i32) >> 3));
             }
-            marker::DOUBLE => Amf3Value::Double(self.reader.f64().map_err(truncated)?),
-            marker::STRING => Amf3Value::String(self.string()?),
-            marker::XML_DOC | marker::XML => match self.object_header()? {
-                Err(r) => r,
-                Ok(len) => {
-                    self.charge_string(len as usize)?;
-                    let s = utf8_lossy(self.reader.bytes(len as usize).map_err(truncated)?);
-                    if m == marker::XML {
-                        Amf3Value::Xml(s)
-                    } else {
-                        Amf3Value::XmlDocument(s)
-                    }
-                }
+            marker::DOUBLE => return Ok(Amf3Value::Double(self.reader.f64().map_err(truncated)?)),
+            marker::STRING => return Ok(Amf3Value::String(self.string()?)),
+            marker::XML_DOC | marker::XML => Self::text,
+            marker::DATE => |d, _, _| Ok(Amf3Value::Date(d.reader.f64().map_err(truncated)?)),
+            marker::ARRAY => Self::array,
+            marker::OBJECT => |d, _, bits| d.object(bits),
+            marker::BYTE_ARRAY => |d, _, len| {
+                d.charge_string(len as usize)?;
+                let b = d.reader.bytes(len as usize).map_err(truncated)?;
+                Ok(Amf3Value::ByteArray(b.to_vec()))
             },
-            marker::DATE => match self.object_header()? {
-                Err(r) => r,
-                Ok(_) => Amf3Value::Date(self.reader.f64().map_err(truncated)?),
-            },
-            marker::ARRAY => match self.object_header()? {
-                Err(r) => r,
-                Ok(dense_len) => {
-                    self.enter()?;
-                    let mut assoc = Vec::new();
-                    loop {
-                        let key = self.string()?;
-                        if key.is_empty() {
-                            break;
-                        }
-                        assoc.push((key, self.value()?));
-                    }
-                    let n = self.count("array", dense_len, 1)?;
-                    let mut dense = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        dense.push(self.value()?);
-                    }
-                    self.depth -= 1;
-                    Amf3Value::Array { assoc, dense }
-                }
-            },
-            marker::OBJECT => match self.object_header()? {
-                Err(r) => r,
-                Ok(bits) => self.object(bits)?,
-            },
-            marker::BYTE_ARRAY => match self.object_header()? {
-                Err(r) => r,
-                Ok(len) => {
-                    self.charge_string(len as usize)?;
-                    Amf3Value::ByteArray(
-                        self.reader.bytes(len as usize).map_err(truncated)?.to_vec(),
-                    )
-                }
-            },
-            marker::VECTOR_INT | marker::VECTOR_UINT | marker::VECTOR_DOUBLE => {
-                match self.object_header()? {
-                    Err(r) => r,
-                    Ok(len) => {
-                        let fixed = self.u8()? != 0;
-                        let each = if m == marker::VECTOR_DOUBLE { 8 } else { 4 };
-                        let n = self.count("vector", len, each)?;
-                        match m {
-                            marker::VECTOR_INT => {
-                                let mut items = Vec::with_capacity(n);
-                                for _ in 0..n {
-                                    items.push(self.reader.u32().map_err(truncated)? as i32);
-                                }
-                                Amf3Value::VectorInt { fixed, items }
-                            }
-                            marker::VECTOR_UINT => {
-                                let mut items = Vec::with_capacity(n);
-                                for _ in 0..n {
-                                    items.push(self.reader.u32().map_err(truncated)?);
-                                }
-                                Amf3Value::VectorUint { fixed, items }
-                            }
-                            _ => {
-                                let mut items = Vec::with_capacity(n);
-                                for _ in 0..n {
-                                    items.push(self.reader.f64().map_err(truncated)?);
-                                }
-                                Amf3Value::VectorDouble { fixed, items }
-                            }
-                        }
-                    }
-                }
-            }
-            marker::VECTOR_OBJECT => match self.object_header()? {
-                Err(r) => r,
-                Ok(len) => {
-                    let fixed = self.u8()? != 0;
-                    let type_name = self.string()?;
-                    let n = self.count("vector", len, 1)?;
-                    self.enter()?;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.value()?);
-                    }
-                    self.depth -= 1;
-                    Amf3Value::VectorObject {
-                        fixed,
-                        type_name,
-                        items,
-                    }
-                }
-            },
-            marker::DICTIONARY => match self.object_header()? {
-                Err(r) => r,
-                Ok(len) => {
-                    let weak_keys = self.u8()? != 0;
-                    let n = self.count("dictionary", len, 2)?;
-                    self.enter()?;
-                    let mut entries = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let k = self.value()?;
-                        let v = self.value()?;
-                        entries.push((k, v));
-                    }
-                    self.depth -= 1;
-                    Amf3Value::Dictionary { weak_keys, entries }
-                }
-            },
+            marker::VECTOR_INT | marker::VECTOR_UINT | marker::VECTOR_DOUBLE => Self::vector,
+            marker::VECTOR_OBJECT => Self::vector_object,
+            marker::DICTIONARY => Self::dictionary,
             _ => return Err(Error::malformed(format!("unknown AMF3 marker 0x{m:02x}"))),
+        };
+        match self.object_header()? {
+            Err(reference) => Ok(reference),
+            Ok(bits) => body(self, m, bits),
+        }
+    }
+
+    /// An XML document or E4X value of `len` bytes.
+    fn text(&mut self, m: u8, len: u32) -> Result<Amf3Value> {
+        self.charge_string(len as usize)?;
+        let s = utf8_lossy(self.reader.bytes(len as usize).map_err(truncated)?);
+        Ok(if m == marker::XML {
+            Amf3Value::Xml(s)
+        } else {
+            Amf3Value::XmlDocument(s)
         })
+    }
+
+    /// An array: named members up to an empty name, then `dense_len` more.
+    fn array(&mut self, _: u8, dense_len: u32) -> Result<Amf3Value> {
+        self.enter()?;
+        let mut assoc = Vec::new();
+        loop {
+            let key = self.string()?;
+            if key.is_empty() {
+                break;
+            }
+            assoc.push((key, self.value()?));
+        }
+        let n = self.count("array", dense_len, 1)?;
+        let mut dense = Vec::with_capacity(n);
+        for _ in 0..n {
+            dense.push(self.value()?);
+        }
+        self.depth -= 1;
+        Ok(Amf3Value::Array { assoc, dense })
+    }
+
+    /// A vector of `len` numbers, of the kind marker `m` says.
+    fn vector(&mut self, m: u8, len: u32) -> Result<Amf3Value> {
+        let fixed = self.u8()? != 0;
+        let each = if m == marker::VECTOR_DOUBLE { 8 } else { 4 };
+        let n = self.count("vector", len, each)?;
+        let r = &mut self.reader;
+        Ok(match m {
+            marker::VECTOR_INT => Amf3Value::VectorInt {
+                fixed,
+                items: (0..n)
+                    .map(|_| r.u32().map(|v| v as i32))
+                    .collect::<Result<_>>()
+                    .map_err(truncated)?,
+            },
+            marker::VECTOR_UINT => Amf3Value::VectorUint {
+                fixed,
+                items: (0..n)
+                    .map(|_| r.u32())
+                    .collect::<Result<_>>()
+                    .map_err(truncated)?,
+            },
+            _ => Amf3Value::VectorDouble {
+                fixed,
+                items: (0..n)
+                    .map(|_| r.f64())
+                    .collect::<Result<_>>()
+                    .map_err(truncated)?,
+            },
+        })
+    }
+
+    /// A vector of `len` values of one (named) type.
+    fn vector_object(&mut self, _: u8, len: u32) -> Result<Amf3Value> {
+        let fixed = self.u8()? != 0;
+        let type_name = self.string()?;
+        let n = self.count("vector", len, 1)?;
+        self.enter()?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.value()?);
+        }
+        self.depth -= 1;
+        Ok(Amf3Value::VectorObject {
+            fixed,
+            type_name,
+            items,
+        })
+    }
+
+    /// A dictionary of `len` key and value pairs.
+    fn dictionary(&mut self, _: u8, len: u32) -> Result<Amf3Value> {
+        let weak_keys = self.u8()? != 0;
+        let n = self.count("dictionary", len, 2)?;
+        self.enter()?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = self.value()?;
+            let v = self.value()?;
+            entries.push((k, v));
+        }
+        self.depth -= 1;
+        Ok(Amf3Value::Dictionary { weak_keys, entries })
     }
 
     fn object(&mut self, bits: u32) -> Result<Amf3Value> {
@@ -574,6 +568,13 @@ impl Encoder {
         Self::u29(out, (bits << 1) | 1);
     }
 
+    /// A vector's marker, length and whether it is fixed.
+    fn vector_head(&mut self, out: &mut Vec<u8>, m: u8, fixed: bool, len: usize) {
+        out.push(m);
+        self.inline_object(out, len as u32);
+        out.push(u8::from(fixed));
+    }
+
     /// Appends `v` to `out`, using the string and traits tables.
     pub fn encode(&mut self, v: &Amf3Value, out: &mut Vec<u8>) {
         match v {
@@ -630,37 +631,29 @@ impl Encoder {
                 out.extend_from_slice(b);
             }
             Amf3Value::VectorInt { fixed, items } => {
-                out.push(marker::VECTOR_INT);
-                self.inline_object(out, items.len() as u32);
-                out.push(u8::from(*fixed));
-                for i in items {
-                    out.extend_from_slice(&i.to_be_bytes());
-                }
+                self.vector_head(out, marker::VECTOR_INT, *fixed, items.len());
+                items
+                    .iter()
+                    .for_each(|i| out.extend_from_slice(&i.to_be_bytes()));
             }
             Amf3Value::VectorUint { fixed, items } => {
-                out.push(marker::VECTOR_UINT);
-                self.inline_object(out, items.len() as u32);
-                out.push(u8::from(*fixed));
-                for i in items {
-                    out.extend_from_slice(&i.to_be_bytes());
-                }
+                self.vector_head(out, marker::VECTOR_UINT, *fixed, items.len());
+                items
+                    .iter()
+                    .for_each(|i| out.extend_from_slice(&i.to_be_bytes()));
             }
             Amf3Value::VectorDouble { fixed, items } => {
-                out.push(marker::VECTOR_DOUBLE);
-                self.inline_object(out, items.len() as u32);
-                out.push(u8::from(*fixed));
-                for i in items {
-                    out.extend_from_slice(&i.to_be_bytes());
-                }
+                self.vector_head(out, marker::VECTOR_DOUBLE, *fixed, items.len());
+                items
+                    .iter()
+                    .for_each(|i| out.extend_from_slice(&i.to_be_bytes()));
             }
             Amf3Value::VectorObject {
                 fixed,
                 type_name,
                 items,
             } => {
-                out.push(marker::VECTOR_OBJECT);
-                self.inline_object(out, items.len() as u32);
-                out.push(u8::from(*fixed));
+                self.vector_head(out, marker::VECTOR_OBJECT, *fixed, items.len());
                 self.string(type_name, out);
                 for i in items {
                     self.encode(i, out);
