@@ -1025,8 +1025,41 @@ impl ChunkEncoder {
                 "a message of {total} bytes does not fit the 24-bit length field"
             )));
         }
-        let length = total as u32;
+        let (fmt, st) = self.next_header(csid, timestamp, type_id, stream_id, total as u32);
+        *self.streams.get_or_default(csid) = st;
+
+        let chunks = total.div_ceil(self.chunk_size as usize).max(1);
+        let ext_len = if st.extended { 4 } else { 0 };
+        let referenced: usize = parts
+            .iter()
+            .filter_map(|p| p.shared())
+            .map(Bytes::len)
+            .sum();
+        self.out
+            .reserve(total - referenced + 18 + (chunks - 1) * (3 + ext_len));
+        let start = self.pending();
+        self.put_first_header(fmt, csid, &st);
+        self.put_payload(csid, &st, parts);
+        self.stats.bytes += (self.pending() - start) as u64;
+        self.stats.messages += 1;
+        Ok(())
+    }
+
+    /// The header type (0 to 3) a message needs on chunk stream `csid`,
+    /// which says only what changed since the stream's last message, and
+    /// what the stream holds after it.
+    #[inline(always)]
+    fn next_header(
+        &mut self,
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        length: u32,
+    ) -> (u8, OutStream) {
         let prev = self.streams.get(csid).copied();
+        // `field` is what the header's timestamp says: the delta, or the
+        // timestamp itself in a type-0 header.
         let (fmt, timestamp, field) = match prev {
             Some(p) if p.stream_id == stream_id => {
                 // Serial comparison: a timestamp "before" the last one (as
@@ -1063,38 +1096,35 @@ impl ChunkEncoder {
             stream_id,
             extended,
         };
-        *self.streams.get_or_default(csid) = st;
+        (fmt, st)
+    }
 
-        let chunk = self.chunk_size as usize;
-        let chunks = total.div_ceil(chunk).max(1);
-        let ext_len = if extended { 4 } else { 0 };
-        let referenced: usize = parts
-            .iter()
-            .filter_map(|p| p.shared())
-            .map(Bytes::len)
-            .sum();
-        self.out
-            .reserve(total - referenced + 18 + (chunks - 1) * (3 + ext_len));
-        let start = self.pending();
+    /// The message's first chunk header, of type `fmt`.
+    #[inline(always)]
+    fn put_first_header(&mut self, fmt: u8, csid: u32, st: &OutStream) {
         put_basic_header(&mut self.out, fmt, csid);
-        let ts24 = if extended { EXTENDED } else { field };
-        let ts_bytes = ts24.to_be_bytes();
+        let ts24 = if st.extended { EXTENDED } else { st.delta };
         if fmt <= 2 {
-            self.out.extend_from_slice(&ts_bytes[1..]);
+            self.out.extend_from_slice(&ts24.to_be_bytes()[1..]);
         }
         if fmt <= 1 {
-            self.out.extend_from_slice(&length.to_be_bytes()[1..]);
-            self.out.extend_from_slice(&[type_id]);
+            self.out.extend_from_slice(&st.length.to_be_bytes()[1..]);
+            self.out.extend_from_slice(&[st.type_id]);
         }
         if fmt == 0 {
-            self.out.extend_from_slice(&stream_id.to_le_bytes());
+            self.out.extend_from_slice(&st.stream_id.to_le_bytes());
         }
-        if extended {
-            self.out.extend_from_slice(&field.to_be_bytes());
+        if st.extended {
+            self.out.extend_from_slice(&st.delta.to_be_bytes());
         }
-        // The parts, a type-3 chunk header every `chunk` bytes.
+    }
+
+    /// The parts, a type-3 chunk header every `chunk_size` bytes; shared
+    /// parts are referenced, the others copied.
+    #[inline(always)]
+    fn put_payload<P: Piece>(&mut self, csid: u32, st: &OutStream, parts: &[P]) {
+        let chunk = self.chunk_size as usize;
         let mut room = chunk;
-        let mut left = total;
         for piece in parts {
             let part = piece.bytes();
             let by_ref = piece.shared();
@@ -1102,8 +1132,8 @@ impl ChunkEncoder {
             while at < part.len() {
                 if room == 0 {
                     put_basic_header(&mut self.out, 3, csid);
-                    if extended {
-                        self.out.extend_from_slice(&field.to_be_bytes());
+                    if st.extended {
+                        self.out.extend_from_slice(&st.delta.to_be_bytes());
                     }
                     room = chunk;
                 }
@@ -1118,13 +1148,8 @@ impl ChunkEncoder {
                 }
                 at += n;
                 room -= n;
-                left -= n;
             }
         }
-        debug_assert_eq!(left, 0);
-        self.stats.bytes += (self.pending() - start) as u64;
-        self.stats.messages += 1;
-        Ok(())
     }
 }
 
