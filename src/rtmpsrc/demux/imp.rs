@@ -70,6 +70,53 @@ struct HeldFrame {
     arrival: u64,
 }
 
+/// What a frame's push needs from the state, taken in one lock.
+struct Outgoing {
+    pad: gst::Pad,
+    /// The stream's tags, before a pad's first frame.
+    global_tags: Option<gst::TagList>,
+    /// The track's own tags, new since its last frame.
+    own_tags: Option<gst::TagList>,
+    discont: bool,
+    /// The arrival count the frame carries as its offset (see `arrival`).
+    arrival: u64,
+    /// Pushed from this thread rather than through the pad's queue.
+    direct: bool,
+    /// The pad was found unlinked before and warned of.
+    left_out: bool,
+}
+
+/// A frame as a buffer: a slice of the tag body, which holds the
+/// connection's buffer (no copy), its PTS the DTS plus the composition
+/// time (`cts`, in ms) and never before 0.
+#[inline]
+fn frame_buffer(
+    data: &bytes::Bytes,
+    dts: Option<gst::ClockTime>,
+    cts: i32,
+    key: bool,
+    discont: bool,
+    arrival: u64,
+) -> gst::Buffer {
+    let mut b = gst::Buffer::from_slice(data.clone());
+    let bm = b.get_mut().expect("new buffer is writable");
+    bm.set_dts(dts);
+    bm.set_offset(arrival);
+    bm.set_pts(dts.map(|d| {
+        let p = d.nseconds() as i64 + i64::from(cts) * 1_000_000;
+        gst::ClockTime::from_nseconds(p.max(0) as u64)
+    }));
+    let mut flags = gst::BufferFlags::empty();
+    if !key {
+        flags |= gst::BufferFlags::DELTA_UNIT;
+    }
+    if discont {
+        flags |= gst::BufferFlags::DISCONT;
+    }
+    bm.set_flags(flags);
+    b
+}
+
 /// The most tags kept before the first elementary pad comes (see
 /// `State::prelude`), in tags and bytes: past either, the stream plays on
 /// elementary pads whatever takes them.
@@ -1437,78 +1484,19 @@ impl RtmpSrcDemux {
         cts: i32,
         key: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (pad, global, own, discont, arrival, direct, left_out) = {
-            let mut st = self.lock();
-            let (arrival, direct) = (st.arrival, st.direct);
-            if id == AUDIO0
-                && let Some(h) = st.held.as_mut()
-            {
-                h.bytes += data.len();
-                h.frames.push(HeldFrame {
-                    data: data.clone(),
-                    dts,
-                    arrival,
-                });
-                if h.frames.len() < MAX_HELD_FRAMES && h.bytes < MAX_HELD_BYTES {
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-                st.hold_over = true;
-                let held = st.held.take().expect("matched above");
-                drop(st);
-                self.release(held);
-                return Ok(gst::FlowSuccess::Ok);
-            }
-            let Some((_, tr)) = st.tracks.iter_mut().find(|(t, _)| *t == id) else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            let Some(pad) = tr.pad.clone() else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            let discont = std::mem::take(&mut tr.discont);
-            let left_out = tr.left_out;
-            let first = !std::mem::replace(&mut tr.tagged, true);
-            if id == VIDEO0 {
-                st.video_flowing = true;
-            }
-            // The stream's tags before each pad's first frame; the track's
-            // own with its next one.
-            let global = if first { st.stream_tags.clone() } else { None };
-            let own = st
-                .track_tags
-                .iter()
-                .position(|(t, _)| *t == id)
-                .map(|i| st.track_tags.swap_remove(i).1);
-            (pad, global, own, discont, arrival, direct, left_out)
+        let Some(out) = self.outgoing(id, data, dts) else {
+            return Ok(gst::FlowSuccess::Ok);
         };
-        for t in [global, own].into_iter().flatten() {
-            self.send_event(&pad, gst::event::Tag::new(t));
+        for t in [out.global_tags, out.own_tags].into_iter().flatten() {
+            self.send_event(&out.pad, gst::event::Tag::new(t));
         }
-        // A slice of the tag body, which holds the connection's buffer: no copy.
-        let mut b = gst::Buffer::from_slice(data.clone());
-        {
-            let b = b.get_mut().expect("new buffer is writable");
-            b.set_dts(dts);
-            b.set_offset(arrival);
-            let pts = dts.map(|d| {
-                let p = d.nseconds() as i64 + i64::from(cts) * 1_000_000;
-                gst::ClockTime::from_nseconds(p.max(0) as u64)
-            });
-            b.set_pts(pts);
-            let mut flags = gst::BufferFlags::empty();
-            if !key {
-                flags |= gst::BufferFlags::DELTA_UNIT;
-            }
-            if discont {
-                flags |= gst::BufferFlags::DISCONT;
-            }
-            b.set_flags(flags);
-        }
-        let r = self.send_buffer(&pad, id.video, direct, b);
+        let b = frame_buffer(data, dts, cts, key, out.discont, out.arrival);
+        let r = self.send_buffer(&out.pad, id.video, out.direct, b);
         // A pad already looked at (see `warn_left_out`) costs nothing more.
-        if r == Err(gst::FlowError::NotLinked) && !left_out {
-            self.warn_left_out(id, &pad);
+        if r == Err(gst::FlowError::NotLinked) && !out.left_out {
+            self.warn_left_out(id, &out.pad);
         }
-        let r = self.flow.lock().unwrap().update_pad_flow(&pad, r);
+        let r = self.flow.lock().unwrap().update_pad_flow(&out.pad, r);
         if r == Err(gst::FlowError::NotLinked) {
             self.tell_not_linked();
         }
@@ -1517,6 +1505,61 @@ impl RtmpSrcDemux {
             return Err(gst::FlowError::Eos);
         }
         Ok(r)
+    }
+
+    /// Where a frame of track `id` goes and what goes before it; `None`
+    /// where it goes nowhere now: no pad for the track (yet), or audio
+    /// held until the video's pad comes (see `hold`).
+    #[inline]
+    fn outgoing(
+        &self,
+        id: PadTrack,
+        data: &bytes::Bytes,
+        dts: Option<gst::ClockTime>,
+    ) -> Option<Outgoing> {
+        let mut st = self.lock();
+        let arrival = st.arrival;
+        if id == AUDIO0
+            && let Some(h) = st.held.as_mut()
+        {
+            h.bytes += data.len();
+            h.frames.push(HeldFrame {
+                data: data.clone(),
+                dts,
+                arrival,
+            });
+            if h.frames.len() >= MAX_HELD_FRAMES || h.bytes >= MAX_HELD_BYTES {
+                st.hold_over = true;
+                let held = st.held.take().expect("matched above");
+                drop(st);
+                self.release(held);
+            }
+            return None;
+        }
+        let direct = st.direct;
+        let (_, tr) = st.tracks.iter_mut().find(|(t, _)| *t == id)?;
+        let pad = tr.pad.clone()?;
+        let discont = std::mem::take(&mut tr.discont);
+        let left_out = tr.left_out;
+        let first = !std::mem::replace(&mut tr.tagged, true);
+        if id == VIDEO0 {
+            st.video_flowing = true;
+        }
+        Some(Outgoing {
+            pad,
+            // The stream's tags before each pad's first frame; the track's
+            // own with its next one.
+            global_tags: if first { st.stream_tags.clone() } else { None },
+            own_tags: st
+                .track_tags
+                .iter()
+                .position(|(t, _)| *t == id)
+                .map(|i| st.track_tags.swap_remove(i).1),
+            discont,
+            arrival,
+            direct,
+            left_out,
+        })
     }
 
     /// Every pad's push came back not-linked: which pads there are, and
@@ -1612,5 +1655,50 @@ impl RtmpSrcDemux {
             );
             self.refresh_collection();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_buffer_carries_the_tags_times_and_flags() {
+        gst::init().unwrap();
+        let body = bytes::Bytes::from_static(b"\x00\x00\x00\x01frame");
+        let at = |ms| Some(gst::ClockTime::from_mseconds(ms));
+
+        // A keyframe with a composition time: PTS = DTS + cts, the payload
+        // the tag body's own bytes.
+        let b = frame_buffer(&body, at(1000), 40, true, false, 7);
+        assert_eq!(b.dts(), at(1000));
+        assert_eq!(b.pts(), at(1040));
+        assert_eq!(b.offset(), 7);
+        assert!(b.flags().is_empty());
+        assert_eq!(&*b.map_readable().unwrap(), &body[..]);
+
+        // A delta frame after a gap: both flags.
+        let b = frame_buffer(&body, at(1000), 0, false, true, 8);
+        assert_eq!(
+            b.flags(),
+            gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT
+        );
+        assert_eq!(b.pts(), at(1000));
+
+        // A negative composition time (B-frames reordered by a muxer that
+        // shifted nothing) stays negative relative to DTS, but never
+        // before 0.
+        assert_eq!(
+            frame_buffer(&body, at(1000), -40, true, false, 0).pts(),
+            at(960)
+        );
+        assert_eq!(
+            frame_buffer(&body, at(20), -40, true, false, 0).pts(),
+            at(0)
+        );
+
+        // No time, no PTS.
+        let b = frame_buffer(&body, None, 40, true, false, 0);
+        assert_eq!((b.dts(), b.pts()), (None, None));
     }
 }
