@@ -20,6 +20,38 @@ struct Pair {
     now: Instant,
 }
 
+/// Reads one side's output as messages, past its part of the handshake.
+struct Tap {
+    decoder: crate::chunk::ChunkDecoder,
+    /// Handshake bytes still to pass over: C0 (or S0), C1 and C2.
+    skip: usize,
+}
+
+impl Default for Tap {
+    fn default() -> Self {
+        Tap {
+            decoder: crate::chunk::ChunkDecoder::new(crate::limits::Limits::default()),
+            skip: 1 + 2 * crate::handshake::PACKET_SIZE,
+        }
+    }
+}
+
+impl Tap {
+    /// The messages `out`, the side's next bytes, completes.
+    fn messages(&mut self, out: &[u8]) -> Vec<crate::message::Message> {
+        let n = self.skip.min(out.len());
+        self.skip -= n;
+        self.decoder.feed(&out[n..]);
+        let mut got = Vec::new();
+        while let Some(m) = self.decoder.poll_message().unwrap() {
+            got.push(
+                crate::message::Message::decode(&m, &crate::limits::Limits::default()).unwrap(),
+            );
+        }
+        got
+    }
+}
+
 impl Pair {
     fn new(mode: ClientMode, url: &str, server: ServerConfig) -> Self {
         let now = Instant::now();
@@ -479,8 +511,6 @@ fn protocol_violations_fail_cleanly() {
 
 #[test]
 fn set_peer_bandwidth_is_answered_when_the_window_changes() {
-    use crate::chunk::ChunkDecoder;
-    use crate::limits::Limits;
     use crate::message::Message;
 
     let cfg = ServerConfig {
@@ -489,18 +519,12 @@ fn set_peer_bandwidth_is_answered_when_the_window_changes() {
     };
     let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
     // Watch what the client sends after the handshake.
-    let mut seen = ChunkDecoder::new(Limits::default());
-    let mut skip = 1 + 2 * crate::handshake::PACKET_SIZE;
+    let mut tap = Tap::default();
     let mut client_msgs = Vec::new();
     for _ in 0..4 {
         let out = p.c.send_buf().to_vec();
         p.c.advance(out.len());
-        let n = skip.min(out.len());
-        skip -= n;
-        seen.feed(&out[n..]);
-        while let Some(m) = seen.poll_message().unwrap() {
-            client_msgs.push(Message::decode(&m, &Limits::default()).unwrap());
-        }
+        client_msgs.extend(tap.messages(&out));
         p.s.feed(&out, p.now).unwrap();
         while let Some(ev) = p.s.poll_event() {
             if let ServerEvent::ConnectRequest(_) = ev {
@@ -772,8 +796,7 @@ fn librtmp_options_in_the_location_reach_the_server() {
 /// `_error`, each with id 0 no answer; FCPublish is told onFCPublish too.
 #[test]
 fn the_server_answers_every_call_that_waits_for_one() {
-    use crate::chunk::{ChunkDecoder, ChunkEncoder};
-    use crate::limits::Limits;
+    use crate::chunk::ChunkEncoder;
     use crate::message::{Command, Message, Status, type_id};
 
     let cfg = ServerConfig {
@@ -782,22 +805,18 @@ fn the_server_answers_every_call_that_waits_for_one() {
     };
     let mut p = Pair::new(ClientMode::Publish, "rtmp://h:1935/live/key", cfg);
     // Everything the server sends, past its handshake, as commands.
-    let mut from_server = ChunkDecoder::new(Limits::default());
-    let mut skip = 1 + 2 * crate::handshake::PACKET_SIZE;
+    let mut tap = Tap::default();
     let mut answers = |s: &mut ServerSession| {
         let out = s.send_buf().to_vec();
         s.advance(out.len());
-        let n = skip.min(out.len());
-        skip -= n;
-        from_server.feed(&out[n..]);
-        let mut got = Vec::new();
-        while let Some(m) = from_server.poll_message().unwrap() {
-            if let Message::Command { command, .. } =
-                Message::decode(&m, &Limits::default()).unwrap()
-            {
-                got.push(command);
-            }
-        }
+        let got: Vec<Command> = tap
+            .messages(&out)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Command { command, .. } => Some(command),
+                _ => None,
+            })
+            .collect();
         (out, got)
     };
     // The handshake and the client's connect, accepted; what the client
