@@ -124,6 +124,18 @@ impl Amf0Value {
         }
     }
 
+    /// Whether it takes a place in its message's reference table (objects
+    /// and arrays), which later `Reference`s count by.
+    pub fn is_complex(&self) -> bool {
+        matches!(
+            self,
+            Amf0Value::Object(_)
+                | Amf0Value::EcmaArray(_)
+                | Amf0Value::StrictArray(_)
+                | Amf0Value::TypedObject { .. }
+        )
+    }
+
     /// The value of a Boolean.
     pub fn as_bool(&self) -> Option<bool> {
         match self {

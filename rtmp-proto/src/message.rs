@@ -183,7 +183,17 @@ impl Command {
             })?,
             None => return Err(Error::malformed("empty command message")),
         };
-        let transaction_id = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
+        // Anything but a number reads as 0 (no answer wanted), except an
+        // object or array: it holds a place in the reference table, so
+        // dropping it would shift what later references point at.
+        let transaction_id = match it.next() {
+            Some(v) if v.is_complex() => {
+                return Err(Error::malformed(format!(
+                    "command '{name}' has an object or array for a transaction id"
+                )));
+            }
+            v => v.and_then(|v| v.as_f64()).unwrap_or(0.0),
+        };
         let object = it.next().unwrap_or(Amf0Value::Null);
         Ok(Command {
             name,
@@ -1299,6 +1309,47 @@ mod tests {
         assert_eq!(
             Message::decode(&r, &limits).unwrap_err().kind(),
             crate::error::ErrorKind::LimitExceeded
+        );
+    }
+
+    /// A transaction id that is not a number reads as 0, unless it is an
+    /// object or array: that one counts in the reference table, and the
+    /// command written again (with a number there) would have its later
+    /// references point one place off (found by the `command` fuzzer).
+    #[test]
+    fn a_transaction_id_that_is_not_a_number() {
+        let command = |txn: Amf0Value| {
+            let mut b = Vec::new();
+            for v in [
+                Amf0Value::string("deleteStream"),
+                txn,
+                Amf0Value::Null,
+                Amf0Value::Number(1.0),
+            ] {
+                amf0::encode(&v, &mut b);
+            }
+            Message::decode(
+                &raw(type_id::COMMAND_AMF0, Bytes::from(b)),
+                &Limits::default(),
+            )
+        };
+        for txn in [
+            Amf0Value::Null,
+            Amf0Value::Undefined,
+            Amf0Value::Boolean(true),
+        ] {
+            let Ok(Message::Command { command, .. }) = command(txn.clone()) else {
+                panic!("{txn:?} refused");
+            };
+            assert_eq!(command.transaction_id, 0.0);
+            assert_eq!(command.args, [Amf0Value::Number(1.0)]);
+        }
+        let e = command(Amf0Value::StrictArray(vec![])).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Malformed);
+        assert!(
+            e.reason()
+                .contains("'deleteStream' has an object or array for a transaction id"),
+            "{e}"
         );
     }
 
