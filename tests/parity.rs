@@ -390,10 +390,10 @@ fn wait_players_pacing(sink: &gst::Element, players: usize, want: u64) {
 fn peak_kbps_paces_each_player_in_server_mode() {
     needs!("ffmpeg");
     init();
-    let (srv, _, port) = sink_server(&SNOW.replace("SINK", "s"), "sync=false peak-kbps=1000");
-    let sent = probe_parsers(&srv);
+    // The parsers watched before the pipeline prerolls: a probe added
+    // after PAUSED can miss the first frames (sync=false, as here).
+    let (srv, sent, _, url) = paused_sink_server(&SNOW.replace("SINK", "s"), "peak-kbps=1000");
     let sink = element(&srv, "rtmpsink");
-    let url = format!("rtmp://127.0.0.1:{port}/live/key");
     let (p, log, _) = player(&url, "");
     p.set_state(gst::State::Playing).unwrap();
     // FFmpeg (ffprobe) plays too, paced the same.
