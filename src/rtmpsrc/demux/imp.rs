@@ -1509,7 +1509,10 @@ impl RtmpSrcDemux {
 
     /// Where a frame of track `id` goes and what goes before it; `None`
     /// where it goes nowhere now: no pad for the track (yet), or audio
-    /// held until the video's pad comes (see `hold`).
+    /// held until the video's pad comes (see `hold`). A held frame that
+    /// fills the hold ends it: everything held is pushed from here
+    /// (`release`), in the same lock's turn, rather than locking again
+    /// for every audio frame.
     #[inline]
     fn outgoing(
         &self,
