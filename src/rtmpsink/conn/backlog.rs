@@ -63,8 +63,6 @@ pub struct Item {
     pub kind: u8,
     pub timestamp: u32,
     pub body: Body,
-    /// A point a new connection may start at.
-    key: bool,
     /// Audio and video: the Enhanced RTMP track (0 unless multitrack).
     track: u8,
     /// A video frame: its track and whether it is a keyframe.
@@ -78,6 +76,12 @@ pub struct Item {
 #[derive(Debug, Default)]
 pub struct Backlog {
     items: VecDeque<Item>,
+    /// The points a new connection may start at (keyframes; any audio
+    /// frame in a stream without video), as sequence numbers: the n-th
+    /// message ever held is n, and `items[0]` is `front_seq`. Kept apart
+    /// so that no push has to look through a GOP for its next keyframe.
+    keys: VecDeque<u64>,
+    front_seq: u64,
     keep_ms: i64,
     unwrap: TimestampUnwrapper,
     meta: Option<Item>,
@@ -136,7 +140,6 @@ impl Backlog {
             kind,
             timestamp,
             body,
-            key,
             track,
             video,
             time,
@@ -158,8 +161,29 @@ impl Backlog {
         }
         self.newest_key = key;
         self.newest = self.newest.max(time);
+        if key {
+            self.keys
+                .push_back(self.front_seq + self.items.len() as u64);
+        }
         self.items.push_back(item);
         self.trim()
+    }
+
+    /// Where sequence number `seq` is in `items`.
+    fn index_of(&self, seq: u64) -> usize {
+        (seq - self.front_seq) as usize
+    }
+
+    /// Lets the first `n` messages go; how many of them were never written.
+    fn drop_front(&mut self, n: usize) -> u64 {
+        self.front_seq += n as u64;
+        while self.keys.front().is_some_and(|&k| k < self.front_seq) {
+            self.keys.pop_front();
+        }
+        self.items
+            .drain(..n)
+            .filter(|i| i.written_at.is_none())
+            .count() as u64
     }
 
     /// Drops whole GOPs from the front while the next one still starts
@@ -168,7 +192,12 @@ impl Backlog {
         let cutoff = self.newest - self.keep_ms;
         let mut dropped = 0;
         loop {
-            let next_key = self.items.iter().skip(1).position(|i| i.key).map(|p| p + 1);
+            let front = self.front_seq;
+            let next_key = self
+                .keys
+                .iter()
+                .find(|&&k| k > front)
+                .map(|&k| self.index_of(k));
             let cut = match next_key {
                 Some(k) if self.items[k].time <= cutoff => k,
                 // Nothing to start at yet, or it is recent: keep it all,
@@ -180,18 +209,15 @@ impl Backlog {
                     let Some(front) = self.items.front() else {
                         break;
                     };
-                    if front.time <= self.newest - 2 * self.keep_ms.max(1) && !front.key {
+                    let front_is_key = self.keys.front() == Some(&self.front_seq);
+                    if front.time <= self.newest - 2 * self.keep_ms.max(1) && !front_is_key {
                         1
                     } else {
                         break;
                     }
                 }
             };
-            for i in self.items.drain(..cut) {
-                if i.written_at.is_none() {
-                    dropped += 1;
-                }
-            }
+            dropped += self.drop_front(cut);
         }
         self.dropped += dropped;
         dropped
@@ -218,7 +244,7 @@ impl Backlog {
         let Some(start) = self.start_after(Some(acked)) else {
             return;
         };
-        self.items.drain(..start);
+        self.drop_front(start);
     }
 
     /// Where a replay after `acked` confirmed bytes starts: the keyframe
@@ -232,11 +258,13 @@ impl Backlog {
                 _ => true,
             })
             .unwrap_or(self.items.len());
-        self.items
-            .iter()
-            .take(first_unconfirmed + 1)
-            .rposition(|i| i.key)
-            .or_else(|| self.items.iter().position(|i| i.key))
+        let last = self.front_seq + first_unconfirmed as u64;
+        let at_or_before = self.keys.partition_point(|&k| k <= last);
+        let key = match at_or_before {
+            0 => self.keys.front(),
+            n => self.keys.get(n - 1),
+        };
+        key.map(|&k| self.index_of(k))
     }
 
     /// A new connection: every message counts as not yet written.
@@ -260,8 +288,8 @@ impl Backlog {
     /// headers, then that keyframe (what came before it went to the old
     /// server, written or still queued there).
     pub fn move_at_newest_key(&self) -> Vec<Item> {
-        match self.items.iter().rposition(|i| i.key) {
-            Some(s) => self.starting_at(s),
+        match self.keys.back() {
+            Some(&k) => self.starting_at(self.index_of(k)),
             None => Vec::new(),
         }
     }
@@ -444,6 +472,78 @@ mod tests {
             a.push(tag_type::AUDIO, n * 23, one(&[0xAF, 1, 2]));
         }
         assert_eq!(a.len(), 1, "audio alone: the newest frame");
+    }
+
+    /// Hours of irregular GOPs, written and confirmed at odd moments: every
+    /// replay starts at the keyframe before the first unconfirmed message,
+    /// a move at the newest keyframe, and the backlog stays bounded.
+    #[test]
+    fn start_points_stay_right_through_a_long_irregular_stream() {
+        let mut b = Backlog::new(3000);
+        b.push(tag_type::VIDEO, 0, one(&[0x17, 0, 0, 0, 0, 1]));
+        let mut rng = 0x2545_f491_u32;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng
+        };
+        let (mut bytes, mut acked, mut last_key) = (0u64, 0u64, 0u32);
+        // (time, bytes once written) of every frame, to find the first
+        // one the server has not confirmed.
+        let mut sent: Vec<(u32, u64)> = Vec::new();
+        let mut unwritten = Vec::new();
+        for n in 0..20_000u32 {
+            let t = n * 40;
+            let key = n == 0 || next() % 60 == 0;
+            if key {
+                last_key = t;
+            }
+            b.push(tag_type::VIDEO, t, video(key));
+            b.push(tag_type::AUDIO, t, one(&[0xAF, 1, 2]));
+            unwritten.push(t);
+            if next() % 4 != 0 {
+                bytes += 2000;
+                b.written(bytes);
+                sent.extend(unwritten.drain(..).map(|t| (t, bytes)));
+            }
+            if next() % 50 == 0 {
+                acked = bytes.saturating_sub(u64::from(next() % 3) * 2000);
+                b.confirmed(acked);
+            }
+            assert!(
+                b.len() < 2 * (3000 / 40 + 60 * 10) * 2,
+                "{n}: {} held",
+                b.len()
+            );
+            if n % 97 == 0 {
+                let first_unconfirmed = sent
+                    .iter()
+                    .find(|(_, w)| *w > acked)
+                    .map(|(t, _)| *t)
+                    .or(unwritten.first().copied());
+                let r = b.replay(Some(acked));
+                let start = &r[1];
+                assert_eq!(
+                    start.body.head().0[0],
+                    0x17,
+                    "{n}: a replay starts at a keyframe"
+                );
+                // Unless what was never confirmed is older than the backlog
+                // keeps: then from the first keyframe held.
+                match first_unconfirmed {
+                    Some(u) if t - u < 3000 => {
+                        assert!(start.timestamp <= u, "{n}: {} after {u}", start.timestamp)
+                    }
+                    _ => assert_eq!(start.timestamp, b.replay(None)[1].timestamp, "{n}"),
+                }
+                let m = b.move_at_newest_key();
+                assert_eq!(
+                    m[1].timestamp, last_key,
+                    "{n}: a move starts at the newest keyframe"
+                );
+            }
+        }
     }
 
     #[test]

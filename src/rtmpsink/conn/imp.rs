@@ -1138,27 +1138,24 @@ impl RtmpSinkConn {
             return None;
         }
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        // The memories, mapped and shared (no copy) so that the backlog can
-        // keep them too.
-        let maps: Vec<Bytes> = buffer
-            .iter_memories_owned()
-            .filter_map(|m| m.into_mapped_memory_readable().ok())
-            .map(Bytes::from_owner)
-            .collect();
-        if maps.len() != buffer.n_memory() {
-            return None;
-        }
-        // Slice [TAG_HEADER_SIZE, TAG_HEADER_SIZE + size) across the memories.
+        // The memories that hold [TAG_HEADER_SIZE, TAG_HEADER_SIZE + size),
+        // mapped and shared (no copy) so that the backlog can keep them
+        // too; the previous-tag-size after them is not mapped at all.
         let (mut skip, mut want) = (TAG_HEADER_SIZE, size);
-        let mut parts: Vec<Bytes> = Vec::with_capacity(maps.len());
-        for m in maps {
-            let k = skip.min(m.len());
-            skip -= k;
-            let n = want.min(m.len() - k);
-            if n > 0 {
-                parts.push(m.slice(k..k + n));
-                want -= n;
+        let mut parts: Vec<Bytes> = Vec::with_capacity(buffer.n_memory());
+        for m in buffer.iter_memories_owned() {
+            if want == 0 {
+                break;
             }
+            let len = m.size();
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let m = Bytes::from_owner(m.into_mapped_memory_readable().ok()?);
+            let n = want.min(len - skip);
+            parts.push(m.slice(skip..skip + n));
+            (skip, want) = (0, want - n);
         }
         Some(self.send_tag(st, h[0] & 0x1F, ts, Body::new(parts)))
     }
