@@ -11,6 +11,7 @@
 use gst::glib;
 
 pub(crate) mod imp;
+mod time;
 
 pub(crate) use imp::CAT;
 pub use imp::{ROLE, Settings, defaults};
