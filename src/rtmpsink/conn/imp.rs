@@ -1138,27 +1138,34 @@ impl RtmpSinkConn {
             return None;
         }
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        // The memories that hold [TAG_HEADER_SIZE, TAG_HEADER_SIZE + size),
-        // mapped and shared (no copy) so that the backlog can keep them
-        // too; the previous-tag-size after them is not mapped at all.
-        let (mut skip, mut want) = (TAG_HEADER_SIZE, size);
-        let mut parts: Vec<Bytes> = Vec::with_capacity(buffer.n_memory());
-        for m in buffer.iter_memories_owned() {
-            if want == 0 {
-                break;
-            }
-            let len = m.size();
-            if skip >= len {
-                skip -= len;
-                continue;
-            }
-            let m = Bytes::from_owner(m.into_mapped_memory_readable().ok()?);
-            let n = want.min(len - skip);
-            parts.push(m.slice(skip..skip + n));
-            (skip, want) = (0, want - n);
-        }
+        let parts = tag_body(buffer, size)?;
         Some(self.send_tag(st, h[0] & 0x1F, ts, Body::new(parts)))
     }
+}
+
+/// The body of the one tag `buffer` holds, the `size` bytes after its
+/// header: pieces of the memories it is in, mapped and shared (no copy) so
+/// that the backlog can keep them too. The memories of the header alone
+/// and of the previous-tag-size after the body are not mapped at all.
+/// None if a memory cannot be mapped.
+fn tag_body(buffer: &gst::BufferRef, size: usize) -> Option<Vec<Bytes>> {
+    let (mut skip, mut want) = (TAG_HEADER_SIZE, size);
+    let mut parts = Vec::with_capacity(buffer.n_memory());
+    for m in buffer.iter_memories_owned() {
+        if want == 0 {
+            break;
+        }
+        let len = m.size();
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let m = Bytes::from_owner(m.into_mapped_memory_readable().ok()?);
+        let n = want.min(len - skip);
+        parts.push(m.slice(skip..skip + n));
+        (skip, want) = (0, want - n);
+    }
+    Some(parts)
 }
 
 impl BaseSinkImpl for RtmpSinkConn {
@@ -1323,5 +1330,55 @@ mod tests {
         assert_eq!(ex_fourcc(a, b"\x90Op"), None, "cut short");
         assert_eq!(ex_fourcc(tag_type::SCRIPT, b"\x90hvc1"), None);
         assert_eq!(ex_fourcc(v, b""), None);
+    }
+
+    /// However the muxer's (or flvmux's) buffer splits a tag into
+    /// memories, the body comes out whole and in order, one piece per
+    /// memory it is in, without the tag header or the previous-tag-size.
+    #[test]
+    fn a_tags_body_is_taken_from_the_memories_it_is_in() {
+        gst::init().unwrap();
+        let body: Vec<u8> = (0..40u8).collect();
+        let mut tag = vec![tag_type::VIDEO, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0];
+        tag.extend_from_slice(&body);
+        tag.extend_from_slice(&51u32.to_be_bytes());
+        // Where the memories end: the header alone, the header with the
+        // body's start, the body across several, the body's end with the
+        // previous-tag-size, the previous-tag-size alone.
+        for cuts in [
+            &[11, 51][..],
+            &[16, 30, 51],
+            &[5, 11, 20, 21, 40],
+            &[11, 30],
+            &[3, 8, 11, 12, 13, 50, 51, 53],
+        ] {
+            let mut buffer = gst::Buffer::new();
+            {
+                let b = buffer.get_mut().unwrap();
+                let mut at = 0;
+                for &end in cuts.iter().chain(std::iter::once(&tag.len())) {
+                    b.append_memory(gst::Memory::from_slice(tag[at..end].to_vec()));
+                    at = end;
+                }
+            }
+            let parts = tag_body(&buffer, 40).unwrap();
+            assert_eq!(parts.concat(), body, "memories ending at {cuts:?}");
+            assert!(parts.iter().all(|p| !p.is_empty()), "{cuts:?}");
+            let in_body = cuts
+                .iter()
+                .chain(std::iter::once(&tag.len()))
+                .scan(0, |at, &end| {
+                    let r = (*at, end);
+                    *at = end;
+                    Some(r)
+                })
+                .filter(|&(a, e)| a < 51 && e > 11)
+                .count();
+            assert_eq!(
+                parts.len(),
+                in_body,
+                "one piece per memory the body is in: {cuts:?}"
+            );
+        }
     }
 }
