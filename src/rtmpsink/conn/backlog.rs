@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(a.len(), 1, "audio alone: the newest frame");
     }
 
-    /// Hours of irregular GOPs, written and confirmed at odd moments: every
+    /// 13 minutes of irregular GOPs, written and confirmed at odd moments: every
     /// replay starts at the keyframe before the first unconfirmed message,
     /// a move at the newest keyframe, and the backlog stays bounded.
     #[test]
