@@ -117,6 +117,7 @@ fn certificate_failures_name_their_cause() {
             front(&pki.wrong_host),
             front(&pki.expired),
             front(&pki.untrusted),
+            front(&pki.cn_only),
         ],
     );
     let publisher = live_publisher(&nginx, "certs");
@@ -166,6 +167,17 @@ fn certificate_failures_name_their_cause() {
     let (msg, _) = play_error(
         &nginx.rtmps_url(1, "certs"),
         "tls-validation-flags=bad-identity",
+    );
+    assert!(msg.contains("not valid for that name"), "{msg}");
+    // A certificate with no subjectAltName is for the host its Common
+    // Name says, as OpenSSL and GnuTLS take it (FFmpeg, rtmp2 through
+    // GIO); webpki alone refused it.
+    plays(&nginx.rtmps_url(4, "certs"), &ca);
+    let (msg, _) = play_error(
+        &nginx
+            .rtmps_url(4, "certs")
+            .replace("localhost", "127.0.0.1"),
+        &ca,
     );
     assert!(msg.contains("not valid for that name"), "{msg}");
     // 0 accepts anything (tests only).

@@ -10,6 +10,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -316,24 +317,22 @@ fn hostile_tls_peers_are_cut_off_and_the_publisher_is_not_disturbed() {
     assert!(rejected >= 4, "{:?}", notes.lock().unwrap());
 }
 
-/// What users make for a test rig or a self-hosted ingest: `openssl req
-/// -x509`, which marks the certificate as a CA (webpki alone refuses that
-/// as a server's certificate). Given as tls-ca-file, it is trusted as it
-/// is; its name is still checked.
-#[test]
-fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
-    require("openssl");
-    let dir = TempDir::new("tls-selfsigned");
-    let (cert, key) = (dir.path("host.pem"), dir.path("host.key"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+/// A certificate as `openssl req -x509 -subj /CN=localhost` makes it, with
+/// `subjectAltName=DNS:localhost` added or not (openssl adds none by
+/// itself): (certificate, key).
+fn openssl_self_signed(dir: &TempDir, name: &str, alt_name: bool) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.path(&format!("{name}.pem")),
+        dir.path(&format!("{name}.key")),
+    );
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
+        .args(["-subj", "/CN=localhost"]);
+    if alt_name {
+        cmd.args(["-addext", "subjectAltName=DNS:localhost"]);
+    }
+    let st = cmd
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -342,39 +341,58 @@ fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
         .status()
         .unwrap();
     assert!(st.success());
-    let server = format!(
-        "eos-on-unpublish=true tls-certificate-file={} tls-key-file={}",
-        cert.display(),
-        key.display()
-    );
-    let (p, log, _, _, port) = src_server_at(LISTEN, &server);
-    // Without it: the error says what to do.
-    let unknown = launch(&format!(
-        "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://localhost:{port}/live/key"
-    ));
-    unknown.set_state(gst::State::Playing).unwrap();
-    let (msg, _) = expect_error(&unknown, Duration::from_secs(15));
-    assert!(msg.contains("tls-ca-file"), "{msg}");
-    let sent = publish_to_eos(&format!(
-        "{} rtmpsink name=s sync=false location=rtmps://localhost:{port}/live/key tls-ca-file={}",
-        AV.replace("SINK", "s"),
-        cert.display()
-    ));
-    play_to_eos(&p, Duration::from_secs(20));
-    same_frames(
-        "rtmpsink trusting an openssl self-signed certificate",
-        &sent,
-        &log.lock().unwrap(),
-        true,
-    );
-    // Trusted as it is, but not for another name.
-    let (p, _, _, _, port) = src_server_at(LISTEN, &server);
-    let bad = launch(&format!(
-        "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://127.0.0.1:{port}/live/key tls-ca-file={}",
-        cert.display()
-    ));
-    bad.set_state(gst::State::Playing).unwrap();
-    let (msg, _) = expect_error(&bad, Duration::from_secs(15));
-    assert!(msg.contains("not valid for that name"), "{msg}");
-    p.set_state(gst::State::Null).unwrap();
+    (cert, key)
+}
+
+/// What users make for a test rig or a self-hosted ingest: `openssl req
+/// -x509`, which marks the certificate as a CA (webpki alone refuses that
+/// as a server's certificate). Given as tls-ca-file, it is trusted as it
+/// is; its name is still checked, in its subjectAltName or, when it has
+/// none (openssl's default), in its Common Name.
+#[test]
+fn an_openssl_self_signed_certificate_given_as_tls_ca_file() {
+    require("openssl");
+    let dir = TempDir::new("tls-selfsigned");
+    for alt_name in [true, false] {
+        let (cert, key) = openssl_self_signed(&dir, &format!("host-{alt_name}"), alt_name);
+        let server = format!(
+            "eos-on-unpublish=true tls-certificate-file={} tls-key-file={}",
+            cert.display(),
+            key.display()
+        );
+        let (p, log, _, _, port) = src_server_at(LISTEN, &server);
+        if alt_name {
+            // Without it: the error says what to do.
+            let unknown = launch(&format!(
+                "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://localhost:{port}/live/key"
+            ));
+            unknown.set_state(gst::State::Playing).unwrap();
+            let (msg, _) = expect_error(&unknown, Duration::from_secs(15));
+            assert!(msg.contains("tls-ca-file"), "{msg}");
+        }
+        let sent = publish_to_eos(&format!(
+            "{} rtmpsink name=s sync=false location=rtmps://localhost:{port}/live/key tls-ca-file={}",
+            AV.replace("SINK", "s"),
+            cert.display()
+        ));
+        play_to_eos(&p, Duration::from_secs(20));
+        same_frames(
+            &format!(
+                "rtmpsink trusting an openssl self-signed certificate (subjectAltName: {alt_name})"
+            ),
+            &sent,
+            &log.lock().unwrap(),
+            true,
+        );
+        // Trusted as it is, but not for another name.
+        let (p, _, _, _, port) = src_server_at(LISTEN, &server);
+        let bad = launch(&format!(
+            "videotestsrc num-buffers=30 ! x264enc ! h264parse ! rtmpsink location=rtmps://127.0.0.1:{port}/live/key tls-ca-file={}",
+            cert.display()
+        ));
+        bad.set_state(gst::State::Playing).unwrap();
+        let (msg, _) = expect_error(&bad, Duration::from_secs(15));
+        assert!(msg.contains("not valid for that name"), "{msg}");
+        p.set_state(gst::State::Null).unwrap();
+    }
 }

@@ -295,11 +295,7 @@ impl FlagsVerifier {
                 });
             }
         }
-        let parsed = match rustls::server::ParsedCertificate::try_from(end_entity) {
-            Ok(p) => p,
-            Err(e) => return Some(Err(e)),
-        };
-        match rustls::client::verify_server_name(&parsed, server_name) {
+        match verify_name(end_entity, server_name) {
             Err(rustls::Error::InvalidCertificate(e)) if self.flags & flag_of(&e) != 0 => fail(e),
             _ => Some(Ok(ServerCertVerified::assertion())),
         }
@@ -338,6 +334,12 @@ impl ServerCertVerifier for FlagsVerifier {
                 Err(rustls::Error::InvalidCertificate(e)) => e,
                 Err(other) => return Err(other),
             };
+            if flag_of(&e) == flags::BAD_IDENTITY && common_name_fits(end_entity, server_name) {
+                // A certificate of before subjectAltName, for this host by
+                // its Common Name. webpki checks the name last: the rest
+                // held.
+                return Ok(ServerCertVerified::assertion());
+            }
             if self.flags & flag_of(&e) != 0 {
                 return Err(rustls::Error::InvalidCertificate(e));
             }
@@ -382,8 +384,7 @@ impl ServerCertVerifier for FlagsVerifier {
                 CertificateError::UnknownIssuer => {
                     // No chain at all: webpki checked the dates before it
                     // looked for an issuer, so the name is what is left.
-                    let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-                    return match rustls::client::verify_server_name(&parsed, &name) {
+                    return match verify_name(end_entity, &name) {
                         Err(rustls::Error::InvalidCertificate(e))
                             if self.flags & flag_of(&e) != 0 =>
                         {
@@ -517,17 +518,20 @@ fn x509_time(tag: u8, t: &[u8]) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
 }
 
-/// A certificate's notBefore and notAfter, in seconds since 1970.
-fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+/// The fields of a certificate's TBSCertificate after its optional [0]
+/// version: serial number, signature algorithm, issuer, validity, subject,
+/// public key, then the optional [1], [2] and [3] (extensions).
+fn tbs_fields(cert: &[u8]) -> Option<&[u8]> {
     let (_, cert, _) = der(cert)?;
     let (_, tbs, _) = der(cert)?;
-    let mut rest = tbs;
-    // [0] version, if there, then serial number, signature algorithm,
-    // issuer; validity comes next.
-    let (tag, _, after) = der(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
+    let (tag, _, after) = der(tbs)?;
+    Some(if tag == 0xa0 { after } else { tbs })
+}
+
+/// A certificate's notBefore and notAfter, in seconds since 1970.
+fn validity(cert: &[u8]) -> Option<(u64, u64)> {
+    let mut rest = tbs_fields(cert)?;
+    // Serial number, signature algorithm and issuer come first.
     for _ in 0..3 {
         rest = der(rest)?.2;
     }
@@ -535,6 +539,116 @@ fn validity(cert: &[u8]) -> Option<(u64, u64)> {
     let (t1, nb, after) = der(validity)?;
     let (t2, na, _) = der(after)?;
     Some((x509_time(t1, nb)?, x509_time(t2, na)?))
+}
+
+const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// The subject's Common Names of a certificate that names no DNS host in a
+/// subjectAltName: where OpenSSL and GnuTLS (so FFmpeg, and rtmp2 through
+/// GIO) look for the host name then, and webpki never does. Empty when the
+/// certificate has DNS names (they alone count then) or cannot be read.
+fn legacy_common_names(cert: &[u8]) -> Vec<String> {
+    let read = || -> Option<Vec<String>> {
+        let mut rest = tbs_fields(cert)?;
+        // Serial number, signature algorithm, issuer, validity.
+        for _ in 0..4 {
+            rest = der(rest)?.2;
+        }
+        let (_, mut subject, after) = der(rest)?;
+        // The public key, then [1], [2] and [3] as far as there are any.
+        let mut rest = der(after)?.2;
+        while let Some((tag, fields, after)) = der(rest) {
+            if tag == 0xa3 && has_dns_alt_name(fields)? {
+                return None;
+            }
+            rest = after;
+        }
+        let mut names = Vec::new();
+        // A SEQUENCE of SETs of (type, value) SEQUENCEs.
+        while let Some((_, rdn, after)) = der(subject) {
+            let mut attrs = rdn;
+            while let Some((_, attr, next)) = der(attrs) {
+                let (_, oid, value) = der(attr)?;
+                let (tag, value, _) = der(value)?;
+                // UTF8String, PrintableString, T61String, IA5String.
+                if oid == OID_COMMON_NAME && matches!(tag, 0x0c | 0x13 | 0x14 | 0x16) {
+                    names.push(String::from_utf8(value.to_vec()).ok()?);
+                }
+                attrs = next;
+            }
+            subject = after;
+        }
+        Some(names)
+    };
+    read().unwrap_or_default()
+}
+
+/// Whether the extensions ([3]'s contents) hold a subjectAltName with a
+/// dNSName in it; None if they cannot be read.
+fn has_dns_alt_name(extensions: &[u8]) -> Option<bool> {
+    let (_, mut list, _) = der(extensions)?;
+    while let Some((_, ext, after)) = der(list) {
+        let (_, oid, mut rest) = der(ext)?;
+        if oid == OID_SUBJECT_ALT_NAME {
+            // An optional `critical` BOOLEAN, then the OCTET STRING.
+            let (tag, _, after_critical) = der(rest)?;
+            if tag == 0x01 {
+                rest = after_critical;
+            }
+            let (_, value, _) = der(rest)?;
+            let (_, mut names, _) = der(value)?;
+            while let Some((tag, _, after)) = der(names) {
+                // dNSName is [2], IMPLICIT.
+                if tag == 0x82 {
+                    return Some(true);
+                }
+                names = after;
+            }
+        }
+        list = after;
+    }
+    Some(false)
+}
+
+/// Whether a certificate with no DNS name in a subjectAltName is for
+/// `name` by its Common Name, as OpenSSL and GnuTLS take it: the same name
+/// (letters in any case), or `*.` and the rest of the name after its first
+/// label. An address never matches a Common Name.
+fn common_name_fits(cert: &[u8], name: &ServerName<'_>) -> bool {
+    let ServerName::DnsName(host) = name else {
+        return false;
+    };
+    let host = host.as_ref().trim_end_matches('.');
+    legacy_common_names(cert).iter().any(|cn| {
+        let cn = cn.trim_end_matches('.');
+        if cn.eq_ignore_ascii_case(host) {
+            return true;
+        }
+        match (cn.strip_prefix("*."), host.split_once('.')) {
+            (Some(parent), Some((label, rest))) => {
+                !label.is_empty() && parent.contains('.') && parent.eq_ignore_ascii_case(rest)
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Whether the certificate is for `name`: by its subjectAltName, as webpki
+/// reads it, or by its Common Name when it has no DNS name there.
+fn verify_name(
+    end_entity: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+) -> std::result::Result<(), rustls::Error> {
+    let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+    match rustls::client::verify_server_name(&parsed, name) {
+        Err(rustls::Error::InvalidCertificate(e))
+            if flag_of(&e) == flags::BAD_IDENTITY && common_name_fits(end_entity, name) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// A date a person reads ("2025-03-01 12:00:00 UTC") from Unix seconds.
@@ -770,47 +884,151 @@ mod tests {
         rustls::ServerConnection,
         Arc<rustls::ServerConfig>,
     ) {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
             .unwrap()
             .self_signed(&key)
             .unwrap();
+        let pem = cert.pem();
+        shake(&pem, &key.serialize_pem(), &pem, "localhost").unwrap()
+    }
+
+    /// A TLS handshake in memory: a server with `cert` and `key`, a client
+    /// that trusts `ca` and expects `host`. The client's error if it
+    /// refused the server's certificate.
+    fn shake(
+        cert: &str,
+        key: &str,
+        ca: &str,
+        host: &str,
+    ) -> std::result::Result<
+        (
+            rustls::ClientConnection,
+            rustls::ServerConnection,
+            Arc<rustls::ServerConfig>,
+        ),
+        rustls::Error,
+    > {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "gstrtmp-tls-unit-{}-{}",
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let (c, k, a) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("ca.pem"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        std::fs::write(&a, ca).unwrap();
         let server = server_config(&TlsSettings {
-            cert_file: Some(c.clone()),
+            cert_file: Some(c),
             key_file: Some(k),
             ..Default::default()
         })
         .unwrap();
         let client = client_config(&TlsSettings {
-            ca_file: Some(c),
+            ca_file: Some(a),
             ..Default::default()
         })
         .unwrap();
-        let mut cc =
-            rustls::ClientConnection::new(client, server_name("localhost").unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let mut cc = rustls::ClientConnection::new(client, server_name(host).unwrap()).unwrap();
         let mut sc = rustls::ServerConnection::new(server.clone()).unwrap();
         let mut plain = Vec::new();
         while cc.is_handshaking() || sc.is_handshaking() {
             let mut wire = Vec::new();
             cc.write_tls(&mut wire).unwrap();
-            decrypt(&mut sc, &wire, &mut plain).unwrap();
+            decrypt(&mut sc, &wire, &mut plain)?;
             let mut wire = Vec::new();
             sc.write_tls(&mut wire).unwrap();
-            decrypt(&mut cc, &wire, &mut plain).unwrap();
+            decrypt(&mut cc, &wire, &mut plain)?;
         }
         assert!(plain.is_empty());
-        std::fs::remove_dir_all(&dir).ok();
-        (cc, sc, server)
+        Ok((cc, sc, server))
+    }
+
+    /// A certificate for `sans` (DNS names or addresses) with `cn` as its
+    /// Common Name, signed by a CA made here: (its PEM, its key's, the CA's).
+    fn issued(sans: &[&str], cn: &str) -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "unit CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "gst-plugin-rtmp");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem(), ca.pem())
+    }
+
+    fn der_of(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn common_names_count_only_without_dns_alt_names() {
+        let (cn_only, ..) = issued(&[], "rtmp.example.org");
+        assert_eq!(legacy_common_names(&der_of(&cn_only)), ["rtmp.example.org"]);
+        // A DNS name in subjectAltName: the Common Name no longer counts.
+        let (with_dns, ..) = issued(&["ingest.example.org"], "rtmp.example.org");
+        assert!(legacy_common_names(&der_of(&with_dns)).is_empty());
+        // Addresses alone leave the Common Name for host names.
+        let (with_ip, ..) = issued(&["192.0.2.7"], "rtmp.example.org");
+        assert_eq!(legacy_common_names(&der_of(&with_ip)), ["rtmp.example.org"]);
+        // What is not a certificate has none, and does not panic.
+        let der = der_of(&cn_only);
+        for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+            let _ = legacy_common_names(&der[..cut]);
+        }
+        assert!(legacy_common_names(b"\x30\x03\x02\x01\x00").is_empty());
+    }
+
+    #[test]
+    fn common_names_match_as_openssl_takes_them() {
+        let fits = |cn: &str, host: &str| {
+            let (cert, ..) = issued(&[], cn);
+            common_name_fits(&der_of(&cert), &server_name(host).unwrap())
+        };
+        assert!(fits("rtmp.example.org", "rtmp.example.org"));
+        assert!(fits("RTMP.Example.org", "rtmp.example.ORG"));
+        assert!(fits("localhost", "localhost"));
+        assert!(fits("*.example.org", "live.example.org"));
+        assert!(!fits("*.example.org", "a.live.example.org"));
+        assert!(!fits("*.example.org", "example.org"));
+        assert!(!fits("*.org", "example.org"));
+        assert!(!fits("rtmp.example.org", "example.org"));
+        assert!(!fits("localhost", "localhost.example.org"));
+        // An address is never matched by a Common Name.
+        assert!(!fits("127.0.0.1", "127.0.0.1"));
+    }
+
+    #[test]
+    fn a_certificate_named_by_its_common_name_alone_is_accepted_for_that_name() {
+        let (cert, key, ca) = issued(&[], "localhost");
+        shake(&cert, &key, &ca, "localhost").unwrap();
+        // Another name is refused, and says so.
+        let e = shake(&cert, &key, &ca, "rtmp.example.org").unwrap_err();
+        let rustls::Error::InvalidCertificate(c) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(flag_of(c), flags::BAD_IDENTITY, "{e:?}");
+        // With a DNS name in subjectAltName, the Common Name is not read.
+        let (cert, key, ca) = issued(&["rtmp.example.org"], "localhost");
+        let e = shake(&cert, &key, &ca, "localhost").unwrap_err();
+        assert!(format!("{e:?}").contains("rtmp.example.org"), "{e:?}");
+        // The same self-signed and given as the CA file (trusted as it is).
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let cert = p.self_signed(&key).unwrap().pem();
+        shake(&cert, &key.serialize_pem(), &cert, "localhost").unwrap();
+        assert!(shake(&cert, &key.serialize_pem(), &cert, "127.0.0.1").is_err());
     }
 
     #[test]

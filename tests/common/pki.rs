@@ -31,6 +31,9 @@ pub struct Pki {
     pub expired: Pem,
     /// localhost, signed by a CA no test trusts.
     pub untrusted: Pem,
+    /// localhost by its Common Name alone (no subjectAltName, as older
+    /// tools and private CAs make them), signed by the CA.
+    pub cn_only: Pem,
     /// A client certificate signed by the CA (mutual TLS).
     pub client: Pem,
     /// A client certificate signed by the untrusted CA.
@@ -95,6 +98,7 @@ impl Pki {
             wrong_host: issue("wrong-host", &["rtmp.example.org"], &trusted, false, false),
             expired: issue("expired", &localhost, &trusted, false, true),
             untrusted: issue("untrusted", &localhost, &other, false, false),
+            cn_only: issue("localhost", &[], &trusted, false, false),
             client: issue("client", &["publisher"], &trusted, true, false),
             bad_client: issue("bad-client", &["intruder"], &other, true, false),
             dir,
