@@ -335,9 +335,9 @@ impl ServerCertVerifier for FlagsVerifier {
                 Err(other) => return Err(other),
             };
             if flag_of(&e) == flags::BAD_IDENTITY && common_name_fits(end_entity, server_name) {
-                // A certificate of before subjectAltName, for this host by
-                // its Common Name. webpki checks the name last: the rest
-                // held.
+                // No DNS name in subjectAltName, and this host in the
+                // Common Name. webpki checks the name after the chain and
+                // the dates, so those held.
                 return Ok(ServerCertVerified::assertion());
             }
             if self.flags & flag_of(&e) != 0 {
